@@ -1,0 +1,67 @@
+"""smtpbridge: send mail by SMTP through libsmtpbridge, on ctypes alone.
+
+A thin mirror of the C ABI (version 1): :class:`Client` has one method per
+``smtpb_`` function, failures raise a :class:`SmtpBridgeError` subclass per
+result code, and JSON comes and goes as dicts. Importing loads the library
+(see :mod:`smtpbridge.native`) and raises :class:`LibraryLoadError` if it
+cannot be found or is not ABI version 1.
+"""
+
+from . import native
+from ._native import ABI_VERSION, INFINITE, abi_version, result_name, version
+from .client import Client
+from .errors import (
+    AuthError,
+    BlockedError,
+    BusyError,
+    ConfigError,
+    ConnectError,
+    CredentialsError,
+    InternalError,
+    InvalidArgumentError,
+    LibraryLoadError,
+    LimitError,
+    MessageError,
+    MissingFunctionError,
+    NotFoundError,
+    RejectedError,
+    SmtpBridgeError,
+    SmtpIOError,
+    StateError,
+    TlsError,
+    TransientError,
+    WaitTimeoutError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ABI_VERSION",
+    "INFINITE",
+    "AuthError",
+    "BlockedError",
+    "BusyError",
+    "Client",
+    "ConfigError",
+    "ConnectError",
+    "CredentialsError",
+    "InternalError",
+    "InvalidArgumentError",
+    "LibraryLoadError",
+    "LimitError",
+    "MessageError",
+    "MissingFunctionError",
+    "NotFoundError",
+    "RejectedError",
+    "SmtpBridgeError",
+    "SmtpIOError",
+    "StateError",
+    "TlsError",
+    "TransientError",
+    "WaitTimeoutError",
+    "__version__",
+    "abi_version",
+    "native",
+    "result_name",
+    "version",
+]

@@ -1,0 +1,429 @@
+"""Client: one ``smtpb_client``, with one method per C function."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import weakref
+from ctypes import byref, c_void_p
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+from . import _native as native
+from ._native import OPEN_DEFAULT, OPEN_PAUSED, OK, client_p, smtpb_event_fn
+from .errors import InternalError, StateError
+
+if TYPE_CHECKING:
+    from ctypes import _Pointer
+
+    from ._native import smtpb_client
+
+    Handle = _Pointer[smtpb_client]
+
+StrPath = Union[str, "os.PathLike[str]"]
+JsonObject = Union[str, Mapping[str, Any]]
+"""A JSON object given as a dict (serialised here) or as JSON text."""
+ConfigValue = Union[str, bool, int, "os.PathLike[str]", None]
+"""A configuration value: bools become ``true``/``false``, ints decimal, None the default."""
+EventCallback = Callable[[Dict[str, Any]], None]
+
+_UINT32_MAX = 0xFFFFFFFF
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _text(value: Optional[str], what: str) -> Optional[bytes]:
+    """Encode a string argument as UTF-8; None stays NULL. Raises TypeError, ValueError (NUL)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be str or None, not {type(value).__name__}")
+    if "\0" in value:
+        raise ValueError(f"{what} contains a NUL character")
+    return value.encode("utf-8")
+
+
+def _path(value: Optional[StrPath], what: str) -> Optional[bytes]:
+    """Encode a path argument (str or os.PathLike) as UTF-8; None stays NULL."""
+    return _text(None if value is None else os.fspath(value), what)
+
+
+def _json_text(value: Union[str, Mapping[str, Any], Sequence[Any]], what: str) -> Optional[bytes]:
+    """Encode JSON text as given, or serialise a dict or list (non-ASCII kept as is)."""
+    if not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=False)
+    return _text(value, what)
+
+
+def _config_value(value: ConfigValue, key: str) -> Optional[bytes]:
+    """Encode a configuration value: None = default, bool = true/false, int = decimal."""
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, int):
+        return str(value).encode("ascii")
+    return _path(value, f"value of {key}")
+
+
+def _integer(value: int, what: str, low: int, high: int) -> int:
+    """Check an int argument fits its C type (ctypes would wrap it silently)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{what} must be in {low}..{high}, not {value}")
+    return value
+
+
+def _ms(value: int, what: str) -> int:
+    """Check a uint32_t millisecond count (INFINITE = no limit)."""
+    return _integer(value, what, 0, _UINT32_MAX)
+
+
+def _event_thunk(client: "weakref.ref[Client]") -> Any:
+    """Make the C event callback of a Client: it calls the Client's current Python callback.
+
+    It holds the Client weakly, so a callback that refers to its Client does
+    not keep it alive. An exception from the Python callback goes to ctypes,
+    which reports it through ``sys.unraisablehook`` and returns normally to C.
+    """
+
+    def dispatch(event_json: bytes, _user_data: Optional[int]) -> None:
+        owner = client()
+        handler = owner._on_event if owner is not None else None
+        if handler is not None:
+            handler(json.loads(event_json))
+
+    return smtpb_event_fn(dispatch)
+
+
+def _close(handle: Handle, thunk: Any) -> None:
+    """Finalizer: ``smtpb_client_close``. It holds ``thunk`` so the C callback outlives the close."""
+    native.lib.smtpb_client_close(handle)
+
+
+class Client:
+    """A client of libsmtpbridge: one ``smtpb_client`` and its data directory.
+
+    Each method mirrors one C function and raises the SmtpBridgeError
+    subclass of its result code; any method of a closed client raises
+    StateError. Safe to use from many threads, but not to close while other
+    threads still use it. Closed by :meth:`close`, a ``with`` block, garbage
+    collection or interpreter exit, whichever comes first.
+    """
+
+    def __init__(
+        self, data_dir: Optional[StrPath] = None, secret: Optional[str] = None, paused: bool = False
+    ) -> None:
+        """``smtpb_client_open``: open the client whose state lives in ``data_dir``.
+
+        ``data_dir`` is an absolute path, created if missing and locked for
+        the client's life; None keeps everything in memory. ``secret`` is the
+        credential store's master secret; None uses a random key file in
+        ``data_dir``. ``paused`` opens with the outbox paused until
+        :meth:`outbox_resume`, so the callback and settings can be set first.
+        Raises InvalidArgumentError (e.g. a relative path), BusyError (the
+        directory is held by another client), SmtpIOError, CredentialsError.
+        """
+        self._on_event: Optional[EventCallback] = None
+        self._thunk = _event_thunk(weakref.ref(self))
+        handle = client_p()
+        flags = OPEN_PAUSED if paused else OPEN_DEFAULT
+        native.check(
+            native.lib.smtpb_client_open(
+                _path(data_dir, "data_dir"), _text(secret, "secret"), flags, byref(handle)
+            )
+        )
+        self._handle_p = handle
+        self._finalizer = weakref.finalize(self, _close, handle, self._thunk)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return not self._finalizer.alive
+
+    @property
+    def _as_parameter_(self) -> Handle:
+        """The ``smtpb_client *``, so a Client can be passed to ``native.call_raw``."""
+        return self._handle()
+
+    def _handle(self) -> Handle:
+        """Return the handle; raise StateError if the client is closed."""
+        if not self._finalizer.alive:
+            raise native.error(StateError.code, "the client is closed")
+        return self._handle_p
+
+    def close(self) -> None:
+        """``smtpb_client_close``: shut down with SMTPShutdownGraceMs, wait for calls inside, free.
+
+        Idempotent. Queued mail stays in the spool. Called from this
+        client's event callback, it returns at once and completes when the
+        callback returns; once it returns elsewhere, no callback runs.
+        """
+        self._finalizer()
+
+    def shutdown(self, grace_ms: int = 3000) -> None:
+        """``smtpb_client_shutdown``: stop the client, letting a transaction past MAIL finish within ``grace_ms``.
+
+        Idempotent; later calls raise StateError (except close). Raises
+        WaitTimeoutError if the grace ran out (the client is shut down anyway).
+        """
+        native.check(native.lib.smtpb_client_shutdown(self._handle(), _ms(grace_ms, "grace_ms")))
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<smtpbridge.Client {'closed' if self.closed else 'open'}>"
+
+    # -- calls ---------------------------------------------------------------
+
+    def _call(self, name: str, *args: Any) -> None:
+        """Call ``name(handle, *args)``; raise for a failed result."""
+        native.check(native.call_raw(name, self._handle(), *args))
+
+    def _call_out(self, name: str, *args: Any, attach: Optional[str] = None) -> str:
+        """Call ``name(handle, *args, &out)`` and return ``out`` as str.
+
+        The out-string is taken (and freed) whatever the result. On failure
+        it is parsed as JSON onto the exception's ``attach`` attribute, if given.
+        """
+        out = c_void_p()
+        code = native.call_raw(name, self._handle(), *args, byref(out))
+        failure = native.error(code) if code != OK else None  # before any other smtpb_ call
+        text = native.take_string(out)
+        if failure is not None:
+            if attach is not None:
+                setattr(failure, attach, None if text is None else json.loads(text))
+            raise failure
+        if text is None:
+            raise native.error(InternalError.code, f"{name} returned SMTPB_OK without its output")
+        return text
+
+    def _call_json(self, name: str, *args: Any, attach: Optional[str] = None) -> Any:
+        """Like _call_out, with the output parsed as JSON."""
+        return json.loads(self._call_out(name, *args, attach=attach))
+
+    # -- configuration ---------------------------------------------------------
+
+    def config_set(self, key: str, value: ConfigValue) -> None:
+        """``smtpb_config_set``: set ``key`` (``Name.Key`` for profile Name) to ``value``; None = default.
+
+        Raises ConfigError naming the key (unknown key, bad value).
+        """
+        self._call("smtpb_config_set", _text(key, "key"), _config_value(value, key))
+
+    def config_get(self, key: str) -> str:
+        """``smtpb_config_get``: the effective value of ``key``, defaults included. Raises ConfigError."""
+        return self._call_out("smtpb_config_get", _text(key, "key"))
+
+    def configure(self, mapping: Optional[Mapping[str, ConfigValue]] = None, **keys: ConfigValue) -> None:
+        """Call :meth:`config_set` for each key of ``mapping``, then of ``keys``, in order.
+
+        Not atomic: the first failure raises and earlier keys stay set
+        (:meth:`config_import_keys` applies all or nothing).
+        """
+        for key, value in itertools.chain((mapping or {}).items(), keys.items()):
+            self.config_set(key, value)
+
+    def config_import_keys(self, lines: str) -> None:
+        """``smtpb_config_import_keys``: apply ``Key=Value`` lines, all or nothing.
+
+        Raises ConfigError naming the line (unknown or repeated key, bad value).
+        """
+        self._call("smtpb_config_import_keys", _text(lines, "lines"))
+
+    def config_load_json(self, config: JsonObject) -> None:
+        """``smtpb_config_load_json``: replace the whole configuration (a dict or JSON text).
+
+        Raises InvalidArgumentError (malformed JSON), ConfigError (unknown or misplaced key).
+        """
+        self._call("smtpb_config_load_json", _json_text(config, "config"))
+
+    def config_export_json(self) -> Dict[str, Any]:
+        """``smtpb_config_export_json``: the whole configuration, without secrets."""
+        return self._call_json("smtpb_config_export_json")
+
+    # -- credentials -------------------------------------------------------------
+
+    def credentials_set(self, user_id: Optional[str], username: str, password: str) -> None:
+        """``smtpb_credentials_set``: store a password for ``user_id`` (None = the shared credential).
+
+        Raises InvalidArgumentError, SmtpIOError.
+        """
+        self._call(
+            "smtpb_credentials_set",
+            _text(user_id, "user_id"),
+            _text(username, "username"),
+            _text(password, "password"),
+        )
+
+    def credentials_set_oauth2(
+        self, user_id: Optional[str], username: str, access_token: str, expires_at: int = 0
+    ) -> None:
+        """``smtpb_credentials_set_oauth2``: store an OAuth2 access token for ``user_id``.
+
+        ``expires_at`` is Unix seconds, 0 = unknown. Raises
+        InvalidArgumentError, SmtpIOError.
+        """
+        self._call(
+            "smtpb_credentials_set_oauth2",
+            _text(user_id, "user_id"),
+            _text(username, "username"),
+            _text(access_token, "access_token"),
+            _integer(expires_at, "expires_at", _INT64_MIN, _INT64_MAX),
+        )
+
+    def credentials_remove(self, user_id: Optional[str]) -> None:
+        """``smtpb_credentials_remove``: forget the credential of ``user_id``. Raises NotFoundError."""
+        self._call("smtpb_credentials_remove", _text(user_id, "user_id"))
+
+    def credentials_masked(self, user_id: Optional[str]) -> Dict[str, Any]:
+        """``smtpb_credentials_masked``: the credential of ``user_id`` with its secret masked.
+
+        Raises NotFoundError.
+        """
+        return self._call_json("smtpb_credentials_masked", _text(user_id, "user_id"))
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(self, message: JsonObject) -> Dict[str, Any]:
+        """``smtpb_send``: send ``message`` (a dict or JSON text) now and return its status.
+
+        Raises the error of the outcome. Once the message was recorded the
+        error's ``status`` holds its status (``failed``;
+        ``retry(status["id"])`` hands it to the outbox), else None.
+        """
+        return self._call_json("smtpb_send", _json_text(message, "message"), attach="status")
+
+    def enqueue(self, message: JsonObject) -> str:
+        """``smtpb_enqueue``: make ``message`` durable in the outbox and return its id.
+
+        Attachment files are read before it returns. Raises
+        InvalidArgumentError, MessageError, ConfigError, BlockedError, SmtpIOError.
+        """
+        return self._call_out("smtpb_enqueue", _json_text(message, "message"))
+
+    def merge(self, template: JsonObject, recipients: Union[str, Sequence[Mapping[str, Any]]]) -> Dict[str, Any]:
+        """``smtpb_merge``: queue one message per recipient from ``template``, as one batch.
+
+        Returns ``{"batch_id", "ids", "count"}``; ``ids`` is aligned with
+        ``recipients``. Raises MessageError (e.g. a placeholder without a
+        value) before anything is queued.
+        """
+        return self._call_json(
+            "smtpb_merge", _json_text(template, "template"), _json_text(recipients, "recipients")
+        )
+
+    def test_connection(self, profile: Optional[str] = None, user_id: Optional[str] = None) -> Dict[str, Any]:
+        """``smtpb_test_connection``: connect, EHLO, TLS and AUTH with a profile, then QUIT; no mail.
+
+        Returns the report (``ok`` true). Raises the error of the failed
+        stage with the report as its ``report`` (None for argument or
+        lookup errors).
+        """
+        return self._call_json(
+            "smtpb_test_connection", _text(profile, "profile"), _text(user_id, "user_id"), attach="report"
+        )
+
+    # -- status and outbox ----------------------------------------------------------
+
+    def status(self, id: str) -> Dict[str, Any]:
+        """``smtpb_status``: the status of message ``id``. Raises NotFoundError."""
+        return self._call_json("smtpb_status", _text(id, "id"))
+
+    def batch_status(self, batch_id: str) -> Dict[str, Any]:
+        """``smtpb_batch_status``: the state counts of a merge batch. Raises NotFoundError."""
+        return self._call_json("smtpb_batch_status", _text(batch_id, "batch_id"))
+
+    def outbox_list(self, state: Optional[str] = None) -> List[Dict[str, Any]]:
+        """``smtpb_outbox_list``: the statuses of the messages in ``state`` (None = all)."""
+        return self._call_json("smtpb_outbox_list", _text(state, "state"))
+
+    def outbox_stats(self) -> Dict[str, Any]:
+        """``smtpb_outbox_stats``: counts per state, paused profiles and send limits."""
+        return self._call_json("smtpb_outbox_stats")
+
+    def wait(self, id: str, timeout_ms: int) -> Dict[str, Any]:
+        """``smtpb_wait``: wait until message ``id`` is sent, failed or cancelled; return its status.
+
+        ``timeout_ms``: 0 = do not wait, INFINITE = no limit. Raises
+        WaitTimeoutError, NotFoundError, StateError (shut down meanwhile).
+        """
+        return self._call_json("smtpb_wait", _text(id, "id"), _ms(timeout_ms, "timeout_ms"))
+
+    def flush(self, timeout_ms: int) -> None:
+        """``smtpb_flush``: wait until nothing is queued or sending (deferred and paused mail aside).
+
+        Raises WaitTimeoutError, StateError.
+        """
+        self._call("smtpb_flush", _ms(timeout_ms, "timeout_ms"))
+
+    def cancel(self, id: str) -> None:
+        """``smtpb_cancel``: cancel a queued or deferred message. Raises NotFoundError, StateError."""
+        self._call("smtpb_cancel", _text(id, "id"))
+
+    def batch_cancel(self, batch_id: str) -> Dict[str, Any]:
+        """``smtpb_batch_cancel``: cancel what can be; return ``{"cancelled", "sending", "sent"}``.
+
+        Raises NotFoundError.
+        """
+        return self._call_json("smtpb_batch_cancel", _text(batch_id, "batch_id"))
+
+    def retry(self, id: str) -> None:
+        """``smtpb_retry``: requeue a failed message, or send a deferred one now.
+
+        Raises NotFoundError, StateError (sent or cancelled).
+        """
+        self._call("smtpb_retry", _text(id, "id"))
+
+    def outbox_pause(self, profile: Optional[str] = None) -> None:
+        """``smtpb_outbox_pause``: hold delivery for ``profile`` (None = all); persisted."""
+        self._call("smtpb_outbox_pause", _text(profile, "profile"))
+
+    def outbox_resume(self, profile: Optional[str] = None) -> None:
+        """``smtpb_outbox_resume``: resume delivery for ``profile`` (None = all, and the paused open)."""
+        self._call("smtpb_outbox_resume", _text(profile, "profile"))
+
+    def limits_reset(self, profile: Optional[str] = None) -> None:
+        """``smtpb_limits_reset``: reset the send-limit counters of ``profile`` (None = all)."""
+        self._call("smtpb_limits_reset", _text(profile, "profile"))
+
+    # -- blacklist ----------------------------------------------------------------------
+
+    def blacklist_add(self, entry: str) -> None:
+        """``smtpb_blacklist_add``: block an address, or a domain as ``"@example.com"``."""
+        self._call("smtpb_blacklist_add", _text(entry, "entry"))
+
+    def blacklist_remove(self, entry: str) -> None:
+        """``smtpb_blacklist_remove``: unblock an address or ``"@domain"``."""
+        self._call("smtpb_blacklist_remove", _text(entry, "entry"))
+
+    def blacklist_list(self) -> List[str]:
+        """``smtpb_blacklist_list``: the blocked addresses and ``"@domain"`` entries."""
+        return self._call_json("smtpb_blacklist_list")
+
+    # -- events ---------------------------------------------------------------------------
+
+    def set_event_callback(self, fn: Optional[EventCallback]) -> None:
+        """``smtpb_set_event_callback``: call ``fn(event)`` with each event as a dict; None stops events.
+
+        ``fn`` runs on the client's event thread, one event at a time, and
+        may call this client (close included). An exception it raises is
+        reported through ``sys.unraisablehook`` and never reaches the
+        library. When this returns, the previous ``fn`` is not running and
+        never runs again.
+        """
+        handle = self._handle()
+        previous, self._on_event = self._on_event, fn
+        try:
+            # The C callback is one thunk for the client's whole life, so
+            # replacing or clearing from inside a callback never frees the
+            # thunk that is running.
+            thunk = self._thunk if fn is not None else smtpb_event_fn()
+            native.check(native.lib.smtpb_set_event_callback(handle, thunk, None))
+        except BaseException:
+            self._on_event = previous
+            raise

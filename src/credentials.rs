@@ -1,0 +1,361 @@
+//! The encrypted credential store.
+//!
+//! Each user's SMTP secret (password or OAuth2 access token) is sealed with
+//! AES-256-GCM under a key derived once per open from the master secret by
+//! PBKDF2-HMAC-SHA256 (600,000 iterations, random per-store salt). Every
+//! secret gets a fresh random 96-bit nonce, and the user id, username,
+//! kind and expiry are bound as associated data, so moving or editing an
+//! entry makes it fail to open instead of yielding another user's secret.
+//! A sealed known value ("check") tells a wrong master secret apart from a
+//! tampered entry. Plaintext secrets live only in [`Zeroizing`] buffers.
+//!
+//! The store is a JSON file (`credentials.json`) in data_dir, rewritten
+//! atomically; a failure never rewrites it, and a store of a newer format
+//! is refused and left untouched.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+use crate::error::{Code, Error, Result};
+use crate::fsutil;
+
+/// The store format this library writes.
+pub const FORMAT: u32 = 1;
+/// PBKDF2 iterations for a new store (OWASP, 2023: 600,000 for SHA-256).
+pub const ITERATIONS: u32 = 600_000;
+const CHECK_PLAINTEXT: &[u8] = b"smtpbridge credential store";
+
+/// Whether a credential is a password or an OAuth2 access token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretKind {
+    Password,
+    Oauth2,
+}
+
+/// A credential opened for use. The secret is wiped when dropped.
+pub struct Credential {
+    pub username: String,
+    pub secret: Zeroizing<String>,
+    pub kind: SecretKind,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sealed {
+    nonce: String,
+    ciphertext: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    user_id: Option<String>,
+    username: String,
+    kind: SecretKind,
+    expires_at: i64,
+    updated_at: i64,
+    #[serde(flatten)]
+    sealed: Sealed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    format: u32,
+    kdf: String,
+    iterations: u32,
+    salt: String,
+    check: Sealed,
+    entries: Vec<Entry>,
+}
+
+/// The credential store of one client.
+pub struct CredentialStore {
+    path: Option<PathBuf>,
+    cipher: Aes256Gcm,
+    file: StoreFile,
+}
+
+impl std::fmt::Debug for CredentialStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialStore").field("path", &self.path).field("entries", &self.file.entries.len()).finish()
+    }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no random numbers from the OS: {e}")))?;
+    Ok(bytes)
+}
+
+fn derive_key(secret: &[u8], salt: &[u8], iterations: u32) -> Zeroizing<[u8; 32]> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(secret, salt, iterations, key.as_mut());
+    key
+}
+
+fn associated_data(user_id: Option<&str>, username: &str, kind: SecretKind, expires_at: i64) -> Vec<u8> {
+    let user = match user_id {
+        Some(u) => format!("user:{u}"),
+        None => "shared".to_string(),
+    };
+    format!("smtpbridge-credential-v1\0{user}\0{username}\0{kind:?}\0{expires_at}").into_bytes()
+}
+
+fn seal(cipher: &Aes256Gcm, plaintext: &[u8], aad: &[u8]) -> Result<Sealed> {
+    let nonce = random_bytes::<12>()?;
+    let ciphertext = cipher
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .map_err(|_| Error::internal("encryption failed"))?;
+    Ok(Sealed { nonce: B64.encode(nonce), ciphertext: B64.encode(ciphertext) })
+}
+
+fn open_sealed(cipher: &Aes256Gcm, sealed: &Sealed, aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let nonce = B64.decode(&sealed.nonce).ok().filter(|n| n.len() == 12)?;
+    let ciphertext = B64.decode(&sealed.ciphertext).ok()?;
+    cipher.decrypt(Nonce::from_slice(&nonce), Payload { msg: &ciphertext, aad }).ok().map(Zeroizing::new)
+}
+
+fn user_label(user_id: Option<&str>) -> String {
+    match user_id {
+        Some(u) => format!("user \"{}\"", crate::config::printable(u)),
+        None => "the shared credential".to_string(),
+    }
+}
+
+impl CredentialStore {
+    /// Opens the store at `path` (created on first write), or an in-memory
+    /// store when `path` is `None`, with the master `secret`.
+    pub fn open(path: Option<PathBuf>, secret: &[u8]) -> Result<CredentialStore> {
+        let existing = match &path {
+            Some(p) if p.exists() => Some(read_store(p)?),
+            _ => None,
+        };
+        match existing {
+            Some(file) => {
+                let salt = B64.decode(&file.salt).map_err(|_| tampered(path.as_deref()))?;
+                let key = derive_key(secret, &salt, file.iterations);
+                let cipher = Aes256Gcm::new_from_slice(key.as_ref()).expect("32-byte key");
+                if open_sealed(&cipher, &file.check, b"check").as_deref().map(Vec::as_slice) != Some(CHECK_PLAINTEXT) {
+                    return Err(Error::credentials(format!(
+                        "wrong master secret for the credential store {} (or its key check was changed)",
+                        path.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+                    )));
+                }
+                Ok(CredentialStore { path, cipher, file })
+            }
+            None => {
+                let salt = random_bytes::<16>()?;
+                let key = derive_key(secret, &salt, ITERATIONS);
+                let cipher = Aes256Gcm::new_from_slice(key.as_ref()).expect("32-byte key");
+                let check = seal(&cipher, CHECK_PLAINTEXT, b"check")?;
+                let file = StoreFile {
+                    format: FORMAT,
+                    kdf: "pbkdf2-hmac-sha256".into(),
+                    iterations: ITERATIONS,
+                    salt: B64.encode(salt),
+                    check,
+                    entries: Vec::new(),
+                };
+                Ok(CredentialStore { path, cipher, file })
+            }
+        }
+    }
+
+    fn find(&self, user_id: Option<&str>) -> Option<&Entry> {
+        self.file.entries.iter().find(|e| e.user_id.as_deref() == user_id)
+    }
+
+    /// Stores `username` and `secret` for `user_id` (`None` = shared),
+    /// replacing what was there.
+    pub fn set(&mut self, user_id: Option<&str>, username: &str, secret: &str, kind: SecretKind, expires_at: i64) -> Result<()> {
+        let aad = associated_data(user_id, username, kind, expires_at);
+        let entry = Entry {
+            user_id: user_id.map(str::to_string),
+            username: username.to_string(),
+            kind,
+            expires_at,
+            updated_at: fsutil::unix_now(),
+            sealed: seal(&self.cipher, secret.as_bytes(), &aad)?,
+        };
+        let mut next = self.file.clone();
+        next.entries.retain(|e| e.user_id.as_deref() != user_id);
+        next.entries.push(entry);
+        self.commit(next)
+    }
+
+    /// Changes the shared credential's username and keeps its password.
+    pub fn set_shared_username(&mut self, username: Option<&str>) -> Result<()> {
+        let current = self.get(None)?;
+        match (username, current) {
+            (None, None) => Ok(()),
+            (None, Some(c)) => self.set(None, "", &c.secret, c.kind, c.expires_at),
+            (Some(u), Some(c)) => self.set(None, u, &c.secret, c.kind, c.expires_at),
+            (Some(u), None) => self.set(None, u, "", SecretKind::Password, 0),
+        }
+    }
+
+    /// Changes the shared credential's password and keeps its username.
+    pub fn set_shared_password(&mut self, password: Option<&str>) -> Result<()> {
+        let username = self.find(None).map(|e| e.username.clone()).unwrap_or_default();
+        match password {
+            Some(p) => self.set(None, &username, p, SecretKind::Password, 0),
+            None if username.is_empty() => self.remove(None).map(|_| ()),
+            None => self.set(None, &username, "", SecretKind::Password, 0),
+        }
+    }
+
+    /// Removes the credential of `user_id`; false when there was none.
+    pub fn remove(&mut self, user_id: Option<&str>) -> Result<bool> {
+        if self.find(user_id).is_none() {
+            return Ok(false);
+        }
+        let mut next = self.file.clone();
+        next.entries.retain(|e| e.user_id.as_deref() != user_id);
+        self.commit(next)?;
+        Ok(true)
+    }
+
+    /// Opens the credential of `user_id` for use.
+    pub fn get(&self, user_id: Option<&str>) -> Result<Option<Credential>> {
+        let Some(entry) = self.find(user_id) else { return Ok(None) };
+        let aad = associated_data(user_id, &entry.username, entry.kind, entry.expires_at);
+        let plaintext = open_sealed(&self.cipher, &entry.sealed, &aad).ok_or_else(|| {
+            Error::credentials(format!("the credential of {} does not decrypt: the store was changed", user_label(user_id)))
+        })?;
+        let secret = String::from_utf8(plaintext.to_vec())
+            .map_err(|_| Error::credentials(format!("the credential of {} is damaged", user_label(user_id))))?;
+        Ok(Some(Credential {
+            username: entry.username.clone(),
+            secret: Zeroizing::new(secret),
+            kind: entry.kind,
+            expires_at: entry.expires_at,
+        }))
+    }
+
+    /// The shared credential's username, if one is set.
+    pub fn shared_username(&self) -> Option<String> {
+        self.find(None).map(|e| e.username.clone()).filter(|u| !u.is_empty())
+    }
+
+    /// The masked view of `smtpb_credentials_masked`.
+    pub fn masked(&self, user_id: Option<&str>) -> Result<Value> {
+        let entry = self.find(user_id).ok_or_else(|| Error::not_found(format!("no credentials for {}", user_label(user_id))))?;
+        // Opening it proves the entry is intact before reporting on it.
+        let credential = self.get(user_id)?.expect("entry exists");
+        Ok(json!({
+            "user_id": user_id,
+            "username": entry.username,
+            "kind": match entry.kind { SecretKind::Password => "password", SecretKind::Oauth2 => "oauth2" },
+            "has_secret": !credential.secret.is_empty(),
+            "password": "********",
+            "expires_at": fsutil::rfc3339_unix(entry.expires_at),
+            "updated_at": fsutil::rfc3339_unix(entry.updated_at),
+        }))
+    }
+
+    fn commit(&mut self, next: StoreFile) -> Result<()> {
+        if let Some(path) = &self.path {
+            let bytes = serde_json::to_vec_pretty(&next).map_err(|e| Error::internal(e.to_string()))?;
+            fsutil::atomic_write(path, &bytes, true)?;
+        }
+        self.file = next;
+        Ok(())
+    }
+}
+
+fn tampered(path: Option<&Path>) -> Error {
+    Error::credentials(format!(
+        "the credential store {} is damaged or was changed",
+        path.map(|p| p.display().to_string()).unwrap_or_default()
+    ))
+}
+
+fn read_store(path: &Path) -> Result<StoreFile> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, &e))?;
+    let head: Value = serde_json::from_slice(&bytes).map_err(|_| tampered(Some(path)))?;
+    let format = head.get("format").and_then(Value::as_u64).ok_or_else(|| tampered(Some(path)))?;
+    if format > FORMAT as u64 {
+        return Err(Error::new(
+            Code::Io,
+            format!("the credential store {} has format {format}; this library reads format {FORMAT} and older", path.display()),
+        ));
+    }
+    serde_json::from_value(head).map_err(|_| tampered(Some(path)))
+}
+
+/// The master secret for a client opened without one: a random 256-bit
+/// key kept in `data_dir/master.key`, created once, owner-only.
+pub fn key_file_secret(data_dir: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
+    let Some(dir) = data_dir else {
+        return Ok(Zeroizing::new(random_bytes::<32>()?.to_vec()));
+    };
+    let path = dir.join("master.key");
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 64 => Ok(Zeroizing::new(bytes)),
+        Ok(_) => Err(Error::credentials(format!("the key file {} is damaged", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Zeroizing::new(random_bytes::<32>()?);
+            let hex: Zeroizing<Vec<u8>> =
+                Zeroizing::new(key.iter().flat_map(|b| format!("{b:02x}").into_bytes()).collect());
+            fsutil::atomic_write(&path, &hex, true)?;
+            Ok(hex)
+        }
+        Err(e) => Err(Error::io("cannot read", &path, &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("smtpb-cred-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn round_trip_wrong_secret_and_tampering() {
+        let dir = temp_dir("rt");
+        let path = dir.join("credentials.json");
+        let mut store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
+        store.set(Some("emp-42"), "anna", "s3cret-pw", SecretKind::Password, 0).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("s3cret-pw"));
+
+        let store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
+        assert_eq!(store.get(Some("emp-42")).unwrap().unwrap().secret.as_str(), "s3cret-pw");
+        assert!(store.get(Some("other")).unwrap().is_none());
+
+        let err = CredentialStore::open(Some(path.clone()), b"wrong").unwrap_err();
+        assert_eq!(err.code(), Code::Credentials);
+
+        // Swap the username: the associated data no longer matches.
+        std::fs::write(&path, text.replace("\"anna\"", "\"mallory\"")).unwrap();
+        let store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
+        assert_eq!(store.get(Some("emp-42")).err().unwrap().code(), Code::Credentials);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn newer_format_is_refused_and_kept() {
+        let dir = temp_dir("fmt");
+        let path = dir.join("credentials.json");
+        std::fs::write(&path, r#"{"format": 9}"#).unwrap();
+        let err = CredentialStore::open(Some(path.clone()), b"m").unwrap_err();
+        assert_eq!(err.code(), Code::Io);
+        assert!(err.message().contains("format 9"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), r#"{"format": 9}"#);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,109 @@
+//! Opening, shutting down and closing a client.
+
+use std::ffi::c_char;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use super::{boundary, opt_path_arg, opt_str_arg, smtpb_client, smtpb_result};
+use crate::error::Error;
+use crate::Client;
+
+/// Opens a client.
+///
+/// `data_dir`: absolute UTF-8 path of the folder for configuration,
+/// credential store, outbox spool and archive; created if missing; held
+/// with an exclusive lock for the client's life. NULL = an in-memory client
+/// (nothing survives the process). `secret`: the master secret of the
+/// credential store; NULL = a random 256-bit key file created once in
+/// data_dir, readable by its owner only (for an in-memory client: a random
+/// key for this client's life). `flags`: `SMTPB_OPEN_DEFAULT` (0) or
+/// `SMTPB_OPEN_PAUSED` (1).
+///
+/// Ownership: `data_dir` and `secret` are borrowed for the call. On success
+/// `*out` is a new client the caller ends with `smtpb_client_close`; on
+/// failure `*out` is NULL.
+///
+/// Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL `out`, bad UTF-8, relative
+/// data_dir, unknown flag); `SMTPB_ERR_BUSY` (data_dir is held by another
+/// client; the message names its pid, host and user); `SMTPB_ERR_CREDENTIALS`
+/// (wrong master secret or tampered store); `SMTPB_ERR_IO` (data_dir cannot
+/// be created or read, or holds a store of a newer format).
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smtpb_client_open(
+    data_dir: *const c_char,
+    secret: *const c_char,
+    flags: u32,
+    out: *mut *mut smtpb_client,
+) -> smtpb_result {
+    if !out.is_null() {
+        *out = std::ptr::null_mut();
+    }
+    boundary("smtpb_client_open", || {
+        if out.is_null() {
+            return Err(Error::invalid_argument("out is NULL"));
+        }
+        let dir = opt_path_arg(data_dir, "data_dir")?;
+        let secret = opt_str_arg(secret, "secret")?;
+        let client = Client::open(dir.as_deref(), secret, flags)?;
+        let handle = Box::new(smtpb_client {
+            client,
+            calls: Mutex::new(0),
+            calls_done: Condvar::new(),
+            closing: AtomicBool::new(false),
+        });
+        *out = Box::into_raw(handle);
+        Ok(())
+    })
+}
+
+/// Shuts the client down: new calls on it, and calls blocked in a wait,
+/// return `SMTPB_ERR_STATE`; pooled connections are closed with QUIT. A
+/// transaction already past MAIL may finish within `grace_ms`. Idempotent:
+/// a second shutdown returns `SMTPB_OK`. The handle stays valid until
+/// `smtpb_client_close`.
+///
+/// Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL client); `SMTPB_ERR_TIMEOUT`
+/// (the grace ran out with work still in flight).
+///
+/// # Safety
+/// `c` is NULL or a client not yet closed.
+#[no_mangle]
+pub unsafe extern "C" fn smtpb_client_shutdown(c: *mut smtpb_client, grace_ms: u32) -> smtpb_result {
+    boundary("smtpb_client_shutdown", || {
+        let handle = c.as_ref().ok_or_else(|| Error::invalid_argument("client is NULL"))?;
+        handle.client.shutdown(grace_ms)
+    })
+}
+
+/// Shuts the client down with SMTPShutdownGraceMs (default 3000), waits for
+/// calls still inside the library on other threads, and frees it. NULL
+/// does nothing. Queued mail stays in the spool.
+///
+/// Ownership: takes `c`; the handle must not be used after this call.
+/// Thread safety: may be called while other threads are inside calls on
+/// `c`; they finish (or fail with `SMTPB_ERR_STATE`) before it is freed.
+///
+/// # Safety
+/// `c` is NULL or a client not yet closed, and close is called once.
+#[no_mangle]
+pub unsafe extern "C" fn smtpb_client_close(c: *mut smtpb_client) {
+    if c.is_null() {
+        return;
+    }
+    let _ = boundary("smtpb_client_close", || {
+        let handle = &*c;
+        handle.closing.store(true, Ordering::Release);
+        let grace = handle.client.shutdown_grace_ms();
+        let _ = handle.client.shutdown(grace);
+        let mut calls = handle.calls.lock().unwrap_or_else(|e| e.into_inner());
+        while *calls > 0 {
+            calls = handle.calls_done.wait(calls).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(calls);
+        drop(Box::from_raw(c));
+        Ok(())
+    });
+}

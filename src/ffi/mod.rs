@@ -1,0 +1,292 @@
+//! The C ABI: the only module with `unsafe` and `extern "C"`.
+//!
+//! Every export runs its body inside [`boundary`]: a panic is caught and
+//! becomes `SMTPB_ERR_INTERNAL`, a failure sets the thread's last error, a
+//! success clears it. Pointer arguments are checked and converted here and
+//! nowhere else; the core never sees a raw pointer. No business logic
+//! lives in this module: each export checks, converts, calls the core and
+//! maps the result.
+
+#![allow(non_camel_case_types)]
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::Client;
+
+pub mod client;
+pub mod config;
+pub mod credentials;
+pub mod send;
+pub mod version;
+
+/// A result code: 0 (`SMTPB_OK`) or one of the `SMTPB_ERR_*` codes.
+/// Codes are never renumbered or reused; a host treats an unknown code as
+/// a failure.
+pub type smtpb_result = i32;
+
+/// Success.
+pub const SMTPB_OK: smtpb_result = 0;
+/// NULL, invalid UTF-8, malformed JSON, unknown field, wrong JSON type.
+pub const SMTPB_ERR_INVALID_ARGUMENT: smtpb_result = 1;
+/// Unknown key, bad value, conflicting or incomplete configuration, no
+/// profile fits.
+pub const SMTPB_ERR_CONFIG: smtpb_result = 2;
+/// No credentials for the user, wrong master secret, tampered store.
+pub const SMTPB_ERR_CREDENTIALS: smtpb_result = 3;
+/// No session: DNS, TCP connect, no/slow/garbled greeting or EHLO.
+pub const SMTPB_ERR_CONNECT: smtpb_result = 4;
+/// Handshake or certificate failure; STARTTLS required but not offered or
+/// refused; bytes injected before TLS.
+pub const SMTPB_ERR_TLS: smtpb_result = 5;
+/// The server refused authentication, or AUTH would go over plaintext.
+pub const SMTPB_ERR_AUTH: smtpb_result = 6;
+/// A permanent 5xx for the message (or for every recipient).
+pub const SMTPB_ERR_REJECTED: smtpb_result = 7;
+/// A 4xx, or an established session that broke or stalled.
+pub const SMTPB_ERR_TRANSIENT: smtpb_result = 8;
+/// Invalid message: bad address, control character in a header, missing or
+/// relative attachment path, no body, no recipient, too large.
+pub const SMTPB_ERR_MESSAGE: smtpb_result = 9;
+/// Unknown message id, batch, profile or user.
+pub const SMTPB_ERR_NOT_FOUND: smtpb_result = 10;
+/// A send limit is reached.
+pub const SMTPB_ERR_LIMIT: smtpb_result = 11;
+/// Every recipient is on the blacklist.
+pub const SMTPB_ERR_BLOCKED: smtpb_result = 12;
+/// Data directory, spool, archive or file I/O failed; a store of a newer
+/// format.
+pub const SMTPB_ERR_IO: smtpb_result = 13;
+/// A wait, flush or shutdown ran out of time (the work itself goes on).
+pub const SMTPB_ERR_TIMEOUT: smtpb_result = 14;
+/// Not possible in the current state (a call after shutdown, …).
+pub const SMTPB_ERR_STATE: smtpb_result = 15;
+/// The data directory is held by another client.
+pub const SMTPB_ERR_BUSY: smtpb_result = 16;
+/// A bug: a caught panic or a broken invariant.
+pub const SMTPB_ERR_INTERNAL: smtpb_result = 99;
+
+/// The ABI version of this header; `smtpb_abi_version()` returns the
+/// library's.
+pub const SMTPB_ABI_VERSION: u32 = crate::ABI_VERSION;
+
+/// `smtpb_client_open` flag: resume delivery of what the spool holds.
+pub const SMTPB_OPEN_DEFAULT: u32 = crate::client::OPEN_DEFAULT;
+/// `smtpb_client_open` flag: open with the outbox paused until
+/// `smtpb_outbox_resume`.
+pub const SMTPB_OPEN_PAUSED: u32 = crate::client::OPEN_PAUSED;
+
+/// A client: one data directory with its configuration, credential store,
+/// pooled connections and message statuses.
+///
+/// Made by `smtpb_client_open`; ended by `smtpb_client_close`, which also
+/// frees it. Safe to use from many threads at once.
+///
+/// Methods: smtpb_client_open, smtpb_client_shutdown, smtpb_client_close,
+/// smtpb_config_set, smtpb_config_get, smtpb_config_import_keys,
+/// smtpb_config_load_json, smtpb_config_export_json, smtpb_credentials_set,
+/// smtpb_credentials_set_oauth2, smtpb_credentials_remove,
+/// smtpb_credentials_masked, smtpb_send, smtpb_status,
+/// smtpb_test_connection, smtpb_blacklist_add, smtpb_blacklist_remove,
+/// smtpb_blacklist_list.
+pub struct smtpb_client {
+    client: Client,
+    /// Calls inside the library on this handle; close waits for them.
+    calls: Mutex<usize>,
+    calls_done: Condvar,
+    closing: AtomicBool,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(message: &str) {
+    let text = CString::new(message.replace('\0', "\\0")).expect("NULs replaced");
+    LAST_ERROR.with(|e| *e.borrow_mut() = text);
+}
+
+fn clear_last_error() {
+    LAST_ERROR.with(|e| {
+        let mut e = e.borrow_mut();
+        if !e.as_bytes().is_empty() {
+            *e = CString::default();
+        }
+    });
+}
+
+/// A pointer to the calling thread's last error, valid until the next call
+/// that changes it.
+fn last_error_ptr() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+/// Runs an export's body: catches panics, maps the result to a code and
+/// sets or clears the thread's last error.
+fn boundary(function: &str, body: impl FnOnce() -> Result<()>) -> smtpb_result {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => {
+            clear_last_error();
+            SMTPB_OK
+        }
+        Ok(Err(e)) => {
+            set_last_error(e.message());
+            e.code() as smtpb_result
+        }
+        Err(payload) => {
+            set_last_error(&format!("internal error in {function}: {}", panic_message(payload.as_ref())));
+            SMTPB_ERR_INTERNAL
+        }
+    }
+}
+
+/// Borrows a required string argument.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string valid for the call.
+unsafe fn str_arg<'a>(ptr: *const c_char, name: &str) -> Result<&'a str> {
+    if ptr.is_null() {
+        return Err(Error::invalid_argument(format!("{name} is NULL")));
+    }
+    let bytes = CStr::from_ptr(ptr).to_bytes();
+    std::str::from_utf8(bytes).map_err(|e| {
+        Error::invalid_argument(format!(
+            "{name}: invalid UTF-8 at byte {}: UTF-8 expected — ANSI or UTF-16 text?",
+            e.valid_up_to()
+        ))
+    })
+}
+
+/// Borrows an optional string argument (NULL = `None`).
+///
+/// # Safety
+/// As [`str_arg`].
+unsafe fn opt_str_arg<'a>(ptr: *const c_char, name: &str) -> Result<Option<&'a str>> {
+    if ptr.is_null() {
+        Ok(None)
+    } else {
+        str_arg(ptr, name).map(Some)
+    }
+}
+
+/// Borrows an optional absolute path argument.
+///
+/// # Safety
+/// As [`str_arg`].
+unsafe fn opt_path_arg(ptr: *const c_char, name: &str) -> Result<Option<PathBuf>> {
+    Ok(opt_str_arg(ptr, name)?.map(PathBuf::from))
+}
+
+/// Clears an out-pointer on entry (when it is not NULL).
+///
+/// # Safety
+/// `out` is NULL or valid for a write.
+unsafe fn clear_out(out: *mut *mut c_char) {
+    if !out.is_null() {
+        *out = ptr::null_mut();
+    }
+}
+
+/// Hands `value` to the caller through `out` (ignored when `out` is NULL).
+///
+/// # Safety
+/// `out` is NULL or valid for a write.
+unsafe fn write_out(out: *mut *mut c_char, value: String) {
+    if out.is_null() {
+        return;
+    }
+    let text = CString::new(value.replace('\0', "\\u0000")).expect("NULs replaced");
+    *out = text.into_raw();
+}
+
+/// Checks that a required out-pointer is not NULL.
+fn required_out(out: *mut *mut c_char, name: &str) -> Result<()> {
+    if out.is_null() {
+        Err(Error::invalid_argument(format!("{name} is NULL")))
+    } else {
+        Ok(())
+    }
+}
+
+/// A call in progress on a client handle; close waits until none is left.
+struct Call<'a> {
+    handle: &'a smtpb_client,
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        let mut calls = self.handle.calls.lock().unwrap_or_else(|e| e.into_inner());
+        *calls -= 1;
+        if *calls == 0 {
+            self.handle.calls_done.notify_all();
+        }
+    }
+}
+
+/// Enters a call on a client handle.
+///
+/// # Safety
+/// `ptr` is NULL or a handle from `smtpb_client_open` not yet closed.
+unsafe fn enter<'a>(ptr: *mut smtpb_client) -> Result<(Call<'a>, &'a Client)> {
+    let handle: &'a smtpb_client = match ptr.as_ref() {
+        Some(h) => h,
+        None => return Err(Error::invalid_argument("client is NULL")),
+    };
+    if handle.closing.load(Ordering::Acquire) {
+        return Err(Error::state("the client is being closed"));
+    }
+    *handle.calls.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    Ok((Call { handle }, &handle.client))
+}
+
+/// Runs an export's body with the client behind `c`, inside the panic
+/// boundary and counted as a call in progress.
+///
+/// # Safety
+/// `c` is NULL or a handle from `smtpb_client_open` not yet closed.
+unsafe fn with_client(function: &str, c: *mut smtpb_client, body: impl FnOnce(&Client) -> Result<()>) -> smtpb_result {
+    boundary(function, || {
+        let (_call, client) = enter(c)?;
+        body(client)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_internal_with_a_message() {
+        let code = boundary("smtpb_test", || panic!("boom"));
+        assert_eq!(code, SMTPB_ERR_INTERNAL);
+        let message = unsafe { CStr::from_ptr(last_error_ptr()) }.to_str().unwrap().to_string();
+        assert!(message.contains("smtpb_test") && message.contains("boom"), "{message}");
+        assert_eq!(boundary("smtpb_test", || Ok(())), SMTPB_OK);
+        assert_eq!(unsafe { CStr::from_ptr(last_error_ptr()) }.to_bytes(), b"");
+    }
+
+    #[test]
+    fn bad_utf8_names_the_argument_and_offset() {
+        let bytes = b"ab\xe4cd\0";
+        let err = unsafe { str_arg(bytes.as_ptr().cast(), "key") }.unwrap_err();
+        assert!(err.message().contains("key") && err.message().contains("byte 2"), "{}", err.message());
+        let err = unsafe { str_arg(ptr::null(), "value") }.unwrap_err();
+        assert!(err.message().contains("value is NULL"));
+    }
+}

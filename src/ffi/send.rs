@@ -1,0 +1,117 @@
+//! Sending, status and connection tests.
+
+use std::ffi::c_char;
+
+use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, with_client, write_out};
+
+/// Sends a message now and waits for the outcome. `message_json` is the
+/// message JSON of the documentation (`to`/`cc`/`bcc`, `subject`, `html`
+/// and/or `text`, `attachments`, `inline`, `headers`, `user`, `profile`,
+/// `reference`, …); unknown fields are refused by name. Attachment files
+/// are read during the call. The pipeline: profile choice, blacklist, test
+/// mode, DKIM, SMTP. No automatic retry: a failed message is `failed`.
+///
+/// Once the message passes validation it gets an id and is recorded, and
+/// `*out_status_json` is written whatever the result (the status JSON of
+/// the documentation; NULL `out_status_json` allowed). It is not written
+/// for `SMTPB_ERR_INVALID_ARGUMENT`, `MESSAGE`, `CONFIG`, `NOT_FOUND`,
+/// `BLOCKED` and `STATE`.
+///
+/// Ownership: `message_json` is borrowed for the call; a non-NULL
+/// `*out_status_json` after the call, whatever the result, is the caller's
+/// to free with `smtpb_string_free`.
+///
+/// Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL, bad UTF-8, malformed JSON,
+/// unknown field, wrong type); `SMTPB_ERR_MESSAGE` (bad address, control
+/// character in a header, missing/relative attachment, no body, no
+/// recipient, too large); `SMTPB_ERR_CONFIG` (no usable profile or
+/// sender); `SMTPB_ERR_NOT_FOUND` (unknown `profile`); `SMTPB_ERR_BLOCKED`
+/// (every recipient blacklisted); `SMTPB_ERR_CREDENTIALS`,
+/// `SMTPB_ERR_CONNECT`, `SMTPB_ERR_TLS`, `SMTPB_ERR_AUTH` (before MAIL);
+/// `SMTPB_ERR_REJECTED` (5xx), `SMTPB_ERR_TRANSIENT` (4xx, broken or stalled
+/// session; `possible_duplicate` in the status when it broke after the
+/// final dot); `SMTPB_ERR_STATE` (after shutdown).
+///
+/// Thread safety: any number of threads may send at once; each send uses
+/// its own connection (pooled per profile).
+///
+/// # Safety
+/// `c` is NULL or an open client; `message_json` is NULL or
+/// NUL-terminated; `out_status_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smtpb_send(
+    c: *mut smtpb_client,
+    message_json: *const c_char,
+    out_status_json: *mut *mut c_char,
+) -> smtpb_result {
+    clear_out(out_status_json);
+    with_client("smtpb_send", c, |client| {
+        let outcome = client.send(str_arg(message_json, "message_json")?);
+        if let Some(status) = outcome.status {
+            write_out(out_status_json, status.to_string());
+        }
+        outcome.result
+    })
+}
+
+/// The status of a message by id (the status JSON of the documentation).
+///
+/// Ownership: on success `*out_status_json` is a string the caller frees
+/// with `smtpb_string_free`.
+///
+/// Errors: `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_NOT_FOUND` (unknown
+/// id); `SMTPB_ERR_STATE`.
+///
+/// # Safety
+/// `c` is NULL or an open client; `id` is NULL or NUL-terminated;
+/// `out_status_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smtpb_status(c: *mut smtpb_client, id: *const c_char, out_status_json: *mut *mut c_char) -> smtpb_result {
+    clear_out(out_status_json);
+    with_client("smtpb_status", c, |client| {
+        required_out(out_status_json, "out_status_json")?;
+        write_out(out_status_json, client.status(str_arg(id, "id")?)?);
+        Ok(())
+    })
+}
+
+/// Tests a profile's settings the way a settings screen's "test" button
+/// does: connects, runs EHLO, STARTTLS or TLS, and AUTH with the
+/// credentials of `user_id` (NULL: the shared credential, or none), then
+/// QUIT; sends no mail. `profile` NULL: the profile a message without
+/// `from` would use (the default, else the first enabled).
+///
+/// The report `{"ok", "stage", "banner", "capabilities": [...], "tls":
+/// "TLSv1.3" | null, "auth_mechanisms": [...], "error_code", "error"}` is
+/// written whatever the result once the server was contacted (`stage`: the
+/// last stage passed, or on failure the stage attempted: connect, greeting,
+/// ehlo, tls, auth, done). NULL `out_report_json` allowed.
+///
+/// Ownership: strings are borrowed for the call; a non-NULL
+/// `*out_report_json` after the call is the caller's to free with
+/// `smtpb_string_free`.
+///
+/// Errors: `SMTPB_OK` only when `ok` is true. `SMTPB_ERR_INVALID_ARGUMENT`,
+/// `SMTPB_ERR_NOT_FOUND` (unknown profile), `SMTPB_ERR_CONFIG` (no server
+/// set) write no report; `SMTPB_ERR_CREDENTIALS`, `SMTPB_ERR_CONNECT`,
+/// `SMTPB_ERR_TLS`, `SMTPB_ERR_AUTH` do.
+///
+/// # Safety
+/// `c` is NULL or an open client; strings are NULL or NUL-terminated;
+/// `out_report_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smtpb_test_connection(
+    c: *mut smtpb_client,
+    profile: *const c_char,
+    user_id: *const c_char,
+    out_report_json: *mut *mut c_char,
+) -> smtpb_result {
+    clear_out(out_report_json);
+    with_client("smtpb_test_connection", c, |client| {
+        let outcome = client.test_connection(opt_str_arg(profile, "profile")?, opt_str_arg(user_id, "user_id")?);
+        if let Some(report) = outcome.report {
+            write_out(out_report_json, report.to_string());
+        }
+        outcome.result
+    })
+}

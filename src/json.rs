@@ -1,0 +1,79 @@
+//! Strict JSON reading shared by every JSON input of the library.
+//!
+//! serde's derived structs already reject unknown fields (with
+//! `deny_unknown_fields`) and duplicate fields, and `serde_json` reports
+//! syntax and type errors with line and column. What they do not reject is
+//! a duplicate key in a free-form object; [`OrderedMap`] does, and keeps the
+//! keys in the order the document gives them.
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// A JSON object read in document order, with duplicate keys refused.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OrderedMap(pub Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for OrderedMap {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct MapVisitor;
+        impl<'de> Visitor<'de> for MapVisitor {
+            type Value = OrderedMap;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<OrderedMap, A::Error> {
+                let mut entries: Vec<(String, Value)> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if entries.iter().any(|(k, _)| *k == key) {
+                        return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+                    }
+                    let value = map.next_value::<Value>()?;
+                    entries.push((key, value));
+                }
+                Ok(OrderedMap(entries))
+            }
+        }
+        deserializer.deserialize_map(MapVisitor)
+    }
+}
+
+/// Parses `text` as `what` (named in the error), mapping every failure to
+/// `SMTPB_ERR_INVALID_ARGUMENT` with serde's description, line and column.
+pub fn parse<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::invalid_argument(format!("{what}: {e}")))
+}
+
+/// The natural JSON value of a scalar for error messages and string keys:
+/// strings as they are, numbers and booleans as JSON prints them.
+pub fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Null => None,
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_keys_are_refused_with_position() {
+        let err = parse::<OrderedMap>("{\"a\": 1,\n \"a\": 2}", "headers").unwrap_err();
+        assert!(err.message().contains("duplicate key `a`"), "{}", err.message());
+        assert!(err.message().contains("line 2"), "{}", err.message());
+    }
+
+    #[test]
+    fn order_is_kept() {
+        let m = parse::<OrderedMap>(r#"{"b": 1, "a": "x"}"#, "m").unwrap();
+        assert_eq!(m.0[0].0, "b");
+        assert_eq!(m.0[1].0, "a");
+    }
+}

@@ -1,0 +1,44 @@
+//! smtpbridge: send mail by SMTP from desktop hosts, through a C ABI.
+//!
+//! Programs that used to hand their mail to Outlook (MAPI/COM) load this
+//! library instead: they set configuration keys (`SMTPServer`,
+//! `SMTPServerEncryption`, …), keep each user's credentials in an
+//! encrypted store, send messages given as JSON, and read back what
+//! happened to them.
+//!
+//! The C ABI (`include/smtpbridge.h`, module `ffi`) is the product; it is a
+//! thin boundary over the safe Rust API in this crate, which Rust programs
+//! may use directly through [`Client`]:
+//!
+//! - [`config`]: the table of configuration keys, profiles, blacklist;
+//! - [`credentials`]: the encrypted credential store;
+//! - [`message`]: message JSON to a validated, lettre-built MIME message;
+//! - [`smtp`]: the SMTP dialogue (deadlines, STARTTLS, AUTH, PIPELINING);
+//! - [`transport`]: pooled sessions per profile;
+//! - [`client`]: the client that ties them together.
+//!
+//! lettre builds, encodes and DKIM-signs messages; the SMTP dialogue is this
+//! crate's own (see `docs/DESIGN.md` for why).
+
+#![deny(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod fsutil;
+pub mod json;
+pub mod message;
+pub mod smtp;
+pub mod status;
+pub mod tls;
+pub mod transport;
+
+#[allow(unsafe_code)]
+pub mod ffi;
+
+pub use client::Client;
+pub use error::{Code, Error, Result};
+
+/// The ABI version this library implements.
+pub const ABI_VERSION: u32 = 1;

@@ -1,0 +1,515 @@
+//! Message JSON: reading, validation, and building the MIME message with
+//! lettre.
+//!
+//! [`MessageSpec::parse`] reads the host's JSON strictly (unknown fields,
+//! duplicate keys and wrong types are refused by name) and validates every
+//! address, header and attachment, reading attachment files during the
+//! call. [`build`] turns a validated spec into the exact bytes sent, DKIM
+//! signature included.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::Address;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{check_text, printable};
+use crate::error::{Error, Result};
+use crate::json::{self, OrderedMap};
+
+/// An address as the host gives it: `"a@b"` or `{"email", "name"}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddressSpec {
+    pub email: String,
+    pub name: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for AddressSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct AddressVisitor;
+        impl<'de> Visitor<'de> for AddressVisitor {
+            type Value = AddressSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address string or {\"email\", \"name\"}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<AddressSpec, E> {
+                Ok(AddressSpec { email: v.to_string(), name: None })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<AddressSpec, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Object {
+                    email: String,
+                    #[serde(default)]
+                    name: Option<String>,
+                }
+                let o = Object::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(AddressSpec { email: o.email, name: o.name })
+            }
+        }
+        deserializer.deserialize_any(AddressVisitor)
+    }
+}
+
+/// An attachment or inline part as the host gives it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartSpec {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub content_base64: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub cid: Option<String>,
+}
+
+/// The message JSON of `smtpb_send` and `smtpb_enqueue`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageJson {
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub from: Option<AddressSpec>,
+    #[serde(default)]
+    pub reply_to: Option<AddressSpec>,
+    #[serde(default)]
+    pub to: Vec<AddressSpec>,
+    #[serde(default)]
+    pub cc: Vec<AddressSpec>,
+    #[serde(default)]
+    pub bcc: Vec<AddressSpec>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub html: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<PartSpec>,
+    #[serde(default)]
+    pub inline: Vec<PartSpec>,
+    #[serde(default)]
+    pub headers: Option<OrderedMap>,
+    #[serde(default)]
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    #[serde(default)]
+    pub archive: Option<bool>,
+}
+
+/// A validated recipient.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recipient {
+    /// The address as the host gave it (for the status).
+    pub given: String,
+    pub mailbox: Mailbox,
+}
+
+/// A validated file or in-memory part, its bytes read.
+#[derive(Clone, Debug)]
+pub struct Part {
+    pub name: String,
+    pub content_type: ContentType,
+    pub bytes: Vec<u8>,
+    pub cid: Option<String>,
+}
+
+/// A message that passed validation.
+#[derive(Clone, Debug)]
+pub struct MessageSpec {
+    pub user: Option<String>,
+    pub profile: Option<String>,
+    pub from: Option<Mailbox>,
+    pub reply_to: Option<Mailbox>,
+    pub to: Vec<Recipient>,
+    pub cc: Vec<Recipient>,
+    pub bcc: Vec<Recipient>,
+    pub subject: String,
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub attachments: Vec<Part>,
+    pub inline: Vec<Part>,
+    pub headers: Vec<(HeaderName, String)>,
+    pub reference: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub archive: bool,
+}
+
+/// Headers the library writes itself; a host may not set them.
+const RESERVED_HEADERS: &[&str] = &[
+    "from", "sender", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version",
+    "content-type", "content-transfer-encoding", "content-disposition", "content-id", "x-original-to",
+    "dkim-signature", "received", "return-path",
+];
+
+/// Parses a mail address, refusing control characters and anything lettre
+/// would not put in a header.
+pub fn parse_address(text: &str) -> Result<Address> {
+    if text.chars().any(char::is_control) || text.trim() != text || text.is_empty() {
+        return Err(Error::message_error(format!("\"{}\" is not a valid mail address", printable(text))));
+    }
+    text.parse::<Address>()
+        .map_err(|e| Error::message_error(format!("\"{}\" is not a valid mail address: {e}", printable(text))))
+}
+
+fn mailbox(field: &str, spec: &AddressSpec) -> Result<Mailbox> {
+    let address = parse_address(&spec.email).map_err(|e| e.context(field))?;
+    if let Some(name) = &spec.name {
+        check_text(name).map_err(|c| {
+            Error::message_error(format!("{field}: the name \"{}\" has the control character {c:?}", printable(name)))
+        })?;
+    }
+    Ok(Mailbox::new(spec.name.clone().filter(|n| !n.is_empty()), address))
+}
+
+fn recipients(field: &str, list: &[AddressSpec]) -> Result<Vec<Recipient>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            Ok(Recipient { given: spec.email.clone(), mailbox: mailbox(&format!("{field}[{i}]"), spec)? })
+        })
+        .collect()
+}
+
+impl MessageSpec {
+    /// Reads and validates message JSON. Attachment files are read now.
+    pub fn parse(text: &str) -> Result<MessageSpec> {
+        let raw: MessageJson = json::parse(text, "message JSON")?;
+        MessageSpec::validate(raw)
+    }
+
+    /// Validates a message already read from JSON.
+    pub fn validate(raw: MessageJson) -> Result<MessageSpec> {
+        let to = recipients("to", &raw.to)?;
+        let cc = recipients("cc", &raw.cc)?;
+        let bcc = recipients("bcc", &raw.bcc)?;
+        if to.is_empty() && cc.is_empty() && bcc.is_empty() {
+            return Err(Error::message_error("the message has no recipient (to, cc or bcc)"));
+        }
+        if raw.html.is_none() && raw.text.is_none() {
+            return Err(Error::message_error("the message has no body (html or text)"));
+        }
+        let subject = raw.subject.unwrap_or_default();
+        check_text(&subject)
+            .map_err(|c| Error::message_error(format!("subject: control character {c:?} is not allowed in a header")))?;
+        for (field, body) in [("html", &raw.html), ("text", &raw.text)] {
+            if body.as_deref().is_some_and(|b| b.contains('\0')) {
+                return Err(Error::message_error(format!("{field}: NUL is not allowed in a body")));
+            }
+        }
+        let mut headers = Vec::new();
+        for (name, value) in raw.headers.map(|h| h.0).unwrap_or_default() {
+            headers.push(custom_header(&name, &value)?);
+        }
+        let attachments = raw
+            .attachments
+            .iter()
+            .enumerate()
+            .map(|(i, p)| read_part(&format!("attachments[{i}]"), p, false))
+            .collect::<Result<Vec<_>>>()?;
+        let inline = raw
+            .inline
+            .iter()
+            .enumerate()
+            .map(|(i, p)| read_part(&format!("inline[{i}]"), p, true))
+            .collect::<Result<Vec<_>>>()?;
+        if !inline.is_empty() && raw.html.is_none() {
+            return Err(Error::message_error("inline: inline parts need an html body to refer to them"));
+        }
+        for (field, value) in [("reference", &raw.reference), ("idempotency_key", &raw.idempotency_key), ("user", &raw.user)] {
+            if let Some(v) = value {
+                check_text(v).map_err(|c| Error::message_error(format!("{field}: control character {c:?} is not allowed")))?;
+            }
+        }
+        Ok(MessageSpec {
+            user: raw.user,
+            profile: raw.profile,
+            from: raw.from.as_ref().map(|f| mailbox("from", f)).transpose()?,
+            reply_to: raw.reply_to.as_ref().map(|r| mailbox("reply_to", r)).transpose()?,
+            to,
+            cc,
+            bcc,
+            subject,
+            html: raw.html,
+            text: raw.text,
+            attachments,
+            inline,
+            headers,
+            reference: raw.reference,
+            idempotency_key: raw.idempotency_key,
+            archive: raw.archive.unwrap_or(false),
+        })
+    }
+
+    /// Every recipient: to, cc, bcc, in that order.
+    pub fn all_recipients(&self) -> impl Iterator<Item = &Recipient> {
+        self.to.iter().chain(&self.cc).chain(&self.bcc)
+    }
+}
+
+fn custom_header(name: &str, value: &serde_json::Value) -> Result<(HeaderName, String)> {
+    let value = match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => return Err(Error::invalid_argument(format!("headers.{name}: a string expected, got {other}"))),
+    };
+    let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+    if !valid_name {
+        return Err(Error::message_error(format!("headers: \"{}\" is not a valid header name", printable(name))));
+    }
+    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(Error::message_error(format!("headers: {name} is written by the library and cannot be set")));
+    }
+    check_text(&value)
+        .map_err(|c| Error::message_error(format!("headers.{name}: control character {c:?} is not allowed in a header")))?;
+    let header = HeaderName::new_from_ascii(name.to_string())
+        .map_err(|_| Error::message_error(format!("headers: \"{}\" is not a valid header name", printable(name))))?;
+    Ok((header, value))
+}
+
+fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
+    let (bytes, default_name) = match (&spec.path, &spec.content_base64) {
+        (Some(_), Some(_)) => {
+            return Err(Error::message_error(format!("{field}: give path or content_base64, not both")))
+        }
+        (None, None) => return Err(Error::message_error(format!("{field}: path or content_base64 is required"))),
+        (Some(path), None) => {
+            let p = PathBuf::from(path);
+            if !p.is_absolute() {
+                return Err(Error::message_error(format!("{field}: path \"{}\" must be absolute", printable(path))));
+            }
+            let bytes = std::fs::read(&p).map_err(|e| Error::message_error(format!("{field}: cannot read {path}: {e}")))?;
+            (bytes, p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        }
+        (None, Some(data)) => {
+            let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            let bytes = B64
+                .decode(compact)
+                .map_err(|e| Error::message_error(format!("{field}: content_base64 is not valid base64: {e}")))?;
+            (bytes, None)
+        }
+    };
+    let cid = match (&spec.cid, inline) {
+        (Some(cid), true) => {
+            let ok = !cid.is_empty() && cid.bytes().all(|b| b.is_ascii_graphic() && !b"<>\"()[]\\,;:".contains(&b));
+            if !ok {
+                return Err(Error::message_error(format!("{field}: cid \"{}\" is not a valid content id", printable(cid))));
+            }
+            Some(cid.clone())
+        }
+        (None, true) => return Err(Error::message_error(format!("{field}: cid is required for an inline part"))),
+        (Some(_), false) => return Err(Error::message_error(format!("{field}: cid belongs to inline parts"))),
+        (None, false) => None,
+    };
+    let name = spec.name.clone().or(default_name).or_else(|| cid.clone()).unwrap_or_else(|| "attachment".into());
+    check_text(&name).map_err(|c| Error::message_error(format!("{field}: the name has the control character {c:?}")))?;
+    let content_type_text = match &spec.content_type {
+        Some(t) => t.clone(),
+        None => mime_guess::from_path(&name).first_or_octet_stream().essence_str().to_string(),
+    };
+    let content_type = ContentType::parse(&content_type_text).map_err(|_| {
+        Error::message_error(format!("{field}: \"{}\" is not a valid content_type", printable(&content_type_text)))
+    })?;
+    Ok(Part { name, content_type, bytes, cid })
+}
+
+/// What [`build`] needs beyond the spec: decisions of the pipeline.
+pub struct BuildContext<'a> {
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    pub message_id: String,
+    /// In test mode: the original To and Cc, for `X-Original-To`.
+    pub original_to: Option<String>,
+    pub dkim: Option<&'a lettre::message::dkim::DkimConfig>,
+}
+
+/// Line ends as LF only: lettre turns every LF into CRLF, so a lone CR
+/// must not survive (SMTP smuggling).
+fn normalize_newlines(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// Builds the exact bytes to send.
+pub fn build(spec: &MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
+    let mut builder = lettre::Message::builder()
+        .from(ctx.from.clone())
+        .subject(spec.subject.clone())
+        .message_id(Some(ctx.message_id.clone()))
+        .date_now();
+    if let Some(r) = &ctx.reply_to {
+        builder = builder.reply_to(r.clone());
+    }
+    for r in &spec.to {
+        builder = builder.to(r.mailbox.clone());
+    }
+    for r in &spec.cc {
+        builder = builder.cc(r.mailbox.clone());
+    }
+    for (name, value) in &spec.headers {
+        builder = builder.raw_header(HeaderValue::new(name.clone(), value.clone()));
+    }
+    if let Some(original) = &ctx.original_to {
+        builder = builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("X-Original-To"), original.clone()));
+    }
+
+    let text = spec.text.as_deref().map(normalize_newlines);
+    let html = spec.html.as_deref().map(normalize_newlines);
+    let body = match (text, html) {
+        (Some(text), None) => Body::Single(SinglePart::plain(text)),
+        (text, Some(html)) => {
+            let text = text.unwrap_or_else(|| normalize_newlines(&nanohtml2text::html2text(&html)));
+            let html_part = SinglePart::html(html);
+            let rich = if spec.inline.is_empty() {
+                Body::Single(html_part)
+            } else {
+                let mut related = MultiPart::related().singlepart(html_part);
+                for part in &spec.inline {
+                    let cid = part.cid.clone().expect("inline parts have a cid");
+                    related = related.singlepart(
+                        Attachment::new_inline_with_name(cid, part.name.clone()).body(part.bytes.clone(), part.content_type.clone()),
+                    );
+                }
+                Body::Multi(related)
+            };
+            let alternative = MultiPart::alternative().singlepart(SinglePart::plain(text));
+            Body::Multi(match rich {
+                Body::Single(p) => alternative.singlepart(p),
+                Body::Multi(m) => alternative.multipart(m),
+            })
+        }
+        (None, None) => return Err(Error::message_error("the message has no body (html or text)")),
+    };
+    let body = if spec.attachments.is_empty() {
+        body
+    } else {
+        let mut mixed = match body {
+            Body::Single(p) => MultiPart::mixed().singlepart(p),
+            Body::Multi(m) => MultiPart::mixed().multipart(m),
+        };
+        for part in &spec.attachments {
+            mixed = mixed.singlepart(Attachment::new(part.name.clone()).body(part.bytes.clone(), part.content_type.clone()));
+        }
+        Body::Multi(mixed)
+    };
+    let mut message = match body {
+        Body::Single(p) => builder.singlepart(p),
+        Body::Multi(m) => builder.multipart(m),
+    }
+    .map_err(|e| Error::message_error(format!("cannot build the message: {e}")))?;
+    if let Some(dkim) = ctx.dkim {
+        message.sign(dkim);
+    }
+    Ok(message.formatted())
+}
+
+enum Body {
+    Single(SinglePart),
+    Multi(MultiPart),
+}
+
+/// Reads a DKIM private key: RSA as PKCS#1 or PKCS#8 PEM, Ed25519 as
+/// PKCS#8 PEM. An unusable file is `SMTPB_ERR_CONFIG` naming it.
+pub fn read_dkim_key(path: &Path) -> Result<lettre::message::dkim::DkimSigningKey> {
+    use lettre::message::dkim::{DkimSigningAlgorithm, DkimSigningKey};
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    let bad = |why: &str| Error::config(format!("{} is not a usable DKIM key: {why}", path.display()));
+    let pem = std::fs::read_to_string(path).map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
+    let pem = zeroize::Zeroizing::new(pem);
+    if pem.contains("BEGIN RSA PRIVATE KEY") {
+        return DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa).map_err(|_| bad("the RSA key does not parse"));
+    }
+    if !pem.contains("BEGIN PRIVATE KEY") {
+        return Err(bad("a PEM RSA (PKCS#1 or PKCS#8) or Ed25519 (PKCS#8) private key expected"));
+    }
+    if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_pem(&pem) {
+        let pkcs1 = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map_err(|_| bad("the RSA key cannot be re-encoded"))?;
+        return DkimSigningKey::new(&pkcs1, DkimSigningAlgorithm::Rsa).map_err(|_| bad("the RSA key does not parse"));
+    }
+    // PKCS#8 Ed25519 (RFC 8410): a fixed 16-byte prefix, then the seed.
+    const ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = zeroize::Zeroizing::new(B64.decode(body.trim()).map_err(|_| bad("the PEM body is not base64"))?);
+    if der.len() == 48 && der[..16] == ED25519_PREFIX {
+        let seed = zeroize::Zeroizing::new(B64.encode(&der[16..]));
+        return DkimSigningKey::new(&seed, DkimSigningAlgorithm::Ed25519).map_err(|_| bad("the Ed25519 key does not parse"));
+    }
+    Err(bad("neither an RSA nor an Ed25519 private key"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<MessageSpec> {
+        MessageSpec::parse(json)
+    }
+
+    #[test]
+    fn unknown_fields_and_duplicates_are_named() {
+        let e = parse(r#"{"to":["a@b.example"],"text":"x","atachments":[]}"#).unwrap_err();
+        assert!(e.message().contains("atachments"), "{}", e.message());
+        let e = parse(r#"{"to":["a@b.example"],"text":"x","text":"y"}"#).unwrap_err();
+        assert!(e.message().contains("duplicate field `text`"), "{}", e.message());
+        let e = parse(r#"{"to":["a@b.example"],"text":"x","headers":{"X-A":"1","X-A":"2"}}"#).unwrap_err();
+        assert!(e.message().contains("duplicate key"), "{}", e.message());
+        let e = parse(r#"{"to":[{"email":"a@b.example","nmae":"x"}],"text":"x"}"#).unwrap_err();
+        assert!(e.message().contains("nmae"), "{}", e.message());
+    }
+
+    #[test]
+    fn header_injection_is_refused() {
+        let e = parse(r#"{"to":["a@b.example"],"text":"x","subject":"Hi\r\nBcc: evil@x.example"}"#).unwrap_err();
+        assert_eq!(e.code(), crate::error::Code::Message);
+        let e = parse(r#"{"to":["a@b.example\r\nRCPT TO:<evil@x.example>"],"text":"x"}"#).unwrap_err();
+        assert_eq!(e.code(), crate::error::Code::Message);
+        assert!(e.message().contains("to[0]"));
+        let e = parse(r#"{"to":["a@b.example"],"text":"x","headers":{"X-A":"1\nBcc: e@x.example"}}"#).unwrap_err();
+        assert!(e.message().contains("headers.X-A"));
+        let e = parse(r#"{"to":["a@b.example"],"text":"x","headers":{"Bcc":"e@x.example"}}"#).unwrap_err();
+        assert!(e.message().contains("Bcc"));
+        assert!(parse(r#"{"to":[{"email":"a@b.example","name":"A\tB"}],"text":"x","subject":"a\tb"}"#).is_ok());
+    }
+
+    #[test]
+    fn missing_parts_are_refused() {
+        assert!(parse(r#"{"text":"x"}"#).unwrap_err().message().contains("no recipient"));
+        assert!(parse(r#"{"to":["a@b.example"]}"#).unwrap_err().message().contains("no body"));
+        let e = parse(r#"{"to":["a@b.example"],"text":"x","attachments":[{"path":"rel/file.pdf"}]}"#).unwrap_err();
+        assert!(e.message().contains("rel/file.pdf") && e.message().contains("absolute"));
+        let e = parse(r#"{"to":["a@b.example"],"text":"x","attachments":[{"path":"/nonexistent/x.pdf"}]}"#).unwrap_err();
+        assert!(e.message().contains("/nonexistent/x.pdf"));
+    }
+
+    #[test]
+    fn lone_cr_never_reaches_the_bytes() {
+        let spec = parse(r#"{"to":["a@b.example"],"text":"one\rtwo\nthree\r\n.four"}"#).unwrap();
+        let ctx = BuildContext {
+            from: "s@b.example".parse().unwrap(),
+            reply_to: None,
+            message_id: "<1@b.example>".into(),
+            original_to: None,
+            dkim: None,
+        };
+        let bytes = build(&spec, &ctx).unwrap();
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == b'\r' {
+                assert_eq!(bytes.get(i + 1), Some(&b'\n'));
+            }
+            if *b == b'\n' {
+                assert_eq!(bytes[i - 1], b'\r');
+            }
+        }
+    }
+}

@@ -1,0 +1,948 @@
+//! The SMTP dialogue, written for this library over std sockets and rustls.
+//!
+//! Why not lettre's `SmtpTransport`: as released (0.11.23) it reads bytes a
+//! server sent with its STARTTLS `220` as if they had come over TLS (a
+//! refused mail can be reported sent), bounds each socket read rather than
+//! each reply (a server that drips bytes holds a send for ever), stops a
+//! transaction at the first refused recipient, sends AUTH over plaintext
+//! without a guard, and stalls ~44 ms per mail on a reused connection
+//! (Nagle). lettre still builds, encodes and signs every message; this
+//! module only speaks the protocol.
+//!
+//! Guarantees:
+//! - One deadline (SMTPConnectionTimeout) bounds connect, TLS, greeting,
+//!   EHLO, STARTTLS and AUTH together; after that every command's complete
+//!   reply has a deadline of its own. Every socket read and write is given
+//!   only the time left, so dripping bytes cannot stretch a deadline.
+//! - After the STARTTLS `220`, any byte already received is a protocol
+//!   error: nothing that came in plaintext is read as if it came over TLS.
+//! - AUTH never goes out unencrypted unless SMTPAllowPlaintextAuth.
+//! - DATA goes out with CRLF line ends only (a lone CR or LF becomes CRLF)
+//!   and dot-stuffed; TCP_NODELAY is set so small writes are not delayed.
+//! - Refused recipients do not stop the others; a 4xx for any recipient
+//!   defers the whole message (RSET), so no recipient gets it twice.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use rustls::{ClientConfig, ClientConnection};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+use crate::config::{Authentication, AuthModel, Encryption, ProfileSettings};
+use crate::error::Code;
+
+/// The longest reply line accepted (RFC 5321 allows 512; servers send more
+/// in EHLO lists, so allow a generous bound that still caps memory).
+const MAX_LINE: usize = 8192;
+/// The most lines in one reply.
+const MAX_REPLY_LINES: usize = 256;
+/// How much of a message is written per socket write.
+const CHUNK: usize = 64 * 1024;
+/// The slowest transfer rate a DATA deadline allows for: the deadline for
+/// the body and its reply is SMTPConnectionTimeout plus this per byte.
+const MIN_BYTES_PER_SECOND: u64 = 64 * 1024;
+
+/// One reply of the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    /// The RFC 3463 enhanced status code, when the reply has one.
+    pub enhanced: Option<String>,
+    /// The reply text without code and enhanced code, lines joined by
+    /// a space.
+    pub text: String,
+    /// The text of each line after the code (capability lists).
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+    /// `550 5.1.1 No such user`, for messages.
+    pub fn summary(&self) -> String {
+        match &self.enhanced {
+            Some(e) => format!("{} {} {}", self.code, e, self.text),
+            None => format!("{} {}", self.code, self.text),
+        }
+        .trim_end()
+        .to_string()
+    }
+}
+
+/// Why a session or transaction did not succeed.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub code: Code,
+    pub message: String,
+    /// The server's reply behind the failure, if there was one.
+    pub reply: Option<Reply>,
+    /// The connection broke or stalled after the final dot: the server may
+    /// have accepted the message.
+    pub possible_duplicate: bool,
+    /// A reused connection turned out closed before the first command of
+    /// this transaction was answered: nothing was committed, so the caller
+    /// may open a new session and try once more.
+    pub stale: bool,
+    /// The stage the failure happened in (`connect`, `greeting`, `ehlo`,
+    /// `tls`, `auth`, `mail`, `rcpt`, `data`).
+    pub stage: &'static str,
+    /// An OAuth2 token that the server refused.
+    pub oauth_refused: bool,
+    /// Recipients the server refused with a 5xx.
+    pub rejected: Vec<(String, Reply)>,
+}
+
+impl Failure {
+    pub fn new(code: Code, stage: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+            reply: None,
+            possible_duplicate: false,
+            stale: false,
+            stage,
+            oauth_refused: false,
+            rejected: Vec::new(),
+        }
+    }
+
+    fn with_reply(mut self, reply: Reply) -> Failure {
+        self.reply = Some(reply);
+        self
+    }
+}
+
+/// A failure of the transport below the protocol.
+#[derive(Debug)]
+enum IoFail {
+    Timeout,
+    Closed,
+    Io(io::Error),
+    Protocol(String),
+    Tls(rustls::Error),
+}
+
+impl std::fmt::Display for IoFail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IoFail::Timeout => f.write_str("timed out"),
+            IoFail::Closed => f.write_str("connection closed by the server"),
+            IoFail::Io(e) => write!(f, "{e}"),
+            IoFail::Protocol(m) => f.write_str(m),
+            IoFail::Tls(e) => write!(f, "TLS error: {e}"),
+        }
+    }
+}
+
+type IoResult<T> = std::result::Result<T, IoFail>;
+
+fn remaining(deadline: Instant) -> IoResult<Duration> {
+    let now = Instant::now();
+    if now >= deadline {
+        Err(IoFail::Timeout)
+    } else {
+        // A zero timeout means "block for ever" to the socket API.
+        Ok((deadline - now).max(Duration::from_millis(1)))
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+fn io_fail(e: io::Error) -> IoFail {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => IoFail::Timeout,
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => IoFail::Closed,
+        _ => IoFail::Io(e),
+    }
+}
+
+/// The byte stream under the protocol: plain TCP, or TLS over it. TLS is
+/// driven by hand (no `rustls::StreamOwned`) so that every socket read and
+/// write gets only the time left before the deadline.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<ClientConnection>, TcpStream),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(t) | Stream::Tls(_, t) => t,
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8], deadline: Instant) -> IoResult<usize> {
+        loop {
+            match self {
+                Stream::Plain(tcp) => {
+                    tcp.set_read_timeout(Some(remaining(deadline)?)).map_err(IoFail::Io)?;
+                    match tcp.read(buf) {
+                        Ok(0) => return Err(IoFail::Closed),
+                        Ok(n) => return Ok(n),
+                        Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(io_fail(e)),
+                    }
+                }
+                Stream::Tls(conn, tcp) => {
+                    match conn.reader().read(buf) {
+                        Ok(0) => return Err(IoFail::Closed),
+                        Ok(n) => return Ok(n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(io_fail(e)),
+                    }
+                    tls_read_once(conn, tcp, deadline)?;
+                }
+            }
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8], deadline: Instant) -> IoResult<()> {
+        match self {
+            Stream::Plain(tcp) => write_all_tcp(tcp, bytes, deadline),
+            Stream::Tls(conn, tcp) => {
+                conn.writer().write_all(bytes).map_err(IoFail::Io)?;
+                tls_flush(conn, tcp, deadline)
+            }
+        }
+    }
+}
+
+fn write_all_tcp(tcp: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> IoResult<()> {
+    while !bytes.is_empty() {
+        tcp.set_write_timeout(Some(remaining(deadline)?)).map_err(IoFail::Io)?;
+        match tcp.write(bytes) {
+            Ok(0) => return Err(IoFail::Closed),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_fail(e)),
+        }
+    }
+    Ok(())
+}
+
+fn tls_flush(conn: &mut ClientConnection, tcp: &mut TcpStream, deadline: Instant) -> IoResult<()> {
+    while conn.wants_write() {
+        tcp.set_write_timeout(Some(remaining(deadline)?)).map_err(IoFail::Io)?;
+        match conn.write_tls(tcp) {
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_fail(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Reads one batch of TLS records from the socket and processes them.
+fn tls_read_once(conn: &mut ClientConnection, tcp: &mut TcpStream, deadline: Instant) -> IoResult<()> {
+    loop {
+        tcp.set_read_timeout(Some(remaining(deadline)?)).map_err(IoFail::Io)?;
+        match conn.read_tls(tcp) {
+            Ok(0) => return Err(IoFail::Closed),
+            Ok(_) => break,
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_fail(e)),
+        }
+    }
+    if let Err(e) = conn.process_new_packets() {
+        // Tell the server why, if it still listens.
+        let _ = tls_flush(conn, tcp, deadline);
+        return Err(IoFail::Tls(e));
+    }
+    Ok(())
+}
+
+fn tls_handshake(
+    config: Arc<ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+    mut tcp: TcpStream,
+    deadline: Instant,
+) -> IoResult<Stream> {
+    let mut conn = ClientConnection::new(config, name).map_err(IoFail::Tls)?;
+    while conn.is_handshaking() {
+        if conn.wants_write() {
+            tls_flush(&mut conn, &mut tcp, deadline)?;
+        } else {
+            tls_read_once(&mut conn, &mut tcp, deadline)?;
+        }
+    }
+    tls_flush(&mut conn, &mut tcp, deadline)?;
+    Ok(Stream::Tls(Box::new(conn), tcp))
+}
+
+/// What the server announced in its EHLO reply.
+#[derive(Clone, Debug, Default)]
+pub struct Capabilities {
+    /// The keyword lines as the server sent them (without the first line).
+    pub lines: Vec<String>,
+    pub starttls: bool,
+    pub pipelining: bool,
+    pub smtputf8: bool,
+    /// SIZE, when the server announced a limit (0 = none given).
+    pub size: Option<u64>,
+    /// AUTH mechanisms, upper case.
+    pub auth: Vec<String>,
+}
+
+impl Capabilities {
+    fn parse(reply: &Reply) -> Capabilities {
+        let mut caps = Capabilities { lines: reply.lines.iter().skip(1).cloned().collect(), ..Default::default() };
+        for line in &caps.lines {
+            let mut words = line.split_ascii_whitespace();
+            let keyword = words.next().unwrap_or("").to_ascii_uppercase();
+            match keyword.as_str() {
+                "STARTTLS" => caps.starttls = true,
+                "PIPELINING" => caps.pipelining = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                "SIZE" => caps.size = Some(words.next().and_then(|w| w.parse().ok()).unwrap_or(0)),
+                "AUTH" => caps.auth.extend(words.map(|w| w.to_ascii_uppercase())),
+                // Some old servers announce "AUTH=LOGIN PLAIN".
+                k if k.starts_with("AUTH=") => {
+                    caps.auth.extend(line[5..].split_ascii_whitespace().map(|w| w.to_ascii_uppercase()))
+                }
+                _ => {}
+            }
+        }
+        caps.auth.dedup();
+        caps
+    }
+}
+
+/// The login a session uses.
+pub struct Login {
+    pub username: String,
+    pub secret: Zeroizing<String>,
+}
+
+/// Where a test of a connection got to.
+#[derive(Clone, Debug, Default)]
+pub struct Probe {
+    pub stage: &'static str,
+    pub banner: Option<String>,
+    pub capabilities: Vec<String>,
+    pub tls: Option<&'static str>,
+    pub auth_mechanisms: Vec<String>,
+}
+
+/// An open SMTP session, ready for MAIL.
+pub struct Session {
+    stream: Stream,
+    buf: Vec<u8>,
+    start: usize,
+    pub banner: String,
+    pub caps: Capabilities,
+    timeout: Duration,
+    /// When the session last finished a transaction.
+    pub idle_since: Instant,
+    /// Transactions completed on this session.
+    pub transactions: u64,
+}
+
+impl Session {
+    /// Connects with `settings` and logs in with `login` (when the profile
+    /// authenticates), all within one SMTPConnectionTimeout. `probe` tells
+    /// how far it got.
+    pub fn open(
+        settings: &ProfileSettings,
+        tls: &Arc<ClientConfig>,
+        login: Option<&Login>,
+        probe: &mut Probe,
+    ) -> Result<Session, Failure> {
+        let timeout = Duration::from_millis(settings.timeout_ms as u64);
+        let deadline = Instant::now() + timeout;
+        let host = settings.server.as_deref().ok_or_else(|| Failure::new(Code::Config, "connect", "SMTPServer is not set"))?;
+        let server_name =
+            crate::tls::server_name(settings, host).map_err(|e| Failure::new(Code::Config, "connect", e.message()))?;
+
+        probe.stage = "connect";
+        let tcp = connect(host, settings.port, deadline)?;
+        let _ = tcp.set_nodelay(true);
+        let stream = if settings.encryption == Encryption::Ssl {
+            probe.stage = "tls";
+            tls_handshake(tls.clone(), server_name.clone(), tcp, deadline)
+                .map_err(|e| Failure::new(Code::Tls, "tls", format!("TLS handshake with {host}:{} failed: {e}", settings.port)))?
+        } else {
+            Stream::Plain(tcp)
+        };
+        let mut session = Session {
+            stream,
+            buf: Vec::with_capacity(4096),
+            start: 0,
+            banner: String::new(),
+            caps: Capabilities::default(),
+            timeout,
+            idle_since: Instant::now(),
+            transactions: 0,
+        };
+        if let Stream::Tls(conn, _) = &session.stream {
+            probe.tls = tls_version_name(conn);
+        }
+
+        probe.stage = "greeting";
+        let greeting = session.read_reply(deadline).map_err(|e| connect_failure("greeting", "waiting for the greeting", e))?;
+        session.banner = greeting.text.clone();
+        probe.banner = Some(greeting.text.clone());
+        if greeting.code != 220 {
+            return Err(Failure::new(Code::Connect, "greeting", format!("the server refused the session: {}", greeting.summary()))
+                .with_reply(greeting));
+        }
+
+        probe.stage = "ehlo";
+        session.hello(&settings.helo_name, deadline)?;
+        probe.capabilities = session.caps.lines.clone();
+
+        if settings.encryption == Encryption::StartTls {
+            probe.stage = "tls";
+            session.starttls(tls.clone(), server_name, deadline)?;
+            if let Stream::Tls(conn, _) = &session.stream {
+                probe.tls = tls_version_name(conn);
+            }
+            session.hello(&settings.helo_name, deadline)?;
+            probe.capabilities = session.caps.lines.clone();
+        }
+        probe.auth_mechanisms = session.caps.auth.clone();
+
+        probe.stage = "auth";
+        session.authenticate(settings, login, deadline)?;
+        probe.stage = "done";
+        Ok(session)
+    }
+
+    fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(..))
+    }
+
+    /// The negotiated TLS version, if the session is encrypted.
+    pub fn tls_version(&self) -> Option<&'static str> {
+        match &self.stream {
+            Stream::Tls(conn, _) => tls_version_name(conn),
+            Stream::Plain(_) => None,
+        }
+    }
+
+    fn hello(&mut self, name: &str, deadline: Instant) -> Result<(), Failure> {
+        let fail = |e| connect_failure("ehlo", "during EHLO", e);
+        self.write(format!("EHLO {name}\r\n").as_bytes(), deadline).map_err(fail)?;
+        let reply = self.read_reply(deadline).map_err(fail)?;
+        if reply.code == 250 {
+            self.caps = Capabilities::parse(&reply);
+            return Ok(());
+        }
+        if reply.code >= 500 {
+            // An old server without ESMTP: fall back to HELO.
+            self.write(format!("HELO {name}\r\n").as_bytes(), deadline).map_err(fail)?;
+            let helo = self.read_reply(deadline).map_err(fail)?;
+            if helo.code == 250 {
+                self.caps = Capabilities::default();
+                return Ok(());
+            }
+            return Err(Failure::new(Code::Connect, "ehlo", format!("the server refused EHLO and HELO: {}", helo.summary()))
+                .with_reply(helo));
+        }
+        Err(Failure::new(Code::Connect, "ehlo", format!("the server refused EHLO: {}", reply.summary())).with_reply(reply))
+    }
+
+    fn starttls(
+        &mut self,
+        config: Arc<ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
+        let fail = |e: IoFail| Failure::new(Code::Tls, "tls", format!("STARTTLS failed: {e}"));
+        if !self.caps.starttls {
+            return Err(Failure::new(
+                Code::Tls,
+                "tls",
+                "the server does not offer STARTTLS, and SMTPServerEncryption=TLS requires it (no fallback to plaintext)",
+            ));
+        }
+        self.write(b"STARTTLS\r\n", deadline).map_err(fail)?;
+        let reply = self.read_reply(deadline).map_err(fail)?;
+        if reply.code != 220 {
+            return Err(Failure::new(Code::Tls, "tls", format!("the server refused STARTTLS: {}", reply.summary())).with_reply(reply));
+        }
+        if self.start < self.buf.len() {
+            return Err(Failure::new(
+                Code::Tls,
+                "tls",
+                format!(
+                    "the server sent {} unexpected bytes after its STARTTLS reply (response injection?); the session was dropped",
+                    self.buf.len() - self.start
+                ),
+            ));
+        }
+        self.buf.clear();
+        self.start = 0;
+        let tcp = match &self.stream {
+            Stream::Plain(tcp) => tcp.try_clone().map_err(|e| fail(IoFail::Io(e)))?,
+            Stream::Tls(..) => return Err(fail(IoFail::Protocol("the session is already encrypted".into()))),
+        };
+        self.stream = tls_handshake(config, name, tcp, deadline).map_err(|e| Failure::new(Code::Tls, "tls", format!("TLS handshake failed: {e}")))?;
+        // RFC 3207 §4.2: forget what was learned before TLS.
+        self.caps = Capabilities::default();
+        Ok(())
+    }
+
+    fn authenticate(&mut self, settings: &ProfileSettings, login: Option<&Login>, deadline: Instant) -> Result<(), Failure> {
+        let fail = |m: String| Failure::new(Code::Auth, "auth", m);
+        let login = match (settings.authentication, login) {
+            (Authentication::None, _) => return Ok(()),
+            (Authentication::Optional, None) => return Ok(()),
+            (Authentication::Optional, Some(_)) if self.caps.auth.is_empty() => return Ok(()),
+            (Authentication::Required, None) => {
+                return Err(Failure::new(Code::Credentials, "auth", "SMTPAuthentication=Required, but no credentials were found"))
+            }
+            (_, Some(login)) => login,
+        };
+        if !self.is_tls() && !settings.allow_plaintext_auth {
+            return Err(fail(
+                "AUTH would go over an unencrypted connection; use SSL or TLS, or set SMTPAllowPlaintextAuth=true".into(),
+            ));
+        }
+        let offered = |m: &str| self.caps.auth.iter().any(|a| a == m);
+        let mechanism = match settings.auth_model {
+            AuthModel::OAuth2 => "XOAUTH2",
+            AuthModel::Basic if offered("PLAIN") => "PLAIN",
+            AuthModel::Basic if offered("LOGIN") => "LOGIN",
+            // A server that lists no AUTH at all may still take PLAIN.
+            AuthModel::Basic if self.caps.auth.is_empty() => "PLAIN",
+            AuthModel::Basic => {
+                return Err(fail(format!(
+                    "the server offers AUTH {} but not PLAIN or LOGIN",
+                    self.caps.auth.join(" ")
+                )))
+            }
+        };
+        let io = |e: IoFail| fail(format!("AUTH {mechanism}: {e}"));
+        let reply = match mechanism {
+            "PLAIN" => {
+                let token = Zeroizing::new(format!("\0{}\0{}", login.username, login.secret.as_str()));
+                let line = Zeroizing::new(format!("AUTH PLAIN {}\r\n", B64.encode(token.as_bytes())));
+                self.write(line.as_bytes(), deadline).map_err(io)?;
+                self.read_reply(deadline).map_err(io)?
+            }
+            "LOGIN" => {
+                self.write(b"AUTH LOGIN\r\n", deadline).map_err(io)?;
+                let mut reply = self.read_reply(deadline).map_err(io)?;
+                for part in [login.username.as_str(), login.secret.as_str()] {
+                    if reply.code != 334 {
+                        break;
+                    }
+                    let line = Zeroizing::new(format!("{}\r\n", B64.encode(part.as_bytes())));
+                    self.write(line.as_bytes(), deadline).map_err(io)?;
+                    reply = self.read_reply(deadline).map_err(io)?;
+                }
+                reply
+            }
+            _ => {
+                let token = Zeroizing::new(format!("user={}\x01auth=Bearer {}\x01\x01", login.username, login.secret.as_str()));
+                let line = Zeroizing::new(format!("AUTH XOAUTH2 {}\r\n", B64.encode(token.as_bytes())));
+                self.write(line.as_bytes(), deadline).map_err(io)?;
+                let reply = self.read_reply(deadline).map_err(io)?;
+                if reply.code == 334 {
+                    // The server explains the refusal in a base64 JSON
+                    // challenge and waits for an empty line (RFC 7628 §3.2.3).
+                    let detail = B64
+                        .decode(reply.text.trim())
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .unwrap_or_default();
+                    self.write(b"\r\n", deadline).map_err(io)?;
+                    let last = self.read_reply(deadline).map_err(io)?;
+                    let mut f = fail(format!(
+                        "the server refused the OAuth2 token of {}: {} {}",
+                        login.username,
+                        last.summary(),
+                        detail
+                    ));
+                    f.oauth_refused = true;
+                    return Err(f.with_reply(last));
+                }
+                reply
+            }
+        };
+        if reply.code == 235 {
+            return Ok(());
+        }
+        let mut f = fail(format!("the server refused authentication of {} ({mechanism}): {}", login.username, reply.summary()));
+        f.oauth_refused = settings.auth_model == AuthModel::OAuth2;
+        Err(f.with_reply(reply))
+    }
+
+    /// Whether the session looks usable for another transaction: the
+    /// server has not closed it or sent anything (a `421` before closing)
+    /// while it was idle. Costs no round trip.
+    pub fn looks_alive(&self) -> bool {
+        if self.start < self.buf.len() {
+            return false;
+        }
+        let tcp = self.stream.tcp();
+        if tcp.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        let alive = matches!(tcp.peek(&mut probe), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
+        tcp.set_nonblocking(false).is_ok() && alive
+    }
+
+    /// Sends one message: MAIL, RCPT for each recipient, DATA, the body.
+    /// On success returns the final reply and the recipients refused with
+    /// a 5xx; otherwise a failure classified by phase.
+    pub fn send(&mut self, from: &str, recipients: &[String], body: &[u8], utf8: bool) -> Result<Delivery, Failure> {
+        let result = self.transaction(from, recipients, body, utf8);
+        if result.is_ok() {
+            self.transactions += 1;
+        }
+        self.idle_since = Instant::now();
+        result
+    }
+
+    fn transaction(&mut self, from: &str, recipients: &[String], body: &[u8], utf8: bool) -> Result<Delivery, Failure> {
+        if let Some(limit) = self.caps.size.filter(|s| *s > 0) {
+            if body.len() as u64 > limit {
+                return Err(Failure::new(
+                    Code::Rejected,
+                    "mail",
+                    format!("the message is {} bytes; the server accepts at most {limit} (SIZE)", body.len()),
+                )
+                .with_reply(Reply { code: 552, enhanced: Some("5.3.4".into()), text: "Message size exceeds fixed limit".into(), lines: vec![] }));
+            }
+        }
+        if utf8 && !self.caps.smtputf8 {
+            return Err(Failure::new(
+                Code::Message,
+                "mail",
+                "an address has non-ASCII characters and the server does not offer SMTPUTF8",
+            ));
+        }
+        let first = self.transactions > 0;
+        let mut mail = format!("MAIL FROM:<{from}>");
+        if self.caps.size.is_some() {
+            mail.push_str(&format!(" SIZE={}", body.len()));
+        }
+        if utf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        mail.push_str("\r\n");
+        let rcpts: Vec<String> = recipients.iter().map(|r| format!("RCPT TO:<{r}>\r\n")).collect();
+
+        // With PIPELINING, MAIL and every RCPT go out in one write.
+        let deadline = Instant::now() + self.timeout;
+        let stale_fail = |e: IoFail| {
+            let mut f = Failure::new(Code::Transient, "mail", format!("the connection broke at MAIL: {e}"));
+            f.stale = first && matches!(e, IoFail::Closed | IoFail::Io(_));
+            f
+        };
+        let mail_reply = if self.caps.pipelining {
+            let mut batch = mail.clone().into_bytes();
+            for r in &rcpts {
+                batch.extend_from_slice(r.as_bytes());
+            }
+            self.write(&batch, deadline).map_err(stale_fail)?;
+            self.read_reply(deadline).map_err(stale_fail)?
+        } else {
+            self.write(mail.as_bytes(), deadline).map_err(stale_fail)?;
+            self.read_reply(deadline).map_err(stale_fail)?
+        };
+        let mail_ok = mail_reply.is_positive();
+        if !mail_ok && !self.caps.pipelining {
+            return Err(self.after_refusal(mail_reply, "mail", format!("the server refused the sender {from}")));
+        }
+
+        let mut accepted = 0usize;
+        let mut rejected = Vec::new();
+        let mut deferred = Vec::new();
+        for (index, line) in rcpts.iter().enumerate() {
+            let deadline = Instant::now() + self.timeout;
+            let io = |e| transient("rcpt", "at RCPT", e);
+            if !self.caps.pipelining {
+                self.write(line.as_bytes(), deadline).map_err(io)?;
+            }
+            let reply = self.read_reply(deadline).map_err(io)?;
+            let address = recipients[index].clone();
+            if reply.is_positive() {
+                accepted += 1;
+            } else if reply.is_transient() {
+                deferred.push((address, reply));
+            } else {
+                rejected.push((address, reply));
+            }
+        }
+        if !mail_ok {
+            return Err(self.after_refusal(mail_reply, "mail", format!("the server refused the sender {from}")));
+        }
+        if let Some((address, reply)) = deferred.first().cloned() {
+            let mut f = self.after_refusal(reply, "rcpt", format!("the server deferred recipient {address}"));
+            f.code = Code::Transient;
+            f.rejected = rejected;
+            return Err(f);
+        }
+        if accepted == 0 {
+            let (address, reply) = rejected.last().cloned().expect("at least one recipient");
+            let mut f = self.after_refusal(reply, "rcpt", format!("the server refused every recipient (last: {address})"));
+            f.code = Code::Rejected;
+            f.rejected = rejected;
+            return Err(f);
+        }
+
+        let deadline = Instant::now() + self.timeout;
+        let io = |e| transient("data", "at DATA", e);
+        self.write(b"DATA\r\n", deadline).map_err(io)?;
+        let reply = self.read_reply(deadline).map_err(io)?;
+        if reply.code != 354 {
+            let mut f = self.after_refusal(reply, "data", "the server refused DATA".to_string());
+            f.rejected = rejected;
+            return Err(f);
+        }
+
+        let allowance = Duration::from_millis(body.len() as u64 * 1000 / MIN_BYTES_PER_SECOND);
+        let deadline = Instant::now() + self.timeout + allowance;
+        self.write_data(body, deadline).map_err(|e| transient("data", "while sending the message", e))?;
+        let reply = self.read_reply(deadline).map_err(|e| {
+            let mut f = transient("data", "after the final dot, before the server's reply", e);
+            f.possible_duplicate = true;
+            f
+        })?;
+        if !reply.is_positive() {
+            let mut f = self.after_refusal(reply, "data", "the server refused the message".to_string());
+            f.rejected = rejected;
+            return Err(f);
+        }
+        Ok(Delivery { reply, rejected })
+    }
+
+    /// A refusal in the transaction: classify it and leave the session
+    /// ready for the next transaction (RSET).
+    fn after_refusal(&mut self, reply: Reply, stage: &'static str, what: String) -> Failure {
+        let code = if reply.is_transient() { Code::Transient } else { Code::Rejected };
+        let deadline = Instant::now() + self.timeout;
+        if self.write(b"RSET\r\n", deadline).is_err() || !self.read_reply(deadline).is_ok_and(|r| r.code == 250) {
+            // The session is unusable; the pool will drop it.
+            self.transactions = u64::MAX;
+        }
+        Failure::new(code, stage, format!("{what}: {}", reply.summary())).with_reply(reply)
+    }
+
+    /// Whether the session can carry another transaction.
+    pub fn reusable(&self) -> bool {
+        self.transactions != u64::MAX
+    }
+
+    /// Ends the session politely: QUIT, and the reply if it comes in time.
+    pub fn quit(mut self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        if self.write(b"QUIT\r\n", deadline).is_ok() {
+            let _ = self.read_reply(deadline);
+        }
+        if let Stream::Tls(conn, tcp) = &mut self.stream {
+            conn.send_close_notify();
+            let _ = tls_flush(conn, tcp, deadline);
+        }
+        let _ = self.stream.tcp().shutdown(Shutdown::Both);
+    }
+
+    fn write(&mut self, bytes: &[u8], deadline: Instant) -> IoResult<()> {
+        self.stream.write_all(bytes, deadline)
+    }
+
+    /// Writes the message dot-stuffed, with CRLF line ends only, followed
+    /// by `.` on a line of its own.
+    fn write_data(&mut self, body: &[u8], deadline: Instant) -> IoResult<()> {
+        let mut out = Vec::with_capacity(CHUNK + 8);
+        let mut line_start = true;
+        let mut i = 0;
+        while i < body.len() {
+            let b = body[i];
+            match b {
+                b'\r' | b'\n' => {
+                    // CRLF, lone CR and lone LF all end a line as CRLF.
+                    if b == b'\r' && body.get(i + 1) == Some(&b'\n') {
+                        i += 1;
+                    }
+                    out.extend_from_slice(b"\r\n");
+                    line_start = true;
+                }
+                b'.' if line_start => {
+                    out.extend_from_slice(b"..");
+                    line_start = false;
+                }
+                _ => {
+                    out.push(b);
+                    line_start = false;
+                }
+            }
+            i += 1;
+            if out.len() >= CHUNK {
+                self.write(&out, deadline)?;
+                out.clear();
+            }
+        }
+        if !line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        self.write(&out, deadline)
+    }
+
+    /// Reads one complete reply, single or multi-line, by `deadline`.
+    fn read_reply(&mut self, deadline: Instant) -> IoResult<Reply> {
+        let mut lines: Vec<String> = Vec::new();
+        let mut code = 0u16;
+        loop {
+            let line = self.read_line(deadline)?;
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let bytes = text.as_bytes();
+            if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
+                return Err(IoFail::Protocol(format!("malformed reply line \"{}\"", crate::config::printable(&text))));
+            }
+            let this: u16 = text[..3].parse().expect("three digits");
+            if !lines.is_empty() && this != code {
+                return Err(IoFail::Protocol("reply lines with different codes".into()));
+            }
+            code = this;
+            let sep = bytes.get(3).copied();
+            lines.push(text.get(4..).unwrap_or("").to_string());
+            match sep {
+                None | Some(b' ') => break,
+                Some(b'-') if lines.len() < MAX_REPLY_LINES => continue,
+                Some(b'-') => return Err(IoFail::Protocol("reply has too many lines".into())),
+                Some(_) => return Err(IoFail::Protocol(format!("malformed reply line \"{}\"", crate::config::printable(&text)))),
+            }
+        }
+        let enhanced = enhanced_code(code, &lines[0]);
+        let strip = |l: &String| match &enhanced {
+            Some(e) => l.strip_prefix(e.as_str()).map(|r| r.trim_start().to_string()).unwrap_or_else(|| l.clone()),
+            None => l.clone(),
+        };
+        let text = lines.iter().map(strip).collect::<Vec<_>>().join(" ");
+        Ok(Reply { code, enhanced, text, lines })
+    }
+
+    /// One line without its line end. CRLF ends a line; a bare LF is
+    /// taken too, as most clients do.
+    fn read_line(&mut self, deadline: Instant) -> IoResult<Vec<u8>> {
+        loop {
+            if let Some(pos) = self.buf[self.start..].iter().position(|b| *b == b'\n') {
+                let end = self.start + pos;
+                let mut line = self.buf[self.start..end].to_vec();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                self.start = end + 1;
+                if self.start == self.buf.len() {
+                    self.buf.clear();
+                    self.start = 0;
+                }
+                return Ok(line);
+            }
+            if self.buf.len() - self.start > MAX_LINE {
+                return Err(IoFail::Protocol(format!("reply line longer than {MAX_LINE} bytes")));
+            }
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk, deadline)?;
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// A message the server accepted.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub reply: Reply,
+    /// Recipients refused with a 5xx while the others were accepted.
+    pub rejected: Vec<(String, Reply)>,
+}
+
+fn tls_version_name(conn: &ClientConnection) -> Option<&'static str> {
+    match conn.protocol_version()? {
+        rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+        rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+        _ => Some("TLS"),
+    }
+}
+
+fn enhanced_code(code: u16, first_line: &str) -> Option<String> {
+    let word = first_line.split_ascii_whitespace().next()?;
+    let parts: Vec<&str> = word.split('.').collect();
+    let valid = parts.len() == 3
+        && parts[0].len() == 1
+        && parts[0].as_bytes()[0] == b'0' + (code / 100) as u8
+        && parts[1..].iter().all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    valid.then(|| word.to_string())
+}
+
+fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Failure> {
+    let fail = |m: String| Failure::new(Code::Connect, "connect", m);
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addresses: Vec<_> = (bare, port)
+        .to_socket_addrs()
+        .map_err(|e| fail(format!("cannot resolve {host}: {e}")))?
+        .collect();
+    let mut last = None;
+    for address in addresses {
+        let left = remaining(deadline).map_err(|_| fail(format!("timed out connecting to {host}:{port}")))?;
+        match TcpStream::connect_timeout(&address, left) {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(fail(match last {
+        Some(e) if is_timeout(&e) => format!("timed out connecting to {host}:{port}"),
+        Some(e) => format!("cannot connect to {host}:{port}: {e}"),
+        None => format!("{host} has no address"),
+    }))
+}
+
+/// A failure before the session is ready for MAIL: CONNECT, or TLS when
+/// the TLS layer failed.
+fn connect_failure(stage: &'static str, when: &str, e: IoFail) -> Failure {
+    let code = if matches!(e, IoFail::Tls(_)) { Code::Tls } else { Code::Connect };
+    Failure::new(code, stage, format!("{when}: {e}"))
+}
+
+/// A failure from MAIL on: the session broke or stalled.
+fn transient(stage: &'static str, when: &str, e: IoFail) -> Failure {
+    Failure::new(Code::Transient, stage, format!("the session broke {when}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enhanced_codes_are_recognised() {
+        assert_eq!(enhanced_code(550, "5.1.1 No such user").as_deref(), Some("5.1.1"));
+        assert_eq!(enhanced_code(250, "2.0.0 Ok: queued").as_deref(), Some("2.0.0"));
+        assert_eq!(enhanced_code(550, "4.1.1 mismatch"), None);
+        assert_eq!(enhanced_code(250, "Ok"), None);
+    }
+
+    #[test]
+    fn capabilities_are_parsed() {
+        let reply = Reply {
+            code: 250,
+            enhanced: None,
+            text: String::new(),
+            lines: vec!["mail.example".into(), "PIPELINING".into(), "SIZE 1000".into(), "AUTH PLAIN login".into(), "STARTTLS".into()],
+        };
+        let caps = Capabilities::parse(&reply);
+        assert!(caps.pipelining && caps.starttls && !caps.smtputf8);
+        assert_eq!(caps.size, Some(1000));
+        assert_eq!(caps.auth, vec!["PLAIN", "LOGIN"]);
+    }
+}

@@ -1,0 +1,111 @@
+//! What happened to a message: the status a host reads back.
+
+use serde_json::{json, Value};
+use std::time::SystemTime;
+
+use crate::error::Code;
+use crate::fsutil::rfc3339;
+use crate::smtp::Reply;
+
+/// The states of a message, as the status JSON names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Queued,
+    Sending,
+    Sent,
+    Deferred,
+    Failed,
+    Cancelled,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Sending => "sending",
+            State::Sent => "sent",
+            State::Deferred => "deferred",
+            State::Failed => "failed",
+            State::Cancelled => "cancelled",
+        }
+    }
+
+    /// Sent, failed and cancelled are final.
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Sent | State::Failed | State::Cancelled)
+    }
+}
+
+/// A recipient the server refused while others were accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub address: String,
+    pub reply: Reply,
+}
+
+/// The status of one message.
+#[derive(Clone, Debug)]
+pub struct Status {
+    pub id: String,
+    pub reference: Option<String>,
+    pub batch_id: Option<String>,
+    pub profile: String,
+    pub state: State,
+    pub attempts: u32,
+    pub message_id: String,
+    /// The last reply that decided the outcome.
+    pub reply: Option<Reply>,
+    pub error_code: Code,
+    pub error: Option<String>,
+    pub needs: Option<&'static str>,
+    pub recipients: Vec<String>,
+    pub blocked: Vec<String>,
+    pub rejected: Vec<Refusal>,
+    pub possible_duplicate: bool,
+    pub created_at: SystemTime,
+    pub sent_at: Option<SystemTime>,
+    pub next_attempt_at: Option<SystemTime>,
+    pub archive: Option<Value>,
+}
+
+impl Status {
+    /// The status JSON of ABI §7.
+    pub fn to_json(&self) -> Value {
+        let rejected: Vec<Value> = self
+            .rejected
+            .iter()
+            .map(|r| {
+                json!({
+                    "address": r.address,
+                    "smtp_code": r.reply.code,
+                    "enhanced_code": r.reply.enhanced,
+                    "smtp_response": r.reply.text,
+                })
+            })
+            .collect();
+        json!({
+            "id": self.id,
+            "reference": self.reference,
+            "batch_id": self.batch_id,
+            "profile": self.profile,
+            "state": self.state.name(),
+            "attempts": self.attempts,
+            "message_id": self.message_id,
+            "smtp_code": self.reply.as_ref().map(|r| r.code),
+            "enhanced_code": self.reply.as_ref().and_then(|r| r.enhanced.clone()),
+            "smtp_response": self.reply.as_ref().map(|r| r.text.clone()),
+            "error_code": self.error_code as i32,
+            "error": self.error,
+            "needs": self.needs,
+            "recipients": self.recipients,
+            "blocked": self.blocked,
+            "rejected": rejected,
+            "partial": self.state == State::Sent && !self.rejected.is_empty(),
+            "possible_duplicate": self.possible_duplicate,
+            "created_at": rfc3339(self.created_at),
+            "sent_at": self.sent_at.map(rfc3339),
+            "next_attempt_at": self.next_attempt_at.map(rfc3339),
+            "archive": self.archive,
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! TLS settings: rustls with the ring provider, the operating system's
+//! trust store plus SMTPCaFile, TLS 1.2 or 1.3 as the floor.
+
+use once_cell::sync::Lazy;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::ProfileSettings;
+use crate::error::{Code, Error, Result};
+
+/// The operating system's trusted roots, read once per process (empty
+/// where the system has none that rustls can use; the Mozilla roots then
+/// stand in).
+static SYSTEM_ROOTS: Lazy<Vec<CertificateDer<'static>>> = Lazy::new(|| rustls_native_certs::load_native_certs().certs);
+
+/// Reads the certificates of a PEM file; an unreadable file or one with
+/// no certificate is an error naming the file.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::config(format!("{} is not a PEM certificate file: {e:?}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::config(format!("{} holds no PEM certificate", path.display())));
+    }
+    Ok(certs)
+}
+
+/// The rustls client configuration for a profile.
+pub fn client_config(settings: &ProfileSettings) -> Result<Arc<ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&'static rustls::SupportedProtocolVersion] = if settings.min_tls13 {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| Error::new(Code::Tls, format!("TLS setup failed: {e}")))?;
+    let config = if settings.accept_invalid_certificates {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        if SYSTEM_ROOTS.is_empty() {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        } else {
+            roots.add_parsable_certificates(SYSTEM_ROOTS.iter().cloned());
+        }
+        if let Some(ca) = &settings.ca_file {
+            for cert in read_ca_file(ca).map_err(|e| e.context("SMTPCaFile"))? {
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::config(format!("SMTPCaFile: {} has an unusable certificate: {e}", ca.display())))?;
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+/// The name the server's certificate must carry.
+pub fn server_name(settings: &ProfileSettings, host: &str) -> Result<ServerName<'static>> {
+    let name = settings.tls_server_name.as_deref().unwrap_or(host);
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(bare.to_string())
+        .map_err(|_| Error::config(format!("SMTPTlsServerName: \"{name}\" is not a valid TLS server name")))
+}
+
+/// SMTPAcceptInvalidCertificates: checks signatures, trusts any
+/// certificate. For test servers only.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
