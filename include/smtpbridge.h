@@ -61,8 +61,8 @@
  * smtpb_config_load_json, smtpb_config_export_json, smtpb_credentials_set,
  * smtpb_credentials_set_oauth2, smtpb_credentials_remove,
  * smtpb_credentials_masked, smtpb_send, smtpb_status,
- * smtpb_test_connection, smtpb_blacklist_add, smtpb_blacklist_remove,
- * smtpb_blacklist_list.
+ * smtpb_test_connection, smtpb_limits_reset, smtpb_blacklist_add,
+ * smtpb_blacklist_remove, smtpb_blacklist_list.
  */
 typedef struct smtpb_client smtpb_client;
 
@@ -432,6 +432,22 @@ smtpb_result SMTPB_CALL smtpb_credentials_remove(smtpb_client *c, const char *us
  * `out_json` is NULL or writable.
  */
 smtpb_result SMTPB_CALL smtpb_credentials_masked(smtpb_client *c, const char *user_id, char **out_json);
+
+/**
+ * Resets the send-limit counters (SMTPSendLimit per SMTPSendLimitPeriod,
+ * and the SMTPBatchPerMinute window) of `profile` (any letter case), or of
+ * every profile when `profile` is NULL: the manual reset of the host's
+ * settings screen. Counters are otherwise kept across restarts.
+ *
+ * Ownership: `profile` is borrowed for the call.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_NOT_FOUND` (no such
+ * profile); `SMTPB_ERR_IO`; `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `profile` is NULL or NUL-terminated.
+ */
+smtpb_result SMTPB_CALL smtpb_limits_reset(smtpb_client *c, const char *profile);
 
 /**
  * Sends a message now and waits for the outcome. `message_json` is the

@@ -15,6 +15,7 @@ use crate::config::{self, Authentication, Config, ProfileSettings, SecretChange}
 use crate::credentials::{self, CredentialStore, SecretKind};
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
+use crate::limits::Limits;
 use crate::message::{self, BuildContext, MessageSpec};
 use crate::smtp::{Failure, Login, Probe, Session};
 use crate::status::{Refusal, State, Status};
@@ -41,6 +42,7 @@ struct Inner {
     /// in with an old credential are not reused.
     credential_revision: AtomicU64,
     pool: Pool,
+    limits: Limits,
     statuses: Mutex<HashMap<String, Status>>,
     shut_down: AtomicBool,
     paused: AtomicBool,
@@ -126,6 +128,7 @@ impl Client {
             None => credentials::key_file_secret(data_dir)?,
         };
         let store = CredentialStore::open(data_dir.map(|d| d.join("credentials.json")), &secret)?;
+        let limits = Limits::open(data_dir.map(|d| d.join("limits.json")))?;
         Ok(Client {
             inner: Arc::new(Inner {
                 data_dir: data_dir.map(Path::to_path_buf),
@@ -134,6 +137,7 @@ impl Client {
                 credentials: Mutex::new(store),
                 credential_revision: AtomicU64::new(0),
                 pool: Pool::default(),
+                limits,
                 statuses: Mutex::new(HashMap::new()),
                 shut_down: AtomicBool::new(false),
                 paused: AtomicBool::new(flags & OPEN_PAUSED != 0),
@@ -415,12 +419,11 @@ impl Client {
             Err(e) => return unrecorded(e),
         };
         let config = self.read_config().clone();
-        let prepared = match self.prepare(&config, &spec) {
+        let (prepared, mut status) = match self.prepare(&config, &spec) {
             Ok(p) => p,
             Err(e) => return unrecorded(e),
         };
-        let mut status = prepared.status;
-        let result = self.deliver(&prepared.settings, spec.user.as_deref(), &prepared.envelope, &prepared.bytes, &mut status);
+        let result = self.deliver_within_limits(&prepared, spec.user.as_deref(), &mut status);
         let json = status.to_json();
         self.inner.statuses.lock().unwrap_or_else(|e| e.into_inner()).insert(status.id.clone(), status);
         SendOutcome { result, status: Some(json) }
@@ -428,7 +431,7 @@ impl Client {
 
     /// Runs the pipeline up to SMTP: profile, blacklist, test mode, the
     /// message bytes. Errors here are not recorded.
-    fn prepare(&self, config: &Config, spec: &MessageSpec) -> Result<Prepared> {
+    fn prepare(&self, config: &Config, spec: &MessageSpec) -> Result<(Prepared, Status)> {
         let sender = spec.from.as_ref().map(|m| m.email.to_string());
         let settings = Self::choose_profile(config, spec.profile.as_deref(), sender.as_deref())?;
         if settings.server.is_none() {
@@ -511,7 +514,44 @@ impl Client {
             archive: None,
         };
         let envelope = Envelope { from: from.email.to_string(), to: envelope };
-        Ok(Prepared { settings, envelope, bytes, status })
+        Ok((Prepared { settings, envelope, bytes }, status))
+    }
+
+    /// Waits for the per-minute throttle, counts the recipients against the
+    /// period limit, and delivers; a message the server does not take gives
+    /// its recipients back.
+    fn deliver_within_limits(&self, prepared: &Prepared, user: Option<&str>, status: &mut Status) -> Result<()> {
+        let settings = &prepared.settings;
+        let limits = &self.inner.limits;
+        let wait = std::time::Duration::from_millis(settings.timeout_ms as u64);
+        let reservation = limits
+            .throttle(settings, wait)
+            .and_then(|()| limits.reserve(settings, prepared.envelope.to.len() as u32));
+        let reservation = match reservation {
+            Ok(r) => r,
+            Err(e) => {
+                status.state = State::Failed;
+                status.error_code = e.code();
+                status.error = Some(e.message().to_string());
+                return Err(e);
+            }
+        };
+        let result = self.deliver(settings, user, &prepared.envelope, &prepared.bytes, status);
+        if let (Err(_), Some(r)) = (&result, reservation) {
+            limits.release(r)?;
+        }
+        result
+    }
+
+    /// Clears the send-limit counters of a profile, or of all (`None`).
+    pub fn limits_reset(&self, profile: Option<&str>) -> Result<()> {
+        self.check_open()?;
+        if let Some(p) = profile {
+            if self.read_config().profile(p).is_none() {
+                return Err(Error::not_found(format!("no profile named \"{}\"", config::printable(p))));
+            }
+        }
+        self.inner.limits.reset(profile)
     }
 
     /// One delivery attempt; records the outcome in `status`.
@@ -626,9 +666,9 @@ pub struct Envelope {
     pub to: Vec<String>,
 }
 
+/// A message ready for SMTP.
 struct Prepared {
     settings: ProfileSettings,
     envelope: Envelope,
     bytes: Vec<u8>,
-    status: Status,
 }

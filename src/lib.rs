@@ -28,6 +28,7 @@ pub mod credentials;
 pub mod error;
 pub mod fsutil;
 pub mod json;
+pub mod limits;
 pub mod message;
 pub mod smtp;
 pub mod status;

@@ -23,6 +23,7 @@ use crate::Client;
 pub mod client;
 pub mod config;
 pub mod credentials;
+pub mod limits;
 pub mod send;
 pub mod version;
 
@@ -93,8 +94,8 @@ pub const SMTPB_OPEN_PAUSED: u32 = crate::client::OPEN_PAUSED;
 /// smtpb_config_load_json, smtpb_config_export_json, smtpb_credentials_set,
 /// smtpb_credentials_set_oauth2, smtpb_credentials_remove,
 /// smtpb_credentials_masked, smtpb_send, smtpb_status,
-/// smtpb_test_connection, smtpb_blacklist_add, smtpb_blacklist_remove,
-/// smtpb_blacklist_list.
+/// smtpb_test_connection, smtpb_limits_reset, smtpb_blacklist_add,
+/// smtpb_blacklist_remove, smtpb_blacklist_list.
 pub struct smtpb_client {
     client: Client,
     /// Calls inside the library on this handle; close waits for them.

@@ -1,0 +1,278 @@
+// smtpbridge.hpp: a header-only C++17 wrapper over smtpbridge.h.
+//
+// A thin mirror: one method per C function declared in smtpbridge.h, named
+// after it without the smtpb_ prefix. Strings go in and out as std::string
+// (JSON stays JSON text; bring your own JSON library), NULL arguments are
+// std::nullopt, a failed call throws smtpbridge::Error, and Client closes
+// its smtpb_client when it goes out of scope.
+//
+//     #include "smtpbridge.hpp"
+//     auto client = smtpbridge::Client::open();  // in memory
+//     client.config_set("SMTPServer", "smtp.example.com");
+//     std::string status = client.send(R"({"to": ["a@example.com"], "text": "Hi"})");
+//
+// Link with -lsmtpbridge. Functions added to smtpbridge.h later are reachable
+// through Client::get() until they get a method here.
+#ifndef SMTPBRIDGE_HPP
+#define SMTPBRIDGE_HPP
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "smtpbridge.h"
+
+namespace smtpbridge {
+
+// The ABI version this wrapper is written for (ABI.md: 1).
+#ifdef SMTPB_ABI_VERSION
+inline constexpr std::uint32_t abi_version_required = SMTPB_ABI_VERSION;
+#else
+inline constexpr std::uint32_t abi_version_required = 1;
+#endif
+
+// Flags of Client::open (ABI.md §3: SMTPB_OPEN_DEFAULT, SMTPB_OPEN_PAUSED).
+#ifdef SMTPB_OPEN_DEFAULT
+inline constexpr std::uint32_t open_default = SMTPB_OPEN_DEFAULT;
+inline constexpr std::uint32_t open_paused = SMTPB_OPEN_PAUSED;
+#else
+inline constexpr std::uint32_t open_default = 0;
+inline constexpr std::uint32_t open_paused = 1;
+#endif
+
+// smtpb_abi_version: the loaded library's ABI version.
+inline std::uint32_t abi_version() noexcept { return smtpb_abi_version(); }
+
+// smtpb_version: the loaded library's version, e.g. "0.1.0".
+inline std::string version() { return smtpb_version(); }
+
+// smtpb_result_name: "SMTPB_ERR_TLS" for 5, "SMTPB_ERR_UNKNOWN" for an unknown code.
+inline const char *result_name(smtpb_result code) noexcept { return smtpb_result_name(code); }
+
+// Frees a library string with smtpb_string_free.
+struct StringFree {
+    void operator()(char *s) const noexcept { smtpb_string_free(s); }
+};
+using String = std::unique_ptr<char, StringFree>;
+
+// A failed smtpb_ call: its result code, and smtpb_last_error() as message().
+// what() is "NAME: message".
+class Error : public std::runtime_error {
+public:
+    Error(smtpb_result code, const std::string &message, std::optional<std::string> status = {})
+        : std::runtime_error(std::string(smtpb_result_name(code)) + ": " + message),
+          code_(code), message_(message), status_(std::move(status)) {}
+
+    // The SMTPB_ERR_* code.
+    smtpb_result code() const noexcept { return code_; }
+    // The code's name, e.g. "SMTPB_ERR_CONNECT".
+    const char *name() const noexcept { return smtpb_result_name(code_); }
+    // The library's message (smtpb_last_error at the time of the failure).
+    const std::string &message() const noexcept { return message_; }
+    // The status JSON written by a failed send, or the report written by a
+    // failed test_connection; nullopt when the call wrote none.
+    const std::optional<std::string> &status() const noexcept { return status_; }
+
+private:
+    smtpb_result code_;
+    std::string message_;
+    std::optional<std::string> status_;
+};
+
+namespace detail {
+
+// Throws Error for a failed result, with the thread's last error.
+inline void check(smtpb_result code, std::optional<std::string> status = {}) {
+    if (code != SMTPB_OK) throw Error(code, smtpb_last_error(), std::move(status));
+}
+
+// A C string for an argument; a NUL inside would silently cut it short.
+inline const char *arg(const std::string &value, const char *what) {
+    if (value.find('\0') != std::string::npos)
+        throw Error(SMTPB_ERR_INVALID_ARGUMENT, std::string(what) + " contains a NUL character");
+    return value.c_str();
+}
+
+// As arg(); nullopt is NULL.
+inline const char *arg(const std::optional<std::string> &value, const char *what) {
+    return value ? arg(*value, what) : nullptr;
+}
+
+inline std::optional<std::string> text(const String &s) {
+    return s ? std::optional<std::string>(s.get()) : std::nullopt;
+}
+
+// Runs call(&out) and returns out as std::string, freeing it. The output
+// is taken whatever the result; on failure it goes into the Error.
+template <typename Call>
+std::string out_string(const char *function, Call call) {
+    char *raw = nullptr;
+    smtpb_result code = call(&raw);
+    String out(raw);
+    check(code, text(out));
+    if (!out)
+        throw Error(SMTPB_ERR_INTERNAL, std::string(function) + " returned SMTPB_OK without its output");
+    return out.get();
+}
+
+}  // namespace detail
+
+// An smtpb_client: one data directory (or memory) with its configuration,
+// credential store and message statuses. Move-only; closed by close() or
+// the destructor. Safe to use from many threads at once, but not to close,
+// move or destroy while other threads use it. Any method of a closed or
+// moved-from Client throws Error(SMTPB_ERR_STATE).
+class Client {
+public:
+    // smtpb_client_open. data_dir: absolute path, nullopt = in memory;
+    // secret: master secret of the credential store, nullopt = a key file
+    // in data_dir; flags: open_default or open_paused. Throws
+    // std::runtime_error if the library's ABI version is not the one this
+    // header is written for.
+    static Client open(const std::optional<std::string> &data_dir = {},
+                       const std::optional<std::string> &secret = {},
+                       std::uint32_t flags = open_default) {
+        if (smtpb_abi_version() != abi_version_required)
+            throw std::runtime_error("libsmtpbridge has ABI version " + std::to_string(smtpb_abi_version()) +
+                                     "; smtpbridge.hpp needs " + std::to_string(abi_version_required));
+        smtpb_client *c = nullptr;
+        detail::check(smtpb_client_open(detail::arg(data_dir, "data_dir"), detail::arg(secret, "secret"), flags, &c));
+        return Client(c);
+    }
+
+    // Takes ownership of an open smtpb_client (NULL: a closed Client).
+    explicit Client(smtpb_client *c) noexcept : c_(c) {}
+    Client(Client &&other) noexcept : c_(std::exchange(other.c_, nullptr)) {}
+    Client &operator=(Client &&other) noexcept {
+        if (this != &other) {
+            close();
+            c_ = std::exchange(other.c_, nullptr);
+        }
+        return *this;
+    }
+    Client(const Client &) = delete;
+    Client &operator=(const Client &) = delete;
+    ~Client() { close(); }
+
+    // The smtpb_client, for C functions without a method here; nullptr once closed.
+    smtpb_client *get() const noexcept { return c_; }
+    explicit operator bool() const noexcept { return c_ != nullptr; }
+
+    // smtpb_client_close: shut down with SMTPShutdownGraceMs, free. Idempotent.
+    void close() noexcept { smtpb_client_close(std::exchange(c_, nullptr)); }
+
+    // smtpb_client_shutdown: stop the client; a transaction past MAIL may
+    // finish within grace_ms. Idempotent. Throws SMTPB_ERR_TIMEOUT.
+    void shutdown(std::uint32_t grace_ms) { detail::check(smtpb_client_shutdown(handle(), grace_ms)); }
+
+    // smtpb_config_set: key (Profile.Key for another profile) = value; nullopt = the default.
+    void config_set(const std::string &key, const std::optional<std::string> &value) {
+        detail::check(smtpb_config_set(handle(), detail::arg(key, "key"), detail::arg(value, "value")));
+    }
+
+    // smtpb_config_get: the effective value of key, defaults included.
+    std::string config_get(const std::string &key) {
+        return detail::out_string("smtpb_config_get", [&](char **out) {
+            return smtpb_config_get(handle(), detail::arg(key, "key"), out);
+        });
+    }
+
+    // smtpb_config_import_keys: Key=Value lines, all or nothing.
+    void config_import_keys(const std::string &lines) {
+        detail::check(smtpb_config_import_keys(handle(), detail::arg(lines, "lines")));
+    }
+
+    // smtpb_config_load_json: replace the whole configuration.
+    void config_load_json(const std::string &json) {
+        detail::check(smtpb_config_load_json(handle(), detail::arg(json, "json")));
+    }
+
+    // smtpb_config_export_json: the configuration as JSON, without secrets.
+    std::string config_export_json() {
+        return detail::out_string("smtpb_config_export_json",
+                                  [&](char **out) { return smtpb_config_export_json(handle(), out); });
+    }
+
+    // smtpb_credentials_set: username and password of user_id (nullopt = shared).
+    void credentials_set(const std::optional<std::string> &user_id, const std::string &username,
+                         const std::string &password) {
+        detail::check(smtpb_credentials_set(handle(), detail::arg(user_id, "user_id"),
+                                            detail::arg(username, "username"), detail::arg(password, "password")));
+    }
+
+    // smtpb_credentials_set_oauth2: an access token of user_id (nullopt =
+    // shared); expires_at in Unix seconds, 0 = unknown.
+    void credentials_set_oauth2(const std::optional<std::string> &user_id, const std::string &username,
+                                const std::string &access_token, std::int64_t expires_at = 0) {
+        detail::check(smtpb_credentials_set_oauth2(handle(), detail::arg(user_id, "user_id"),
+                                                   detail::arg(username, "username"),
+                                                   detail::arg(access_token, "access_token"), expires_at));
+    }
+
+    // smtpb_credentials_remove: forget the credential of user_id (nullopt = shared).
+    void credentials_remove(const std::optional<std::string> &user_id) {
+        detail::check(smtpb_credentials_remove(handle(), detail::arg(user_id, "user_id")));
+    }
+
+    // smtpb_credentials_masked: the credential of user_id as JSON, without its secret.
+    std::string credentials_masked(const std::optional<std::string> &user_id) {
+        return detail::out_string("smtpb_credentials_masked", [&](char **out) {
+            return smtpb_credentials_masked(handle(), detail::arg(user_id, "user_id"), out);
+        });
+    }
+
+    // smtpb_send: send message_json now; returns the status JSON. On
+    // failure the Error carries the status when the message was recorded.
+    std::string send(const std::string &message_json) {
+        return detail::out_string("smtpb_send", [&](char **out) {
+            return smtpb_send(handle(), detail::arg(message_json, "message_json"), out);
+        });
+    }
+
+    // smtpb_status: the status JSON of message id.
+    std::string status(const std::string &id) {
+        return detail::out_string("smtpb_status",
+                                  [&](char **out) { return smtpb_status(handle(), detail::arg(id, "id"), out); });
+    }
+
+    // smtpb_test_connection: connect, EHLO, TLS, AUTH, QUIT; returns the
+    // report JSON. On failure the Error carries the report, if written.
+    std::string test_connection(const std::optional<std::string> &profile = {},
+                                const std::optional<std::string> &user_id = {}) {
+        return detail::out_string("smtpb_test_connection", [&](char **out) {
+            return smtpb_test_connection(handle(), detail::arg(profile, "profile"), detail::arg(user_id, "user_id"),
+                                         out);
+        });
+    }
+
+    // smtpb_blacklist_add: block an address, or a domain as "@example.com".
+    void blacklist_add(const std::string &entry) {
+        detail::check(smtpb_blacklist_add(handle(), detail::arg(entry, "entry")));
+    }
+
+    // smtpb_blacklist_remove: unblock an entry.
+    void blacklist_remove(const std::string &entry) {
+        detail::check(smtpb_blacklist_remove(handle(), detail::arg(entry, "entry")));
+    }
+
+    // smtpb_blacklist_list: the blacklist as a JSON array of strings.
+    std::string blacklist_list() {
+        return detail::out_string("smtpb_blacklist_list",
+                                  [&](char **out) { return smtpb_blacklist_list(handle(), out); });
+    }
+
+private:
+    smtpb_client *handle() const {
+        if (c_ == nullptr) throw Error(SMTPB_ERR_STATE, "the client is closed");
+        return c_;
+    }
+
+    smtpb_client *c_ = nullptr;
+};
+
+}  // namespace smtpbridge
+
+#endif  // SMTPBRIDGE_HPP

@@ -1,0 +1,253 @@
+//! Send limits per profile: SMTPSendLimit recipients per rolling hour, day
+//! or week (as providers count them), and SMTPBatchPerMinute messages per
+//! minute.
+//!
+//! The period counters are persisted in data_dir (`limits.json`, atomic
+//! write), so a restart does not reset them; only `smtpb_limits_reset`
+//! does. Recipients are reserved before a message goes out, so threads
+//! sending at once cannot overshoot the limit together, and given back if
+//! the server does not take the message. Counting happens only while a
+//! profile has a limit set.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::ProfileSettings;
+use crate::error::{Code, Error, Result};
+use crate::fsutil;
+
+/// The format of `limits.json` this library writes.
+const FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    format: u32,
+    /// Per profile (lower case): (Unix seconds, recipients) of each message
+    /// counted in the current period.
+    profiles: BTreeMap<String, Vec<(i64, u32)>>,
+}
+
+/// Recipients counted for a message that is about to go out.
+#[derive(Debug)]
+pub struct Reservation {
+    profile: String,
+    at: i64,
+    count: u32,
+}
+
+/// The send limits of one client.
+pub struct Limits {
+    path: Option<PathBuf>,
+    counted: Mutex<LimitsFile>,
+    /// Messages started in the last minute, per profile.
+    minute: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+/// Usage of a profile's period limit, for the outbox statistics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub sent_in_period: u64,
+    /// When the oldest counted message leaves the rolling window.
+    pub resets_at: Option<i64>,
+}
+
+impl Limits {
+    /// Reads the counters from `path` (`None` = in memory).
+    pub fn open(path: Option<PathBuf>) -> Result<Limits> {
+        let counted = match &path {
+            Some(p) if p.exists() => {
+                let bytes = std::fs::read(p).map_err(|e| Error::io("cannot read", p, &e))?;
+                let file: LimitsFile = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::new(Code::Io, format!("{} is damaged: {e}", p.display())))?;
+                if file.format > FORMAT {
+                    return Err(Error::new(
+                        Code::Io,
+                        format!("{} has format {}; this library reads format {FORMAT} and older", p.display(), file.format),
+                    ));
+                }
+                file
+            }
+            _ => LimitsFile { format: FORMAT, profiles: BTreeMap::new() },
+        };
+        Ok(Limits { path, counted: Mutex::new(counted), minute: Mutex::new(HashMap::new()) })
+    }
+
+    fn save(&self, file: &LimitsFile) -> Result<()> {
+        match &self.path {
+            Some(p) => {
+                let bytes = serde_json::to_vec(file).map_err(|e| Error::internal(e.to_string()))?;
+                fsutil::atomic_write(p, &bytes, false)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts `recipients` against the profile's period limit, or refuses
+    /// with `SMTPB_ERR_LIMIT` when they do not all fit in what is left.
+    /// `None` when the profile has no limit.
+    pub fn reserve(&self, settings: &ProfileSettings, recipients: u32) -> Result<Option<Reservation>> {
+        let limit = settings.send_limit;
+        let period = settings.send_limit_period.seconds() as i64;
+        if limit == 0 || period == 0 {
+            return Ok(None);
+        }
+        let name = settings.name.to_ascii_lowercase();
+        if recipients > limit {
+            return Err(Error::new(
+                Code::Limit,
+                format!(
+                    "the message has {recipients} recipients; profile {} allows {limit} per {}",
+                    settings.name,
+                    settings.send_limit_period.name().to_ascii_lowercase()
+                ),
+            ));
+        }
+        let now = fsutil::unix_now();
+        let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+        let entries = counted.profiles.entry(name.clone()).or_default();
+        entries.retain(|(at, _)| now - at < period);
+        let used: u64 = entries.iter().map(|(_, n)| *n as u64).sum();
+        if used + recipients as u64 > limit as u64 {
+            let resets = entries.first().map(|(at, _)| at + period).unwrap_or(now);
+            return Err(Error::new(
+                Code::Limit,
+                format!(
+                    "send limit of profile {} reached: {used} of {limit} recipients per {} used; room again at {}",
+                    settings.name,
+                    settings.send_limit_period.name().to_ascii_lowercase(),
+                    fsutil::rfc3339_unix(resets).unwrap_or_default()
+                ),
+            ));
+        }
+        entries.push((now, recipients));
+        let snapshot = counted.clone();
+        self.save(&snapshot)?;
+        Ok(Some(Reservation { profile: name, at: now, count: recipients }))
+    }
+
+    /// Gives back recipients the server did not take.
+    pub fn release(&self, reservation: Reservation) -> Result<()> {
+        let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entries) = counted.profiles.get_mut(&reservation.profile) {
+            if let Some(i) = entries.iter().position(|(at, n)| *at == reservation.at && *n == reservation.count) {
+                entries.remove(i);
+            }
+        }
+        let snapshot = counted.clone();
+        self.save(&snapshot)
+    }
+
+    /// Waits for a place in the profile's per-minute rate, for at most
+    /// `wait`; `SMTPB_ERR_LIMIT` when none frees up in time.
+    pub fn throttle(&self, settings: &ProfileSettings, wait: Duration) -> Result<()> {
+        let per_minute = settings.batch_per_minute as usize;
+        if per_minute == 0 {
+            return Ok(());
+        }
+        let give_up = Instant::now() + wait;
+        let name = settings.name.to_ascii_lowercase();
+        loop {
+            let next_free = {
+                let mut minute = self.minute.lock().unwrap_or_else(|e| e.into_inner());
+                let started = minute.entry(name.clone()).or_default();
+                let now = Instant::now();
+                while started.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
+                    started.pop_front();
+                }
+                if started.len() < per_minute {
+                    started.push_back(now);
+                    return Ok(());
+                }
+                started[0] + Duration::from_secs(60)
+            };
+            if next_free > give_up {
+                return Err(Error::new(
+                    Code::Limit,
+                    format!("profile {} sends at most {per_minute} messages per minute (SMTPBatchPerMinute)", settings.name),
+                ));
+            }
+            std::thread::sleep(next_free.saturating_duration_since(Instant::now()).min(Duration::from_millis(250)));
+        }
+    }
+
+    /// Clears the counters of one profile (any letter case), or of all.
+    pub fn reset(&self, profile: Option<&str>) -> Result<()> {
+        let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+        match profile {
+            Some(p) => {
+                counted.profiles.remove(&p.to_ascii_lowercase());
+            }
+            None => counted.profiles.clear(),
+        }
+        let snapshot = counted.clone();
+        drop(counted);
+        let mut minute = self.minute.lock().unwrap_or_else(|e| e.into_inner());
+        match profile {
+            Some(p) => {
+                minute.remove(&p.to_ascii_lowercase());
+            }
+            None => minute.clear(),
+        }
+        self.save(&snapshot)
+    }
+
+    /// How much of its period limit a profile has used.
+    pub fn usage(&self, settings: &ProfileSettings) -> Usage {
+        let period = settings.send_limit_period.seconds() as i64;
+        let now = fsutil::unix_now();
+        let counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+        let live: Vec<&(i64, u32)> = counted
+            .profiles
+            .get(&settings.name.to_ascii_lowercase())
+            .map(|e| e.iter().filter(|(at, _)| period > 0 && now - at < period).collect())
+            .unwrap_or_default();
+        Usage {
+            sent_in_period: live.iter().map(|(_, n)| *n as u64).sum(),
+            resets_at: live.first().map(|(at, _)| at + period),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn settings(limit: &str, per_minute: &str) -> ProfileSettings {
+        let mut c = Config::new();
+        c.set("SMTPSendLimit", Some(limit)).unwrap();
+        c.set("SMTPSendLimitPeriod", Some("Day")).unwrap();
+        c.set("SMTPBatchPerMinute", Some(per_minute)).unwrap();
+        c.settings("Default").unwrap()
+    }
+
+    #[test]
+    fn a_message_is_sent_only_if_all_its_recipients_fit() {
+        let limits = Limits::open(None).unwrap();
+        let s = settings("5", "0");
+        assert!(limits.reserve(&s, 3).unwrap().is_some());
+        let e = limits.reserve(&s, 3).unwrap_err();
+        assert_eq!(e.code(), Code::Limit);
+        assert!(e.message().contains("3 of 5"), "{}", e.message());
+        let r = limits.reserve(&s, 2).unwrap().unwrap();
+        limits.release(r).unwrap();
+        assert_eq!(limits.usage(&s).sent_in_period, 3);
+        let e = limits.reserve(&s, 6).unwrap_err();
+        assert!(e.message().contains("6 recipients"));
+        limits.reset(Some("DEFAULT")).unwrap();
+        assert_eq!(limits.usage(&s).sent_in_period, 0);
+    }
+
+    #[test]
+    fn the_minute_throttle_refuses_when_it_cannot_wait() {
+        let limits = Limits::open(None).unwrap();
+        let s = settings("0", "2");
+        limits.throttle(&s, Duration::ZERO).unwrap();
+        limits.throttle(&s, Duration::ZERO).unwrap();
+        assert_eq!(limits.throttle(&s, Duration::from_millis(10)).unwrap_err().code(), Code::Limit);
+    }
+}
