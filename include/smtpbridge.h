@@ -47,6 +47,11 @@
 #define SMTPB_VERSION_NUMBER (0 * 1000000 + 1 * 1000 + 0)
 
 
+/**
+ * Events kept for a slow host before new ones are dropped.
+ */
+#define MAX_PENDING 10000
+
 
 
 /**
@@ -72,6 +77,12 @@ typedef struct smtpb_client smtpb_client;
  * a failure.
  */
 typedef int32_t smtpb_result;
+
+/**
+ * The event callback: `event_json` is borrowed for the call; `user_data`
+ * is what was passed to `smtpb_set_event_callback`.
+ */
+typedef void (SMTPB_CALL *smtpb_event_fn)(const char *event_json, void *user_data);
 
 /**
  * Success.
@@ -219,11 +230,16 @@ smtpb_result SMTPB_CALL smtpb_client_shutdown(smtpb_client *c, uint32_t grace_ms
 /**
  * Shuts the client down with SMTPShutdownGraceMs (default 3000), waits for
  * calls still inside the library on other threads, and frees it. NULL
- * does nothing. Queued mail stays in the spool.
+ * does nothing. Queued mail stays in the spool. Called from inside the
+ * client's own event callback, close returns at once and completes when
+ * the callback returns. After close returns (or, from a callback, once
+ * the callback returns) no callback of this client runs.
  *
  * Ownership: takes `c`; the handle must not be used after this call.
  * Thread safety: may be called while other threads are inside calls on
- * `c`; they finish (or fail with `SMTPB_ERR_STATE`) before it is freed.
+ * `c`; they finish (or fail with `SMTPB_ERR_STATE`) before it is freed. A
+ * call that starts on another thread after close began is undefined: the
+ * host must stop using the handle before closing it.
  *
  * # Safety
  * `c` is NULL or a client not yet closed, and close is called once.
@@ -448,6 +464,206 @@ smtpb_result SMTPB_CALL smtpb_credentials_masked(smtpb_client *c, const char *us
  * `c` is NULL or an open client; `profile` is NULL or NUL-terminated.
  */
 smtpb_result SMTPB_CALL smtpb_limits_reset(smtpb_client *c, const char *profile);
+
+/**
+ * Validates a message (as `smtpb_send` does), reads every attachment file
+ * into the spool (the host may delete its files once this returns), makes
+ * the message durable and returns its id; library threads deliver it,
+ * retrying transient failures with backoff (SMTPRetryInitialMs,
+ * SMTPRetryMaxMs) until SMTPRetryMaxAgeMs. A message whose
+ * `idempotency_key` was used before returns the first message's id and
+ * sends nothing new.
+ *
+ * Ownership: `message_json` is borrowed for the call; on success a
+ * non-NULL `*out_id` (a 26-character ULID) is the caller's to free with
+ * `smtpb_string_free`. NULL `out_id` allowed.
+ *
+ * Errors: as `smtpb_send` up to SMTP: `SMTPB_ERR_INVALID_ARGUMENT`,
+ * `SMTPB_ERR_MESSAGE`, `SMTPB_ERR_CONFIG`, `SMTPB_ERR_NOT_FOUND`,
+ * `SMTPB_ERR_BLOCKED` (every recipient blacklisted; nothing recorded);
+ * `SMTPB_ERR_IO` (the spool could not be written: the message is not
+ * queued); `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `message_json` is NULL or
+ * NUL-terminated; `out_id` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_enqueue(smtpb_client *c, const char *message_json, char **out_id);
+
+/**
+ * Counts of a batch's messages per state: `{"batch_id", "total",
+ * "queued", "sending", "sent", "deferred", "failed", "cancelled"}`.
+ *
+ * Ownership: on success `*out_json` is the caller's to free with
+ * `smtpb_string_free`.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_NOT_FOUND` (unknown
+ * batch); `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `batch_id` is NULL or NUL-terminated;
+ * `out_json` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_batch_status(smtpb_client *c, const char *batch_id, char **out_json);
+
+/**
+ * The statuses of the messages in `state` (`queued`, `sending`, `sent`,
+ * `deferred`, `failed`, `cancelled`; NULL = all), oldest first, as a JSON
+ * array of status objects.
+ *
+ * Ownership: on success `*out_json` is the caller's to free with
+ * `smtpb_string_free`.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (also: an unknown state);
+ * `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `state` is NULL or NUL-terminated;
+ * `out_json` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_outbox_list(smtpb_client *c, const char *state, char **out_json);
+
+/**
+ * Outbox statistics: `{"queued", "sending", "sent", "deferred", "failed",
+ * "cancelled", "paused": [profiles, "*" for all], "profiles": {"Default":
+ * {"sent_in_period", "limit", "period", "resets_at"}}}`.
+ *
+ * Ownership: on success `*out_json` is the caller's to free with
+ * `smtpb_string_free`.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `out_json` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_outbox_stats(smtpb_client *c, char **out_json);
+
+/**
+ * Waits until message `id` reaches a final state (`sent`, `failed`,
+ * `cancelled`) and writes its status. `timeout_ms`: 0 = do not wait,
+ * `UINT32_MAX` = no limit.
+ *
+ * Ownership: on success `*out_status_json` is the caller's to free with
+ * `smtpb_string_free`; NULL `out_status_json` allowed.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_NOT_FOUND`;
+ * `SMTPB_ERR_TIMEOUT` (not final in time; nothing written);
+ * `SMTPB_ERR_STATE` (the client was shut down, also while waiting).
+ *
+ * # Safety
+ * `c` is NULL or an open client; `id` is NULL or NUL-terminated;
+ * `out_status_json` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_wait(smtpb_client *c,
+                        const char *id,
+                        uint32_t timeout_ms,
+                        char **out_status_json);
+
+/**
+ * Waits until nothing is `queued` (in a profile not paused) or `sending`;
+ * deferred mail does not hold it. `timeout_ms`: 0 = do not wait,
+ * `UINT32_MAX` = no limit.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_TIMEOUT`;
+ * `SMTPB_ERR_STATE` (the client was shut down, also while waiting).
+ *
+ * # Safety
+ * `c` is NULL or an open client.
+ */
+smtpb_result SMTPB_CALL smtpb_flush(smtpb_client *c, uint32_t timeout_ms);
+
+/**
+ * Cancels a `queued` or `deferred` message.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_NOT_FOUND`;
+ * `SMTPB_ERR_STATE` (sending, sent, failed or cancelled already).
+ *
+ * # Safety
+ * `c` is NULL or an open client; `id` is NULL or NUL-terminated.
+ */
+smtpb_result SMTPB_CALL smtpb_cancel(smtpb_client *c, const char *id);
+
+/**
+ * Cancels what it can of a batch and writes `{"cancelled", "sending",
+ * "sent"}` counts.
+ *
+ * Ownership: on success `*out_json` is the caller's to free with
+ * `smtpb_string_free`; NULL `out_json` allowed.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_NOT_FOUND`;
+ * `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `batch_id` is NULL or NUL-terminated;
+ * `out_json` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_batch_cancel(smtpb_client *c, const char *batch_id, char **out_json);
+
+/**
+ * Hands a `failed` message back to the outbox (`queued`, same Message-ID)
+ * or makes a `deferred` one due now; `attempts` keeps counting. A message
+ * held by a send limit is still held by it.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_NOT_FOUND`;
+ * `SMTPB_ERR_STATE` (queued, sending, sent or cancelled).
+ *
+ * # Safety
+ * `c` is NULL or an open client; `id` is NULL or NUL-terminated.
+ */
+smtpb_result SMTPB_CALL smtpb_retry(smtpb_client *c, const char *id);
+
+/**
+ * Pauses delivery of `profile` (NULL = all): its messages stay `queued`.
+ * Persisted. Never holds `smtpb_send`.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_NOT_FOUND` (unknown
+ * profile); `SMTPB_ERR_IO`; `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `profile` is NULL or NUL-terminated.
+ */
+smtpb_result SMTPB_CALL smtpb_outbox_pause(smtpb_client *c, const char *profile);
+
+/**
+ * Resumes delivery of `profile`; NULL resumes all, including the pause of
+ * `SMTPB_OPEN_PAUSED`.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_NOT_FOUND`;
+ * `SMTPB_ERR_IO`; `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `profile` is NULL or NUL-terminated.
+ */
+smtpb_result SMTPB_CALL smtpb_outbox_resume(smtpb_client *c, const char *profile);
+
+/**
+ * Sets the function that receives events (NULL `callback` clears it). One event
+ * thread per client calls it, one event at a time, in order for each
+ * message; never on a thread inside a host's `smtpb_` call and never on a
+ * delivery thread. An event is `{"type": "state", "seq", "time", "id",
+ * "batch_id", "reference", "state", "attempts", "error_code", "error",
+ * "possible_duplicate", "rejected_count"}` or `{"type":
+ * "credentials_needed", "seq", "time", "user_id", "profile"}`; past 10,000
+ * undelivered events new ones are dropped and the next carries
+ * `"dropped": n`. The status is the truth; events are the news.
+ *
+ * When this returns, the old function is not running and never runs
+ * again (called from inside the callback: the running call finishes
+ * normally). Inside the callback any `smtpb_` call is allowed (close is
+ * deferred until the callback returns). The callback must return normally
+ * (no C++/.NET exception, no longjmp) and must not wait on a thread that
+ * may be in close or flush.
+ *
+ * Ownership: `user_data` stays the host's; the library only passes it
+ * back.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL client); `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `callback` is NULL or a function safe to call
+ * from another thread with `user_data` until it is replaced.
+ */
+smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn callback, void *user_data);
 
 /**
  * Sends a message now and waits for the outcome. `message_json` is the

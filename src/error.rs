@@ -33,6 +33,19 @@ pub enum Code {
     Internal = 99,
 }
 
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_i32(*self as i32)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Code {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Code, D::Error> {
+        let value = i32::deserialize(deserializer)?;
+        Code::from_i32(value).ok_or_else(|| serde::de::Error::custom(format!("unknown result code {value}")))
+    }
+}
+
 impl Code {
     /// Every code, in numeric order.
     pub const ALL: [Code; 18] = [

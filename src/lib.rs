@@ -30,6 +30,7 @@ pub mod fsutil;
 pub mod json;
 pub mod limits;
 pub mod message;
+pub mod outbox;
 pub mod smtp;
 pub mod status;
 pub mod tls;

@@ -27,7 +27,9 @@ use base64::Engine;
 use rustls::{ClientConfig, ClientConnection};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -46,7 +48,7 @@ const CHUNK: usize = 64 * 1024;
 const MIN_BYTES_PER_SECOND: u64 = 64 * 1024;
 
 /// One reply of the server.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reply {
     pub code: u16,
     /// The RFC 3463 enhanced status code, when the reply has one.
@@ -335,9 +337,65 @@ pub struct Probe {
     pub auth_mechanisms: Vec<String>,
 }
 
+/// The open sockets of a client, so that shutdown can end sessions from
+/// another thread: at once for those not in a transaction, after the grace
+/// for the others.
+#[derive(Default)]
+pub struct Sockets {
+    inner: Mutex<SocketsInner>,
+}
+
+#[derive(Default)]
+struct SocketsInner {
+    next: u64,
+    open: HashMap<u64, (TcpStream, Arc<AtomicBool>)>,
+    closed: bool,
+}
+
+/// A session's entry in [`Sockets`]; removed when the session ends.
+struct Registration {
+    sockets: Arc<Sockets>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.sockets.inner.lock().unwrap_or_else(|e| e.into_inner()).open.remove(&self.id);
+    }
+}
+
+impl Sockets {
+    fn register(self: &Arc<Self>, tcp: &TcpStream, in_transaction: &Arc<AtomicBool>) -> Option<Registration> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.closed {
+            return None;
+        }
+        let clone = tcp.try_clone().ok()?;
+        inner.next += 1;
+        let id = inner.next;
+        inner.open.insert(id, (clone, in_transaction.clone()));
+        Some(Registration { sockets: self.clone(), id })
+    }
+
+    /// Refuses new sessions and ends the open ones: all of them, or
+    /// (`in_transaction_too` false) those not inside a transaction.
+    pub fn abort(&self, in_transaction_too: bool) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.closed = true;
+        for (tcp, busy) in inner.open.values() {
+            if in_transaction_too || !busy.load(Ordering::Acquire) {
+                let _ = tcp.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
 /// An open SMTP session, ready for MAIL.
 pub struct Session {
     stream: Stream,
+    /// Set while a transaction (MAIL to the final reply) is under way.
+    in_transaction: Arc<AtomicBool>,
+    _registration: Option<Registration>,
     buf: Vec<u8>,
     start: usize,
     pub banner: String,
@@ -358,6 +416,7 @@ impl Session {
         tls: &Arc<ClientConfig>,
         login: Option<&Login>,
         probe: &mut Probe,
+        sockets: &Arc<Sockets>,
     ) -> Result<Session, Failure> {
         let timeout = Duration::from_millis(settings.timeout_ms as u64);
         let deadline = Instant::now() + timeout;
@@ -368,6 +427,10 @@ impl Session {
         probe.stage = "connect";
         let tcp = connect(host, settings.port, deadline)?;
         let _ = tcp.set_nodelay(true);
+        let in_transaction = Arc::new(AtomicBool::new(false));
+        let registration = sockets
+            .register(&tcp, &in_transaction)
+            .ok_or_else(|| Failure::new(Code::Connect, "connect", "the client is shutting down"))?;
         let stream = if settings.encryption == Encryption::Ssl {
             probe.stage = "tls";
             tls_handshake(tls.clone(), server_name.clone(), tcp, deadline)
@@ -377,6 +440,8 @@ impl Session {
         };
         let mut session = Session {
             stream,
+            in_transaction,
+            _registration: Some(registration),
             buf: Vec::with_capacity(4096),
             start: 0,
             banner: String::new(),
@@ -600,7 +665,9 @@ impl Session {
     /// On success returns the final reply and the recipients refused with
     /// a 5xx; otherwise a failure classified by phase.
     pub fn send(&mut self, from: &str, recipients: &[String], body: &[u8], utf8: bool) -> Result<Delivery, Failure> {
+        self.in_transaction.store(true, Ordering::Release);
         let result = self.transaction(from, recipients, body, utf8);
+        self.in_transaction.store(false, Ordering::Release);
         if result.is_ok() {
             self.transactions += 1;
         }

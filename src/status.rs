@@ -1,5 +1,6 @@
 //! What happened to a message: the status a host reads back.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::SystemTime;
 
@@ -8,7 +9,8 @@ use crate::fsutil::rfc3339;
 use crate::smtp::Reply;
 
 /// The states of a message, as the status JSON names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum State {
     Queued,
     Sending,
@@ -19,6 +21,9 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order statistics list them.
+    pub const ALL: [State; 6] = [State::Queued, State::Sending, State::Sent, State::Deferred, State::Failed, State::Cancelled];
+
     pub fn name(self) -> &'static str {
         match self {
             State::Queued => "queued",
@@ -37,14 +42,14 @@ impl State {
 }
 
 /// A recipient the server refused while others were accepted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
     pub address: String,
     pub reply: Reply,
 }
 
 /// The status of one message.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Status {
     pub id: String,
     pub reference: Option<String>,
@@ -57,7 +62,7 @@ pub struct Status {
     pub reply: Option<Reply>,
     pub error_code: Code,
     pub error: Option<String>,
-    pub needs: Option<&'static str>,
+    pub needs: Option<String>,
     pub recipients: Vec<String>,
     pub blocked: Vec<String>,
     pub rejected: Vec<Refusal>,

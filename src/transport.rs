@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::config::ProfileSettings;
 use crate::error::Result;
-use crate::smtp::{Delivery, Failure, Login, Probe, Session};
+use crate::smtp::{Delivery, Failure, Login, Probe, Session, Sockets};
 
 /// Sessions idle longer than this are closed rather than reused; most
 /// servers drop idle clients after a few minutes anyway.
@@ -49,6 +49,8 @@ impl PoolKey {
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<Vec<(PoolKey, Session)>>,
+    /// Every open session's socket, so shutdown can end them.
+    pub sockets: Arc<Sockets>,
     tls: Mutex<HashMap<u64, Arc<ClientConfig>>>,
 }
 
@@ -112,7 +114,7 @@ impl Pool {
                 }
             }
         }
-        let mut session = Session::open(settings, &tls, login, &mut Probe::default())?;
+        let mut session = Session::open(settings, &tls, login, &mut Probe::default(), &self.sockets)?;
         let result = session.send(from, recipients, body, utf8);
         self.give_back(key.clone(), session);
         result

@@ -80,11 +80,16 @@ pub unsafe extern "C" fn smtpb_client_shutdown(c: *mut smtpb_client, grace_ms: u
 
 /// Shuts the client down with SMTPShutdownGraceMs (default 3000), waits for
 /// calls still inside the library on other threads, and frees it. NULL
-/// does nothing. Queued mail stays in the spool.
+/// does nothing. Queued mail stays in the spool. Called from inside the
+/// client's own event callback, close returns at once and completes when
+/// the callback returns. After close returns (or, from a callback, once
+/// the callback returns) no callback of this client runs.
 ///
 /// Ownership: takes `c`; the handle must not be used after this call.
 /// Thread safety: may be called while other threads are inside calls on
-/// `c`; they finish (or fail with `SMTPB_ERR_STATE`) before it is freed.
+/// `c`; they finish (or fail with `SMTPB_ERR_STATE`) before it is freed. A
+/// call that starts on another thread after close began is undefined: the
+/// host must stop using the handle before closing it.
 ///
 /// # Safety
 /// `c` is NULL or a client not yet closed, and close is called once.
@@ -96,14 +101,32 @@ pub unsafe extern "C" fn smtpb_client_close(c: *mut smtpb_client) {
     let _ = boundary("smtpb_client_close", || {
         let handle = &*c;
         handle.closing.store(true, Ordering::Release);
-        let grace = handle.client.shutdown_grace_ms();
-        let _ = handle.client.shutdown(grace);
-        let mut calls = handle.calls.lock().unwrap_or_else(|e| e.into_inner());
-        while *calls > 0 {
-            calls = handle.calls_done.wait(calls).unwrap_or_else(|e| e.into_inner());
+        if handle.client.on_event_thread() {
+            let address = c as usize;
+            handle.client.after_callback(Box::new(move || {
+                // SAFETY: the handle stays allocated until this runs: close
+                // was deferred to here, and nothing else frees it.
+                unsafe { close_now(address as *mut smtpb_client) }
+            }));
+            return Ok(());
         }
-        drop(calls);
-        drop(Box::from_raw(c));
+        close_now(c);
         Ok(())
     });
+}
+
+/// Shuts down, waits for calls still inside, frees the handle.
+///
+/// # Safety
+/// `c` is a live handle that nothing else frees.
+unsafe fn close_now(c: *mut smtpb_client) {
+    let handle = &*c;
+    let grace = handle.client.shutdown_grace_ms();
+    let _ = handle.client.shutdown(grace);
+    let mut calls = handle.calls.lock().unwrap_or_else(|e| e.into_inner());
+    while *calls > 0 {
+        calls = handle.calls_done.wait(calls).unwrap_or_else(|e| e.into_inner());
+    }
+    drop(calls);
+    drop(Box::from_raw(c));
 }

@@ -24,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod limits;
+pub mod outbox;
 pub mod send;
 pub mod version;
 

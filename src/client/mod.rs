@@ -1,0 +1,535 @@
+//! The client: one data directory, its configuration, credentials, pooled
+//! sessions and message statuses. Safe to share between threads.
+
+mod pipeline;
+
+use serde_json::{json, Value};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use zeroize::Zeroizing;
+
+use crate::config::{self, Config, SecretChange};
+use crate::credentials::{self, CredentialStore, SecretKind};
+use crate::error::{Code, Error, Result};
+use crate::fsutil;
+use crate::limits::Limits;
+use crate::outbox::events::Callback;
+use crate::outbox::Outbox;
+use crate::smtp::{Failure, Probe, Session};
+use crate::transport::Pool;
+
+/// `smtpb_client_open` flag: resume delivery of what the spool holds.
+pub const OPEN_DEFAULT: u32 = 0;
+/// `smtpb_client_open` flag: open with the outbox paused.
+pub const OPEN_PAUSED: u32 = 1;
+
+/// A client of the library. Cloning shares it.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    data_dir: Option<PathBuf>,
+    /// Held for the client's life: the exclusive lock on data_dir.
+    _lock: Option<File>,
+    config: RwLock<Config>,
+    credentials: Mutex<CredentialStore>,
+    /// Bumped on every credential change, so pooled sessions that logged
+    /// in with an old credential are not reused.
+    credential_revision: AtomicU64,
+    pool: Pool,
+    limits: Limits,
+    outbox: Arc<Outbox>,
+    shut_down: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A client dropped without shutdown: let its threads end.
+        self.outbox.stop_soon();
+    }
+}
+
+/// The outcome of a send: the result, and the status when the message got
+/// far enough to be recorded.
+pub struct SendOutcome {
+    pub result: Result<()>,
+    pub status: Option<Value>,
+}
+
+/// The outcome of a connection test: the result and the report.
+pub struct TestOutcome {
+    pub result: Result<()>,
+    pub report: Option<Value>,
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("cannot open", &path, &e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(Error::new(
+                Code::Busy,
+                format!(
+                    "the data directory {} is in use by another client ({})",
+                    dir.display(),
+                    if holder.is_empty() { "holder unknown" } else { holder }
+                ),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("cannot lock", &path, &e)),
+    }
+    let who = format!(
+        "pid {}, host {}, user {}",
+        std::process::id(),
+        gethostname::gethostname().to_string_lossy(),
+        std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into())
+    );
+    let _ = file.set_len(0);
+    let _ = file.write_all(who.as_bytes());
+    let _ = file.sync_all();
+    Ok(file)
+}
+
+impl Client {
+    /// Opens a client on `data_dir` (created if missing; `None` = in
+    /// memory) with the credential store's master `secret` (`None` = a
+    /// random key file in data_dir).
+    pub fn open(data_dir: Option<&Path>, secret: Option<&str>, flags: u32) -> Result<Client> {
+        if flags & !OPEN_PAUSED != 0 {
+            return Err(Error::invalid_argument(format!("flags: unknown open flags {:#x}", flags & !OPEN_PAUSED)));
+        }
+        if let Some(dir) = data_dir {
+            if !dir.is_absolute() {
+                return Err(Error::invalid_argument(format!("data_dir \"{}\" must be an absolute path", dir.display())));
+            }
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, &e))?;
+        }
+        let lock = data_dir.map(lock_data_dir).transpose()?;
+        let config = match data_dir.map(config::config_path) {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, &e))?;
+                Config::from_json(&text)
+                    .map_err(|e| Error::new(Code::Io, format!("{} is damaged: {}", path.display(), e.message())))?
+                    .0
+            }
+            _ => Config::new(),
+        };
+        let secret: Zeroizing<Vec<u8>> = match secret {
+            Some(s) => Zeroizing::new(s.as_bytes().to_vec()),
+            None => credentials::key_file_secret(data_dir)?,
+        };
+        let store = CredentialStore::open(data_dir.map(|d| d.join("credentials.json")), &secret)?;
+        let limits = Limits::open(data_dir.map(|d| d.join("limits.json")))?;
+        let outbox = Arc::new(Outbox::open(data_dir, flags & OPEN_PAUSED != 0)?);
+        let threads = config.global_settings().delivery_threads;
+        let client = Client {
+            inner: Arc::new(Inner {
+                data_dir: data_dir.map(Path::to_path_buf),
+                _lock: lock,
+                config: RwLock::new(config),
+                credentials: Mutex::new(store),
+                credential_revision: AtomicU64::new(0),
+                pool: Pool::default(),
+                limits,
+                outbox: outbox.clone(),
+                shut_down: AtomicBool::new(false),
+            }),
+        };
+        // Delivery threads hold the client weakly: dropping the last
+        // handle ends them.
+        let weak = Arc::downgrade(&client.inner);
+        outbox.start(threads, move |record, bytes| match weak.upgrade() {
+            Some(inner) => Client { inner }.attempt(record, bytes, std::time::Duration::ZERO),
+            None => (
+                crate::outbox::Attempt::Failed { error: Error::state("the client is closed"), failure: None, oauth: false },
+                crate::outbox::RetryPolicy::default(),
+            ),
+        })?;
+        Ok(client)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            Err(Error::state("the client is shut down"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Shuts the client down: later calls fail with `SMTPB_ERR_STATE`;
+    /// idle sessions are closed with QUIT, sessions not inside a
+    /// transaction are ended at once, transactions under way get `grace_ms`
+    /// to finish, then are ended too; every library thread is joined.
+    /// Idempotent. `SMTPB_ERR_TIMEOUT` when the grace ran out.
+    pub fn shutdown(&self, grace_ms: u32) -> Result<()> {
+        if self.inner.shut_down.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(grace_ms as u64);
+        let pool = &self.inner.pool;
+        pool.close_all();
+        pool.sockets.abort(false);
+        let in_time = self.inner.outbox.shutdown(deadline, || pool.sockets.abort(true));
+        pool.close_all();
+        if in_time {
+            Ok(())
+        } else {
+            Err(Error::new(Code::Timeout, format!("shutdown: transactions were still under way after {grace_ms} ms and were ended")))
+        }
+    }
+
+    /// Whether the calling thread is this client's event thread.
+    pub fn on_event_thread(&self) -> bool {
+        self.inner.outbox.events.is_event_thread()
+    }
+
+    /// Runs `work` on the event thread when the callback now running
+    /// returns (a close requested from inside the callback).
+    pub fn after_callback(&self, work: Box<dyn FnOnce() + Send>) {
+        self.inner.outbox.events.after_callback(work);
+    }
+
+    /// SMTPShutdownGraceMs, for close.
+    pub fn shutdown_grace_ms(&self) -> u32 {
+        self.read_config().global_settings().shutdown_grace_ms
+    }
+
+    fn read_config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
+        self.inner.config.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn credentials(&self) -> std::sync::MutexGuard<'_, CredentialStore> {
+        self.inner.credentials.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the configuration with `next` (persisted first), then
+    /// applies the secret changes that came with it.
+    fn commit_config(&self, next: Config, changes: Vec<SecretChange>) -> Result<()> {
+        let mut config = self.inner.config.write().unwrap_or_else(|e| e.into_inner());
+        if *config != next {
+            if let Some(dir) = &self.inner.data_dir {
+                let text = serde_json::to_vec_pretty(&next.to_json(None)).map_err(|e| Error::internal(e.to_string()))?;
+                fsutil::atomic_write(&config::config_path(dir), &text, false)?;
+            }
+            *config = next;
+            self.inner.pool.close_all();
+        }
+        drop(config);
+        for change in changes {
+            self.apply_secret_change(change)?;
+        }
+        Ok(())
+    }
+
+    fn apply_secret_change(&self, change: SecretChange) -> Result<()> {
+        let mut store = self.credentials();
+        match change {
+            SecretChange::None => return Ok(()),
+            SecretChange::Username(u) => store.set_shared_username(u.as_deref())?,
+            SecretChange::Password(p) => store.set_shared_password(p.as_deref())?,
+        }
+        drop(store);
+        self.credentials_changed();
+        Ok(())
+    }
+
+    fn credentials_changed(&self) {
+        self.inner.credential_revision.fetch_add(1, Ordering::AcqRel);
+        self.inner.pool.close_all();
+        self.inner.outbox.release_credentials();
+    }
+
+    fn credential_revision(&self) -> u64 {
+        self.inner.credential_revision.load(Ordering::Acquire)
+    }
+
+    /// Sets one configuration key; `None` restores its default.
+    pub fn config_set(&self, key: &str, value: Option<&str>) -> Result<()> {
+        self.check_open()?;
+        let mut next = self.read_config().clone();
+        let change = next.set(key, value)?;
+        self.commit_config(next, vec![change])
+    }
+
+    /// The effective value of a key ("" when it has none).
+    pub fn config_get(&self, key: &str) -> Result<String> {
+        self.check_open()?;
+        if config::key_def(key.rsplit('.').next().unwrap_or(key)).is_some_and(|d| d.name == "SMTPUsername") {
+            // Validate the key (prefix rules) before answering from the store.
+            self.read_config().get(key)?;
+            return Ok(self.credentials().shared_username().unwrap_or_default());
+        }
+        Ok(self.read_config().get(key)?.unwrap_or_default())
+    }
+
+    /// Applies `Key=Value` lines, all or nothing.
+    pub fn config_import_keys(&self, lines: &str) -> Result<()> {
+        self.check_open()?;
+        let (next, changes) = self.read_config().import_keys(lines)?;
+        self.commit_config(next, changes)
+    }
+
+    /// Replaces the whole configuration with the JSON shape.
+    pub fn config_load_json(&self, json: &str) -> Result<()> {
+        self.check_open()?;
+        let (next, changes) = Config::from_json(json)?;
+        self.commit_config(next, changes)
+    }
+
+    /// The configuration as JSON, without secrets.
+    pub fn config_export_json(&self) -> Result<String> {
+        self.check_open()?;
+        let username = self.credentials().shared_username();
+        Ok(self.read_config().to_json(username.as_deref()).to_string())
+    }
+
+    /// Stores a password credential for `user_id` (`None` = shared).
+    pub fn credentials_set(&self, user_id: Option<&str>, username: &str, password: &str) -> Result<()> {
+        self.check_open()?;
+        check_user_id(user_id)?;
+        self.credentials().set(user_id, username, password, SecretKind::Password, 0)?;
+        self.credentials_changed();
+        Ok(())
+    }
+
+    /// Stores an OAuth2 access token for `user_id` (`None` = shared).
+    pub fn credentials_set_oauth2(&self, user_id: Option<&str>, username: &str, token: &str, expires_at: i64) -> Result<()> {
+        self.check_open()?;
+        check_user_id(user_id)?;
+        if username.is_empty() {
+            return Err(Error::invalid_argument("username: OAuth2 needs the mailbox's username"));
+        }
+        self.credentials().set(user_id, username, token, SecretKind::Oauth2, expires_at)?;
+        self.credentials_changed();
+        Ok(())
+    }
+
+    /// Removes the credential of `user_id`.
+    pub fn credentials_remove(&self, user_id: Option<&str>) -> Result<()> {
+        self.check_open()?;
+        if !self.credentials().remove(user_id)? {
+            return Err(Error::not_found(match user_id {
+                Some(u) => format!("no credentials for user \"{}\"", config::printable(u)),
+                None => "no shared credential".into(),
+            }));
+        }
+        self.credentials_changed();
+        Ok(())
+    }
+
+    /// The masked credential of `user_id`.
+    pub fn credentials_masked(&self, user_id: Option<&str>) -> Result<String> {
+        self.check_open()?;
+        Ok(self.credentials().masked(user_id)?.to_string())
+    }
+
+    /// Adds a blacklist entry (an address or `@domain`).
+    pub fn blacklist_add(&self, entry: &str) -> Result<()> {
+        self.check_open()?;
+        let mut next = self.read_config().clone();
+        next.blacklist_add(entry)?;
+        self.commit_config(next, Vec::new())
+    }
+
+    /// Removes a blacklist entry; `SMTPB_ERR_NOT_FOUND` if it is not there.
+    pub fn blacklist_remove(&self, entry: &str) -> Result<()> {
+        self.check_open()?;
+        let mut next = self.read_config().clone();
+        if !next.blacklist_remove(entry)? {
+            return Err(Error::not_found(format!("\"{}\" is not on the blacklist", config::printable(entry))));
+        }
+        self.commit_config(next, Vec::new())
+    }
+
+    /// The blacklist as a JSON array.
+    pub fn blacklist_list(&self) -> Result<String> {
+        self.check_open()?;
+        Ok(serde_json::to_string(self.read_config().blacklist()).expect("strings serialise"))
+    }
+
+    /// Clears the send-limit counters of a profile, or of all (`None`).
+    pub fn limits_reset(&self, profile: Option<&str>) -> Result<()> {
+        self.check_open()?;
+        if let Some(p) = profile {
+            if self.read_config().profile(p).is_none() {
+                return Err(Error::not_found(format!("no profile named \"{}\"", config::printable(p))));
+            }
+        }
+        self.inner.limits.reset(profile)?;
+        self.inner.outbox.release_limits(profile);
+        Ok(())
+    }
+
+    /// The status of a message.
+    pub fn status(&self, id: &str) -> Result<String> {
+        self.check_open()?;
+        Ok(self.inner.outbox.status(id)?.to_string())
+    }
+
+    /// The statuses of all messages, or of those in one state.
+    pub fn outbox_list(&self, state: Option<&str>) -> Result<String> {
+        self.check_open()?;
+        Ok(self.inner.outbox.list(state)?.to_string())
+    }
+
+    /// Counts per state, paused profiles, and each profile's send limit.
+    pub fn outbox_stats(&self) -> Result<String> {
+        self.check_open()?;
+        let (mut stats, paused) = self.inner.outbox.counts();
+        let config = self.read_config().clone();
+        let mut profiles = serde_json::Map::new();
+        for p in config.profiles() {
+            let settings = config.settings(&p.name)?;
+            let usage = self.inner.limits.usage(&settings);
+            profiles.insert(
+                p.name.clone(),
+                json!({
+                    "sent_in_period": usage.sent_in_period,
+                    "limit": settings.send_limit,
+                    "period": settings.send_limit_period.name(),
+                    "resets_at": usage.resets_at.and_then(crate::fsutil::rfc3339_unix),
+                }),
+            );
+        }
+        let object = stats.as_object_mut().expect("an object");
+        object.insert("paused".into(), json!(paused));
+        object.insert("profiles".into(), Value::Object(profiles));
+        Ok(stats.to_string())
+    }
+
+    /// Counts per state of a batch.
+    pub fn batch_status(&self, batch_id: &str) -> Result<String> {
+        self.check_open()?;
+        Ok(self.inner.outbox.batch_status(batch_id)?.to_string())
+    }
+
+    /// Waits for a message to be final.
+    pub fn wait(&self, id: &str, timeout_ms: u32) -> Result<String> {
+        self.check_open()?;
+        Ok(self.inner.outbox.wait(id, timeout_ms)?.to_string())
+    }
+
+    /// Waits until nothing is queued or sending.
+    pub fn flush(&self, timeout_ms: u32) -> Result<()> {
+        self.check_open()?;
+        self.inner.outbox.flush(timeout_ms)
+    }
+
+    /// Cancels a queued or deferred message.
+    pub fn cancel(&self, id: &str) -> Result<()> {
+        self.check_open()?;
+        self.inner.outbox.cancel(id)
+    }
+
+    /// Cancels what it can of a batch.
+    pub fn batch_cancel(&self, batch_id: &str) -> Result<String> {
+        self.check_open()?;
+        Ok(self.inner.outbox.batch_cancel(batch_id)?.to_string())
+    }
+
+    /// Failed → queued; deferred → due now.
+    pub fn retry(&self, id: &str) -> Result<()> {
+        self.check_open()?;
+        self.inner.outbox.retry(id)
+    }
+
+    fn check_profile(&self, profile: Option<&str>) -> Result<()> {
+        match profile {
+            Some(p) if self.read_config().profile(p).is_none() => {
+                Err(Error::not_found(format!("no profile named \"{}\"", config::printable(p))))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Pauses delivery of a profile, or of all (`None`); persisted.
+    pub fn outbox_pause(&self, profile: Option<&str>) -> Result<()> {
+        self.check_open()?;
+        self.check_profile(profile)?;
+        self.inner.outbox.pause(profile)
+    }
+
+    /// Resumes delivery of a profile, or of all (`None`).
+    pub fn outbox_resume(&self, profile: Option<&str>) -> Result<()> {
+        self.check_open()?;
+        self.check_profile(profile)?;
+        self.inner.outbox.resume(profile)
+    }
+
+    /// Sets the event callback (`None` clears it). When this returns the
+    /// old callback is not running and never runs again.
+    pub fn set_event_callback(&self, callback: Option<Callback>) -> Result<()> {
+        self.check_open()?;
+        self.inner.outbox.events.set_callback(callback);
+        Ok(())
+    }
+
+    /// Tests a profile's connection (`smtpb_test_connection`).
+    pub fn test_connection(&self, profile: Option<&str>, user_id: Option<&str>) -> TestOutcome {
+        let unreported = |e: Error| TestOutcome { result: Err(e), report: None };
+        if let Err(e) = self.check_open() {
+            return unreported(e);
+        }
+        let config = self.read_config().clone();
+        let settings = match pipeline::choose_profile(&config, profile, None) {
+            Ok(s) if s.server.is_some() => s,
+            Ok(s) => return unreported(Error::config(format!("profile {}: SMTPServer is not set", s.name))),
+            Err(e) => return unreported(e),
+        };
+        let tls = match self.inner.pool.tls_config(&settings) {
+            Ok(t) => t,
+            Err(e) => return unreported(e),
+        };
+        let mut probe = Probe { stage: "connect", ..Probe::default() };
+        let result = self.login(&settings, user_id).map_err(|e| {
+            probe.stage = "auth";
+            e.error
+        });
+        let result = result.and_then(|(_, login)| {
+            Session::open(&settings, &tls, login.as_ref(), &mut probe, &self.inner.pool.sockets)
+                .map(|s| s.quit(std::time::Duration::from_millis(settings.timeout_ms as u64)))
+                .map_err(|f: Failure| Error::new(f.code, f.message))
+        });
+        let (error_code, error) = match &result {
+            Ok(()) => (0, None),
+            Err(e) => (e.code() as i32, Some(e.message().to_string())),
+        };
+        let report = serde_json::json!({
+            "ok": result.is_ok(),
+            "profile": settings.name,
+            "stage": probe.stage,
+            "banner": probe.banner,
+            "capabilities": probe.capabilities,
+            "tls": probe.tls,
+            "auth_mechanisms": probe.auth_mechanisms,
+            "error_code": error_code,
+            "error": error,
+        });
+        TestOutcome { result, report: Some(report) }
+    }
+}
+
+fn check_user_id(user_id: Option<&str>) -> Result<()> {
+    match user_id {
+        Some(u) if u.is_empty() || config::check_text(u).is_err() => Err(Error::invalid_argument(format!(
+            "user_id \"{}\": a non-empty id without control characters expected",
+            config::printable(u)
+        ))),
+        _ => Ok(()),
+    }
+}

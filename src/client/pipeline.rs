@@ -1,0 +1,321 @@
+//! The send pipeline, in ABI order: profile choice → blacklist → test mode
+//! → (message bytes, DKIM) → limits → SMTP. `prepare` runs once per
+//! message, when the host hands it over; `attempt` runs for every delivery
+//! attempt, from `smtpb_send` or a delivery thread.
+
+use lettre::message::Mailbox;
+use std::time::{Duration, SystemTime};
+
+use super::{Client, SendOutcome};
+use crate::config::{self, Authentication, Config, ProfileSettings};
+use crate::credentials::SecretKind;
+use crate::error::{Code, Error, Result};
+use crate::fsutil;
+use crate::message::{self, BuildContext, MessageSpec};
+use crate::outbox::spool::Record;
+use crate::outbox::{Attempt, RetryPolicy};
+use crate::smtp::Login;
+use crate::status::{Refusal, State, Status};
+use crate::transport::PoolKey;
+
+/// Chooses the profile for a message (ABI §4 "Profile choice"): the
+/// explicit one; else the first enabled profile whose SMTPFilter matches
+/// the sender; else the enabled default; else the first enabled.
+pub(super) fn choose_profile(config: &Config, explicit: Option<&str>, sender: Option<&str>) -> Result<ProfileSettings> {
+    if let Some(name) = explicit {
+        let settings = config.settings(name)?;
+        if !settings.enabled {
+            return Err(Error::config(format!("profile {} is disabled (SMTPEnabled=false)", settings.name)));
+        }
+        return Ok(settings);
+    }
+    let enabled: Vec<ProfileSettings> = config
+        .profiles()
+        .iter()
+        .map(|p| config.settings(&p.name))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|s| s.enabled)
+        .collect();
+    if let Some(sender) = sender {
+        if let Some(s) = enabled.iter().find(|s| s.filter_matches(sender)) {
+            return Ok(s.clone());
+        }
+    }
+    if let Some(s) = enabled.iter().find(|s| config.profile(&s.name).is_some_and(|p| config.is_default(p))) {
+        return Ok(s.clone());
+    }
+    enabled
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::config("no enabled profile: set SMTPServer (and SMTPEnabled) for at least one profile"))
+}
+
+/// Why a login could not be had.
+pub(super) struct LoginError {
+    pub error: Error,
+    /// An OAuth2 token that expired: new credentials will release it.
+    pub oauth: bool,
+}
+
+impl From<Error> for LoginError {
+    fn from(error: Error) -> Self {
+        LoginError { error, oauth: false }
+    }
+}
+
+impl Client {
+    /// The login for a profile and a message's user: the user's credential
+    /// (SMTPCredentials=PerUser), else the shared one. `None` when the
+    /// profile does not authenticate, or (Optional) has no credential.
+    pub(super) fn login(
+        &self,
+        settings: &ProfileSettings,
+        user: Option<&str>,
+    ) -> std::result::Result<(Option<String>, Option<Login>), LoginError> {
+        if settings.authentication == Authentication::None {
+            return Ok((None, None));
+        }
+        let user = if settings.shared_credentials { None } else { user };
+        let credential = self.credentials().get(user)?;
+        let who = || match user {
+            Some(u) => format!("user \"{}\"", config::printable(u)),
+            None => "the shared credential (SMTPUsername/SMTPPassword)".to_string(),
+        };
+        let Some(credential) = credential else {
+            if settings.authentication == Authentication::Optional {
+                return Ok((user.map(str::to_string), None));
+            }
+            return Err(Error::credentials(format!("no credentials for {} (profile {})", who(), settings.name)).into());
+        };
+        if credential.username.is_empty() {
+            return Err(Error::credentials(format!("the credential of {} has no username", who())).into());
+        }
+        let wants_oauth = settings.auth_model == config::AuthModel::OAuth2;
+        if wants_oauth != (credential.kind == SecretKind::Oauth2) {
+            return Err(Error::credentials(format!(
+                "profile {} uses SMTPAuthModel={}, but {} is {}",
+                settings.name,
+                if wants_oauth { "OAuth2" } else { "Basic" },
+                who(),
+                if wants_oauth { "a password" } else { "an OAuth2 token" }
+            ))
+            .into());
+        }
+        if settings.authentication == Authentication::Required && credential.secret.is_empty() {
+            return Err(Error::credentials(format!("the credential of {} has an empty password", who())).into());
+        }
+        if wants_oauth && credential.expires_at > 0 && credential.expires_at <= fsutil::unix_now() {
+            return Err(LoginError {
+                error: Error::credentials(format!("the OAuth2 token of {} expired", who())),
+                oauth: true,
+            });
+        }
+        Ok((user.map(str::to_string), Some(Login { username: credential.username, secret: credential.secret })))
+    }
+
+    /// Runs the pipeline up to the bytes: profile, blacklist, test mode,
+    /// MIME and DKIM. Returns the message's record (state `state`) and its
+    /// bytes. Errors here are not recorded.
+    pub(super) fn prepare(&self, config: &Config, spec: &MessageSpec, state: State) -> Result<(Record, Vec<u8>)> {
+        let sender = spec.from.as_ref().map(|m| m.email.to_string());
+        let settings = choose_profile(config, spec.profile.as_deref(), sender.as_deref())?;
+        if settings.server.is_none() {
+            return Err(Error::config(format!("profile {}: SMTPServer is not set", settings.name)));
+        }
+        let from = match (&spec.from, &settings.sender_email) {
+            (Some(f), _) => f.clone(),
+            (None, Some(email)) => Mailbox::new(
+                settings.sender_name.clone(),
+                message::parse_address(email).map_err(|e| e.context("SMTPSenderEmail"))?,
+            ),
+            (None, None) => {
+                return Err(Error::config(format!(
+                    "the message has no from, and profile {} has no SMTPSenderEmail",
+                    settings.name
+                )))
+            }
+        };
+        let reply_to = match (&spec.reply_to, &settings.reply_to) {
+            (Some(r), _) => Some(r.clone()),
+            (None, Some(r)) => Some(Mailbox::new(None, message::parse_address(r)?)),
+            (None, None) => None,
+        };
+
+        let (allowed, blocked): (Vec<_>, Vec<_>) =
+            spec.all_recipients().partition(|r| !config.is_blacklisted(&r.mailbox.email.to_string()));
+        if allowed.is_empty() {
+            return Err(Error::new(Code::Blocked, "every recipient is on the blacklist"));
+        }
+        let global = config.global_settings();
+        let (envelope_to, original_to) = if global.test_mode {
+            if global.test_addresses.is_empty() {
+                return Err(Error::config("SMTPTestMode is on, but SMTPTestAddresses is empty"));
+            }
+            let original: Vec<String> = spec.to.iter().chain(&spec.cc).map(|r| r.mailbox.email.to_string()).collect();
+            (global.test_addresses.clone(), Some(original.join(", ")))
+        } else {
+            (allowed.iter().map(|r| r.mailbox.email.to_string()).collect(), None)
+        };
+        if spec.archive && settings.archive_dir.is_none() && self.inner.data_dir.is_none() {
+            return Err(Error::config("archive: an in-memory client archives only with SMTPArchiveDir set"));
+        }
+
+        let id = ulid::Ulid::new().to_string();
+        let message_id = format!("<{id}@{}>", from.email.domain());
+        let dkim = match (&settings.dkim_domain, &settings.dkim_selector, &settings.dkim_key_file) {
+            (Some(domain), Some(selector), Some(key)) => Some(lettre::message::dkim::DkimConfig::default_config(
+                selector.clone(),
+                domain.clone(),
+                message::read_dkim_key(key).map_err(|e| e.context("SMTPDkimKeyFile"))?,
+            )),
+            _ => None,
+        };
+        let ctx = BuildContext { from: from.clone(), reply_to, message_id: message_id.clone(), original_to, dkim: dkim.as_ref() };
+        let bytes = message::build(spec, &ctx)?;
+        if bytes.len() as u64 > settings.max_message_bytes {
+            return Err(Error::message_error(format!(
+                "the message is {} bytes of MIME; SMTPMaxMessageBytes of profile {} allows {}",
+                bytes.len(),
+                settings.name,
+                settings.max_message_bytes
+            )));
+        }
+        let status = Status {
+            id,
+            reference: spec.reference.clone(),
+            batch_id: None,
+            profile: settings.name.clone(),
+            state,
+            attempts: u32::from(state == State::Sending),
+            message_id,
+            reply: None,
+            error_code: Code::Ok,
+            error: None,
+            needs: None,
+            recipients: allowed.iter().map(|r| r.given.clone()).collect(),
+            blocked: blocked.iter().map(|r| r.given.clone()).collect(),
+            rejected: Vec::new(),
+            possible_duplicate: false,
+            created_at: SystemTime::now(),
+            sent_at: None,
+            next_attempt_at: None,
+            archive: None,
+        };
+        let record = Record {
+            status,
+            user: spec.user.clone(),
+            envelope_from: from.email.to_string(),
+            envelope_to,
+            idempotency_key: spec.idempotency_key.clone(),
+            archive: spec.archive,
+            body_dropped: false,
+        };
+        Ok((record, bytes))
+    }
+
+    /// One delivery attempt of a recorded message: the per-minute throttle
+    /// (waiting up to `throttle_wait`), the period limit, the login, SMTP.
+    pub(super) fn attempt(&self, record: &Record, bytes: &[u8], throttle_wait: Duration) -> (Attempt, RetryPolicy) {
+        let config = self.read_config().clone();
+        let global = config.global_settings();
+        let policy = RetryPolicy {
+            initial_ms: global.retry_initial_ms,
+            max_ms: global.retry_max_ms,
+            max_age_ms: global.retry_max_age_ms,
+        };
+        let failed = |error: Error| Attempt::Failed { error, failure: None, oauth: false };
+        let settings = match config.settings(&record.status.profile) {
+            Ok(s) => s,
+            Err(e) => return (failed(Error::config(format!("{} (the message's profile was removed)", e.message()))), policy),
+        };
+        let limits = &self.inner.limits;
+        if let Err(e) = limits.throttle(&settings, throttle_wait) {
+            let until_ms = (fsutil::unix_now() + 1) * 1000;
+            return (Attempt::Held { until_ms, reason: e.message().to_string() }, policy);
+        }
+        let reservation = match limits.reserve(&settings, record.envelope_to.len() as u32) {
+            Ok(r) => r,
+            Err(e) => {
+                let whole_limit = record.envelope_to.len() as u32 > settings.send_limit;
+                if whole_limit {
+                    return (failed(e), policy);
+                }
+                let resets = limits.usage(&settings).resets_at.unwrap_or_else(fsutil::unix_now);
+                return (Attempt::Held { until_ms: resets * 1000, reason: e.message().to_string() }, policy);
+            }
+        };
+        let outcome = match self.login(&settings, record.user.as_deref()) {
+            Err(LoginError { error, oauth }) => Attempt::Failed { error, failure: None, oauth },
+            Ok((user, login)) => {
+                let key = PoolKey::new(&settings, user.as_deref(), self.credential_revision());
+                let utf8 = !record.envelope_from.is_ascii() || record.envelope_to.iter().any(|a| !a.is_ascii());
+                match self.inner.pool.send(&settings, &key, login.as_ref(), &record.envelope_from, &record.envelope_to, bytes, utf8) {
+                    Ok(delivery) => Attempt::Sent {
+                        reply: delivery.reply,
+                        rejected: delivery.rejected.into_iter().map(|(address, reply)| Refusal { address, reply }).collect(),
+                    },
+                    Err(f) => Attempt::Failed {
+                        error: Error::new(f.code, f.message.clone()),
+                        oauth: f.oauth_refused,
+                        failure: Some(f),
+                    },
+                }
+            }
+        };
+        if let (Attempt::Failed { .. }, Some(r)) = (&outcome, reservation) {
+            if let Err(e) = limits.release(r) {
+                return (failed(e), policy);
+            }
+        }
+        (outcome, policy)
+    }
+
+    /// Sends a message now and waits for the outcome (`smtpb_send`).
+    pub fn send(&self, message_json: &str) -> SendOutcome {
+        let unrecorded = |e: Error| SendOutcome { result: Err(e), status: None };
+        if let Err(e) = self.check_open() {
+            return unrecorded(e);
+        }
+        let spec = match MessageSpec::parse(message_json) {
+            Ok(s) => s,
+            Err(e) => return unrecorded(e),
+        };
+        let config = self.read_config().clone();
+        let (record, bytes) = match self.prepare(&config, &spec, State::Sending) {
+            Ok(p) => p,
+            Err(e) => return unrecorded(e),
+        };
+        let id = record.status.id.clone();
+        let timeout = config.settings(&record.status.profile).map(|s| s.timeout_ms).unwrap_or(30_000);
+        let outbox = &self.inner.outbox;
+        let recorded_id = match outbox.add(record.clone(), &bytes) {
+            Ok(i) => i,
+            Err(e) => return unrecorded(e),
+        };
+        if recorded_id != id {
+            // The idempotency key was used before: nothing new is sent.
+            return SendOutcome { result: Ok(()), status: outbox.status(&recorded_id).ok() };
+        }
+        let (outcome, _) = self.attempt(&record, &bytes, Duration::from_millis(timeout as u64));
+        let result = match &outcome {
+            Attempt::Sent { .. } => Ok(()),
+            Attempt::Failed { error, .. } => Err(error.clone()),
+            Attempt::Held { reason, .. } => Err(Error::new(Code::Limit, reason.clone())),
+        };
+        match outbox.finish_now(&id, outcome) {
+            Ok(status) => SendOutcome { result, status: Some(status) },
+            Err(e) => SendOutcome { result: Err(e), status: outbox.status(&id).ok() },
+        }
+    }
+
+    /// Validates a message, makes it durable in the outbox and returns its
+    /// id (`smtpb_enqueue`). Attachment files are read now.
+    pub fn enqueue(&self, message_json: &str) -> Result<String> {
+        self.check_open()?;
+        let spec = MessageSpec::parse(message_json)?;
+        let config = self.read_config().clone();
+        let (record, bytes) = self.prepare(&config, &spec, State::Queued)?;
+        self.inner.outbox.add(record, &bytes)
+    }
+}

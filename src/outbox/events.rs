@@ -1,0 +1,187 @@
+//! Events: news of every state change, delivered to the host on a thread
+//! of their own.
+//!
+//! One event thread per client calls the host's callback, one event at a
+//! time, in order; never on a thread inside a host's call and never on a
+//! delivery thread, so delivery never waits on the host. Past
+//! [`MAX_PENDING`] undelivered events, new ones are dropped and the next
+//! one delivered carries `"dropped": n`. When [`Events::set_callback`]
+//! returns, the old callback is not running and never runs again (unless
+//! it is called from inside that callback, which then finishes normally).
+
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{JoinHandle, ThreadId};
+
+/// Events kept for a slow host before new ones are dropped.
+pub const MAX_PENDING: usize = 10_000;
+
+/// A host callback: receives each event as JSON text.
+pub type Callback = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Work to run on the event thread once the running callback returns (a
+/// close requested from inside the callback).
+pub type AfterCallback = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct Queue {
+    pending: VecDeque<Value>,
+    dropped: u64,
+    seq: u64,
+    stop: bool,
+}
+
+#[derive(Default)]
+struct Slot {
+    callback: Option<Callback>,
+    /// A callback call is in progress.
+    running: bool,
+    after: Option<AfterCallback>,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    queued: Condvar,
+    slot: Mutex<Slot>,
+    idle: Condvar,
+}
+
+/// The event channel and thread of one client.
+pub struct Events {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    thread_id: Mutex<Option<ThreadId>>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events::new()
+    }
+}
+
+impl Events {
+    pub fn new() -> Events {
+        Events {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue::default()),
+                queued: Condvar::new(),
+                slot: Mutex::new(Slot::default()),
+                idle: Condvar::new(),
+            }),
+            thread: Mutex::new(None),
+            thread_id: Mutex::new(None),
+        }
+    }
+
+    /// Starts the event thread.
+    pub fn start(&self) -> std::io::Result<()> {
+        let shared = self.shared.clone();
+        let handle = std::thread::Builder::new().name("smtpbridge-events".into()).spawn(move || run(shared))?;
+        *self.thread_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.thread().id());
+        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        Ok(())
+    }
+
+    /// Whether the calling thread is this client's event thread.
+    pub fn is_event_thread(&self) -> bool {
+        *self.thread_id.lock().unwrap_or_else(|e| e.into_inner()) == Some(std::thread::current().id())
+    }
+
+    /// Queues an event (an object; `seq` and `time` are added).
+    pub fn emit(&self, mut event: Value) {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.stop {
+            return;
+        }
+        if queue.pending.len() >= MAX_PENDING {
+            queue.dropped += 1;
+            return;
+        }
+        queue.seq += 1;
+        if let Some(object) = event.as_object_mut() {
+            object.insert("seq".into(), queue.seq.into());
+            object.insert("time".into(), crate::fsutil::rfc3339(std::time::SystemTime::now()).into());
+            if queue.dropped > 0 {
+                object.insert("dropped".into(), queue.dropped.into());
+                queue.dropped = 0;
+            }
+        }
+        queue.pending.push_back(event);
+        self.shared.queued.notify_one();
+    }
+
+    /// Replaces the callback (`None` clears it). When this returns, the old
+    /// callback is not running and will not run again, except when called
+    /// from inside the callback itself.
+    pub fn set_callback(&self, callback: Option<Callback>) {
+        let mut slot = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.callback = callback;
+        if !self.is_event_thread() {
+            while slot.running {
+                slot = self.shared.idle.wait(slot).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+
+    /// Runs `work` on the event thread once the callback now running
+    /// returns; the event thread then stops.
+    pub fn after_callback(&self, work: AfterCallback) {
+        self.shared.slot.lock().unwrap_or_else(|e| e.into_inner()).after = Some(work);
+    }
+
+    /// Stops the event thread: the callback now running finishes, queued
+    /// events are dropped, no callback runs afterwards. Joins the thread
+    /// unless called on it.
+    pub fn stop(&self) {
+        {
+            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.stop = true;
+            queue.pending.clear();
+        }
+        self.shared.queued.notify_all();
+        self.shared.slot.lock().unwrap_or_else(|e| e.into_inner()).callback = None;
+        if !self.is_event_thread() {
+            if let Some(handle) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+fn run(shared: Arc<Shared>) {
+    loop {
+        let event = {
+            let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if queue.stop {
+                    return;
+                }
+                if let Some(e) = queue.pending.pop_front() {
+                    break e;
+                }
+                queue = shared.queued.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let callback = {
+            let mut slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+            slot.running = slot.callback.is_some();
+            slot.callback.clone()
+        };
+        if let Some(callback) = callback {
+            let text = event.to_string();
+            // A panic in a Rust callback must not end the thread.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&text)));
+        }
+        let after = {
+            let mut slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+            slot.running = false;
+            shared.idle.notify_all();
+            slot.after.take()
+        };
+        if let Some(work) = after {
+            work();
+            return;
+        }
+    }
+}
