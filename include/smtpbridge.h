@@ -750,6 +750,39 @@ smtpb_result SMTPB_CALL smtpb_test_connection(smtpb_client *c,
                                    char **out_report_json);
 
 /**
+ * Mail merge: `template_json` is a message whose `subject`, `html` and
+ * `text` may hold `{{Field}}` placeholders (no `to`); `recipients_json` is
+ * an array of `{"email", "name", "fields": {...}, "attachments": [...],
+ * "cc": [...], "reference"}`. Each recipient gets a message of its own,
+ * queued in the outbox under one batch; values are HTML-escaped in `html`
+ * and inserted as they are in `subject` and `text`; an empty string is a
+ * value. A placeholder without a value for some recipient fails the whole
+ * merge before anything is queued. A blacklisted recipient becomes a
+ * `failed` message with `error_code` 12, so `ids` stays aligned with
+ * `recipients_json`. Writes `{"batch_id", "ids": [...], "count"}` (`count`
+ * counts every message created, failed ones included); follow the batch
+ * with `smtpb_batch_status` and the events' `batch_id`.
+ *
+ * Ownership: the JSON texts are borrowed for the call; on success
+ * `*out_batch_json` is the caller's to free with `smtpb_string_free`; NULL
+ * `out_batch_json` allowed.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL, bad UTF-8, malformed JSON,
+ * unknown field); `SMTPB_ERR_MESSAGE` (a missing field value, naming field
+ * and recipient; a bad address or attachment); `SMTPB_ERR_CONFIG`;
+ * `SMTPB_ERR_IO`; `SMTPB_ERR_STATE`. On an error nothing of the merge is
+ * sent.
+ *
+ * # Safety
+ * `c` is NULL or an open client; strings are NULL or NUL-terminated;
+ * `out_batch_json` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_merge(smtpb_client *c,
+                         const char *template_json,
+                         const char *recipients_json,
+                         char **out_batch_json);
+
+/**
  * The ABI version of the loaded library (1). A host compares it with
  * `SMTPB_ABI_VERSION` from the header it was built with.
  *

@@ -22,6 +22,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod archive;
 pub mod client;
 pub mod config;
 pub mod credentials;

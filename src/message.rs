@@ -174,7 +174,8 @@ fn mailbox(field: &str, spec: &AddressSpec) -> Result<Mailbox> {
     Ok(Mailbox::new(spec.name.clone().filter(|n| !n.is_empty()), address))
 }
 
-fn recipients(field: &str, list: &[AddressSpec]) -> Result<Vec<Recipient>> {
+/// Validates a list of addresses named `field` in errors.
+pub fn recipients(field: &str, list: &[AddressSpec]) -> Result<Vec<Recipient>> {
     list.iter()
         .enumerate()
         .map(|(i, spec)| {
@@ -192,12 +193,19 @@ impl MessageSpec {
 
     /// Validates a message already read from JSON.
     pub fn validate(raw: MessageJson) -> Result<MessageSpec> {
+        let spec = MessageSpec::validate_template(raw)?;
+        if spec.all_recipients().next().is_none() {
+            return Err(Error::message_error("the message has no recipient (to, cc or bcc)"));
+        }
+        Ok(spec)
+    }
+
+    /// Validates a merge template: a message that may have no recipient
+    /// yet.
+    pub fn validate_template(raw: MessageJson) -> Result<MessageSpec> {
         let to = recipients("to", &raw.to)?;
         let cc = recipients("cc", &raw.cc)?;
         let bcc = recipients("bcc", &raw.bcc)?;
-        if to.is_empty() && cc.is_empty() && bcc.is_empty() {
-            return Err(Error::message_error("the message has no recipient (to, cc or bcc)"));
-        }
         if raw.html.is_none() && raw.text.is_none() {
             return Err(Error::message_error("the message has no body (html or text)"));
         }
@@ -278,7 +286,8 @@ fn custom_header(name: &str, value: &serde_json::Value) -> Result<(HeaderName, S
     Ok((header, value))
 }
 
-fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
+/// Validates a part and reads its bytes.
+pub fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
     let (bytes, default_name) = match (&spec.path, &spec.content_base64) {
         (Some(_), Some(_)) => {
             return Err(Error::message_error(format!("{field}: give path or content_base64, not both")))

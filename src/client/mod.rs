@@ -1,6 +1,7 @@
 //! The client: one data directory, its configuration, credentials, pooled
 //! sessions and message statuses. Safe to share between threads.
 
+mod merge;
 mod pipeline;
 
 use serde_json::{json, Value};

@@ -252,6 +252,7 @@ impl Client {
                 let utf8 = !record.envelope_from.is_ascii() || record.envelope_to.iter().any(|a| !a.is_ascii());
                 match self.inner.pool.send(&settings, &key, login.as_ref(), &record.envelope_from, &record.envelope_to, bytes, utf8) {
                     Ok(delivery) => Attempt::Sent {
+                        archive: self.archive(&settings, record, bytes, &delivery.reply),
                         reply: delivery.reply,
                         rejected: delivery.rejected.into_iter().map(|(address, reply)| Refusal { address, reply }).collect(),
                     },
@@ -269,6 +270,35 @@ impl Client {
             }
         }
         (outcome, policy)
+    }
+
+    /// Files the sent copy when the message or its profile asks for one.
+    fn archive(
+        &self,
+        settings: &ProfileSettings,
+        record: &Record,
+        bytes: &[u8],
+        reply: &crate::smtp::Reply,
+    ) -> Option<Result<serde_json::Value>> {
+        let root = match (&settings.archive_dir, &self.inner.data_dir) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(data_dir)) if record.archive => data_dir.join("archive"),
+            _ => return None,
+        };
+        let s = &record.status;
+        let meta = serde_json::json!({
+            "id": s.id,
+            "message_id": s.message_id,
+            "reference": s.reference,
+            "batch_id": s.batch_id,
+            "profile": s.profile,
+            "from": record.envelope_from,
+            "recipients": s.recipients,
+            "envelope_to": record.envelope_to,
+            "sent_at": fsutil::rfc3339(SystemTime::now()),
+            "smtp_response": reply.text,
+        });
+        Some(crate::archive::write(&root, &s.id, bytes, meta))
     }
 
     /// Sends a message now and waits for the outcome (`smtpb_send`).

@@ -115,3 +115,44 @@ pub unsafe extern "C" fn smtpb_test_connection(
         outcome.result
     })
 }
+
+/// Mail merge: `template_json` is a message whose `subject`, `html` and
+/// `text` may hold `{{Field}}` placeholders (no `to`); `recipients_json` is
+/// an array of `{"email", "name", "fields": {...}, "attachments": [...],
+/// "cc": [...], "reference"}`. Each recipient gets a message of its own,
+/// queued in the outbox under one batch; values are HTML-escaped in `html`
+/// and inserted as they are in `subject` and `text`; an empty string is a
+/// value. A placeholder without a value for some recipient fails the whole
+/// merge before anything is queued. A blacklisted recipient becomes a
+/// `failed` message with `error_code` 12, so `ids` stays aligned with
+/// `recipients_json`. Writes `{"batch_id", "ids": [...], "count"}` (`count`
+/// counts every message created, failed ones included); follow the batch
+/// with `smtpb_batch_status` and the events' `batch_id`.
+///
+/// Ownership: the JSON texts are borrowed for the call; on success
+/// `*out_batch_json` is the caller's to free with `smtpb_string_free`; NULL
+/// `out_batch_json` allowed.
+///
+/// Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL, bad UTF-8, malformed JSON,
+/// unknown field); `SMTPB_ERR_MESSAGE` (a missing field value, naming field
+/// and recipient; a bad address or attachment); `SMTPB_ERR_CONFIG`;
+/// `SMTPB_ERR_IO`; `SMTPB_ERR_STATE`. On an error nothing of the merge is
+/// sent.
+///
+/// # Safety
+/// `c` is NULL or an open client; strings are NULL or NUL-terminated;
+/// `out_batch_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smtpb_merge(
+    c: *mut smtpb_client,
+    template_json: *const c_char,
+    recipients_json: *const c_char,
+    out_batch_json: *mut *mut c_char,
+) -> smtpb_result {
+    clear_out(out_batch_json);
+    with_client("smtpb_merge", c, |client| {
+        let batch = client.merge(str_arg(template_json, "template_json")?, str_arg(recipients_json, "recipients_json")?)?;
+        write_out(out_batch_json, batch);
+        Ok(())
+    })
+}

@@ -48,7 +48,13 @@ fn time_to_ms(t: SystemTime) -> i64 {
 
 /// What one delivery attempt came to.
 pub enum Attempt {
-    Sent { reply: crate::smtp::Reply, rejected: Vec<crate::status::Refusal> },
+    /// The server took it. `archive` is the archive's paths, or why the
+    /// copy could not be filed (the message is sent all the same).
+    Sent {
+        reply: crate::smtp::Reply,
+        rejected: Vec<crate::status::Refusal>,
+        archive: Option<std::result::Result<Value, Error>>,
+    },
     /// It did not go out. `oauth` marks an OAuth2 token that was refused
     /// or expired; `failure` carries what the server said.
     Failed { error: Error, failure: Option<crate::smtp::Failure>, oauth: bool },
@@ -294,13 +300,21 @@ impl Outbox {
         let profile = s.profile.clone();
         let user = entry.record.user.clone();
         let (next_state, due) = match outcome {
-            Attempt::Sent { reply, rejected } => {
+            Attempt::Sent { reply, rejected, archive } => {
                 s.sent_at = Some(SystemTime::now());
                 s.reply = Some(reply);
                 s.rejected = rejected;
                 s.error_code = Code::Ok;
                 s.error = None;
                 s.needs = None;
+                match archive {
+                    Some(Ok(paths)) => s.archive = Some(paths),
+                    Some(Err(e)) => {
+                        s.error_code = e.code();
+                        s.error = Some(format!("sent, but the archive copy failed: {}", e.message()));
+                    }
+                    None => {}
+                }
                 (State::Sent, None)
             }
             Attempt::Held { reason, .. } if !retry => {
