@@ -26,10 +26,8 @@ const RESERVED: &[&str] = &[
 
 /// A file name safe on Windows, macOS and Linux, made from `name`.
 pub fn safe_file_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| if c.is_control() || "/\\:*?\"<>|".contains(c) { '_' } else { c })
-        .collect();
+    let mut out: String =
+        name.chars().map(|c| if c.is_control() || "/\\:*?\"<>|".contains(c) { '_' } else { c }).collect();
     while out.ends_with(['.', ' ']) {
         out.pop();
     }
@@ -116,7 +114,8 @@ pub fn write(root: &Path, id: &str, bytes: &[u8], mut meta: Value) -> Result<Val
             )
         }
     };
-    let write = |path: &PathBuf, data: &[u8]| std::fs::write(path, data).map_err(|e| Error::io("cannot write", path, &e));
+    let write =
+        |path: &PathBuf, data: &[u8]| std::fs::write(path, data).map_err(|e| Error::io("cannot write", path, &e));
     let html_path = dir.join("message.html");
     write(&html_path, html.as_bytes())?;
 
@@ -132,7 +131,8 @@ pub fn write(root: &Path, id: &str, bytes: &[u8], mut meta: Value) -> Result<Val
     let eml_path = dir.join("message.eml");
     write(&eml_path, bytes)?;
 
-    let names: Vec<String> = files.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        files.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
     if let Some(object) = meta.as_object_mut() {
         object.insert("subject".into(), message.subject().into());
         object.insert("attachments".into(), json!(names));

@@ -64,10 +64,12 @@ pub struct KeyDef {
 }
 
 const ENCRYPTION: &[(&str, &[&str])] = &[("None", &["", "none"]), ("SSL", &["ssl"]), ("TLS", &["tls", "starttls"])];
-const AUTHENTICATION: &[(&str, &[&str])] = &[("None", &["none"]), ("Required", &["required"]), ("Optional", &["optional"])];
+const AUTHENTICATION: &[(&str, &[&str])] =
+    &[("None", &["none"]), ("Required", &["required"]), ("Optional", &["optional"])];
 const AUTH_MODEL: &[(&str, &[&str])] = &[("Basic", &["basic"]), ("OAuth2", &["oauth2"])];
 const CREDENTIALS: &[(&str, &[&str])] = &[("PerUser", &["peruser"]), ("Shared", &["shared"])];
-const PERIOD: &[(&str, &[&str])] = &[("None", &["none", ""]), ("Hour", &["hour"]), ("Day", &["day"]), ("Week", &["week"])];
+const PERIOD: &[(&str, &[&str])] =
+    &[("None", &["none", ""]), ("Hour", &["hour"]), ("Day", &["day"]), ("Week", &["week"])];
 const TLS_VERSION: &[(&str, &[&str])] = &[("1.2", &["1.2"]), ("1.3", &["1.3"])];
 
 const MS_MAX: u64 = u32::MAX as u64;
@@ -134,10 +136,7 @@ pub fn check_profile_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::config(format!(
-            "bad profile name \"{}\": 1 to 64 of A-Z a-z 0-9 _ - expected",
-            printable(name)
-        )))
+        Err(Error::config(format!("bad profile name \"{}\": 1 to 64 of A-Z a-z 0-9 _ - expected", printable(name))))
     }
 }
 
@@ -196,9 +195,8 @@ fn split_key(full: &str) -> Result<(Option<&str>, &'static KeyDef)> {
         Some((p, k)) => (Some(p), k),
         None => (None, full),
     };
-    let def = key_def(name).ok_or_else(|| {
-        Error::config(format!("unknown configuration key \"{}\"", printable(full)))
-    })?;
+    let def =
+        key_def(name).ok_or_else(|| Error::config(format!("unknown configuration key \"{}\"", printable(full))))?;
     if let Some(p) = prefix {
         check_profile_name(p)?;
         if def.scope == Scope::Global {
@@ -374,7 +372,8 @@ impl Config {
         let mut config = Config::new();
         let mut changes = Vec::new();
         for (key, value) in &shape.global.0 {
-            let def = key_def(key).ok_or_else(|| Error::config(format!("global: unknown configuration key \"{}\"", printable(key))))?;
+            let def = key_def(key)
+                .ok_or_else(|| Error::config(format!("global: unknown configuration key \"{}\"", printable(key))))?;
             if def.scope != Scope::Global {
                 return Err(Error::config(format!("global: {} is a profile key, not a global one", def.name)));
             }
@@ -398,7 +397,10 @@ impl Config {
                     Error::config(format!("profile {name}: unknown configuration key \"{}\"", printable(key)))
                 })?;
                 if def.scope != Scope::Profile {
-                    return Err(Error::config(format!("profile {name}: {} is a global key, not a profile one", def.name)));
+                    return Err(Error::config(format!(
+                        "profile {name}: {} is a global key, not a profile one",
+                        def.name
+                    )));
                 }
                 config
                     .set(&format!("{name}.{}", def.name), json_value(def, value)?.as_deref())
@@ -470,7 +472,8 @@ impl Config {
 
     /// The typed settings of the profile named `name`.
     pub fn settings(&self, name: &str) -> Result<ProfileSettings> {
-        let p = self.profile(name).ok_or_else(|| Error::not_found(format!("no profile named \"{}\"", printable(name))))?;
+        let p =
+            self.profile(name).ok_or_else(|| Error::not_found(format!("no profile named \"{}\"", printable(name))))?;
         ProfileSettings::read(self, p)
     }
 
@@ -540,9 +543,7 @@ fn natural(def: &KeyDef, value: &str) -> Value {
 /// (an empty value for a key where blank is not a value of its own).
 fn normalize(def: &KeyDef, raw: &str) -> Result<Option<String>> {
     let value = raw.trim();
-    let bad = |accepted: &str| {
-        Error::config(format!("{}: bad value \"{}\"; {accepted}", def.name, printable(raw)))
-    };
+    let bad = |accepted: &str| Error::config(format!("{}: bad value \"{}\"; {accepted}", def.name, printable(raw)));
     if let Kind::Enum(options) = def.kind {
         let lower = value.to_ascii_lowercase();
         return match options.iter().find(|(_, spellings)| spellings.contains(&lower.as_str())) {
@@ -597,9 +598,8 @@ fn normalize(def: &KeyDef, raw: &str) -> Result<Option<String>> {
         Kind::Emails => {
             let list: Vec<&str> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
             for a in &list {
-                crate::message::parse_address(a).map_err(|_| {
-                    Error::config(format!("{}: \"{}\" is not a mail address", def.name, printable(a)))
-                })?;
+                crate::message::parse_address(a)
+                    .map_err(|_| Error::config(format!("{}: \"{}\" is not a mail address", def.name, printable(a))))?;
             }
             Ok(if list.is_empty() { None } else { Some(list.join(",")) })
         }
@@ -774,7 +774,11 @@ impl ProfileSettings {
                 Some("Optional") => Authentication::Optional,
                 _ => Authentication::Required,
             },
-            auth_model: if get("SMTPAuthModel").as_deref() == Some("OAuth2") { AuthModel::OAuth2 } else { AuthModel::Basic },
+            auth_model: if get("SMTPAuthModel").as_deref() == Some("OAuth2") {
+                AuthModel::OAuth2
+            } else {
+                AuthModel::Basic
+            },
             shared_credentials: get("SMTPCredentials").as_deref() == Some("Shared"),
             sender_name: text("SMTPSenderName"),
             sender_email: text("SMTPSenderEmail"),
@@ -890,7 +894,9 @@ mod tests {
     #[test]
     fn import_is_all_or_nothing_and_names_the_line() {
         let c = Config::new();
-        let e = c.import_keys("SMTPServer=a.example\r\n# note\nSMTPServerEncryption=SSL\nsmtpserverencryption=TLS\n").unwrap_err();
+        let e = c
+            .import_keys("SMTPServer=a.example\r\n# note\nSMTPServerEncryption=SSL\nsmtpserverencryption=TLS\n")
+            .unwrap_err();
         assert!(e.message().contains("line 4"), "{}", e.message());
         let e = c.import_keys("SMTPServer=a.example\nSMTPServerPort=x\n").unwrap_err();
         assert!(e.message().contains("line 2"));

@@ -176,7 +176,14 @@ impl CredentialStore {
 
     /// Stores `username` and `secret` for `user_id` (`None` = shared),
     /// replacing what was there.
-    pub fn set(&mut self, user_id: Option<&str>, username: &str, secret: &str, kind: SecretKind, expires_at: i64) -> Result<()> {
+    pub fn set(
+        &mut self,
+        user_id: Option<&str>,
+        username: &str,
+        secret: &str,
+        kind: SecretKind,
+        expires_at: i64,
+    ) -> Result<()> {
         let aad = associated_data(user_id, username, kind, expires_at);
         let entry = Entry {
             user_id: user_id.map(str::to_string),
@@ -229,7 +236,10 @@ impl CredentialStore {
         let Some(entry) = self.find(user_id) else { return Ok(None) };
         let aad = associated_data(user_id, &entry.username, entry.kind, entry.expires_at);
         let plaintext = open_sealed(&self.cipher, &entry.sealed, &aad).ok_or_else(|| {
-            Error::credentials(format!("the credential of {} does not decrypt: the store was changed", user_label(user_id)))
+            Error::credentials(format!(
+                "the credential of {} does not decrypt: the store was changed",
+                user_label(user_id)
+            ))
         })?;
         let secret = String::from_utf8(plaintext.to_vec())
             .map_err(|_| Error::credentials(format!("the credential of {} is damaged", user_label(user_id))))?;
@@ -248,7 +258,9 @@ impl CredentialStore {
 
     /// The masked view of `smtpb_credentials_masked`.
     pub fn masked(&self, user_id: Option<&str>) -> Result<Value> {
-        let entry = self.find(user_id).ok_or_else(|| Error::not_found(format!("no credentials for {}", user_label(user_id))))?;
+        let entry = self
+            .find(user_id)
+            .ok_or_else(|| Error::not_found(format!("no credentials for {}", user_label(user_id))))?;
         // Opening it proves the entry is intact before reporting on it.
         let credential = self.get(user_id)?.expect("entry exists");
         Ok(json!({
@@ -286,7 +298,10 @@ fn read_store(path: &Path) -> Result<StoreFile> {
     if format > FORMAT as u64 {
         return Err(Error::new(
             Code::Io,
-            format!("the credential store {} has format {format}; this library reads format {FORMAT} and older", path.display()),
+            format!(
+                "the credential store {} has format {format}; this library reads format {FORMAT} and older",
+                path.display()
+            ),
         ));
     }
     serde_json::from_value(head).map_err(|_| tampered(Some(path)))

@@ -112,10 +112,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// An error with the given code and message.
     pub fn new(code: Code, message: impl Into<String>) -> Error {
-        Error {
-            code,
-            message: message.into(),
-        }
+        Error { code, message: message.into() }
     }
 
     pub fn code(&self) -> Code {

@@ -66,7 +66,11 @@ impl Limits {
                 if file.format > FORMAT {
                     return Err(Error::new(
                         Code::Io,
-                        format!("{} has format {}; this library reads format {FORMAT} and older", p.display(), file.format),
+                        format!(
+                            "{} has format {}; this library reads format {FORMAT} and older",
+                            p.display(),
+                            file.format
+                        ),
                     ));
                 }
                 file
@@ -167,7 +171,10 @@ impl Limits {
             if next_free > give_up {
                 return Err(Error::new(
                     Code::Limit,
-                    format!("profile {} sends at most {per_minute} messages per minute (SMTPBatchPerMinute)", settings.name),
+                    format!(
+                        "profile {} sends at most {per_minute} messages per minute (SMTPBatchPerMinute)",
+                        settings.name
+                    ),
                 ));
             }
             std::thread::sleep(next_free.saturating_duration_since(Instant::now()).min(Duration::from_millis(250)));

@@ -149,9 +149,24 @@ pub struct MessageSpec {
 
 /// Headers the library writes itself; a host may not set them.
 const RESERVED_HEADERS: &[&str] = &[
-    "from", "sender", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version",
-    "content-type", "content-transfer-encoding", "content-disposition", "content-id", "x-original-to",
-    "dkim-signature", "received", "return-path",
+    "from",
+    "sender",
+    "to",
+    "cc",
+    "bcc",
+    "reply-to",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "content-disposition",
+    "content-id",
+    "x-original-to",
+    "dkim-signature",
+    "received",
+    "return-path",
 ];
 
 /// Parses a mail address, refusing control characters and anything lettre
@@ -178,9 +193,7 @@ fn mailbox(field: &str, spec: &AddressSpec) -> Result<Mailbox> {
 pub fn recipients(field: &str, list: &[AddressSpec]) -> Result<Vec<Recipient>> {
     list.iter()
         .enumerate()
-        .map(|(i, spec)| {
-            Ok(Recipient { given: spec.email.clone(), mailbox: mailbox(&format!("{field}[{i}]"), spec)? })
-        })
+        .map(|(i, spec)| Ok(Recipient { given: spec.email.clone(), mailbox: mailbox(&format!("{field}[{i}]"), spec)? }))
         .collect()
 }
 
@@ -210,8 +223,9 @@ impl MessageSpec {
             return Err(Error::message_error("the message has no body (html or text)"));
         }
         let subject = raw.subject.unwrap_or_default();
-        check_text(&subject)
-            .map_err(|c| Error::message_error(format!("subject: control character {c:?} is not allowed in a header")))?;
+        check_text(&subject).map_err(|c| {
+            Error::message_error(format!("subject: control character {c:?} is not allowed in a header"))
+        })?;
         for (field, body) in [("html", &raw.html), ("text", &raw.text)] {
             if body.as_deref().is_some_and(|b| b.contains('\0')) {
                 return Err(Error::message_error(format!("{field}: NUL is not allowed in a body")));
@@ -236,9 +250,12 @@ impl MessageSpec {
         if !inline.is_empty() && raw.html.is_none() {
             return Err(Error::message_error("inline: inline parts need an html body to refer to them"));
         }
-        for (field, value) in [("reference", &raw.reference), ("idempotency_key", &raw.idempotency_key), ("user", &raw.user)] {
+        for (field, value) in
+            [("reference", &raw.reference), ("idempotency_key", &raw.idempotency_key), ("user", &raw.user)]
+        {
             if let Some(v) = value {
-                check_text(v).map_err(|c| Error::message_error(format!("{field}: control character {c:?} is not allowed")))?;
+                check_text(v)
+                    .map_err(|c| Error::message_error(format!("{field}: control character {c:?} is not allowed")))?;
             }
         }
         Ok(MessageSpec {
@@ -279,8 +296,9 @@ fn custom_header(name: &str, value: &serde_json::Value) -> Result<(HeaderName, S
     if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
         return Err(Error::message_error(format!("headers: {name} is written by the library and cannot be set")));
     }
-    check_text(&value)
-        .map_err(|c| Error::message_error(format!("headers.{name}: control character {c:?} is not allowed in a header")))?;
+    check_text(&value).map_err(|c| {
+        Error::message_error(format!("headers.{name}: control character {c:?} is not allowed in a header"))
+    })?;
     let header = HeaderName::new_from_ascii(name.to_string())
         .map_err(|_| Error::message_error(format!("headers: \"{}\" is not a valid header name", printable(name))))?;
     Ok((header, value))
@@ -298,7 +316,8 @@ pub fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
             if !p.is_absolute() {
                 return Err(Error::message_error(format!("{field}: path \"{}\" must be absolute", printable(path))));
             }
-            let bytes = std::fs::read(&p).map_err(|e| Error::message_error(format!("{field}: cannot read {path}: {e}")))?;
+            let bytes =
+                std::fs::read(&p).map_err(|e| Error::message_error(format!("{field}: cannot read {path}: {e}")))?;
             (bytes, p.file_name().map(|n| n.to_string_lossy().into_owned()))
         }
         (None, Some(data)) => {
@@ -313,7 +332,10 @@ pub fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
         (Some(cid), true) => {
             let ok = !cid.is_empty() && cid.bytes().all(|b| b.is_ascii_graphic() && !b"<>\"()[]\\,;:".contains(&b));
             if !ok {
-                return Err(Error::message_error(format!("{field}: cid \"{}\" is not a valid content id", printable(cid))));
+                return Err(Error::message_error(format!(
+                    "{field}: cid \"{}\" is not a valid content id",
+                    printable(cid)
+                )));
             }
             Some(cid.clone())
         }
@@ -322,7 +344,8 @@ pub fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
         (None, false) => None,
     };
     let name = spec.name.clone().or(default_name).or_else(|| cid.clone()).unwrap_or_else(|| "attachment".into());
-    check_text(&name).map_err(|c| Error::message_error(format!("{field}: the name has the control character {c:?}")))?;
+    check_text(&name)
+        .map_err(|c| Error::message_error(format!("{field}: the name has the control character {c:?}")))?;
     let content_type_text = match &spec.content_type {
         Some(t) => t.clone(),
         None => mime_guess::from_path(&name).first_or_octet_stream().essence_str().to_string(),
@@ -369,7 +392,8 @@ pub fn build(spec: &MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
         builder = builder.raw_header(HeaderValue::new(name.clone(), value.clone()));
     }
     if let Some(original) = &ctx.original_to {
-        builder = builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("X-Original-To"), original.clone()));
+        builder =
+            builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("X-Original-To"), original.clone()));
     }
 
     let text = spec.text.as_deref().map(normalize_newlines);
@@ -386,7 +410,8 @@ pub fn build(spec: &MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
                 for part in &spec.inline {
                     let cid = part.cid.clone().expect("inline parts have a cid");
                     related = related.singlepart(
-                        Attachment::new_inline_with_name(cid, part.name.clone()).body(part.bytes.clone(), part.content_type.clone()),
+                        Attachment::new_inline_with_name(cid, part.name.clone())
+                            .body(part.bytes.clone(), part.content_type.clone()),
                     );
                 }
                 Body::Multi(related)
@@ -407,7 +432,8 @@ pub fn build(spec: &MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
             Body::Multi(m) => MultiPart::mixed().multipart(m),
         };
         for part in &spec.attachments {
-            mixed = mixed.singlepart(Attachment::new(part.name.clone()).body(part.bytes.clone(), part.content_type.clone()));
+            mixed = mixed
+                .singlepart(Attachment::new(part.name.clone()).body(part.bytes.clone(), part.content_type.clone()));
         }
         Body::Multi(mixed)
     };
@@ -434,7 +460,8 @@ pub fn read_dkim_key(path: &Path) -> Result<lettre::message::dkim::DkimSigningKe
     use rsa::pkcs1::EncodeRsaPrivateKey;
     use rsa::pkcs8::DecodePrivateKey;
     let bad = |why: &str| Error::config(format!("{} is not a usable DKIM key: {why}", path.display()));
-    let pem = std::fs::read_to_string(path).map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
+    let pem =
+        std::fs::read_to_string(path).map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
     let pem = zeroize::Zeroizing::new(pem);
     if pem.contains("BEGIN RSA PRIVATE KEY") {
         return DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa).map_err(|_| bad("the RSA key does not parse"));
@@ -443,16 +470,19 @@ pub fn read_dkim_key(path: &Path) -> Result<lettre::message::dkim::DkimSigningKe
         return Err(bad("a PEM RSA (PKCS#1 or PKCS#8) or Ed25519 (PKCS#8) private key expected"));
     }
     if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_pem(&pem) {
-        let pkcs1 = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map_err(|_| bad("the RSA key cannot be re-encoded"))?;
+        let pkcs1 =
+            key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map_err(|_| bad("the RSA key cannot be re-encoded"))?;
         return DkimSigningKey::new(&pkcs1, DkimSigningAlgorithm::Rsa).map_err(|_| bad("the RSA key does not parse"));
     }
     // PKCS#8 Ed25519 (RFC 8410): a fixed 16-byte prefix, then the seed.
-    const ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    const ED25519_PREFIX: [u8; 16] =
+        [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let der = zeroize::Zeroizing::new(B64.decode(body.trim()).map_err(|_| bad("the PEM body is not base64"))?);
     if der.len() == 48 && der[..16] == ED25519_PREFIX {
         let seed = zeroize::Zeroizing::new(B64.encode(&der[16..]));
-        return DkimSigningKey::new(&seed, DkimSigningAlgorithm::Ed25519).map_err(|_| bad("the Ed25519 key does not parse"));
+        return DkimSigningKey::new(&seed, DkimSigningAlgorithm::Ed25519)
+            .map_err(|_| bad("the Ed25519 key does not parse"));
     }
     Err(bad("neither an RSA nor an Ed25519 private key"))
 }
@@ -497,7 +527,8 @@ mod tests {
         assert!(parse(r#"{"to":["a@b.example"]}"#).unwrap_err().message().contains("no body"));
         let e = parse(r#"{"to":["a@b.example"],"text":"x","attachments":[{"path":"rel/file.pdf"}]}"#).unwrap_err();
         assert!(e.message().contains("rel/file.pdf") && e.message().contains("absolute"));
-        let e = parse(r#"{"to":["a@b.example"],"text":"x","attachments":[{"path":"/nonexistent/x.pdf"}]}"#).unwrap_err();
+        let e =
+            parse(r#"{"to":["a@b.example"],"text":"x","attachments":[{"path":"/nonexistent/x.pdf"}]}"#).unwrap_err();
         assert!(e.message().contains("/nonexistent/x.pdf"));
     }
 

@@ -22,18 +22,22 @@
 //! - Refused recipients do not stop the others; a 4xx for any recipient
 //!   defers the whole message (RSET), so no recipient gets it twice.
 
+// A failure carries the server's reply and the refused recipients; it is
+// the rare path, and boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rustls::{ClientConfig, ClientConnection};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-use crate::config::{Authentication, AuthModel, Encryption, ProfileSettings};
+use crate::config::{AuthModel, Authentication, Encryption, ProfileSettings};
 use crate::error::Code;
 
 /// The longest reply line accepted (RFC 5321 allows 512; servers send more
@@ -420,7 +424,8 @@ impl Session {
     ) -> Result<Session, Failure> {
         let timeout = Duration::from_millis(settings.timeout_ms as u64);
         let deadline = Instant::now() + timeout;
-        let host = settings.server.as_deref().ok_or_else(|| Failure::new(Code::Config, "connect", "SMTPServer is not set"))?;
+        let host =
+            settings.server.as_deref().ok_or_else(|| Failure::new(Code::Config, "connect", "SMTPServer is not set"))?;
         let server_name =
             crate::tls::server_name(settings, host).map_err(|e| Failure::new(Code::Config, "connect", e.message()))?;
 
@@ -433,8 +438,9 @@ impl Session {
             .ok_or_else(|| Failure::new(Code::Connect, "connect", "the client is shutting down"))?;
         let stream = if settings.encryption == Encryption::Ssl {
             probe.stage = "tls";
-            tls_handshake(tls.clone(), server_name.clone(), tcp, deadline)
-                .map_err(|e| Failure::new(Code::Tls, "tls", format!("TLS handshake with {host}:{} failed: {e}", settings.port)))?
+            tls_handshake(tls.clone(), server_name.clone(), tcp, deadline).map_err(|e| {
+                Failure::new(Code::Tls, "tls", format!("TLS handshake with {host}:{} failed: {e}", settings.port))
+            })?
         } else {
             Stream::Plain(tcp)
         };
@@ -455,12 +461,17 @@ impl Session {
         }
 
         probe.stage = "greeting";
-        let greeting = session.read_reply(deadline).map_err(|e| connect_failure("greeting", "waiting for the greeting", e))?;
+        let greeting =
+            session.read_reply(deadline).map_err(|e| connect_failure("greeting", "waiting for the greeting", e))?;
         session.banner = greeting.text.clone();
         probe.banner = Some(greeting.text.clone());
         if greeting.code != 220 {
-            return Err(Failure::new(Code::Connect, "greeting", format!("the server refused the session: {}", greeting.summary()))
-                .with_reply(greeting));
+            return Err(Failure::new(
+                Code::Connect,
+                "greeting",
+                format!("the server refused the session: {}", greeting.summary()),
+            )
+            .with_reply(greeting));
         }
 
         probe.stage = "ehlo";
@@ -512,10 +523,15 @@ impl Session {
                 self.caps = Capabilities::default();
                 return Ok(());
             }
-            return Err(Failure::new(Code::Connect, "ehlo", format!("the server refused EHLO and HELO: {}", helo.summary()))
-                .with_reply(helo));
+            return Err(Failure::new(
+                Code::Connect,
+                "ehlo",
+                format!("the server refused EHLO and HELO: {}", helo.summary()),
+            )
+            .with_reply(helo));
         }
-        Err(Failure::new(Code::Connect, "ehlo", format!("the server refused EHLO: {}", reply.summary())).with_reply(reply))
+        Err(Failure::new(Code::Connect, "ehlo", format!("the server refused EHLO: {}", reply.summary()))
+            .with_reply(reply))
     }
 
     fn starttls(
@@ -535,7 +551,8 @@ impl Session {
         self.write(b"STARTTLS\r\n", deadline).map_err(fail)?;
         let reply = self.read_reply(deadline).map_err(fail)?;
         if reply.code != 220 {
-            return Err(Failure::new(Code::Tls, "tls", format!("the server refused STARTTLS: {}", reply.summary())).with_reply(reply));
+            return Err(Failure::new(Code::Tls, "tls", format!("the server refused STARTTLS: {}", reply.summary()))
+                .with_reply(reply));
         }
         if self.start < self.buf.len() {
             return Err(Failure::new(
@@ -553,26 +570,37 @@ impl Session {
             Stream::Plain(tcp) => tcp.try_clone().map_err(|e| fail(IoFail::Io(e)))?,
             Stream::Tls(..) => return Err(fail(IoFail::Protocol("the session is already encrypted".into()))),
         };
-        self.stream = tls_handshake(config, name, tcp, deadline).map_err(|e| Failure::new(Code::Tls, "tls", format!("TLS handshake failed: {e}")))?;
+        self.stream = tls_handshake(config, name, tcp, deadline)
+            .map_err(|e| Failure::new(Code::Tls, "tls", format!("TLS handshake failed: {e}")))?;
         // RFC 3207 §4.2: forget what was learned before TLS.
         self.caps = Capabilities::default();
         Ok(())
     }
 
-    fn authenticate(&mut self, settings: &ProfileSettings, login: Option<&Login>, deadline: Instant) -> Result<(), Failure> {
+    fn authenticate(
+        &mut self,
+        settings: &ProfileSettings,
+        login: Option<&Login>,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
         let fail = |m: String| Failure::new(Code::Auth, "auth", m);
         let login = match (settings.authentication, login) {
             (Authentication::None, _) => return Ok(()),
             (Authentication::Optional, None) => return Ok(()),
             (Authentication::Optional, Some(_)) if self.caps.auth.is_empty() => return Ok(()),
             (Authentication::Required, None) => {
-                return Err(Failure::new(Code::Credentials, "auth", "SMTPAuthentication=Required, but no credentials were found"))
+                return Err(Failure::new(
+                    Code::Credentials,
+                    "auth",
+                    "SMTPAuthentication=Required, but no credentials were found",
+                ))
             }
             (_, Some(login)) => login,
         };
         if !self.is_tls() && !settings.allow_plaintext_auth {
             return Err(fail(
-                "AUTH would go over an unencrypted connection; use SSL or TLS, or set SMTPAllowPlaintextAuth=true".into(),
+                "AUTH would go over an unencrypted connection; use SSL or TLS, or set SMTPAllowPlaintextAuth=true"
+                    .into(),
             ));
         }
         let offered = |m: &str| self.caps.auth.iter().any(|a| a == m);
@@ -583,10 +611,7 @@ impl Session {
             // A server that lists no AUTH at all may still take PLAIN.
             AuthModel::Basic if self.caps.auth.is_empty() => "PLAIN",
             AuthModel::Basic => {
-                return Err(fail(format!(
-                    "the server offers AUTH {} but not PLAIN or LOGIN",
-                    self.caps.auth.join(" ")
-                )))
+                return Err(fail(format!("the server offers AUTH {} but not PLAIN or LOGIN", self.caps.auth.join(" "))))
             }
         };
         let io = |e: IoFail| fail(format!("AUTH {mechanism}: {e}"));
@@ -611,18 +636,16 @@ impl Session {
                 reply
             }
             _ => {
-                let token = Zeroizing::new(format!("user={}\x01auth=Bearer {}\x01\x01", login.username, login.secret.as_str()));
+                let token =
+                    Zeroizing::new(format!("user={}\x01auth=Bearer {}\x01\x01", login.username, login.secret.as_str()));
                 let line = Zeroizing::new(format!("AUTH XOAUTH2 {}\r\n", B64.encode(token.as_bytes())));
                 self.write(line.as_bytes(), deadline).map_err(io)?;
                 let reply = self.read_reply(deadline).map_err(io)?;
                 if reply.code == 334 {
                     // The server explains the refusal in a base64 JSON
                     // challenge and waits for an empty line (RFC 7628 §3.2.3).
-                    let detail = B64
-                        .decode(reply.text.trim())
-                        .ok()
-                        .and_then(|b| String::from_utf8(b).ok())
-                        .unwrap_or_default();
+                    let detail =
+                        B64.decode(reply.text.trim()).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
                     self.write(b"\r\n", deadline).map_err(io)?;
                     let last = self.read_reply(deadline).map_err(io)?;
                     let mut f = fail(format!(
@@ -640,7 +663,8 @@ impl Session {
         if reply.code == 235 {
             return Ok(());
         }
-        let mut f = fail(format!("the server refused authentication of {} ({mechanism}): {}", login.username, reply.summary()));
+        let mut f =
+            fail(format!("the server refused authentication of {} ({mechanism}): {}", login.username, reply.summary()));
         f.oauth_refused = settings.auth_model == AuthModel::OAuth2;
         Err(f.with_reply(reply))
     }
@@ -664,9 +688,9 @@ impl Session {
     /// Sends one message: MAIL, RCPT for each recipient, DATA, the body.
     /// On success returns the final reply and the recipients refused with
     /// a 5xx; otherwise a failure classified by phase.
-    pub fn send(&mut self, from: &str, recipients: &[String], body: &[u8], utf8: bool) -> Result<Delivery, Failure> {
+    pub fn send(&mut self, mail: &Mail) -> Result<Delivery, Failure> {
         self.in_transaction.store(true, Ordering::Release);
-        let result = self.transaction(from, recipients, body, utf8);
+        let result = self.transaction(mail.from, mail.to, mail.body, mail.utf8);
         self.in_transaction.store(false, Ordering::Release);
         if result.is_ok() {
             self.transactions += 1;
@@ -683,7 +707,12 @@ impl Session {
                     "mail",
                     format!("the message is {} bytes; the server accepts at most {limit} (SIZE)", body.len()),
                 )
-                .with_reply(Reply { code: 552, enhanced: Some("5.3.4".into()), text: "Message size exceeds fixed limit".into(), lines: vec![] }));
+                .with_reply(Reply {
+                    code: 552,
+                    enhanced: Some("5.3.4".into()),
+                    text: "Message size exceeds fixed limit".into(),
+                    lines: vec![],
+                }));
             }
         }
         if utf8 && !self.caps.smtputf8 {
@@ -757,7 +786,8 @@ impl Session {
         }
         if accepted == 0 {
             let (address, reply) = rejected.last().cloned().expect("at least one recipient");
-            let mut f = self.after_refusal(reply, "rcpt", format!("the server refused every recipient (last: {address})"));
+            let mut f =
+                self.after_refusal(reply, "rcpt", format!("the server refused every recipient (last: {address})"));
             f.code = Code::Rejected;
             f.rejected = rejected;
             return Err(f);
@@ -884,7 +914,12 @@ impl Session {
                 None | Some(b' ') => break,
                 Some(b'-') if lines.len() < MAX_REPLY_LINES => continue,
                 Some(b'-') => return Err(IoFail::Protocol("reply has too many lines".into())),
-                Some(_) => return Err(IoFail::Protocol(format!("malformed reply line \"{}\"", crate::config::printable(&text)))),
+                Some(_) => {
+                    return Err(IoFail::Protocol(format!(
+                        "malformed reply line \"{}\"",
+                        crate::config::printable(&text)
+                    )))
+                }
             }
         }
         let enhanced = enhanced_code(code, &lines[0]);
@@ -927,6 +962,15 @@ impl Session {
     }
 }
 
+/// One message to send: envelope and bytes.
+pub struct Mail<'a> {
+    pub from: &'a str,
+    pub to: &'a [String],
+    pub body: &'a [u8],
+    /// An address has non-ASCII characters (needs SMTPUTF8).
+    pub utf8: bool,
+}
+
 /// A message the server accepted.
 #[derive(Clone, Debug)]
 pub struct Delivery {
@@ -956,10 +1000,8 @@ fn enhanced_code(code: u16, first_line: &str) -> Option<String> {
 fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Failure> {
     let fail = |m: String| Failure::new(Code::Connect, "connect", m);
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<_> = (bare, port)
-        .to_socket_addrs()
-        .map_err(|e| fail(format!("cannot resolve {host}: {e}")))?
-        .collect();
+    let addresses: Vec<_> =
+        (bare, port).to_socket_addrs().map_err(|e| fail(format!("cannot resolve {host}: {e}")))?.collect();
     let mut last = None;
     for address in addresses {
         let left = remaining(deadline).map_err(|_| fail(format!("timed out connecting to {host}:{port}")))?;
@@ -1005,7 +1047,13 @@ mod tests {
             code: 250,
             enhanced: None,
             text: String::new(),
-            lines: vec!["mail.example".into(), "PIPELINING".into(), "SIZE 1000".into(), "AUTH PLAIN login".into(), "STARTTLS".into()],
+            lines: vec![
+                "mail.example".into(),
+                "PIPELINING".into(),
+                "SIZE 1000".into(),
+                "AUTH PLAIN login".into(),
+                "STARTTLS".into(),
+            ],
         };
         let caps = Capabilities::parse(&reply);
         assert!(caps.pipelining && caps.starttls && !caps.smtputf8);

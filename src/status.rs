@@ -22,7 +22,8 @@ pub enum State {
 
 impl State {
     /// Every state, in the order statistics list them.
-    pub const ALL: [State; 6] = [State::Queued, State::Sending, State::Sent, State::Deferred, State::Failed, State::Cancelled];
+    pub const ALL: [State; 6] =
+        [State::Queued, State::Sending, State::Sent, State::Deferred, State::Failed, State::Cancelled];
 
     pub fn name(self) -> &'static str {
         match self {

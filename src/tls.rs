@@ -55,9 +55,9 @@ pub fn client_config(settings: &ProfileSettings) -> Result<Arc<ClientConfig>> {
         }
         if let Some(ca) = &settings.ca_file {
             for cert in read_ca_file(ca).map_err(|e| e.context("SMTPCaFile"))? {
-                roots
-                    .add(cert)
-                    .map_err(|e| Error::config(format!("SMTPCaFile: {} has an unusable certificate: {e}", ca.display())))?;
+                roots.add(cert).map_err(|e| {
+                    Error::config(format!("SMTPCaFile: {} has an unusable certificate: {e}", ca.display()))
+                })?;
             }
         }
         builder.with_root_certificates(roots).with_no_client_auth()

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::config::ProfileSettings;
 use crate::error::Result;
-use crate::smtp::{Delivery, Failure, Login, Probe, Session, Sockets};
+use crate::smtp::{Delivery, Failure, Login, Mail, Probe, Session, Sockets};
 
 /// Sessions idle longer than this are closed rather than reused; most
 /// servers drop idle clients after a few minutes anyway.
@@ -94,19 +94,17 @@ impl Pool {
     }
 
     /// Sends one message on a pooled or new session.
+    #[allow(clippy::result_large_err)] // see smtp.rs
     pub fn send(
         &self,
         settings: &ProfileSettings,
         key: &PoolKey,
         login: Option<&Login>,
-        from: &str,
-        recipients: &[String],
-        body: &[u8],
-        utf8: bool,
+        mail: &Mail,
     ) -> std::result::Result<Delivery, Failure> {
         let tls = self.tls_config(settings).map_err(|e| failure_from(e, "connect"))?;
         if let Some(mut session) = self.take_idle(key) {
-            match session.send(from, recipients, body, utf8) {
+            match session.send(mail) {
                 Err(f) if f.stale => {} // open a new session below
                 result => {
                     self.give_back(key.clone(), session);
@@ -115,7 +113,7 @@ impl Pool {
             }
         }
         let mut session = Session::open(settings, &tls, login, &mut Probe::default(), &self.sockets)?;
-        let result = session.send(from, recipients, body, utf8);
+        let result = session.send(mail);
         self.give_back(key.clone(), session);
         result
     }

@@ -119,7 +119,9 @@ impl Client {
         let raw: MessageJson = json::parse(template_json, "template JSON")?;
         let recipients: Vec<MergeRecipient> = json::parse(recipients_json, "recipients JSON")?;
         if !raw.to.is_empty() {
-            return Err(Error::message_error("template: \"to\" comes from each recipient; leave it out of the template"));
+            return Err(Error::message_error(
+                "template: \"to\" comes from each recipient; leave it out of the template",
+            ));
         }
         if recipients.is_empty() {
             return Err(Error::message_error("recipients: the merge has no recipient"));
@@ -173,12 +175,20 @@ impl Client {
         Ok(json!({"batch_id": batch_id, "count": ids.len(), "ids": ids}).to_string())
     }
 
-    fn merge_one(&self, config: &crate::config::Config, template: &MessageSpec, i: usize, r: &MergeRecipient, batch_id: &str) -> Result<String> {
+    fn merge_one(
+        &self,
+        config: &crate::config::Config,
+        template: &MessageSpec,
+        i: usize,
+        r: &MergeRecipient,
+        batch_id: &str,
+    ) -> Result<String> {
         let values = field_values(i, r)?;
         let mut spec = template.clone();
         spec.subject = render(&template.subject, &values, false);
-        crate::config::check_text(&spec.subject)
-            .map_err(|c| Error::message_error(format!("subject: the merged subject has the control character {c:?}")))?;
+        crate::config::check_text(&spec.subject).map_err(|c| {
+            Error::message_error(format!("subject: the merged subject has the control character {c:?}"))
+        })?;
         spec.html = template.html.as_ref().map(|h| render(h, &values, true));
         spec.text = template.text.as_ref().map(|t| render(t, &values, false));
         spec.to = message::recipients("to", &[AddressSpec { email: r.email.clone(), name: r.name.clone() }])?;

@@ -116,7 +116,10 @@ impl Client {
         }
         if let Some(dir) = data_dir {
             if !dir.is_absolute() {
-                return Err(Error::invalid_argument(format!("data_dir \"{}\" must be an absolute path", dir.display())));
+                return Err(Error::invalid_argument(format!(
+                    "data_dir \"{}\" must be an absolute path",
+                    dir.display()
+                )));
             }
             std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, &e))?;
         }
@@ -157,7 +160,11 @@ impl Client {
         outbox.start(threads, move |record, bytes| match weak.upgrade() {
             Some(inner) => Client { inner }.attempt(record, bytes, std::time::Duration::ZERO),
             None => (
-                crate::outbox::Attempt::Failed { error: Error::state("the client is closed"), failure: None, oauth: false },
+                crate::outbox::Attempt::Failed {
+                    error: Error::state("the client is closed"),
+                    failure: None,
+                    oauth: false,
+                },
                 crate::outbox::RetryPolicy::default(),
             ),
         })?;
@@ -190,7 +197,10 @@ impl Client {
         if in_time {
             Ok(())
         } else {
-            Err(Error::new(Code::Timeout, format!("shutdown: transactions were still under way after {grace_ms} ms and were ended")))
+            Err(Error::new(
+                Code::Timeout,
+                format!("shutdown: transactions were still under way after {grace_ms} ms and were ended"),
+            ))
         }
     }
 
@@ -224,7 +234,8 @@ impl Client {
         let mut config = self.inner.config.write().unwrap_or_else(|e| e.into_inner());
         if *config != next {
             if let Some(dir) = &self.inner.data_dir {
-                let text = serde_json::to_vec_pretty(&next.to_json(None)).map_err(|e| Error::internal(e.to_string()))?;
+                let text =
+                    serde_json::to_vec_pretty(&next.to_json(None)).map_err(|e| Error::internal(e.to_string()))?;
                 fsutil::atomic_write(&config::config_path(dir), &text, false)?;
             }
             *config = next;
@@ -309,7 +320,13 @@ impl Client {
     }
 
     /// Stores an OAuth2 access token for `user_id` (`None` = shared).
-    pub fn credentials_set_oauth2(&self, user_id: Option<&str>, username: &str, token: &str, expires_at: i64) -> Result<()> {
+    pub fn credentials_set_oauth2(
+        &self,
+        user_id: Option<&str>,
+        username: &str,
+        token: &str,
+        expires_at: i64,
+    ) -> Result<()> {
         self.check_open()?;
         check_user_id(user_id)?;
         if username.is_empty() {

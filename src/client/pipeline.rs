@@ -14,7 +14,7 @@ use crate::fsutil;
 use crate::message::{self, BuildContext, MessageSpec};
 use crate::outbox::spool::Record;
 use crate::outbox::{Attempt, RetryPolicy};
-use crate::smtp::Login;
+use crate::smtp::{Login, Mail};
 use crate::status::{Refusal, State, Status};
 use crate::transport::PoolKey;
 
@@ -143,7 +143,7 @@ impl Client {
         };
 
         let (allowed, blocked): (Vec<_>, Vec<_>) =
-            spec.all_recipients().partition(|r| !config.is_blacklisted(&r.mailbox.email.to_string()));
+            spec.all_recipients().partition(|r| !config.is_blacklisted(r.mailbox.email.as_ref()));
         if allowed.is_empty() {
             return Err(Error::new(Code::Blocked, "every recipient is on the blacklist"));
         }
@@ -171,7 +171,13 @@ impl Client {
             )),
             _ => None,
         };
-        let ctx = BuildContext { from: from.clone(), reply_to, message_id: message_id.clone(), original_to, dkim: dkim.as_ref() };
+        let ctx = BuildContext {
+            from: from.clone(),
+            reply_to,
+            message_id: message_id.clone(),
+            original_to,
+            dkim: dkim.as_ref(),
+        };
         let bytes = message::build(spec, &ctx)?;
         if bytes.len() as u64 > settings.max_message_bytes {
             return Err(Error::message_error(format!(
@@ -227,7 +233,9 @@ impl Client {
         let failed = |error: Error| Attempt::Failed { error, failure: None, oauth: false };
         let settings = match config.settings(&record.status.profile) {
             Ok(s) => s,
-            Err(e) => return (failed(Error::config(format!("{} (the message's profile was removed)", e.message()))), policy),
+            Err(e) => {
+                return (failed(Error::config(format!("{} (the message's profile was removed)", e.message()))), policy)
+            }
         };
         let limits = &self.inner.limits;
         if let Err(e) = limits.throttle(&settings, throttle_wait) {
@@ -250,11 +258,16 @@ impl Client {
             Ok((user, login)) => {
                 let key = PoolKey::new(&settings, user.as_deref(), self.credential_revision());
                 let utf8 = !record.envelope_from.is_ascii() || record.envelope_to.iter().any(|a| !a.is_ascii());
-                match self.inner.pool.send(&settings, &key, login.as_ref(), &record.envelope_from, &record.envelope_to, bytes, utf8) {
+                let mail = Mail { from: &record.envelope_from, to: &record.envelope_to, body: bytes, utf8 };
+                match self.inner.pool.send(&settings, &key, login.as_ref(), &mail) {
                     Ok(delivery) => Attempt::Sent {
                         archive: self.archive(&settings, record, bytes, &delivery.reply),
                         reply: delivery.reply,
-                        rejected: delivery.rejected.into_iter().map(|(address, reply)| Refusal { address, reply }).collect(),
+                        rejected: delivery
+                            .rejected
+                            .into_iter()
+                            .map(|(address, reply)| Refusal { address, reply })
+                            .collect(),
                     },
                     Err(f) => Attempt::Failed {
                         error: Error::new(f.code, f.message.clone()),

@@ -24,10 +24,12 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 /// # Safety
 /// `c` is NULL or an open client; strings are NULL or NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn smtpb_config_set(c: *mut smtpb_client, key: *const c_char, value: *const c_char) -> smtpb_result {
-    with_client("smtpb_config_set", c, |client| {
-        client.config_set(str_arg(key, "key")?, opt_str_arg(value, "value")?)
-    })
+pub unsafe extern "C" fn smtpb_config_set(
+    c: *mut smtpb_client,
+    key: *const c_char,
+    value: *const c_char,
+) -> smtpb_result {
+    with_client("smtpb_config_set", c, |client| client.config_set(str_arg(key, "key")?, opt_str_arg(value, "value")?))
 }
 
 /// Reads the effective value of a key, defaults included ("" when the key
@@ -44,7 +46,11 @@ pub unsafe extern "C" fn smtpb_config_set(c: *mut smtpb_client, key: *const c_ch
 /// `c` is NULL or an open client; `key` is NULL or NUL-terminated;
 /// `out_value` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn smtpb_config_get(c: *mut smtpb_client, key: *const c_char, out_value: *mut *mut c_char) -> smtpb_result {
+pub unsafe extern "C" fn smtpb_config_get(
+    c: *mut smtpb_client,
+    key: *const c_char,
+    out_value: *mut *mut c_char,
+) -> smtpb_result {
     clear_out(out_value);
     with_client("smtpb_config_get", c, |client| {
         required_out(out_value, "out_value")?;

@@ -27,7 +27,11 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 /// `c` is NULL or an open client; `message_json` is NULL or
 /// NUL-terminated; `out_id` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn smtpb_enqueue(c: *mut smtpb_client, message_json: *const c_char, out_id: *mut *mut c_char) -> smtpb_result {
+pub unsafe extern "C" fn smtpb_enqueue(
+    c: *mut smtpb_client,
+    message_json: *const c_char,
+    out_id: *mut *mut c_char,
+) -> smtpb_result {
     clear_out(out_id);
     with_client("smtpb_enqueue", c, |client| {
         let id = client.enqueue(str_arg(message_json, "message_json")?)?;
@@ -49,7 +53,11 @@ pub unsafe extern "C" fn smtpb_enqueue(c: *mut smtpb_client, message_json: *cons
 /// `c` is NULL or an open client; `batch_id` is NULL or NUL-terminated;
 /// `out_json` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn smtpb_batch_status(c: *mut smtpb_client, batch_id: *const c_char, out_json: *mut *mut c_char) -> smtpb_result {
+pub unsafe extern "C" fn smtpb_batch_status(
+    c: *mut smtpb_client,
+    batch_id: *const c_char,
+    out_json: *mut *mut c_char,
+) -> smtpb_result {
     clear_out(out_json);
     with_client("smtpb_batch_status", c, |client| {
         required_out(out_json, "out_json")?;
@@ -72,7 +80,11 @@ pub unsafe extern "C" fn smtpb_batch_status(c: *mut smtpb_client, batch_id: *con
 /// `c` is NULL or an open client; `state` is NULL or NUL-terminated;
 /// `out_json` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn smtpb_outbox_list(c: *mut smtpb_client, state: *const c_char, out_json: *mut *mut c_char) -> smtpb_result {
+pub unsafe extern "C" fn smtpb_outbox_list(
+    c: *mut smtpb_client,
+    state: *const c_char,
+    out_json: *mut *mut c_char,
+) -> smtpb_result {
     clear_out(out_json);
     with_client("smtpb_outbox_list", c, |client| {
         required_out(out_json, "out_json")?;
@@ -117,7 +129,12 @@ pub unsafe extern "C" fn smtpb_outbox_stats(c: *mut smtpb_client, out_json: *mut
 /// `c` is NULL or an open client; `id` is NULL or NUL-terminated;
 /// `out_status_json` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn smtpb_wait(c: *mut smtpb_client, id: *const c_char, timeout_ms: u32, out_status_json: *mut *mut c_char) -> smtpb_result {
+pub unsafe extern "C" fn smtpb_wait(
+    c: *mut smtpb_client,
+    id: *const c_char,
+    timeout_ms: u32,
+    out_status_json: *mut *mut c_char,
+) -> smtpb_result {
     clear_out(out_status_json);
     with_client("smtpb_wait", c, |client| {
         write_out(out_status_json, client.wait(str_arg(id, "id")?, timeout_ms)?);
@@ -164,7 +181,11 @@ pub unsafe extern "C" fn smtpb_cancel(c: *mut smtpb_client, id: *const c_char) -
 /// `c` is NULL or an open client; `batch_id` is NULL or NUL-terminated;
 /// `out_json` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn smtpb_batch_cancel(c: *mut smtpb_client, batch_id: *const c_char, out_json: *mut *mut c_char) -> smtpb_result {
+pub unsafe extern "C" fn smtpb_batch_cancel(
+    c: *mut smtpb_client,
+    batch_id: *const c_char,
+    out_json: *mut *mut c_char,
+) -> smtpb_result {
     clear_out(out_json);
     with_client("smtpb_batch_cancel", c, |client| {
         write_out(out_json, client.batch_cancel(str_arg(batch_id, "batch_id")?)?);
@@ -242,7 +263,11 @@ pub type smtpb_event_fn = Option<unsafe extern "C" fn(event_json: *const c_char,
 /// `c` is NULL or an open client; `callback` is NULL or a function safe to call
 /// from another thread with `user_data` until it is replaced.
 #[no_mangle]
-pub unsafe extern "C" fn smtpb_set_event_callback(c: *mut smtpb_client, callback: smtpb_event_fn, user_data: *mut c_void) -> smtpb_result {
+pub unsafe extern "C" fn smtpb_set_event_callback(
+    c: *mut smtpb_client,
+    callback: smtpb_event_fn,
+    user_data: *mut c_void,
+) -> smtpb_result {
     with_client("smtpb_set_event_callback", c, |client| {
         let callback = callback.map(|f| {
             let data = user_data as usize;

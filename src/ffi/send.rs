@@ -66,7 +66,11 @@ pub unsafe extern "C" fn smtpb_send(
 /// `c` is NULL or an open client; `id` is NULL or NUL-terminated;
 /// `out_status_json` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn smtpb_status(c: *mut smtpb_client, id: *const c_char, out_status_json: *mut *mut c_char) -> smtpb_result {
+pub unsafe extern "C" fn smtpb_status(
+    c: *mut smtpb_client,
+    id: *const c_char,
+    out_status_json: *mut *mut c_char,
+) -> smtpb_result {
     clear_out(out_status_json);
     with_client("smtpb_status", c, |client| {
         required_out(out_status_json, "out_status_json")?;
@@ -151,7 +155,8 @@ pub unsafe extern "C" fn smtpb_merge(
 ) -> smtpb_result {
     clear_out(out_batch_json);
     with_client("smtpb_merge", c, |client| {
-        let batch = client.merge(str_arg(template_json, "template_json")?, str_arg(recipients_json, "recipients_json")?)?;
+        let batch =
+            client.merge(str_arg(template_json, "template_json")?, str_arg(recipients_json, "recipients_json")?)?;
         write_out(out_batch_json, batch);
         Ok(())
     })

@@ -62,6 +62,9 @@ pub enum Attempt {
     Held { until_ms: i64, reason: String },
 }
 
+/// The function a delivery thread runs for each attempt.
+pub type AttemptFn = dyn Fn(&Record, &[u8]) -> (Attempt, RetryPolicy) + Send + Sync;
+
 /// Retry settings (global keys), read when a message is deferred.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
@@ -123,7 +126,6 @@ fn state_index(state: State) -> usize {
         State::Cancelled => 5,
     }
 }
-
 
 impl Ledger {
     fn is_paused(&self, profile: &str) -> bool {
@@ -204,7 +206,8 @@ impl Outbox {
         let paused: BTreeSet<String> = match &paused_path {
             Some(p) if p.exists() => {
                 let bytes = std::fs::read(p).map_err(|e| Error::io("cannot read", p, &e))?;
-                serde_json::from_slice(&bytes).map_err(|e| Error::new(Code::Io, format!("{} is damaged: {e}", p.display())))?
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::new(Code::Io, format!("{} is damaged: {e}", p.display())))?
             }
             _ => BTreeSet::new(),
         };
@@ -335,7 +338,10 @@ impl Outbox {
                     s.rejected = f
                         .rejected
                         .iter()
-                        .map(|(address, reply)| crate::status::Refusal { address: address.clone(), reply: reply.clone() })
+                        .map(|(address, reply)| crate::status::Refusal {
+                            address: address.clone(),
+                            reply: reply.clone(),
+                        })
                         .collect();
                 }
                 s.error_code = error.code();
@@ -366,7 +372,7 @@ impl Outbox {
     }
 
     /// The loop of one delivery thread.
-    fn deliver_loop(&self, attempt: &(dyn Fn(&Record, &[u8]) -> (Attempt, RetryPolicy) + Send + Sync)) {
+    fn deliver_loop(&self, attempt: &AttemptFn) {
         loop {
             let Some((record, body)) = self.take_next() else { return };
             let id = record.status.id.clone();
@@ -425,7 +431,9 @@ impl Outbox {
                 if let Some((until, reason)) = state.holds.get(&profile) {
                     if *until > now {
                         wake_at = wake_at.min(*until);
-                        if entry.record.status.state == State::Queued || entry.record.status.error.as_ref() != Some(reason) {
+                        if entry.record.status.state == State::Queued
+                            || entry.record.status.error.as_ref() != Some(reason)
+                        {
                             to_hold.push((id.clone(), *until, reason.clone()));
                         }
                         continue;
@@ -595,7 +603,10 @@ impl Outbox {
         Self::check_running(&state)?;
         let current = Self::entry(&state, id)?.record.status.state;
         if !matches!(current, State::Queued | State::Deferred) {
-            return Err(Error::state(format!("message {id} is {}; only queued or deferred mail can be cancelled", current.name())));
+            return Err(Error::state(format!(
+                "message {id} is {}; only queued or deferred mail can be cancelled",
+                current.name()
+            )));
         }
         self.change(&mut state, id, State::Cancelled, None)?;
         drop(state);

@@ -87,9 +87,8 @@ fn crc(parts: &[&[u8]]) -> u32 {
 fn encode(record: &Record, body: &[u8]) -> Result<Vec<u8>> {
     let header = serde_json::to_vec(record).map_err(|e| Error::internal(format!("spool record: {e}")))?;
     let hl = (header.len() as u32).to_le_bytes();
-    let bl = u32::try_from(body.len())
-        .map_err(|_| Error::message_error("the message is larger than 4 GiB"))?
-        .to_le_bytes();
+    let bl =
+        u32::try_from(body.len()).map_err(|_| Error::message_error("the message is larger than 4 GiB"))?.to_le_bytes();
     let mut out = Vec::with_capacity(RECORD_HEADER + header.len() + body.len());
     out.extend_from_slice(&hl);
     out.extend_from_slice(&bl);
@@ -117,7 +116,8 @@ impl Spool {
             header.extend_from_slice(&0u32.to_le_bytes());
             fsutil::atomic_write(&path, &header, true)?;
         }
-        let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io("cannot open", &path, &e))?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io("cannot open", &path, &e))?;
         let (records, good_len, dead) = replay(&mut file, &path)?;
         let actual = file.metadata().map_err(|e| Error::io("cannot read", &path, &e))?.len();
         if good_len < actual {
@@ -128,11 +128,8 @@ impl Spool {
             file.sync_all().map_err(|e| Error::io("cannot sync", &path, &e))?;
         }
         let mut spool = Spool { path: Some(path), file: Some(file), len: good_len };
-        let records = if spool.len > COMPACT_MIN_BYTES && dead * 2 > spool.len {
-            spool.compact(records)?
-        } else {
-            records
-        };
+        let records =
+            if spool.len > COMPACT_MIN_BYTES && dead * 2 > spool.len { spool.compact(records)? } else { records };
         Ok((spool, records))
     }
 
@@ -141,7 +138,8 @@ impl Spool {
             return Ok(0);
         };
         let offset = self.len;
-        let result = file.seek(SeekFrom::Start(offset)).and_then(|_| file.write_all(bytes)).and_then(|_| file.sync_data());
+        let result =
+            file.seek(SeekFrom::Start(offset)).and_then(|_| file.write_all(bytes)).and_then(|_| file.sync_data());
         if let Err(e) = result {
             // Leave no half record behind for the next append to follow.
             let _ = file.set_len(offset);
@@ -223,7 +221,9 @@ impl Spool {
         drop(out);
         std::fs::rename(&tmp, &path).map_err(|e| Error::io("cannot replace", &path, &e))?;
         fsutil::sync_dir(path.parent().expect("in spool/")).map_err(|e| Error::io("cannot sync", &path, &e))?;
-        self.file = Some(OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io("cannot open", &path, &e))?);
+        self.file = Some(
+            OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io("cannot open", &path, &e))?,
+        );
         self.len = len;
         Ok(kept)
     }
@@ -251,7 +251,10 @@ fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::R
 
 /// Reads every record: the last state of each message, the length of the
 /// good part of the file, and the bytes of superseded records.
-fn replay(file: &mut File, path: &Path) -> Result<(Vec<(Record, Body)>, u64, u64)> {
+/// What replay finds: the messages, the good length, the dead bytes.
+type Replayed = (Vec<(Record, Body)>, u64, u64);
+
+fn replay(file: &mut File, path: &Path) -> Result<Replayed> {
     let total = file.metadata().map_err(|e| Error::io("cannot read", path, &e))?.len();
     let mut reader = std::io::BufReader::with_capacity(256 * 1024, &mut *file);
     let mut head = [0u8; FILE_HEADER as usize];
