@@ -48,11 +48,21 @@
 
 
 /**
- * Events kept for a slow host before new ones are dropped.
+ * The ABI version of this header; `smtpb_abi_version()` returns the
+ * library's.
  */
-#define MAX_PENDING 10000
+#define SMTPB_ABI_VERSION 1
 
+/**
+ * `smtpb_client_open` flag: resume delivery of what the spool holds.
+ */
+#define SMTPB_OPEN_DEFAULT 0
 
+/**
+ * `smtpb_client_open` flag: open with the outbox paused until
+ * `smtpb_outbox_resume`.
+ */
+#define SMTPB_OPEN_PAUSED 1
 
 /**
  * A client: one data directory with its configuration, credential store,
@@ -65,9 +75,12 @@
  * smtpb_config_set, smtpb_config_get, smtpb_config_import_keys,
  * smtpb_config_load_json, smtpb_config_export_json, smtpb_credentials_set,
  * smtpb_credentials_set_oauth2, smtpb_credentials_remove,
- * smtpb_credentials_masked, smtpb_send, smtpb_status,
- * smtpb_test_connection, smtpb_limits_reset, smtpb_blacklist_add,
- * smtpb_blacklist_remove, smtpb_blacklist_list.
+ * smtpb_credentials_masked, smtpb_send, smtpb_enqueue, smtpb_merge,
+ * smtpb_test_connection, smtpb_status, smtpb_batch_status,
+ * smtpb_outbox_list, smtpb_outbox_stats, smtpb_wait, smtpb_flush,
+ * smtpb_cancel, smtpb_batch_cancel, smtpb_retry, smtpb_outbox_pause,
+ * smtpb_outbox_resume, smtpb_limits_reset, smtpb_blacklist_add,
+ * smtpb_blacklist_remove, smtpb_blacklist_list, smtpb_set_event_callback.
  */
 typedef struct smtpb_client smtpb_client;
 

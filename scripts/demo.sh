@@ -5,7 +5,7 @@
 source "$(dirname "$0")/env.sh"
 
 echo "== building libsmtpbridge (release)"
-cargo build --release --quiet
+build_library
 
 work="$(mktemp -d)"
 server_pid=""

@@ -12,3 +12,10 @@ if ! .venv/bin/python -c "import aiosmtpd, pytest, cryptography, dkim" 2>/dev/nu
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
 export SMTPBRIDGE_LIBRARY="$ROOT/target/release/libsmtpbridge.so"
+
+# Builds the release library. Programs linked with -lsmtpbridge look for its
+# SONAME, libsmtpbridge.so.1, which cargo does not create: link it beside.
+build_library() {
+    cargo build --release --quiet
+    ln -sf libsmtpbridge.so target/release/libsmtpbridge.so.1
+}

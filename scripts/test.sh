@@ -25,7 +25,7 @@ step "cargo test (unit tests)"
 cargo test --release --quiet
 
 step "build the library and check the committed header"
-cargo build --release --quiet
+build_library
 if ! git diff --exit-code -- include/; then
     echo "error: include/smtpbridge.h differs from a fresh generation: commit the regenerated header" >&2
     exit 1

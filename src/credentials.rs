@@ -26,9 +26,9 @@ use crate::error::{Code, Error, Result};
 use crate::fsutil;
 
 /// The store format this library writes.
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 /// PBKDF2 iterations for a new store (OWASP, 2023: 600,000 for SHA-256).
-pub const ITERATIONS: u32 = 600_000;
+pub(crate) const ITERATIONS: u32 = 600_000;
 const CHECK_PLAINTEXT: &[u8] = b"smtpbridge credential store";
 
 /// Whether a credential is a password or an OAuth2 access token.
@@ -165,7 +165,11 @@ impl CredentialStore {
                     check,
                     entries: Vec::new(),
                 };
-                Ok(CredentialStore { path, cipher, file })
+                let mut store = CredentialStore { path, cipher, file: file.clone() };
+                // Written now, so that a later open with another secret is
+                // refused even before any credential is stored.
+                store.commit(file)?;
+                Ok(store)
             }
         }
     }

@@ -350,10 +350,27 @@ pub fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
         Some(t) => t.clone(),
         None => mime_guess::from_path(&name).first_or_octet_stream().essence_str().to_string(),
     };
+    // Old mail clients read the name from Content-Type rather than the
+    // RFC 2231 filename* lettre writes in Content-Disposition: give both.
+    let content_type_text = if content_type_text.to_ascii_lowercase().contains("name=") {
+        content_type_text
+    } else {
+        format!("{content_type_text}; name={}", name_parameter(&name))
+    };
     let content_type = ContentType::parse(&content_type_text).map_err(|_| {
         Error::message_error(format!("{field}: \"{}\" is not a valid content_type", printable(&content_type_text)))
     })?;
     Ok(Part { name, content_type, bytes, cid })
+}
+
+/// A `name=` parameter value: quoted ASCII, or an RFC 2047 encoded word
+/// for other text (what Outlook and Thunderbird read).
+fn name_parameter(name: &str) -> String {
+    if name.is_ascii() {
+        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        format!("\"=?utf-8?b?{}?=\"", B64.encode(name.as_bytes()))
+    }
 }
 
 /// What [`build`] needs beyond the spec: decisions of the pipeline.

@@ -76,13 +76,19 @@ pub const SMTPB_ERR_INTERNAL: smtpb_result = 99;
 
 /// The ABI version of this header; `smtpb_abi_version()` returns the
 /// library's.
-pub const SMTPB_ABI_VERSION: u32 = crate::ABI_VERSION;
+pub const SMTPB_ABI_VERSION: u32 = 1;
 
 /// `smtpb_client_open` flag: resume delivery of what the spool holds.
-pub const SMTPB_OPEN_DEFAULT: u32 = crate::client::OPEN_DEFAULT;
+pub const SMTPB_OPEN_DEFAULT: u32 = 0;
 /// `smtpb_client_open` flag: open with the outbox paused until
 /// `smtpb_outbox_resume`.
-pub const SMTPB_OPEN_PAUSED: u32 = crate::client::OPEN_PAUSED;
+pub const SMTPB_OPEN_PAUSED: u32 = 1;
+
+// The header's values are literals (cbindgen evaluates no paths); they
+// must be the core's.
+const _: () = assert!(SMTPB_ABI_VERSION == crate::ABI_VERSION);
+const _: () = assert!(SMTPB_OPEN_DEFAULT == crate::client::OPEN_DEFAULT);
+const _: () = assert!(SMTPB_OPEN_PAUSED == crate::client::OPEN_PAUSED);
 
 /// A client: one data directory with its configuration, credential store,
 /// pooled connections and message statuses.
@@ -94,9 +100,12 @@ pub const SMTPB_OPEN_PAUSED: u32 = crate::client::OPEN_PAUSED;
 /// smtpb_config_set, smtpb_config_get, smtpb_config_import_keys,
 /// smtpb_config_load_json, smtpb_config_export_json, smtpb_credentials_set,
 /// smtpb_credentials_set_oauth2, smtpb_credentials_remove,
-/// smtpb_credentials_masked, smtpb_send, smtpb_status,
-/// smtpb_test_connection, smtpb_limits_reset, smtpb_blacklist_add,
-/// smtpb_blacklist_remove, smtpb_blacklist_list.
+/// smtpb_credentials_masked, smtpb_send, smtpb_enqueue, smtpb_merge,
+/// smtpb_test_connection, smtpb_status, smtpb_batch_status,
+/// smtpb_outbox_list, smtpb_outbox_stats, smtpb_wait, smtpb_flush,
+/// smtpb_cancel, smtpb_batch_cancel, smtpb_retry, smtpb_outbox_pause,
+/// smtpb_outbox_resume, smtpb_limits_reset, smtpb_blacklist_add,
+/// smtpb_blacklist_remove, smtpb_blacklist_list, smtpb_set_event_callback.
 pub struct smtpb_client {
     client: Client,
     /// Calls inside the library on this handle; close waits for them.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{JoinHandle, ThreadId};
 
 /// Events kept for a slow host before new ones are dropped.
-pub const MAX_PENDING: usize = 10_000;
+pub(crate) const MAX_PENDING: usize = 10_000;
 
 /// A host callback: receives each event as JSON text.
 pub type Callback = Arc<dyn Fn(&str) + Send + Sync>;

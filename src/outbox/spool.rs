@@ -34,7 +34,7 @@ use crate::status::Status;
 
 const MAGIC: &[u8; 8] = b"SMTPBSPL";
 /// The journal format this library writes.
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 const FILE_HEADER: u64 = 16;
 const RECORD_HEADER: usize = 16;
 /// Journals smaller than this are never compacted.
