@@ -17,6 +17,7 @@
 #define SMTPBRIDGE_HPP
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -42,6 +43,12 @@ inline constexpr std::uint32_t open_paused = SMTPB_OPEN_PAUSED;
 inline constexpr std::uint32_t open_default = 0;
 inline constexpr std::uint32_t open_paused = 1;
 #endif
+
+// A timeout without limit (UINT32_MAX ms); 0 = do not wait.
+inline constexpr std::uint32_t infinite = UINT32_MAX;
+
+// Receives each event as JSON (ABI.md §4), on the client's event thread.
+using EventCallback = std::function<void(const std::string &event_json)>;
 
 // smtpb_abi_version: the loaded library's ABI version.
 inline std::uint32_t abi_version() noexcept { return smtpb_abi_version(); }
@@ -118,6 +125,34 @@ std::string out_string(const char *function, Call call) {
     return out.get();
 }
 
+// What a Client passes as user_data of its event callback.
+struct EventHook {
+    EventCallback fn;
+    bool orphaned = false;  // its Client let go of it while it was running
+};
+
+// The hook whose callback runs on this thread, if any.
+inline thread_local EventHook *running_hook = nullptr;
+
+// The smtpb_event_fn of every Client. An exception from the callback must
+// not unwind into the library: it is caught and dropped.
+inline void SMTPB_CALL dispatch_event(const char *event_json, void *user_data) noexcept {
+    auto *hook = static_cast<EventHook *>(user_data);
+    EventHook *outer = std::exchange(running_hook, hook);
+    try {
+        hook->fn(event_json);
+    } catch (...) {
+    }
+    running_hook = outer;
+    if (hook->orphaned) delete hook;
+}
+
+// Frees a hook the library no longer calls: now, or, when its callback is
+// running on this thread (replaced or closed from inside), once it returns.
+inline void release_hook(std::unique_ptr<EventHook> hook) noexcept {
+    if (hook && hook.get() == running_hook) hook.release()->orphaned = true;
+}
+
 }  // namespace detail
 
 // An smtpb_client: one data directory (or memory) with its configuration,
@@ -145,11 +180,12 @@ public:
 
     // Takes ownership of an open smtpb_client (NULL: a closed Client).
     explicit Client(smtpb_client *c) noexcept : c_(c) {}
-    Client(Client &&other) noexcept : c_(std::exchange(other.c_, nullptr)) {}
+    Client(Client &&other) noexcept : c_(std::exchange(other.c_, nullptr)), hook_(std::move(other.hook_)) {}
     Client &operator=(Client &&other) noexcept {
         if (this != &other) {
             close();
             c_ = std::exchange(other.c_, nullptr);
+            hook_ = std::move(other.hook_);
         }
         return *this;
     }
@@ -161,8 +197,13 @@ public:
     smtpb_client *get() const noexcept { return c_; }
     explicit operator bool() const noexcept { return c_ != nullptr; }
 
-    // smtpb_client_close: shut down with SMTPShutdownGraceMs, free. Idempotent.
-    void close() noexcept { smtpb_client_close(std::exchange(c_, nullptr)); }
+    // smtpb_client_close: shut down with SMTPShutdownGraceMs, wait for calls
+    // still inside, free. Idempotent. From inside this client's event
+    // callback it returns at once and completes when the callback returns.
+    void close() noexcept {
+        smtpb_client_close(std::exchange(c_, nullptr));
+        detail::release_hook(std::move(hook_));  // after close no callback runs
+    }
 
     // smtpb_client_shutdown: stop the client; a transaction past MAIL may
     // finish within grace_ms. Idempotent. Throws SMTPB_ERR_TIMEOUT.
@@ -238,6 +279,23 @@ public:
                                   [&](char **out) { return smtpb_status(handle(), detail::arg(id, "id"), out); });
     }
 
+    // smtpb_enqueue: validate message_json, read its attachments, make it
+    // durable in the outbox; returns its id.
+    std::string enqueue(const std::string &message_json) {
+        return detail::out_string("smtpb_enqueue", [&](char **out) {
+            return smtpb_enqueue(handle(), detail::arg(message_json, "message_json"), out);
+        });
+    }
+
+    // smtpb_merge: one message per recipient of recipients_json from
+    // template_json, queued as one batch; returns {"batch_id", "ids", "count"}.
+    std::string merge(const std::string &template_json, const std::string &recipients_json) {
+        return detail::out_string("smtpb_merge", [&](char **out) {
+            return smtpb_merge(handle(), detail::arg(template_json, "template_json"),
+                               detail::arg(recipients_json, "recipients_json"), out);
+        });
+    }
+
     // smtpb_test_connection: connect, EHLO, TLS, AUTH, QUIT; returns the
     // report JSON. On failure the Error carries the report, if written.
     std::string test_connection(const std::optional<std::string> &profile = {},
@@ -246,6 +304,66 @@ public:
             return smtpb_test_connection(handle(), detail::arg(profile, "profile"), detail::arg(user_id, "user_id"),
                                          out);
         });
+    }
+
+    // smtpb_batch_status: the counts of a batch's messages per state, as JSON.
+    std::string batch_status(const std::string &batch_id) {
+        return detail::out_string("smtpb_batch_status", [&](char **out) {
+            return smtpb_batch_status(handle(), detail::arg(batch_id, "batch_id"), out);
+        });
+    }
+
+    // smtpb_outbox_list: the statuses in state (nullopt = all), oldest first, as a JSON array.
+    std::string outbox_list(const std::optional<std::string> &state = {}) {
+        return detail::out_string("smtpb_outbox_list", [&](char **out) {
+            return smtpb_outbox_list(handle(), detail::arg(state, "state"), out);
+        });
+    }
+
+    // smtpb_outbox_stats: counts per state, paused profiles and send limits, as JSON.
+    std::string outbox_stats() {
+        return detail::out_string("smtpb_outbox_stats", [&](char **out) { return smtpb_outbox_stats(handle(), out); });
+    }
+
+    // smtpb_wait: wait up to timeout_ms (infinite = no limit) for message id
+    // to be sent, failed or cancelled; returns its status JSON. Throws
+    // SMTPB_ERR_TIMEOUT if it is not final in time.
+    std::string wait(const std::string &id, std::uint32_t timeout_ms) {
+        return detail::out_string("smtpb_wait", [&](char **out) {
+            return smtpb_wait(handle(), detail::arg(id, "id"), timeout_ms, out);
+        });
+    }
+
+    // smtpb_flush: wait up to timeout_ms until nothing is queued (in a profile
+    // not paused) or sending. Throws SMTPB_ERR_TIMEOUT.
+    void flush(std::uint32_t timeout_ms) { detail::check(smtpb_flush(handle(), timeout_ms)); }
+
+    // smtpb_cancel: cancel a queued or deferred message.
+    void cancel(const std::string &id) { detail::check(smtpb_cancel(handle(), detail::arg(id, "id"))); }
+
+    // smtpb_batch_cancel: cancel what can be of a batch; returns {"cancelled", "sending", "sent"}.
+    std::string batch_cancel(const std::string &batch_id) {
+        return detail::out_string("smtpb_batch_cancel", [&](char **out) {
+            return smtpb_batch_cancel(handle(), detail::arg(batch_id, "batch_id"), out);
+        });
+    }
+
+    // smtpb_retry: hand a failed message back to the outbox, or make a deferred one due now.
+    void retry(const std::string &id) { detail::check(smtpb_retry(handle(), detail::arg(id, "id"))); }
+
+    // smtpb_outbox_pause: hold delivery of profile (nullopt = all); persisted.
+    void outbox_pause(const std::optional<std::string> &profile = {}) {
+        detail::check(smtpb_outbox_pause(handle(), detail::arg(profile, "profile")));
+    }
+
+    // smtpb_outbox_resume: resume delivery of profile (nullopt = all, and open_paused).
+    void outbox_resume(const std::optional<std::string> &profile = {}) {
+        detail::check(smtpb_outbox_resume(handle(), detail::arg(profile, "profile")));
+    }
+
+    // smtpb_limits_reset: reset the send-limit counters of profile (nullopt = every profile).
+    void limits_reset(const std::optional<std::string> &profile = {}) {
+        detail::check(smtpb_limits_reset(handle(), detail::arg(profile, "profile")));
     }
 
     // smtpb_blacklist_add: block an address, or a domain as "@example.com".
@@ -264,6 +382,18 @@ public:
                                   [&](char **out) { return smtpb_blacklist_list(handle(), out); });
     }
 
+    // smtpb_set_event_callback: call fn with each event's JSON on the client's
+    // event thread, one at a time; an empty fn stops events. When this
+    // returns the previous fn is not running (unless this is called from
+    // inside it: then it finishes normally) and never runs again. fn may
+    // call this client, close() included; an exception it throws is dropped.
+    void set_event_callback(EventCallback fn) {
+        std::unique_ptr<detail::EventHook> hook;
+        if (fn) hook.reset(new detail::EventHook{std::move(fn)});
+        detail::check(smtpb_set_event_callback(handle(), hook ? detail::dispatch_event : nullptr, hook.get()));
+        detail::release_hook(std::exchange(hook_, std::move(hook)));
+    }
+
 private:
     smtpb_client *handle() const {
         if (c_ == nullptr) throw Error(SMTPB_ERR_STATE, "the client is closed");
@@ -271,6 +401,7 @@ private:
     }
 
     smtpb_client *c_ = nullptr;
+    std::unique_ptr<detail::EventHook> hook_;  // user_data of the event callback
 };
 
 }  // namespace smtpbridge

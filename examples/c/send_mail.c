@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
     static const char message_format[] =
         "{\"from\": {\"email\": \"anna@firm.example\", \"name\": \"Anna Smith\"},"
         " \"to\": [%s],"
-        " \"subject\": \"Your invoice (C example)\","
+        " \"subject\": \"Your invoice - C example\","
         " \"html\": \"<p>Dear client,</p><p>your invoice is attached.</p>\","
         " \"attachments\": [{\"path\": %s}],"
         " \"reference\": \"examples/c\"}";

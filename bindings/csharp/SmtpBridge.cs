@@ -1,0 +1,738 @@
+// SmtpBridge.cs: C# bindings for libsmtpbridge (C ABI version 1).
+//
+// A thin mirror: Client has one method per smtpb_ function, named after it
+// (smtpb_config_set -> ConfigSet); JSON goes in and comes out as strings;
+// a failed call throws SmtpBridgeException with the result code.
+//
+//     using (var client = new SmtpBridge.Client())   // in memory
+//     {
+//         client.ConfigSet("SMTPServer", "smtp.example.com");
+//         string status = client.Send("{\"to\": [\"a@example.com\"], \"text\": \"Hi\"}");
+//     }
+//
+// One file for C# 6 (Mono's mcs, .NET Framework 4.x, netstandard2.0): the
+// P/Invoke layer uses [DllImport], byte[] for UTF-8 strings in and IntPtr
+// for strings out, which are copied and then freed with smtpb_string_free.
+// The library is loaded on first use as "smtpbridge": smtpbridge.dll on
+// Windows (beside the program), libsmtpbridge.so / .dylib elsewhere (the
+// loader's path, or the <dllmap> in SmtpBridge.Net.dll.config on Mono).
+// Every function of the ABI is declared; one the loaded library does not
+// export yet throws EntryPointNotFoundException when called.
+
+using System;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace SmtpBridge
+{
+    /// <summary>The smtpb_result codes (ABI.md §2). Codes are never reused; treat an unknown one as a failure.</summary>
+    public static class ResultCode
+    {
+        public const int Ok = 0;
+        public const int InvalidArgument = 1;
+        public const int Config = 2;
+        public const int Credentials = 3;
+        public const int Connect = 4;
+        public const int Tls = 5;
+        public const int Auth = 6;
+        public const int Rejected = 7;
+        public const int Transient = 8;
+        public const int Message = 9;
+        public const int NotFound = 10;
+        public const int Limit = 11;
+        public const int Blocked = 12;
+        public const int IO = 13;
+        public const int Timeout = 14;
+        public const int State = 15;
+        public const int Busy = 16;
+        public const int Internal = 99;
+    }
+
+    /// <summary>Flags of smtpb_client_open.</summary>
+    [Flags]
+    public enum OpenFlags : uint
+    {
+        /// <summary>SMTPB_OPEN_DEFAULT: resume delivery of what the spool holds.</summary>
+        Default = 0,
+        /// <summary>SMTPB_OPEN_PAUSED: the outbox stays paused until OutboxResume(null).</summary>
+        Paused = 1,
+    }
+
+    /// <summary>Receives each event of a client as JSON (ABI.md §4), on the client's event thread.</summary>
+    public delegate void EventCallback(string eventJson);
+
+    /// <summary>
+    /// A failed smtpb_ call. Message is "NAME: text", e.g. "SMTPB_ERR_CONNECT:
+    /// cannot connect to ..."; LastError is the text alone (smtpb_last_error
+    /// right after the call).
+    /// </summary>
+    public class SmtpBridgeException : Exception
+    {
+        public SmtpBridgeException(int code, string lastError, string status = null, string report = null)
+            : base(Client.ResultName(code) + ": " + lastError)
+        {
+            Code = code;
+            LastError = lastError;
+            Status = status;
+            Report = report;
+        }
+
+        /// <summary>The result code, one of <see cref="ResultCode"/>.</summary>
+        public int Code { get; private set; }
+
+        /// <summary>The code's name, e.g. "SMTPB_ERR_CONNECT".</summary>
+        public string Name { get { return Client.ResultName(Code); } }
+
+        /// <summary>The library's message: it names the key, field, argument, address or file at fault.</summary>
+        public string LastError { get; private set; }
+
+        /// <summary>Send: the status JSON of the failed message, when it was recorded; else null.</summary>
+        public string Status { get; private set; }
+
+        /// <summary>TestConnection: the report JSON, when the server was contacted; else null.</summary>
+        public string Report { get; private set; }
+    }
+
+    /// <summary>
+    /// A client of libsmtpbridge: one data directory (or memory) with its
+    /// configuration, credential store, outbox and message statuses.
+    /// Safe to use from many threads at once. Dispose it: Dispose (or
+    /// Close) shuts it down with SMTPShutdownGraceMs and frees it; queued
+    /// mail stays in the spool. Any call on a closed client throws
+    /// SmtpBridgeException with ResultCode.State.
+    /// </summary>
+    public sealed class Client : IDisposable
+    {
+        /// <summary>The ABI version these bindings are written for.</summary>
+        public const uint RequiredAbiVersion = 1;
+
+        /// <summary>A timeout without limit (UINT32_MAX ms).</summary>
+        public const uint Infinite = uint.MaxValue;
+
+        private static readonly NativeMethods.EventFn EventThunk = OnEvent;  // never collected
+        private static volatile bool abiChecked;
+
+        private readonly ClientHandle handle;
+        private readonly object eventLock = new object();
+
+        /// <summary>
+        /// smtpb_client_open. dataDir: absolute path, created if missing and
+        /// locked for the client's life; null = in memory. secret: master
+        /// secret of the credential store; null = a key file in dataDir.
+        /// Throws NotSupportedException if the library is not ABI version 1,
+        /// DllNotFoundException if it cannot be loaded.
+        /// </summary>
+        public Client(string dataDir = null, string secret = null, OpenFlags flags = OpenFlags.Default)
+        {
+            CheckAbi();
+            ClientHandle opened;
+            int code = NativeMethods.smtpb_client_open(
+                Utf8.In(dataDir, "dataDir"), Utf8.In(secret, "secret"), (uint)flags, out opened);
+            Ensure.Success(code);
+            handle = opened;
+        }
+
+        /// <summary>smtpb_version: the loaded library's version, e.g. "0.1.0".</summary>
+        public static string Version
+        {
+            get { return Utf8.Copy(NativeMethods.smtpb_version()); }
+        }
+
+        /// <summary>smtpb_abi_version: the loaded library's ABI version.</summary>
+        public static uint AbiVersion
+        {
+            get { return NativeMethods.smtpb_abi_version(); }
+        }
+
+        /// <summary>smtpb_result_name: "SMTPB_ERR_TLS" for 5; "SMTPB_ERR_UNKNOWN" for an unknown code.</summary>
+        public static string ResultName(int code)
+        {
+            return Utf8.Copy(NativeMethods.smtpb_result_name(code));
+        }
+
+        private static void CheckAbi()
+        {
+            if (abiChecked)
+                return;
+            uint found;
+            try
+            {
+                found = AbiVersion;
+            }
+            catch (DllNotFoundException e)
+            {
+                throw new DllNotFoundException(
+                    "libsmtpbridge could not be loaded ([DllImport(\"smtpbridge\")]): put smtpbridge.dll, " +
+                    "libsmtpbridge.so or libsmtpbridge.dylib beside the application or on the loader's path", e);
+            }
+            if (found != RequiredAbiVersion)
+                throw new NotSupportedException(string.Format(
+                    "libsmtpbridge has ABI version {0}; these bindings need {1}", found, RequiredAbiVersion));
+            abiChecked = true;
+        }
+
+        // -- lifecycle --------------------------------------------------------
+
+        /// <summary>True once the client is closed.</summary>
+        public bool IsClosed
+        {
+            get { return handle.IsClosed; }
+        }
+
+        /// <summary>smtpb_client_shutdown: stop the client; a transaction past MAIL may finish within graceMs. Idempotent.</summary>
+        public void Shutdown(uint graceMs)
+        {
+            Ensure.Success(NativeMethods.smtpb_client_shutdown(Handle, graceMs));
+        }
+
+        /// <summary>smtpb_client_close (as Dispose). Idempotent.</summary>
+        public void Close()
+        {
+            Dispose();
+        }
+
+        /// <summary>smtpb_client_close: shut down with SMTPShutdownGraceMs and free; waits for calls still inside.</summary>
+        public void Dispose()
+        {
+            handle.Dispose();
+        }
+
+        // -- configuration ----------------------------------------------------
+
+        /// <summary>smtpb_config_set: key ("Profile.Key" for another profile) = value; null = the default.</summary>
+        public void ConfigSet(string key, string value)
+        {
+            Ensure.Success(NativeMethods.smtpb_config_set(Handle, Utf8.In(key, "key"), Utf8.In(value, "value")));
+        }
+
+        /// <summary>smtpb_config_get: the effective value of key, defaults included.</summary>
+        public string ConfigGet(string key)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_config_get(Handle, Utf8.In(key, "key"), out output);
+            return Ensure.Output("smtpb_config_get", code, output);
+        }
+
+        /// <summary>smtpb_config_import_keys: Key=Value lines, all or nothing.</summary>
+        public void ConfigImportKeys(string lines)
+        {
+            Ensure.Success(NativeMethods.smtpb_config_import_keys(Handle, Utf8.In(lines, "lines")));
+        }
+
+        /// <summary>smtpb_config_load_json: replace the whole configuration.</summary>
+        public void ConfigLoadJson(string json)
+        {
+            Ensure.Success(NativeMethods.smtpb_config_load_json(Handle, Utf8.In(json, "json")));
+        }
+
+        /// <summary>smtpb_config_export_json: the configuration as JSON, without secrets.</summary>
+        public string ConfigExportJson()
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_config_export_json(Handle, out output);
+            return Ensure.Output("smtpb_config_export_json", code, output);
+        }
+
+        // -- credentials ------------------------------------------------------
+
+        /// <summary>smtpb_credentials_set: username and password of userId (null = shared); password may be "".</summary>
+        public void CredentialsSet(string userId, string username, string password)
+        {
+            Ensure.Success(NativeMethods.smtpb_credentials_set(
+                Handle, Utf8.In(userId, "userId"), Utf8.In(username, "username"), Utf8.In(password, "password")));
+        }
+
+        /// <summary>smtpb_credentials_set_oauth2: an access token of userId (null = shared); expiresAt in Unix seconds, 0 = unknown.</summary>
+        public void CredentialsSetOAuth2(string userId, string username, string accessToken, long expiresAt = 0)
+        {
+            Ensure.Success(NativeMethods.smtpb_credentials_set_oauth2(
+                Handle, Utf8.In(userId, "userId"), Utf8.In(username, "username"),
+                Utf8.In(accessToken, "accessToken"), expiresAt));
+        }
+
+        /// <summary>smtpb_credentials_remove: forget the credential of userId (null = shared).</summary>
+        public void CredentialsRemove(string userId)
+        {
+            Ensure.Success(NativeMethods.smtpb_credentials_remove(Handle, Utf8.In(userId, "userId")));
+        }
+
+        /// <summary>smtpb_credentials_masked: the credential of userId (null = shared) as JSON, without its secret.</summary>
+        public string CredentialsMasked(string userId)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_credentials_masked(Handle, Utf8.In(userId, "userId"), out output);
+            return Ensure.Output("smtpb_credentials_masked", code, output);
+        }
+
+        // -- sending ----------------------------------------------------------
+
+        /// <summary>
+        /// smtpb_send: send a message (JSON) now and wait for the outcome;
+        /// returns its status JSON. On failure the exception's Status holds
+        /// the failed message's status when it was recorded.
+        /// </summary>
+        public string Send(string messageJson)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_send(Handle, Utf8.In(messageJson, "messageJson"), out output);
+            return Ensure.Output("smtpb_send", code, output, OutputOnFailure.Status);
+        }
+
+        /// <summary>smtpb_enqueue: validate a message (JSON), make it durable in the outbox; returns its id.</summary>
+        public string Enqueue(string messageJson)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_enqueue(Handle, Utf8.In(messageJson, "messageJson"), out output);
+            return Ensure.Output("smtpb_enqueue", code, output);
+        }
+
+        /// <summary>smtpb_merge: one message per recipient from a template, as one batch; returns {"batch_id", "ids", "count"}.</summary>
+        public string Merge(string templateJson, string recipientsJson)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_merge(
+                Handle, Utf8.In(templateJson, "templateJson"), Utf8.In(recipientsJson, "recipientsJson"), out output);
+            return Ensure.Output("smtpb_merge", code, output);
+        }
+
+        /// <summary>
+        /// smtpb_test_connection: connect, EHLO, TLS, AUTH, QUIT with a
+        /// profile (null = the default) and userId's credentials (null =
+        /// shared or none); returns the report JSON. On failure the
+        /// exception's Report holds the report when the server was contacted.
+        /// </summary>
+        public string TestConnection(string profile = null, string userId = null)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_test_connection(
+                Handle, Utf8.In(profile, "profile"), Utf8.In(userId, "userId"), out output);
+            return Ensure.Output("smtpb_test_connection", code, output, OutputOnFailure.Report);
+        }
+
+        // -- status and outbox ------------------------------------------------
+
+        /// <summary>smtpb_status: the status JSON of message id.</summary>
+        public string Status(string id)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_status(Handle, Utf8.In(id, "id"), out output);
+            return Ensure.Output("smtpb_status", code, output);
+        }
+
+        /// <summary>smtpb_batch_status: the state counts of a merge batch, as JSON.</summary>
+        public string BatchStatus(string batchId)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_batch_status(Handle, Utf8.In(batchId, "batchId"), out output);
+            return Ensure.Output("smtpb_batch_status", code, output);
+        }
+
+        /// <summary>smtpb_outbox_list: a JSON array of the statuses in state (null = all).</summary>
+        public string OutboxList(string state = null)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_outbox_list(Handle, Utf8.In(state, "state"), out output);
+            return Ensure.Output("smtpb_outbox_list", code, output);
+        }
+
+        /// <summary>smtpb_outbox_stats: counts per state, paused profiles and send limits, as JSON.</summary>
+        public string OutboxStats()
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_outbox_stats(Handle, out output);
+            return Ensure.Output("smtpb_outbox_stats", code, output);
+        }
+
+        /// <summary>smtpb_wait: wait up to timeoutMs (Infinite = no limit) for a final state; returns the status JSON.</summary>
+        public string Wait(string id, uint timeoutMs)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_wait(Handle, Utf8.In(id, "id"), timeoutMs, out output);
+            return Ensure.Output("smtpb_wait", code, output);
+        }
+
+        /// <summary>smtpb_flush: wait up to timeoutMs until nothing is queued or sending.</summary>
+        public void Flush(uint timeoutMs)
+        {
+            Ensure.Success(NativeMethods.smtpb_flush(Handle, timeoutMs));
+        }
+
+        /// <summary>smtpb_cancel: cancel a queued or deferred message.</summary>
+        public void Cancel(string id)
+        {
+            Ensure.Success(NativeMethods.smtpb_cancel(Handle, Utf8.In(id, "id")));
+        }
+
+        /// <summary>smtpb_batch_cancel: cancel what can be; returns {"cancelled", "sending", "sent"}.</summary>
+        public string BatchCancel(string batchId)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_batch_cancel(Handle, Utf8.In(batchId, "batchId"), out output);
+            return Ensure.Output("smtpb_batch_cancel", code, output);
+        }
+
+        /// <summary>smtpb_retry: requeue a failed message, or send a deferred one now.</summary>
+        public void Retry(string id)
+        {
+            Ensure.Success(NativeMethods.smtpb_retry(Handle, Utf8.In(id, "id")));
+        }
+
+        /// <summary>smtpb_outbox_pause: hold delivery for profile (null = all); persisted.</summary>
+        public void OutboxPause(string profile = null)
+        {
+            Ensure.Success(NativeMethods.smtpb_outbox_pause(Handle, Utf8.In(profile, "profile")));
+        }
+
+        /// <summary>smtpb_outbox_resume: resume delivery for profile (null = all, and an OpenFlags.Paused open).</summary>
+        public void OutboxResume(string profile = null)
+        {
+            Ensure.Success(NativeMethods.smtpb_outbox_resume(Handle, Utf8.In(profile, "profile")));
+        }
+
+        /// <summary>smtpb_limits_reset: reset the send-limit counters of profile (null = all).</summary>
+        public void LimitsReset(string profile = null)
+        {
+            Ensure.Success(NativeMethods.smtpb_limits_reset(Handle, Utf8.In(profile, "profile")));
+        }
+
+        // -- blacklist --------------------------------------------------------
+
+        /// <summary>smtpb_blacklist_add: block an address, or a domain as "@example.com".</summary>
+        public void BlacklistAdd(string entry)
+        {
+            Ensure.Success(NativeMethods.smtpb_blacklist_add(Handle, Utf8.In(entry, "entry")));
+        }
+
+        /// <summary>smtpb_blacklist_remove: unblock an entry.</summary>
+        public void BlacklistRemove(string entry)
+        {
+            Ensure.Success(NativeMethods.smtpb_blacklist_remove(Handle, Utf8.In(entry, "entry")));
+        }
+
+        /// <summary>smtpb_blacklist_list: the blacklist as a JSON array of strings.</summary>
+        public string BlacklistList()
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_blacklist_list(Handle, out output);
+            return Ensure.Output("smtpb_blacklist_list", code, output);
+        }
+
+        // -- events -----------------------------------------------------------
+
+        /// <summary>
+        /// smtpb_set_event_callback: call callback with each event's JSON,
+        /// on the client's event thread, one at a time; null stops events.
+        /// When this returns, the previous callback is not running and never
+        /// runs again. An exception the callback throws is caught (it must
+        /// not reach the library) and written to Trace. The callback is kept
+        /// alive until it is replaced or the client is closed.
+        /// </summary>
+        public void SetEventCallback(EventCallback callback)
+        {
+            lock (eventLock)
+            {
+                GCHandle hook = callback != null ? GCHandle.Alloc(callback) : default(GCHandle);
+                int code;
+                try
+                {
+                    code = NativeMethods.smtpb_set_event_callback(
+                        Handle, callback != null ? EventThunk : null,
+                        callback != null ? GCHandle.ToIntPtr(hook) : IntPtr.Zero);
+                }
+                catch
+                {
+                    if (hook.IsAllocated)
+                        hook.Free();
+                    throw;
+                }
+                if (code != ResultCode.Ok)
+                {
+                    SmtpBridgeException failure = Ensure.Failure(code);
+                    if (hook.IsAllocated)
+                        hook.Free();
+                    throw failure;
+                }
+                handle.ReplaceEventHook(hook);  // the GCHandle keeps callback alive; user_data is its IntPtr
+            }
+        }
+
+        [MonoPInvokeCallback(typeof(NativeMethods.EventFn))]
+        private static void OnEvent(IntPtr eventJson, IntPtr userData)
+        {
+            try
+            {
+                var callback = (EventCallback)GCHandle.FromIntPtr(userData).Target;
+                callback(Utf8.Copy(eventJson));  // borrowed for the call: copied, not freed
+            }
+            catch (Exception e)
+            {
+                Trace.TraceError("SmtpBridge: the event callback threw {0}", e);
+            }
+        }
+
+        // The native handle; SmtpBridgeException(State) once closed.
+        private ClientHandle Handle
+        {
+            get
+            {
+                if (handle.IsClosed)
+                    throw new SmtpBridgeException(ResultCode.State, "the client is closed");
+                return handle;
+            }
+        }
+    }
+
+    /// <summary>An smtpb_client *; releasing it calls smtpb_client_close.</summary>
+    internal sealed class ClientHandle : SafeHandle
+    {
+        // The GCHandle passed as user_data of the event callback; freed only
+        // once the library can no longer call it (replaced, or closed).
+        private GCHandle eventHook;
+
+        private ClientHandle()
+            : base(IntPtr.Zero, true)
+        {
+        }
+
+        public override bool IsInvalid
+        {
+            get { return handle == IntPtr.Zero; }
+        }
+
+        internal void ReplaceEventHook(GCHandle hook)
+        {
+            if (eventHook.IsAllocated)
+                eventHook.Free();
+            eventHook = hook;
+        }
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.smtpb_client_close(handle);
+            if (eventHook.IsAllocated)
+                eventHook.Free();
+            return true;
+        }
+    }
+
+    internal enum OutputOnFailure
+    {
+        None,
+        Status,
+        Report,
+    }
+
+    /// <summary>Turns result codes into exceptions and output pointers into strings.</summary>
+    internal static class Ensure
+    {
+        internal static void Success(int code)
+        {
+            if (code != ResultCode.Ok)
+                throw Failure(code);
+        }
+
+        /// <summary>The exception for a failed call; call it before any other smtpb_ call on the thread.</summary>
+        internal static SmtpBridgeException Failure(int code, string status = null, string report = null)
+        {
+            return new SmtpBridgeException(code, Utf8.Copy(NativeMethods.smtpb_last_error()), status, report);
+        }
+
+        /// <summary>Takes (copies and frees) output whatever the result; returns it, or throws with it attached.</summary>
+        internal static string Output(string function, int code, IntPtr output, OutputOnFailure kind = OutputOnFailure.None)
+        {
+            string message = code != ResultCode.Ok ? Utf8.Copy(NativeMethods.smtpb_last_error()) : null;
+            string text = Utf8.Take(output);
+            if (code != ResultCode.Ok)
+                throw new SmtpBridgeException(code, message,
+                    kind == OutputOnFailure.Status ? text : null, kind == OutputOnFailure.Report ? text : null);
+            if (text == null)
+                throw new SmtpBridgeException(ResultCode.Internal, function + " returned SMTPB_OK without its output");
+            return text;
+        }
+    }
+
+    /// <summary>UTF-8 by hand: byte[] with a trailing NUL in, IntPtr out.</summary>
+    internal static class Utf8
+    {
+        private static readonly Encoding Strict = new UTF8Encoding(false, true);
+
+        /// <summary>NUL-terminated UTF-8 for an argument; null stays NULL.</summary>
+        internal static byte[] In(string value, string what)
+        {
+            if (value == null)
+                return null;
+            if (value.IndexOf('\0') >= 0)
+                throw new SmtpBridgeException(ResultCode.InvalidArgument, what + " contains a NUL character");
+            try
+            {
+                var bytes = new byte[Strict.GetByteCount(value) + 1];
+                Strict.GetBytes(value, 0, value.Length, bytes, 0);
+                return bytes;
+            }
+            catch (EncoderFallbackException)
+            {
+                throw new SmtpBridgeException(ResultCode.InvalidArgument, what + " holds a lone UTF-16 surrogate");
+            }
+        }
+
+        /// <summary>Copies a NUL-terminated UTF-8 string the library owns (NULL: null).</summary>
+        internal static string Copy(IntPtr text)
+        {
+            if (text == IntPtr.Zero)
+                return null;
+            int length = 0;
+            while (Marshal.ReadByte(text, length) != 0)
+                length++;
+            var bytes = new byte[length];
+            Marshal.Copy(text, bytes, 0, length);
+            return Encoding.UTF8.GetString(bytes);
+        }
+
+        /// <summary>Copies a string handed out through an out-pointer, then frees it.</summary>
+        internal static string Take(IntPtr text)
+        {
+            try
+            {
+                return Copy(text);
+            }
+            finally
+            {
+                NativeMethods.smtpb_string_free(text);
+            }
+        }
+    }
+
+    /// <summary>Marks a static method the native side calls back (needed by Mono's AOT; harmless elsewhere).</summary>
+    [AttributeUsage(AttributeTargets.Method)]
+    internal sealed class MonoPInvokeCallbackAttribute : Attribute
+    {
+        public MonoPInvokeCallbackAttribute(Type delegateType)
+        {
+            DelegateType = delegateType;
+        }
+
+        public Type DelegateType { get; private set; }
+    }
+
+    /// <summary>The C ABI as declared in ABI.md §3, verbatim. Strings: byte[] (NUL-terminated UTF-8) in, IntPtr out.</summary>
+    internal static class NativeMethods
+    {
+        private const string Library = "smtpbridge";
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void EventFn(IntPtr eventJson, IntPtr userData);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint smtpb_abi_version();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr smtpb_version();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr smtpb_result_name(int code);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr smtpb_last_error();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void smtpb_string_free(IntPtr s);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_client_open(byte[] dataDir, byte[] secret, uint flags, out ClientHandle client);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_client_shutdown(ClientHandle c, uint graceMs);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void smtpb_client_close(IntPtr c);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_config_set(ClientHandle c, byte[] key, byte[] value);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_config_get(ClientHandle c, byte[] key, out IntPtr value);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_config_import_keys(ClientHandle c, byte[] lines);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_config_load_json(ClientHandle c, byte[] json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_config_export_json(ClientHandle c, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_credentials_set(ClientHandle c, byte[] userId, byte[] username, byte[] password);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_credentials_set_oauth2(
+            ClientHandle c, byte[] userId, byte[] username, byte[] accessToken, long expiresAt);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_credentials_remove(ClientHandle c, byte[] userId);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_credentials_masked(ClientHandle c, byte[] userId, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_send(ClientHandle c, byte[] messageJson, out IntPtr statusJson);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_enqueue(ClientHandle c, byte[] messageJson, out IntPtr id);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_merge(ClientHandle c, byte[] templateJson, byte[] recipientsJson, out IntPtr batchJson);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_test_connection(ClientHandle c, byte[] profile, byte[] userId, out IntPtr reportJson);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_status(ClientHandle c, byte[] id, out IntPtr statusJson);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_batch_status(ClientHandle c, byte[] batchId, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_outbox_list(ClientHandle c, byte[] state, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_outbox_stats(ClientHandle c, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_wait(ClientHandle c, byte[] id, uint timeoutMs, out IntPtr statusJson);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_flush(ClientHandle c, uint timeoutMs);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_cancel(ClientHandle c, byte[] id);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_batch_cancel(ClientHandle c, byte[] batchId, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_retry(ClientHandle c, byte[] id);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_outbox_pause(ClientHandle c, byte[] profile);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_outbox_resume(ClientHandle c, byte[] profile);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_limits_reset(ClientHandle c, byte[] profile);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_blacklist_add(ClientHandle c, byte[] entry);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_blacklist_remove(ClientHandle c, byte[] entry);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_blacklist_list(ClientHandle c, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_set_event_callback(ClientHandle c, EventFn fn, IntPtr userData);
+    }
+}
