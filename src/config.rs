@@ -337,7 +337,10 @@ impl Config {
                 continue;
             }
             let (key, value) = line.split_once('=').ok_or_else(|| {
-                Error::config(format!("line {number}: Key=Value expected, got \"{}\"", printable(line)))
+                // Name only the key-like start: the rest may be a password.
+                let start: String =
+                    line.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_').collect();
+                Error::config(format!("line {number}: Key=Value expected, got a line starting \"{start}\""))
             })?;
             let key = key.trim();
             let canonical = key.to_ascii_lowercase();
@@ -368,7 +371,7 @@ impl Config {
             #[serde(default)]
             blacklist: Vec<String>,
         }
-        let shape: Shape = json::parse(text, "configuration JSON")?;
+        let shape: Shape = json::parse_object(text, "configuration JSON")?;
         let mut config = Config::new();
         let mut changes = Vec::new();
         for (key, value) in &shape.global.0 {
@@ -518,7 +521,19 @@ fn json_value(def: &KeyDef, value: &Value) -> Result<Option<String>> {
         (Kind::Bool, Value::Bool(_)) | (Kind::Number(..), Value::Number(_)) | (_, Value::String(_)) => {
             Ok(json::scalar_text(value))
         }
-        _ => Err(Error::config(format!("{}: a {} expected, got {value}", def.name, kind_word(def.kind)))),
+        // The value is not echoed: it may be a password.
+        _ => Err(Error::config(format!("{}: a {} expected, got {}", def.name, kind_word(def.kind), json_type(value)))),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

@@ -41,6 +41,40 @@ impl<'de> Deserialize<'de> for OrderedMap {
     }
 }
 
+/// A value that must be a JSON object. serde's derived structs also take
+/// a JSON array (fields by position), which would let `[...]` stand for a
+/// message; reading through `deserialize_map` refuses it.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Object<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+/// `deserialize_with` for a list of objects.
+pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<T>, D::Error> {
+    Vec::<Object<T>>::deserialize(deserializer).map(|list| list.into_iter().map(|o| o.0).collect())
+}
+
+/// Parses `text`, which must hold a JSON object, as `what`.
+pub fn parse_object<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T> {
+    parse::<Object<T>>(text, what).map(|o| o.0)
+}
+
 /// Parses `text` as `what` (named in the error), mapping every failure to
 /// `SMTPB_ERR_INVALID_ARGUMENT` with serde's description, line and column.
 pub fn parse<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T> {

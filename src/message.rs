@@ -95,9 +95,9 @@ pub struct MessageJson {
     pub html: Option<String>,
     #[serde(default)]
     pub text: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::objects")]
     pub attachments: Vec<PartSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::objects")]
     pub inline: Vec<PartSpec>,
     #[serde(default)]
     pub headers: Option<OrderedMap>,
@@ -200,7 +200,7 @@ pub fn recipients(field: &str, list: &[AddressSpec]) -> Result<Vec<Recipient>> {
 impl MessageSpec {
     /// Reads and validates message JSON. Attachment files are read now.
     pub fn parse(text: &str) -> Result<MessageSpec> {
-        let raw: MessageJson = json::parse(text, "message JSON")?;
+        let raw: MessageJson = json::parse_object(text, "message JSON")?;
         MessageSpec::validate(raw)
     }
 
@@ -391,7 +391,13 @@ fn normalize_newlines(text: &str) -> String {
 
 /// Builds the exact bytes to send.
 pub fn build(spec: &MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
+    // The SMTP envelope is the pipeline's; lettre only needs one that is
+    // valid (a message with Bcc alone has no To or Cc to derive it from).
+    let recipients: Vec<Address> = spec.all_recipients().map(|r| r.mailbox.email.clone()).collect();
+    let envelope = lettre::address::Envelope::new(Some(ctx.from.email.clone()), recipients)
+        .map_err(|e| Error::message_error(format!("cannot build the envelope: {e}")))?;
     let mut builder = lettre::Message::builder()
+        .envelope(envelope)
         .from(ctx.from.clone())
         .subject(spec.subject.clone())
         .message_id(Some(ctx.message_id.clone()))
@@ -468,6 +474,28 @@ pub fn build(spec: &MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
 enum Body {
     Single(SinglePart),
     Multi(MultiPart),
+}
+
+/// The DKIM settings every signed message uses: relaxed/relaxed
+/// canonicalisation (it survives header refolding by relays, and by
+/// lettre itself, which folds the signature header after signing) over
+/// the headers a receiver shows or threads by. Headers a message lacks are
+/// listed too, so that none can be added after signing.
+pub fn dkim_config(
+    domain: &str,
+    selector: &str,
+    key: lettre::message::dkim::DkimSigningKey,
+) -> lettre::message::dkim::DkimConfig {
+    use lettre::message::dkim::{DkimCanonicalization, DkimCanonicalizationType, DkimConfig};
+    // Not Content-Type: lettre keeps it with the body part, where its
+    // signer does not look, so a receiver would hash a header lettre did not.
+    let headers = ["From", "Sender", "Reply-To", "Subject", "Date", "Message-ID", "To", "Cc", "MIME-Version"]
+        .into_iter()
+        .map(HeaderName::new_from_ascii_str)
+        .collect();
+    let canonicalization =
+        DkimCanonicalization { header: DkimCanonicalizationType::Relaxed, body: DkimCanonicalizationType::Relaxed };
+    DkimConfig::new(selector.to_string(), domain.to_string(), key, headers, canonicalization)
 }
 
 /// Reads a DKIM private key: RSA as PKCS#1 or PKCS#8 PEM, Ed25519 as

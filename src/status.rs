@@ -8,6 +8,14 @@ use crate::error::Code;
 use crate::fsutil::rfc3339;
 use crate::smtp::Reply;
 
+/// A new message or batch id: a ULID, strictly increasing within the
+/// process, so ids sort by creation even within one millisecond.
+pub fn new_id() -> String {
+    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut generator = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    generator.get_or_insert_with(ulid::Generator::new).generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
+}
+
 /// The states of a message, as the status JSON names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

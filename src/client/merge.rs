@@ -31,7 +31,7 @@ struct MergeRecipient {
     name: Option<String>,
     #[serde(default)]
     fields: Option<OrderedMap>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::objects")]
     attachments: Vec<PartSpec>,
     #[serde(default)]
     cc: Vec<AddressSpec>,
@@ -116,8 +116,12 @@ impl Client {
     /// "count"}`, `ids` aligned with the recipients.
     pub fn merge(&self, template_json: &str, recipients_json: &str) -> Result<String> {
         self.check_open()?;
-        let raw: MessageJson = json::parse(template_json, "template JSON")?;
-        let recipients: Vec<MergeRecipient> = json::parse(recipients_json, "recipients JSON")?;
+        let raw: MessageJson = json::parse_object(template_json, "template JSON")?;
+        let recipients: Vec<MergeRecipient> =
+            json::parse::<Vec<json::Object<MergeRecipient>>>(recipients_json, "recipients JSON")?
+                .into_iter()
+                .map(|o| o.0)
+                .collect();
         if !raw.to.is_empty() {
             return Err(Error::message_error(
                 "template: \"to\" comes from each recipient; leave it out of the template",
@@ -159,7 +163,7 @@ impl Client {
             }
         }
 
-        let batch_id = ulid::Ulid::new().to_string();
+        let batch_id = crate::status::new_id();
         let config = self.read_config().clone();
         let mut ids = Vec::with_capacity(recipients.len());
         for (i, r) in recipients.iter().enumerate() {
@@ -216,7 +220,7 @@ impl Client {
 }
 
 fn blocked_record(spec: &MessageSpec, r: &MergeRecipient, batch_id: &str, e: &Error) -> Record {
-    let id = ulid::Ulid::new().to_string();
+    let id = crate::status::new_id();
     Record {
         status: Status {
             id,

@@ -228,10 +228,13 @@ impl Client {
         self.inner.credentials.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Replaces the configuration with `next` (persisted first), then
-    /// applies the secret changes that came with it.
-    fn commit_config(&self, next: Config, changes: Vec<SecretChange>) -> Result<()> {
+    /// Changes the configuration: `change` makes the next one from the
+    /// current one under the write lock (so concurrent changes do not lose
+    /// each other), it is persisted, then swapped in; the secret changes
+    /// that came with it go to the credential store.
+    fn update_config(&self, change: impl FnOnce(&Config) -> Result<(Config, Vec<SecretChange>)>) -> Result<()> {
         let mut config = self.inner.config.write().unwrap_or_else(|e| e.into_inner());
+        let (next, changes) = change(&config)?;
         if *config != next {
             if let Some(dir) = &self.inner.data_dir {
                 let text =
@@ -273,9 +276,11 @@ impl Client {
     /// Sets one configuration key; `None` restores its default.
     pub fn config_set(&self, key: &str, value: Option<&str>) -> Result<()> {
         self.check_open()?;
-        let mut next = self.read_config().clone();
-        let change = next.set(key, value)?;
-        self.commit_config(next, vec![change])
+        self.update_config(|current| {
+            let mut next = current.clone();
+            let change = next.set(key, value)?;
+            Ok((next, vec![change]))
+        })
     }
 
     /// The effective value of a key ("" when it has none).
@@ -292,15 +297,14 @@ impl Client {
     /// Applies `Key=Value` lines, all or nothing.
     pub fn config_import_keys(&self, lines: &str) -> Result<()> {
         self.check_open()?;
-        let (next, changes) = self.read_config().import_keys(lines)?;
-        self.commit_config(next, changes)
+        self.update_config(|current| current.import_keys(lines))
     }
 
     /// Replaces the whole configuration with the JSON shape.
     pub fn config_load_json(&self, json: &str) -> Result<()> {
         self.check_open()?;
         let (next, changes) = Config::from_json(json)?;
-        self.commit_config(next, changes)
+        self.update_config(|_| Ok((next, changes)))
     }
 
     /// The configuration as JSON, without secrets.
@@ -359,19 +363,23 @@ impl Client {
     /// Adds a blacklist entry (an address or `@domain`).
     pub fn blacklist_add(&self, entry: &str) -> Result<()> {
         self.check_open()?;
-        let mut next = self.read_config().clone();
-        next.blacklist_add(entry)?;
-        self.commit_config(next, Vec::new())
+        self.update_config(|current| {
+            let mut next = current.clone();
+            next.blacklist_add(entry)?;
+            Ok((next, Vec::new()))
+        })
     }
 
     /// Removes a blacklist entry; `SMTPB_ERR_NOT_FOUND` if it is not there.
     pub fn blacklist_remove(&self, entry: &str) -> Result<()> {
         self.check_open()?;
-        let mut next = self.read_config().clone();
-        if !next.blacklist_remove(entry)? {
-            return Err(Error::not_found(format!("\"{}\" is not on the blacklist", config::printable(entry))));
-        }
-        self.commit_config(next, Vec::new())
+        self.update_config(|current| {
+            let mut next = current.clone();
+            if !next.blacklist_remove(entry)? {
+                return Err(Error::not_found(format!("\"{}\" is not on the blacklist", config::printable(entry))));
+            }
+            Ok((next, Vec::new()))
+        })
     }
 
     /// The blacklist as a JSON array.

@@ -161,12 +161,12 @@ impl Client {
             return Err(Error::config("archive: an in-memory client archives only with SMTPArchiveDir set"));
         }
 
-        let id = ulid::Ulid::new().to_string();
+        let id = crate::status::new_id();
         let message_id = format!("<{id}@{}>", from.email.domain());
         let dkim = match (&settings.dkim_domain, &settings.dkim_selector, &settings.dkim_key_file) {
-            (Some(domain), Some(selector), Some(key)) => Some(lettre::message::dkim::DkimConfig::default_config(
-                selector.clone(),
-                domain.clone(),
+            (Some(domain), Some(selector), Some(key)) => Some(message::dkim_config(
+                domain,
+                selector,
                 message::read_dkim_key(key).map_err(|e| e.context("SMTPDkimKeyFile"))?,
             )),
             _ => None,
