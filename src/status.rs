@@ -44,6 +44,12 @@ impl State {
         }
     }
 
+    /// Whether the message's bytes must still be kept: everything but sent
+    /// and cancelled mail (a failed message can be retried).
+    pub fn keeps_body(self) -> bool {
+        !matches!(self, State::Sent | State::Cancelled)
+    }
+
     /// Sent, failed and cancelled are final.
     pub fn is_final(self) -> bool {
         matches!(self, State::Sent | State::Failed | State::Cancelled)

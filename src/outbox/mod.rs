@@ -132,26 +132,26 @@ impl Ledger {
         self.open_paused || self.paused.contains("*") || self.paused.contains(&profile.to_ascii_lowercase())
     }
 
+    /// The key of a message in `ready`: when it is due. Queued mail is due
+    /// at once (0, so queued messages go in id order: oldest first).
     fn next_attempt_ms(record: &Record) -> i64 {
         record.status.next_attempt_at.map(time_to_ms).unwrap_or(0)
     }
 
     /// Moves an entry to `state`, keeping counts and the ready set right.
-    fn set_state(&mut self, id: &str, state: State, next_attempt_ms: Option<i64>) {
+    /// `deferred_until` (Unix ms) is when a deferred message is due; now
+    /// when not given.
+    fn set_state(&mut self, id: &str, state: State, deferred_until: Option<i64>) {
         let Some(entry) = self.entries.get_mut(id) else { return };
         let old = entry.record.status.state;
-        let old_next = Ledger::next_attempt_ms(&entry.record);
-        self.ready.remove(&(old_next, id.to_string()));
+        self.ready.remove(&(Ledger::next_attempt_ms(&entry.record), id.to_string()));
         self.counts[state_index(old)] -= 1;
         self.counts[state_index(state)] += 1;
         entry.record.status.state = state;
-        entry.record.status.next_attempt_at = None;
+        entry.record.status.next_attempt_at =
+            (state == State::Deferred).then(|| ms_to_time(deferred_until.unwrap_or_else(now_ms)));
         if matches!(state, State::Queued | State::Deferred) {
-            let due = next_attempt_ms.unwrap_or_else(now_ms);
-            if state == State::Deferred {
-                entry.record.status.next_attempt_at = Some(ms_to_time(due));
-            }
-            self.ready.insert((due, id.to_string()));
+            self.ready.insert((Ledger::next_attempt_ms(&entry.record), id.to_string()));
         }
     }
 
@@ -359,7 +359,7 @@ impl Outbox {
         let oauth_needed = entry.record.status.needs.is_some();
         state.set_state(id, next_state, due);
         let entry = state.entries.get_mut(id).expect("present");
-        if next_state.is_final() {
+        if !next_state.keeps_body() {
             entry.body = Body::None;
             entry.record.body_dropped = true;
         }
@@ -676,7 +676,7 @@ impl Outbox {
     fn change(&self, state: &mut Ledger, id: &str, to: State, due: Option<i64>) -> Result<()> {
         state.set_state(id, to, due);
         let entry = state.entries.get_mut(id).expect("present");
-        if to.is_final() {
+        if !to.keeps_body() {
             entry.body = Body::None;
             entry.record.body_dropped = true;
         }

@@ -15,8 +15,8 @@
 //! the file first). Opening reads only the headers and skips the bodies; a
 //! body's checksum is verified when the body is read for delivery.
 //!
-//! When more than half of a large journal is dead (bodies of messages that
-//! are final, superseded metadata), open rewrites it with only what is
+//! When more than half of a large journal is dead (bodies of messages sent
+//! or cancelled, superseded metadata), open rewrites it with only what is
 //! live: a new file, fsync, rename over the old, fsync of the folder.
 //!
 //! The journal starts with `SMTPBSPL` and a format number; a journal of a
@@ -200,8 +200,9 @@ impl Spool {
         let mut kept = Vec::with_capacity(records.len());
         let mut buffer = header;
         for (mut record, body) in records {
-            let bytes = if record.status.state.is_final() { Vec::new() } else { self.read_body(&body)?.to_vec() };
-            record.body_dropped = bytes.is_empty() && record.status.state.is_final();
+            let keep = record.status.state.keeps_body() && !matches!(body, Body::None);
+            let bytes = if keep { self.read_body(&body)?.to_vec() } else { Vec::new() };
+            record.body_dropped = !keep;
             let encoded = encode(&record, &bytes)?;
             let body_ref = if bytes.is_empty() {
                 Body::None
@@ -319,7 +320,7 @@ fn replay(file: &mut File, path: &Path) -> Result<Replayed> {
     for id in order {
         let (record, body, header_size) = latest.remove(&id).expect("ordered ids are in the map");
         live += header_size;
-        if let (Body::Journal { len, .. }, false) = (&body, record.status.state.is_final()) {
+        if let (Body::Journal { len, .. }, true) = (&body, record.status.state.keeps_body()) {
             live += len;
         }
         records.push((record, body));
