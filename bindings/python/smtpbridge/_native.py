@@ -70,7 +70,7 @@ SIGNATURES: Tuple[Tuple[str, Tuple[Any, ...], Any], ...] = (
     # name                          argtypes                                           restype
     ("smtpb_abi_version",           (),                                                c_uint32),
     ("smtpb_version",               (),                                                c_char_p),
-    ("smtpb_result_name",           (c_int32,),                                        c_char_p),
+    ("smtpb_result_name",           (smtpb_result,),                                   c_char_p),
     ("smtpb_last_error",            (),                                                c_char_p),
     ("smtpb_string_free",           (c_void_p,),                                       None),
     ("smtpb_client_open",           (c_char_p, c_char_p, c_uint32, client_pp),         smtpb_result),

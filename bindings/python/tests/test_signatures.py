@@ -1,7 +1,7 @@
-"""The signature table in _native.py against the function list of ABI.md §3.
+"""The signature table in _native.py against the generated C header.
 
-Reads both as text, so it runs without the library. ABI.md is found through
-SMTPBRIDGE_ABI_DOC, else as docs/ABI.md or ABI.md at the repository root.
+Reads both as text, so it runs without the library: every function the
+header declares has an entry with the same parameter and return types.
 """
 
 import ast
@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "smtpbridge"
 ROOT = Path(__file__).resolve().parents[3]
 
-# C type in ABI.md -> the name SIGNATURES uses for it.
+# C type in the header -> the name SIGNATURES uses for it.
 CTYPES = {
     "void": "None",
     "uint32_t": "c_uint32",
@@ -32,12 +32,7 @@ CTYPES = {
 }
 
 
-def abi_doc() -> Path:
-    candidates = [os.environ.get("SMTPBRIDGE_ABI_DOC"), ROOT / "docs" / "ABI.md", ROOT / "ABI.md"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    pytest.skip("ABI.md not found; set SMTPBRIDGE_ABI_DOC")
+HEADER = ROOT / "include" / "smtpbridge.h"
 
 
 def c_type(declaration: str) -> str:
@@ -47,11 +42,11 @@ def c_type(declaration: str) -> str:
 
 
 def contract() -> Dict[str, Tuple[List[str], str]]:
-    """{name: ([param types], return type)} from the C block of ABI.md §3."""
-    text = abi_doc().read_text(encoding="utf-8")
-    section = text[text.index("## 3. Functions"):text.index("## 4.")]
-    code = section[section.index("```c") + 4:section.rindex("```")]
+    """{name: ([param types], return type)} from include/smtpbridge.h."""
+    code = HEADER.read_text(encoding="utf-8")
     code = re.sub(r"/\*.*?\*/", "", code, flags=re.S)
+    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("#"))
+    code = code.replace("SMTPB_CALL", "").replace('extern "C" {', "").replace("}", "")
     functions: Dict[str, Tuple[List[str], str]] = {}
     for statement in code.split(";"):
         statement = " ".join(statement.split())
