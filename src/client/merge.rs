@@ -150,6 +150,9 @@ impl Client {
             if let Some(missing) = names.iter().find(|n| !values.contains_key(*n)) {
                 return Err(Error::message_error(format!("{who}: no value for the field {{{{{missing}}}}}")));
             }
+            crate::config::check_text(&render(&template.subject, &values, false)).map_err(|c| {
+                Error::message_error(format!("{who}: the merged subject has the control character {c:?}"))
+            })?;
             for (j, part) in r.attachments.iter().enumerate() {
                 if let Some(path) = &part.path {
                     let p = Path::new(path);
@@ -166,16 +169,21 @@ impl Client {
         let batch_id = crate::status::new_id();
         let config = self.read_config().clone();
         let mut ids = Vec::with_capacity(recipients.len());
+        // Held back until every message is queued: nothing of a merge that
+        // fails half-way goes out.
+        let outbox = &self.inner.outbox;
+        outbox.stage_batch(&batch_id);
         for (i, r) in recipients.iter().enumerate() {
             match self.merge_one(&config, &template, i, r, &batch_id) {
                 Ok(id) => ids.push(id),
                 Err(e) => {
-                    // Nothing of a failed merge goes out.
-                    let _ = self.inner.outbox.batch_cancel(&batch_id);
+                    let _ = outbox.batch_cancel(&batch_id);
+                    outbox.release_batch(&batch_id);
                     return Err(e.context(format!("recipients[{i}]")));
                 }
             }
         }
+        outbox.release_batch(&batch_id);
         Ok(json!({"batch_id": batch_id, "count": ids.len(), "ids": ids}).to_string())
     }
 
@@ -190,9 +198,6 @@ impl Client {
         let values = field_values(i, r)?;
         let mut spec = template.clone();
         spec.subject = render(&template.subject, &values, false);
-        crate::config::check_text(&spec.subject).map_err(|c| {
-            Error::message_error(format!("subject: the merged subject has the control character {c:?}"))
-        })?;
         spec.html = template.html.as_ref().map(|h| render(h, &values, true));
         spec.text = template.text.as_ref().map(|t| render(t, &values, false));
         spec.to = message::recipients("to", &[AddressSpec { email: r.email.clone(), name: r.name.clone() }])?;

@@ -112,6 +112,9 @@ struct Ledger {
     holds: HashMap<String, (i64, String)>,
     /// Users told about with a `credentials_needed` event.
     credentials_noticed: HashSet<(Option<String>, String)>,
+    /// Batches still being merged: their messages wait until the whole
+    /// merge is queued.
+    staging: HashSet<String>,
     counts: [usize; 6],
     stopping: bool,
 }
@@ -277,10 +280,13 @@ impl Outbox {
         let body = self.spool().put(&record, bytes)?;
         let id = record.status.id.clone();
         let event = state_event(&record);
+        let staged = record.status.batch_id.as_ref().is_some_and(|b| state.staging.contains(b));
         state.insert(record, body);
         drop(state);
         self.events.emit(event);
-        self.changed.notify_all();
+        if !staged {
+            self.changed.notify_all();
+        }
         Ok(id)
     }
 
@@ -426,6 +432,9 @@ impl Outbox {
                 let entry = &state.entries[id];
                 let profile = entry.record.status.profile.to_ascii_lowercase();
                 if state.is_paused(&profile) {
+                    continue;
+                }
+                if entry.record.status.batch_id.as_ref().is_some_and(|b| state.staging.contains(b)) {
                     continue;
                 }
                 if let Some((until, reason)) = state.holds.get(&profile) {
@@ -683,6 +692,18 @@ impl Outbox {
         self.spool().update(&entry.record)?;
         self.events.emit(state_event(&entry.record));
         Ok(())
+    }
+
+    /// Holds the messages of `batch_id` back until [`Outbox::release_batch`]
+    /// (a merge being queued).
+    pub fn stage_batch(&self, batch_id: &str) {
+        self.lock().staging.insert(batch_id.to_string());
+    }
+
+    /// Lets the messages of a staged batch go.
+    pub fn release_batch(&self, batch_id: &str) {
+        self.lock().staging.remove(batch_id);
+        self.changed.notify_all();
     }
 
     /// Pauses delivery of a profile (`None` = all); persisted.
