@@ -103,8 +103,11 @@ pub fn write(root: &Path, id: &str, bytes: &[u8], mut meta: Value) -> Result<Val
         .parse(bytes)
         .ok_or_else(|| Error::internal("the sent message does not parse as MIME"))?;
 
-    let html = match message.body_html(0) {
-        Some(h) => h.into_owned(),
+    // body_html() turns a text body into HTML of its own when there is no
+    // HTML part; the text is escaped here instead, every character of it.
+    let html_part = message.html_part(0).filter(|p| p.is_text_html());
+    let html = match html_part.and_then(|p| p.text_contents()) {
+        Some(h) => h.to_string(),
         None => {
             let text = message.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
             let title = html_escape(message.subject().unwrap_or(""));

@@ -360,14 +360,21 @@ pub fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
     let content_type = ContentType::parse(&content_type_text).map_err(|_| {
         Error::message_error(format!("{field}: \"{}\" is not a valid content_type", printable(&content_type_text)))
     })?;
+    // A message/rfc822 part is a message, which ends with a line break;
+    // without one its last line runs into the MIME boundary for some readers.
+    let mut bytes = bytes;
+    if content_type_text.to_ascii_lowercase().starts_with("message/") && !bytes.is_empty() && !bytes.ends_with(b"\n") {
+        bytes.extend_from_slice(b"\r\n");
+    }
     Ok(Part { name, content_type, bytes, cid })
 }
 
-/// A `name=` parameter value: quoted ASCII, or an RFC 2047 encoded word
-/// for other text (what Outlook and Thunderbird read).
+/// A `name=` parameter value: quoted printable ASCII, or an RFC 2047
+/// encoded word for anything else (what Outlook and Thunderbird read).
 fn name_parameter(name: &str) -> String {
-    if name.is_ascii() {
-        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+    let plain = name.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    if plain {
+        format!("\"{name}\"")
     } else {
         format!("\"=?utf-8?b?{}?=\"", B64.encode(name.as_bytes()))
     }
