@@ -190,6 +190,9 @@ impl Client {
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(grace_ms as u64);
         let pool = &self.inner.pool;
+        // Stop the outbox first, so that a wait or flush woken by the
+        // sessions ended below sees the shutdown, not an empty outbox.
+        self.inner.outbox.stop_soon();
         pool.close_all();
         pool.sockets.abort(false);
         let in_time = self.inner.outbox.shutdown(deadline, || pool.sockets.abort(true));
@@ -432,6 +435,9 @@ impl Client {
                 }),
             );
         }
+        // Paused profiles by the names they were configured with.
+        let paused: Vec<String> =
+            paused.into_iter().map(|p| config.profile(&p).map(|q| q.name.clone()).unwrap_or(p)).collect();
         let object = stats.as_object_mut().expect("an object");
         object.insert("paused".into(), json!(paused));
         object.insert("profiles".into(), Value::Object(profiles));

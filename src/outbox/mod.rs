@@ -110,8 +110,8 @@ struct Ledger {
     open_paused: bool,
     /// Profiles (lower case) held by a send limit: until (Unix ms), reason.
     holds: HashMap<String, (i64, String)>,
-    /// Users told about with a `credentials_needed` event.
-    credentials_noticed: HashSet<(Option<String>, String)>,
+    /// Users told about with a `credentials_needed` event (once per user).
+    credentials_noticed: HashSet<Option<String>>,
     /// Batches still being merged: their messages wait until the whole
     /// merge is queued.
     staging: HashSet<String>,
@@ -371,7 +371,7 @@ impl Outbox {
         }
         self.spool().update(&entry.record)?;
         self.events.emit(state_event(&entry.record));
-        if oauth_needed && state.credentials_noticed.insert((user.clone(), profile.clone())) {
+        if oauth_needed && state.credentials_noticed.insert(user.clone()) {
             self.events.emit(json!({"type": "credentials_needed", "user_id": user, "profile": profile}));
         }
         Ok(())
