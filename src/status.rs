@@ -89,6 +89,31 @@ pub struct Status {
 }
 
 impl Status {
+    /// A new message's status: created now, nothing tried yet.
+    pub fn new(id: String, profile: String, state: State) -> Status {
+        Status {
+            id,
+            reference: None,
+            batch_id: None,
+            profile,
+            state,
+            attempts: 0,
+            message_id: String::new(),
+            reply: None,
+            error_code: Code::Ok,
+            error: None,
+            needs: None,
+            recipients: Vec::new(),
+            blocked: Vec::new(),
+            rejected: Vec::new(),
+            possible_duplicate: false,
+            created_at: SystemTime::now(),
+            sent_at: None,
+            next_attempt_at: None,
+            archive: None,
+        }
+    }
+
     /// The status JSON of ABI §7.
     pub fn to_json(&self) -> Value {
         let rejected: Vec<Value> = self

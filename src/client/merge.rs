@@ -12,7 +12,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::SystemTime;
 
 use super::Client;
 use crate::config::printable;
@@ -225,28 +224,14 @@ impl Client {
 }
 
 fn blocked_record(spec: &MessageSpec, r: &MergeRecipient, batch_id: &str, e: &Error) -> Record {
-    let id = crate::status::new_id();
     Record {
         status: Status {
-            id,
             reference: spec.reference.clone(),
             batch_id: Some(batch_id.to_string()),
-            profile: spec.profile.clone().unwrap_or_default(),
-            state: State::Failed,
-            attempts: 0,
-            message_id: String::new(),
-            reply: None,
             error_code: Code::Blocked,
             error: Some(e.message().to_string()),
-            needs: None,
-            recipients: Vec::new(),
             blocked: std::iter::once(r.email.clone()).chain(r.cc.iter().map(|c| c.email.clone())).collect(),
-            rejected: Vec::new(),
-            possible_duplicate: false,
-            created_at: SystemTime::now(),
-            sent_at: None,
-            next_attempt_at: None,
-            archive: None,
+            ..Status::new(crate::status::new_id(), spec.profile.clone().unwrap_or_default(), State::Failed)
         },
         user: spec.user.clone(),
         envelope_from: String::new(),

@@ -188,25 +188,12 @@ impl Client {
             )));
         }
         let status = Status {
-            id,
             reference: spec.reference.clone(),
-            batch_id: None,
-            profile: settings.name.clone(),
-            state,
             attempts: u32::from(state == State::Sending),
             message_id,
-            reply: None,
-            error_code: Code::Ok,
-            error: None,
-            needs: None,
             recipients: allowed.iter().map(|r| r.given.clone()).collect(),
             blocked: blocked.iter().map(|r| r.given.clone()).collect(),
-            rejected: Vec::new(),
-            possible_duplicate: false,
-            created_at: SystemTime::now(),
-            sent_at: None,
-            next_attempt_at: None,
-            archive: None,
+            ..Status::new(id, settings.name.clone(), state)
         };
         let record = Record {
             status,

@@ -363,14 +363,7 @@ impl Outbox {
             }
         };
         let oauth_needed = entry.record.status.needs.is_some();
-        state.set_state(id, next_state, due);
-        let entry = state.entries.get_mut(id).expect("present");
-        if !next_state.keeps_body() {
-            entry.body = Body::None;
-            entry.record.body_dropped = true;
-        }
-        self.spool().update(&entry.record)?;
-        self.events.emit(state_event(&entry.record));
+        self.change(state, id, next_state, due)?;
         if oauth_needed && state.credentials_noticed.insert(user.clone()) {
             self.events.emit(json!({"type": "credentials_needed", "user_id": user, "profile": profile}));
         }
