@@ -218,8 +218,15 @@ impl Stream {
         match self {
             Stream::Plain(tcp) => write_all_tcp(tcp, bytes, deadline),
             Stream::Tls(conn, tcp) => {
-                conn.writer().write_all(bytes).map_err(IoFail::Io)?;
-                tls_flush(conn, tcp, deadline)
+                // rustls takes only as much plaintext as fits its buffer of
+                // unsent records: hand it a piece, send that, repeat.
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    let taken = conn.writer().write(rest).map_err(IoFail::Io)?;
+                    rest = &rest[taken..];
+                    tls_flush(conn, tcp, deadline)?;
+                }
+                Ok(())
             }
         }
     }

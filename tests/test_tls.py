@@ -3,6 +3,8 @@ security-anchors §0.1, §1.2, §1.3)."""
 
 from __future__ import annotations
 
+import base64
+import os
 import ssl
 
 import pytest
@@ -52,6 +54,20 @@ def test_implicit_tls_with_the_test_ca(client, ca, encryption):
         client.send(message())
         [m] = server.wait_for(1)
     assert m.tls is True
+
+
+@pytest.mark.parametrize("encryption", ["SSL", "TLS"])
+def test_a_large_attachment_goes_through_tls_intact(client, ca, encryption):
+    # Several MiB: far more than one TLS record buffer of the client.
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    server_tls = {"ssl_context": ca.valid().server_context()} if encryption == "SSL" else {
+        "tls_context": ca.valid().server_context(), "require_starttls": True}
+    with RecordingServer(**server_tls) as server:
+        configure(client, server, ca=ca, encryption=encryption)
+        client.send(message(attachments=[{"content_base64": base64.b64encode(data).decode(), "name": "big.bin"}]))
+        [m] = server.wait_for(1, 20)
+    [part] = [p for p in m.parsed.iter_attachments()]
+    assert part.get_content() == data
 
 
 def test_tls_server_name_is_verified_instead_of_the_ip(client, ca):
