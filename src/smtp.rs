@@ -1006,9 +1006,7 @@ fn enhanced_code(code: u16, first_line: &str) -> Option<String> {
 
 fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Failure> {
     let fail = |m: String| Failure::new(Code::Connect, "connect", m);
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<_> =
-        (bare, port).to_socket_addrs().map_err(|e| fail(format!("cannot resolve {host}: {e}")))?.collect();
+    let addresses = resolve(host, port, deadline).map_err(fail)?;
     let mut last = None;
     for address in addresses {
         let left = remaining(deadline).map_err(|_| fail(format!("timed out connecting to {host}:{port}")))?;
@@ -1022,6 +1020,31 @@ fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Failur
         Some(e) => format!("cannot connect to {host}:{port}: {e}"),
         None => format!("{host} has no address"),
     }))
+}
+
+/// The addresses of `host`, looked up by `deadline`. The system resolver
+/// has no timeout of its own, so a name is looked up on a helper thread
+/// that is left to finish on its own if the deadline passes first.
+fn resolve(host: &str, port: u16, deadline: Instant) -> std::result::Result<Vec<std::net::SocketAddr>, String> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let bare = bare.strip_prefix("IPv6:").unwrap_or(bare);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(vec![std::net::SocketAddr::new(ip, port)]);
+    }
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let name = bare.to_string();
+    std::thread::Builder::new()
+        .name("smtpbridge-dns".into())
+        .spawn(move || {
+            let _ = sender.send((name.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+        })
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let left = remaining(deadline).map_err(|_| format!("timed out resolving {host}"))?;
+    match receiver.recv_timeout(left) {
+        Ok(Ok(addresses)) => Ok(addresses),
+        Ok(Err(e)) => Err(format!("cannot resolve {host}: {e}")),
+        Err(_) => Err(format!("timed out resolving {host}")),
+    }
 }
 
 /// A failure before the session is ready for MAIL: CONNECT, or TLS when

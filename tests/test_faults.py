@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from conftest import (
@@ -294,3 +296,23 @@ def test_non_ascii_body_arrives_with_or_without_smtputf8(client, caps):
         [m] = server.wait_for(1)
     assert m.parsed.get_content().strip() == "Grüße € ✓"
     assert m.parsed["Subject"] == "Grüße"
+
+
+def test_a_host_name_is_resolved_and_each_address_tried(client):
+    # "localhost" may resolve to ::1 first, where nothing listens: the
+    # next address (127.0.0.1) must be tried within the same deadline.
+    with RecordingServer() as server:
+        configure(client, server, SMTPServer="localhost")
+        status = client.send(message())
+        server.wait_for(1)
+    assert status["state"] == "sent"
+
+
+def test_a_name_that_does_not_resolve_is_connect_within_the_deadline(client):
+    with RecordingServer() as server:
+        configure(client, server, timeout_ms=1000, SMTPServer="no-such-host.invalid")
+        started = time.monotonic()
+        error = expect_error(CONNECT, client.send, message())
+    assert time.monotonic() - started < 10
+    assert "no-such-host.invalid" in error.message
+    assert server.messages == []
