@@ -69,23 +69,32 @@ fn fit(dir: &Path, name: &str) -> String {
     }
 }
 
-/// A name in `dir` not used yet: `name`, then `name (2)`, `name (3)`…
+/// A name in `dir` not used yet: `name`, then `name (2)`, `name (3)`…,
+/// each shortened to fit the path limit with its number.
 fn unique(dir: &Path, name: &str, used: &mut Vec<String>) -> String {
     let (stem, ext) = match name.rfind('.') {
         Some(i) if i > 0 => (&name[..i], &name[i..]),
         _ => (name, ""),
     };
-    let mut n = 1;
-    loop {
-        let candidate = if n == 1 { name.to_string() } else { fit(dir, &format!("{stem} ({n}){ext}")) };
+    let room = MAX_PATH_UNITS.saturating_sub(utf16_len(&dir.display().to_string()) + 1);
+    for n in 1..=10_000u32 {
+        let suffix = if n == 1 { String::new() } else { format!(" ({n})") };
+        let mut short = stem.to_string();
+        while !short.is_empty() && utf16_len(&short) + utf16_len(&suffix) + utf16_len(ext) > room {
+            short.pop();
+        }
+        let candidate = format!("{}{suffix}{ext}", short.trim_end_matches(['.', ' ']));
         let lower = candidate.to_lowercase();
         let clash = used.contains(&lower) || ["message.html", "message.eml", "meta.json"].contains(&lower.as_str());
         if !clash {
             used.push(lower);
             return candidate;
         }
-        n += 1;
     }
+    // Ten thousand attachments of one name: number them plainly.
+    let candidate = format!("attachment-{}{ext}", used.len() + 1);
+    used.push(candidate.to_lowercase());
+    candidate
 }
 
 fn html_escape(text: &str) -> String {
@@ -173,6 +182,10 @@ mod tests {
         assert!(fitted.ends_with(".pdf"));
         assert!(utf16_len(&format!("{}/{fitted}", dir.display())) <= MAX_PATH_UNITS);
         let mut used = Vec::new();
+        let first = unique(dir, &fit(dir, &long), &mut used);
+        let second = unique(dir, &fit(dir, &long), &mut used);
+        assert_ne!(first, second);
+        assert!(second.ends_with(" (2).pdf") && utf16_len(&format!("{}/{second}", dir.display())) <= MAX_PATH_UNITS);
         assert_eq!(unique(dir, "a.pdf", &mut used), "a.pdf");
         assert_eq!(unique(dir, "A.pdf", &mut used), "A (2).pdf");
         assert_eq!(unique(dir, "meta.json", &mut used), "meta (2).json");

@@ -65,7 +65,11 @@ pub fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-/// RFC 3339 for Unix seconds; `None` for 0 (unknown).
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+pub const MAX_RFC3339_UNIX: i64 = 253_402_300_799;
+
+/// RFC 3339 for Unix seconds; `None` for 0 (unknown) and for times RFC 3339
+/// cannot write.
 pub fn rfc3339_unix(seconds: i64) -> Option<String> {
-    (seconds > 0).then(|| rfc3339(UNIX_EPOCH + Duration::from_secs(seconds as u64)))
+    (seconds > 0 && seconds <= MAX_RFC3339_UNIX).then(|| rfc3339(UNIX_EPOCH + Duration::from_secs(seconds as u64)))
 }

@@ -128,8 +128,13 @@ impl Limits {
             ));
         }
         entries.push((now, recipients));
-        let snapshot = counted.clone();
-        self.save(&snapshot)?;
+        if let Err(e) = self.save(&counted) {
+            // Not counted durably: not counted at all.
+            if let Some(entries) = counted.profiles.get_mut(&name) {
+                entries.pop();
+            }
+            return Err(e);
+        }
         Ok(Some(Reservation { profile: name, at: now, count: recipients }))
     }
 
@@ -141,8 +146,7 @@ impl Limits {
                 entries.remove(i);
             }
         }
-        let snapshot = counted.clone();
-        self.save(&snapshot)
+        self.save(&counted)
     }
 
     /// Waits for a place in the profile's per-minute rate, for at most
@@ -184,13 +188,16 @@ impl Limits {
     /// Clears the counters of one profile (any letter case), or of all.
     pub fn reset(&self, profile: Option<&str>) -> Result<()> {
         let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = counted.clone();
         match profile {
             Some(p) => {
-                counted.profiles.remove(&p.to_ascii_lowercase());
+                next.profiles.remove(&p.to_ascii_lowercase());
             }
-            None => counted.profiles.clear(),
+            None => next.profiles.clear(),
         }
-        let snapshot = counted.clone();
+        // Saved under the lock, so no reservation's save can interleave.
+        self.save(&next)?;
+        *counted = next;
         drop(counted);
         let mut minute = self.minute.lock().unwrap_or_else(|e| e.into_inner());
         match profile {
@@ -199,7 +206,7 @@ impl Limits {
             }
             None => minute.clear(),
         }
-        self.save(&snapshot)
+        Ok(())
     }
 
     /// How much of its period limit a profile has used.

@@ -621,7 +621,8 @@ impl Session {
                 return Err(fail(format!("the server offers AUTH {} but not PLAIN or LOGIN", self.caps.auth.join(" "))))
             }
         };
-        let io = |e: IoFail| fail(format!("AUTH {mechanism}: {e}"));
+        // The session breaking during AUTH is no refusal: CONNECT, retried.
+        let io = |e: IoFail| connect_failure("auth", &format!("during AUTH {mechanism}"), e);
         let reply = match mechanism {
             "PLAIN" => {
                 let token = Zeroizing::new(format!("\0{}\0{}", login.username, login.secret.as_str()));
@@ -699,8 +700,12 @@ impl Session {
         self.in_transaction.store(true, Ordering::Release);
         let result = self.transaction(mail.from, mail.to, mail.body, mail.utf8);
         self.in_transaction.store(false, Ordering::Release);
-        if result.is_ok() {
-            self.transactions += 1;
+        match &result {
+            Ok(_) => self.transactions += 1,
+            // Broke or stalled mid-transaction: a late reply may still be on
+            // its way, and would be read as the answer to the next command.
+            Err(f) if f.reply.is_none() && f.code != Code::Message => self.transactions = u64::MAX,
+            Err(_) => {}
         }
         self.idle_since = Instant::now();
         result
@@ -1008,9 +1013,12 @@ fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Failur
     let fail = |m: String| Failure::new(Code::Connect, "connect", m);
     let addresses = resolve(host, port, deadline).map_err(fail)?;
     let mut last = None;
-    for address in addresses {
+    let count = addresses.len() as u32;
+    for (tried, address) in addresses.into_iter().enumerate() {
         let left = remaining(deadline).map_err(|_| fail(format!("timed out connecting to {host}:{port}")))?;
-        match TcpStream::connect_timeout(&address, left) {
+        // An address that does not answer must not take the others' time.
+        let share = (left / (count - tried as u32)).max(left.min(Duration::from_secs(1)));
+        match TcpStream::connect_timeout(&address, share) {
             Ok(tcp) => return Ok(tcp),
             Err(e) => last = Some(e),
         }

@@ -249,3 +249,9 @@ def test_masked_is_written_to_a_raw_out_pointer(client):
 def test_bad_user_id_is_invalid_argument(client, user_id):
     assert native.call_raw("smtpb_credentials_set", client, user_id, b"anna", b"pw") == INVALID_ARGUMENT
     assert "user_id" in native.last_error()
+
+
+@pytest.mark.parametrize("expires_at", [-1, 1_795_000_000_000, 2**63 - 1], ids=["negative", "milliseconds", "max"])
+def test_an_oauth2_expiry_that_is_not_unix_seconds_is_refused(client, expires_at):
+    error = expect_error(INVALID_ARGUMENT, client.credentials_set_oauth2, "emp-1", "anna@firm.example", "tok", expires_at)
+    assert "expires_at" in error.message

@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 
 import pytest
+import smtpbridge
 
 from conftest import configure, message
-from servers import RecordingServer, Script, ScriptedServer
+from servers import HANG, RecordingServer, Script, ScriptedServer
 
 
 def test_two_consecutive_sends_share_one_connection(client):
@@ -106,3 +107,17 @@ def test_sessions_of_different_users_are_not_shared(client, ca):
             client.send(message(user=user))
         messages = server.wait_for(4)
     assert [m.auth_user for m in messages] == ["anna", "bob", "anna", "bob"]
+
+
+def test_a_session_that_stalled_after_the_dot_is_not_reused(client):
+    # The first reply never comes in time: that session may still deliver a
+    # late reply, which must not be read as the answer to the next message.
+    with ScriptedServer(Script(replies={"DOT": [HANG, "250 2.0.0 Ok"]})) as server:
+        configure(client, server, timeout_ms=1000)
+        with pytest.raises(smtpbridge.TransientError) as first:
+            client.send(message(subject="stalled"))
+        assert first.value.status["possible_duplicate"] is True
+        status = client.send(message(subject="next"))
+        server.wait_for(2)
+        assert server.connections == 2
+    assert status["state"] == "sent"

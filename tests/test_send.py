@@ -10,6 +10,7 @@ import pytest
 
 from conftest import (
     CONFIG,
+    CONNECT,
     MESSAGE,
     NOT_FOUND,
     RECIPIENT,
@@ -388,3 +389,15 @@ def test_a_lone_cr_never_reaches_the_wire(client):
         if byte == 0x0A:
             assert raw[i - 1:i] == b"\r", f"lone LF at {i}: {raw[max(0, i - 20):i + 20]!r}"
     assert b"\r\n.\r\n" not in raw
+
+
+def test_a_repeated_idempotency_key_answers_with_the_first_message_failure(client):
+    # The first message failed: sending it again under the same key sends
+    # nothing and does not pretend success.
+    with ScriptedServer() as server:
+        port = server.port
+    configure(client, server, timeout_ms=1000, SMTPServerPort=port)
+    first = expect_error(CONNECT, client.send, message(idempotency_key="DOC-7-send-1"))
+    again = expect_error(CONNECT, client.send, message(idempotency_key="DOC-7-send-1"))
+    assert again.status["id"] == first.status["id"]
+    assert again.status["state"] == "failed"

@@ -171,18 +171,20 @@ impl Client {
         // Held back until every message is queued: nothing of a merge that
         // fails half-way goes out.
         let outbox = &self.inner.outbox;
-        outbox.stage_batch(&batch_id);
+        outbox.stage_batch(&batch_id)?;
         for (i, r) in recipients.iter().enumerate() {
             match self.merge_one(&config, &template, i, r, &batch_id) {
                 Ok(id) => ids.push(id),
                 Err(e) => {
-                    let _ = outbox.batch_cancel(&batch_id);
-                    outbox.release_batch(&batch_id);
+                    outbox.abandon_batch(&batch_id);
                     return Err(e.context(format!("recipients[{i}]")));
                 }
             }
         }
-        outbox.release_batch(&batch_id);
+        if let Err(e) = outbox.release_batch(&batch_id) {
+            outbox.abandon_batch(&batch_id);
+            return Err(e);
+        }
         Ok(json!({"batch_id": batch_id, "count": ids.len(), "ids": ids}).to_string())
     }
 

@@ -6,7 +6,6 @@ mod pipeline;
 
 use serde_json::{json, Value};
 use std::fs::File;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -46,6 +45,7 @@ struct Inner {
     limits: Limits,
     outbox: Arc<Outbox>,
     shut_down: AtomicBool,
+    shutdown_lock: Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -68,9 +68,13 @@ pub struct TestOutcome {
     pub report: Option<Value>,
 }
 
+/// Takes the exclusive lock on `data_dir` (the file `lock`), and names
+/// the holder in `lock.owner`: a separate file, because on Windows a locked
+/// file cannot be read by another process.
 fn lock_data_dir(dir: &Path) -> Result<File> {
     let path = dir.join("lock");
-    let mut file = std::fs::OpenOptions::new()
+    let owner_path = dir.join("lock.owner");
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -80,8 +84,7 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            let holder = std::fs::read_to_string(&owner_path).unwrap_or_default();
             let holder = holder.trim();
             return Err(Error::new(
                 Code::Busy,
@@ -100,9 +103,7 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
         gethostname::gethostname().to_string_lossy(),
         std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into())
     );
-    let _ = file.set_len(0);
-    let _ = file.write_all(who.as_bytes());
-    let _ = file.sync_all();
+    fsutil::atomic_write(&owner_path, who.as_bytes(), false)?;
     Ok(file)
 }
 
@@ -152,6 +153,7 @@ impl Client {
                 limits,
                 outbox: outbox.clone(),
                 shut_down: AtomicBool::new(false),
+                shutdown_lock: Mutex::new(()),
             }),
         };
         // Delivery threads hold the client weakly: dropping the last
@@ -163,7 +165,7 @@ impl Client {
                 crate::outbox::Attempt::Failed {
                     error: Error::state("the client is closed"),
                     failure: None,
-                    oauth: false,
+                    oauth_user: None,
                 },
                 crate::outbox::RetryPolicy::default(),
             ),
@@ -185,6 +187,8 @@ impl Client {
     /// to finish, then are ended too; every library thread is joined.
     /// Idempotent. `SMTPB_ERR_TIMEOUT` when the grace ran out.
     pub fn shutdown(&self, grace_ms: u32) -> Result<()> {
+        // A second shutdown waits for the first to finish.
+        let _one_at_a_time = self.inner.shutdown_lock.lock().unwrap_or_else(|e| e.into_inner());
         if self.inner.shut_down.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -338,6 +342,11 @@ impl Client {
         check_user_id(user_id)?;
         if username.is_empty() {
             return Err(Error::invalid_argument("username: OAuth2 needs the mailbox's username"));
+        }
+        if !(0..=fsutil::MAX_RFC3339_UNIX).contains(&expires_at) {
+            return Err(Error::invalid_argument(format!(
+                "expires_at: {expires_at} is not Unix seconds (0 = unknown); milliseconds given?"
+            )));
         }
         self.credentials().set(user_id, username, token, SecretKind::Oauth2, expires_at)?;
         self.credentials_changed();

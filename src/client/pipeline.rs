@@ -217,7 +217,7 @@ impl Client {
             max_ms: global.retry_max_ms,
             max_age_ms: global.retry_max_age_ms,
         };
-        let failed = |error: Error| Attempt::Failed { error, failure: None, oauth: false };
+        let failed = |error: Error| Attempt::Failed { error, failure: None, oauth_user: None };
         let settings = match config.settings(&record.status.profile) {
             Ok(s) => s,
             Err(e) => {
@@ -231,6 +231,7 @@ impl Client {
         }
         let reservation = match limits.reserve(&settings, record.envelope_to.len() as u32) {
             Ok(r) => r,
+            Err(e) if e.code() != Code::Limit => return (failed(e), policy),
             Err(e) => {
                 let whole_limit = record.envelope_to.len() as u32 > settings.send_limit;
                 if whole_limit {
@@ -240,10 +241,17 @@ impl Client {
                 return (Attempt::Held { until_ms: resets * 1000, reason: e.message().to_string() }, policy);
             }
         };
+        // Read before the credential is: a change in between opens a
+        // session that is pooled under the old revision, never the new.
+        let revision = self.credential_revision();
+        // The credential the login uses: the message's user's, or shared.
+        let credential_user = if settings.shared_credentials { None } else { record.user.clone() };
         let outcome = match self.login(&settings, record.user.as_deref()) {
-            Err(LoginError { error, oauth }) => Attempt::Failed { error, failure: None, oauth },
+            Err(LoginError { error, oauth }) => {
+                Attempt::Failed { error, failure: None, oauth_user: oauth.then_some(credential_user) }
+            }
             Ok((user, login)) => {
-                let key = PoolKey::new(&settings, user.as_deref(), self.credential_revision());
+                let key = PoolKey::new(&settings, user.as_deref(), revision);
                 let utf8 = !record.envelope_from.is_ascii() || record.envelope_to.iter().any(|a| !a.is_ascii());
                 let mail = Mail { from: &record.envelope_from, to: &record.envelope_to, body: bytes, utf8 };
                 match self.inner.pool.send(&settings, &key, login.as_ref(), &mail) {
@@ -258,16 +266,16 @@ impl Client {
                     },
                     Err(f) => Attempt::Failed {
                         error: Error::new(f.code, f.message.clone()),
-                        oauth: f.oauth_refused,
+                        oauth_user: f.oauth_refused.then(|| credential_user.clone()),
                         failure: Some(f),
                     },
                 }
             }
         };
         if let (Attempt::Failed { .. }, Some(r)) = (&outcome, reservation) {
-            if let Err(e) = limits.release(r) {
-                return (failed(e), policy);
-            }
+            // Not given back durably, the count stays high until the
+            // window passes: better than turning this outcome into another.
+            let _ = limits.release(r);
         }
         (outcome, policy)
     }
@@ -324,8 +332,21 @@ impl Client {
             Err(e) => return unrecorded(e),
         };
         if recorded_id != id {
-            // The idempotency key was used before: nothing new is sent.
-            return SendOutcome { result: Ok(()), status: outbox.status(&recorded_id).ok() };
+            // The idempotency key was used before: nothing new is sent, and
+            // the answer is the first message's.
+            let status = outbox.status(&recorded_id).ok();
+            let result = match status.as_ref().map(|s| (s["state"].as_str(), s["error_code"].as_i64())) {
+                Some((Some("failed"), Some(code))) => {
+                    let code = Code::from_i32(code as i32).unwrap_or(Code::Internal);
+                    let error = status.as_ref().and_then(|s| s["error"].as_str()).unwrap_or("").to_string();
+                    Err(Error::new(
+                        code,
+                        format!("idempotency_key was used by message {recorded_id}, which failed: {error}"),
+                    ))
+                }
+                _ => Ok(()),
+            };
+            return SendOutcome { result, status };
         }
         let (outcome, _) = self.attempt(&record, &bytes, Duration::from_millis(timeout as u64));
         let result = match &outcome {

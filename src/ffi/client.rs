@@ -4,7 +4,7 @@ use std::ffi::c_char;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use super::{boundary, opt_path_arg, opt_str_arg, smtpb_client, smtpb_result};
+use super::{boundary, enter, opt_path_arg, opt_str_arg, smtpb_client, smtpb_result};
 use crate::error::Error;
 use crate::Client;
 
@@ -72,9 +72,11 @@ pub unsafe extern "C" fn smtpb_client_open(
 /// `c` is NULL or a client not yet closed.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_client_shutdown(c: *mut smtpb_client, grace_ms: u32) -> smtpb_result {
-    boundary("smtpb_client_shutdown", || {
-        let handle = c.as_ref().ok_or_else(|| Error::invalid_argument("client is NULL"))?;
-        handle.client.shutdown(grace_ms)
+    boundary("smtpb_client_shutdown", || match enter(c) {
+        Ok((_call, client)) => client.shutdown(grace_ms),
+        // Being closed: the close shuts it down.
+        Err(e) if e.code() == crate::error::Code::State => Ok(()),
+        Err(e) => Err(e),
     })
 }
 
@@ -100,7 +102,10 @@ pub unsafe extern "C" fn smtpb_client_close(c: *mut smtpb_client) {
     }
     let _ = boundary("smtpb_client_close", || {
         let handle = &*c;
-        handle.closing.store(true, Ordering::Release);
+        {
+            let _calls = handle.calls.lock().unwrap_or_else(|e| e.into_inner());
+            handle.closing.store(true, Ordering::Release);
+        }
         if handle.client.on_event_thread() {
             let address = c as usize;
             handle.client.after_callback(Box::new(move || {

@@ -259,10 +259,13 @@ unsafe fn enter<'a>(ptr: *mut smtpb_client) -> Result<(Call<'a>, &'a Client)> {
         Some(h) => h,
         None => return Err(Error::invalid_argument("client is NULL")),
     };
+    // Checked and counted under one lock, which close also takes to set
+    // `closing`: a call either sees the close or is waited for by it.
+    let mut calls = handle.calls.lock().unwrap_or_else(|e| e.into_inner());
     if handle.closing.load(Ordering::Acquire) {
         return Err(Error::state("the client is being closed"));
     }
-    *handle.calls.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    *calls += 1;
     Ok((Call { handle }, &handle.client))
 }
 

@@ -41,6 +41,9 @@ struct Slot {
 }
 
 struct Shared {
+    /// The event thread is finishing a close requested from inside the
+    /// callback: it frees the client itself, and must not be joined.
+    closing_client: std::sync::atomic::AtomicBool,
     queue: Mutex<Queue>,
     queued: Condvar,
     slot: Mutex<Slot>,
@@ -64,6 +67,7 @@ impl Events {
     pub fn new() -> Events {
         Events {
             shared: Arc::new(Shared {
+                closing_client: std::sync::atomic::AtomicBool::new(false),
                 queue: Mutex::new(Queue::default()),
                 queued: Condvar::new(),
                 slot: Mutex::new(Slot::default()),
@@ -141,7 +145,8 @@ impl Events {
         }
         self.shared.queued.notify_all();
         self.shared.slot.lock().unwrap_or_else(|e| e.into_inner()).callback = None;
-        if !self.is_event_thread() {
+        let closing_client = self.shared.closing_client.load(std::sync::atomic::Ordering::Acquire);
+        if !self.is_event_thread() && !closing_client {
             if let Some(handle) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = handle.join();
             }
@@ -180,6 +185,7 @@ fn run(shared: Arc<Shared>) {
             slot.after.take()
         };
         if let Some(work) = after {
+            shared.closing_client.store(true, std::sync::atomic::Ordering::Release);
             work();
             return;
         }

@@ -55,9 +55,10 @@ pub enum Attempt {
         rejected: Vec<crate::status::Refusal>,
         archive: Option<std::result::Result<Value, Error>>,
     },
-    /// It did not go out. `oauth` marks an OAuth2 token that was refused
-    /// or expired; `failure` carries what the server said.
-    Failed { error: Error, failure: Option<crate::smtp::Failure>, oauth: bool },
+    /// It did not go out. `oauth_user` is set when the OAuth2 token of that
+    /// credential (`None` = the shared one) was refused or expired;
+    /// `failure` carries what the server said.
+    Failed { error: Error, failure: Option<crate::smtp::Failure>, oauth_user: Option<Option<String>> },
     /// A send limit holds it until `until_ms` (Unix ms).
     Held { until_ms: i64, reason: String },
 }
@@ -180,6 +181,18 @@ pub struct Outbox {
     pub events: Events,
     workers: Mutex<Vec<JoinHandle<()>>>,
     paused_path: Option<PathBuf>,
+    staging_path: Option<PathBuf>,
+}
+
+/// Reads a persisted set of names (`[]` when the file does not exist).
+fn read_set(path: Option<&Path>) -> Result<BTreeSet<String>> {
+    match path {
+        Some(p) if p.exists() => {
+            let bytes = std::fs::read(p).map_err(|e| Error::io("cannot read", p, &e))?;
+            serde_json::from_slice(&bytes).map_err(|e| Error::new(Code::Io, format!("{} is damaged: {e}", p.display())))
+        }
+        _ => Ok(BTreeSet::new()),
+    }
 }
 
 /// The event of a state change.
@@ -206,16 +219,20 @@ impl Outbox {
     pub fn open(data_dir: Option<&Path>, open_paused: bool) -> Result<Outbox> {
         let (mut spool, records) = Spool::open(data_dir)?;
         let paused_path = data_dir.map(|d| d.join("spool").join("paused.json"));
-        let paused: BTreeSet<String> = match &paused_path {
-            Some(p) if p.exists() => {
-                let bytes = std::fs::read(p).map_err(|e| Error::io("cannot read", p, &e))?;
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::new(Code::Io, format!("{} is damaged: {e}", p.display())))?
-            }
-            _ => BTreeSet::new(),
-        };
+        let staging_path = data_dir.map(|d| d.join("spool").join("staging.json"));
+        let paused: BTreeSet<String> = read_set(paused_path.as_deref())?;
+        // Merges that never finished (the process ended during the call):
+        // the host never got their ids, so none of their mail may go out.
+        let unfinished: BTreeSet<String> = read_set(staging_path.as_deref())?;
         let mut state = Ledger { paused, open_paused, ..Ledger::default() };
         for (mut record, body) in records {
+            let in_unfinished_merge = record.status.batch_id.as_ref().is_some_and(|b| unfinished.contains(b));
+            if in_unfinished_merge && !record.status.state.is_final() {
+                record.status.state = State::Cancelled;
+                record.status.error = Some("the merge that made this message did not finish".into());
+                record.idempotency_key = None;
+                spool.update(&record)?;
+            }
             if record.status.state == State::Sending {
                 // The process ended during this attempt: the server may
                 // have the message. Send it again with the same Message-ID.
@@ -232,6 +249,13 @@ impl Outbox {
             events: Events::new(),
             workers: Mutex::new(Vec::new()),
             paused_path,
+            staging_path,
+        })
+        .and_then(|outbox| {
+            if !unfinished.is_empty() {
+                outbox.save_staging(&outbox.lock())?;
+            }
+            Ok(outbox)
         })
     }
 
@@ -282,8 +306,10 @@ impl Outbox {
         let event = state_event(&record);
         let staged = record.status.batch_id.as_ref().is_some_and(|b| state.staging.contains(b));
         state.insert(record, body);
-        drop(state);
+        // Emitted under the lock, so no delivery thread can report this
+        // message's next state first.
         self.events.emit(event);
+        drop(state);
         if !staged {
             self.changed.notify_all();
         }
@@ -307,7 +333,7 @@ impl Outbox {
         let Some(entry) = state.entries.get_mut(id) else { return Ok(()) };
         let s = &mut entry.record.status;
         let profile = s.profile.clone();
-        let user = entry.record.user.clone();
+        let mut credential_user = entry.record.user.clone();
         let (next_state, due) = match outcome {
             Attempt::Sent { reply, rejected, archive } => {
                 s.sent_at = Some(SystemTime::now());
@@ -337,7 +363,7 @@ impl Outbox {
                 state.holds.insert(profile.to_ascii_lowercase(), (until_ms, reason));
                 (State::Deferred, Some(until_ms))
             }
-            Attempt::Failed { error, failure, oauth } => {
+            Attempt::Failed { error, failure, oauth_user } => {
                 if let Some(f) = &failure {
                     s.reply = f.reply.clone();
                     s.possible_duplicate |= f.possible_duplicate;
@@ -352,8 +378,11 @@ impl Outbox {
                 }
                 s.error_code = error.code();
                 s.error = Some(error.message().to_string());
-                s.needs = oauth.then(|| "credentials".to_string());
-                let transient = oauth || matches!(error.code(), Code::Connect | Code::Transient);
+                s.needs = oauth_user.is_some().then(|| "credentials".to_string());
+                if let Some(u) = oauth_user {
+                    credential_user = u;
+                }
+                let transient = s.needs.is_some() || matches!(error.code(), Code::Connect | Code::Transient);
                 let age = now_ms() - time_to_ms(s.created_at);
                 if retry && transient && (age as u64) < policy.max_age_ms {
                     (State::Deferred, Some(now_ms() + policy.delay_ms(s.attempts)))
@@ -364,8 +393,8 @@ impl Outbox {
         };
         let oauth_needed = entry.record.status.needs.is_some();
         self.change(state, id, next_state, due)?;
-        if oauth_needed && state.credentials_noticed.insert(user.clone()) {
-            self.events.emit(json!({"type": "credentials_needed", "user_id": user, "profile": profile}));
+        if oauth_needed && state.credentials_noticed.insert(credential_user.clone()) {
+            self.events.emit(json!({"type": "credentials_needed", "user_id": credential_user, "profile": profile}));
         }
         Ok(())
     }
@@ -384,12 +413,12 @@ impl Outbox {
                             Attempt::Failed {
                                 error: Error::internal("internal error while delivering this message"),
                                 failure: None,
-                                oauth: false,
+                                oauth_user: None,
                             },
                             RetryPolicy::default(),
                         )
                     }),
-                Err(error) => (Attempt::Failed { error, failure: None, oauth: false }, RetryPolicy::default()),
+                Err(error) => (Attempt::Failed { error, failure: None, oauth_user: None }, RetryPolicy::default()),
             };
             let mut state = self.lock();
             if let Err(e) = self.apply(&mut state, &id, outcome, &policy, true) {
@@ -688,15 +717,62 @@ impl Outbox {
     }
 
     /// Holds the messages of `batch_id` back until [`Outbox::release_batch`]
-    /// (a merge being queued).
-    pub fn stage_batch(&self, batch_id: &str) {
-        self.lock().staging.insert(batch_id.to_string());
+    /// (a merge being queued). Persisted, so that a merge cut short by the
+    /// end of the process is cancelled at the next open.
+    pub fn stage_batch(&self, batch_id: &str) -> Result<()> {
+        let mut state = self.lock();
+        state.staging.insert(batch_id.to_string());
+        self.save_staging(&state).inspect_err(|_| {
+            state.staging.remove(batch_id);
+        })
     }
 
     /// Lets the messages of a staged batch go.
-    pub fn release_batch(&self, batch_id: &str) {
-        self.lock().staging.remove(batch_id);
+    pub fn release_batch(&self, batch_id: &str) -> Result<()> {
+        let mut state = self.lock();
+        state.staging.remove(batch_id);
+        let saved = self.save_staging(&state);
+        if saved.is_err() {
+            // Still staged on disk: keep it staged here too, or a restart
+            // would cancel mail this run had sent.
+            state.staging.insert(batch_id.to_string());
+        }
+        drop(state);
         self.changed.notify_all();
+        saved
+    }
+
+    /// Cancels every message of a staged batch that failed to merge and
+    /// forgets their idempotency keys; the batch stays staged (on disk
+    /// too, if a cancellation could not be written).
+    pub fn abandon_batch(&self, batch_id: &str) {
+        let mut state = self.lock();
+        let members: Vec<String> = state
+            .entries
+            .values()
+            .filter(|e| e.record.status.batch_id.as_deref() == Some(batch_id) && !e.record.status.state.is_final())
+            .map(|e| e.record.status.id.clone())
+            .collect();
+        let mut all_written = true;
+        for id in members {
+            if let Some(key) = state.entries.get_mut(&id).and_then(|e| e.record.idempotency_key.take()) {
+                state.idempotency.remove(&key);
+            }
+            all_written &= self.change(&mut state, &id, State::Cancelled, None).is_ok();
+        }
+        if all_written {
+            state.staging.remove(batch_id);
+            if self.save_staging(&state).is_err() {
+                state.staging.insert(batch_id.to_string());
+            }
+        }
+    }
+
+    fn save_staging(&self, state: &Ledger) -> Result<()> {
+        match &self.staging_path {
+            Some(p) => fsutil::atomic_write(p, &serde_json::to_vec(&state.staging).expect("strings"), false),
+            None => Ok(()),
+        }
     }
 
     /// Pauses delivery of a profile (`None` = all); persisted.

@@ -201,8 +201,19 @@ impl Spool {
         let mut buffer = header;
         for (mut record, body) in records {
             let keep = record.status.state.keeps_body() && !matches!(body, Body::None);
-            let bytes = if keep { self.read_body(&body)?.to_vec() } else { Vec::new() };
-            record.body_dropped = !keep;
+            let bytes = match keep.then(|| self.read_body(&body)) {
+                Some(Ok(bytes)) => bytes.to_vec(),
+                Some(Err(e)) => {
+                    // A damaged message must not keep the others from
+                    // opening: it fails, saying why.
+                    record.status.state = crate::status::State::Failed;
+                    record.status.error_code = Code::Io;
+                    record.status.error = Some(e.message().to_string());
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            record.body_dropped = bytes.is_empty();
             let encoded = encode(&record, &bytes)?;
             let body_ref = if bytes.is_empty() {
                 Body::None
