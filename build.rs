@@ -51,6 +51,16 @@ fn main() {
     let mut raw = Vec::new();
     bindings.write(&mut raw);
     let header = with_calling_convention(&String::from_utf8(raw).expect("UTF-8 header"));
+    // A `pub const` anywhere in the crate lands in the header: only the
+    // C ABI's own names may.
+    for line in header.lines() {
+        if let Some(name) = line.strip_prefix("#define ").and_then(|rest| rest.split_whitespace().next()) {
+            assert!(
+                name.starts_with("SMTPB_") || name == "SMTPBRIDGE_H",
+                "{name} would leak into include/smtpbridge.h: make it pub(crate), or add it to cbindgen.toml's exclude"
+            );
+        }
+    }
 
     let path = Path::new(&crate_dir).join("include").join("smtpbridge.h");
     if std::fs::read_to_string(&path).ok().as_deref() != Some(header.as_str()) {

@@ -66,7 +66,7 @@ pub fn rfc3339(time: SystemTime) -> String {
 }
 
 /// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
-pub const MAX_RFC3339_UNIX: i64 = 253_402_300_799;
+pub(crate) const MAX_RFC3339_UNIX: i64 = 253_402_300_799;
 
 /// RFC 3339 for Unix seconds; `None` for 0 (unknown) and for times RFC 3339
 /// cannot write.

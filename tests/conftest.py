@@ -43,7 +43,7 @@ for directory in (ROOT / "bindings" / "python", TESTS):
         sys.path.insert(0, str(directory))
 
 import smtpbridge  # noqa: E402  (needs SMTPBRIDGE_LIBRARY and sys.path above)
-from servers import CertAuthority  # noqa: E402
+from servers import CertAuthority, RecordingServer  # noqa: E402
 
 # --- result codes (ABI §2) ----------------------------------------------------
 
@@ -180,6 +180,34 @@ def client() -> Iterator[smtpbridge.Client]:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def server() -> Iterator[RecordingServer]:
+    """A plain recording server on 127.0.0.1, stopped after the test."""
+    with RecordingServer() as s:
+        yield s
+
+
+@pytest.fixture
+def sending(client: smtpbridge.Client, server: RecordingServer) -> smtpbridge.Client:
+    """The in-memory client pointed at the plain recording server."""
+    configure(client, server)
+    return client
+
+
+@pytest.fixture
+def main() -> Iterator[RecordingServer]:
+    """The first of two recording servers (profile routing)."""
+    with RecordingServer() as s:
+        yield s
+
+
+@pytest.fixture
+def backup() -> Iterator[RecordingServer]:
+    """The second of two recording servers (profile routing)."""
+    with RecordingServer() as s:
+        yield s
 
 
 @pytest.fixture

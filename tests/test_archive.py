@@ -26,12 +26,6 @@ UNSAFE_CHARS = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]')
 RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 
 
-@pytest.fixture
-def server():
-    with RecordingServer() as s:
-        yield s
-
-
 def attachment(name: str, data: bytes) -> dict:
     return {"content_base64": base64.b64encode(data).decode(), "name": name}
 

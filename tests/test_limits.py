@@ -16,12 +16,6 @@ from servers import RecordingServer
 WAIT_S = 5.0
 
 
-@pytest.fixture
-def server():
-    with RecordingServer() as s:
-        yield s
-
-
 def limited(client, server, limit: int = 3, **extra) -> None:
     configure(client, server, SMTPSendLimit=limit, SMTPSendLimitPeriod="Hour", **extra)
 

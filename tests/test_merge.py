@@ -20,7 +20,6 @@ from conftest import (
     expect_error,
     message,
 )
-from servers import RecordingServer
 
 WAIT_S = 10.0
 BIG_WAIT_S = 40.0
@@ -31,12 +30,6 @@ TEMPLATE = {
     "html": "<p>Dear {{Name}},</p><p>your invoice {{Ref}} is due.</p>",
     "text": "Dear {{Name}},\nyour invoice {{Ref}} is due.",
 }
-
-
-@pytest.fixture
-def server():
-    with RecordingServer() as s:
-        yield s
 
 
 @pytest.fixture

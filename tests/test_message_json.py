@@ -8,19 +8,6 @@ import json
 import pytest
 
 from conftest import INVALID_ARGUMENT, MESSAGE, RECIPIENT, configure, expect_error, message
-from servers import RecordingServer
-
-
-@pytest.fixture
-def server():
-    with RecordingServer() as s:
-        yield s
-
-
-@pytest.fixture
-def sending(client, server):
-    configure(client, server)
-    return client
 
 
 def refused(client, server, code, msg):

@@ -18,18 +18,6 @@ from servers import RecordingServer
 WAIT_S = 5.0
 
 
-@pytest.fixture
-def main():
-    with RecordingServer() as s:
-        yield s
-
-
-@pytest.fixture
-def backup():
-    with RecordingServer() as s:
-        yield s
-
-
 def send_from(client, sender: str, **fields):
     return client.send(message(**{"from": sender}, **fields))
 

@@ -29,19 +29,6 @@ PNG = bytes.fromhex(
 )
 
 
-@pytest.fixture
-def server():
-    with RecordingServer() as s:
-        yield s
-
-
-@pytest.fixture
-def sending(client, server):
-    """The in-memory client pointed at the plain recording server."""
-    configure(client, server)
-    return client
-
-
 def received(server) -> EmailMessage:
     [m] = server.wait_for(1)
     return m.parsed

@@ -9,7 +9,6 @@ from email.utils import getaddresses
 import pytest
 
 from conftest import CONFIG, SENDER, configure, expect_error, message
-from servers import RecordingServer
 
 WAIT_S = 5.0
 QA = ["qa1@test.example", "qa2@test.example"]
@@ -17,18 +16,6 @@ TO = ["to-one@example.com", {"email": "to-two@example.com", "name": "To Two"}]
 CC = ["cc-one@example.com"]
 BCC = ["hidden-bcc@example.com", "second-hidden@example.org"]
 ORIGINAL = ["to-one@example.com", "to-two@example.com", "cc-one@example.com"]
-
-
-@pytest.fixture
-def main():
-    with RecordingServer() as s:
-        yield s
-
-
-@pytest.fixture
-def backup():
-    with RecordingServer() as s:
-        yield s
 
 
 @pytest.fixture
