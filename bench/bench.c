@@ -1,15 +1,25 @@
 /*
- * Throughput and latency of libsmtpbridge through its C ABI, against a
- * loopback SMTP sink (bench/run.sh starts Postfix's smtp-sink and runs the
- * reference client smtp-source against the same sink in the same run).
+ * Throughput and memory of libsmtpbridge through its C ABI, against a
+ * loopback SMTP sink. bench/run.sh starts Postfix's smtp-sink (and stunnel
+ * in front of it for TLS), runs the reference clients against the same
+ * sink, and runs this program once per measurement:
  *
- *   bench PORT WORKDIR [DKIM_KEY_PEM]
+ *   bench send      PORT N            smtpb_send of a 10 KB message, N times, one pooled connection
+ *   bench send4     PORT N            the same from 4 threads on one client (4 pooled connections)
+ *   bench tls       PORT N CA         the same over implicit TLS, one pooled connection
+ *   bench big       PORT N FILE       a message with FILE attached, N times (prints peak memory)
+ *   bench durable   PORT N DIR        smtpb_send on a client with a data_dir
+ *   bench outbox    PORT N DIR        durable enqueue with the outbox paused, then the drain
+ *   bench open      PORT N DIR        smtpb_client_open with N messages queued
+ *   bench merge     PORT N DIR        smtpb_merge of N recipients into the durable outbox
+ *   bench dkim      PORT N KEY        smtpb_send signed with an RSA key
  *
- * Prints one line per measurement: name, count, seconds, rate, extra.
+ * Prints one line: name, count, seconds, rate, notes.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <smtpbridge.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +39,17 @@ static void check(smtpb_result rc, const char *what) {
     }
 }
 
-static void configure(smtpb_client *c, const char *port) {
+static const char *port;
+
+static smtpb_client *open_client(const char *dir, uint32_t flags) {
+    smtpb_client *c = NULL;
+    check(smtpb_client_open(dir, "bench-secret", flags, &c), "smtpb_client_open");
     check(smtpb_config_set(c, "SMTPServer", "127.0.0.1"), "SMTPServer");
     check(smtpb_config_set(c, "SMTPServerPort", port), "SMTPServerPort");
     check(smtpb_config_set(c, "SMTPAuthentication", "None"), "SMTPAuthentication");
     check(smtpb_config_set(c, "SMTPSenderEmail", "bench@firm.example"), "SMTPSenderEmail");
     check(smtpb_config_set(c, "SMTPDeliveryThreads", "1"), "SMTPDeliveryThreads");
+    return c;
 }
 
 /* A 10 KB text message, as in the research baseline. */
@@ -42,106 +57,133 @@ static char message[16384];
 
 static void make_message(void) {
     char body[10241];
-    for (int i = 0; i < 10240; i++) body[i] = (i % 80 == 79) ? '\n' : (char)('a' + i % 26);
+    for (int i = 0; i < 10240; i++) body[i] = (i % 80 == 79) ? ' ' : (char)('a' + i % 26);
     body[10240] = 0;
-    snprintf(message, sizeof message,
-             "{\"to\":[\"sink@example.com\"],\"subject\":\"benchmark\",\"text\":\"%s\"}", body);
-    for (char *p = message; *p; p++) /* JSON-escape the newlines */
-        if (*p == '\n') *p = ' ';
+    snprintf(message, sizeof message, "{\"to\":[\"sink@example.com\"],\"subject\":\"benchmark\",\"text\":\"%s\"}", body);
 }
 
-static void report(const char *name, int count, double seconds, const char *extra) {
-    printf("%-34s %7d %9.3f %10.0f/s %s\n", name, count, seconds, count / seconds, extra ? extra : "");
-    fflush(stdout);
+static void report(const char *name, int count, double seconds, const char *notes) {
+    printf("%-44s %6d %8.3f %9.0f/s  %s\n", name, count, seconds, count / seconds, notes ? notes : "");
 }
 
-static smtpb_client *open_client(const char *dir, uint32_t flags) {
-    smtpb_client *c = NULL;
-    check(smtpb_client_open(dir, "bench-secret", flags, &c), "smtpb_client_open");
-    return c;
-}
-
-static void sync_sends(const char *port, int n, const char *name, const char *dkim_key) {
-    smtpb_client *c = open_client(NULL, SMTPB_OPEN_DEFAULT);
-    configure(c, port);
-    if (dkim_key) {
-        check(smtpb_config_set(c, "SMTPDkimDomain", "firm.example"), "SMTPDkimDomain");
-        check(smtpb_config_set(c, "SMTPDkimSelector", "bench"), "SMTPDkimSelector");
-        check(smtpb_config_set(c, "SMTPDkimKeyFile", dkim_key), "SMTPDkimKeyFile");
+static long rss_kb(void) { /* resident set size now, from /proc */
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+        fclose(f);
     }
-    check(smtpb_send(c, message, NULL), "warm-up send");
-    double t = now();
-    for (int i = 0; i < n; i++) check(smtpb_send(c, message, NULL), "smtpb_send");
-    report(name, n, now() - t, NULL);
-    smtpb_client_close(c);
+    return resident * 4;
+}
+
+static void send_loop(smtpb_client *c, const char *json, int n) {
+    for (int i = 0; i < n; i++) check(smtpb_send(c, json, NULL), "smtpb_send");
+}
+
+struct worker { smtpb_client *c; int n; };
+
+static void *worker_main(void *arg) {
+    struct worker *w = arg;
+    send_loop(w->c, message, w->n);
+    return NULL;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) {
-        fprintf(stderr, "usage: bench PORT WORKDIR [DKIM_KEY_PEM]\n");
+    if (argc < 4) {
+        fprintf(stderr, "usage: bench MODE PORT N [ARG]\n");
         return 2;
     }
-    const char *port = argv[1], *work = argv[2], *dkim_key = argc > 3 ? argv[3] : NULL;
     if (smtpb_abi_version() != SMTPB_ABI_VERSION) return 2;
+    const char *mode = argv[1], *arg = argc > 4 ? argv[4] : NULL;
+    port = argv[2];
+    int n = atoi(argv[3]);
     make_message();
-    char dir[4096];
+    char notes[128] = "";
 
-    /* 1. smtpb_send in a loop on one pooled connection (durable status). */
-    sync_sends(port, 2000, "smtpb_send, in-memory client", NULL);
-    {
-        snprintf(dir, sizeof dir, "%s/sync", work);
-        smtpb_client *c = open_client(dir, SMTPB_OPEN_DEFAULT);
-        configure(c, port);
-        check(smtpb_send(c, message, NULL), "warm-up send");
+    if (!strcmp(mode, "send") || !strcmp(mode, "send4") || !strcmp(mode, "tls") || !strcmp(mode, "dkim")) {
+        smtpb_client *c = open_client(NULL, SMTPB_OPEN_DEFAULT);
+        if (!strcmp(mode, "tls")) {
+            check(smtpb_config_set(c, "SMTPServerEncryption", "SSL"), "SMTPServerEncryption");
+            check(smtpb_config_set(c, "SMTPServerPort", port), "SMTPServerPort");
+            check(smtpb_config_set(c, "SMTPCaFile", arg), "SMTPCaFile");
+            check(smtpb_config_set(c, "SMTPTlsServerName", "localhost"), "SMTPTlsServerName");
+        }
+        if (!strcmp(mode, "dkim")) {
+            check(smtpb_config_set(c, "SMTPDkimDomain", "firm.example"), "SMTPDkimDomain");
+            check(smtpb_config_set(c, "SMTPDkimSelector", "bench"), "SMTPDkimSelector");
+            check(smtpb_config_set(c, "SMTPDkimKeyFile", arg), "SMTPDkimKeyFile");
+        }
+        int threads = !strcmp(mode, "send4") ? 4 : 1;
+        send_loop(c, message, threads); /* warm-up: one pooled connection per thread */
         double t = now();
-        for (int i = 0; i < 1000; i++) check(smtpb_send(c, message, NULL), "smtpb_send");
-        report("smtpb_send, durable (data_dir)", 1000, now() - t, NULL);
+        if (threads == 1) {
+            send_loop(c, message, n);
+        } else {
+            pthread_t ids[4];
+            struct worker w[4];
+            for (int i = 0; i < 4; i++) {
+                w[i].c = c;
+                w[i].n = n / 4;
+                pthread_create(&ids[i], NULL, worker_main, &w[i]);
+            }
+            for (int i = 0; i < 4; i++) pthread_join(ids[i], NULL);
+        }
+        double took = now() - t;
+        const char *name = threads == 4 ? "smtpbridge: smtpb_send, 4 threads, 4 connections"
+                         : !strcmp(mode, "tls") ? "smtpbridge: smtpb_send, implicit TLS, 1 connection"
+                         : !strcmp(mode, "dkim") ? "smtpbridge: smtpb_send, DKIM rsa-sha256"
+                                                 : "smtpbridge: smtpb_send, 1 connection";
+        report(name, n, took, NULL);
         smtpb_client_close(c);
-    }
-
-    /* 2. Durable enqueue (outbox paused, so only the spool is measured). */
-    snprintf(dir, sizeof dir, "%s/outbox", work);
-    {
-        smtpb_client *c = open_client(dir, SMTPB_OPEN_PAUSED);
-        configure(c, port);
+    } else if (!strcmp(mode, "big")) {
+        char json[4096];
+        snprintf(json, sizeof json,
+                 "{\"to\":[\"sink@example.com\"],\"subject\":\"benchmark\",\"text\":\"see attached\","
+                 "\"attachments\":[{\"path\":\"%s\",\"name\":\"big.bin\"}]}", arg);
+        smtpb_client *c = open_client(NULL, SMTPB_OPEN_DEFAULT);
+        send_loop(c, message, 1);
+        long before = rss_kb();
         double t = now();
-        for (int i = 0; i < 1000; i++) check(smtpb_enqueue(c, message, NULL), "smtpb_enqueue");
-        report("smtpb_enqueue, durable", 1000, now() - t, "fdatasync per message");
-        /* 3. Drain those 1,000 to the sink. */
+        send_loop(c, json, n);
+        double took = now() - t;
+        struct rusage usage;
+        getrusage(RUSAGE_SELF, &usage);
+        snprintf(notes, sizeof notes, "peak RSS %.1f MiB, %.1f MiB above the idle client",
+                 usage.ru_maxrss / 1024.0, (usage.ru_maxrss - before) / 1024.0);
+        report("smtpbridge: smtpb_send, 5 MiB attachment", n, took, notes);
+        smtpb_client_close(c);
+    } else if (!strcmp(mode, "durable")) {
+        smtpb_client *c = open_client(arg, SMTPB_OPEN_DEFAULT);
+        send_loop(c, message, 1);
+        double t = now();
+        send_loop(c, message, n);
+        report("smtpbridge: smtpb_send, durable (data_dir)", n, now() - t, "two fdatasyncs a message");
+        smtpb_client_close(c);
+    } else if (!strcmp(mode, "outbox")) {
+        smtpb_client *c = open_client(arg, SMTPB_OPEN_PAUSED);
+        double t = now();
+        for (int i = 0; i < n; i++) check(smtpb_enqueue(c, message, NULL), "smtpb_enqueue");
+        report("smtpbridge: smtpb_enqueue, durable", n, now() - t, "outbox paused; one fdatasync a message");
         t = now();
         check(smtpb_outbox_resume(c, NULL), "smtpb_outbox_resume");
         check(smtpb_flush(c, UINT32_MAX), "smtpb_flush");
-        report("drain 1,000 queued (1 thread)", 1000, now() - t, NULL);
+        report("smtpbridge: drain of the queue (1 thread)", n, now() - t, NULL);
         smtpb_client_close(c);
-    }
-
-    /* 4. Open with 10,000 messages queued in the spool. */
-    snprintf(dir, sizeof dir, "%s/open", work);
-    {
-        smtpb_client *c = open_client(dir, SMTPB_OPEN_PAUSED);
-        configure(c, port);
-        for (int i = 0; i < 10000; i++) check(smtpb_enqueue(c, message, NULL), "smtpb_enqueue");
+    } else if (!strcmp(mode, "open")) {
+        smtpb_client *c = open_client(arg, SMTPB_OPEN_PAUSED);
+        for (int i = 0; i < n; i++) check(smtpb_enqueue(c, message, NULL), "smtpb_enqueue");
         smtpb_client_close(c);
         double t = now();
-        c = open_client(dir, SMTPB_OPEN_PAUSED);
-        double opened = now() - t;
-        char *stats = NULL;
-        check(smtpb_outbox_stats(c, &stats), "smtpb_outbox_stats");
-        char extra[64];
-        snprintf(extra, sizeof extra, "open took %.1f ms", opened * 1000);
-        report("smtpb_client_open, 10,000 queued", 10000, opened, extra);
-        smtpb_string_free(stats);
+        check(smtpb_client_open(arg, "bench-secret", SMTPB_OPEN_PAUSED, &c), "smtpb_client_open");
+        double took = now() - t;
+        snprintf(notes, sizeof notes, "open took %.1f ms", took * 1000);
+        report("smtpbridge: smtpb_client_open, N queued", n, took, notes);
         smtpb_client_close(c);
-    }
-
-    /* 5. Merge 10,000 recipients into the durable outbox. */
-    snprintf(dir, sizeof dir, "%s/merge", work);
-    {
-        size_t cap = 10000 * 96 + 16;
+    } else if (!strcmp(mode, "merge")) {
+        size_t cap = (size_t)n * 96 + 16, len = 0;
         char *recipients = malloc(cap);
-        size_t len = 0;
         len += (size_t)snprintf(recipients + len, cap - len, "[");
-        for (int i = 0; i < 10000; i++)
+        for (int i = 0; i < n; i++)
             len += (size_t)snprintf(recipients + len, cap - len,
                                     "%s{\"email\":\"client%d@example.com\",\"fields\":{\"Name\":\"Client %d\"}}",
                                     i ? "," : "", i, i);
@@ -149,24 +191,23 @@ int main(int argc, char **argv) {
         const char *template_json =
             "{\"subject\":\"Your statement, {{Name}}\",\"html\":\"<p>Dear {{Name}},</p><p>please find your "
             "statement of account for November.</p>\"}";
-        smtpb_client *c = open_client(dir, SMTPB_OPEN_PAUSED);
-        configure(c, port);
-        struct rusage before, after;
-        getrusage(RUSAGE_SELF, &before);
+        smtpb_client *c = open_client(arg, SMTPB_OPEN_PAUSED);
+        long before = rss_kb();
         double t = now();
         char *batch = NULL;
         check(smtpb_merge(c, template_json, recipients, &batch), "smtpb_merge");
         double took = now() - t;
-        getrusage(RUSAGE_SELF, &after);
-        char extra[96];
-        snprintf(extra, sizeof extra, "peak RSS of the process %.1f MB", after.ru_maxrss / 1024.0);
-        report("smtpb_merge 10,000 recipients", 10000, took, extra);
+        struct rusage usage;
+        getrusage(RUSAGE_SELF, &usage);
+        snprintf(notes, sizeof notes, "peak RSS %.1f MiB, %.1f MiB above the idle client",
+                 usage.ru_maxrss / 1024.0, (usage.ru_maxrss - before) / 1024.0);
+        report("smtpbridge: smtpb_merge into the durable outbox", n, took, notes);
         smtpb_string_free(batch);
         smtpb_client_close(c);
         free(recipients);
+    } else {
+        fprintf(stderr, "unknown mode %s\n", mode);
+        return 2;
     }
-
-    /* 6. Signed against unsigned sends. */
-    if (dkim_key) sync_sends(port, 1000, "smtpb_send, DKIM rsa-sha256", dkim_key);
     return 0;
 }

@@ -1,35 +1,82 @@
 #!/usr/bin/env bash
-# Benchmarks: libsmtpbridge beside Postfix's smtp-source, against one
-# smtp-sink on 127.0.0.1, in one run. Needs smtp-sink and smtp-source
-# (Debian: postfix) and openssl. Results go to stdout; docs/PERFORMANCE.md
-# records a run.
+# Benchmarks: libsmtpbridge beside the reference clients (Postfix's
+# smtp-source, Python's smtplib), all against one Postfix smtp-sink on
+# 127.0.0.1 (and stunnel in front of it for implicit TLS), in one run.
+# Needs: smtp-sink and smtp-source (Debian: postfix; its daemon need not
+# run), stunnel4, openssl. Prints a table; docs/PERFORMANCE.md records one.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
+for tool in smtp-sink smtp-source stunnel openssl; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is missing (apt-get install postfix stunnel4 openssl)" >&2; exit 1; }
+done
 build_library
 work="$(mktemp -d)"
-sink_pid=""
-cleanup() { [ -n "$sink_pid" ] && kill "$sink_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-smtp-sink -u "$(id -un)" "127.0.0.1:$port" 1024 &
-sink_pid=$!
-sleep 0.3
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port="$(free_port)"
+tls_port="$(free_port)"
+smtp-sink -u "$(id -un)" "127.0.0.1:$port" 1024 & pids+=($!)
 
-cc -O2 -std=c99 -Wall -Wextra -Werror -Iinclude bench/bench.c -Ltarget/release -lsmtpbridge \
-   -Wl,-rpath,"$PWD/target/release" -o "$work/bench"
+# A certificate for localhost, and stunnel terminating implicit TLS.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$work/tls.key" -out "$work/tls.pem" 2>/dev/null
+cat > "$work/stunnel.conf" <<CONF
+foreground = yes
+pid =
+[smtps]
+accept = 127.0.0.1:$tls_port
+connect = 127.0.0.1:$port
+cert = $work/tls.pem
+key = $work/tls.key
+socketopt = l:TCP_NODELAY=1
+socketopt = r:TCP_NODELAY=1
+CONF
+stunnel "$work/stunnel.conf" 2>/dev/null & pids+=($!)
 openssl genrsa -out "$work/dkim.pem" 2048 2>/dev/null
+sleep 0.5
 
-# The same 10 KB message for the reference client.
-python3 - "$work/msg.eml" <<'PY'
-import sys
-body = "".join(("\n" if i % 80 == 79 else chr(97 + i % 26)) for i in range(10240)).replace("\n", " ")
-open(sys.argv[1], "w").write("From: bench@firm.example\nTo: sink@example.com\nSubject: benchmark\n\n" + body + "\n")
+cc -O2 -std=c99 -Wall -Wextra -Werror -Iinclude bench/bench.c -Ltarget/release -lsmtpbridge -lpthread \
+   -Wl,-rpath,"$PWD/target/release" -o "$work/bench"
+
+# The same messages for the reference clients: 10 KB of text, and one
+# carrying a 5 MiB attachment.
+head -c $((5 * 1024 * 1024)) /dev/urandom > "$work/big.bin"
+python3 - "$work" <<'PY'
+import sys, email.message
+work = sys.argv[1]
+body = "".join(" " if i % 80 == 79 else chr(97 + i % 26) for i in range(10240))
+open(f"{work}/msg.eml", "w").write("From: bench@firm.example\nTo: sink@example.com\nSubject: benchmark\n\n" + body + "\n")
+m = email.message.EmailMessage()
+m["From"], m["To"], m["Subject"] = "bench@firm.example", "sink@example.com", "benchmark"
+m.set_content("see attached")
+m.add_attachment(open(f"{work}/big.bin", "rb").read(), maintype="application", subtype="octet-stream", filename="big.bin")
+open(f"{work}/big.eml", "wb").write(bytes(m).replace(b"\r\n", b"\n"))
 PY
 
-printf '%-34s %7s %9s %12s %s\n' "measurement" "count" "seconds" "rate" "notes"
-t0=$(date +%s.%N)
-smtp-source -c -d -s 1 -m 2000 -f bench@firm.example -t sink@example.com -F "$work/msg.eml" "127.0.0.1:$port" >/dev/null
-t1=$(date +%s.%N)
-python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print('%-34s %7d %9.3f %10.0f/s %s' % ('smtp-source (reference), 1 session', 2000, s, 2000/s, 'Postfix'))" "$t0" "$t1"
-"$work/bench" "$port" "$work" "$work/dkim.pem"
+source_run() { # name count sessions file
+    local t0 t1
+    t0=$(date +%s.%N)
+    smtp-source -c -d -s "$3" -m "$2" -f bench@firm.example -t sink@example.com -F "$4" "127.0.0.1:$port" >/dev/null
+    t1=$(date +%s.%N)
+    python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print('%-44s %6d %8.3f %9.0f/s  %s' % (sys.argv[3], int(sys.argv[4]), s, int(sys.argv[4])/s, 'reference'))" "$t0" "$t1" "$1" "$2"
+}
+
+printf '%-44s %6s %8s %11s  %s\n' "measurement" "count" "seconds" "rate" "notes"
+source_run "smtp-source, 1 session" 2000 1 "$work/msg.eml"
+source_run "smtp-source, 4 sessions" 2000 4 "$work/msg.eml"
+python3 bench/smtplib_client.py "$port" 2000 "$work/msg.eml"
+"$work/bench" send "$port" 2000
+"$work/bench" send4 "$port" 2000
+python3 bench/smtplib_client.py "$tls_port" 2000 "$work/msg.eml" "$work/tls.pem"
+"$work/bench" tls "$tls_port" 2000 "$work/tls.pem"
+source_run "smtp-source, 5 MiB attachment, 1 session" 20 1 "$work/big.eml"
+python3 bench/smtplib_client.py "$port" 20 "$work/big.eml"
+/usr/bin/time -f "  (peak RSS of the process: %M KiB)" "$work/bench" big "$port" 20 "$work/big.bin"
+"$work/bench" durable "$port" 1000 "$work/durable"
+"$work/bench" outbox "$port" 1000 "$work/outbox"
+"$work/bench" open "$port" 10000 "$work/open"
+"$work/bench" merge "$port" 10000 "$work/merge"
+"$work/bench" dkim "$port" 1000 "$work/dkim.pem"

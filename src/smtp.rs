@@ -416,6 +416,8 @@ pub struct Session {
     pub idle_since: Instant,
     /// Transactions completed on this session.
     pub transactions: u64,
+    /// The server answered DATA with 354 and waits for the message.
+    data_mode: bool,
 }
 
 impl Session {
@@ -462,6 +464,7 @@ impl Session {
             timeout,
             idle_since: Instant::now(),
             transactions: 0,
+            data_mode: false,
         };
         if let Stream::Tls(conn, _) = &session.stream {
             probe.tls = tls_version_name(conn);
@@ -745,18 +748,21 @@ impl Session {
         mail.push_str("\r\n");
         let rcpts: Vec<String> = recipients.iter().map(|r| format!("RCPT TO:<{r}>\r\n")).collect();
 
-        // With PIPELINING, MAIL and every RCPT go out in one write.
+        // With PIPELINING, MAIL, every RCPT and DATA go out in one write
+        // (RFC 2920: DATA may end a group): two round trips a message.
+        let pipelined = self.caps.pipelining;
         let deadline = Instant::now() + self.timeout;
         let stale_fail = |e: IoFail| {
             let mut f = Failure::new(Code::Transient, "mail", format!("the connection broke at MAIL: {e}"));
             f.stale = first && matches!(e, IoFail::Closed | IoFail::Io(_));
             f
         };
-        let mail_reply = if self.caps.pipelining {
+        let mail_reply = if pipelined {
             let mut batch = mail.clone().into_bytes();
             for r in &rcpts {
                 batch.extend_from_slice(r.as_bytes());
             }
+            batch.extend_from_slice(b"DATA\r\n");
             self.write(&batch, deadline).map_err(stale_fail)?;
             self.read_reply(deadline).map_err(stale_fail)?
         } else {
@@ -764,17 +770,18 @@ impl Session {
             self.read_reply(deadline).map_err(stale_fail)?
         };
         let mail_ok = mail_reply.is_positive();
-        if !mail_ok && !self.caps.pipelining {
+        if !mail_ok && !pipelined {
             return Err(self.after_refusal(mail_reply, "mail", format!("the server refused the sender {from}")));
         }
 
+        let mut data_reply = None;
         let mut accepted = 0usize;
         let mut rejected = Vec::new();
         let mut deferred = Vec::new();
         for (index, line) in rcpts.iter().enumerate() {
             let deadline = Instant::now() + self.timeout;
             let io = |e| transient("rcpt", "at RCPT", e);
-            if !self.caps.pipelining {
+            if !pipelined {
                 self.write(line.as_bytes(), deadline).map_err(io)?;
             }
             let reply = self.read_reply(deadline).map_err(io)?;
@@ -786,6 +793,15 @@ impl Session {
             } else {
                 rejected.push((address, reply));
             }
+        }
+        if pipelined {
+            // DATA's reply. A 354 puts the server in data mode: from here a
+            // refusal below ends the session instead of RSET (no final dot
+            // ever goes out, so nothing is delivered).
+            let deadline = Instant::now() + self.timeout;
+            let reply = self.read_reply(deadline).map_err(|e| transient("data", "at DATA", e))?;
+            self.data_mode = reply.code == 354;
+            data_reply = Some(reply);
         }
         if !mail_ok {
             return Err(self.after_refusal(mail_reply, "mail", format!("the server refused the sender {from}")));
@@ -805,16 +821,22 @@ impl Session {
             return Err(f);
         }
 
-        let deadline = Instant::now() + self.timeout;
-        let io = |e| transient("data", "at DATA", e);
-        self.write(b"DATA\r\n", deadline).map_err(io)?;
-        let reply = self.read_reply(deadline).map_err(io)?;
+        let reply = match data_reply {
+            Some(reply) => reply,
+            None => {
+                let deadline = Instant::now() + self.timeout;
+                let io = |e| transient("data", "at DATA", e);
+                self.write(b"DATA\r\n", deadline).map_err(io)?;
+                self.read_reply(deadline).map_err(io)?
+            }
+        };
         if reply.code != 354 {
             let mut f = self.after_refusal(reply, "data", "the server refused DATA".to_string());
             f.rejected = rejected;
             return Err(f);
         }
 
+        self.data_mode = false;
         let allowance = Duration::from_millis(body.len() as u64 * 1000 / MIN_BYTES_PER_SECOND);
         let deadline = Instant::now() + self.timeout + allowance;
         self.write_data(body, deadline).map_err(|e| transient("data", "while sending the message", e))?;
@@ -836,7 +858,14 @@ impl Session {
     fn after_refusal(&mut self, reply: Reply, stage: &'static str, what: String) -> Failure {
         let code = if reply.is_transient() { Code::Transient } else { Code::Rejected };
         let deadline = Instant::now() + self.timeout;
-        if self.write(b"RSET\r\n", deadline).is_err() || !self.read_reply(deadline).is_ok_and(|r| r.code == 250) {
+        if self.data_mode {
+            // The server waits for message text: end the session without
+            // the final dot, so that it delivers nothing.
+            self.data_mode = false;
+            self.transactions = u64::MAX;
+            let _ = self.stream.tcp().shutdown(Shutdown::Both);
+        } else if self.write(b"RSET\r\n", deadline).is_err() || !self.read_reply(deadline).is_ok_and(|r| r.code == 250)
+        {
             // The session is unusable; the pool will drop it.
             self.transactions = u64::MAX;
         }

@@ -316,3 +316,19 @@ def test_a_name_that_does_not_resolve_is_connect_within_the_deadline(client):
     assert time.monotonic() - started < 10
     assert "no-such-host.invalid" in error.message
     assert server.messages == []
+
+
+def test_a_4xx_for_one_recipient_after_a_pipelined_354_delivers_to_nobody(client):
+    # MAIL, RCPT and DATA go out in one write; the server accepts one
+    # recipient, defers the other, and answers DATA with 354. The message
+    # must not go to the accepted one alone: the client ends the session
+    # without the final dot and the whole message is retried later.
+    script = Script(rcpt_replies={"later@example.com": "451 4.2.1 try later"})
+    with ScriptedServer(script) as server:
+        configure(client, server)
+        error = expect_error(TRANSIENT, client.send, message(to=["now@example.com", "later@example.com"]))
+        assert "later@example.com" in error.message
+        time.sleep(0.3)
+        assert server.messages == []
+        assert "DATA" in server.commands()
+    assert error.status["state"] == "failed"
