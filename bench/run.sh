@@ -20,23 +20,33 @@ port="$(free_port)"
 tls_port="$(free_port)"
 smtp-sink -u "$(id -un)" "127.0.0.1:$port" 1024 & pids+=($!)
 
-# A certificate for localhost, and stunnel terminating implicit TLS.
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-    -keyout "$work/tls.key" -out "$work/tls.pem" 2>/dev/null
+# A test CA and a certificate for localhost signed by it (rustls refuses a
+# CA certificate used as the server's own), and stunnel for implicit TLS.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bench CA" \
+    -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$work/tls.key" -out "$work/tls.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost\n' > "$work/san.ext"
+openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
+    -extfile "$work/san.ext" -out "$work/tls.pem" 2>/dev/null
 cat > "$work/stunnel.conf" <<CONF
 foreground = yes
 pid =
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
 [smtps]
 accept = 127.0.0.1:$tls_port
 connect = 127.0.0.1:$port
 cert = $work/tls.pem
 key = $work/tls.key
-socketopt = l:TCP_NODELAY=1
-socketopt = r:TCP_NODELAY=1
 CONF
 stunnel "$work/stunnel.conf" 2>/dev/null & pids+=($!)
 openssl genrsa -out "$work/dkim.pem" 2048 2>/dev/null
-sleep 0.5
+for p in "$port" "$tls_port"; do   # wait until both listen
+    for _ in $(seq 100); do
+        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$p" 2>/dev/null && break
+        sleep 0.05
+    done
+done
 
 cc -O2 -std=c99 -Wall -Wextra -Werror -Iinclude bench/bench.c -Ltarget/release -lsmtpbridge -lpthread \
    -Wl,-rpath,"$PWD/target/release" -o "$work/bench"
@@ -70,8 +80,8 @@ source_run "smtp-source, 4 sessions" 2000 4 "$work/msg.eml"
 python3 bench/smtplib_client.py "$port" 2000 "$work/msg.eml"
 "$work/bench" send "$port" 2000
 "$work/bench" send4 "$port" 2000
-python3 bench/smtplib_client.py "$tls_port" 2000 "$work/msg.eml" "$work/tls.pem"
-"$work/bench" tls "$tls_port" 2000 "$work/tls.pem"
+python3 bench/smtplib_client.py "$tls_port" 2000 "$work/msg.eml" "$work/ca.pem"
+"$work/bench" tls "$tls_port" 2000 "$work/ca.pem"
 source_run "smtp-source, 5 MiB attachment, 1 session" 20 1 "$work/big.eml"
 python3 bench/smtplib_client.py "$port" 20 "$work/big.eml"
 /usr/bin/time -f "  (peak RSS of the process: %M KiB)" "$work/bench" big "$port" 20 "$work/big.bin"

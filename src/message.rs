@@ -396,8 +396,10 @@ fn normalize_newlines(text: &str) -> String {
     text.replace("\r\n", "\n").replace('\r', "\n")
 }
 
-/// Builds the exact bytes to send.
-pub fn build(spec: &MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
+/// Builds the exact bytes to send. The attachments' and inline parts'
+/// bytes move into the message (the spec keeps their names and types), so
+/// that a large attachment is not held twice while it is encoded.
+pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
     // The SMTP envelope is the pipeline's; lettre only needs one that is
     // valid (a message with Bcc alone has no To or Cc to derive it from).
     let recipients: Vec<Address> = spec.all_recipients().map(|r| r.mailbox.email.clone()).collect();
@@ -437,11 +439,11 @@ pub fn build(spec: &MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
                 Body::Single(html_part)
             } else {
                 let mut related = MultiPart::related().singlepart(html_part);
-                for part in &spec.inline {
+                for part in &mut spec.inline {
                     let cid = part.cid.clone().expect("inline parts have a cid");
                     related = related.singlepart(
                         Attachment::new_inline_with_name(cid, part.name.clone())
-                            .body(part.bytes.clone(), part.content_type.clone()),
+                            .body(std::mem::take(&mut part.bytes), part.content_type.clone()),
                     );
                 }
                 Body::Multi(related)
@@ -461,9 +463,10 @@ pub fn build(spec: &MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
             Body::Single(p) => MultiPart::mixed().singlepart(p),
             Body::Multi(m) => MultiPart::mixed().multipart(m),
         };
-        for part in &spec.attachments {
-            mixed = mixed
-                .singlepart(Attachment::new(part.name.clone()).body(part.bytes.clone(), part.content_type.clone()));
+        for part in &mut spec.attachments {
+            mixed = mixed.singlepart(
+                Attachment::new(part.name.clone()).body(std::mem::take(&mut part.bytes), part.content_type.clone()),
+            );
         }
         Body::Multi(mixed)
     };
@@ -586,7 +589,7 @@ mod tests {
 
     #[test]
     fn lone_cr_never_reaches_the_bytes() {
-        let spec = parse(r#"{"to":["a@b.example"],"text":"one\rtwo\nthree\r\n.four"}"#).unwrap();
+        let mut spec = parse(r#"{"to":["a@b.example"],"text":"one\rtwo\nthree\r\n.four"}"#).unwrap();
         let ctx = BuildContext {
             from: "s@b.example".parse().unwrap(),
             reply_to: None,
@@ -594,7 +597,7 @@ mod tests {
             original_to: None,
             dkim: None,
         };
-        let bytes = build(&spec, &ctx).unwrap();
+        let bytes = build(&mut spec, &ctx).unwrap();
         for (i, b) in bytes.iter().enumerate() {
             if *b == b'\r' {
                 assert_eq!(bytes.get(i + 1), Some(&b'\n'));

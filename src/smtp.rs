@@ -897,37 +897,27 @@ impl Session {
     /// Writes the message dot-stuffed, with CRLF line ends only, followed
     /// by `.` on a line of its own.
     fn write_data(&mut self, body: &[u8], deadline: Instant) -> IoResult<()> {
-        let mut out = Vec::with_capacity(CHUNK + 8);
-        let mut line_start = true;
-        let mut i = 0;
-        while i < body.len() {
-            let b = body[i];
-            match b {
-                b'\r' | b'\n' => {
-                    // CRLF, lone CR and lone LF all end a line as CRLF.
-                    if b == b'\r' && body.get(i + 1) == Some(&b'\n') {
-                        i += 1;
-                    }
-                    out.extend_from_slice(b"\r\n");
-                    line_start = true;
-                }
-                b'.' if line_start => {
-                    out.extend_from_slice(b"..");
-                    line_start = false;
-                }
-                _ => {
-                    out.push(b);
-                    line_start = false;
-                }
+        let mut out = Vec::with_capacity(CHUNK + 1024);
+        let mut rest = body;
+        while !rest.is_empty() {
+            // One line at a time: its text is copied whole, its end (CRLF,
+            // lone CR or lone LF) written as CRLF, a leading dot doubled.
+            if rest[0] == b'.' {
+                out.push(b'.');
             }
-            i += 1;
+            let end = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+            out.extend_from_slice(&rest[..end]);
+            out.extend_from_slice(b"\r\n");
+            let skip = match &rest[end..] {
+                [b'\r', b'\n', ..] => 2,
+                [] => 0,
+                _ => 1,
+            };
+            rest = &rest[end + skip..];
             if out.len() >= CHUNK {
                 self.write(&out, deadline)?;
                 out.clear();
             }
-        }
-        if !line_start {
-            out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b".\r\n");
         self.write(&out, deadline)

@@ -210,15 +210,15 @@ impl Client {
             spec.reference = r.reference.clone();
         }
         spec.idempotency_key = template.idempotency_key.as_ref().map(|k| format!("{k}#{i}"));
-        match self.prepare(config, &spec, State::Queued) {
+        match self.prepare(config, &mut spec, State::Queued) {
             Ok((mut record, bytes)) => {
                 record.status.batch_id = Some(batch_id.to_string());
-                self.inner.outbox.add(record, &bytes)
+                self.inner.outbox.add(record, bytes).map(|(id, _)| id)
             }
             Err(e) if e.code() == Code::Blocked => {
                 // Recorded as failed so that ids stay aligned.
                 let record = blocked_record(&spec, r, batch_id, &e);
-                self.inner.outbox.add(record, &[])
+                self.inner.outbox.add(record, Vec::new()).map(|(id, _)| id)
             }
             Err(e) => Err(e),
         }

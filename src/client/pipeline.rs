@@ -117,7 +117,7 @@ impl Client {
     /// Runs the pipeline up to the bytes: profile, blacklist, test mode,
     /// MIME and DKIM. Returns the message's record (state `state`) and its
     /// bytes. Errors here are not recorded.
-    pub(super) fn prepare(&self, config: &Config, spec: &MessageSpec, state: State) -> Result<(Record, Vec<u8>)> {
+    pub(super) fn prepare(&self, config: &Config, spec: &mut MessageSpec, state: State) -> Result<(Record, Vec<u8>)> {
         let sender = spec.from.as_ref().map(|m| m.email.to_string());
         let settings = choose_profile(config, spec.profile.as_deref(), sender.as_deref())?;
         if settings.server.is_none() {
@@ -144,6 +144,8 @@ impl Client {
 
         let (allowed, blocked): (Vec<_>, Vec<_>) =
             spec.all_recipients().partition(|r| !config.is_blacklisted(r.mailbox.email.as_ref()));
+        let given = |list: &[&message::Recipient]| list.iter().map(|r| r.given.clone()).collect::<Vec<_>>();
+        let (recipients, blocked) = (given(&allowed), given(&blocked));
         if allowed.is_empty() {
             return Err(Error::new(Code::Blocked, "every recipient is on the blacklist"));
         }
@@ -178,7 +180,7 @@ impl Client {
             original_to,
             dkim: dkim.as_ref(),
         };
-        let bytes = message::build(spec, &ctx)?;
+        let bytes = message::build(spec, &ctx)?; // takes the attachments' bytes
         if bytes.len() as u64 > settings.max_message_bytes {
             return Err(Error::message_error(format!(
                 "the message is {} bytes of MIME; SMTPMaxMessageBytes of profile {} allows {}",
@@ -191,8 +193,8 @@ impl Client {
             reference: spec.reference.clone(),
             attempts: u32::from(state == State::Sending),
             message_id,
-            recipients: allowed.iter().map(|r| r.given.clone()).collect(),
-            blocked: blocked.iter().map(|r| r.given.clone()).collect(),
+            recipients,
+            blocked,
             ..Status::new(id, settings.name.clone(), state)
         };
         let record = Record {
@@ -315,20 +317,20 @@ impl Client {
         if let Err(e) = self.check_open() {
             return unrecorded(e);
         }
-        let spec = match MessageSpec::parse(message_json) {
+        let mut spec = match MessageSpec::parse(message_json) {
             Ok(s) => s,
             Err(e) => return unrecorded(e),
         };
         let config = self.read_config().clone();
-        let (record, bytes) = match self.prepare(&config, &spec, State::Sending) {
+        let (record, bytes) = match self.prepare(&config, &mut spec, State::Sending) {
             Ok(p) => p,
             Err(e) => return unrecorded(e),
         };
         let id = record.status.id.clone();
         let timeout = config.settings(&record.status.profile).map(|s| s.timeout_ms).unwrap_or(30_000);
         let outbox = &self.inner.outbox;
-        let recorded_id = match outbox.add(record.clone(), &bytes) {
-            Ok(i) => i,
+        let (recorded_id, bytes) = match outbox.add(record.clone(), bytes) {
+            Ok(added) => added,
             Err(e) => return unrecorded(e),
         };
         if recorded_id != id {
@@ -364,9 +366,9 @@ impl Client {
     /// id (`smtpb_enqueue`). Attachment files are read now.
     pub fn enqueue(&self, message_json: &str) -> Result<String> {
         self.check_open()?;
-        let spec = MessageSpec::parse(message_json)?;
+        let mut spec = MessageSpec::parse(message_json)?;
         let config = self.read_config().clone();
-        let (record, bytes) = self.prepare(&config, &spec, State::Queued)?;
-        self.inner.outbox.add(record, &bytes)
+        let (record, bytes) = self.prepare(&config, &mut spec, State::Queued)?;
+        self.inner.outbox.add(record, bytes).map(|(id, _)| id)
     }
 }

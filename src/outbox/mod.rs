@@ -289,19 +289,19 @@ impl Outbox {
     }
 
     /// Writes a new message (durable when it returns) in `record`'s state.
-    /// Returns the id of the message with the same idempotency key instead,
-    /// when there is one.
-    pub fn add(&self, record: Record, bytes: &[u8]) -> Result<String> {
+    /// Returns its id and bytes; or the id of the message with the same
+    /// idempotency key instead, when there is one.
+    pub fn add(&self, record: Record, bytes: Vec<u8>) -> Result<(String, Arc<Vec<u8>>)> {
         let mut state = self.lock();
         if state.stopping {
             return Err(Error::state("the client is shut down"));
         }
         if let Some(key) = &record.idempotency_key {
             if let Some(id) = state.idempotency.get(key) {
-                return Ok(id.clone());
+                return Ok((id.clone(), Arc::new(Vec::new())));
             }
         }
-        let body = self.spool().put(&record, bytes)?;
+        let (body, bytes) = self.spool().put(&record, bytes)?;
         let id = record.status.id.clone();
         let event = state_event(&record);
         let staged = record.status.batch_id.as_ref().is_some_and(|b| state.staging.contains(b));
@@ -313,7 +313,7 @@ impl Outbox {
         if !staged {
             self.changed.notify_all();
         }
-        Ok(id)
+        Ok((id, bytes))
     }
 
     /// Applies the outcome of an attempt made outside the delivery threads

@@ -150,14 +150,17 @@ impl Spool {
     }
 
     /// Writes a new message with its bytes; durable when it returns.
-    pub fn put(&mut self, record: &Record, body: &[u8]) -> Result<Body> {
+    /// Returns where the bytes are kept, and the bytes themselves (not
+    /// copied) for an attempt made at once.
+    pub fn put(&mut self, record: &Record, body: Vec<u8>) -> Result<(Body, Arc<Vec<u8>>)> {
+        let body = Arc::new(body);
         if self.file.is_none() {
-            return Ok(Body::Memory(Arc::new(body.to_vec())));
+            return Ok((Body::Memory(body.clone()), body));
         }
-        let bytes = encode(record, body)?;
+        let bytes = encode(record, &body)?;
         let offset = self.append(&bytes)?;
         let body_offset = offset + (bytes.len() - body.len()) as u64;
-        Ok(Body::Journal { offset: body_offset, len: body.len() as u64, crc: crc(&[body]) })
+        Ok((Body::Journal { offset: body_offset, len: body.len() as u64, crc: crc(&[&body]) }, body))
     }
 
     /// Writes a message's new state; durable when it returns.
