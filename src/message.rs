@@ -9,7 +9,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::Address;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -122,6 +122,8 @@ pub struct Recipient {
 pub struct Part {
     pub name: String,
     pub content_type: ContentType,
+    /// A message/* part (a forwarded message, …).
+    pub is_message: bool,
     pub bytes: Vec<u8>,
     pub cid: Option<String>,
 }
@@ -362,11 +364,12 @@ pub fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
     })?;
     // A message/rfc822 part is a message, which ends with a line break;
     // without one its last line runs into the MIME boundary for some readers.
+    let is_message = content_type_text.to_ascii_lowercase().starts_with("message/");
     let mut bytes = bytes;
-    if content_type_text.to_ascii_lowercase().starts_with("message/") && !bytes.is_empty() && !bytes.ends_with(b"\n") {
+    if is_message && !bytes.is_empty() && !bytes.ends_with(b"\n") {
         bytes.extend_from_slice(b"\r\n");
     }
-    Ok(Part { name, content_type, bytes, cid })
+    Ok(Part { name, content_type, is_message, bytes, cid })
 }
 
 /// A `name=` parameter value: quoted printable ASCII, or an RFC 2047
@@ -400,6 +403,7 @@ fn normalize_newlines(text: &str) -> String {
 /// bytes move into the message (the spec keeps their names and types), so
 /// that a large attachment is not held twice while it is encoded.
 pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
+    let mut large: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     // The SMTP envelope is the pipeline's; lettre only needs one that is
     // valid (a message with Bcc alone has no To or Cc to derive it from).
     let recipients: Vec<Address> = spec.all_recipients().map(|r| r.mailbox.email.clone()).collect();
@@ -464,9 +468,22 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
             Body::Multi(m) => MultiPart::mixed().multipart(m),
         };
         for part in &mut spec.attachments {
-            mixed = mixed.singlepart(
-                Attachment::new(part.name.clone()).body(std::mem::take(&mut part.bytes), part.content_type.clone()),
-            );
+            let bytes = std::mem::take(&mut part.bytes);
+            let content_type = part.content_type.clone();
+            let attachment = Attachment::new(part.name.clone());
+            // Large parts are encoded once, straight into the final bytes
+            // (see `splice`); not under DKIM, whose body hash lettre
+            // computes over the message it holds, nor for message/* parts,
+            // which must not be base64 (RFC 2046 §5.2.1).
+            mixed = if ctx.dkim.is_none() && bytes.len() >= SPLICE_MIN_BYTES && !part.is_message {
+                let token = splice_token()?;
+                let placeholder =
+                    lettre::message::Body::dangerous_pre_encoded(token.clone(), ContentTransferEncoding::Base64);
+                large.push((token, bytes));
+                mixed.singlepart(attachment.body(placeholder, content_type))
+            } else {
+                mixed.singlepart(attachment.body(bytes, content_type))
+            };
         }
         Body::Multi(mixed)
     };
@@ -478,12 +495,59 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
     if let Some(dkim) = ctx.dkim {
         message.sign(dkim);
     }
-    Ok(message.formatted())
+    splice(message.formatted(), large)
 }
 
 enum Body {
     Single(SinglePart),
     Multi(MultiPart),
+}
+
+/// Attachments from this size on are encoded by [`splice`].
+const SPLICE_MIN_BYTES: usize = 64 * 1024;
+/// Base64 line length, as lettre writes it.
+const B64_LINE: usize = 76;
+
+/// A placeholder no message text can contain by chance (128 random bits).
+fn splice_token() -> Result<Vec<u8>> {
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(|e| Error::internal(format!("no random numbers from the OS: {e}")))?;
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("SMTPBRIDGEPART{hex}").into_bytes())
+}
+
+/// The formatted message with each placeholder replaced by its part's
+/// base64 (76-character lines, as lettre writes them). Building a large
+/// attachment this way holds its bytes and the final message, once each,
+/// instead of lettre's encoded copy beside a formatted copy.
+fn splice(formatted: Vec<u8>, large: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<u8>> {
+    if large.is_empty() {
+        return Ok(formatted);
+    }
+    let encoded_len = |n: usize| {
+        let chars = n.div_ceil(3) * 4;
+        chars + chars.div_ceil(B64_LINE).saturating_sub(1) * 2
+    };
+    let total = large.iter().fold(formatted.len(), |t, (token, raw)| t - token.len() + encoded_len(raw.len()));
+    let mut out = Vec::with_capacity(total);
+    let mut rest = &formatted[..];
+    for (token, raw) in large {
+        let at =
+            memchr::memmem::find(rest, &token).ok_or_else(|| Error::internal("a part placeholder went missing"))?;
+        out.extend_from_slice(&rest[..at]);
+        let mut line = [0u8; B64_LINE];
+        for (i, chunk) in raw.chunks(B64_LINE / 4 * 3).enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"\r\n");
+            }
+            let n = B64.encode_slice(chunk, &mut line).expect("a 76-byte buffer holds 57 bytes of base64");
+            out.extend_from_slice(&line[..n]);
+        }
+        rest = &rest[at + token.len()..];
+    }
+    out.extend_from_slice(rest);
+    debug_assert_eq!(out.len(), total);
+    Ok(out)
 }
 
 /// The DKIM settings every signed message uses: relaxed/relaxed
@@ -585,6 +649,30 @@ mod tests {
         let e =
             parse(r#"{"to":["a@b.example"],"text":"x","attachments":[{"path":"/nonexistent/x.pdf"}]}"#).unwrap_err();
         assert!(e.message().contains("/nonexistent/x.pdf"));
+    }
+
+    #[test]
+    fn a_large_attachment_is_spliced_in_as_lettre_would_encode_it() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let json = format!(
+            r#"{{"to":["a@b.example"],"text":"see attached","attachments":[{{"content_base64":"{}","name":"big.bin"}},{{"content_base64":"{}","name":"small.txt"}}]}}"#,
+            B64.encode(&data),
+            B64.encode(b"small")
+        );
+        let mut spec = parse(&json).unwrap();
+        let ctx = BuildContext {
+            from: "s@b.example".parse().unwrap(),
+            reply_to: None,
+            message_id: "<1@b.example>".into(),
+            original_to: None,
+            dkim: None,
+        };
+        let bytes = build(&mut spec, &ctx).unwrap();
+        assert!(memchr::memmem::find(&bytes, b"SMTPBRIDGEPART").is_none());
+        assert!(bytes.split(|b| *b == b'\n').all(|line| line.len() <= 78));
+        let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        let parts: Vec<&[u8]> = parsed.attachments().map(|p| p.contents()).collect();
+        assert_eq!(parts, vec![&data[..], &b"small"[..]]);
     }
 
     #[test]
