@@ -651,6 +651,18 @@ mod tests {
         assert!(e.message().contains("/nonexistent/x.pdf"));
     }
 
+    /// The bytes of `spec` from a fixed sender, without DKIM.
+    fn build_plain(spec: &mut MessageSpec) -> Vec<u8> {
+        let ctx = BuildContext {
+            from: "s@b.example".parse().unwrap(),
+            reply_to: None,
+            message_id: "<1@b.example>".into(),
+            original_to: None,
+            dkim: None,
+        };
+        build(spec, &ctx).unwrap()
+    }
+
     #[test]
     fn a_large_attachment_is_spliced_in_as_lettre_would_encode_it() {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
@@ -660,14 +672,7 @@ mod tests {
             B64.encode(b"small")
         );
         let mut spec = parse(&json).unwrap();
-        let ctx = BuildContext {
-            from: "s@b.example".parse().unwrap(),
-            reply_to: None,
-            message_id: "<1@b.example>".into(),
-            original_to: None,
-            dkim: None,
-        };
-        let bytes = build(&mut spec, &ctx).unwrap();
+        let bytes = build_plain(&mut spec);
         assert!(memchr::memmem::find(&bytes, b"SMTPBRIDGEPART").is_none());
         assert!(bytes.split(|b| *b == b'\n').all(|line| line.len() <= 78));
         let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
@@ -678,14 +683,7 @@ mod tests {
     #[test]
     fn lone_cr_never_reaches_the_bytes() {
         let mut spec = parse(r#"{"to":["a@b.example"],"text":"one\rtwo\nthree\r\n.four"}"#).unwrap();
-        let ctx = BuildContext {
-            from: "s@b.example".parse().unwrap(),
-            reply_to: None,
-            message_id: "<1@b.example>".into(),
-            original_to: None,
-            dkim: None,
-        };
-        let bytes = build(&mut spec, &ctx).unwrap();
+        let bytes = build_plain(&mut spec);
         for (i, b) in bytes.iter().enumerate() {
             if *b == b'\r' {
                 assert_eq!(bytes.get(i + 1), Some(&b'\n'));
