@@ -453,3 +453,44 @@ def test_flush_blocked_in_another_thread_returns_state_at_shutdown_every_time():
                 client.close()
     wrong = [o for o in outcomes if o != STATE]
     assert wrong == [], f"{len(wrong)} of {len(outcomes)} blocked flushes returned {set(wrong)} at shutdown"
+
+
+@pytest.mark.parametrize("inside", ["shutdown", "close"])
+def test_shutdown_racing_a_shutdown_or_close_inside_the_callback_does_not_hang(data_dir, inside):
+    # One thread shuts the client down while the event callback, already
+    # running, shuts it down or closes it too: neither may wait on the other.
+    outcome = {}
+
+    def scenario():
+        with RecordingServer() as server:
+            client = smtpbridge.Client(data_dir)
+            configure(client, server)
+            in_callback = threading.Event()
+
+            def callback(event):
+                if event.get("state") == "sent" and not in_callback.is_set():
+                    in_callback.set()
+                    time.sleep(0.3)  # the other thread's shutdown is under way by now
+                    try:
+                        getattr(client, inside)()
+                        outcome["inside"] = "returned"
+                    except smtpbridge.SmtpBridgeError as error:
+                        outcome["inside"] = error.name
+
+            client.set_event_callback(callback)
+            client.enqueue(message())
+            assert in_callback.wait(10)
+            try:
+                client.shutdown(1000)
+                outcome["outside"] = "returned"
+            except smtpbridge.SmtpBridgeError as error:
+                outcome["outside"] = error.name
+            client.close()
+            outcome["closed"] = True
+
+    thread = threading.Thread(target=scenario, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), f"shutdown and {inside} inside the callback hung: {outcome}"
+    assert outcome.get("closed") is True, outcome
+    assert outcome.get("inside") in ("returned", "SMTPB_ERR_STATE"), outcome

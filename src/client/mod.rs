@@ -187,9 +187,23 @@ impl Client {
     /// to finish, then are ended too; every library thread is joined.
     /// Idempotent. `SMTPB_ERR_TIMEOUT` when the grace ran out.
     pub fn shutdown(&self, grace_ms: u32) -> Result<()> {
-        // A second shutdown waits for the first to finish.
-        let _one_at_a_time = self.inner.shutdown_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // A second shutdown waits for the first to finish; except on the
+        // event thread, which the first may be waiting for.
+        let on_event_thread = self.on_event_thread();
+        let _one_at_a_time = match self.inner.shutdown_lock.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::WouldBlock) if on_event_thread => return Ok(()),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.inner.shutdown_lock.lock().unwrap_or_else(|e| e.into_inner())
+            }
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        };
         if self.inner.shut_down.swap(true, Ordering::AcqRel) {
+            // Shut down before, perhaps from inside the callback, which
+            // could not wait for its own thread: wait for it now.
+            if !on_event_thread {
+                self.inner.outbox.events.stop();
+            }
             return Ok(());
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(grace_ms as u64);

@@ -233,7 +233,12 @@ impl Client {
         }
         let reservation = match limits.reserve(&settings, record.envelope_to.len() as u32) {
             Ok(r) => r,
-            Err(e) if e.code() != Code::Limit => return (failed(e), policy),
+            // The counters could not be saved (a file held by a scanner, a
+            // full disk): try again shortly rather than fail the message.
+            Err(e) if e.code() != Code::Limit => {
+                let until_ms = (fsutil::unix_now() + 5) * 1000;
+                return (Attempt::Held { until_ms, reason: e.message().to_string() }, policy);
+            }
             Err(e) => {
                 let whole_limit = record.envelope_to.len() as u32 > settings.send_limit;
                 if whole_limit {

@@ -144,9 +144,22 @@ impl Events {
             queue.pending.clear();
         }
         self.shared.queued.notify_all();
-        self.shared.slot.lock().unwrap_or_else(|e| e.into_inner()).callback = None;
-        let closing_client = self.shared.closing_client.load(std::sync::atomic::Ordering::Acquire);
-        if !self.is_event_thread() && !closing_client {
+        if self.is_event_thread() {
+            self.shared.slot.lock().unwrap_or_else(|e| e.into_inner()).callback = None;
+            return;
+        }
+        // Wait for a callback now running to return; the event thread then
+        // either stops, or (a close asked for inside the callback) goes on to
+        // free the client itself and must not be waited for.
+        let closing_client = {
+            let mut slot = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+            slot.callback = None;
+            while slot.running {
+                slot = self.shared.idle.wait(slot).unwrap_or_else(|e| e.into_inner());
+            }
+            self.shared.closing_client.load(std::sync::atomic::Ordering::Acquire)
+        };
+        if !closing_client {
             if let Some(handle) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = handle.join();
             }
@@ -180,12 +193,17 @@ fn run(shared: Arc<Shared>) {
         }
         let after = {
             let mut slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+            let after = slot.after.take();
+            // Set before `running` clears, under the same lock: whoever
+            // waits for the callback to end sees it.
+            if after.is_some() {
+                shared.closing_client.store(true, std::sync::atomic::Ordering::Release);
+            }
             slot.running = false;
             shared.idle.notify_all();
-            slot.after.take()
+            after
         };
         if let Some(work) = after {
-            shared.closing_client.store(true, std::sync::atomic::Ordering::Release);
             work();
             return;
         }
