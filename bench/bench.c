@@ -76,6 +76,14 @@ static long rss_kb(void) { /* resident set size now, from /proc */
     return resident * 4;
 }
 
+/* The process's peak RSS, and how far above `before` (KiB) it went. */
+static void peak_notes(char *notes, size_t size, long before) {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    snprintf(notes, size, "peak RSS %.1f MiB, %.1f MiB above the idle client", usage.ru_maxrss / 1024.0,
+             (usage.ru_maxrss - before) / 1024.0);
+}
+
 static void send_loop(smtpb_client *c, const char *json, int n) {
     for (int i = 0; i < n; i++) check(smtpb_send(c, json, NULL), "smtpb_send");
 }
@@ -146,10 +154,7 @@ int main(int argc, char **argv) {
         double t = now();
         send_loop(c, json, n);
         double took = now() - t;
-        struct rusage usage;
-        getrusage(RUSAGE_SELF, &usage);
-        snprintf(notes, sizeof notes, "peak RSS %.1f MiB, %.1f MiB above the idle client",
-                 usage.ru_maxrss / 1024.0, (usage.ru_maxrss - before) / 1024.0);
+        peak_notes(notes, sizeof notes, before);
         report("smtpbridge: smtpb_send, 5 MiB attachment", n, took, notes);
         smtpb_client_close(c);
     } else if (!strcmp(mode, "durable")) {
@@ -197,10 +202,7 @@ int main(int argc, char **argv) {
         char *batch = NULL;
         check(smtpb_merge(c, template_json, recipients, &batch), "smtpb_merge");
         double took = now() - t;
-        struct rusage usage;
-        getrusage(RUSAGE_SELF, &usage);
-        snprintf(notes, sizeof notes, "peak RSS %.1f MiB, %.1f MiB above the idle client",
-                 usage.ru_maxrss / 1024.0, (usage.ru_maxrss - before) / 1024.0);
+        peak_notes(notes, sizeof notes, before);
         report("smtpbridge: smtpb_merge into the durable outbox", n, took, notes);
         smtpb_string_free(batch);
         smtpb_client_close(c);

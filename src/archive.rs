@@ -97,10 +97,6 @@ fn unique(dir: &Path, name: &str, used: &mut Vec<String>) -> String {
     candidate
 }
 
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 /// Files the sent message `bytes` in `root/<id>/`. `meta` is written to
 /// `meta.json` with the attachment names added. Returns the status's
 /// `archive` object (absolute paths).
@@ -119,10 +115,10 @@ pub fn write(root: &Path, id: &str, bytes: &[u8], mut meta: Value) -> Result<Val
         Some(h) => h.to_string(),
         None => {
             let text = message.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
-            let title = html_escape(message.subject().unwrap_or(""));
+            let title = crate::message::html_escape(message.subject().unwrap_or(""));
             format!(
                 "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n<body><pre>{}</pre></body></html>\n",
-                html_escape(&text)
+                crate::message::html_escape(&text)
             )
         }
     };

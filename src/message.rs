@@ -372,6 +372,22 @@ pub fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
     Ok(Part { name, content_type, is_message, bytes, cid })
 }
 
+/// `text` safe inside HTML text and attribute values.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A `name=` parameter value: quoted printable ASCII, or an RFC 2047
 /// encoded word for anything else (what Outlook and Thunderbird read).
 fn name_parameter(name: &str) -> String {

@@ -64,28 +64,13 @@ pub fn render(text: &str, values: &HashMap<String, String>, html: bool) -> Strin
         out.push_str(&rest[..start]);
         let name = after[..end].trim();
         match values.get(name) {
-            Some(v) if html => out.push_str(&html_escape(v)),
+            Some(v) if html => out.push_str(&message::html_escape(v)),
             Some(v) => out.push_str(v),
             None => out.push_str(&rest[start..start + 2 + end + 2]),
         }
         rest = &after[end + 2..];
     }
     out.push_str(rest);
-    out
-}
-
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
     out
 }
 
