@@ -18,7 +18,7 @@
  *   Windows), whatever the host compiler's default.
  * - Within ABI version 1, things are only added, never renamed, removed or
  *   given a new meaning. Check smtpb_abi_version() == SMTPB_ABI_VERSION at
- *   load.
+ *   load, and smtpb_abi_minor() >= 1 before calling a version 1.1 function.
  */
 
 #ifndef SMTPBRIDGE_H
@@ -52,6 +52,12 @@
  * library's.
  */
 #define SMTPB_ABI_VERSION 1
+
+/**
+ * The minor ABI version of this header (1: the version 1.1 additions);
+ * `smtpb_abi_minor()` returns the library's.
+ */
+#define SMTPB_ABI_MINOR 1
 
 /**
  * `smtpb_client_open` flag: resume delivery of what the spool holds.
@@ -804,6 +810,17 @@ smtpb_result SMTPB_CALL smtpb_merge(smtpb_client *c,
 uint32_t SMTPB_CALL smtpb_abi_version(void);
 
 /**
+ * The minor ABI version of the loaded library: 1 for a library with the
+ * version 1.1 functions (OAuth2 sign-in, diagnostics, outbox queries,
+ * ...). Within ABI version 1 functions are only added, so a host built
+ * with a newer header calls a 1.1 function only when
+ * `smtpb_abi_minor() >= 1`; a library without this function is 1.0.
+ *
+ * Thread safety: any thread, any time; never changes the last error.
+ */
+uint32_t SMTPB_CALL smtpb_abi_minor(void);
+
+/**
  * The library's version, e.g. "0.1.0" (as `SMTPB_VERSION` in the header).
  *
  * Ownership: static; never freed by the caller.
@@ -829,7 +846,7 @@ const char *SMTPB_CALL smtpb_result_name(smtpb_result code);
  * Ownership: owned by the library; never freed by the caller. Valid until
  * the next call on this thread other than smtpb_last_error,
  * smtpb_string_free, smtpb_result_name, smtpb_version and
- * smtpb_abi_version (which never change it).
+ * smtpb_abi_version and smtpb_abi_minor (which never change it).
  */
 const char *SMTPB_CALL smtpb_last_error(void);
 

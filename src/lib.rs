@@ -45,3 +45,5 @@ pub use error::{Code, Error, Result};
 
 /// The ABI version this library implements.
 pub const ABI_VERSION: u32 = 1;
+/// The minor ABI version: the additions of version 1.1 are present.
+pub const ABI_MINOR: u32 = 1;

@@ -7,6 +7,7 @@ import ctypes
 import json
 import re
 import threading
+from pathlib import Path
 
 import pytest
 from smtpbridge import native
@@ -38,6 +39,12 @@ def fail_once(client) -> str:
 
 def test_abi_version_is_1():
     assert native.lib.smtpb_abi_version() == 1
+
+
+def test_abi_minor_is_1_and_matches_the_header():
+    header = (Path(__file__).resolve().parents[1] / "include" / "smtpbridge.h").read_text()
+    assert re.search(r"#define SMTPB_ABI_MINOR 1\b", header)
+    assert native.lib.smtpb_abi_minor() == 1
 
 
 def test_version_is_a_nonempty_static_string():
@@ -173,6 +180,7 @@ def test_last_error_is_not_changed_by_the_static_functions(client):
     native.lib.smtpb_result_name(3)
     native.lib.smtpb_version()
     native.lib.smtpb_abi_version()
+    native.lib.smtpb_abi_minor()
     native.lib.smtpb_string_free(None)
     assert native.last_error() == message_text
     assert native.last_error() == message_text  # reading it does not change it

@@ -145,6 +145,16 @@ namespace SmtpBridge
             get { return NativeMethods.smtpb_abi_version(); }
         }
 
+        /// <summary>smtpb_abi_minor: 1 when the version 1.1 functions exist; 0 for a 1.0 library.</summary>
+        public static uint AbiMinor
+        {
+            get
+            {
+                try { return NativeMethods.smtpb_abi_minor(); }
+                catch (EntryPointNotFoundException) { return 0; }
+            }
+        }
+
         /// <summary>smtpb_result_name: "SMTPB_ERR_TLS" for 5; "SMTPB_ERR_UNKNOWN" for an unknown code.</summary>
         public static string ResultName(int code)
         {
@@ -625,6 +635,9 @@ namespace SmtpBridge
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern uint smtpb_abi_version();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint smtpb_abi_minor();
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern IntPtr smtpb_version();

@@ -78,6 +78,10 @@ pub const SMTPB_ERR_INTERNAL: smtpb_result = 99;
 /// library's.
 pub const SMTPB_ABI_VERSION: u32 = 1;
 
+/// The minor ABI version of this header (1: the version 1.1 additions);
+/// `smtpb_abi_minor()` returns the library's.
+pub const SMTPB_ABI_MINOR: u32 = 1;
+
 /// `smtpb_client_open` flag: resume delivery of what the spool holds.
 pub const SMTPB_OPEN_DEFAULT: u32 = 0;
 /// `smtpb_client_open` flag: open with the outbox paused until
@@ -87,6 +91,7 @@ pub const SMTPB_OPEN_PAUSED: u32 = 1;
 // The header's values are literals (cbindgen evaluates no paths); they
 // must be the core's.
 const _: () = assert!(SMTPB_ABI_VERSION == crate::ABI_VERSION);
+const _: () = assert!(SMTPB_ABI_MINOR == crate::ABI_MINOR);
 const _: () = assert!(SMTPB_OPEN_DEFAULT == crate::client::OPEN_DEFAULT);
 const _: () = assert!(SMTPB_OPEN_PAUSED == crate::client::OPEN_PAUSED);
 

@@ -14,6 +14,18 @@ pub extern "C" fn smtpb_abi_version() -> u32 {
     crate::ABI_VERSION
 }
 
+/// The minor ABI version of the loaded library: 1 for a library with the
+/// version 1.1 functions (OAuth2 sign-in, diagnostics, outbox queries,
+/// ...). Within ABI version 1 functions are only added, so a host built
+/// with a newer header calls a 1.1 function only when
+/// `smtpb_abi_minor() >= 1`; a library without this function is 1.0.
+///
+/// Thread safety: any thread, any time; never changes the last error.
+#[no_mangle]
+pub extern "C" fn smtpb_abi_minor() -> u32 {
+    crate::ABI_MINOR
+}
+
 /// The library's version, e.g. "0.1.0" (as `SMTPB_VERSION` in the header).
 ///
 /// Ownership: static; never freed by the caller.
@@ -47,7 +59,7 @@ pub extern "C" fn smtpb_result_name(code: smtpb_result) -> *const c_char {
 /// Ownership: owned by the library; never freed by the caller. Valid until
 /// the next call on this thread other than smtpb_last_error,
 /// smtpb_string_free, smtpb_result_name, smtpb_version and
-/// smtpb_abi_version (which never change it).
+/// smtpb_abi_version and smtpb_abi_minor (which never change it).
 #[no_mangle]
 pub extern "C" fn smtpb_last_error() -> *const c_char {
     last_error_ptr()

@@ -62,6 +62,7 @@ internal static class SmtpBridgeTests
     private static void TestLibrary()
     {
         Check(Client.AbiVersion == Client.RequiredAbiVersion, "AbiVersion == 1");
+        Check(Client.AbiMinor >= 1, "AbiMinor >= 1");
         Check(Client.Version.Split('.').Length == 3, "Version looks like x.y.z: " + Client.Version);
         Check(Client.ResultName(ResultCode.Tls) == "SMTPB_ERR_TLS", "ResultName(5)");
         Check(Client.ResultName(ResultCode.Internal) == "SMTPB_ERR_INTERNAL", "ResultName(99)");

@@ -8,7 +8,7 @@ cannot be found or is not ABI version 1.
 """
 
 from . import native
-from ._native import ABI_VERSION, INFINITE, abi_version, result_name, version
+from ._native import ABI_VERSION, INFINITE, abi_minor, abi_version, result_name, version
 from .client import Client
 from .errors import (
     AuthError,
@@ -60,6 +60,7 @@ __all__ = [
     "TransientError",
     "WaitTimeoutError",
     "__version__",
+    "abi_minor",
     "abi_version",
     "native",
     "result_name",

@@ -69,6 +69,7 @@ smtpb_event_fn = CFUNCTYPE(None, c_char_p, c_void_p)
 SIGNATURES: Tuple[Tuple[str, Tuple[Any, ...], Any], ...] = (
     # name                          argtypes                                           restype
     ("smtpb_abi_version",           (),                                                c_uint32),
+    ("smtpb_abi_minor",             (),                                                c_uint32),
     ("smtpb_version",               (),                                                c_char_p),
     ("smtpb_result_name",           (smtpb_result,),                                   c_char_p),
     ("smtpb_last_error",            (),                                                c_char_p),
@@ -236,6 +237,14 @@ def version() -> str:
 def abi_version() -> int:
     """``smtpb_abi_version()``: 1 for every library these bindings load."""
     return int(lib.smtpb_abi_version())
+
+
+def abi_minor() -> int:
+    """``smtpb_abi_minor()``: 1 when the version 1.1 functions exist; 0 for a 1.0 library (which lacks it)."""
+    try:
+        return int(lib.smtpb_abi_minor())
+    except MissingFunctionError:
+        return 0
 
 
 def error(code: int, message: Optional[str] = None) -> SmtpBridgeError:

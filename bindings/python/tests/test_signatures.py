@@ -90,7 +90,7 @@ def test_every_client_function_is_called_by_client_py() -> None:
     source = (PACKAGE / "client.py").read_text(encoding="utf-8")
     called = set(re.findall(r'"(smtpb_\w+)"', source)) | set(re.findall(r"lib\.(smtpb_\w+)", source))
     library_wide = {  # wrapped in _native.py
-        "smtpb_abi_version", "smtpb_version", "smtpb_result_name", "smtpb_last_error",
+        "smtpb_abi_version", "smtpb_abi_minor", "smtpb_version", "smtpb_result_name", "smtpb_last_error",
         "smtpb_string_free",
     }
     assert called | library_wide == set(contract())
