@@ -1,7 +1,8 @@
 """Shared fixtures and helpers for the smtpbridge test suite.
 
 The suite runs against the library the build produced
-(``target/release/libsmtpbridge.so`` under the repository root), through the
+(``target/release/libsmtpbridge.so`` under the repository root, or the file
+named by ``SMTPBRIDGE_TEST_LIBRARY``, e.g. a debug build), through the
 Python binding in ``bindings/python``. Every server is on 127.0.0.1.
 
 Helpers that tests import (``from conftest import ...``):
@@ -29,7 +30,7 @@ ROOT = TESTS.parent
 LIBRARY_FILE = {"win32": "smtpbridge.dll", "darwin": "libsmtpbridge.dylib"}.get(
     sys.platform, "libsmtpbridge.so"
 )
-LIBRARY = ROOT / "target" / "release" / LIBRARY_FILE
+LIBRARY = Path(os.environ.get("SMTPBRIDGE_TEST_LIBRARY") or ROOT / "target" / "release" / LIBRARY_FILE)
 
 if not LIBRARY.is_file():
     raise pytest.UsageError(
