@@ -107,6 +107,25 @@ pub struct MessageJson {
     pub idempotency_key: Option<String>,
     #[serde(default)]
     pub archive: Option<bool>,
+    /// A complete RFC 5322 message, base64: sent as it is (see [`RawMime`]).
+    #[serde(default)]
+    pub mime_base64: Option<String>,
+}
+
+/// A message the host built itself (`mime_base64`), sent as its bytes.
+///
+/// The envelope comes from the JSON's `from`/`to`/`cc`/`bcc` where given,
+/// else from the message's own From, To, Cc and Bcc headers. The bytes go
+/// out as they are, except that Bcc headers are removed and a missing
+/// From, Date or Message-ID header is added in front.
+#[derive(Clone, Debug)]
+pub struct RawMime {
+    /// The bytes without Bcc headers.
+    pub bytes: Vec<u8>,
+    /// The message's own Message-ID (with angle brackets), if it has one.
+    pub message_id: Option<String>,
+    pub has_from: bool,
+    pub has_date: bool,
 }
 
 /// A validated recipient.
@@ -147,6 +166,8 @@ pub struct MessageSpec {
     pub reference: Option<String>,
     pub idempotency_key: Option<String>,
     pub archive: bool,
+    /// The host's own MIME message, when it gave `mime_base64`.
+    pub raw: Option<RawMime>,
 }
 
 /// Headers the library writes itself; a host may not set them.
@@ -217,7 +238,10 @@ impl MessageSpec {
 
     /// Validates a merge template: a message that may have no recipient
     /// yet.
-    pub fn validate_template(raw: MessageJson) -> Result<MessageSpec> {
+    pub fn validate_template(mut raw: MessageJson) -> Result<MessageSpec> {
+        if let Some(mime) = raw.mime_base64.take() {
+            return MessageSpec::validate_raw(raw, &mime);
+        }
         let to = recipients("to", &raw.to)?;
         let cc = recipients("cc", &raw.cc)?;
         let bcc = recipients("bcc", &raw.bcc)?;
@@ -277,6 +301,70 @@ impl MessageSpec {
             reference: raw.reference,
             idempotency_key: raw.idempotency_key,
             archive: raw.archive.unwrap_or(false),
+            raw: None,
+        })
+    }
+
+    /// Validates a message given as `mime_base64`: its envelope from the
+    /// JSON where given, else from the message's headers.
+    fn validate_raw(raw: MessageJson, mime: &str) -> Result<MessageSpec> {
+        let beside = [
+            ("subject", raw.subject.is_some()),
+            ("html", raw.html.is_some()),
+            ("text", raw.text.is_some()),
+            ("attachments", !raw.attachments.is_empty()),
+            ("inline", !raw.inline.is_empty()),
+            ("headers", raw.headers.is_some()),
+        ];
+        if let Some((field, _)) = beside.iter().find(|(_, given)| *given) {
+            return Err(Error::message_error(format!(
+                "{field}: not allowed beside mime_base64 (the message is sent as its bytes)"
+            )));
+        }
+        let compact: String = mime.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let bytes =
+            B64.decode(compact).map_err(|e| Error::message_error(format!("mime_base64: not valid base64: {e}")))?;
+        let (raw_mime, headers) = RawMime::read(bytes)?;
+        let from_header = |field: &str, list: &[AddressSpec]| -> Result<Vec<Recipient>> {
+            recipients(&format!("mime_base64: {field}"), list)
+        };
+        let given_envelope = !(raw.to.is_empty() && raw.cc.is_empty() && raw.bcc.is_empty());
+        let (to, cc, bcc) = if given_envelope {
+            (recipients("to", &raw.to)?, recipients("cc", &raw.cc)?, recipients("bcc", &raw.bcc)?)
+        } else {
+            (from_header("To", &headers.to)?, from_header("Cc", &headers.cc)?, from_header("Bcc", &headers.bcc)?)
+        };
+        let from = match (&raw.from, headers.from.first()) {
+            (Some(f), _) => Some(mailbox("from", f)?),
+            (None, Some(f)) => Some(mailbox("mime_base64: From", f)?),
+            (None, None) => None,
+        };
+        for (field, value) in
+            [("reference", &raw.reference), ("idempotency_key", &raw.idempotency_key), ("user", &raw.user)]
+        {
+            if let Some(v) = value {
+                check_text(v)
+                    .map_err(|c| Error::message_error(format!("{field}: control character {c:?} is not allowed")))?;
+            }
+        }
+        Ok(MessageSpec {
+            user: raw.user,
+            profile: raw.profile,
+            from,
+            reply_to: raw.reply_to.as_ref().map(|r| mailbox("reply_to", r)).transpose()?,
+            to,
+            cc,
+            bcc,
+            subject: String::new(),
+            html: None,
+            text: None,
+            attachments: Vec::new(),
+            inline: Vec::new(),
+            headers: Vec::new(),
+            reference: raw.reference,
+            idempotency_key: raw.idempotency_key,
+            archive: raw.archive.unwrap_or(false),
+            raw: Some(raw_mime),
         })
     }
 
@@ -284,6 +372,89 @@ impl MessageSpec {
     pub fn all_recipients(&self) -> impl Iterator<Item = &Recipient> {
         self.to.iter().chain(&self.cc).chain(&self.bcc)
     }
+}
+
+/// The addresses of a raw message's own headers.
+#[derive(Default)]
+struct RawHeaders {
+    from: Vec<AddressSpec>,
+    to: Vec<AddressSpec>,
+    cc: Vec<AddressSpec>,
+    bcc: Vec<AddressSpec>,
+}
+
+impl RawMime {
+    /// Checks a host's message and takes its addresses; the bytes are kept
+    /// without their Bcc headers.
+    fn read(bytes: Vec<u8>) -> Result<(RawMime, RawHeaders)> {
+        let end = header_end(&bytes).ok_or_else(|| {
+            Error::message_error("mime_base64: no header section (a blank line must end the headers)")
+        })?;
+        let parsed = mail_parser::MessageParser::default()
+            .parse_headers(&bytes[..end])
+            .ok_or_else(|| Error::message_error("mime_base64: the message's headers do not parse"))?;
+        let list = |address: Option<&mail_parser::Address>| -> Vec<AddressSpec> {
+            address
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|m| {
+                            let email = m.address.as_deref()?.to_string();
+                            Some(AddressSpec { email, name: m.name.as_deref().map(str::to_string) })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let headers = RawHeaders {
+            from: list(parsed.from()),
+            to: list(parsed.to()),
+            cc: list(parsed.cc()),
+            bcc: list(parsed.bcc()),
+        };
+        let message_id = parsed.message_id().map(|id| format!("<{id}>"));
+        let (has_from, has_date) = (parsed.from().is_some(), parsed.date().is_some());
+        let raw = RawMime { bytes: without_header(bytes, end, b"bcc"), message_id, has_from, has_date };
+        Ok((raw, headers))
+    }
+}
+
+/// Where a message's header section ends: the offset of the blank line
+/// (LF or CRLF) that closes it.
+fn header_end(bytes: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    while start < bytes.len() {
+        let line_end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i + 1);
+        let line = &bytes[start..line_end];
+        if line == b"\n" || line == b"\r\n" {
+            return Some(start);
+        }
+        start = line_end;
+    }
+    None
+}
+
+/// `bytes` without every header named `lower_name` (with its folded
+/// continuation lines) in the header section that ends at `end`.
+fn without_header(bytes: Vec<u8>, end: usize, lower_name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut dropping = false;
+    let mut start = 0;
+    while start < end {
+        let line_end = memchr::memchr(b'\n', &bytes[start..end]).map_or(end, |i| start + i + 1);
+        let line = &bytes[start..line_end];
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if !continuation {
+            dropping = line.len() > lower_name.len()
+                && line[..lower_name.len()].eq_ignore_ascii_case(lower_name)
+                && line[lower_name.len()] == b':';
+        }
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+        start = line_end;
+    }
+    out.extend_from_slice(&bytes[end..]);
+    out
 }
 
 fn custom_header(name: &str, value: &serde_json::Value) -> Result<(HeaderName, String)> {
@@ -419,6 +590,9 @@ fn normalize_newlines(text: &str) -> String {
 /// bytes move into the message (the spec keeps their names and types), so
 /// that a large attachment is not held twice while it is encoded.
 pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
+    if let Some(raw) = spec.raw.take() {
+        return build_raw(raw, ctx);
+    }
     let mut large: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     // The SMTP envelope is the pipeline's; lettre only needs one that is
     // valid (a message with Bcc alone has no To or Cc to derive it from).
@@ -512,6 +686,34 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
         message.sign(dkim);
     }
     splice(message.formatted(), large)
+}
+
+/// The bytes of a host's own message: the headers it lacks in front
+/// (From, Date, Message-ID, and X-Original-To in test mode), then its own.
+fn build_raw(raw: RawMime, ctx: &BuildContext) -> Result<Vec<u8>> {
+    if ctx.dkim.is_some() {
+        return Err(Error::config(
+            "mime_base64: this profile signs with DKIM (SMTPDkimDomain), which needs a message the library builds",
+        ));
+    }
+    let mut front = lettre::message::header::Headers::new();
+    if !raw.has_from {
+        front.set(lettre::message::header::From::from(lettre::message::Mailboxes::from(ctx.from.clone())));
+    }
+    if !raw.has_date {
+        front.set(lettre::message::header::Date::now());
+    }
+    if raw.message_id.is_none() {
+        front.set(lettre::message::header::MessageId::from(ctx.message_id.clone()));
+    }
+    if let Some(original) = &ctx.original_to {
+        front.insert_raw(HeaderValue::new(HeaderName::new_from_ascii_str("X-Original-To"), original.clone()));
+    }
+    let front = front.to_string();
+    let mut bytes = Vec::with_capacity(front.len() + raw.bytes.len());
+    bytes.extend_from_slice(front.as_bytes());
+    bytes.extend_from_slice(&raw.bytes);
+    Ok(bytes)
 }
 
 enum Body {

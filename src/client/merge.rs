@@ -111,6 +111,11 @@ impl Client {
                 "template: \"to\" comes from each recipient; leave it out of the template",
             ));
         }
+        if raw.mime_base64.is_some() {
+            return Err(Error::message_error(
+                "template: mime_base64 cannot be merged (placeholders live in subject, html and text)",
+            ));
+        }
         if recipients.is_empty() {
             return Err(Error::message_error("recipients: the merge has no recipient"));
         }

@@ -164,7 +164,11 @@ impl Client {
         }
 
         let id = crate::status::new_id();
-        let message_id = format!("<{id}@{}>", from.email.domain());
+        // A host's own MIME message keeps its Message-ID.
+        let message_id = match spec.raw.as_ref().and_then(|r| r.message_id.clone()) {
+            Some(own) => own,
+            None => format!("<{id}@{}>", from.email.domain()),
+        };
         let dkim = match (&settings.dkim_domain, &settings.dkim_selector, &settings.dkim_key_file) {
             (Some(domain), Some(selector), Some(key)) => Some(message::dkim_config(
                 domain,
