@@ -692,6 +692,15 @@ smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn
  * are read during the call. The pipeline: profile choice, blacklist, test
  * mode, DKIM, SMTP. No automatic retry: a failed message is `failed`.
  *
+ * A message the host built itself goes as `"mime_base64"`: the base64 of
+ * a complete RFC 5322 message, sent as its bytes (Bcc headers removed; a
+ * missing From, Date or Message-ID added in front; its own Message-ID is
+ * kept). `from`/`to`/`cc`/`bcc` then set the envelope and may be left
+ * out, in which case the message's own From, To, Cc and Bcc headers give
+ * it; `subject`, `html`, `text`, `attachments`, `inline` and `headers`
+ * beside it are `SMTPB_ERR_MESSAGE`; a profile that signs with DKIM is
+ * `SMTPB_ERR_CONFIG` for it (signing needs a message the library builds).
+ *
  * Once the message passes validation it gets an id and is recorded, and
  * `*out_status_json` is written whatever the result (the status JSON of
  * the documentation; NULL `out_status_json` allowed). It is not written
