@@ -1,6 +1,9 @@
 /*
  * smtpbridge: send mail by SMTP from desktop hosts, through a C ABI.
  *
+ * The configuration keys, the JSON shapes (message, status, events,
+ * reports) and the result codes are in docs/REFERENCE.md.
+ *
  * Conventions (the contract behind every function below):
  * - Every function that can fail returns smtpb_result (0 = SMTPB_OK). On a
  *   failure, smtpb_last_error() on the same thread says what was at fault.
@@ -686,7 +689,7 @@ smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn
 
 /**
  * Sends a message now and waits for the outcome. `message_json` is the
- * message JSON of the documentation (`to`/`cc`/`bcc`, `subject`, `html`
+ * message JSON of docs/REFERENCE.md (`to`/`cc`/`bcc`, `subject`, `html`
  * and/or `text`, `attachments`, `inline`, `headers`, `user`, `profile`,
  * `reference`, …); unknown fields are refused by name. Attachment files
  * are read during the call. The pipeline: profile choice, blacklist, test
@@ -703,7 +706,7 @@ smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn
  *
  * Once the message passes validation it gets an id and is recorded, and
  * `*out_status_json` is written whatever the result (the status JSON of
- * the documentation; NULL `out_status_json` allowed). It is not written
+ * docs/REFERENCE.md; NULL `out_status_json` allowed). It is not written
  * for `SMTPB_ERR_INVALID_ARGUMENT`, `MESSAGE`, `CONFIG`, `NOT_FOUND`,
  * `BLOCKED` and `STATE`.
  *
@@ -732,7 +735,7 @@ smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn
 smtpb_result SMTPB_CALL smtpb_send(smtpb_client *c, const char *message_json, char **out_status_json);
 
 /**
- * The status of a message by id (the status JSON of the documentation).
+ * The status of a message by id (the status JSON of docs/REFERENCE.md).
  *
  * Ownership: on success `*out_status_json` is a string the caller frees
  * with `smtpb_string_free`.

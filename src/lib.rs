@@ -32,6 +32,7 @@ pub mod json;
 pub mod limits;
 pub mod message;
 pub mod outbox;
+pub mod reference;
 pub mod smtp;
 pub mod status;
 pub mod tls;

@@ -28,14 +28,14 @@
 
 namespace smtpbridge {
 
-// The ABI version this wrapper is written for (ABI.md: 1).
+// The ABI version this wrapper is written for (SMTPB_ABI_VERSION: 1).
 #ifdef SMTPB_ABI_VERSION
 inline constexpr std::uint32_t abi_version_required = SMTPB_ABI_VERSION;
 #else
 inline constexpr std::uint32_t abi_version_required = 1;
 #endif
 
-// Flags of Client::open (ABI.md §3: SMTPB_OPEN_DEFAULT, SMTPB_OPEN_PAUSED).
+// Flags of Client::open (SMTPB_OPEN_DEFAULT, SMTPB_OPEN_PAUSED).
 #ifdef SMTPB_OPEN_DEFAULT
 inline constexpr std::uint32_t open_default = SMTPB_OPEN_DEFAULT;
 inline constexpr std::uint32_t open_paused = SMTPB_OPEN_PAUSED;
@@ -47,7 +47,7 @@ inline constexpr std::uint32_t open_paused = 1;
 // A timeout without limit (UINT32_MAX ms); 0 = do not wait.
 inline constexpr std::uint32_t infinite = UINT32_MAX;
 
-// Receives each event as JSON (ABI.md §4), on the client's event thread.
+// Receives each event as JSON (docs/REFERENCE.md, "Events"), on the client's event thread.
 using EventCallback = std::function<void(const std::string &event_json)>;
 
 // smtpb_abi_version: the loaded library's ABI version.

@@ -26,7 +26,7 @@ using System.Text;
 
 namespace SmtpBridge
 {
-    /// <summary>The smtpb_result codes (ABI.md §2). Codes are never reused; treat an unknown one as a failure.</summary>
+    /// <summary>The smtpb_result codes (docs/REFERENCE.md, "Result codes"). Codes are never reused; treat an unknown one as a failure.</summary>
     public static class ResultCode
     {
         public const int Ok = 0;
@@ -59,7 +59,7 @@ namespace SmtpBridge
         Paused = 1,
     }
 
-    /// <summary>Receives each event of a client as JSON (ABI.md §4), on the client's event thread.</summary>
+    /// <summary>Receives each event of a client as JSON (docs/REFERENCE.md, "Events"), on the client's event thread.</summary>
     public delegate void EventCallback(string eventJson);
 
     /// <summary>
@@ -625,7 +625,7 @@ namespace SmtpBridge
         public Type DelegateType { get; private set; }
     }
 
-    /// <summary>The C ABI as declared in ABI.md §3, verbatim. Strings: byte[] (NUL-terminated UTF-8) in, IntPtr out.</summary>
+    /// <summary>The C ABI as declared in include/smtpbridge.h, verbatim. Strings: byte[] (NUL-terminated UTF-8) in, IntPtr out.</summary>
     internal static class NativeMethods
     {
         private const string Library = "smtpbridge";

@@ -18,7 +18,7 @@
 
 #include "smtpbridge.h"
 
-/* Not (yet) emitted by the generated header; these are ABI.md's values. */
+/* Not (yet) emitted by the generated header; these are the header's values. */
 #ifndef SMTPB_ABI_VERSION
 #define SMTPB_ABI_VERSION 1u
 #endif

@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, with_client, write_out};
 
 /// Sends a message now and waits for the outcome. `message_json` is the
-/// message JSON of the documentation (`to`/`cc`/`bcc`, `subject`, `html`
+/// message JSON of docs/REFERENCE.md (`to`/`cc`/`bcc`, `subject`, `html`
 /// and/or `text`, `attachments`, `inline`, `headers`, `user`, `profile`,
 /// `reference`, …); unknown fields are refused by name. Attachment files
 /// are read during the call. The pipeline: profile choice, blacklist, test
@@ -22,7 +22,7 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 ///
 /// Once the message passes validation it gets an id and is recorded, and
 /// `*out_status_json` is written whatever the result (the status JSON of
-/// the documentation; NULL `out_status_json` allowed). It is not written
+/// docs/REFERENCE.md; NULL `out_status_json` allowed). It is not written
 /// for `SMTPB_ERR_INVALID_ARGUMENT`, `MESSAGE`, `CONFIG`, `NOT_FOUND`,
 /// `BLOCKED` and `STATE`.
 ///
@@ -63,7 +63,7 @@ pub unsafe extern "C" fn smtpb_send(
     })
 }
 
-/// The status of a message by id (the status JSON of the documentation).
+/// The status of a message by id (the status JSON of docs/REFERENCE.md).
 ///
 /// Ownership: on success `*out_status_json` is a string the caller frees
 /// with `smtpb_string_free`.

@@ -107,7 +107,7 @@ SIGNATURES: Tuple[Tuple[str, Tuple[Any, ...], Any], ...] = (
     ("smtpb_blacklist_list",        (client_p, char_pp),                               smtpb_result),
     ("smtpb_set_event_callback",    (client_p, smtpb_event_fn, c_void_p),              smtpb_result),
 )
-"""Every function of the C ABI as ``(name, argtypes, restype)``, in ABI.md order."""
+"""Every function of the C ABI as ``(name, argtypes, restype)``, in the order of include/smtpbridge.h."""
 # fmt: on
 
 _SIGNATURE: Dict[str, Tuple[Tuple[Any, ...], Any]] = {
