@@ -2,7 +2,7 @@
 //!
 //! Every message a client records, whether handed to `smtpb_enqueue` or
 //! sent at once with `smtpb_send`, lives here: its status, its envelope and
-//! (until it is final) its bytes, all in the [`spool`]. Delivery threads
+//! (until it is final) its bytes, all in the [`store`]. Delivery threads
 //! take `queued` and due `deferred` messages, one at a time each, and run
 //! an attempt through the client's pipeline; [`events`] tell the host about
 //! every change of state.
@@ -493,6 +493,9 @@ impl Outbox {
                     log::warn!("purging expired statuses: {}", e.message());
                 }
             }
+            if let Err(e) = self.reclaim() {
+                log::warn!("compacting the outbox store: {}", e.message());
+            }
             let (lock, wake) = &self.purge_wake;
             let stop = lock.lock().unwrap_or_else(|e| e.into_inner());
             if *stop {
@@ -526,14 +529,22 @@ impl Outbox {
         }
         if purged > 0 {
             log::info!("purged {purged} statuses");
-            while self.store().reclaim_step(1024)? {
-                if self.lock().stopping {
-                    break;
-                }
-            }
-            self.store().checkpoint()?;
+            self.reclaim()?;
         }
         Ok(purged)
+    }
+
+    /// Gives the store's free pages (of purged statuses and of the bytes of
+    /// final messages) back to the file system, a step at a time, and
+    /// truncates the WAL. Each step is a transaction: a crash loses
+    /// nothing.
+    fn reclaim(&self) -> Result<()> {
+        while self.store().reclaim_step(1024)? {
+            if self.lock().stopping {
+                return Ok(());
+            }
+        }
+        self.store().checkpoint()
     }
 
     /// `smtpb_outbox_purge`: `before` RFC 3339; `states_json` a JSON array
@@ -761,7 +772,11 @@ impl Outbox {
                 return None;
             }
             if !state.unrecorded.is_empty() {
+                let before = state.unrecorded.len();
                 self.record_unrecorded(&mut state);
+                if state.unrecorded.len() < before {
+                    self.changed.notify_all();
+                }
             }
             let now = now_ms();
             let mut chosen: Option<(i64, String)> = None;
@@ -1252,4 +1267,39 @@ impl Outbox {
 fn code_index(code: i64) -> usize {
     // State::ALL is in the order of state_code.
     (code.clamp(0, 5)) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Status;
+
+    fn record(state: State) -> Record {
+        Record {
+            status: Status::new(crate::status::new_id(), "Default".into(), state),
+            user: None,
+            envelope_from: "anna@firm.example".into(),
+            envelope_to: vec!["client@example.com".into()],
+            idempotency_key: None,
+            archive: false,
+            body_dropped: false,
+        }
+    }
+
+    #[test]
+    fn purge_tells_the_hook_every_purged_id_and_keeps_what_is_not_final() {
+        let outbox = Outbox::open(None, true).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        outbox.set_purge_hook(Arc::new(move |ids: &[String]| sink.lock().unwrap().extend_from_slice(ids)));
+        let mut sent: Vec<String> = (0..1200).map(|_| outbox.add(record(State::Sent), Vec::new()).unwrap().0).collect();
+        let (queued, _) = outbox.add(record(State::Queued), b"bytes".to_vec()).unwrap();
+        assert_eq!(outbox.purge(now_ms() + 120_000, &[State::Sent, State::Queued]).unwrap(), 1200);
+        let mut got = seen.lock().unwrap().clone();
+        got.sort();
+        sent.sort();
+        assert_eq!(got, sent);
+        assert_eq!(outbox.status(&queued).unwrap()["state"], "queued");
+        assert_eq!(outbox.status(&sent[0]).unwrap_err().code(), Code::NotFound);
+    }
 }

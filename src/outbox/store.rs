@@ -237,15 +237,22 @@ impl Store {
 
     /// Every message not final, oldest first.
     fn active(&self) -> Result<Vec<Record>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT record FROM messages WHERE state IN (0, 1, 3) ORDER BY id")
-            .map_err(|e| self.error("cannot read", e))?;
-        let rows = stmt.query_map([], |row| row.get::<_, String>(0)).map_err(|e| self.error("cannot read", e))?;
+        // One indexed range per state (an ORDER BY over the three could
+        // make the planner walk the whole id index instead).
         let mut out = Vec::new();
-        for row in rows {
-            out.push(self.parse(&row.map_err(|e| self.error("cannot read", e))?)?);
+        for state in [State::Queued, State::Sending, State::Deferred] {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT record FROM messages INDEXED BY messages_state WHERE state = ?1")
+                .map_err(|e| self.error("cannot read", e))?;
+            let rows = stmt
+                .query_map(params![state_code(state)], |row| row.get::<_, String>(0))
+                .map_err(|e| self.error("cannot read", e))?;
+            for row in rows {
+                out.push(self.parse(&row.map_err(|e| self.error("cannot read", e))?)?);
+            }
         }
+        out.sort_by(|a, b| a.status.id.cmp(&b.status.id));
         Ok(out)
     }
 
@@ -358,7 +365,9 @@ impl Store {
     /// Every record, or those in `state`, oldest first.
     pub fn list(&self, state: Option<State>) -> Result<Vec<Record>> {
         let (sql, code) = match state {
-            Some(s) => ("SELECT record FROM messages WHERE state = ?1 ORDER BY id", state_code(s)),
+            Some(s) => {
+                ("SELECT record FROM messages INDEXED BY messages_state WHERE state = ?1 ORDER BY id", state_code(s))
+            }
             None => ("SELECT record FROM messages WHERE ?1 = ?1 ORDER BY id", 0),
         };
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.error("cannot read", e))?;
@@ -486,15 +495,21 @@ impl Store {
     /// Gives up to `pages` free pages back to the file system; false when
     /// none are left.
     pub fn reclaim_step(&mut self, pages: u32) -> Result<bool> {
-        let free: i64 =
-            self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).map_err(|e| self.error("cannot read", e))?;
+        let read = |sql: &str| -> Result<i64> {
+            self.conn.query_row(sql, [], |r| r.get(0)).map_err(|e| self.error("cannot read", e))
+        };
+        // 2 = INCREMENTAL (a store in memory has none).
+        if read("PRAGMA auto_vacuum")? != 2 {
+            return Ok(false);
+        }
+        let free = read("PRAGMA freelist_count")?;
         if free == 0 {
             return Ok(false);
         }
         self.conn
             .execute_batch(&format!("PRAGMA incremental_vacuum({pages})"))
             .map_err(|e| self.error("cannot compact", e))?;
-        Ok(true)
+        Ok(read("PRAGMA freelist_count")? < free)
     }
 
     /// Moves the WAL into the database and truncates it (after a purge).
@@ -507,14 +522,15 @@ impl Store {
         Ok(())
     }
 
-    /// Writes many final records in one transaction (benchmarks make a
-    /// history this way; not a path the library itself takes).
-    pub fn insert_many(&mut self, records: &[Record]) -> Result<()> {
+    /// Writes many records (with their bytes, if given) in one transaction.
+    /// Benchmarks make a history this way; not a path the library itself
+    /// takes.
+    pub fn insert_many(&mut self, records: &[(Record, Option<Vec<u8>>)]) -> Result<()> {
         let path = self.path.clone();
         let e = |e| sql_error(path.as_deref(), "cannot write", e);
         let tx = self.conn.transaction().map_err(e)?;
-        for r in records {
-            insert_row(&tx, r, None).map_err(e)?;
+        for (r, body) in records {
+            insert_row(&tx, r, body.as_deref()).map_err(e)?;
         }
         tx.commit().map_err(e)
     }
@@ -548,8 +564,26 @@ pub(crate) fn ulid_floor(ms: i64) -> String {
     ulid::Ulid::from_parts(ms.clamp(0, (1i64 << 48) - 1) as u64, 0).to_string()
 }
 
-/// `PRAGMA user_version` of the store at `path`, read without writing.
+/// `PRAGMA user_version` of the store at `path`, read without writing:
+/// from the file's header (bytes 60..64, big-endian), or through SQLite
+/// when a WAL may hold a newer header.
 fn read_format(path: &Path) -> Result<u32> {
+    let wal = path.with_file_name(format!("{}-wal", path.file_name().and_then(|n| n.to_str()).unwrap_or("outbox.db")));
+    if !wal.metadata().is_ok_and(|m| m.len() > 0) {
+        let mut head = [0u8; 64];
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, &e))?;
+        use std::io::Read;
+        match file.read_exact(&mut head) {
+            Ok(()) if &head[..16] == b"SQLite format 3\0" => {
+                return Ok(u32::from_be_bytes(head[60..64].try_into().expect("4 bytes")));
+            }
+            // Empty: created by an open that ended before its first write.
+            Err(_) if file.metadata().is_ok_and(|m| m.len() == 0) => return Ok(0),
+            _ => {
+                return Err(Error::new(Code::Io, format!("{} is not a smtpbridge outbox store", path.display())));
+            }
+        }
+    }
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| sql_error(Some(path), "cannot open", e))?;
     conn.query_row("PRAGMA user_version", [], |row| row.get::<_, u32>(0))
