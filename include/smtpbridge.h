@@ -86,7 +86,8 @@
  * smtpb_credentials_set_oauth2, smtpb_credentials_remove,
  * smtpb_credentials_masked, smtpb_send, smtpb_enqueue, smtpb_merge,
  * smtpb_test_connection, smtpb_status, smtpb_batch_status,
- * smtpb_outbox_list, smtpb_outbox_stats, smtpb_wait, smtpb_flush,
+ * smtpb_outbox_list, smtpb_outbox_query, smtpb_outbox_purge,
+ * smtpb_outbox_stats, smtpb_wait, smtpb_flush,
  * smtpb_cancel, smtpb_batch_cancel, smtpb_retry, smtpb_outbox_pause,
  * smtpb_outbox_resume, smtpb_limits_reset, smtpb_blacklist_add,
  * smtpb_blacklist_remove, smtpb_blacklist_list, smtpb_set_event_callback.
@@ -220,11 +221,23 @@ extern "C" {
  * `*out` is a new client the caller ends with `smtpb_client_close`; on
  * failure `*out` is NULL.
  *
+ * Damage in the outbox spool does not stop the open: every intact record
+ * is recovered, the damage is logged (file, offset, records lost) and
+ * counted in `smtpb_outbox_stats`'s `"damaged_records"`, and the open
+ * returns `SMTPB_OK` with a **warning** left in `smtpb_last_error()`:
+ * text beginning `"warning: "`, naming the file, the offset and the
+ * number of records lost. This is the one call that may leave
+ * `smtpb_last_error()` non-empty on success; a host that does not look
+ * loses nothing. An outbox spool of library 1.0 (the journal, format 1)
+ * is migrated into the store (format 2) at the first open; the journal is
+ * kept beside it as `journal.log.v1-migrated-<seconds>`.
+ *
  * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL `out`, bad UTF-8, relative
  * data_dir, unknown flag); `SMTPB_ERR_BUSY` (data_dir is held by another
  * client; the message names its pid, host and user); `SMTPB_ERR_CREDENTIALS`
  * (wrong master secret or tampered store); `SMTPB_ERR_IO` (data_dir cannot
- * be created or read, or holds a store of a newer format).
+ * be created or read, or holds a store or spool of a newer format: the
+ * message names both versions and nothing is written).
  *
  * # Safety
  * String arguments are NULL or NUL-terminated; `out` is NULL or writable.
@@ -472,6 +485,75 @@ smtpb_result SMTPB_CALL smtpb_credentials_remove(smtpb_client *c, const char *us
 smtpb_result SMTPB_CALL smtpb_credentials_masked(smtpb_client *c, const char *user_id, char **out_json);
 
 /**
+ * One page of statuses, newest first (by id, which sorts by creation
+ * time). `query_json`: an object whose fields are all optional:
+ * `"state"` (array of state names), `"batch_id"`, `"reference"` (exact),
+ * `"reference_prefix"`, `"profile"` (any letter case), `"since"` and
+ * `"until"` (RFC 3339 UTC such as `2026-11-22T10:00:00Z`, by
+ * `created_at`: since inclusive, until exclusive), `"limit"` (1–1000,
+ * default 100) and `"cursor"` (the `next_cursor` of the page before; NULL
+ * or absent = the first page). A field set to `null` is as if absent.
+ * `*out_json`: `{"items": [status...], "next_cursor": "..." | null}`;
+ * `null` when there is no further page. Pages are stable while delivery
+ * goes on: a cursor names a position in the history, so messages created
+ * after the first page never shift later pages, and a message appears in
+ * at most one page (with its state when that page was read). Status
+ * lookups, pages and open do not scan the history: a page costs the same
+ * with a million statuses as with a hundred.
+ *
+ * Ownership: `query_json` is borrowed for the call; on success `*out_json`
+ * is the caller's to free with `smtpb_string_free`.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL, malformed JSON, an unknown
+ * field, a value of the wrong type or out of range, an unknown state, a
+ * time that is not RFC 3339, a cursor this library did not make — each
+ * named); `SMTPB_ERR_IO` (the outbox store cannot be read);
+ * `SMTPB_ERR_STATE`.
+ *
+ * Thread safety: safe from any thread, also while messages are delivered.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `query_json` is NULL or NUL-terminated;
+ * `out_json` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_outbox_query(smtpb_client *c, const char *query_json, char **out_json);
+
+/**
+ * Purges the final statuses created before `before` (RFC 3339 UTC) in the
+ * states `states_json` lists (a JSON array of `"sent"`, `"cancelled"`,
+ * `"failed"`; NULL = all three), with what the outbox keeps of them; the
+ * space is given back to the file system. Queued, sending and deferred
+ * mail is never purged. A purged id is `SMTPB_ERR_NOT_FOUND` afterwards
+ * and its idempotency key is free again; archive folders are the host's
+ * and are never touched. The library also purges by itself, at open and
+ * hourly: `sent` and `cancelled` after SMTPKeepSentDays (30), `failed`
+ * after SMTPKeepFailedDays (90); 0 = kept for ever. A purge works in small
+ * transactions, so delivery goes on meanwhile, and a crash at any point
+ * of it loses nothing but statuses it was asked to purge.
+ * `*out_json`: `{"purged": n}`.
+ *
+ * Ownership: `before` and `states_json` are borrowed for the call; on
+ * success a non-NULL `*out_json` is the caller's to free with
+ * `smtpb_string_free`. NULL `out_json` allowed.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL or bad `before`, malformed
+ * `states_json`, an unknown or not final state — named);
+ * `SMTPB_ERR_IO` (the outbox store cannot be written: the statuses purged
+ * before the failure stay purged, the rest are kept); `SMTPB_ERR_STATE`.
+ *
+ * Thread safety: safe from any thread; one purge at a time per client is
+ * not required (they simply share the work).
+ *
+ * # Safety
+ * `c` is NULL or an open client; `before` and `states_json` are NULL or
+ * NUL-terminated; `out_json` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_outbox_purge(smtpb_client *c,
+                                const char *before,
+                                const char *states_json,
+                                char **out_json);
+
+/**
  * Resets the send-limit counters (SMTPSendLimit per SMTPSendLimitPeriod,
  * and the SMTPBatchPerMinute window) of `profile` (any letter case), or of
  * every profile when `profile` is NULL: the manual reset of the host's
@@ -531,7 +613,9 @@ smtpb_result SMTPB_CALL smtpb_batch_status(smtpb_client *c, const char *batch_id
 /**
  * The statuses of the messages in `state` (`queued`, `sending`, `sent`,
  * `deferred`, `failed`, `cancelled`; NULL = all), oldest first, as a JSON
- * array of status objects.
+ * array of status objects. For small outboxes: the whole history is one
+ * string. With a long history (statuses are kept SMTPKeepSentDays /
+ * SMTPKeepFailedDays), page through it with `smtpb_outbox_query`.
  *
  * Ownership: on success `*out_json` is the caller's to free with
  * `smtpb_string_free`.
@@ -548,7 +632,10 @@ smtpb_result SMTPB_CALL smtpb_outbox_list(smtpb_client *c, const char *state, ch
 /**
  * Outbox statistics: `{"queued", "sending", "sent", "deferred", "failed",
  * "cancelled", "paused": [profiles, "*" for all], "profiles": {"Default":
- * {"sent_in_period", "limit", "period", "resets_at"}}}`.
+ * {"sent_in_period", "limit", "period", "resets_at"}}, "damaged_records"}`.
+ * `damaged_records`: records of the spool lost to damage so far (see
+ * `smtpb_client_open`); 0 for a sound spool. Counts are kept by the store,
+ * so this does not scan the history.
  *
  * Ownership: on success `*out_json` is the caller's to free with
  * `smtpb_string_free`.

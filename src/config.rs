@@ -118,6 +118,8 @@ pub static KEYS: &[KeyDef] = &[
     key!("SMTPRetryMaxAgeMs", Global, Kind::Number(1, MS_MAX), Some("172800000")),
     key!("SMTPDeliveryThreads", Global, Kind::Number(1, 64), Some("2")),
     key!("SMTPShutdownGraceMs", Global, Kind::Number(0, MS_MAX), Some("3000")),
+    key!("SMTPKeepSentDays", Global, Kind::Number(0, 36500), Some("30")),
+    key!("SMTPKeepFailedDays", Global, Kind::Number(0, 36500), Some("90")),
 ];
 
 /// The key definition for `name`, in any letter case.

@@ -7,7 +7,8 @@ leaves in the spool.
 MODE ``closed``: PORT has no listener; print the ids (one JSON line), then
 "ready". MODE ``sending``: PORT is a server that hangs after the final dot;
 wait until SMTPDeliveryThreads messages are ``sending``, print the ids and
-the sending ids (two JSON lines), then "ready". Needs SMTPBRIDGE_LIBRARY
+the sending ids (two JSON lines), then "ready". MODE ``churn``: see
+churn() (COUNT is ignored). Needs SMTPBRIDGE_LIBRARY
 (conftest sets it; the child inherits it).
 """
 
@@ -38,6 +39,9 @@ def main() -> None:
         "SMTPRetryMaxMs": 200,
     }.items():
         client.config_set(key, value)
+    if mode == "churn":
+        churn(client)
+        return
     ids = [
         client.enqueue({
             "from": "anna@firm.example",
@@ -59,6 +63,26 @@ def main() -> None:
         print(json.dumps(sending), flush=True)
     print("ready", flush=True)
     time.sleep(120)  # killed long before this
+
+
+def churn(client) -> None:
+    """MODE ``churn``: say "ready", then enqueue for ever (printing each id
+    once enqueue returned it) while the delivery threads send to PORT, and
+    purge every sent status every 20 messages: killed at a random point of
+    enqueue, delivery or purge."""
+    print("ready", flush=True)
+    n = 0
+    while True:
+        id = client.enqueue({
+            "from": "anna@firm.example",
+            "to": [f"churn{n}@example.com"],
+            "subject": f"churn {n}",
+            "text": f"message number {n}",
+        })
+        print(id, flush=True)
+        n += 1
+        if n % 20 == 0:
+            client.outbox_purge("9999-01-01T00:00:00Z", ["sent"])
 
 
 if __name__ == "__main__":

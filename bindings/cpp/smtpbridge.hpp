@@ -323,6 +323,25 @@ public:
         });
     }
 
+    // smtpb_outbox_query (1.1): one page of statuses, newest first, as JSON
+    // {"items": [...], "next_cursor": "..." | null}. query_json: {"state": [...],
+    // "batch_id", "reference", "reference_prefix", "profile", "since", "until",
+    // "limit", "cursor"}, every field optional.
+    std::string outbox_query(const std::string &query_json = "{}") {
+        return detail::out_string("smtpb_outbox_query", [&](char **out) {
+            return smtpb_outbox_query(handle(), detail::arg(query_json, "query_json"), out);
+        });
+    }
+
+    // smtpb_outbox_purge (1.1): purges final statuses created before `before`
+    // (RFC 3339 UTC) in the states states_json lists (a JSON array; nullopt =
+    // sent, cancelled, failed); returns {"purged": n}.
+    std::string outbox_purge(const std::string &before, const std::optional<std::string> &states_json = {}) {
+        return detail::out_string("smtpb_outbox_purge", [&](char **out) {
+            return smtpb_outbox_purge(handle(), detail::arg(before, "before"), detail::arg(states_json, "states_json"), out);
+        });
+    }
+
     // smtpb_outbox_stats: counts per state, paused profiles and send limits, as JSON.
     std::string outbox_stats() {
         return detail::out_string("smtpb_outbox_stats", [&](char **out) { return smtpb_outbox_stats(handle(), out); });

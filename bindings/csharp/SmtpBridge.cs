@@ -346,6 +346,25 @@ namespace SmtpBridge
             return Ensure.Output("smtpb_outbox_list", code, output);
         }
 
+        /// <summary>smtpb_outbox_query (1.1): one page of statuses, newest first, as JSON
+        /// {"items": [...], "next_cursor": "..." | null}. queryJson: {"state": [...], "batch_id",
+        /// "reference", "reference_prefix", "profile", "since", "until", "limit", "cursor"}, all optional.</summary>
+        public string OutboxQuery(string queryJson = "{}")
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_outbox_query(Handle, Utf8.In(queryJson, "queryJson"), out output);
+            return Ensure.Output("smtpb_outbox_query", code, output);
+        }
+
+        /// <summary>smtpb_outbox_purge (1.1): purges final statuses created before `before` (RFC 3339 UTC)
+        /// in the states statesJson lists (a JSON array; null = sent, cancelled, failed); returns {"purged": n}.</summary>
+        public string OutboxPurge(string before, string statesJson = null)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_outbox_purge(Handle, Utf8.In(before, "before"), Utf8.In(statesJson, "statesJson"), out output);
+            return Ensure.Output("smtpb_outbox_purge", code, output);
+        }
+
         /// <summary>smtpb_outbox_stats: counts per state, paused profiles and send limits, as JSON.</summary>
         public string OutboxStats()
         {
@@ -711,6 +730,12 @@ namespace SmtpBridge
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int smtpb_outbox_stats(ClientHandle c, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_outbox_query(ClientHandle c, byte[] queryJson, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_outbox_purge(ClientHandle c, byte[] before, byte[] statesJson, out IntPtr json);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int smtpb_wait(ClientHandle c, byte[] id, uint timeoutMs, out IntPtr statusJson);

@@ -159,7 +159,12 @@ impl Client {
         // Delivery threads hold the client weakly: dropping the last
         // handle ends them.
         let weak = Arc::downgrade(&client.inner);
-        outbox.start(threads, move |record, bytes| match weak.upgrade() {
+        let config_of = Arc::downgrade(&client.inner);
+        let retention: Arc<crate::outbox::RetentionFn> = Arc::new(move || match config_of.upgrade() {
+            Some(inner) => Client { inner }.retention_days(),
+            None => (0, 0),
+        });
+        outbox.start(threads, retention, move |record, bytes| match weak.upgrade() {
             Some(inner) => Client { inner }.attempt(record, bytes, std::time::Duration::ZERO),
             None => (
                 crate::outbox::Attempt::Failed {
@@ -439,10 +444,36 @@ impl Client {
         Ok(self.inner.outbox.list(state)?.to_string())
     }
 
+    /// One page of statuses, newest first (`smtpb_outbox_query`).
+    pub fn outbox_query(&self, query_json: &str) -> Result<String> {
+        self.check_open()?;
+        Ok(self.inner.outbox.query(query_json)?.to_string())
+    }
+
+    /// Purges final statuses created before `before` (`smtpb_outbox_purge`).
+    pub fn outbox_purge(&self, before: &str, states_json: Option<&str>) -> Result<String> {
+        self.check_open()?;
+        Ok(self.inner.outbox.purge_request(before, states_json)?.to_string())
+    }
+
+    /// Warnings from open (damage in the spool recovered past).
+    pub fn open_warnings(&self) -> Vec<String> {
+        self.inner.outbox.open_warnings().to_vec()
+    }
+
+    /// SMTPKeepSentDays and SMTPKeepFailedDays (0 = for ever).
+    fn retention_days(&self) -> (u64, u64) {
+        let config = self.read_config();
+        let days = |key: &str, default: u64| {
+            config.get(key).ok().flatten().and_then(|v| v.parse::<u64>().ok()).unwrap_or(default)
+        };
+        (days("SMTPKeepSentDays", 30), days("SMTPKeepFailedDays", 90))
+    }
+
     /// Counts per state, paused profiles, and each profile's send limit.
     pub fn outbox_stats(&self) -> Result<String> {
         self.check_open()?;
-        let (mut stats, paused) = self.inner.outbox.counts();
+        let (mut stats, paused, damaged) = self.inner.outbox.counts()?;
         let config = self.read_config().clone();
         let mut profiles = serde_json::Map::new();
         for p in config.profiles() {
@@ -464,6 +495,7 @@ impl Client {
         let object = stats.as_object_mut().expect("an object");
         object.insert("paused".into(), json!(paused));
         object.insert("profiles".into(), Value::Object(profiles));
+        object.insert("damaged_records".into(), json!(damaged));
         Ok(stats.to_string())
     }
 

@@ -23,11 +23,23 @@ use crate::Client;
 /// `*out` is a new client the caller ends with `smtpb_client_close`; on
 /// failure `*out` is NULL.
 ///
+/// Damage in the outbox spool does not stop the open: every intact record
+/// is recovered, the damage is logged (file, offset, records lost) and
+/// counted in `smtpb_outbox_stats`'s `"damaged_records"`, and the open
+/// returns `SMTPB_OK` with a **warning** left in `smtpb_last_error()`:
+/// text beginning `"warning: "`, naming the file, the offset and the
+/// number of records lost. This is the one call that may leave
+/// `smtpb_last_error()` non-empty on success; a host that does not look
+/// loses nothing. An outbox spool of library 1.0 (the journal, format 1)
+/// is migrated into the store (format 2) at the first open; the journal is
+/// kept beside it as `journal.log.v1-migrated-<seconds>`.
+///
 /// Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL `out`, bad UTF-8, relative
 /// data_dir, unknown flag); `SMTPB_ERR_BUSY` (data_dir is held by another
 /// client; the message names its pid, host and user); `SMTPB_ERR_CREDENTIALS`
 /// (wrong master secret or tampered store); `SMTPB_ERR_IO` (data_dir cannot
-/// be created or read, or holds a store of a newer format).
+/// be created or read, or holds a store or spool of a newer format: the
+/// message names both versions and nothing is written).
 ///
 /// # Safety
 /// String arguments are NULL or NUL-terminated; `out` is NULL or writable.
@@ -41,13 +53,15 @@ pub unsafe extern "C" fn smtpb_client_open(
     if !out.is_null() {
         *out = std::ptr::null_mut();
     }
-    boundary("smtpb_client_open", || {
+    let mut warnings = Vec::new();
+    let result = boundary("smtpb_client_open", || {
         if out.is_null() {
             return Err(Error::invalid_argument("out is NULL"));
         }
         let dir = opt_path_arg(data_dir, "data_dir")?;
         let secret = opt_str_arg(secret, "secret")?;
         let client = Client::open(dir.as_deref(), secret, flags)?;
+        warnings = client.open_warnings();
         let handle = Box::new(smtpb_client {
             client,
             calls: Mutex::new(0),
@@ -56,7 +70,11 @@ pub unsafe extern "C" fn smtpb_client_open(
         });
         *out = Box::into_raw(handle);
         Ok(())
-    })
+    });
+    if result == super::SMTPB_OK && !warnings.is_empty() {
+        super::set_last_warning(&warnings.join("; "));
+    }
+    result
 }
 
 /// Shuts the client down: new calls on it, and calls blocked in a wait,

@@ -23,6 +23,7 @@ use crate::Client;
 pub mod client;
 pub mod config;
 pub mod credentials;
+pub mod history;
 pub mod limits;
 pub mod outbox;
 pub mod send;
@@ -107,7 +108,8 @@ const _: () = assert!(SMTPB_OPEN_PAUSED == crate::client::OPEN_PAUSED);
 /// smtpb_credentials_set_oauth2, smtpb_credentials_remove,
 /// smtpb_credentials_masked, smtpb_send, smtpb_enqueue, smtpb_merge,
 /// smtpb_test_connection, smtpb_status, smtpb_batch_status,
-/// smtpb_outbox_list, smtpb_outbox_stats, smtpb_wait, smtpb_flush,
+/// smtpb_outbox_list, smtpb_outbox_query, smtpb_outbox_purge,
+/// smtpb_outbox_stats, smtpb_wait, smtpb_flush,
 /// smtpb_cancel, smtpb_batch_cancel, smtpb_retry, smtpb_outbox_pause,
 /// smtpb_outbox_resume, smtpb_limits_reset, smtpb_blacklist_add,
 /// smtpb_blacklist_remove, smtpb_blacklist_list, smtpb_set_event_callback.
@@ -135,6 +137,12 @@ fn clear_last_error() {
             *e = CString::default();
         }
     });
+}
+
+/// Leaves a warning in the calling thread's last error after a call that
+/// succeeded (`smtpb_client_open` recovering past damage).
+fn set_last_warning(message: &str) {
+    set_last_error(message);
 }
 
 /// A pointer to the calling thread's last error, valid until the next call

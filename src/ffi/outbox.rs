@@ -68,7 +68,9 @@ pub unsafe extern "C" fn smtpb_batch_status(
 
 /// The statuses of the messages in `state` (`queued`, `sending`, `sent`,
 /// `deferred`, `failed`, `cancelled`; NULL = all), oldest first, as a JSON
-/// array of status objects.
+/// array of status objects. For small outboxes: the whole history is one
+/// string. With a long history (statuses are kept SMTPKeepSentDays /
+/// SMTPKeepFailedDays), page through it with `smtpb_outbox_query`.
 ///
 /// Ownership: on success `*out_json` is the caller's to free with
 /// `smtpb_string_free`.
@@ -95,7 +97,10 @@ pub unsafe extern "C" fn smtpb_outbox_list(
 
 /// Outbox statistics: `{"queued", "sending", "sent", "deferred", "failed",
 /// "cancelled", "paused": [profiles, "*" for all], "profiles": {"Default":
-/// {"sent_in_period", "limit", "period", "resets_at"}}}`.
+/// {"sent_in_period", "limit", "period", "resets_at"}}, "damaged_records"}`.
+/// `damaged_records`: records of the spool lost to damage so far (see
+/// `smtpb_client_open`); 0 for a sound spool. Counts are kept by the store,
+/// so this does not scan the history.
 ///
 /// Ownership: on success `*out_json` is the caller's to free with
 /// `smtpb_string_free`.

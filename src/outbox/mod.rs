@@ -2,7 +2,7 @@
 //!
 //! Every message a client records, whether handed to `smtpb_enqueue` or
 //! sent at once with `smtpb_send`, lives here: its status, its envelope and
-//! (until it is final) its bytes, all in the [`spool`]. Delivery threads
+//! (until it is final) its bytes, all in the [`store`]. Delivery threads
 //! take `queued` and due `deferred` messages, one at a time each, and run
 //! an attempt through the client's pipeline; [`events`] tell the host about
 //! every change of state.
@@ -17,10 +17,12 @@
 //! `possible_duplicate`, keeping its Message-ID.
 
 pub mod events;
+pub mod journal;
 pub mod spool;
+pub mod store;
 
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -31,7 +33,8 @@ use crate::error::{Code, Error, Result};
 use crate::fsutil;
 use crate::status::State;
 use events::Events;
-use spool::{Body, Record, Spool};
+pub use spool::Record;
+use store::{state_code, Opened, Query, Store};
 
 /// Unix milliseconds.
 fn now_ms() -> i64 {
@@ -94,17 +97,23 @@ impl RetryPolicy {
     }
 }
 
-struct Entry {
-    record: Record,
-    body: Body,
-}
-
+/// The messages that are not final, and what delivery needs to choose the
+/// next one without scanning: the statuses of final messages are only in
+/// the store.
 #[derive(Default)]
 struct Ledger {
-    entries: BTreeMap<String, Entry>,
-    /// Queued and deferred messages by (next attempt in Unix ms, id).
-    ready: BTreeSet<(i64, String)>,
-    idempotency: HashMap<String, String>,
+    /// Every message `queued`, `sending` or `deferred`.
+    entries: HashMap<String, Record>,
+    /// Queued and deferred messages per profile (lower case), by (next
+    /// attempt in Unix ms, id); queued mail is due at 0, so it goes in id
+    /// order: oldest first.
+    ready: HashMap<String, BTreeSet<(i64, String)>>,
+    /// Queued and deferred messages of batches still being merged, kept
+    /// out of `ready` until the merge is released.
+    staged: HashMap<String, BTreeSet<String>>,
+    /// Queued messages per profile (lower case), for flush.
+    queued: HashMap<String, usize>,
+    sending: usize,
     /// Paused profiles (lower case), `*` for all; persisted.
     paused: BTreeSet<String>,
     /// SMTPB_OPEN_PAUSED: all paused until resume, not persisted.
@@ -116,19 +125,19 @@ struct Ledger {
     /// Batches still being merged: their messages wait until the whole
     /// merge is queued.
     staging: HashSet<String>,
-    counts: [usize; 6],
+    /// Outcomes of attempts the store could not record (the disk is full):
+    /// the message stays `sending` (as the store says) until they are.
+    unrecorded: HashMap<String, Record>,
     stopping: bool,
 }
 
-fn state_index(state: State) -> usize {
-    match state {
-        State::Queued => 0,
-        State::Sending => 1,
-        State::Sent => 2,
-        State::Deferred => 3,
-        State::Failed => 4,
-        State::Cancelled => 5,
-    }
+fn is_active(state: State) -> bool {
+    matches!(state, State::Queued | State::Sending | State::Deferred)
+}
+
+/// The key of a message in `ready`: when it is due.
+fn due_ms(record: &Record) -> i64 {
+    record.status.next_attempt_at.map(time_to_ms).unwrap_or(0)
 }
 
 impl Ledger {
@@ -136,52 +145,116 @@ impl Ledger {
         self.open_paused || self.paused.contains("*") || self.paused.contains(&profile.to_ascii_lowercase())
     }
 
-    /// The key of a message in `ready`: when it is due. Queued mail is due
-    /// at once (0, so queued messages go in id order: oldest first).
-    fn next_attempt_ms(record: &Record) -> i64 {
-        record.status.next_attempt_at.map(time_to_ms).unwrap_or(0)
+    fn staged_batch<'a>(&self, record: &'a Record) -> Option<&'a String> {
+        record.status.batch_id.as_ref().filter(|b| self.staging.contains(*b))
     }
 
-    /// Moves an entry to `state`, keeping counts and the ready set right.
-    /// `deferred_until` (Unix ms) is when a deferred message is due; now
-    /// when not given.
-    fn set_state(&mut self, id: &str, state: State, deferred_until: Option<i64>) {
-        let Some(entry) = self.entries.get_mut(id) else { return };
-        let old = entry.record.status.state;
-        self.ready.remove(&(Ledger::next_attempt_ms(&entry.record), id.to_string()));
-        self.counts[state_index(old)] -= 1;
-        self.counts[state_index(state)] += 1;
-        entry.record.status.state = state;
-        entry.record.status.next_attempt_at =
-            (state == State::Deferred).then(|| ms_to_time(deferred_until.unwrap_or_else(now_ms)));
-        if matches!(state, State::Queued | State::Deferred) {
-            self.ready.insert((Ledger::next_attempt_ms(&entry.record), id.to_string()));
-        }
-    }
-
-    fn insert(&mut self, record: Record, body: Body) {
+    /// Adds a message to the indexes of its state.
+    fn track(&mut self, record: &Record) {
+        let profile = record.status.profile.to_ascii_lowercase();
         let id = record.status.id.clone();
-        let state = record.status.state;
-        self.counts[state_index(state)] += 1;
-        if matches!(state, State::Queued | State::Deferred) {
-            self.ready.insert((Ledger::next_attempt_ms(&record), id.clone()));
+        match record.status.state {
+            State::Queued | State::Deferred => {
+                if record.status.state == State::Queued {
+                    *self.queued.entry(profile.clone()).or_default() += 1;
+                }
+                if let Some(batch) = self.staged_batch(record).cloned() {
+                    self.staged.entry(batch).or_default().insert(id);
+                } else {
+                    self.ready.entry(profile).or_default().insert((due_ms(record), id));
+                }
+            }
+            State::Sending => self.sending += 1,
+            _ => {}
         }
-        if let Some(key) = &record.idempotency_key {
-            self.idempotency.insert(key.clone(), id.clone());
+    }
+
+    /// Takes a message out of the indexes of its state.
+    fn untrack(&mut self, record: &Record) {
+        let profile = record.status.profile.to_ascii_lowercase();
+        match record.status.state {
+            State::Queued | State::Deferred => {
+                if record.status.state == State::Queued {
+                    if let Some(n) = self.queued.get_mut(&profile) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                if let Some(set) = self.ready.get_mut(&profile) {
+                    if !set.remove(&(due_ms(record), record.status.id.clone())) {
+                        if let Some(batch) = &record.status.batch_id {
+                            if let Some(ids) = self.staged.get_mut(batch) {
+                                ids.remove(&record.status.id);
+                            }
+                        }
+                    }
+                } else if let Some(ids) = record.status.batch_id.as_ref().and_then(|b| self.staged.get_mut(b)) {
+                    ids.remove(&record.status.id);
+                }
+            }
+            State::Sending => self.sending = self.sending.saturating_sub(1),
+            _ => {}
         }
-        self.entries.insert(id, Entry { record, body });
+    }
+
+    /// Puts a message's new record in place: kept while it is not final.
+    fn replace(&mut self, record: Record) {
+        if let Some(old) = self.entries.remove(&record.status.id) {
+            self.untrack(&old);
+        }
+        if is_active(record.status.state) {
+            self.track(&record);
+            self.entries.insert(record.status.id.clone(), record);
+        }
+    }
+
+    /// Changes when a queued or deferred message is due (in memory only).
+    fn reschedule(&mut self, id: &str, due: i64) {
+        let Some(mut record) = self.entries.get(id).cloned() else { return };
+        record.status.next_attempt_at = Some(ms_to_time(due));
+        self.replace(record);
     }
 }
+
+/// `record` moved to `state`; `due` (Unix ms) is when a deferred message
+/// is next tried (now when not given). Bytes go with the final states that
+/// no longer need them.
+fn moved(mut record: Record, state: State, due: Option<i64>) -> Record {
+    record.status.state = state;
+    record.status.next_attempt_at = (state == State::Deferred).then(|| ms_to_time(due.unwrap_or_else(now_ms)));
+    if !state.keeps_body() {
+        record.body_dropped = true;
+    }
+    record
+}
+
+/// A function told the ids of purged messages (e.g. to remove their
+/// transcripts).
+pub type PurgeHook = dyn Fn(&[String]) + Send + Sync;
+
+/// Retention in days (SMTPKeepSentDays, SMTPKeepFailedDays; 0 = for ever),
+/// read before each background purge.
+pub type RetentionFn = dyn Fn() -> (u64, u64) + Send + Sync;
+
+/// How often expired statuses are purged in the background.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// Statuses deleted per transaction of a purge: delivery waits at most for
+/// one chunk.
+const PURGE_CHUNK: usize = 500;
 
 /// The outbox of one client.
 pub struct Outbox {
     state: Mutex<Ledger>,
     changed: Condvar,
-    spool: Mutex<Spool>,
+    store: Mutex<Store>,
     pub events: Events,
     workers: Mutex<Vec<JoinHandle<()>>>,
     paused_path: Option<PathBuf>,
     staging_path: Option<PathBuf>,
+    /// Warnings from open (damage recovered past), for the host.
+    warnings: Vec<String>,
+    purge_hook: Mutex<Option<Arc<PurgeHook>>>,
+    /// Wakes the purge thread at shutdown.
+    purge_wake: (Mutex<bool>, Condvar),
 }
 
 /// Reads a persisted set of names (`[]` when the file does not exist).
@@ -212,12 +285,104 @@ fn state_event(record: &Record) -> Value {
     })
 }
 
+fn parse_state(name: &str, what: &str) -> Result<State> {
+    State::ALL.iter().copied().find(|s| s.name() == name).ok_or_else(|| {
+        Error::invalid_argument(format!(
+            "{what}: state \"{}\": one of queued, sending, sent, deferred, failed, cancelled expected",
+            printable(name)
+        ))
+    })
+}
+
+/// Parses an RFC 3339 UTC time (`2026-11-22T10:00:00Z`) to Unix ms.
+fn parse_time(text: &str, what: &str) -> Result<i64> {
+    humantime::parse_rfc3339_weak(text).map(time_to_ms).map_err(|_| {
+        Error::invalid_argument(format!(
+            "{what}: \"{}\" is not an RFC 3339 UTC time such as 2026-11-22T10:00:00Z",
+            printable(text)
+        ))
+    })
+}
+
+const CURSOR_PREFIX: &str = "q1.";
+
+fn encode_cursor(id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<String> {
+    use base64::Engine;
+    let bad = || {
+        Error::invalid_argument(format!("query_json: cursor \"{}\" is not one this library made", printable(cursor)))
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let id = text.strip_prefix(CURSOR_PREFIX).ok_or_else(bad)?;
+    ulid::Ulid::from_string(id).map_err(|_| bad())?;
+    Ok(id.to_string())
+}
+
+/// Parses `smtpb_outbox_query`'s JSON, naming what is wrong.
+fn parse_query(text: &str) -> Result<Query> {
+    const FIELDS: &str = "state, batch_id, reference, reference_prefix, profile, since, until, limit, cursor";
+    let map: crate::json::OrderedMap = crate::json::parse_object(text, "query_json")?;
+    let mut q = Query { limit: 100, ..Query::default() };
+    let text_of = |key: &str, v: &Value| -> Result<String> {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::invalid_argument(format!("query_json: \"{key}\" must be a string")))
+    };
+    for (key, value) in map.0 {
+        if value.is_null() {
+            continue;
+        }
+        match key.as_str() {
+            "state" => {
+                let list = value
+                    .as_array()
+                    .ok_or_else(|| Error::invalid_argument("query_json: \"state\" must be an array of state names"))?;
+                for v in list {
+                    let name = v.as_str().ok_or_else(|| {
+                        Error::invalid_argument("query_json: \"state\" must be an array of state names")
+                    })?;
+                    let s = parse_state(name, "query_json: \"state\"")?;
+                    if !q.states.contains(&s) {
+                        q.states.push(s);
+                    }
+                }
+            }
+            "batch_id" => q.batch_id = Some(text_of(&key, &value)?),
+            "reference" => q.reference = Some(text_of(&key, &value)?),
+            "reference_prefix" => q.reference_prefix = Some(text_of(&key, &value)?),
+            "profile" => q.profile = Some(text_of(&key, &value)?.to_ascii_lowercase()),
+            "since" => q.since_ms = Some(parse_time(&text_of(&key, &value)?, "query_json: \"since\"")?),
+            "until" => q.until_ms = Some(parse_time(&text_of(&key, &value)?, "query_json: \"until\"")?),
+            "limit" => {
+                q.limit = value.as_u64().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                    Error::invalid_argument(format!(
+                        "query_json: \"limit\" must be an integer from 1 to 1000, not {value}"
+                    ))
+                })? as usize
+            }
+            "cursor" => q.before_id = Some(decode_cursor(&text_of(&key, &value)?)?),
+            other => {
+                return Err(Error::invalid_argument(format!(
+                    "query_json: unknown field \"{}\"; expected one of {FIELDS}",
+                    printable(other)
+                )))
+            }
+        }
+    }
+    Ok(q)
+}
+
 impl Outbox {
-    /// Opens the outbox of `data_dir` (`None` = in memory): replays the
-    /// spool and queues again what was `sending` when the last process
-    /// ended.
+    /// Opens the outbox of `data_dir` (`None` = in memory): opens the store
+    /// (migrating a version-1 journal), loads what is not final, and
+    /// queues again what was `sending` when the last process ended.
     pub fn open(data_dir: Option<&Path>, open_paused: bool) -> Result<Outbox> {
-        let (mut spool, records) = Spool::open(data_dir)?;
+        let Opened { mut store, active, warnings } = Store::open(data_dir)?;
         let paused_path = data_dir.map(|d| d.join("spool").join("paused.json"));
         let staging_path = data_dir.map(|d| d.join("spool").join("staging.json"));
         let paused: BTreeSet<String> = read_set(paused_path.as_deref())?;
@@ -225,51 +390,66 @@ impl Outbox {
         // the host never got their ids, so none of their mail may go out.
         let unfinished: BTreeSet<String> = read_set(staging_path.as_deref())?;
         let mut state = Ledger { paused, open_paused, ..Ledger::default() };
-        for (mut record, body) in records {
+        for mut record in active {
             let in_unfinished_merge = record.status.batch_id.as_ref().is_some_and(|b| unfinished.contains(b));
-            if in_unfinished_merge && !record.status.state.is_final() {
-                record.status.state = State::Cancelled;
+            if in_unfinished_merge {
+                record = moved(record, State::Cancelled, None);
                 record.status.error = Some("the merge that made this message did not finish".into());
                 record.idempotency_key = None;
-                spool.update(&record)?;
+                store.update(&record)?;
             }
             if record.status.state == State::Sending {
                 // The process ended during this attempt: the server may
                 // have the message. Send it again with the same Message-ID.
                 record.status.state = State::Queued;
                 record.status.possible_duplicate = true;
-                spool.update(&record)?;
+                store.update(&record)?;
             }
-            state.insert(record, body);
+            state.replace(record);
         }
-        Ok(Outbox {
+        let outbox = Outbox {
             state: Mutex::new(state),
             changed: Condvar::new(),
-            spool: Mutex::new(spool),
+            store: Mutex::new(store),
             events: Events::new(),
             workers: Mutex::new(Vec::new()),
             paused_path,
             staging_path,
-        })
-        .and_then(|outbox| {
-            if !unfinished.is_empty() {
-                outbox.save_staging(&outbox.lock())?;
-            }
-            Ok(outbox)
-        })
+            warnings,
+            purge_hook: Mutex::new(None),
+            purge_wake: (Mutex::new(false), Condvar::new()),
+        };
+        if !unfinished.is_empty() {
+            outbox.save_staging(&outbox.lock().staging)?;
+        }
+        Ok(outbox)
+    }
+
+    /// Warnings from open: damage in the spool that was recovered past
+    /// (each also logged). Empty when the spool was sound.
+    pub fn open_warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     fn lock(&self) -> MutexGuard<'_, Ledger> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn spool(&self) -> MutexGuard<'_, Spool> {
-        self.spool.lock().unwrap_or_else(|e| e.into_inner())
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts `threads` delivery threads running `attempt`, and the event
-    /// thread.
-    pub fn start<F>(self: &Arc<Self>, threads: u32, attempt: F) -> Result<()>
+    /// Sets the function told the ids of every purged message (the
+    /// transcripts of those messages go with them). Set it before
+    /// [`Outbox::start`], which starts the first background purge.
+    pub fn set_purge_hook(&self, hook: Arc<PurgeHook>) {
+        *self.purge_hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Starts `threads` delivery threads running `attempt`, the event
+    /// thread, and the purge thread (expired statuses now and hourly, as
+    /// `retention` says).
+    pub fn start<F>(self: &Arc<Self>, threads: u32, retention: Arc<RetentionFn>, attempt: F) -> Result<()>
     where
         F: Fn(&Record, &[u8]) -> (Attempt, RetryPolicy) + Send + Sync + 'static,
     {
@@ -285,7 +465,111 @@ impl Outbox {
                 .map_err(|e| Error::internal(format!("cannot start a delivery thread: {e}")))?;
             workers.push(handle);
         }
+        let outbox = self.clone();
+        let handle = std::thread::Builder::new()
+            .name("smtpbridge-purge".into())
+            .spawn(move || outbox.purge_loop(retention.as_ref()))
+            .map_err(|e| Error::internal(format!("cannot start the purge thread: {e}")))?;
+        workers.push(handle);
         Ok(())
+    }
+
+    /// The purge thread: expired statuses at start and every hour.
+    fn purge_loop(&self, retention: &RetentionFn) {
+        loop {
+            if self.lock().stopping {
+                return;
+            }
+            let (sent_days, failed_days) = retention();
+            let day = 86_400_000i64;
+            let now = now_ms();
+            if sent_days > 0 {
+                if let Err(e) = self.purge(now - sent_days as i64 * day, &[State::Sent, State::Cancelled]) {
+                    log::warn!("purging expired statuses: {}", e.message());
+                }
+            }
+            if failed_days > 0 {
+                if let Err(e) = self.purge(now - failed_days as i64 * day, &[State::Failed]) {
+                    log::warn!("purging expired statuses: {}", e.message());
+                }
+            }
+            if let Err(e) = self.reclaim() {
+                log::warn!("compacting the outbox store: {}", e.message());
+            }
+            let (lock, wake) = &self.purge_wake;
+            let stop = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if *stop {
+                return;
+            }
+            let (stop, _) = wake.wait_timeout(stop, PURGE_EVERY).unwrap_or_else(|e| e.into_inner());
+            if *stop {
+                return;
+            }
+        }
+    }
+
+    /// Deletes the final statuses in `states` created before `before_ms`
+    /// (Unix ms), with their bytes, in transactions of [`PURGE_CHUNK`]
+    /// (delivery goes on between them), tells the purge hook their ids,
+    /// then gives the freed space back to the file system. Their ids are
+    /// NOT_FOUND afterwards and their idempotency keys free. Returns how
+    /// many were purged.
+    pub fn purge(&self, before_ms: i64, states: &[State]) -> Result<u64> {
+        let mut purged = 0u64;
+        let hook = self.purge_hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        loop {
+            let ids = self.store().purge_chunk(before_ms, states, PURGE_CHUNK)?;
+            purged += ids.len() as u64;
+            if let (Some(hook), false) = (&hook, ids.is_empty()) {
+                hook(&ids);
+            }
+            if ids.len() < PURGE_CHUNK || self.lock().stopping {
+                break;
+            }
+        }
+        if purged > 0 {
+            log::info!("purged {purged} statuses");
+            self.reclaim()?;
+        }
+        Ok(purged)
+    }
+
+    /// Gives the store's free pages (of purged statuses and of the bytes of
+    /// final messages) back to the file system, a step at a time, and
+    /// truncates the WAL. Each step is a transaction: a crash loses
+    /// nothing.
+    fn reclaim(&self) -> Result<()> {
+        while self.store().reclaim_step(1024)? {
+            if self.lock().stopping {
+                return Ok(());
+            }
+        }
+        self.store().checkpoint()
+    }
+
+    /// `smtpb_outbox_purge`: `before` RFC 3339; `states_json` a JSON array
+    /// of final states (`None`: sent, cancelled, failed).
+    pub fn purge_request(&self, before: &str, states_json: Option<&str>) -> Result<Value> {
+        let before_ms = parse_time(before, "before")?;
+        let states = match states_json {
+            None => vec![State::Sent, State::Cancelled, State::Failed],
+            Some(text) => {
+                let names: Vec<String> = crate::json::parse(text, "states_json")?;
+                let mut states = Vec::new();
+                for name in &names {
+                    let s = parse_state(name, "states_json")?;
+                    if !s.is_final() {
+                        return Err(Error::invalid_argument(format!(
+                            "states_json: \"{name}\" is not final; only sent, cancelled and failed statuses can be purged"
+                        )));
+                    }
+                    states.push(s);
+                }
+                states
+            }
+        };
+        Self::check_running(&self.lock())?;
+        Ok(json!({"purged": self.purge(before_ms, &states)?}))
     }
 
     /// Writes a new message (durable when it returns) in `record`'s state.
@@ -297,15 +581,15 @@ impl Outbox {
             return Err(Error::state("the client is shut down"));
         }
         if let Some(key) = &record.idempotency_key {
-            if let Some(id) = state.idempotency.get(key) {
-                return Ok((id.clone(), Arc::new(Vec::new())));
+            if let Some(id) = self.store().idempotent(key)? {
+                return Ok((id, Arc::new(Vec::new())));
             }
         }
-        let (body, bytes) = self.spool().put(&record, bytes)?;
+        self.store().insert(&record, &bytes)?;
         let id = record.status.id.clone();
         let event = state_event(&record);
-        let staged = record.status.batch_id.as_ref().is_some_and(|b| state.staging.contains(b));
-        state.insert(record, body);
+        let staged = state.staged_batch(&record).is_some();
+        state.replace(record);
         // Emitted under the lock, so no delivery thread can report this
         // message's next state first.
         self.events.emit(event);
@@ -313,7 +597,7 @@ impl Outbox {
         if !staged {
             self.changed.notify_all();
         }
-        Ok((id, bytes))
+        Ok((id, Arc::new(bytes)))
     }
 
     /// Applies the outcome of an attempt made outside the delivery threads
@@ -321,19 +605,23 @@ impl Outbox {
     pub fn finish_now(&self, id: &str, outcome: Attempt) -> Result<Value> {
         let mut state = self.lock();
         let policy = RetryPolicy { initial_ms: 0, max_ms: 0, max_age_ms: 0 };
-        self.apply(&mut state, id, outcome, &policy, false)?;
-        let json = state.entries.get(id).map(|e| e.record.status.to_json()).unwrap_or(Value::Null);
+        let applied = self.apply(&mut state, id, outcome, &policy, false);
         drop(state);
         self.changed.notify_all();
-        Ok(json)
+        applied?;
+        self.status(id)
     }
 
-    /// Records the outcome of an attempt; `retry` allows deferral.
+    /// Records the outcome of an attempt; `retry` allows deferral. When the
+    /// store cannot record it, the message stays `sending` (as the store
+    /// says), marked `possible_duplicate` with the reason in `error`, and
+    /// the outcome is written as soon as the store takes it; a restart
+    /// before that sends it again as a possible duplicate.
     fn apply(&self, state: &mut Ledger, id: &str, outcome: Attempt, policy: &RetryPolicy, retry: bool) -> Result<()> {
-        let Some(entry) = state.entries.get_mut(id) else { return Ok(()) };
-        let s = &mut entry.record.status;
+        let Some(mut record) = state.entries.get(id).cloned() else { return Ok(()) };
+        let s = &mut record.status;
         let profile = s.profile.clone();
-        let mut credential_user = entry.record.user.clone();
+        let mut credential_user = record.user.clone();
         let (next_state, due) = match outcome {
             Attempt::Sent { reply, rejected, archive } => {
                 s.sent_at = Some(SystemTime::now());
@@ -391,20 +679,65 @@ impl Outbox {
                 }
             }
         };
-        let oauth_needed = entry.record.status.needs.is_some();
-        self.change(state, id, next_state, due)?;
+        let oauth_needed = record.status.needs.is_some();
+        let record = moved(record, next_state, due);
+        if let Err(e) = self.commit(state, record.clone()) {
+            self.hold_unrecorded(state, record, &e);
+            return Err(e);
+        }
         if oauth_needed && state.credentials_noticed.insert(credential_user.clone()) {
             self.events.emit(json!({"type": "credentials_needed", "user_id": credential_user, "profile": profile}));
         }
         Ok(())
     }
 
+    /// Keeps an outcome the store could not record, to write it later; the
+    /// message's status says what happened.
+    fn hold_unrecorded(&self, state: &mut Ledger, record: Record, e: &Error) {
+        let id = record.status.id.clone();
+        if let Some(entry) = state.entries.get_mut(&id) {
+            entry.status.possible_duplicate = true;
+            entry.status.error = Some(format!(
+                "the attempt ended ({}), but the outbox could not record it: {}; until it can, the message \
+                 stays sending and, should the process end first, is sent again as a possible duplicate",
+                record.status.state.name(),
+                e.message()
+            ));
+            state.unrecorded.insert(id, record);
+        }
+    }
+
+    /// Tries again to write the outcomes the store could not take.
+    fn record_unrecorded(&self, state: &mut Ledger) {
+        let pending: Vec<Record> = state.unrecorded.values().cloned().collect();
+        for record in pending {
+            let id = record.status.id.clone();
+            if self.commit(state, record).is_ok() {
+                state.unrecorded.remove(&id);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Writes a message's new record, then (only once it is durable) puts
+    /// it in place and tells the host. Nothing changes when it fails.
+    fn commit(&self, state: &mut Ledger, record: Record) -> Result<()> {
+        self.store().update(&record)?;
+        let event = state_event(&record);
+        state.replace(record);
+        self.events.emit(event);
+        Ok(())
+    }
+
     /// The loop of one delivery thread.
     fn deliver_loop(&self, attempt: &AttemptFn) {
         loop {
-            let Some((record, body)) = self.take_next() else { return };
+            let Some(record) = self.take_next() else { return };
             let id = record.status.id.clone();
-            let read = self.spool().read_body(&body);
+            let read = self.store().body(&id).and_then(|b| {
+                b.ok_or_else(|| Error::new(Code::Io, "the message's bytes are no longer in the outbox store"))
+            });
             let (outcome, policy) = match read {
                 // A panic in an attempt fails only this message.
                 Ok(bytes) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(&record, &bytes)))
@@ -421,88 +754,101 @@ impl Outbox {
                 Err(error) => (Attempt::Failed { error, failure: None, oauth_user: None }, RetryPolicy::default()),
             };
             let mut state = self.lock();
-            if let Err(e) = self.apply(&mut state, &id, outcome, &policy, true) {
-                // The spool could not be written: keep the message where a
-                // restart will find it (still `sending` on disk, so it is
-                // sent again).
-                if let Some(entry) = state.entries.get_mut(&id) {
-                    entry.record.status.error = Some(e.message().to_string());
-                }
-            }
+            // A failure is kept in `unrecorded` and written later.
+            let _ = self.apply(&mut state, &id, outcome, &policy, true);
             drop(state);
             self.changed.notify_all();
         }
     }
 
     /// Waits for the next message due for delivery and marks it `sending`;
-    /// `None` when the outbox stops.
-    fn take_next(&self) -> Option<(Record, Body)> {
+    /// `None` when the outbox stops. Looks only at the first due message of
+    /// each profile that is not paused: the cost does not grow with the
+    /// backlog.
+    fn take_next(&self) -> Option<Record> {
         let mut state = self.lock();
         loop {
             if state.stopping {
                 return None;
             }
+            if !state.unrecorded.is_empty() {
+                let before = state.unrecorded.len();
+                self.record_unrecorded(&mut state);
+                if state.unrecorded.len() < before {
+                    self.changed.notify_all();
+                }
+            }
             let now = now_ms();
-            let mut chosen = None;
+            let mut chosen: Option<(i64, String)> = None;
             let mut wake_at = now + 1000;
             let mut to_hold = Vec::new();
-            for (due, id) in state.ready.iter() {
-                if *due > now {
-                    wake_at = wake_at.min(*due);
-                    break;
-                }
-                let entry = &state.entries[id];
-                let profile = entry.record.status.profile.to_ascii_lowercase();
-                if state.is_paused(&profile) {
+            for (profile, set) in state.ready.iter() {
+                if state.is_paused(profile) {
                     continue;
                 }
-                if entry.record.status.batch_id.as_ref().is_some_and(|b| state.staging.contains(b)) {
-                    continue;
-                }
-                if let Some((until, reason)) = state.holds.get(&profile) {
-                    if *until > now {
+                let hold = state.holds.get(profile).filter(|(until, _)| *until > now);
+                for (due, id) in set.iter() {
+                    if *due > now {
+                        wake_at = wake_at.min(*due);
+                        break;
+                    }
+                    if let Some((until, reason)) = hold {
                         wake_at = wake_at.min(*until);
-                        if entry.record.status.state == State::Queued
-                            || entry.record.status.error.as_ref() != Some(reason)
-                        {
+                        let record = &state.entries[id];
+                        if record.status.state == State::Queued || record.status.error.as_ref() != Some(reason) {
                             to_hold.push((id.clone(), *until, reason.clone()));
                         }
                         continue;
                     }
+                    if chosen.as_ref().is_none_or(|c| (*due, id) < (c.0, &c.1)) {
+                        chosen = Some((*due, id.clone()));
+                    }
+                    break;
                 }
-                chosen = Some(id.clone());
-                break;
             }
             for (id, until, reason) in to_hold {
                 // Held by a send limit: deferred with the reason, once.
-                state.set_state(&id, State::Deferred, Some(until));
-                let entry = state.entries.get_mut(&id).expect("present");
-                entry.record.status.error_code = Code::Limit;
-                entry.record.status.error = Some(reason);
-                let _ = self.spool().update(&entry.record);
-                self.events.emit(state_event(&entry.record));
+                let Some(record) = state.entries.get(&id).cloned() else { continue };
+                let mut record = moved(record, State::Deferred, Some(until));
+                record.status.error_code = Code::Limit;
+                record.status.error = Some(reason);
+                if self.commit(&mut state, record).is_err() {
+                    // Not written: hold it in memory only; tried again later.
+                    state.reschedule(&id, until);
+                }
             }
-            if let Some(id) = chosen {
-                state.set_state(&id, State::Sending, None);
-                let entry = state.entries.get_mut(&id).expect("present");
-                entry.record.status.attempts += 1;
-                if let Err(e) = self.spool().update(&entry.record) {
+            if let Some((_, id)) = chosen {
+                let mut record = moved(state.entries[&id].clone(), State::Sending, None);
+                record.status.attempts += 1;
+                if let Err(e) = self.store().update(&record) {
                     // Not durable: do not send what a restart cannot account for.
-                    entry.record.status.attempts -= 1;
-                    entry.record.status.error = Some(e.message().to_string());
-                    state.set_state(&id, State::Deferred, Some(now + 1000));
+                    if let Some(entry) = state.entries.get_mut(&id) {
+                        entry.status.error = Some(e.message().to_string());
+                    }
+                    state.reschedule(&id, now + 1000);
                     continue;
                 }
-                self.events.emit(state_event(&entry.record));
-                return Some((entry.record.clone(), entry.body.clone()));
+                let event = state_event(&record);
+                state.replace(record.clone());
+                self.events.emit(event);
+                return Some(record);
             }
             let wait = Duration::from_millis((wake_at - now).clamp(1, 1000) as u64);
             state = self.changed.wait_timeout(state, wait).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 
-    fn entry<'a>(state: &'a Ledger, id: &str) -> Result<&'a Entry> {
-        state.entries.get(id).ok_or_else(|| Error::not_found(format!("no message with id \"{}\"", printable(id))))
+    fn not_found(id: &str) -> Error {
+        Error::not_found(format!("no message with id \"{}\"", printable(id)))
+    }
+
+    /// A message's record: from memory while it is not final, else from
+    /// the store.
+    fn record(&self, state: &Ledger, id: &str) -> Result<Record> {
+        if let Some(r) = state.entries.get(id) {
+            return Ok(r.clone());
+        }
+        self.store().get(id)?.ok_or_else(|| Self::not_found(id))
     }
 
     fn check_running(state: &Ledger) -> Result<()> {
@@ -516,60 +862,91 @@ impl Outbox {
     /// The status JSON of a message.
     pub fn status(&self, id: &str) -> Result<Value> {
         let state = self.lock();
-        Ok(Self::entry(&state, id)?.record.status.to_json())
+        if let Some(r) = state.entries.get(id) {
+            return Ok(r.status.to_json());
+        }
+        drop(state);
+        Ok(self.store().get(id)?.ok_or_else(|| Self::not_found(id))?.status.to_json())
     }
 
-    /// The statuses of every message, or of those in `state_name`.
-    pub fn list(&self, state_name: Option<&str>) -> Result<Value> {
-        let wanted = match state_name {
-            None => None,
-            Some(name) => Some(State::ALL.iter().copied().find(|s| s.name() == name).ok_or_else(|| {
-                Error::invalid_argument(format!(
-                    "state \"{}\": one of queued, sending, sent, deferred, failed, cancelled expected",
-                    printable(name)
-                ))
-            })?),
-        };
+    /// Statuses read from the store, with the ones not final taken from
+    /// memory (which is ahead of the store only while an outcome waits to
+    /// be recorded).
+    fn overlay(&self, records: Vec<Record>) -> Vec<Value> {
         let state = self.lock();
-        let list: Vec<Value> = state
-            .entries
-            .values()
-            .filter(|e| wanted.is_none_or(|w| e.record.status.state == w))
-            .map(|e| e.record.status.to_json())
-            .collect();
-        Ok(Value::Array(list))
+        records
+            .into_iter()
+            .map(|r| match state.entries.get(&r.status.id) {
+                Some(live) => live.status.to_json(),
+                None => r.status.to_json(),
+            })
+            .collect()
     }
 
-    /// Counts per state, and the paused profiles.
-    pub fn counts(&self) -> (Value, Vec<String>) {
+    /// The statuses of every message, or of those in `state_name`, oldest
+    /// first. For small outboxes: [`Outbox::query`] pages.
+    pub fn list(&self, state_name: Option<&str>) -> Result<Value> {
+        let wanted = state_name.map(|n| parse_state(n, "state")).transpose()?;
+        let records = self.store().list(wanted)?;
+        Ok(Value::Array(self.overlay(records)))
+    }
+
+    /// `smtpb_outbox_query`: one page, newest first, and the cursor of the
+    /// next.
+    pub fn query(&self, query_json: &str) -> Result<Value> {
+        let q = parse_query(query_json)?;
+        let (records, more) = self.store().query(&q)?;
+        let next = more.then(|| records.last().map(|r| encode_cursor(&r.status.id))).flatten();
+        Ok(json!({"items": self.overlay(records), "next_cursor": next}))
+    }
+
+    /// Counts per state, the paused profiles, and the records lost to
+    /// damage in the spool.
+    pub fn counts(&self) -> Result<(Value, Vec<String>, i64)> {
+        let (stored, damaged) = {
+            let store = self.store();
+            (store.counts()?, store.damaged_records())
+        };
         let state = self.lock();
         let mut counts = serde_json::Map::new();
         for s in State::ALL {
-            counts.insert(s.name().into(), state.counts[state_index(s)].into());
+            counts.insert(s.name().into(), stored[state_code(s) as usize].max(0).into());
         }
         let mut paused: Vec<String> = state.paused.iter().cloned().collect();
         if state.open_paused && !paused.iter().any(|p| p == "*") {
             paused.insert(0, "*".into());
         }
-        (Value::Object(counts), paused)
+        Ok((Value::Object(counts), paused, damaged))
+    }
+
+    /// The ids and current states of a batch's messages.
+    fn members(&self, batch_id: &str) -> Result<Vec<(String, State)>> {
+        let stored = self.store().batch_members(batch_id)?;
+        let state = self.lock();
+        Ok(stored
+            .into_iter()
+            .map(|(id, code)| {
+                let s = state.entries.get(&id).map(|r| r.status.state).unwrap_or(State::ALL[code_index(code)]);
+                (id, s)
+            })
+            .collect())
     }
 
     /// Counts per state of a batch, plus `batch_id` and `total`.
     pub fn batch_status(&self, batch_id: &str) -> Result<Value> {
-        let state = self.lock();
-        let mut counts = [0usize; 6];
-        for e in state.entries.values().filter(|e| e.record.status.batch_id.as_deref() == Some(batch_id)) {
-            counts[state_index(e.record.status.state)] += 1;
-        }
-        let total: usize = counts.iter().sum();
-        if total == 0 {
+        let members = self.members(batch_id)?;
+        if members.is_empty() {
             return Err(Error::not_found(format!("no batch with id \"{}\"", printable(batch_id))));
+        }
+        let mut counts = [0usize; 6];
+        for (_, s) in &members {
+            counts[state_code(*s) as usize] += 1;
         }
         let mut out = serde_json::Map::new();
         out.insert("batch_id".into(), batch_id.into());
-        out.insert("total".into(), total.into());
+        out.insert("total".into(), members.len().into());
         for s in State::ALL {
-            out.insert(s.name().into(), counts[state_index(s)].into());
+            out.insert(s.name().into(), counts[state_code(s) as usize].into());
         }
         Ok(Value::Object(out))
     }
@@ -582,9 +959,9 @@ impl Outbox {
         let mut state = self.lock();
         loop {
             Self::check_running(&state)?;
-            let entry = Self::entry(&state, id)?;
-            if entry.record.status.state.is_final() {
-                return Ok(entry.record.status.to_json());
+            let record = self.record(&state, id)?;
+            if record.status.state.is_final() {
+                return Ok(record.status.to_json());
             }
             state = self.wait_until(state, deadline, || format!("message {id} is not final yet"))?;
         }
@@ -597,12 +974,8 @@ impl Outbox {
         let mut state = self.lock();
         loop {
             Self::check_running(&state)?;
-            let busy = state.counts[state_index(State::Sending)]
-                + state
-                    .entries
-                    .values()
-                    .filter(|e| e.record.status.state == State::Queued && !state.is_paused(&e.record.status.profile))
-                    .count();
+            let busy = state.sending
+                + state.queued.iter().filter(|(p, _)| !state.is_paused(p)).map(|(_, n)| *n).sum::<usize>();
             if busy == 0 {
                 return Ok(());
             }
@@ -632,14 +1005,15 @@ impl Outbox {
     pub fn cancel(&self, id: &str) -> Result<()> {
         let mut state = self.lock();
         Self::check_running(&state)?;
-        let current = Self::entry(&state, id)?.record.status.state;
+        let record = self.record(&state, id)?;
+        let current = record.status.state;
         if !matches!(current, State::Queued | State::Deferred) {
             return Err(Error::state(format!(
                 "message {id} is {}; only queued or deferred mail can be cancelled",
                 current.name()
             )));
         }
-        self.change(&mut state, id, State::Cancelled, None)?;
+        self.commit(&mut state, moved(record, State::Cancelled, None))?;
         drop(state);
         self.changed.notify_all();
         Ok(())
@@ -647,22 +1021,18 @@ impl Outbox {
 
     /// Cancels what it can of a batch: `{"cancelled", "sending", "sent"}`.
     pub fn batch_cancel(&self, batch_id: &str) -> Result<Value> {
-        let mut state = self.lock();
-        Self::check_running(&state)?;
-        let members: Vec<(String, State)> = state
-            .entries
-            .values()
-            .filter(|e| e.record.status.batch_id.as_deref() == Some(batch_id))
-            .map(|e| (e.record.status.id.clone(), e.record.status.state))
-            .collect();
+        Self::check_running(&self.lock())?;
+        let members = self.members(batch_id)?;
         if members.is_empty() {
             return Err(Error::not_found(format!("no batch with id \"{}\"", printable(batch_id))));
         }
+        let mut state = self.lock();
         let (mut cancelled, mut sending, mut sent) = (0, 0, 0);
-        for (id, s) in members {
-            match s {
+        for (id, _) in members {
+            let Ok(record) = self.record(&state, &id) else { continue };
+            match record.status.state {
                 State::Queued | State::Deferred => {
-                    self.change(&mut state, &id, State::Cancelled, None)?;
+                    self.commit(&mut state, moved(record, State::Cancelled, None))?;
                     cancelled += 1;
                 }
                 State::Sending => sending += 1,
@@ -679,19 +1049,19 @@ impl Outbox {
     pub fn retry(&self, id: &str) -> Result<()> {
         let mut state = self.lock();
         Self::check_running(&state)?;
-        let entry = Self::entry(&state, id)?;
-        match entry.record.status.state {
-            State::Failed if entry.record.body_dropped || matches!(entry.body, Body::None) => {
+        let record = self.record(&state, id)?;
+        match record.status.state {
+            State::Failed if record.body_dropped => {
                 Err(Error::state(format!("message {id} can no longer be retried: its bytes are not kept")))
             }
             State::Failed => {
-                self.change(&mut state, id, State::Queued, None)?;
+                self.commit(&mut state, moved(record, State::Queued, None))?;
                 drop(state);
                 self.changed.notify_all();
                 Ok(())
             }
             State::Deferred => {
-                self.change(&mut state, id, State::Deferred, Some(now_ms()))?;
+                self.commit(&mut state, moved(record, State::Deferred, Some(now_ms())))?;
                 drop(state);
                 self.changed.notify_all();
                 Ok(())
@@ -703,43 +1073,36 @@ impl Outbox {
         }
     }
 
-    /// Moves a message to `state` (durably) and tells the host.
-    fn change(&self, state: &mut Ledger, id: &str, to: State, due: Option<i64>) -> Result<()> {
-        state.set_state(id, to, due);
-        let entry = state.entries.get_mut(id).expect("present");
-        if !to.keeps_body() {
-            entry.body = Body::None;
-            entry.record.body_dropped = true;
-        }
-        self.spool().update(&entry.record)?;
-        self.events.emit(state_event(&entry.record));
-        Ok(())
-    }
-
     /// Holds the messages of `batch_id` back until [`Outbox::release_batch`]
     /// (a merge being queued). Persisted, so that a merge cut short by the
     /// end of the process is cancelled at the next open.
     pub fn stage_batch(&self, batch_id: &str) -> Result<()> {
         let mut state = self.lock();
-        state.staging.insert(batch_id.to_string());
-        self.save_staging(&state).inspect_err(|_| {
-            state.staging.remove(batch_id);
-        })
+        let mut staging = state.staging.clone();
+        staging.insert(batch_id.to_string());
+        self.save_staging(&staging)?;
+        state.staging = staging;
+        Ok(())
     }
 
     /// Lets the messages of a staged batch go.
     pub fn release_batch(&self, batch_id: &str) -> Result<()> {
         let mut state = self.lock();
-        state.staging.remove(batch_id);
-        let saved = self.save_staging(&state);
-        if saved.is_err() {
-            // Still staged on disk: keep it staged here too, or a restart
-            // would cancel mail this run had sent.
-            state.staging.insert(batch_id.to_string());
+        let mut staging = state.staging.clone();
+        staging.remove(batch_id);
+        // Still staged on disk when this fails: kept staged here too, or a
+        // restart would cancel mail this run had sent.
+        self.save_staging(&staging)?;
+        state.staging = staging;
+        let ids = state.staged.remove(batch_id).unwrap_or_default();
+        for id in ids {
+            if let Some(record) = state.entries.get(&id).cloned() {
+                state.replace(record);
+            }
         }
         drop(state);
         self.changed.notify_all();
-        saved
+        Ok(())
     }
 
     /// Cancels every message of a staged batch that failed to merge and
@@ -747,64 +1110,70 @@ impl Outbox {
     /// too, if a cancellation could not be written).
     pub fn abandon_batch(&self, batch_id: &str) {
         let mut state = self.lock();
-        let members: Vec<String> = state
-            .entries
-            .values()
-            .filter(|e| e.record.status.batch_id.as_deref() == Some(batch_id) && !e.record.status.state.is_final())
-            .map(|e| e.record.status.id.clone())
-            .collect();
+        let members: Vec<Record> =
+            state.entries.values().filter(|r| r.status.batch_id.as_deref() == Some(batch_id)).cloned().collect();
         let mut all_written = true;
-        for id in members {
-            if let Some(key) = state.entries.get_mut(&id).and_then(|e| e.record.idempotency_key.take()) {
-                state.idempotency.remove(&key);
-            }
-            all_written &= self.change(&mut state, &id, State::Cancelled, None).is_ok();
+        for record in members {
+            let mut record = moved(record, State::Cancelled, None);
+            record.idempotency_key = None;
+            all_written &= self.commit(&mut state, record).is_ok();
         }
         if all_written {
-            state.staging.remove(batch_id);
-            if self.save_staging(&state).is_err() {
-                state.staging.insert(batch_id.to_string());
+            let mut staging = state.staging.clone();
+            staging.remove(batch_id);
+            if self.save_staging(&staging).is_ok() {
+                state.staging = staging;
+                state.staged.remove(batch_id);
             }
         }
     }
 
-    fn save_staging(&self, state: &Ledger) -> Result<()> {
+    fn save_staging(&self, staging: &HashSet<String>) -> Result<()> {
         match &self.staging_path {
-            Some(p) => fsutil::atomic_write(p, &serde_json::to_vec(&state.staging).expect("strings"), false),
+            Some(p) => fsutil::atomic_write(p, &serde_json::to_vec(staging).expect("strings"), false),
             None => Ok(()),
         }
     }
 
-    /// Pauses delivery of a profile (`None` = all); persisted.
+    /// Pauses delivery of a profile (`None` = all); persisted. When the
+    /// pause cannot be saved, nothing changes.
     pub fn pause(&self, profile: Option<&str>) -> Result<()> {
         let mut state = self.lock();
         Self::check_running(&state)?;
-        state.paused.insert(profile.map(str::to_ascii_lowercase).unwrap_or_else(|| "*".into()));
-        self.save_paused(&state)
+        let mut paused = state.paused.clone();
+        paused.insert(profile.map(str::to_ascii_lowercase).unwrap_or_else(|| "*".into()));
+        self.save_paused(&paused)?;
+        state.paused = paused;
+        Ok(())
     }
 
     /// Resumes a profile (`None` = all, and the SMTPB_OPEN_PAUSED pause).
+    /// When the change cannot be saved, nothing changes.
     pub fn resume(&self, profile: Option<&str>) -> Result<()> {
         let mut state = self.lock();
         Self::check_running(&state)?;
+        let mut paused = state.paused.clone();
         match profile {
             Some(p) => {
-                state.paused.remove(&p.to_ascii_lowercase());
+                paused.remove(&p.to_ascii_lowercase());
             }
-            None => {
-                state.paused.clear();
-                state.open_paused = false;
-            }
+            None => paused.clear(),
         }
-        self.save_paused(&state)?;
+        if paused != state.paused || !self.paused_path.as_ref().is_some_and(|p| p.exists()) {
+            self.save_paused(&paused)?;
+        }
+        state.paused = paused;
+        if profile.is_none() {
+            state.open_paused = false;
+        }
         drop(state);
         self.changed.notify_all();
         Ok(())
     }
 
-    fn save_paused(&self, state: &Ledger) -> Result<()> {
+    fn save_paused(&self, paused: &BTreeSet<String>) -> Result<()> {
         match &self.paused_path {
-            Some(p) => fsutil::atomic_write(p, &serde_json::to_vec(&state.paused).expect("strings"), false),
+            Some(p) => fsutil::atomic_write(p, &serde_json::to_vec(paused).expect("strings"), false),
             None => Ok(()),
         }
     }
@@ -816,11 +1185,12 @@ impl Outbox {
         let waiting: Vec<String> = state
             .entries
             .values()
-            .filter(|e| e.record.status.state == State::Deferred && e.record.status.needs.is_some())
-            .map(|e| e.record.status.id.clone())
+            .filter(|r| r.status.state == State::Deferred && r.status.needs.is_some())
+            .map(|r| r.status.id.clone())
             .collect();
+        let now = now_ms();
         for id in waiting {
-            state.set_state(&id, State::Deferred, Some(now_ms()));
+            state.reschedule(&id, now);
         }
         drop(state);
         self.changed.notify_all();
@@ -834,15 +1204,16 @@ impl Outbox {
         let held: Vec<String> = state
             .entries
             .values()
-            .filter(|e| {
-                e.record.status.state == State::Deferred
-                    && e.record.status.error_code == Code::Limit
-                    && profile.as_ref().is_none_or(|p| *p == e.record.status.profile.to_ascii_lowercase())
+            .filter(|r| {
+                r.status.state == State::Deferred
+                    && r.status.error_code == Code::Limit
+                    && profile.as_ref().is_none_or(|p| *p == r.status.profile.to_ascii_lowercase())
             })
-            .map(|e| e.record.status.id.clone())
+            .map(|r| r.status.id.clone())
             .collect();
+        let now = now_ms();
         for id in held {
-            state.set_state(&id, State::Deferred, Some(now_ms()));
+            state.reschedule(&id, now);
         }
         drop(state);
         self.changed.notify_all();
@@ -853,24 +1224,31 @@ impl Outbox {
     pub fn stop_soon(&self) {
         self.lock().stopping = true;
         self.changed.notify_all();
+        let (lock, wake) = &self.purge_wake;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
     }
 
     /// Stops delivery: no new attempt starts; attempts under way may finish
     /// until `deadline`, then `abort` ends their sessions; every delivery
-    /// thread and the event thread are joined. False when the grace ran out
-    /// with work in flight.
+    /// thread, the purge thread and the event thread are joined. False when
+    /// the grace ran out with work in flight.
     pub fn shutdown(&self, deadline: Instant, abort: impl Fn()) -> bool {
         self.stop_soon();
         let mut in_time = true;
         {
             let mut state = self.lock();
-            while state.counts[state_index(State::Sending)] > 0 {
+            // Messages whose outcome waits to be recorded are not in flight.
+            while state.sending > state.unrecorded.len() {
                 let now = Instant::now();
                 if now >= deadline {
                     in_time = false;
                     break;
                 }
                 state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            }
+            if !state.unrecorded.is_empty() {
+                self.record_unrecorded(&mut state);
             }
         }
         if !in_time {
@@ -882,5 +1260,46 @@ impl Outbox {
         }
         self.events.stop();
         in_time
+    }
+}
+
+/// The state of a store code.
+fn code_index(code: i64) -> usize {
+    // State::ALL is in the order of state_code.
+    (code.clamp(0, 5)) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Status;
+
+    fn record(state: State) -> Record {
+        Record {
+            status: Status::new(crate::status::new_id(), "Default".into(), state),
+            user: None,
+            envelope_from: "anna@firm.example".into(),
+            envelope_to: vec!["client@example.com".into()],
+            idempotency_key: None,
+            archive: false,
+            body_dropped: false,
+        }
+    }
+
+    #[test]
+    fn purge_tells_the_hook_every_purged_id_and_keeps_what_is_not_final() {
+        let outbox = Outbox::open(None, true).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        outbox.set_purge_hook(Arc::new(move |ids: &[String]| sink.lock().unwrap().extend_from_slice(ids)));
+        let mut sent: Vec<String> = (0..1200).map(|_| outbox.add(record(State::Sent), Vec::new()).unwrap().0).collect();
+        let (queued, _) = outbox.add(record(State::Queued), b"bytes".to_vec()).unwrap();
+        assert_eq!(outbox.purge(now_ms() + 120_000, &[State::Sent, State::Queued]).unwrap(), 1200);
+        let mut got = seen.lock().unwrap().clone();
+        got.sort();
+        sent.sort();
+        assert_eq!(got, sent);
+        assert_eq!(outbox.status(&queued).unwrap()["state"], "queued");
+        assert_eq!(outbox.status(&sent[0]).unwrap_err().code(), Code::NotFound);
     }
 }

@@ -94,6 +94,8 @@ SIGNATURES: Tuple[Tuple[str, Tuple[Any, ...], Any], ...] = (
     ("smtpb_batch_status",          (client_p, c_char_p, char_pp),                     smtpb_result),
     ("smtpb_outbox_list",           (client_p, c_char_p, char_pp),                     smtpb_result),
     ("smtpb_outbox_stats",          (client_p, char_pp),                               smtpb_result),
+    ("smtpb_outbox_query",          (client_p, c_char_p, char_pp),                     smtpb_result),
+    ("smtpb_outbox_purge",          (client_p, c_char_p, c_char_p, char_pp),           smtpb_result),
     ("smtpb_wait",                  (client_p, c_char_p, c_uint32, char_pp),           smtpb_result),
     ("smtpb_flush",                 (client_p, c_uint32),                              smtpb_result),
     ("smtpb_cancel",                (client_p, c_char_p),                              smtpb_result),

@@ -7,7 +7,7 @@ import json
 import os
 import weakref
 from ctypes import byref, c_void_p
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from . import _native as native
 from ._native import OPEN_DEFAULT, OPEN_PAUSED, OK, client_p, smtpb_event_fn
@@ -131,6 +131,9 @@ class Client:
                 _path(data_dir, "data_dir"), _text(secret, "secret"), flags, byref(handle)
             )
         )
+        # Damage recovered past at open (ABI §16): a warning, not an error.
+        warning = native.last_error()
+        self.open_warning: str = warning if warning.startswith("warning:") else ""
         self._handle_p = handle
         self._finalizer = weakref.finalize(self, _close, handle, self._thunk)
 
@@ -341,6 +344,39 @@ class Client:
     def outbox_list(self, state: Optional[str] = None) -> List[Dict[str, Any]]:
         """``smtpb_outbox_list``: the statuses of the messages in ``state`` (None = all)."""
         return self._call_json("smtpb_outbox_list", _text(state, "state"))
+
+    def outbox_query(self, query: Optional[Mapping[str, Any]] = None, **filters: Any) -> Dict[str, Any]:
+        """``smtpb_outbox_query``: one page of statuses, newest first.
+
+        Filters (all optional, as a mapping and/or keywords): ``state`` (list
+        of state names), ``batch_id``, ``reference``, ``reference_prefix``,
+        ``profile``, ``since``/``until`` (RFC 3339 UTC, by created_at),
+        ``limit`` (1-1000, default 100), ``cursor`` (``next_cursor`` of the
+        page before). Returns ``{"items": [...], "next_cursor": str | None}``.
+        Raises InvalidArgumentError naming a bad field.
+        """
+        fields = {**(query or {}), **filters}
+        return self._call_json("smtpb_outbox_query", _text(json.dumps(fields), "query"))
+
+    def iter_outbox(self, query: Optional[Mapping[str, Any]] = None, **filters: Any) -> Iterator[Dict[str, Any]]:
+        """Every status matching the filters of :meth:`outbox_query`, newest first, page by page."""
+        fields = {**(query or {}), **filters}
+        while True:
+            page = self.outbox_query(fields)
+            yield from page["items"]
+            if not page["next_cursor"]:
+                return
+            fields["cursor"] = page["next_cursor"]
+
+    def outbox_purge(self, before: str, states: Optional[Sequence[str]] = None) -> int:
+        """``smtpb_outbox_purge``: purge final statuses created before ``before`` (RFC 3339 UTC).
+
+        ``states``: some of "sent", "cancelled", "failed" (None = all three).
+        Returns how many were purged.
+        """
+        states_json = None if states is None else json.dumps(list(states))
+        result = self._call_json("smtpb_outbox_purge", _text(before, "before"), _text(states_json, "states"))
+        return int(result["purged"])
 
     def outbox_stats(self) -> Dict[str, Any]:
         """``smtpb_outbox_stats``: counts per state, paused profiles and send limits."""

@@ -1,0 +1,632 @@
+//! The store: every message's status and, until it is final, its bytes,
+//! in SQLite (`data_dir/spool/outbox.db`, WAL mode, `synchronous=FULL`).
+//!
+//! One row per message in `messages` (the status and envelope as JSON,
+//! plus the columns the indexes need: state, created_ms, profile in lower
+//! case, batch_id, reference, idempotency key); the MIME bytes in `bodies`
+//! until the message is sent or cancelled (a failed message keeps them for
+//! `smtpb_retry`). `counts` holds the number of messages per state, kept
+//! by triggers in the same transactions, so statistics and open never
+//! count the history. Every write is one transaction and, with WAL and
+//! `synchronous=FULL`, one fsync of the WAL before it returns: durable when
+//! the call returns, and a crash at any point leaves the last committed
+//! transaction (SQLite's WAL frames carry checksums; a torn frame is
+//! ignored at the next open).
+//!
+//! `PRAGMA user_version` is the format: 2 (format 1 was the journal, see
+//! [`super::journal`]). A store of a newer format is refused, naming both
+//! versions, before anything is written. A journal found at open is
+//! migrated in one transaction, then renamed to
+//! `journal.log.v1-migrated-<unix seconds>` (the copy kept); a crash
+//! between the two leaves a migrated store and the journal, and the next
+//! open only renames it.
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+use super::journal;
+use super::spool::Record;
+use crate::error::{Code, Error, Result};
+use crate::fsutil;
+use crate::status::State;
+
+/// The store format this library writes.
+pub(crate) const FORMAT: u32 = 2;
+
+/// Recovery copies (damaged journals and stores) kept per folder.
+const COPIES_KEPT: usize = 3;
+
+const SCHEMA: &str = "
+CREATE TABLE messages (
+  id TEXT NOT NULL UNIQUE,
+  state INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  profile TEXT NOT NULL,
+  batch_id TEXT,
+  reference TEXT,
+  idem TEXT,
+  record TEXT NOT NULL
+);
+CREATE INDEX messages_state ON messages(state, id);
+CREATE INDEX messages_batch ON messages(batch_id, id) WHERE batch_id IS NOT NULL;
+CREATE INDEX messages_reference ON messages(reference, id) WHERE reference IS NOT NULL;
+CREATE INDEX messages_profile ON messages(profile, id);
+CREATE UNIQUE INDEX messages_idem ON messages(idem) WHERE idem IS NOT NULL;
+CREATE TABLE bodies (id TEXT PRIMARY KEY NOT NULL, bytes BLOB NOT NULL);
+CREATE TABLE counts (state INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+INSERT INTO counts VALUES (0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0);
+CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value);
+CREATE TRIGGER messages_insert AFTER INSERT ON messages BEGIN
+  UPDATE counts SET n = n + 1 WHERE state = new.state;
+END;
+CREATE TRIGGER messages_delete AFTER DELETE ON messages BEGIN
+  UPDATE counts SET n = n - 1 WHERE state = old.state;
+  DELETE FROM bodies WHERE id = old.id;
+END;
+CREATE TRIGGER messages_state AFTER UPDATE OF state ON messages WHEN old.state <> new.state BEGIN
+  UPDATE counts SET n = n - 1 WHERE state = old.state;
+  UPDATE counts SET n = n + 1 WHERE state = new.state;
+END;
+";
+
+/// The number of a state in the store.
+pub(crate) fn state_code(state: State) -> i64 {
+    match state {
+        State::Queued => 0,
+        State::Sending => 1,
+        State::Sent => 2,
+        State::Deferred => 3,
+        State::Failed => 4,
+        State::Cancelled => 5,
+    }
+}
+
+fn time_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The filters of `smtpb_outbox_query`, checked.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    pub states: Vec<State>,
+    pub batch_id: Option<String>,
+    pub reference: Option<String>,
+    pub reference_prefix: Option<String>,
+    /// Lower case.
+    pub profile: Option<String>,
+    /// Unix ms, inclusive.
+    pub since_ms: Option<i64>,
+    /// Unix ms, exclusive.
+    pub until_ms: Option<i64>,
+    pub limit: usize,
+    /// Only ids below this one (the page before ended there).
+    pub before_id: Option<String>,
+}
+
+/// The store of one client.
+pub struct Store {
+    conn: Connection,
+    path: Option<PathBuf>,
+}
+
+/// What opening found.
+pub struct Opened {
+    pub store: Store,
+    /// Every message not final, oldest first.
+    pub active: Vec<Record>,
+    /// Warnings for the host (damage recovered past), each already logged.
+    pub warnings: Vec<String>,
+}
+
+impl Store {
+    fn error(&self, what: &str, e: rusqlite::Error) -> Error {
+        sql_error(self.path.as_deref(), what, e)
+    }
+
+    /// Opens (or creates) the store of `data_dir`, migrating a journal if
+    /// there is one; `None` = a store in memory.
+    pub fn open(data_dir: Option<&Path>) -> Result<Opened> {
+        let Some(data_dir) = data_dir else {
+            let conn = Connection::open_in_memory().map_err(|e| sql_error(None, "cannot open", e))?;
+            conn.execute_batch(SCHEMA).map_err(|e| sql_error(None, "cannot create", e))?;
+            return Ok(Opened { store: Store { conn, path: None }, active: Vec::new(), warnings: Vec::new() });
+        };
+        let dir = data_dir.join("spool");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, &e))?;
+        let path = dir.join("outbox.db");
+        let journal_path = dir.join("journal.log");
+        let mut warnings = Vec::new();
+        // Refuse what this library cannot read before anything is written.
+        let format = if path.exists() { Some(read_format(&path)?) } else { None };
+        if let Some(v) = format {
+            if v > FORMAT {
+                return Err(Error::new(
+                    Code::Io,
+                    format!(
+                        "the outbox store {} has format {v}; this library reads format {FORMAT} and older",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        let needs_setup = format.is_none_or(|v| v == 0);
+        let journal = if needs_setup && journal_path.exists() {
+            let v = journal::format_of(&journal_path)?;
+            if v > journal::FORMAT {
+                return Err(Error::new(
+                    Code::Io,
+                    format!(
+                        "the spool {} has format {v}; this library reads format {} (journal) and {FORMAT} (store) and older",
+                        journal_path.display(),
+                        journal::FORMAT
+                    ),
+                ));
+            }
+            Some(journal::read(&journal_path)?)
+        } else {
+            None
+        };
+        let conn = Connection::open(&path).map_err(|e| sql_error(Some(&path), "cannot open", e))?;
+        let mut store = Store { conn, path: Some(path.clone()) };
+        store.configure(needs_setup)?;
+        if needs_setup {
+            let tx = store.conn.transaction().map_err(|e| sql_error(Some(&path), "cannot write", e))?;
+            tx.execute_batch(SCHEMA).map_err(|e| sql_error(Some(&path), "cannot create", e))?;
+            if let Some(replayed) = &journal {
+                let lost: u64 = replayed.damage.iter().map(|d| d.records).sum();
+                for (record, body) in &replayed.messages {
+                    insert_row(&tx, record, body.as_deref()).map_err(|e| sql_error(Some(&path), "cannot write", e))?;
+                }
+                tx.execute("INSERT OR REPLACE INTO meta VALUES ('damaged_records', ?1)", params![lost as i64])
+                    .map_err(|e| sql_error(Some(&path), "cannot write", e))?;
+                tx.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', 'journal format 1')", [])
+                    .map_err(|e| sql_error(Some(&path), "cannot write", e))?;
+            }
+            tx.pragma_update(None, "user_version", FORMAT).map_err(|e| sql_error(Some(&path), "cannot write", e))?;
+            tx.commit().map_err(|e| sql_error(Some(&path), "cannot write", e))?;
+        }
+        if let Some(replayed) = &journal {
+            for d in &replayed.damage {
+                let text = if d.tail {
+                    format!(
+                        "warning: the spool {} ends in a torn or unreadable record at offset {} (1 record lost, \
+                         the write a crash cut short); the rest was recovered",
+                        journal_path.display(),
+                        d.offset
+                    )
+                } else {
+                    format!(
+                        "warning: the spool {} is damaged at offset {}: {} record(s) lost; every intact record \
+                         after it was recovered",
+                        journal_path.display(),
+                        d.offset,
+                        d.records
+                    )
+                };
+                log::warn!("{text}");
+                warnings.push(text);
+            }
+        }
+        if journal_path.exists() {
+            // Migrated (now, or by an open that ended before this rename).
+            let copy = unique_copy_name(&dir, "journal.log.v1-migrated");
+            std::fs::rename(&journal_path, &copy).map_err(|e| Error::io("cannot rename", &journal_path, &e))?;
+            fsutil::sync_dir(&dir).map_err(|e| Error::io("cannot sync", &dir, &e))?;
+            log::info!(
+                "the spool {} was migrated to {}; the journal is kept as {}",
+                journal_path.display(),
+                path.display(),
+                copy.display()
+            );
+        }
+        let active = store.active()?;
+        Ok(Opened { store, active, warnings })
+    }
+
+    fn configure(&mut self, fresh: bool) -> Result<()> {
+        let e = |e| sql_error(self.path.as_deref(), "cannot open", e);
+        if fresh {
+            // Only takes effect before the first table is created.
+            self.conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(e)?;
+        }
+        self.conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
+        self.conn.pragma_update(None, "synchronous", "FULL").map_err(e)?;
+        self.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(e)?;
+        Ok(())
+    }
+
+    /// Every message not final, oldest first.
+    fn active(&self) -> Result<Vec<Record>> {
+        // One indexed range per state (an ORDER BY over the three could
+        // make the planner walk the whole id index instead).
+        let mut out = Vec::new();
+        for state in [State::Queued, State::Sending, State::Deferred] {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT record FROM messages INDEXED BY messages_state WHERE state = ?1")
+                .map_err(|e| self.error("cannot read", e))?;
+            let rows = stmt
+                .query_map(params![state_code(state)], |row| row.get::<_, String>(0))
+                .map_err(|e| self.error("cannot read", e))?;
+            for row in rows {
+                out.push(self.parse(&row.map_err(|e| self.error("cannot read", e))?)?);
+            }
+        }
+        out.sort_by(|a, b| a.status.id.cmp(&b.status.id));
+        Ok(out)
+    }
+
+    fn parse(&self, text: &str) -> Result<Record> {
+        serde_json::from_str(text).map_err(|e| {
+            Error::new(
+                Code::Io,
+                format!(
+                    "a status in the outbox store {} is damaged: {e}",
+                    self.path.as_deref().unwrap_or(Path::new(":memory:")).display()
+                ),
+            )
+        })
+    }
+
+    /// Writes a new message and its bytes; durable when it returns.
+    pub fn insert(&mut self, record: &Record, body: &[u8]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql_error(path.as_deref(), "cannot write", e))?;
+        insert_row(&tx, record, Some(body).filter(|b| !b.is_empty()))
+            .map_err(|e| sql_error(path.as_deref(), "cannot write", e))?;
+        tx.commit().map_err(|e| sql_error(path.as_deref(), "cannot write", e))
+    }
+
+    /// Writes a message's new state; its bytes go when it no longer needs
+    /// them. Durable when it returns; nothing changes when it fails.
+    pub fn update(&mut self, record: &Record) -> Result<()> {
+        let path = self.path.clone();
+        let text = serde_json::to_string(record).map_err(|e| Error::internal(format!("store record: {e}")))?;
+        let tx = self.conn.transaction().map_err(|e| sql_error(path.as_deref(), "cannot write", e))?;
+        let s = &record.status;
+        tx.execute(
+            "UPDATE messages SET state = ?2, record = ?3, idem = ?4 WHERE id = ?1",
+            params![s.id, state_code(s.state), text, record.idempotency_key],
+        )
+        .map_err(|e| sql_error(path.as_deref(), "cannot write", e))?;
+        if record.body_dropped {
+            tx.execute("DELETE FROM bodies WHERE id = ?1", params![s.id])
+                .map_err(|e| sql_error(path.as_deref(), "cannot write", e))?;
+        }
+        tx.commit().map_err(|e| sql_error(path.as_deref(), "cannot write", e))
+    }
+
+    /// A message's bytes, if still kept.
+    pub fn body(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        self.conn
+            .query_row("SELECT bytes FROM bodies WHERE id = ?1", params![id], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.error("cannot read", e))
+    }
+
+    /// A message's record.
+    pub fn get(&self, id: &str) -> Result<Option<Record>> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT record FROM messages WHERE id = ?1", params![id], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.error("cannot read", e))?;
+        text.map(|t| self.parse(&t)).transpose()
+    }
+
+    /// The message that holds an idempotency key.
+    pub fn idempotent(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT id FROM messages WHERE idem = ?1", params![key], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.error("cannot read", e))
+    }
+
+    /// Messages per state (by [`state_code`]).
+    pub fn counts(&self) -> Result<[i64; 6]> {
+        let mut out = [0i64; 6];
+        let mut stmt =
+            self.conn.prepare_cached("SELECT state, n FROM counts").map_err(|e| self.error("cannot read", e))?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+            .map_err(|e| self.error("cannot read", e))?;
+        for row in rows {
+            let (s, n) = row.map_err(|e| self.error("cannot read", e))?;
+            if (0..6).contains(&s) {
+                out[s as usize] = n;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records damaged beyond recovery so far (from the journal's migration
+    /// and from recovered stores).
+    pub fn damaged_records(&self) -> i64 {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'damaged_records'", [], |row| row.get::<_, i64>(0))
+            .optional()
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// The ids and states of a batch's messages.
+    pub fn batch_members(&self, batch_id: &str) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, state FROM messages WHERE batch_id = ?1 ORDER BY id")
+            .map_err(|e| self.error("cannot read", e))?;
+        let rows = stmt
+            .query_map(params![batch_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| self.error("cannot read", e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.error("cannot read", e))
+    }
+
+    /// Every record, or those in `state`, oldest first.
+    pub fn list(&self, state: Option<State>) -> Result<Vec<Record>> {
+        let (sql, code) = match state {
+            Some(s) => {
+                ("SELECT record FROM messages INDEXED BY messages_state WHERE state = ?1 ORDER BY id", state_code(s))
+            }
+            None => ("SELECT record FROM messages WHERE ?1 = ?1 ORDER BY id", 0),
+        };
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.error("cannot read", e))?;
+        let rows =
+            stmt.query_map(params![code], |row| row.get::<_, String>(0)).map_err(|e| self.error("cannot read", e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(self.parse(&row.map_err(|e| self.error("cannot read", e))?)?);
+        }
+        Ok(out)
+    }
+
+    /// One page of `query`, newest first: up to `limit` records, and
+    /// whether there are more.
+    pub fn query(&self, q: &Query) -> Result<(Vec<Record>, bool)> {
+        // One statement per state (each uses the (state, id) index in
+        // order), merged: newest first across them.
+        let states: Vec<Option<State>> =
+            if q.states.is_empty() { vec![None] } else { q.states.iter().copied().map(Some).collect() };
+        let mut rows: Vec<(String, String)> = Vec::new();
+        for state in states {
+            rows.extend(self.query_one(q, state)?);
+        }
+        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        rows.dedup_by(|a, b| a.0 == b.0);
+        let more = rows.len() > q.limit;
+        rows.truncate(q.limit);
+        let mut out = Vec::with_capacity(rows.len());
+        for (_, text) in rows {
+            out.push(self.parse(&text)?);
+        }
+        Ok((out, more))
+    }
+
+    fn query_one(&self, q: &Query, state: Option<State>) -> Result<Vec<(String, String)>> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        let mut bind = |clause: &str, value: rusqlite::types::Value, values: &mut Vec<rusqlite::types::Value>| {
+            values.push(value);
+            clauses.push(clause.replace('?', &format!("?{}", values.len())));
+        };
+        use rusqlite::types::Value as V;
+        if let Some(s) = state {
+            bind("state = ?", V::Integer(state_code(s)), &mut values);
+        }
+        if let Some(b) = &q.batch_id {
+            bind("batch_id = ?", V::Text(b.clone()), &mut values);
+        }
+        if let Some(r) = &q.reference {
+            bind("reference = ?", V::Text(r.clone()), &mut values);
+        }
+        if let Some(p) = &q.reference_prefix {
+            bind("reference >= ?", V::Text(p.clone()), &mut values);
+            bind("reference < ?", V::Text(format!("{p}\u{10FFFF}")), &mut values);
+        }
+        if let Some(p) = &q.profile {
+            bind("profile = ?", V::Text(p.clone()), &mut values);
+        }
+        // Ids are ULIDs: their first 48 bits are the creation time, within
+        // moments of created_at. A minute's slack either side bounds the
+        // index range; created_ms decides exactly.
+        if let Some(since) = q.since_ms {
+            bind("id >= ?", V::Text(ulid_floor(since - 60_000)), &mut values);
+            bind("created_ms >= ?", V::Integer(since), &mut values);
+        }
+        if let Some(until) = q.until_ms {
+            bind("id < ?", V::Text(ulid_floor(until + 60_000)), &mut values);
+            bind("created_ms < ?", V::Integer(until), &mut values);
+        }
+        if let Some(before) = &q.before_id {
+            bind("id < ?", V::Text(before.clone()), &mut values);
+        }
+        let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        let sql = format!("SELECT id, record FROM messages {filter} ORDER BY id DESC LIMIT {}", q.limit + 1);
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.error("cannot read", e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(values), |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| self.error("cannot read", e))?;
+        let mut out: Vec<(String, String)> =
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| self.error("cannot read", e))?;
+        if let Some(p) = &q.reference_prefix {
+            // The range above also holds a reference continuing with
+            // U+10FFFF itself; exactness is checked on the record.
+            out.retain(|(_, text)| {
+                serde_json::from_str::<Record>(text)
+                    .ok()
+                    .and_then(|r| r.status.reference)
+                    .is_some_and(|r| r.starts_with(p.as_str()))
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes up to `limit` final messages created before `before_ms` in
+    /// `states` (with their bytes); their ids. One transaction.
+    pub fn purge_chunk(&mut self, before_ms: i64, states: &[State], limit: usize) -> Result<Vec<String>> {
+        let path = self.path.clone();
+        let e = |e| sql_error(path.as_deref(), "cannot purge", e);
+        let tx = self.conn.transaction().map_err(e)?;
+        let mut ids = Vec::new();
+        for s in states.iter().filter(|s| s.is_final()) {
+            if ids.len() >= limit {
+                break;
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE state = ?1 AND id < ?2 \
+                     AND created_ms < ?3 LIMIT ?4) RETURNING id",
+                )
+                .map_err(e)?;
+            let rows = stmt
+                .query_map(
+                    params![state_code(*s), ulid_floor(before_ms + 60_000), before_ms, (limit - ids.len()) as i64],
+                    |row| row.get::<_, String>(0),
+                )
+                .map_err(e)?;
+            for row in rows {
+                ids.push(row.map_err(e)?);
+            }
+        }
+        tx.commit().map_err(e)?;
+        Ok(ids)
+    }
+
+    /// Gives up to `pages` free pages back to the file system; false when
+    /// none are left.
+    pub fn reclaim_step(&mut self, pages: u32) -> Result<bool> {
+        let read = |sql: &str| -> Result<i64> {
+            self.conn.query_row(sql, [], |r| r.get(0)).map_err(|e| self.error("cannot read", e))
+        };
+        // 2 = INCREMENTAL (a store in memory has none).
+        if read("PRAGMA auto_vacuum")? != 2 {
+            return Ok(false);
+        }
+        let free = read("PRAGMA freelist_count")?;
+        if free == 0 {
+            return Ok(false);
+        }
+        self.conn
+            .execute_batch(&format!("PRAGMA incremental_vacuum({pages})"))
+            .map_err(|e| self.error("cannot compact", e))?;
+        Ok(read("PRAGMA freelist_count")? < free)
+    }
+
+    /// Moves the WAL into the database and truncates it (after a purge).
+    pub fn checkpoint(&mut self) -> Result<()> {
+        if self.path.is_some() {
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(|e| self.error("cannot checkpoint", e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes many records (with their bytes, if given) in one transaction.
+    /// Benchmarks make a history this way; not a path the library itself
+    /// takes.
+    pub fn insert_many(&mut self, records: &[(Record, Option<Vec<u8>>)]) -> Result<()> {
+        let path = self.path.clone();
+        let e = |e| sql_error(path.as_deref(), "cannot write", e);
+        let tx = self.conn.transaction().map_err(e)?;
+        for (r, body) in records {
+            insert_row(&tx, r, body.as_deref()).map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+}
+
+fn insert_row(conn: &Connection, record: &Record, body: Option<&[u8]>) -> rusqlite::Result<()> {
+    let s = &record.status;
+    let text = serde_json::to_string(record).expect("a record serialises");
+    conn.prepare_cached(
+        "INSERT INTO messages (id, state, created_ms, profile, batch_id, reference, idem, record) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        s.id,
+        state_code(s.state),
+        time_ms(s.created_at),
+        s.profile.to_ascii_lowercase(),
+        s.batch_id,
+        s.reference,
+        record.idempotency_key,
+        text
+    ])?;
+    if let Some(bytes) = body {
+        conn.prepare_cached("INSERT INTO bodies (id, bytes) VALUES (?1, ?2)")?.execute(params![s.id, bytes])?;
+    }
+    Ok(())
+}
+
+/// The smallest ULID (text) of Unix ms `ms`.
+pub(crate) fn ulid_floor(ms: i64) -> String {
+    ulid::Ulid::from_parts(ms.clamp(0, (1i64 << 48) - 1) as u64, 0).to_string()
+}
+
+/// `PRAGMA user_version` of the store at `path`, read without writing:
+/// from the file's header (bytes 60..64, big-endian), or through SQLite
+/// when a WAL may hold a newer header.
+fn read_format(path: &Path) -> Result<u32> {
+    let wal = path.with_file_name(format!("{}-wal", path.file_name().and_then(|n| n.to_str()).unwrap_or("outbox.db")));
+    if !wal.metadata().is_ok_and(|m| m.len() > 0) {
+        let mut head = [0u8; 64];
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, &e))?;
+        use std::io::Read;
+        match file.read_exact(&mut head) {
+            Ok(()) if &head[..16] == b"SQLite format 3\0" => {
+                return Ok(u32::from_be_bytes(head[60..64].try_into().expect("4 bytes")));
+            }
+            // Empty: created by an open that ended before its first write.
+            Err(_) if file.metadata().is_ok_and(|m| m.len() == 0) => return Ok(0),
+            _ => {
+                return Err(Error::new(Code::Io, format!("{} is not a smtpbridge outbox store", path.display())));
+            }
+        }
+    }
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| sql_error(Some(path), "cannot open", e))?;
+    conn.query_row("PRAGMA user_version", [], |row| row.get::<_, u32>(0))
+        .map_err(|e| sql_error(Some(path), "cannot read", e))
+}
+
+fn sql_error(path: Option<&Path>, what: &str, e: rusqlite::Error) -> Error {
+    let where_ = path.map(|p| p.display().to_string()).unwrap_or_else(|| "in memory".into());
+    let detail = match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => "the disk is full".to_string(),
+        Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase) => format!("the store is damaged ({e})"),
+        _ => e.to_string(),
+    };
+    Error::new(Code::Io, format!("{what} the outbox store {where_}: {detail}"))
+}
+
+/// A name `dir/<stem>-<unix seconds>[-n]` not yet taken; older copies with
+/// the same stem beyond the last few are removed.
+pub(crate) fn unique_copy_name(dir: &Path, stem: &str) -> PathBuf {
+    let now = fsutil::unix_now();
+    let mut n = 0;
+    let path = loop {
+        let name = if n == 0 { format!("{stem}-{now}") } else { format!("{stem}-{now}-{n}") };
+        let p = dir.join(name);
+        if !p.exists() {
+            break p;
+        }
+        n += 1;
+    };
+    let mut old: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{stem}-")))
+                .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    old.sort();
+    // Room for the new copy.
+    while old.len() >= COPIES_KEPT {
+        let (_, p) = old.remove(0);
+        let _ = std::fs::remove_file(p);
+    }
+    path
+}
