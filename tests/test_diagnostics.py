@@ -7,6 +7,7 @@ server saw and on what the library reported.
 from __future__ import annotations
 
 import base64
+import logging
 import json
 import ssl
 import threading
@@ -446,3 +447,17 @@ def test_probe_checks_its_arguments(client):
     client.config_set("SMTPProbePorts", "466=1")
     error = expect_error(smtpbridge.ConfigError.code, client.probe, "127.0.0.1")
     assert "SMTPProbePorts" in error.message
+
+
+def test_python_logging_bridge(client, server, caplog):
+    caplog.set_level(logging.DEBUG, logger="smtpbridge")
+    client.log_to_logging(level=logging.INFO)
+    configure(client, server)
+    status = client.send(message())
+    deadline = time.monotonic() + 5
+    while not any(getattr(r, "smtpbridge_id", None) == status["id"] for r in caplog.records):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    record = next(r for r in caplog.records if getattr(r, "smtpbridge_id", None) == status["id"])
+    assert record.name == "smtpbridge" and record.levelno == logging.INFO
+    assert record.smtpbridge_profile == "Default" and record.smtpbridge_target.startswith("smtpbridge")

@@ -478,8 +478,8 @@ class Client:
         """Bridge the library's log lines to the ``logging`` module.
 
         Each line goes to ``logger`` (default: ``logging.getLogger("smtpbridge")``)
-        at the matching level (trace as level 5), with ``smtpb_target``,
-        ``smtpb_id`` and ``smtpb_profile`` as record attributes. ``level``
+        at the matching level (trace as level 5), with ``smtpbridge_target``,
+        ``smtpbridge_id`` and ``smtpbridge_profile`` as record attributes. ``level``
         is the lowest ``logging`` level asked of the library.
         """
         target = logger if logger is not None else logging.getLogger("smtpbridge")
@@ -488,8 +488,8 @@ class Client:
             target.log(
                 _LOGGING_LEVELS.get(line.get("level", ""), logging.INFO),
                 "%s", line.get("message", ""),
-                extra={"smtpb_target": line.get("target"), "smtpb_id": line.get("id"),
-                       "smtpb_profile": line.get("profile"), "smtpb_time": line.get("time")},
+                extra={"smtpbridge_target": line.get("target"), "smtpbridge_id": line.get("id"),
+                       "smtpbridge_profile": line.get("profile"), "smtpbridge_time": line.get("time")},
             )
 
         self.set_log_callback(emit, _level_number(level))
