@@ -299,6 +299,8 @@ fn tls_handshake(
     mut tcp: TcpStream,
     deadline: Instant,
 ) -> IoResult<Stream> {
+    // A subject noted by an earlier handshake on this thread is not this one's.
+    let _ = crate::tls::take_peer_subject();
     let mut conn = ClientConnection::new(config, name).map_err(IoFail::Tls)?;
     while conn.is_handshaking() {
         if conn.wants_write() {

@@ -268,6 +268,7 @@ fn read_file(path: &Path) -> Result<Vec<Attempt>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const ID: &str = "01JD0000000000000000000000";
 
@@ -288,6 +289,40 @@ mod tests {
 
     fn recording_now() -> bool {
         recording()
+    }
+
+    /// What recording costs a message that is sent (and so not kept): the
+    /// lines of a pooled PIPELINING transaction, recorded and dropped.
+    #[test]
+    fn recording_a_sent_message_costs_microseconds() {
+        let lines = [
+            "MAIL FROM:<bench@firm.example> SIZE=10400",
+            "RCPT TO:<sink@example.com>",
+            "DATA",
+            "250 2.1.0 Ok",
+            "250 2.1.5 Ok",
+            "354 End data with <CR><LF>.<CR><LF>",
+            "250 2.0.0 Ok: queued as 4X7Y",
+        ];
+        let rounds = 20_000;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            let recording = begin("smtp");
+            note(|| "reusing the session to 127.0.0.1:25 (sink)".to_string());
+            for line in &lines[..3] {
+                client(line);
+            }
+            for line in &lines[3..] {
+                server(line);
+            }
+            note(|| format!("DATA: {} bytes", 10_400));
+            drop(recording.finish(1));
+        }
+        let per_message = started.elapsed() / rounds;
+        println!("recording one sent message: {per_message:?}");
+        // A pooled send takes hundreds of microseconds; this must stay a
+        // small fraction of it even in a debug build on a busy machine.
+        assert!(per_message < Duration::from_micros(50), "{per_message:?}");
     }
 
     #[test]

@@ -461,3 +461,13 @@ def test_python_logging_bridge(client, server, caplog):
     record = next(r for r in caplog.records if getattr(r, "smtpbridge_id", None) == status["id"])
     assert record.name == "smtpbridge" and record.levelno == logging.INFO
     assert record.smtpbridge_profile == "Default" and record.smtpbridge_target.startswith("smtpbridge")
+
+
+def test_the_suite_wide_secret_scan_sees_a_planted_secret():
+    import secret_scan
+    before = len(secret_scan._hits)
+    secret_scan.scan("planted", "AUTH LOGIN " + base64.b64encode(b"pw-anna-111").decode())
+    secret_scan.scan("clean", "AUTH LOGIN ********")
+    planted = secret_scan._hits[before:]
+    del secret_scan._hits[before:]  # planted on purpose: not a leak
+    assert planted == [("planted", base64.b64encode(b"pw-anna-111").decode())]
