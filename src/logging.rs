@@ -223,11 +223,18 @@ fn update_max_level() {
     INSTALLED.call_once(|| {
         let _ = log::set_logger(&LOGGER);
     });
-    let mut clients = CLIENTS.write().unwrap_or_else(|e| e.into_inner());
-    clients.retain(|w| w.strong_count() > 0);
-    let max = clients
+    // One update at a time, so a stale level is never set last. The clients
+    // are upgraded under the locks but let go after them: the last handle
+    // of a client dropped here runs its Drop, which comes back here.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let alive: Vec<Arc<ClientLog>> = {
+        let mut clients = CLIENTS.write().unwrap_or_else(|e| e.into_inner());
+        clients.retain(|w| w.strong_count() > 0);
+        clients.iter().filter_map(Weak::upgrade).collect()
+    };
+    let max = alive
         .iter()
-        .filter_map(Weak::upgrade)
         .map(|c| c.callback_level.load(Ordering::Relaxed).max(c.file_level.load(Ordering::Relaxed)))
         .max()
         .unwrap_or(0);
@@ -239,6 +246,8 @@ fn update_max_level() {
         4 => log::LevelFilter::Debug,
         _ => log::LevelFilter::Trace,
     });
+    drop(serial);
+    drop(alive);
 }
 
 impl ClientLog {
