@@ -6,6 +6,7 @@
  *
  *   bench send      PORT N            smtpb_send of a 10 KB message, N times, one pooled connection
  *   bench send4     PORT N            the same from 4 threads on one client (4 pooled connections)
+ *   bench send-off  PORT N            bench send with SMTPTranscript=Off (no recording at all)
  *   bench tls       PORT N CA         the same over implicit TLS, one pooled connection
  *   bench big       PORT N FILE       a message with FILE attached, N times (prints peak memory)
  *   bench durable   PORT N DIR        smtpb_send on a client with a data_dir
@@ -108,8 +109,10 @@ int main(int argc, char **argv) {
     make_message();
     char notes[128] = "";
 
-    if (!strcmp(mode, "send") || !strcmp(mode, "send4") || !strcmp(mode, "tls") || !strcmp(mode, "dkim")) {
+    if (!strcmp(mode, "send") || !strcmp(mode, "send4") || !strcmp(mode, "tls") || !strcmp(mode, "dkim") ||
+        !strcmp(mode, "send-off")) {
         smtpb_client *c = open_client(NULL, SMTPB_OPEN_DEFAULT);
+        if (!strcmp(mode, "send-off")) check(smtpb_config_set(c, "SMTPTranscript", "Off"), "SMTPTranscript");
         if (!strcmp(mode, "tls")) {
             check(smtpb_config_set(c, "SMTPServerEncryption", "SSL"), "SMTPServerEncryption");
             check(smtpb_config_set(c, "SMTPServerPort", port), "SMTPServerPort");
@@ -140,6 +143,7 @@ int main(int argc, char **argv) {
         const char *name = threads == 4 ? "smtpbridge: smtpb_send, 4 threads, 4 connections"
                          : !strcmp(mode, "tls") ? "smtpbridge: smtpb_send, implicit TLS, 1 connection"
                          : !strcmp(mode, "dkim") ? "smtpbridge: smtpb_send, DKIM rsa-sha256"
+                         : !strcmp(mode, "send-off") ? "smtpbridge: smtpb_send, 1 connection, transcripts off"
                                                  : "smtpbridge: smtpb_send, 1 connection";
         report(name, n, took, NULL);
         smtpb_client_close(c);

@@ -79,6 +79,7 @@ source_run "smtp-source, 1 session" 2000 1 "$work/msg.eml"
 source_run "smtp-source, 4 sessions" 2000 4 "$work/msg.eml"
 python3 bench/smtplib_client.py "$port" 2000 "$work/msg.eml"
 "$work/bench" send "$port" 2000
+"$work/bench" send-off "$port" 2000
 "$work/bench" send4 "$port" 2000
 python3 bench/smtplib_client.py "$tls_port" 2000 "$work/msg.eml" "$work/ca.pem"
 "$work/bench" tls "$tls_port" 2000 "$work/ca.pem"

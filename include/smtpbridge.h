@@ -90,7 +90,8 @@
  * smtpb_outbox_stats, smtpb_wait, smtpb_flush,
  * smtpb_cancel, smtpb_batch_cancel, smtpb_retry, smtpb_outbox_pause,
  * smtpb_outbox_resume, smtpb_limits_reset, smtpb_blacklist_add,
- * smtpb_blacklist_remove, smtpb_blacklist_list, smtpb_set_event_callback.
+ * smtpb_blacklist_remove, smtpb_blacklist_list, smtpb_set_event_callback,
+ * smtpb_set_log_callback, smtpb_transcript, smtpb_probe.
  */
 typedef struct smtpb_client smtpb_client;
 
@@ -100,6 +101,12 @@ typedef struct smtpb_client smtpb_client;
  * a failure.
  */
 typedef int32_t smtpb_result;
+
+/**
+ * A log callback: `line_json` is borrowed for the call; `user_data` is
+ * what was passed to `smtpb_set_log_callback`.
+ */
+typedef void (SMTPB_CALL *smtpb_log_fn)(const char *line_json, void *user_data);
 
 /**
  * The event callback: `event_json` is borrowed for the call; `user_data`
@@ -552,6 +559,108 @@ smtpb_result SMTPB_CALL smtpb_outbox_purge(smtpb_client *c,
                                 const char *before,
                                 const char *states_json,
                                 char **out_json);
+
+/**
+ * Sends the library's log lines at or above `min_level` (1 error, 2 warn,
+ * 3 info, 4 debug, 5 trace) to `callback` (NULL: off). A line is `{"time",
+ * "level": "error" | "warn" | "info" | "debug" | "trace", "target",
+ * "message", "id", "profile"}`; `id` and `profile` name the message the
+ * line is about, or are null. Lines of the libraries below (rustls) are
+ * passed only at levels 4 and 5. A line logged while the library works
+ * for this client goes to this client only; a line logged outside any
+ * client's work goes to every client that asked for it.
+ *
+ * `fn` is called on the client's event thread, one line at a time, in
+ * order, with the rules of `smtpb_set_event_callback` (never on a thread
+ * inside a host's call or a delivery thread; when this returns the old
+ * `fn` is not running and never runs again; `fn` must return normally).
+ * A slow `fn` never slows delivery: past 10,000 pending lines new ones
+ * are dropped and the next one delivered carries `"dropped": n`. No line
+ * carries a password, token, AUTH payload or message text.
+ *
+ * SMTPLogFile (with SMTPLogLevel and SMTPLogMaxBytes) writes the same
+ * lines to a file instead, or as well.
+ *
+ * Ownership: `user_data` stays the host's; the library only passes it
+ * back.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL client; `min_level` outside
+ * 1–5 with a non-NULL `fn`); `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `fn` is NULL or a function safe to call
+ * from another thread with `user_data` until it is replaced.
+ */
+smtpb_result SMTPB_CALL smtpb_set_log_callback(smtpb_client *c,
+                                    smtpb_log_fn callback,
+                                    int32_t min_level,
+                                    void *user_data);
+
+/**
+ * The redacted dialogue of message `id`'s attempts, oldest first, at most
+ * the last 5: `[{"attempt", "started_at", "transport", "server", "lines":
+ * [{"ms", "dir": "C" | "S" | "*", "text"}]}]`. `dir` `C` is a line the
+ * library sent, `S` a line of the server's reply, `*` the library's note
+ * (connect, TLS version and cipher, certificate subject, timeouts,
+ * failures). AUTH payloads and passwords appear as `********`; the
+ * message is one note `DATA: N bytes`. What is kept follows
+ * SMTPTranscript: `Failures` (default) keeps the attempts that did not
+ * end in `sent`, `All` every attempt, `Off` none. `[]` when none was kept.
+ * Transcripts are kept with the status (data_dir/transcripts/) and
+ * purged with it.
+ *
+ * Ownership: `id` is borrowed for the call; on success `*out_json` is the
+ * caller's to free with `smtpb_string_free`.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_NOT_FOUND` (unknown
+ * id); `SMTPB_ERR_IO` (a transcript file could not be read);
+ * `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `id` is NULL or NUL-terminated;
+ * `out_json` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_transcript(smtpb_client *c, const char *id, char **out_json);
+
+/**
+ * Finds working settings for a host name (a settings screen's "detect"
+ * button): tries, at once, port 465 with implicit TLS (SSL), 587 with
+ * STARTTLS (TLS) and 25 with STARTTLS, then plain on 25 when STARTTLS is
+ * not to be had there; each up to EHLO and TLS within
+ * SMTPConnectionTimeout, then QUIT. Sends no mail and does not log in.
+ * Trust settings (SMTPCaFile, SMTPTlsServerName, SMTPMinTlsVersion,
+ * SMTPAcceptInvalidCertificates), the timeout and the EHLO name are the
+ * default profile's.
+ *
+ * The report: `{"host", "results": [{"port", "encryption": "SSL" | "TLS" |
+ * "None", "ok", "stage", "banner", "tls", "auth_mechanisms", "error",
+ * "advice"}], "suggested": {"SMTPServer", "SMTPServerPort",
+ * "SMTPServerEncryption"} | null}`; `suggested` is the first that works
+ * with TLS (465, 587, 25), else plain 25. It is written whatever the
+ * result once `host` is valid.
+ *
+ * Ports: the global key SMTPProbePorts maps the standard ports to others,
+ * e.g. `465=10465,587=10587,25=10025` (a test on ephemeral loopback
+ * ports, or a server on unusual ports); `port` in the report is the port
+ * tried. Blank: the standard ports.
+ *
+ * Ownership: `host` is borrowed for the call; a non-NULL `*out_json`
+ * after the call is the caller's to free with `smtpb_string_free`. NULL
+ * `out_json` allowed.
+ *
+ * Errors: `SMTPB_OK` when some way works. `SMTPB_ERR_INVALID_ARGUMENT`
+ * (NULL, not a host name or IP: no report); `SMTPB_ERR_CONFIG` (a bad
+ * SMTPProbePorts: no report); `SMTPB_ERR_CONNECT` (nothing worked; the
+ * report says why for each); `SMTPB_ERR_STATE`.
+ *
+ * Thread safety: the tries run on threads of their own; the call returns
+ * when all have ended.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `host` is NULL or NUL-terminated;
+ * `out_json` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_probe(smtpb_client *c, const char *host, char **out_json);
 
 /**
  * Resets the send-limit counters (SMTPSendLimit per SMTPSendLimitPeriod,

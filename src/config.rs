@@ -71,6 +71,9 @@ const CREDENTIALS: &[(&str, &[&str])] = &[("PerUser", &["peruser"]), ("Shared", 
 const PERIOD: &[(&str, &[&str])] =
     &[("None", &["none", ""]), ("Hour", &["hour"]), ("Day", &["day"]), ("Week", &["week"])];
 const TLS_VERSION: &[(&str, &[&str])] = &[("1.2", &["1.2"]), ("1.3", &["1.3"])];
+const LOG_LEVEL: &[(&str, &[&str])] =
+    &[("Error", &["error"]), ("Warn", &["warn"]), ("Info", &["info"]), ("Debug", &["debug"]), ("Trace", &["trace"])];
+const TRANSCRIPT: &[(&str, &[&str])] = &[("Off", &["off"]), ("Failures", &["failures"]), ("All", &["all"])];
 
 const MS_MAX: u64 = u32::MAX as u64;
 
@@ -120,6 +123,11 @@ pub static KEYS: &[KeyDef] = &[
     key!("SMTPShutdownGraceMs", Global, Kind::Number(0, MS_MAX), Some("3000")),
     key!("SMTPKeepSentDays", Global, Kind::Number(0, 36500), Some("30")),
     key!("SMTPKeepFailedDays", Global, Kind::Number(0, 36500), Some("90")),
+    key!("SMTPLogFile", Global, Kind::Path, None),
+    key!("SMTPLogLevel", Global, Kind::Enum(LOG_LEVEL), Some("Info")),
+    key!("SMTPLogMaxBytes", Global, Kind::Number(4096, 1 << 40), Some("10485760")),
+    key!("SMTPTranscript", Global, Kind::Enum(TRANSCRIPT), Some("Failures")),
+    key!("SMTPProbePorts", Global, Kind::Text, None),
 ];
 
 /// The key definition for `name`, in any letter case.
@@ -496,6 +504,11 @@ impl Config {
             retry_max_age_ms: num("SMTPRetryMaxAgeMs"),
             delivery_threads: num("SMTPDeliveryThreads") as u32,
             shutdown_grace_ms: num("SMTPShutdownGraceMs") as u32,
+            log_file: self.global_value("SMTPLogFile").filter(|v| !v.is_empty()).map(PathBuf::from),
+            log_level: crate::logging::parse_level(&self.get("SMTPLogLevel").ok().flatten().unwrap_or_default()),
+            log_max_bytes: num("SMTPLogMaxBytes"),
+            transcript: crate::transcript::Mode::parse(&self.get("SMTPTranscript").ok().flatten().unwrap_or_default()),
+            probe_ports: self.global_value("SMTPProbePorts").unwrap_or_default().to_string(),
         }
     }
 }
@@ -848,6 +861,14 @@ pub struct GlobalSettings {
     pub retry_max_age_ms: u64,
     pub delivery_threads: u32,
     pub shutdown_grace_ms: u32,
+    /// SMTPLogFile, SMTPLogLevel (1 error … 5 trace), SMTPLogMaxBytes.
+    pub log_file: Option<PathBuf>,
+    pub log_level: u8,
+    pub log_max_bytes: u64,
+    pub transcript: crate::transcript::Mode,
+    /// SMTPProbePorts: `465=10465,587=10587,25=10025` (testing, or a
+    /// server on unusual ports).
+    pub probe_ports: String,
 }
 
 /// The file the configuration is kept in, inside data_dir.

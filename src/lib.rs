@@ -15,13 +15,16 @@
 //! - [`message`]: message JSON to a validated, lettre-built MIME message;
 //! - [`smtp`]: the SMTP dialogue (deadlines, STARTTLS, AUTH, PIPELINING);
 //! - [`transport`]: pooled sessions per profile;
-//! - [`client`]: the client that ties them together.
+//! - [`client`]: the client that ties them together;
+//! - [`logging`], [`transcript`], [`advice`]: diagnostics (log lines,
+//!   redacted dialogues, what to change).
 //!
 //! lettre builds, encodes and DKIM-signs messages; the SMTP dialogue is this
 //! crate's own (see `docs/DESIGN.md` for why).
 
 #![deny(unsafe_code)]
 
+pub mod advice;
 pub mod archive;
 pub mod client;
 pub mod config;
@@ -30,12 +33,14 @@ pub mod error;
 pub mod fsutil;
 pub mod json;
 pub mod limits;
+pub mod logging;
 pub mod message;
 pub mod outbox;
 pub mod reference;
 pub mod smtp;
 pub mod status;
 pub mod tls;
+pub mod transcript;
 pub mod transport;
 
 #[allow(unsafe_code)]

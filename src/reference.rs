@@ -54,6 +54,16 @@ pub static KEY_DOCS: &[(&str, &str)] = &[
     ("SMTPRetryMaxAgeMs", "A message still not delivered after this many ms fails with its last error."),
     ("SMTPDeliveryThreads", "Background delivery threads of the outbox (read at open)."),
     ("SMTPShutdownGraceMs", "Grace for transactions under way when a client is closed, in ms."),
+    ("SMTPKeepSentDays", "Days a `sent` or `cancelled` status (and its transcript) is kept; 0 = for ever."),
+    ("SMTPKeepFailedDays", "Days a `failed` status (and its transcript) is kept; 0 = for ever."),
+    ("SMTPLogFile", "Absolute path of a log file, rotated at SMTPLogMaxBytes with 5 old files kept."),
+    ("SMTPLogLevel", "Lowest level written to SMTPLogFile."),
+    ("SMTPLogMaxBytes", "Size at which SMTPLogFile is rotated."),
+    ("SMTPTranscript", "Keep the redacted SMTP dialogue of `Failures` (deferred or failed messages), `All`, or `Off`."),
+    (
+        "SMTPProbePorts",
+        "Ports `smtpb_probe` tries instead of 465, 587 and 25, as `465=10465,587=10587,25=10025` (for tests).",
+    ),
 ];
 
 /// What each result code means.

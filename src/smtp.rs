@@ -37,8 +37,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
+use crate::advice;
 use crate::config::{AuthModel, Authentication, Encryption, ProfileSettings};
 use crate::error::Code;
+use crate::transcript;
+
+/// How long a greeting may take on port 465 when the profile does not use
+/// implicit TLS: a server there waits for a TLS ClientHello and says
+/// nothing, so silence this long means the encryption setting is wrong.
+const IMPLICIT_TLS_PORT_GREETING: Duration = Duration::from_secs(2);
 
 /// The longest reply line accepted (RFC 5321 allows 512; servers send more
 /// in EHLO lists, so allow a generous bound that still caps memory).
@@ -103,6 +110,10 @@ pub struct Failure {
     pub oauth_refused: bool,
     /// Recipients the server refused with a 5xx.
     pub rejected: Vec<(String, Reply)>,
+    /// What to change, when the cause was recognised where it was seen
+    /// (TLS errors, a missing greeting, connect errors); otherwise
+    /// [`crate::advice::for_failure`] reads the reply.
+    pub advice: Option<crate::advice::Advice>,
 }
 
 impl Failure {
@@ -116,7 +127,13 @@ impl Failure {
             stage,
             oauth_refused: false,
             rejected: Vec::new(),
+            advice: None,
         }
+    }
+
+    fn with_advice(mut self, advice: Option<crate::advice::Advice>) -> Failure {
+        self.advice = advice;
+        self
     }
 
     fn with_reply(mut self, reply: Reply) -> Failure {
@@ -282,6 +299,8 @@ fn tls_handshake(
     mut tcp: TcpStream,
     deadline: Instant,
 ) -> IoResult<Stream> {
+    // A subject noted by an earlier handshake on this thread is not this one's.
+    let _ = crate::tls::take_peer_subject();
     let mut conn = ClientConnection::new(config, name).map_err(IoFail::Tls)?;
     while conn.is_handshaking() {
         if conn.wants_write() {
@@ -439,8 +458,12 @@ impl Session {
             crate::tls::server_name(settings, host).map_err(|e| Failure::new(Code::Config, "connect", e.message()))?;
 
         probe.stage = "connect";
-        let tcp = connect(host, settings.port, deadline)?;
+        transcript::set_server(&format!("{host}:{}", settings.port));
+        let tcp = connect(settings, host, settings.port, deadline)?;
         let _ = tcp.set_nodelay(true);
+        let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        log::debug!("connected to {host}:{} ({peer})", settings.port);
+        transcript::note(|| format!("connected to {host}:{} ({peer})", settings.port));
         let in_transaction = Arc::new(AtomicBool::new(false));
         let registration = sockets
             .register(&tcp, &in_transaction)
@@ -448,7 +471,7 @@ impl Session {
         let stream = if settings.encryption == Encryption::Ssl {
             probe.stage = "tls";
             tls_handshake(tls.clone(), server_name.clone(), tcp, deadline).map_err(|e| {
-                Failure::new(Code::Tls, "tls", format!("TLS handshake with {host}:{} failed: {e}", settings.port))
+                tls_failure(settings, &server_name, format!("TLS handshake with {host}:{} failed", settings.port), e)
             })?
         } else {
             Stream::Plain(tcp)
@@ -468,11 +491,37 @@ impl Session {
         };
         if let Stream::Tls(conn, _) = &session.stream {
             probe.tls = tls_version_name(conn);
+            tls_established(conn, host, settings.port);
         }
 
         probe.stage = "greeting";
-        let greeting =
-            session.read_reply(deadline).map_err(|e| connect_failure("greeting", "waiting for the greeting", e))?;
+        // On the implicit-TLS port without TLS, a silent server is waiting
+        // for a ClientHello: say so within seconds, not at the timeout.
+        let implicit_port = settings.port == 465 && settings.encryption != Encryption::Ssl;
+        let greeting_deadline =
+            if implicit_port { deadline.min(Instant::now() + IMPLICIT_TLS_PORT_GREETING) } else { deadline };
+        let greeting = session.read_reply(greeting_deadline).map_err(|e| {
+            let silent = matches!(e, IoFail::Timeout) && session.buf.len() == session.start;
+            let tls_record = session.buf.first().is_some_and(|b| matches!(b, 0x15 | 0x16));
+            let mut f = if silent && implicit_port {
+                Failure::new(
+                    Code::Connect,
+                    "greeting",
+                    format!(
+                        "{host}:{} sent no greeting within {} s: the port expects implicit TLS (SMTPServerEncryption=SSL)",
+                        settings.port,
+                        IMPLICIT_TLS_PORT_GREETING.as_secs()
+                    ),
+                )
+            } else {
+                connect_failure("greeting", &format!("waiting for the greeting of {host}:{}", settings.port), e)
+            };
+            if settings.encryption != Encryption::Ssl && (silent || tls_record) {
+                f.advice = Some(advice::plain_on_tls_port(settings));
+            }
+            transcript::note(|| f.message.clone());
+            f
+        })?;
         session.banner = greeting.text.clone();
         probe.banner = Some(greeting.text.clone());
         if greeting.code != 220 {
@@ -490,9 +539,10 @@ impl Session {
 
         if settings.encryption == Encryption::StartTls {
             probe.stage = "tls";
-            session.starttls(tls.clone(), server_name, deadline)?;
+            session.starttls(settings, tls.clone(), server_name, deadline)?;
             if let Stream::Tls(conn, _) = &session.stream {
                 probe.tls = tls_version_name(conn);
+                tls_established(conn, host, settings.port);
             }
             session.hello(&settings.helo_name, deadline)?;
             probe.capabilities = session.caps.lines.clone();
@@ -546,6 +596,7 @@ impl Session {
 
     fn starttls(
         &mut self,
+        settings: &ProfileSettings,
         config: Arc<ClientConfig>,
         name: rustls::pki_types::ServerName<'static>,
         deadline: Instant,
@@ -556,7 +607,8 @@ impl Session {
                 Code::Tls,
                 "tls",
                 "the server does not offer STARTTLS, and SMTPServerEncryption=TLS requires it (no fallback to plaintext)",
-            ));
+            )
+            .with_advice(Some(advice::text_for("starttls_unavailable", settings))));
         }
         self.write(b"STARTTLS\r\n", deadline).map_err(fail)?;
         let reply = self.read_reply(deadline).map_err(fail)?;
@@ -580,8 +632,8 @@ impl Session {
             Stream::Plain(tcp) => tcp.try_clone().map_err(|e| fail(IoFail::Io(e)))?,
             Stream::Tls(..) => return Err(fail(IoFail::Protocol("the session is already encrypted".into()))),
         };
-        self.stream = tls_handshake(config, name, tcp, deadline)
-            .map_err(|e| Failure::new(Code::Tls, "tls", format!("TLS handshake failed: {e}")))?;
+        self.stream = tls_handshake(config, name.clone(), tcp, deadline)
+            .map_err(|e| tls_failure(settings, &name, "TLS handshake failed".to_string(), e))?;
         // RFC 3207 §4.2: forget what was learned before TLS.
         self.caps = Capabilities::default();
         Ok(())
@@ -621,16 +673,18 @@ impl Session {
             // A server that lists no AUTH at all may still take PLAIN.
             AuthModel::Basic if self.caps.auth.is_empty() => "PLAIN",
             AuthModel::Basic => {
-                return Err(fail(format!("the server offers AUTH {} but not PLAIN or LOGIN", self.caps.auth.join(" "))))
+                return Err(fail(format!("the server offers AUTH {} but not PLAIN or LOGIN", self.caps.auth.join(" ")))
+                    .with_advice(Some(advice::text_for("auth_mechanism_unsupported", settings))))
             }
         };
+        log::info!("AUTH {mechanism} as {}", login.username);
         // The session breaking during AUTH is no refusal: CONNECT, retried.
         let io = |e: IoFail| connect_failure("auth", &format!("during AUTH {mechanism}"), e);
         let reply = match mechanism {
             "PLAIN" => {
                 let token = Zeroizing::new(format!("\0{}\0{}", login.username, login.secret.as_str()));
                 let line = Zeroizing::new(format!("AUTH PLAIN {}\r\n", B64.encode(token.as_bytes())));
-                self.write(line.as_bytes(), deadline).map_err(io)?;
+                self.write_secret(line.as_bytes(), "AUTH PLAIN ********", deadline).map_err(io)?;
                 self.read_reply(deadline).map_err(io)?
             }
             "LOGIN" => {
@@ -641,7 +695,7 @@ impl Session {
                         break;
                     }
                     let line = Zeroizing::new(format!("{}\r\n", B64.encode(part.as_bytes())));
-                    self.write(line.as_bytes(), deadline).map_err(io)?;
+                    self.write_secret(line.as_bytes(), "********", deadline).map_err(io)?;
                     reply = self.read_reply(deadline).map_err(io)?;
                 }
                 reply
@@ -650,7 +704,7 @@ impl Session {
                 let token =
                     Zeroizing::new(format!("user={}\x01auth=Bearer {}\x01\x01", login.username, login.secret.as_str()));
                 let line = Zeroizing::new(format!("AUTH XOAUTH2 {}\r\n", B64.encode(token.as_bytes())));
-                self.write(line.as_bytes(), deadline).map_err(io)?;
+                self.write_secret(line.as_bytes(), "AUTH XOAUTH2 ********", deadline).map_err(io)?;
                 let reply = self.read_reply(deadline).map_err(io)?;
                 if reply.code == 334 {
                     // The server explains the refusal in a base64 JSON
@@ -890,7 +944,20 @@ impl Session {
         let _ = self.stream.tcp().shutdown(Shutdown::Both);
     }
 
+    /// Writes protocol lines, recording each in the transcript.
     fn write(&mut self, bytes: &[u8], deadline: Instant) -> IoResult<()> {
+        if transcript::recording() {
+            for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                transcript::client(&String::from_utf8_lossy(line));
+            }
+        }
+        self.stream.write_all(bytes, deadline)
+    }
+
+    /// Writes a line that carries a secret; the transcript shows `shown`.
+    fn write_secret(&mut self, bytes: &[u8], shown: &str, deadline: Instant) -> IoResult<()> {
+        transcript::client(shown);
         self.stream.write_all(bytes, deadline)
     }
 
@@ -915,12 +982,14 @@ impl Session {
             };
             rest = &rest[end + skip..];
             if out.len() >= CHUNK {
-                self.write(&out, deadline)?;
+                self.stream.write_all(&out, deadline)?;
                 out.clear();
             }
         }
         out.extend_from_slice(b".\r\n");
-        self.write(&out, deadline)
+        // The content never enters a transcript: only its size.
+        transcript::note(|| format!("DATA: {} bytes", body.len()));
+        self.stream.write_all(&out, deadline)
     }
 
     /// Reads one complete reply, single or multi-line, by `deadline`.
@@ -930,6 +999,7 @@ impl Session {
         loop {
             let line = self.read_line(deadline)?;
             let text = String::from_utf8_lossy(&line).into_owned();
+            transcript::server(&text);
             let bytes = text.as_bytes();
             if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
                 return Err(IoFail::Protocol(format!("malformed reply line \"{}\"", crate::config::printable(&text))));
@@ -1028,8 +1098,18 @@ fn enhanced_code(code: u16, first_line: &str) -> Option<String> {
     valid.then(|| word.to_string())
 }
 
-fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Failure> {
-    let fail = |m: String| Failure::new(Code::Connect, "connect", m);
+fn connect(settings: &ProfileSettings, host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Failure> {
+    let fail = |m: String| {
+        let key = if m.starts_with("timed out") {
+            "connection_timed_out"
+        } else if m.starts_with("cannot resolve") || m.ends_with("has no address") {
+            "host_not_found"
+        } else {
+            "connection_refused"
+        };
+        transcript::note(|| m.clone());
+        Failure::new(Code::Connect, "connect", m).with_advice(Some(advice::text_for(key, settings)))
+    };
     let addresses = resolve(host, port, deadline).map_err(fail)?;
     let mut last = None;
     let count = addresses.len() as u32;
@@ -1072,6 +1152,42 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> std::result::Result<Vec<
         Ok(Err(e)) => Err(format!("cannot resolve {host}: {e}")),
         Err(_) => Err(format!("timed out resolving {host}")),
     }
+}
+
+/// A TLS handshake that failed: TLS, with advice for the recognised causes
+/// (certificate, version, SMTP text where TLS was expected).
+fn tls_failure(
+    settings: &ProfileSettings,
+    name: &rustls::pki_types::ServerName<'static>,
+    what: String,
+    e: IoFail,
+) -> Failure {
+    let subject = crate::tls::take_peer_subject();
+    let checked = name.to_str();
+    let message = match &subject {
+        Some(s) => format!("{what}: {e} (certificate subject {s}, name checked {checked})"),
+        None => format!("{what}: {e}"),
+    };
+    let advice = match &e {
+        IoFail::Tls(error) => advice::from_tls_error(error, settings, subject.as_deref(), &checked),
+        // SMTP text instead of a ServerHello: a plain port closed on us.
+        IoFail::Closed | IoFail::Protocol(_) if settings.encryption == Encryption::Ssl => {
+            Some(advice::ssl_on_plain_port(settings))
+        }
+        _ => None,
+    };
+    transcript::note(|| message.clone());
+    log::warn!("{message}");
+    Failure::new(Code::Tls, "tls", message).with_advice(advice)
+}
+
+/// Notes the negotiated TLS version and cipher, and the certificate.
+fn tls_established(conn: &ClientConnection, host: &str, port: u16) {
+    let version = tls_version_name(conn).unwrap_or("TLS");
+    let suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default();
+    let subject = crate::tls::take_peer_subject().unwrap_or_else(|| "unknown".into());
+    log::info!("{version} {suite} with {host}:{port}, certificate subject {subject}");
+    transcript::note(|| format!("{version} {suite}, certificate subject {subject}"));
 }
 
 /// A failure before the session is ready for MAIL: CONNECT, or TLS when

@@ -86,6 +86,10 @@ pub struct Status {
     pub sent_at: Option<SystemTime>,
     pub next_attempt_at: Option<SystemTime>,
     pub archive: Option<Value>,
+    /// What to change, for a failed or deferred message whose cause the
+    /// library recognised (ABI §15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<crate::advice::Advice>,
 }
 
 impl Status {
@@ -111,6 +115,7 @@ impl Status {
             sent_at: None,
             next_attempt_at: None,
             archive: None,
+            advice: None,
         }
     }
 
@@ -151,6 +156,7 @@ impl Status {
             "sent_at": self.sent_at.map(rfc3339),
             "next_attempt_at": self.next_attempt_at.map(rfc3339),
             "archive": self.archive,
+            "advice": self.advice.as_ref().filter(|_| matches!(self.state, State::Failed | State::Deferred)),
         })
     }
 }

@@ -3,9 +3,11 @@
 
 use once_cell::sync::Lazy;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,6 +44,7 @@ pub fn client_config(settings: &ProfileSettings) -> Result<Arc<ClientConfig>> {
         .with_protocol_versions(versions)
         .map_err(|e| Error::new(Code::Tls, format!("TLS setup failed: {e}")))?;
     let config = if settings.accept_invalid_certificates {
+        log::warn!("SMTPAcceptInvalidCertificates is on for profile {}: any certificate is trusted", settings.name);
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
@@ -60,7 +63,10 @@ pub fn client_config(settings: &ProfileSettings) -> Result<Arc<ClientConfig>> {
                 })?;
             }
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| Error::new(Code::Tls, format!("TLS setup failed: {e}")))?;
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(SubjectRecorder(webpki))).with_no_client_auth()
     };
     Ok(Arc::new(config))
 }
@@ -81,12 +87,13 @@ struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        record_subject(end_entity);
         Ok(ServerCertVerified::assertion())
     }
 
@@ -110,5 +117,66 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+thread_local! {
+    /// The subject of the last server certificate verified on this thread.
+    static PEER_SUBJECT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn record_subject(der: &CertificateDer<'_>) {
+    use x509_cert::der::Decode;
+    let subject = x509_cert::Certificate::from_der(der.as_ref())
+        .map(|c| c.tbs_certificate.subject.to_string())
+        .unwrap_or_else(|_| "(unreadable certificate)".into());
+    let _ = PEER_SUBJECT.try_with(|s| *s.borrow_mut() = Some(subject));
+}
+
+/// The subject (RFC 4514) of the last server certificate this thread's
+/// handshake saw, taken once: for transcripts, logs and advice.
+pub fn take_peer_subject() -> Option<String> {
+    PEER_SUBJECT.try_with(|s| s.borrow_mut().take()).ok().flatten()
+}
+
+/// rustls's WebPKI verifier, which also notes the certificate's subject
+/// (handshakes run on the thread of the session, so a thread-local is the
+/// right place).
+#[derive(Debug)]
+struct SubjectRecorder(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for SubjectRecorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        record_subject(end_entity);
+        self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }

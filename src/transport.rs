@@ -104,6 +104,15 @@ impl Pool {
     ) -> std::result::Result<Delivery, Failure> {
         let tls = self.tls_config(settings).map_err(|e| failure_from(e, "connect"))?;
         if let Some(mut session) = self.take_idle(key) {
+            log::debug!("reusing a session to {} (transaction {})", settings.name, session.transactions + 1);
+            crate::transcript::note(|| {
+                format!(
+                    "reusing the session to {}:{} ({})",
+                    settings.server.as_deref().unwrap_or(""),
+                    settings.port,
+                    session.banner
+                )
+            });
             match session.send(mail) {
                 Err(f) if f.stale => {} // open a new session below
                 result => {
@@ -113,6 +122,13 @@ impl Pool {
             }
         }
         let mut session = Session::open(settings, &tls, login, &mut Probe::default(), &self.sockets)?;
+        log::info!(
+            "session opened to {}:{} for profile {} ({})",
+            settings.server.as_deref().unwrap_or(""),
+            settings.port,
+            settings.name,
+            session.tls_version().unwrap_or("no TLS")
+        );
         let result = session.send(mail);
         self.give_back(key.clone(), session);
         result

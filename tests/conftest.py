@@ -46,6 +46,9 @@ for directory in (ROOT / "bindings" / "python", TESTS):
 import smtpbridge  # noqa: E402  (needs SMTPBRIDGE_LIBRARY and sys.path above)
 from servers import CertAuthority, RecordingServer  # noqa: E402
 
+#: No known test secret in any log line or transcript of the whole suite.
+pytest_plugins = ["secret_scan"]
+
 # --- result codes (ABI §2) ----------------------------------------------------
 
 OK = 0

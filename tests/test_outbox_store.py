@@ -394,3 +394,15 @@ def test_purge_gives_the_space_back(data_dir):
             full = size()
             assert client.outbox_purge(now_plus(days=1)) == 300
             assert size() < full / 2, (full, size())
+
+
+def test_a_purged_status_takes_its_transcript_with_it(dir_client, server, data_dir):
+    configure(dir_client, server)
+    dir_client.config_set("SMTPTranscript", "All")
+    status = dir_client.send(message())
+    assert dir_client.transcript(status["id"]), "SMTPTranscript=All keeps the transcript of a sent message"
+    assert (data_dir / "transcripts" / f"{status['id']}.json").is_file()
+    later = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert dir_client.outbox_purge(later) == 1
+    expect_error(NOT_FOUND, dir_client.transcript, status["id"])
+    assert not (data_dir / "transcripts" / f"{status['id']}.json").exists()

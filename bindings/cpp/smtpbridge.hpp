@@ -183,12 +183,14 @@ public:
 
     // Takes ownership of an open smtpb_client (NULL: a closed Client).
     explicit Client(smtpb_client *c) noexcept : c_(c) {}
-    Client(Client &&other) noexcept : c_(std::exchange(other.c_, nullptr)), hook_(std::move(other.hook_)) {}
+    Client(Client &&other) noexcept
+        : c_(std::exchange(other.c_, nullptr)), hook_(std::move(other.hook_)), log_hook_(std::move(other.log_hook_)) {}
     Client &operator=(Client &&other) noexcept {
         if (this != &other) {
             close();
             c_ = std::exchange(other.c_, nullptr);
             hook_ = std::move(other.hook_);
+            log_hook_ = std::move(other.log_hook_);
         }
         return *this;
     }
@@ -206,6 +208,7 @@ public:
     void close() noexcept {
         smtpb_client_close(std::exchange(c_, nullptr));
         detail::release_hook(std::move(hook_));  // after close no callback runs
+        detail::release_hook(std::move(log_hook_));
     }
 
     // smtpb_client_shutdown: stop the client; a transaction past MAIL may
@@ -307,6 +310,21 @@ public:
             return smtpb_test_connection(handle(), detail::arg(profile, "profile"), detail::arg(user_id, "user_id"),
                                          out);
         });
+    }
+
+    // smtpb_transcript: the redacted dialogue of message id's attempts, as a
+    // JSON array, oldest first.
+    std::string transcript(const std::string &id) {
+        return detail::out_string("smtpb_transcript",
+                                  [&](char **out) { return smtpb_transcript(handle(), detail::arg(id, "id"), out); });
+    }
+
+    // smtpb_probe: try host on 465 (SSL), 587 (TLS) and 25 (TLS, then plain);
+    // returns {"host", "results", "suggested"}. When nothing works the Error
+    // carries the report.
+    std::string probe(const std::string &host) {
+        return detail::out_string("smtpb_probe",
+                                  [&](char **out) { return smtpb_probe(handle(), detail::arg(host, "host"), out); });
     }
 
     // smtpb_batch_status: the counts of a batch's messages per state, as JSON.
@@ -416,6 +434,19 @@ public:
         detail::release_hook(std::exchange(hook_, std::move(hook)));
     }
 
+    // smtpb_set_log_callback: call fn with each log line's JSON ({"time",
+    // "level", "target", "message", "id", "profile"}) at or above min_level
+    // (1 error, 2 warn, 3 info, 4 debug, 5 trace) on the client's event
+    // thread; an empty fn stops the lines. The rules of set_event_callback
+    // apply.
+    void set_log_callback(EventCallback fn, int32_t min_level = 3) {
+        std::unique_ptr<detail::EventHook> hook;
+        if (fn) hook.reset(new detail::EventHook{std::move(fn)});
+        detail::check(
+            smtpb_set_log_callback(handle(), hook ? detail::dispatch_event : nullptr, min_level, hook.get()));
+        detail::release_hook(std::exchange(log_hook_, std::move(hook)));
+    }
+
 private:
     smtpb_client *handle() const {
         if (c_ == nullptr) throw Error(SMTPB_ERR_STATE, "the client is closed");
@@ -423,7 +454,8 @@ private:
     }
 
     smtpb_client *c_ = nullptr;
-    std::unique_ptr<detail::EventHook> hook_;  // user_data of the event callback
+    std::unique_ptr<detail::EventHook> hook_;      // user_data of the event callback
+    std::unique_ptr<detail::EventHook> log_hook_;  // user_data of the log callback
 };
 
 }  // namespace smtpbridge

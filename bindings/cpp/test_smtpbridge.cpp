@@ -220,11 +220,41 @@ public:
         });
     }
 
+    // Waits up to 5 s for a line that contains text.
+    bool wait_for_text(const std::string &text) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        return changed_.wait_for(lock, std::chrono::seconds(5), [&] {
+            for (const auto &e : events_)
+                if (contains(e, text)) return true;
+            return false;
+        });
+    }
+
 private:
     std::mutex mutex_;
     std::condition_variable changed_;
     std::vector<std::string> events_;
 };
+
+// Diagnostics: log lines to a callback, the transcript and advice of a
+// failed message, the probe's argument check.
+static void test_diagnostics(Client &client) {
+    EventLog lines;
+    client.set_log_callback([&](const std::string &json) { lines.add(json); }, 4);
+    auto status = EXPECT_ERROR(SMTPB_ERR_CONNECT,
+                               client.send(R"({"profile": "Dead", "from": "anna@firm.example", "to": ["a@example.com"],)"
+                                           R"( "text": "t"})"));
+    CHECK(status && contains(*status, "\"advice\":{"));
+    CHECK(status && contains(*status, "connection_refused"));
+    const std::string id = status ? field(*status, "id") : "";
+    const std::string transcript = client.transcript(id);
+    CHECK(contains(transcript, "\"attempt\":1"));
+    CHECK(contains(transcript, "\"dir\":\"*\""));
+    CHECK(lines.wait_for_text(id));
+    client.set_log_callback(nullptr);
+    EXPECT_ERROR(SMTPB_ERR_NOT_FOUND, client.transcript("01ARZ3NDEKTSV4RRFFQ69G5FAV"));
+    EXPECT_ERROR(SMTPB_ERR_INVALID_ARGUMENT, client.probe("not a host"));
+}
 
 // The outbox, without delivering anything: everything is paused, then cancelled.
 static void test_outbox(Client &client, const fs::path &attachment) {
@@ -360,6 +390,7 @@ int main(int argc, char **argv) {
         test_blacklist(client);
         test_limits(client);
         test_send(client, attachment);
+        test_diagnostics(client);
         test_outbox(client, attachment);
         test_callback_reentry();
         test_lifecycle(scratch / "data");

@@ -62,6 +62,9 @@ namespace SmtpBridge
     /// <summary>Receives each event of a client as JSON (docs/REFERENCE.md, "Events"), on the client's event thread.</summary>
     public delegate void EventCallback(string eventJson);
 
+    /// <summary>A log line: {"time", "level", "target", "message", "id", "profile"} (smtpb_set_log_callback).</summary>
+    public delegate void LogCallback(string lineJson);
+
     /// <summary>
     /// A failed smtpb_ call. Message is "NAME: text", e.g. "SMTPB_ERR_CONNECT:
     /// cannot connect to ..."; LastError is the text alone (smtpb_last_error
@@ -111,6 +114,10 @@ namespace SmtpBridge
         public const uint Infinite = uint.MaxValue;
 
         private static readonly NativeMethods.EventFn EventThunk = OnEvent;  // never collected
+        private static readonly NativeMethods.EventFn LogThunk = OnLog;  // never collected
+        private readonly object logLock = new object();
+        private LogCallback logReceived;
+        private int logMinLevel = 3;
         private static volatile bool abiChecked;
 
         private readonly ClientHandle handle;
@@ -320,6 +327,26 @@ namespace SmtpBridge
             return Ensure.Output("smtpb_test_connection", code, output, OutputOnFailure.Report);
         }
 
+        /// <summary>smtpb_transcript: the redacted dialogue of message id's attempts (JSON array), oldest first.</summary>
+        public string Transcript(string id)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_transcript(Handle, Utf8.In(id, "id"), out output);
+            return Ensure.Output("smtpb_transcript", code, output);
+        }
+
+        /// <summary>
+        /// smtpb_probe: try host on 465 (SSL), 587 (TLS) and 25 (TLS, then
+        /// plain); returns {"host", "results", "suggested"}. When nothing
+        /// works the exception's Report holds the report.
+        /// </summary>
+        public string Probe(string host)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_probe(Handle, Utf8.In(host, "host"), out output);
+            return Ensure.Output("smtpb_probe", code, output, OutputOnFailure.Report);
+        }
+
         // -- status and outbox ------------------------------------------------
 
         /// <summary>smtpb_status: the status JSON of message id.</summary>
@@ -486,6 +513,108 @@ namespace SmtpBridge
             }
         }
 
+        // -- log lines --------------------------------------------------------
+
+        /// <summary>
+        /// smtpb_set_log_callback: call callback with each log line's JSON
+        /// at or above minLevel (1 error, 2 warn, 3 info, 4 debug, 5 trace),
+        /// on the client's event thread; null stops the lines. The rules of
+        /// SetEventCallback apply.
+        /// </summary>
+        public void SetLogCallback(LogCallback callback, int minLevel = 3)
+        {
+            lock (logLock)
+            {
+                GCHandle hook = callback != null ? GCHandle.Alloc(callback) : default(GCHandle);
+                int code;
+                try
+                {
+                    code = NativeMethods.smtpb_set_log_callback(
+                        Handle, callback != null ? LogThunk : null, minLevel,
+                        callback != null ? GCHandle.ToIntPtr(hook) : IntPtr.Zero);
+                }
+                catch
+                {
+                    if (hook.IsAllocated)
+                        hook.Free();
+                    throw;
+                }
+                if (code != ResultCode.Ok)
+                {
+                    SmtpBridgeException failure = Ensure.Failure(code);
+                    if (hook.IsAllocated)
+                        hook.Free();
+                    throw failure;
+                }
+                handle.ReplaceLogHook(hook);
+            }
+        }
+
+        /// <summary>The lowest level LogReceived asks for (1 error … 5 trace; default 3, info).</summary>
+        public int LogMinLevel
+        {
+            get { lock (logLock) return logMinLevel; }
+            set
+            {
+                lock (logLock)
+                {
+                    logMinLevel = value;
+                    if (logReceived != null)
+                        SetLogCallback(RaiseLogReceived, value);
+                }
+            }
+        }
+
+        /// <summary>
+        /// The library's log lines (JSON) at or above LogMinLevel, raised
+        /// on the client's event thread; the first handler turns the lines
+        /// on, removing the last turns them off.
+        /// </summary>
+        public event LogCallback LogReceived
+        {
+            add
+            {
+                lock (logLock)
+                {
+                    bool first = logReceived == null;
+                    logReceived += value;
+                    if (first)
+                        SetLogCallback(RaiseLogReceived, logMinLevel);
+                }
+            }
+            remove
+            {
+                lock (logLock)
+                {
+                    logReceived -= value;
+                    if (logReceived == null && !handle.IsClosed)
+                        SetLogCallback(null);
+                }
+            }
+        }
+
+        private void RaiseLogReceived(string lineJson)
+        {
+            // No lock: SetLogCallback holds it while it waits for this call.
+            LogCallback handlers = logReceived;
+            if (handlers != null)
+                handlers(lineJson);
+        }
+
+        [MonoPInvokeCallback(typeof(NativeMethods.EventFn))]
+        private static void OnLog(IntPtr lineJson, IntPtr userData)
+        {
+            try
+            {
+                var callback = (LogCallback)GCHandle.FromIntPtr(userData).Target;
+                callback(Utf8.Copy(lineJson));
+            }
+            catch (Exception e)
+            {
+                Trace.TraceError("SmtpBridge: the log callback threw {0}", e);
+            }
+        }
+
         [MonoPInvokeCallback(typeof(NativeMethods.EventFn))]
         private static void OnEvent(IntPtr eventJson, IntPtr userData)
         {
@@ -518,6 +647,7 @@ namespace SmtpBridge
         // The GCHandle passed as user_data of the event callback; freed only
         // once the library can no longer call it (replaced, or closed).
         private GCHandle eventHook;
+        private GCHandle logHook;
 
         private ClientHandle()
             : base(IntPtr.Zero, true)
@@ -527,6 +657,13 @@ namespace SmtpBridge
         public override bool IsInvalid
         {
             get { return handle == IntPtr.Zero; }
+        }
+
+        internal void ReplaceLogHook(GCHandle hook)
+        {
+            if (logHook.IsAllocated)
+                logHook.Free();
+            logHook = hook;
         }
 
         internal void ReplaceEventHook(GCHandle hook)
@@ -541,6 +678,8 @@ namespace SmtpBridge
             NativeMethods.smtpb_client_close(handle);
             if (eventHook.IsAllocated)
                 eventHook.Free();
+            if (logHook.IsAllocated)
+                logHook.Free();
             return true;
         }
     }
@@ -772,5 +911,15 @@ namespace SmtpBridge
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int smtpb_set_event_callback(ClientHandle c, EventFn fn, IntPtr userData);
+
+        // 1.1: diagnostics. The log callback has the event callback's C type.
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_set_log_callback(ClientHandle c, EventFn fn, int minLevel, IntPtr userData);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_transcript(ClientHandle c, byte[] id, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_probe(ClientHandle c, byte[] host, out IntPtr json);
     }
 }

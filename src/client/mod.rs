@@ -16,10 +16,14 @@ use crate::credentials::{self, CredentialStore, SecretKind};
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 use crate::limits::Limits;
+use crate::logging::ClientLog;
 use crate::outbox::events::Callback;
 use crate::outbox::Outbox;
 use crate::smtp::{Failure, Probe, Session};
+use crate::transcript::TranscriptStore;
 use crate::transport::Pool;
+
+mod probe;
 
 /// `smtpb_client_open` flag: resume delivery of what the spool holds.
 pub const OPEN_DEFAULT: u32 = 0;
@@ -46,6 +50,9 @@ struct Inner {
     outbox: Arc<Outbox>,
     shut_down: AtomicBool,
     shutdown_lock: Mutex<()>,
+    /// Where this client's log lines go (callback, SMTPLogFile).
+    log: Arc<ClientLog>,
+    transcripts: TranscriptStore,
 }
 
 impl Drop for Inner {
@@ -141,7 +148,15 @@ impl Client {
         let store = CredentialStore::open(data_dir.map(|d| d.join("credentials.json")), &secret)?;
         let limits = Limits::open(data_dir.map(|d| d.join("limits.json")))?;
         let outbox = Arc::new(Outbox::open(data_dir, flags & OPEN_PAUSED != 0)?);
-        let threads = config.global_settings().delivery_threads;
+        let global = config.global_settings();
+        let threads = global.delivery_threads;
+        let for_log = Arc::downgrade(&outbox);
+        let log = ClientLog::new(Box::new(move |line| {
+            if let Some(outbox) = for_log.upgrade() {
+                outbox.events.emit_log(line);
+            }
+        }));
+        log.set_file(global.log_file.as_deref(), global.log_level, global.log_max_bytes);
         let client = Client {
             inner: Arc::new(Inner {
                 data_dir: data_dir.map(Path::to_path_buf),
@@ -154,18 +169,43 @@ impl Client {
                 outbox: outbox.clone(),
                 shut_down: AtomicBool::new(false),
                 shutdown_lock: Mutex::new(()),
+                log,
+                transcripts: TranscriptStore::open(data_dir),
             }),
         };
+        {
+            let _scope = client.log_scope();
+            log::info!(
+                "client opened ({}); configuration loaded: {} profiles, {} delivery threads",
+                data_dir.map(|d| d.display().to_string()).unwrap_or_else(|| "in memory".into()),
+                client.read_config().profiles().len(),
+                threads
+            );
+        }
         // Delivery threads hold the client weakly: dropping the last
         // handle ends them.
         let weak = Arc::downgrade(&client.inner);
+        // A purged status takes its transcript with it.
+        let transcripts_of = Arc::downgrade(&client.inner);
+        outbox.set_purge_hook(Arc::new(move |ids: &[String]| {
+            if let Some(inner) = transcripts_of.upgrade() {
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                if let Err(e) = inner.transcripts.remove(&ids) {
+                    log::warn!("transcripts of purged messages: {}", e.message());
+                }
+            }
+        }));
         let config_of = Arc::downgrade(&client.inner);
         let retention: Arc<crate::outbox::RetentionFn> = Arc::new(move || match config_of.upgrade() {
             Some(inner) => Client { inner }.retention_days(),
             None => (0, 0),
         });
         outbox.start(threads, retention, move |record, bytes| match weak.upgrade() {
-            Some(inner) => Client { inner }.attempt(record, bytes, std::time::Duration::ZERO),
+            Some(inner) => {
+                let client = Client { inner };
+                let _scope = client.log_scope();
+                client.attempt(record, bytes, std::time::Duration::ZERO)
+            }
             None => (
                 crate::outbox::Attempt::Failed {
                     error: Error::state("the client is closed"),
@@ -176,6 +216,41 @@ impl Client {
             ),
         })?;
         Ok(client)
+    }
+
+    /// Makes this client the one the calling thread's log lines go to,
+    /// until the scope is dropped (see [`crate::logging`]).
+    pub fn log_scope(&self) -> crate::logging::Scope {
+        self.inner.log.enter()
+    }
+
+    /// Sets the log callback and its minimum level (1 error … 5 trace;
+    /// `None` = off). When this returns the old callback is not running
+    /// and never runs again.
+    pub fn set_log_callback(&self, callback: Option<Callback>, min_level: i32) -> Result<()> {
+        self.check_open()?;
+        if callback.is_some() && !(1..=5).contains(&min_level) {
+            return Err(Error::invalid_argument(format!(
+                "min_level: {min_level} is not a level (1 error, 2 warn, 3 info, 4 debug, 5 trace)"
+            )));
+        }
+        let level = if callback.is_some() { min_level as u8 } else { 0 };
+        self.inner.outbox.events.set_log_callback(callback);
+        self.inner.log.set_callback_level(level);
+        Ok(())
+    }
+
+    /// The redacted transcript of a message's attempts, as JSON.
+    pub fn transcript(&self, id: &str) -> Result<String> {
+        self.check_open()?;
+        self.inner.outbox.status(id)?;
+        let attempts = self.inner.transcripts.get(id)?;
+        serde_json::to_string(&attempts).map_err(|e| Error::internal(e.to_string()))
+    }
+
+    /// The transcript store, for the status store's purge (`remove`).
+    pub fn transcripts(&self) -> &TranscriptStore {
+        &self.inner.transcripts
     }
 
     fn check_open(&self) -> Result<()> {
@@ -211,6 +286,7 @@ impl Client {
             }
             return Ok(());
         }
+        log::info!("shutting down (grace {grace_ms} ms)");
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(grace_ms as u64);
         let pool = &self.inner.pool;
         // Stop the outbox first, so that a wait or flush woken by the
@@ -268,6 +344,9 @@ impl Client {
                 fsutil::atomic_write(&config::config_path(dir), &text, false)?;
             }
             *config = next;
+            let global = config.global_settings();
+            self.inner.log.set_file(global.log_file.as_deref(), global.log_level, global.log_max_bytes);
+            log::info!("configuration changed; pooled sessions closed");
             self.inner.pool.close_all();
         }
         drop(config);
@@ -587,10 +666,15 @@ impl Client {
             probe.stage = "auth";
             e.error
         });
+        let mut advice = None;
         let result = result.and_then(|(_, login)| {
             Session::open(&settings, &tls, login.as_ref(), &mut probe, &self.inner.pool.sockets)
                 .map(|s| s.quit(std::time::Duration::from_millis(settings.timeout_ms as u64)))
-                .map_err(|f: Failure| Error::new(f.code, f.message))
+                .map_err(|f: Failure| {
+                    advice = crate::advice::for_failure(&f, &settings);
+                    let suffix = advice.as_ref().map(|a| a.suffix()).unwrap_or_default();
+                    Error::new(f.code, format!("{}{suffix}", f.message))
+                })
         });
         let (error_code, error) = match &result {
             Ok(()) => (0, None),
@@ -606,6 +690,7 @@ impl Client {
             "auth_mechanisms": probe.auth_mechanisms,
             "error_code": error_code,
             "error": error,
+            "advice": advice,
         });
         TestOutcome { result, report: Some(report) }
     }

@@ -216,6 +216,46 @@ impl Client {
     /// One delivery attempt of a recorded message: the per-minute throttle
     /// (waiting up to `throttle_wait`), the period limit, the login, SMTP.
     pub(super) fn attempt(&self, record: &Record, bytes: &[u8], throttle_wait: Duration) -> (Attempt, RetryPolicy) {
+        let _scope = crate::logging::enter_message(&record.status.id, &record.status.profile);
+        let mode = self.read_config().global_settings().transcript;
+        let recording = (mode != crate::transcript::Mode::Off).then(|| crate::transcript::begin("smtp"));
+        let (outcome, policy) = self.attempt_recorded(record, bytes, throttle_wait);
+        match &outcome {
+            Attempt::Sent { reply, rejected, .. } => {
+                log::info!(
+                    "sent (attempt {}): {}; {} recipients refused",
+                    record.status.attempts,
+                    reply.summary(),
+                    rejected.len()
+                )
+            }
+            Attempt::Failed { error, .. } => {
+                log::warn!("attempt {} failed: {} ({})", record.status.attempts, error.message(), error.code().name())
+            }
+            Attempt::Held { reason, .. } => log::info!("held: {reason}"),
+        }
+        if let Some(recording) = recording {
+            let keep = match &outcome {
+                Attempt::Sent { .. } => mode == crate::transcript::Mode::All,
+                Attempt::Failed { error, .. } => {
+                    crate::transcript::note(|| format!("failed: {}", error.message()));
+                    true
+                }
+                // A limit held it: no dialogue to keep.
+                Attempt::Held { .. } => false,
+            };
+            if let Some(attempt) = recording.finish(record.status.attempts.max(1)).filter(|_| keep) {
+                if !attempt.lines.is_empty() {
+                    if let Err(e) = self.inner.transcripts.append(&record.status.id, attempt) {
+                        log::warn!("the transcript could not be kept: {}", e.message());
+                    }
+                }
+            }
+        }
+        (outcome, policy)
+    }
+
+    fn attempt_recorded(&self, record: &Record, bytes: &[u8], throttle_wait: Duration) -> (Attempt, RetryPolicy) {
         let config = self.read_config().clone();
         let global = config.global_settings();
         let policy = RetryPolicy {
@@ -275,11 +315,14 @@ impl Client {
                             .map(|(address, reply)| Refusal { address, reply })
                             .collect(),
                     },
-                    Err(f) => Attempt::Failed {
-                        error: Error::new(f.code, f.message.clone()),
-                        oauth_user: f.oauth_refused.then(|| credential_user.clone()),
-                        failure: Some(f),
-                    },
+                    Err(mut f) => {
+                        f.advice = crate::advice::for_failure(&f, &settings);
+                        Attempt::Failed {
+                            error: Error::new(f.code, f.message.clone()),
+                            oauth_user: f.oauth_refused.then(|| credential_user.clone()),
+                            failure: Some(f),
+                        }
+                    }
                 }
             }
         };
@@ -362,7 +405,11 @@ impl Client {
         let (outcome, _) = self.attempt(&record, &bytes, Duration::from_millis(timeout as u64));
         let result = match &outcome {
             Attempt::Sent { .. } => Ok(()),
-            Attempt::Failed { error, .. } => Err(error.clone()),
+            Attempt::Failed { error, failure, .. } => {
+                // The host's error dialog shows this text: add what to change.
+                let advice = failure.as_ref().and_then(|f| f.advice.as_ref()).map(|a| a.suffix()).unwrap_or_default();
+                Err(Error::new(error.code(), format!("{}{advice}", error.message())))
+            }
             Attempt::Held { reason, .. } => Err(Error::new(Code::Limit, reason.clone())),
         };
         match outbox.finish_now(&id, outcome) {

@@ -24,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod history;
+pub mod diag;
 pub mod limits;
 pub mod outbox;
 pub mod send;
@@ -112,7 +113,8 @@ const _: () = assert!(SMTPB_OPEN_PAUSED == crate::client::OPEN_PAUSED);
 /// smtpb_outbox_stats, smtpb_wait, smtpb_flush,
 /// smtpb_cancel, smtpb_batch_cancel, smtpb_retry, smtpb_outbox_pause,
 /// smtpb_outbox_resume, smtpb_limits_reset, smtpb_blacklist_add,
-/// smtpb_blacklist_remove, smtpb_blacklist_list, smtpb_set_event_callback.
+/// smtpb_blacklist_remove, smtpb_blacklist_list, smtpb_set_event_callback,
+/// smtpb_set_log_callback, smtpb_transcript, smtpb_probe.
 pub struct smtpb_client {
     client: Client,
     /// Calls inside the library on this handle; close waits for them.
@@ -290,6 +292,8 @@ unsafe fn enter<'a>(ptr: *mut smtpb_client) -> Result<(Call<'a>, &'a Client)> {
 unsafe fn with_client(function: &str, c: *mut smtpb_client, body: impl FnOnce(&Client) -> Result<()>) -> smtpb_result {
     boundary(function, || {
         let (_call, client) = enter(c)?;
+        // Log lines of this call go to this client.
+        let _log = client.log_scope();
         body(client)
     })
 }

@@ -24,10 +24,22 @@ pub type Callback = Arc<dyn Fn(&str) + Send + Sync>;
 /// close requested from inside the callback).
 pub type AfterCallback = Box<dyn FnOnce() + Send>;
 
+/// What the event thread delivers: an event, or a log line (to the log
+/// callback of `logging`, under the same rules).
+enum Item {
+    Event(Value),
+    Log(Value),
+}
+
 #[derive(Default)]
 struct Queue {
-    pending: VecDeque<Value>,
+    pending: VecDeque<Item>,
+    /// Events and log lines in `pending`, counted apart: each has its own
+    /// bound, so a flood of log lines never drops an event.
+    events: usize,
+    lines: usize,
     dropped: u64,
+    dropped_lines: u64,
     seq: u64,
     stop: bool,
 }
@@ -35,6 +47,7 @@ struct Queue {
 #[derive(Default)]
 struct Slot {
     callback: Option<Callback>,
+    log_callback: Option<Callback>,
     /// A callback call is in progress.
     running: bool,
     after: Option<AfterCallback>,
@@ -98,7 +111,7 @@ impl Events {
         if queue.stop {
             return;
         }
-        if queue.pending.len() >= MAX_PENDING {
+        if queue.events >= MAX_PENDING {
             queue.dropped += 1;
             return;
         }
@@ -111,8 +124,44 @@ impl Events {
                 queue.dropped = 0;
             }
         }
-        queue.pending.push_back(event);
+        queue.events += 1;
+        queue.pending.push_back(Item::Event(event));
         self.shared.queued.notify_one();
+    }
+
+    /// Queues a log line for the log callback; past [`MAX_PENDING`]
+    /// pending lines new ones are dropped and the next one carries
+    /// `"dropped": n`. Never blocks.
+    pub fn emit_log(&self, mut line: Value) {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.stop {
+            return;
+        }
+        if queue.lines >= MAX_PENDING {
+            queue.dropped_lines += 1;
+            return;
+        }
+        if queue.dropped_lines > 0 {
+            if let Some(object) = line.as_object_mut() {
+                object.insert("dropped".into(), queue.dropped_lines.into());
+            }
+            queue.dropped_lines = 0;
+        }
+        queue.lines += 1;
+        queue.pending.push_back(Item::Log(line));
+        self.shared.queued.notify_one();
+    }
+
+    /// Replaces the log callback, with the guarantees of
+    /// [`Events::set_callback`].
+    pub fn set_log_callback(&self, callback: Option<Callback>) {
+        let mut slot = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.log_callback = callback;
+        if !self.is_event_thread() {
+            while slot.running {
+                slot = self.shared.idle.wait(slot).unwrap_or_else(|e| e.into_inner());
+            }
+        }
     }
 
     /// Replaces the callback (`None` clears it). When this returns, the old
@@ -142,10 +191,14 @@ impl Events {
             let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             queue.stop = true;
             queue.pending.clear();
+            queue.events = 0;
+            queue.lines = 0;
         }
         self.shared.queued.notify_all();
         if self.is_event_thread() {
-            self.shared.slot.lock().unwrap_or_else(|e| e.into_inner()).callback = None;
+            let mut slot = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+            slot.callback = None;
+            slot.log_callback = None;
             return;
         }
         // Wait for a callback now running to return; the event thread then
@@ -154,6 +207,7 @@ impl Events {
         let closing_client = {
             let mut slot = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
             slot.callback = None;
+            slot.log_callback = None;
             while slot.running {
                 slot = self.shared.idle.wait(slot).unwrap_or_else(|e| e.into_inner());
             }
@@ -169,25 +223,33 @@ impl Events {
 
 fn run(shared: Arc<Shared>) {
     loop {
-        let event = {
+        let item = {
             let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             loop {
                 if queue.stop {
                     return;
                 }
-                if let Some(e) = queue.pending.pop_front() {
-                    break e;
+                if let Some(item) = queue.pending.pop_front() {
+                    match item {
+                        Item::Event(_) => queue.events -= 1,
+                        Item::Log(_) => queue.lines -= 1,
+                    }
+                    break item;
                 }
                 queue = shared.queued.wait(queue).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let callback = {
+        let (callback, value) = {
             let mut slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
-            slot.running = slot.callback.is_some();
-            slot.callback.clone()
+            let (callback, value) = match item {
+                Item::Event(v) => (slot.callback.clone(), v),
+                Item::Log(v) => (slot.log_callback.clone(), v),
+            };
+            slot.running = callback.is_some();
+            (callback, value)
         };
         if let Some(callback) = callback {
-            let text = event.to_string();
+            let text = value.to_string();
             // A panic in a Rust callback must not end the thread.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&text)));
         }

@@ -630,6 +630,7 @@ impl Outbox {
                 s.error_code = Code::Ok;
                 s.error = None;
                 s.needs = None;
+                s.advice = None;
                 match archive {
                     Some(Ok(paths)) => s.archive = Some(paths),
                     Some(Err(e)) => {
@@ -646,12 +647,14 @@ impl Outbox {
                 (State::Failed, None)
             }
             Attempt::Held { until_ms, reason } => {
+                s.advice = None;
                 s.error_code = Code::Limit;
                 s.error = Some(reason.clone());
                 state.holds.insert(profile.to_ascii_lowercase(), (until_ms, reason));
                 (State::Deferred, Some(until_ms))
             }
             Attempt::Failed { error, failure, oauth_user } => {
+                s.advice = failure.as_ref().and_then(|f| f.advice.clone());
                 if let Some(f) = &failure {
                     s.reply = f.reply.clone();
                     s.possible_duplicate |= f.possible_duplicate;
@@ -673,7 +676,9 @@ impl Outbox {
                 let transient = s.needs.is_some() || matches!(error.code(), Code::Connect | Code::Transient);
                 let age = now_ms() - time_to_ms(s.created_at);
                 if retry && transient && (age as u64) < policy.max_age_ms {
-                    (State::Deferred, Some(now_ms() + policy.delay_ms(s.attempts)))
+                    let delay = policy.delay_ms(s.attempts);
+                    log::info!("message {id} deferred after attempt {}: retry in {} s", s.attempts, delay / 1000);
+                    (State::Deferred, Some(now_ms() + delay))
                 } else {
                     (State::Failed, None)
                 }

@@ -245,6 +245,42 @@ internal static class SmtpBridgeTests
     }
 
     // The outbox, merge and events, without delivering anything: everything is paused, then cancelled.
+    private static void TestDiagnostics(Client client)
+    {
+        var lines = new List<string>();
+        var got = new ManualResetEvent(false);
+        string wanted = null;
+        LogCallback handler = line =>
+        {
+            lock (lines)
+            {
+                lines.Add(line);
+                if (wanted != null && line.Contains(wanted))
+                    got.Set();
+            }
+        };
+        client.LogMinLevel = 4;
+        client.LogReceived += handler;
+        var e = Expect(ResultCode.Connect,
+            () => client.Send("{\"profile\": \"Dead\", \"from\": \"anna@firm.example\", \"to\": [\"a@example.com\"], \"text\": \"t\"}"));
+        Check(e != null && e.Status != null && e.Status.Contains("connection_refused"), "the status carries advice");
+        Check(e != null && e.LastError.Contains("Advice (connection_refused)"), "the error text carries advice");
+        string id = e != null && e.Status != null ? Field(e.Status, "id") : "";
+        lock (lines)
+        {
+            wanted = id;
+            foreach (string line in lines)
+                if (line.Contains(id))
+                    got.Set();
+        }
+        Check(got.WaitOne(5000), "LogReceived: a line about the failed message");
+        client.LogReceived -= handler;
+        string transcript = client.Transcript(id);
+        Check(transcript.Contains("\"attempt\":1") && transcript.Contains("\"dir\":\"*\""), "Transcript: " + transcript);
+        Expect(ResultCode.NotFound, () => client.Transcript("01ARZ3NDEKTSV4RRFFQ69G5FAV"));
+        Expect(ResultCode.InvalidArgument, () => client.Probe("not a host"));
+    }
+
     private static void TestOutbox(Client client, string attachment)
     {
         var events = new EventLog();
@@ -350,6 +386,7 @@ internal static class SmtpBridgeTests
                 TestBlacklist(client);
                 TestLimits(client);
                 TestSend(client, attachment);
+                TestDiagnostics(client);
                 TestOutbox(client, attachment);
             }
             TestCallbackReentry();

@@ -64,6 +64,8 @@ smtpb_result = c_int32
 char_pp = POINTER(c_void_p)
 smtpb_event_fn = CFUNCTYPE(None, c_char_p, c_void_p)
 """``void (*)(const char *event_json, void *user_data)``, cdecl; NULL is ``smtpb_event_fn()``."""
+smtpb_log_fn = CFUNCTYPE(None, c_char_p, c_void_p)
+"""``void (*)(const char *line_json, void *user_data)``, cdecl; NULL is ``smtpb_log_fn()``."""
 
 # fmt: off
 SIGNATURES: Tuple[Tuple[str, Tuple[Any, ...], Any], ...] = (
@@ -108,6 +110,10 @@ SIGNATURES: Tuple[Tuple[str, Tuple[Any, ...], Any], ...] = (
     ("smtpb_blacklist_remove",      (client_p, c_char_p),                              smtpb_result),
     ("smtpb_blacklist_list",        (client_p, char_pp),                               smtpb_result),
     ("smtpb_set_event_callback",    (client_p, smtpb_event_fn, c_void_p),              smtpb_result),
+    # 1.1: diagnostics (ABI.md §15)
+    ("smtpb_set_log_callback",      (client_p, smtpb_log_fn, c_int32, c_void_p),       smtpb_result),
+    ("smtpb_transcript",            (client_p, c_char_p, char_pp),                     smtpb_result),
+    ("smtpb_probe",                 (client_p, c_char_p, char_pp),                     smtpb_result),
 )
 """Every function of the C ABI as ``(name, argtypes, restype)``, in the order of include/smtpbridge.h."""
 # fmt: on

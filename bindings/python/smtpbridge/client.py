@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import weakref
 from ctypes import byref, c_void_p
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from . import _native as native
-from ._native import OPEN_DEFAULT, OPEN_PAUSED, OK, client_p, smtpb_event_fn
+from ._native import OPEN_DEFAULT, OPEN_PAUSED, OK, client_p, smtpb_event_fn, smtpb_log_fn
 from .errors import InternalError, StateError
 
 if TYPE_CHECKING:
@@ -94,6 +95,36 @@ def _event_thunk(client: "weakref.ref[Client]") -> Any:
     return smtpb_event_fn(dispatch)
 
 
+def _log_thunk(client: "weakref.ref[Client]") -> Any:
+    """Make the C log callback of a Client: it calls the Client's current log handler."""
+
+    def dispatch(line_json: bytes, _user_data: Optional[int]) -> None:
+        owner = client()
+        handler = owner._on_log if owner is not None else None
+        if handler is not None:
+            handler(json.loads(line_json))
+
+    return smtpb_log_fn(dispatch)
+
+
+#: smtpbridge's levels (1 error ... 5 trace) as ``logging`` levels.
+_LOGGING_LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO,
+                   "debug": logging.DEBUG, "trace": 5}
+
+
+def _level_number(level: int) -> int:
+    """A ``logging`` level as the library's min_level (1 error ... 5 trace)."""
+    if level >= logging.ERROR:
+        return 1
+    if level >= logging.WARNING:
+        return 2
+    if level >= logging.INFO:
+        return 3
+    if level >= logging.DEBUG:
+        return 4
+    return 5
+
+
 def _close(handle: Handle, thunk: Any) -> None:
     """Finalizer: ``smtpb_client_close``. It holds ``thunk`` so the C callback outlives the close."""
     native.lib.smtpb_client_close(handle)
@@ -124,6 +155,8 @@ class Client:
         """
         self._on_event: Optional[EventCallback] = None
         self._thunk = _event_thunk(weakref.ref(self))
+        self._on_log: Optional[EventCallback] = None
+        self._log_thunk = _log_thunk(weakref.ref(self))
         handle = client_p()
         flags = OPEN_PAUSED if paused else OPEN_DEFAULT
         native.check(
@@ -135,7 +168,7 @@ class Client:
         warning = native.last_error()
         self.open_warning: str = warning if warning.startswith("warning:") else ""
         self._handle_p = handle
-        self._finalizer = weakref.finalize(self, _close, handle, self._thunk)
+        self._finalizer = weakref.finalize(self, _close, handle, (self._thunk, self._log_thunk))
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -320,6 +353,22 @@ class Client:
             "smtpb_merge", _json_text(template, "template"), _json_text(recipients, "recipients")
         )
 
+    def transcript(self, id: str) -> List[Dict[str, Any]]:
+        """``smtpb_transcript``: the redacted dialogue of message ``id``'s attempts, oldest first.
+
+        Each attempt is ``{"attempt", "started_at", "transport", "server",
+        "lines": [{"ms", "dir", "text"}]}``. Raises NotFoundError.
+        """
+        return self._call_json("smtpb_transcript", _text(id, "id"))
+
+    def probe(self, host: str) -> Dict[str, Any]:
+        """``smtpb_probe``: try ``host`` on 465 (SSL), 587 (TLS) and 25 (TLS, then plain); no mail.
+
+        Returns ``{"host", "results": [...], "suggested"}``. Raises
+        ConnectError when nothing worked, with the report as its ``report``.
+        """
+        return self._call_json("smtpb_probe", _text(host, "host"), attach="report")
+
     def test_connection(self, profile: Optional[str] = None, user_id: Optional[str] = None) -> Dict[str, Any]:
         """``smtpb_test_connection``: connect, EHLO, TLS and AUTH with a profile, then QUIT; no mail.
 
@@ -442,6 +491,44 @@ class Client:
         return self._call_json("smtpb_blacklist_list")
 
     # -- events ---------------------------------------------------------------------------
+
+    def set_log_callback(self, fn: Optional[EventCallback], min_level: int = 3) -> None:
+        """``smtpb_set_log_callback``: call ``fn(line)`` with each log line at or above ``min_level``.
+
+        ``min_level``: 1 error, 2 warn, 3 info, 4 debug, 5 trace. A line is
+        ``{"time", "level", "target", "message", "id", "profile"}``. ``fn``
+        runs on the client's event thread, like the event callback; None
+        stops the lines. When this returns, the previous ``fn`` is not
+        running and never runs again.
+        """
+        handle = self._handle()
+        previous, self._on_log = self._on_log, fn
+        try:
+            thunk = self._log_thunk if fn is not None else smtpb_log_fn()
+            native.check(native.lib.smtpb_set_log_callback(handle, thunk, _integer(min_level, "min_level", 1, 5), None))
+        except BaseException:
+            self._on_log = previous
+            raise
+
+    def log_to_logging(self, logger: Optional[logging.Logger] = None, level: int = logging.INFO) -> None:
+        """Bridge the library's log lines to the ``logging`` module.
+
+        Each line goes to ``logger`` (default: ``logging.getLogger("smtpbridge")``)
+        at the matching level (trace as level 5), with ``smtpbridge_target``,
+        ``smtpbridge_id`` and ``smtpbridge_profile`` as record attributes. ``level``
+        is the lowest ``logging`` level asked of the library.
+        """
+        target = logger if logger is not None else logging.getLogger("smtpbridge")
+
+        def emit(line: Dict[str, Any]) -> None:
+            target.log(
+                _LOGGING_LEVELS.get(line.get("level", ""), logging.INFO),
+                "%s", line.get("message", ""),
+                extra={"smtpbridge_target": line.get("target"), "smtpbridge_id": line.get("id"),
+                       "smtpbridge_profile": line.get("profile"), "smtpbridge_time": line.get("time")},
+            )
+
+        self.set_log_callback(emit, _level_number(level))
 
     def set_event_callback(self, fn: Optional[EventCallback]) -> None:
         """``smtpb_set_event_callback``: call ``fn(event)`` with each event as a dict; None stops events.

@@ -29,6 +29,7 @@ CTYPES = {
     "smtpb_client**": "client_pp",
     "smtpb_result": "smtpb_result",
     "smtpb_event_fn": "smtpb_event_fn",
+    "smtpb_log_fn": "smtpb_log_fn",
 }
 
 
