@@ -13,9 +13,10 @@ fi
 export PATH="$ROOT/.venv/bin:$PATH"
 export SMTPBRIDGE_LIBRARY="$ROOT/target/release/libsmtpbridge.so"
 
-# Builds the release library. Programs linked with -lsmtpbridge look for its
-# SONAME, libsmtpbridge.so.1, which cargo does not create: link it beside.
+# Builds the release library and the command line (target/release/smtpbridge).
+# Programs linked with -lsmtpbridge look for its SONAME, libsmtpbridge.so.1,
+# which cargo does not create: link it beside.
 build_library() {
-    cargo build --release --quiet
+    cargo build --release --workspace --quiet
     ln -sf libsmtpbridge.so target/release/libsmtpbridge.so.1
 }
