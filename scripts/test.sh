@@ -34,6 +34,9 @@ fi
 step "cargo deny (licences, sources, banned versions)"
 cargo deny --workspace --log-level error check bans licenses sources
 
+step "mypy --strict: the Python binding's type hints"
+python -m mypy --strict --cache-dir=/dev/null bindings/python/smtpbridge examples/python/send_mail.py
+
 step "pytest: the library against loopback SMTP servers"
 python -m pytest -q -p no:cacheprovider tests bindings/python/tests
 
