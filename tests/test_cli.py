@@ -15,6 +15,7 @@ import os
 import pty
 import select
 import subprocess
+import termios
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -90,6 +91,14 @@ def point_at(data_dir: Path, port: int, *extra: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def wait_for_no_echo(fd: int, timeout: float = 5.0) -> None:
+    """Wait (bounded) until the program has turned the terminal's echo off, as a
+    person typing after the prompt would; if it never does, the echo test fails."""
+    deadline = time.monotonic() + timeout
+    while termios.tcgetattr(fd)[3] & termios.ECHO and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def in_pty(argv: Sequence[str], replies: Dict[str, str], timeout: float = TIMEOUT_S) -> "tuple[int, str]":
     """Run ``argv`` on a new pseudo-terminal; answer each prompt in ``replies``
     (text seen -> line to type) once; return the exit code and all it wrote."""
@@ -111,6 +120,7 @@ def in_pty(argv: Sequence[str], replies: Dict[str, str], timeout: float = TIMEOU
                 seen += chunk
             for prompt in list(pending):
                 if prompt.encode() in seen:
+                    wait_for_no_echo(fd)
                     os.write(fd, pending.pop(prompt).encode() + b"\r")
         else:
             os.kill(pid, 9)
