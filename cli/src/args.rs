@@ -17,8 +17,9 @@ Exit codes (the library's result codes):
  12 BLOCKED         13 IO               14 TIMEOUT     15 STATE
  16 BUSY (a host program holds the data directory)     99 INTERNAL
  64 usage error (bad command line)
-merge and outbox flush exit with the code of the first failed message, 8 when
-mail is left deferred, 14 when --timeout ran out.
+send and merge exit with the code of the first failed message; merge exits 8
+when mail is left deferred (it stays in the outbox and is retried); waits that
+run out of --timeout exit 14 (the mail stays queued).
 
 The master secret of the credential store is read from SMTPBRIDGE_SECRET
 (never from an argument); without it the data directory's key file is used.";
@@ -107,10 +108,13 @@ pub struct SendArgs {
     /// Recipient (repeat for more).
     #[arg(long, required_unless_present_any = ["cc", "bcc"])]
     pub to: Vec<String>,
+    /// Copy recipient (repeat for more).
     #[arg(long)]
     pub cc: Vec<String>,
+    /// Blind copy recipient (repeat for more).
     #[arg(long)]
     pub bcc: Vec<String>,
+    /// The subject line.
     #[arg(long, default_value = "")]
     pub subject: String,
     /// Plain-text body from FILE (`-` = stdin).
