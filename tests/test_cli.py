@@ -173,14 +173,14 @@ def test_config_import_set_get_export(data_dir: Path) -> None:
     assert ok(other, "config", "export") == exported
 
 
-def test_send_text_html_and_attachment(data_dir: Path, tmp_path: Path) -> None:
+def test_send_text_html_and_attachment(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with RecordingServer() as server:
         point_at(data_dir, server.port)
         (tmp_path / "body.txt").write_text("Dear client,\nplease find the invoice attached.\n")
         (tmp_path / "body.html").write_text("<p>Dear client,</p><p>the invoice is attached.</p>")
         attachment = tmp_path / "Invoice 117 Ä.pdf"
         attachment.write_bytes(b"%PDF-1.4 invoice 117")
-        os.chdir(tmp_path)  # a relative --attach path is made absolute
+        monkeypatch.chdir(tmp_path)  # a relative --attach path is made absolute
         status = ok(
             data_dir, "send", "--to", "client@example.com", "--cc", "copy@example.com",
             "--subject", "Invoice 117", "--text", "body.txt", "--html", str(tmp_path / "body.html"),
