@@ -108,12 +108,13 @@ run "$CXX" "${CXXFLAGS[@]}" bindings/cpp/test_smtpbridge.cpp "${LDFLAGS[@]}" -o 
 run "$CXX" "${CXXFLAGS[@]}" "${SANITIZE[@]}" bindings/cpp/test_smtpbridge.cpp "${LDFLAGS[@]}" \
     -o "$work/test_smtpbridge_asan"
 # The C# test: bindings and test in one assembly, library from LD_LIBRARY_PATH.
+CSHARP_BINDINGS=(-r:System.Runtime.Serialization bindings/csharp/SmtpBridge.cs bindings/csharp/SmtpBridge.Typed.cs)
 run mcs -warn:4 -warnaserror -out:"$work/SmtpBridgeTests.exe" \
-    bindings/csharp/SmtpBridge.cs bindings/csharp/tests/SmtpBridgeTests.cs
+    "${CSHARP_BINDINGS[@]}" bindings/csharp/tests/SmtpBridgeTests.cs
 # The C# example as shipped: SmtpBridge.Net.dll with its dllmap config and
 # the native library beside it, no LD_LIBRARY_PATH.
 mkdir -p "$work/csharp"
-run mcs -warn:4 -warnaserror -target:library -out:"$work/csharp/SmtpBridge.Net.dll" bindings/csharp/SmtpBridge.cs
+run mcs -warn:4 -warnaserror -target:library -out:"$work/csharp/SmtpBridge.Net.dll" "${CSHARP_BINDINGS[@]}"
 run mcs -warn:4 -warnaserror -r:"$work/csharp/SmtpBridge.Net.dll" -out:"$work/csharp/SendMail.exe" \
     examples/csharp/SendMail.cs
 run cp bindings/csharp/SmtpBridge.Net.dll.config "$LIB_DIR/libsmtpbridge.so" "$work/csharp/"

@@ -16,15 +16,15 @@ fi
 step() { echo; echo "== $*"; }
 
 step "cargo fmt --check"
-cargo fmt --check
+cargo fmt --all --check
 
 step "cargo clippy -D warnings"
-cargo clippy --release --all-targets --quiet -- -D warnings
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 
 step "cargo test (unit tests)"
-cargo test --release --quiet
+cargo test --release --workspace --quiet
 
-step "build the library and check the committed header"
+step "build the library and the command line, and check the committed header"
 build_library
 if ! git diff --exit-code -- include/; then
     echo "error: include/smtpbridge.h differs from a fresh generation: commit the regenerated header" >&2
@@ -32,7 +32,10 @@ if ! git diff --exit-code -- include/; then
 fi
 
 step "cargo deny (licences, sources, banned versions)"
-cargo deny --log-level error check bans licenses sources
+cargo deny --workspace --log-level error check bans licenses sources
+
+step "mypy --strict: the Python binding's type hints"
+python -m mypy --strict --cache-dir=/dev/null bindings/python/smtpbridge examples/python/send_mail.py
 
 step "pytest: the library against loopback SMTP servers"
 python -m pytest -q -p no:cacheprovider tests bindings/python/tests

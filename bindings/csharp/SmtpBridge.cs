@@ -70,7 +70,7 @@ namespace SmtpBridge
     /// cannot connect to ..."; LastError is the text alone (smtpb_last_error
     /// right after the call).
     /// </summary>
-    public class SmtpBridgeException : Exception
+    public partial class SmtpBridgeException : Exception
     {
         public SmtpBridgeException(int code, string lastError, string status = null, string report = null)
             : base(Client.ResultName(code) + ": " + lastError)
@@ -105,7 +105,7 @@ namespace SmtpBridge
     /// mail stays in the spool. Any call on a closed client throws
     /// SmtpBridgeException with ResultCode.State.
     /// </summary>
-    public sealed class Client : IDisposable
+    public sealed partial class Client : IDisposable
     {
         /// <summary>The ABI version these bindings are written for.</summary>
         public const uint RequiredAbiVersion = 1;

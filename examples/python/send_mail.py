@@ -28,7 +28,7 @@ def main(port: str, attachment: str, to: str = "client@example.com") -> int:
                 "to": [to],
                 "subject": "Your invoice - Python example",
                 "html": "<p>Dear client,</p><p>your invoice is attached.</p>",
-                "attachments": [{"path": os.path.abspath(attachment)}],
+                "attachments": [Path(attachment)],  # an os.PathLike is made absolute
             })
         except smtpbridge.SmtpBridgeError as error:  # ConnectError, RejectedError, ...
             print(error, file=sys.stderr)  # "SMTPB_ERR_CONNECT: cannot connect to ..."

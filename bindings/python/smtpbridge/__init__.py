@@ -2,14 +2,15 @@
 
 A thin mirror of the C ABI (version 1): :class:`Client` has one method per
 ``smtpb_`` function, failures raise a :class:`SmtpBridgeError` subclass per
-result code, and JSON comes and goes as dicts. Importing loads the library
+result code, and JSON comes and goes as dicts (their shapes are the
+TypedDicts of :mod:`smtpbridge.types`). Importing loads the library
 (see :mod:`smtpbridge.native`) and raises :class:`LibraryLoadError` if it
 cannot be found or is not ABI version 1.
 """
 
-from . import native
+from . import native, types
 from ._native import ABI_VERSION, INFINITE, abi_minor, abi_version, result_name, version
-from .client import Client
+from .client import Client, Message
 from .errors import (
     AuthError,
     BlockedError,
@@ -33,6 +34,8 @@ from .errors import (
     WaitTimeoutError,
 )
 
+from .message import mime_message
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "InvalidArgumentError",
     "LibraryLoadError",
     "LimitError",
+    "Message",
     "MessageError",
     "MissingFunctionError",
     "NotFoundError",
@@ -62,7 +66,9 @@ __all__ = [
     "__version__",
     "abi_minor",
     "abi_version",
+    "mime_message",
     "native",
     "result_name",
+    "types",
     "version",
 ]

@@ -234,12 +234,14 @@ def last_error() -> str:
 
 def result_name(code: int) -> str:
     """``smtpb_result_name(code)``: ``"SMTPB_ERR_TLS"``; ``"SMTPB_ERR_UNKNOWN"`` for unknown codes."""
-    return lib.smtpb_result_name(code).decode("utf-8")
+    name: str = lib.smtpb_result_name(code).decode("utf-8")
+    return name
 
 
 def version() -> str:
     """``smtpb_version()``: the library's crate version."""
-    return lib.smtpb_version().decode("utf-8")
+    text: str = lib.smtpb_version().decode("utf-8")
+    return text
 
 
 def abi_version() -> int:

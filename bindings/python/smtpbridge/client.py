@@ -7,12 +7,28 @@ import json
 import logging
 import os
 import weakref
+from contextlib import contextmanager
 from ctypes import byref, c_void_p
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union, cast
 
 from . import _native as native
 from ._native import OPEN_DEFAULT, OPEN_PAUSED, OK, client_p, smtpb_event_fn, smtpb_log_fn
-from .errors import InternalError, StateError
+from .errors import InternalError, InvalidArgumentError, StateError
+from .message import EmailMessage, Span, name_the_field, prepare, serialise
+from .types import (
+    BatchCancelled,
+    BatchStatus,
+    Event,
+    MaskedCredential,
+    LogLine,
+    MergeResult,
+    OutboxStats,
+    ProbeReport,
+    QueryPage,
+    Status,
+    TestReport,
+    TranscriptAttempt,
+)
 
 if TYPE_CHECKING:
     from ctypes import _Pointer
@@ -26,7 +42,10 @@ JsonObject = Union[str, Mapping[str, Any]]
 """A JSON object given as a dict (serialised here) or as JSON text."""
 ConfigValue = Union[str, bool, int, "os.PathLike[str]", None]
 """A configuration value: bools become ``true``/``false``, ints decimal, None the default."""
-EventCallback = Callable[[Dict[str, Any]], None]
+Message = Union[str, Mapping[str, Any], EmailMessage]
+"""A message: JSON text, a dict (attachment paths may be os.PathLike), or an
+``email.message.EmailMessage`` sent as the bytes it renders."""
+EventCallback = Callable[[Event], None]
 
 _UINT32_MAX = 0xFFFFFFFF
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -53,6 +72,43 @@ def _json_text(value: Union[str, Mapping[str, Any], Sequence[Any]], what: str) -
     if not isinstance(value, str):
         value = json.dumps(value, ensure_ascii=False)
     return _text(value, what)
+
+
+class _Built:
+    """JSON the binding serialised for one argument, to name the field of the library's complaint."""
+
+    def __init__(self, what: str, text: str, spans: List[Span]) -> None:
+        self.what, self.text, self.spans = what, text, spans
+
+
+def _built(value: Any, what: str, built: List[_Built]) -> Optional[bytes]:
+    """Encode a JSON argument: text as given; else serialised here, remembering each field's span."""
+    if isinstance(value, str):
+        return _text(value, what)
+    text, spans = serialise(value, what)
+    built.append(_Built(what, text, spans))
+    return _text(text, what)
+
+
+@contextmanager
+def _naming_fields(built: List[_Built]) -> Iterator[None]:
+    """Rewrite an InvalidArgumentError that points at a line and column of JSON the binding built."""
+    try:
+        yield
+    except InvalidArgumentError as e:
+        for b in built:
+            named = name_the_field(e.message, b.what, b.text, b.spans)
+            if named is not None:
+                e.message = named
+                e.args = (e.code, e.name, named)
+                break
+        raise
+
+
+def _recipients(recipients: Union[str, Sequence[Mapping[str, Any]]]) -> Any:
+    if isinstance(recipients, str):
+        return recipients
+    return [prepare(r) for r in recipients]
 
 
 def _config_value(value: ConfigValue, key: str) -> Optional[bytes]:
@@ -90,7 +146,7 @@ def _event_thunk(client: "weakref.ref[Client]") -> Any:
         owner = client()
         handler = owner._on_event if owner is not None else None
         if handler is not None:
-            handler(json.loads(event_json))
+            handler(cast(Event, json.loads(event_json)))
 
     return smtpb_event_fn(dispatch)
 
@@ -155,7 +211,7 @@ class Client:
         """
         self._on_event: Optional[EventCallback] = None
         self._thunk = _event_thunk(weakref.ref(self))
-        self._on_log: Optional[EventCallback] = None
+        self._on_log: Optional[Callable[[LogLine], None]] = None
         self._log_thunk = _log_thunk(weakref.ref(self))
         handle = client_p()
         flags = OPEN_PAUSED if paused else OPEN_DEFAULT
@@ -280,7 +336,7 @@ class Client:
 
     def config_export_json(self) -> Dict[str, Any]:
         """``smtpb_config_export_json``: the whole configuration, without secrets."""
-        return self._call_json("smtpb_config_export_json")
+        return cast(Dict[str, Any], self._call_json("smtpb_config_export_json"))
 
     # -- credentials -------------------------------------------------------------
 
@@ -316,85 +372,99 @@ class Client:
         """``smtpb_credentials_remove``: forget the credential of ``user_id``. Raises NotFoundError."""
         self._call("smtpb_credentials_remove", _text(user_id, "user_id"))
 
-    def credentials_masked(self, user_id: Optional[str]) -> Dict[str, Any]:
+    def credentials_masked(self, user_id: Optional[str]) -> MaskedCredential:
         """``smtpb_credentials_masked``: the credential of ``user_id`` with its secret masked.
 
         Raises NotFoundError.
         """
-        return self._call_json("smtpb_credentials_masked", _text(user_id, "user_id"))
+        return cast(MaskedCredential, self._call_json("smtpb_credentials_masked", _text(user_id, "user_id")))
 
     # -- sending -------------------------------------------------------------------
 
-    def send(self, message: JsonObject) -> Dict[str, Any]:
-        """``smtpb_send``: send ``message`` (a dict or JSON text) now and return its status.
+    def send(self, message: Message) -> Status:
+        """``smtpb_send``: send ``message`` now and return its status.
 
-        Raises the error of the outcome. Once the message was recorded the
-        error's ``status`` holds its status (``failed``;
-        ``retry(status["id"])`` hands it to the outbox), else None.
+        ``message`` is a dict (attachment and inline paths may be
+        ``os.PathLike``, made absolute here), JSON text, or an
+        ``email.message.EmailMessage`` (sent as the bytes it renders, the
+        envelope from its headers; :func:`smtpbridge.mime_message` adds
+        ``user``, ``profile``, ``reference`` ...). Raises the error of the
+        outcome. Once the message was recorded the error's ``status`` holds
+        its status (``failed``; ``retry(status["id"])`` hands it to the
+        outbox), else None. A value that cannot be serialised raises
+        TypeError or ValueError naming its field.
         """
-        return self._call_json("smtpb_send", _json_text(message, "message"), attach="status")
+        built: List[_Built] = []
+        text = _built(prepare(message) if not isinstance(message, str) else message, "message", built)
+        with _naming_fields(built):
+            return cast(Status, self._call_json("smtpb_send", text, attach="status"))
 
-    def enqueue(self, message: JsonObject) -> str:
-        """``smtpb_enqueue``: make ``message`` durable in the outbox and return its id.
+    def enqueue(self, message: Message) -> str:
+        """``smtpb_enqueue``: make ``message`` (as for :meth:`send`) durable in the outbox; return its id.
 
         Attachment files are read before it returns. Raises
         InvalidArgumentError, MessageError, ConfigError, BlockedError, SmtpIOError.
         """
-        return self._call_out("smtpb_enqueue", _json_text(message, "message"))
+        built: List[_Built] = []
+        text = _built(prepare(message) if not isinstance(message, str) else message, "message", built)
+        with _naming_fields(built):
+            return self._call_out("smtpb_enqueue", text)
 
-    def merge(self, template: JsonObject, recipients: Union[str, Sequence[Mapping[str, Any]]]) -> Dict[str, Any]:
+    def merge(self, template: JsonObject, recipients: Union[str, Sequence[Mapping[str, Any]]]) -> MergeResult:
         """``smtpb_merge``: queue one message per recipient from ``template``, as one batch.
 
         Returns ``{"batch_id", "ids", "count"}``; ``ids`` is aligned with
         ``recipients``. Raises MessageError (e.g. a placeholder without a
         value) before anything is queued.
         """
-        return self._call_json(
-            "smtpb_merge", _json_text(template, "template"), _json_text(recipients, "recipients")
-        )
+        built: List[_Built] = []
+        template_text = _built(prepare(template) if not isinstance(template, str) else template, "template", built)
+        recipients_text = _built(_recipients(recipients), "recipients", built)
+        with _naming_fields(built):
+            return cast(MergeResult, self._call_json("smtpb_merge", template_text, recipients_text))
 
-    def transcript(self, id: str) -> List[Dict[str, Any]]:
+    def transcript(self, id: str) -> List[TranscriptAttempt]:
         """``smtpb_transcript``: the redacted dialogue of message ``id``'s attempts, oldest first.
 
         Each attempt is ``{"attempt", "started_at", "transport", "server",
         "lines": [{"ms", "dir", "text"}]}``. Raises NotFoundError.
         """
-        return self._call_json("smtpb_transcript", _text(id, "id"))
+        return cast(List[TranscriptAttempt], self._call_json("smtpb_transcript", _text(id, "id")))
 
-    def probe(self, host: str) -> Dict[str, Any]:
+    def probe(self, host: str) -> ProbeReport:
         """``smtpb_probe``: try ``host`` on 465 (SSL), 587 (TLS) and 25 (TLS, then plain); no mail.
 
         Returns ``{"host", "results": [...], "suggested"}``. Raises
         ConnectError when nothing worked, with the report as its ``report``.
         """
-        return self._call_json("smtpb_probe", _text(host, "host"), attach="report")
+        return cast(ProbeReport, self._call_json("smtpb_probe", _text(host, "host"), attach="report"))
 
-    def test_connection(self, profile: Optional[str] = None, user_id: Optional[str] = None) -> Dict[str, Any]:
+    def test_connection(self, profile: Optional[str] = None, user_id: Optional[str] = None) -> TestReport:
         """``smtpb_test_connection``: connect, EHLO, TLS and AUTH with a profile, then QUIT; no mail.
 
         Returns the report (``ok`` true). Raises the error of the failed
         stage with the report as its ``report`` (None for argument or
         lookup errors).
         """
-        return self._call_json(
+        return cast(TestReport, self._call_json(
             "smtpb_test_connection", _text(profile, "profile"), _text(user_id, "user_id"), attach="report"
-        )
+        ))
 
     # -- status and outbox ----------------------------------------------------------
 
-    def status(self, id: str) -> Dict[str, Any]:
+    def status(self, id: str) -> Status:
         """``smtpb_status``: the status of message ``id``. Raises NotFoundError."""
-        return self._call_json("smtpb_status", _text(id, "id"))
+        return cast(Status, self._call_json("smtpb_status", _text(id, "id")))
 
-    def batch_status(self, batch_id: str) -> Dict[str, Any]:
+    def batch_status(self, batch_id: str) -> BatchStatus:
         """``smtpb_batch_status``: the state counts of a merge batch. Raises NotFoundError."""
-        return self._call_json("smtpb_batch_status", _text(batch_id, "batch_id"))
+        return cast(BatchStatus, self._call_json("smtpb_batch_status", _text(batch_id, "batch_id")))
 
-    def outbox_list(self, state: Optional[str] = None) -> List[Dict[str, Any]]:
+    def outbox_list(self, state: Optional[str] = None) -> List[Status]:
         """``smtpb_outbox_list``: the statuses of the messages in ``state`` (None = all)."""
-        return self._call_json("smtpb_outbox_list", _text(state, "state"))
+        return cast(List[Status], self._call_json("smtpb_outbox_list", _text(state, "state")))
 
-    def outbox_query(self, query: Optional[Mapping[str, Any]] = None, **filters: Any) -> Dict[str, Any]:
+    def outbox_query(self, query: Optional[Mapping[str, Any]] = None, **filters: Any) -> QueryPage:
         """``smtpb_outbox_query``: one page of statuses, newest first.
 
         Filters (all optional, as a mapping and/or keywords): ``state`` (list
@@ -405,9 +475,9 @@ class Client:
         Raises InvalidArgumentError naming a bad field.
         """
         fields = {**(query or {}), **filters}
-        return self._call_json("smtpb_outbox_query", _text(json.dumps(fields), "query"))
+        return cast(QueryPage, self._call_json("smtpb_outbox_query", _text(json.dumps(fields), "query")))
 
-    def iter_outbox(self, query: Optional[Mapping[str, Any]] = None, **filters: Any) -> Iterator[Dict[str, Any]]:
+    def iter_outbox(self, query: Optional[Mapping[str, Any]] = None, **filters: Any) -> Iterator[Status]:
         """Every status matching the filters of :meth:`outbox_query`, newest first, page by page."""
         fields = {**(query or {}), **filters}
         while True:
@@ -427,17 +497,17 @@ class Client:
         result = self._call_json("smtpb_outbox_purge", _text(before, "before"), _text(states_json, "states"))
         return int(result["purged"])
 
-    def outbox_stats(self) -> Dict[str, Any]:
+    def outbox_stats(self) -> OutboxStats:
         """``smtpb_outbox_stats``: counts per state, paused profiles and send limits."""
-        return self._call_json("smtpb_outbox_stats")
+        return cast(OutboxStats, self._call_json("smtpb_outbox_stats"))
 
-    def wait(self, id: str, timeout_ms: int) -> Dict[str, Any]:
+    def wait(self, id: str, timeout_ms: int) -> Status:
         """``smtpb_wait``: wait until message ``id`` is sent, failed or cancelled; return its status.
 
         ``timeout_ms``: 0 = do not wait, INFINITE = no limit. Raises
         WaitTimeoutError, NotFoundError, StateError (shut down meanwhile).
         """
-        return self._call_json("smtpb_wait", _text(id, "id"), _ms(timeout_ms, "timeout_ms"))
+        return cast(Status, self._call_json("smtpb_wait", _text(id, "id"), _ms(timeout_ms, "timeout_ms")))
 
     def flush(self, timeout_ms: int) -> None:
         """``smtpb_flush``: wait until nothing is queued or sending (deferred and paused mail aside).
@@ -450,12 +520,12 @@ class Client:
         """``smtpb_cancel``: cancel a queued or deferred message. Raises NotFoundError, StateError."""
         self._call("smtpb_cancel", _text(id, "id"))
 
-    def batch_cancel(self, batch_id: str) -> Dict[str, Any]:
+    def batch_cancel(self, batch_id: str) -> BatchCancelled:
         """``smtpb_batch_cancel``: cancel what can be; return ``{"cancelled", "sending", "sent"}``.
 
         Raises NotFoundError.
         """
-        return self._call_json("smtpb_batch_cancel", _text(batch_id, "batch_id"))
+        return cast(BatchCancelled, self._call_json("smtpb_batch_cancel", _text(batch_id, "batch_id")))
 
     def retry(self, id: str) -> None:
         """``smtpb_retry``: requeue a failed message, or send a deferred one now.
@@ -488,11 +558,11 @@ class Client:
 
     def blacklist_list(self) -> List[str]:
         """``smtpb_blacklist_list``: the blocked addresses and ``"@domain"`` entries."""
-        return self._call_json("smtpb_blacklist_list")
+        return cast(List[str], self._call_json("smtpb_blacklist_list"))
 
     # -- events ---------------------------------------------------------------------------
 
-    def set_log_callback(self, fn: Optional[EventCallback], min_level: int = 3) -> None:
+    def set_log_callback(self, fn: Optional[Callable[[LogLine], None]], min_level: int = 3) -> None:
         """``smtpb_set_log_callback``: call ``fn(line)`` with each log line at or above ``min_level``.
 
         ``min_level``: 1 error, 2 warn, 3 info, 4 debug, 5 trace. A line is
@@ -520,7 +590,7 @@ class Client:
         """
         target = logger if logger is not None else logging.getLogger("smtpbridge")
 
-        def emit(line: Dict[str, Any]) -> None:
+        def emit(line: LogLine) -> None:
             target.log(
                 _LOGGING_LEVELS.get(line.get("level", ""), logging.INFO),
                 "%s", line.get("message", ""),

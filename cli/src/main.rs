@@ -1,0 +1,39 @@
+//! `smtpbridge`: the administrator's command line over the library's safe
+//! Rust API ([`smtpbridge::Client`]). It tests settings, sends, watches and
+//! controls the outbox and stores credentials in a data directory that no
+//! host program holds at the time (the library locks a data directory for
+//! one client: a host that has it open makes every command exit 16, BUSY).
+//!
+//! Layout: `args` (the command tree, clap derive), `run` (one function per
+//! command), `output` (human and `--json` printing), `merge` (CSV to merge
+//! recipients, with the progress bar). Exit codes are the library's result
+//! codes (see [`args::EXIT_CODES`]).
+
+mod args;
+mod merge;
+mod output;
+mod run;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors must not
+            // reuse a result code (2 is SMTPB_ERR_CONFIG).
+            let code = if e.use_stderr() { args::EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let json = cli.json;
+    match run::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            output::failure(&failure, json);
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

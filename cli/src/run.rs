@@ -1,0 +1,365 @@
+//! One function per command, over [`smtpbridge::Client`].
+
+use serde_json::{json, Value};
+use smtpbridge::client::{OPEN_DEFAULT, OPEN_PAUSED};
+use smtpbridge::{Client, Code, Error};
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+use crate::args::{Cli, Command, ConfigCommand, CredentialsCommand, OutboxCommand, SendArgs};
+use crate::output;
+
+/// Why a command failed: the result code (the exit status), the message, and
+/// the status or report that came with it.
+pub struct Failure {
+    pub code: Code,
+    pub message: String,
+    pub detail: Option<Value>,
+}
+
+impl Failure {
+    pub fn new(code: Code, message: impl Into<String>) -> Failure {
+        Failure { code, message: message.into(), detail: None }
+    }
+
+    pub fn with_detail(error: Error, detail: Option<Value>) -> Failure {
+        Failure { code: error.code(), message: error.message().to_string(), detail }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.code as i32 as u8
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure::with_detail(error, None)
+    }
+}
+
+pub type Outcome<T = ()> = std::result::Result<T, Failure>;
+
+/// Keys whose value is a secret: never taken from the command line (it
+/// would stay in the shell history and the process list).
+const SECRET_KEYS: [&str; 2] = ["SMTPPassword", "SMTPOAuth2ClientSecret"];
+
+/// Whether the opened client delivers what the outbox holds. Commands that
+/// only look or change settings open it paused, so that a short run never
+/// starts a delivery it would cut off at exit; `smtpb_send` is never held
+/// by a pause.
+#[derive(Clone, Copy, PartialEq)]
+enum Delivery {
+    Held,
+    Run,
+}
+
+/// The data directory: `--data-dir`, else `$SMTPBRIDGE_DATA_DIR`, else the
+/// platform's per-user data folder; made absolute.
+fn data_dir(given: Option<PathBuf>) -> Outcome<PathBuf> {
+    let dir = match given.or_else(|| std::env::var_os("SMTPBRIDGE_DATA_DIR").map(PathBuf::from)) {
+        Some(dir) => dir,
+        None => directories::ProjectDirs::from("", "", "smtpbridge")
+            .map(|p| p.data_dir().to_path_buf())
+            .ok_or_else(|| Failure::new(Code::InvalidArgument, "no home folder to keep data in: give --data-dir"))?,
+    };
+    std::path::absolute(&dir).map_err(|e| io_failure("cannot resolve", &dir, &e))
+}
+
+fn open(cli_dir: Option<PathBuf>, delivery: Delivery) -> Outcome<Session> {
+    let dir = data_dir(cli_dir)?;
+    let secret = std::env::var("SMTPBRIDGE_SECRET").ok().map(Zeroizing::new);
+    let flags = if delivery == Delivery::Run { OPEN_DEFAULT } else { OPEN_PAUSED };
+    let client = Client::open(Some(&dir), secret.as_deref().map(String::as_str), flags)?;
+    Ok(Session { client })
+}
+
+/// An open client, shut down (with SMTPShutdownGraceMs) when dropped.
+pub struct Session {
+    pub client: Client,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A grace that ran out only means a transaction was cut off; its
+        // message is deferred and the host delivers it later.
+        let _ = self.client.shutdown(self.client.shutdown_grace_ms());
+    }
+}
+
+pub fn io_failure(what: &str, path: &Path, e: &std::io::Error) -> Failure {
+    Failure::new(Code::Io, format!("{what} {}: {e}", path.display()))
+}
+
+/// Reads a file the user named (`-` = stdin) as UTF-8 text.
+pub fn read_text(path: &Path) -> Outcome<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(|e| io_failure("cannot read", path, &e))?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).map_err(|e| io_failure("cannot read", path, &e))
+}
+
+/// Reads a secret: from a prompt on the terminal, or from the first line
+/// of stdin when stdin is not a terminal (for scripts).
+fn read_secret(prompt: &str) -> Outcome<Zeroizing<String>> {
+    let mut secret = if std::io::stdin().is_terminal() {
+        Zeroizing::new(
+            rpassword::prompt_password(prompt)
+                .map_err(|e| Failure::new(Code::Io, format!("cannot read the password from the terminal: {e}")))?,
+        )
+    } else {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Failure::new(Code::Io, format!("cannot read the password from stdin: {e}")))?;
+        line
+    };
+    while secret.ends_with(['\n', '\r']) {
+        secret.pop();
+    }
+    Ok(secret)
+}
+
+pub fn run(cli: Cli) -> Outcome {
+    let json = cli.json;
+    let dir = cli.data_dir;
+    match cli.command {
+        Command::Config(command) => config(open(dir, Delivery::Held)?, command, json),
+        Command::Test { profile, user } => test(open(dir, Delivery::Held)?, profile, user, json),
+        Command::Send(args) => {
+            let delivery = if args.queue { Delivery::Run } else { Delivery::Held };
+            send(open(dir, delivery)?, *args, json)
+        }
+        Command::Merge(args) => {
+            // Read and check the input before the data directory is opened.
+            let template = read_text(&args.template)?;
+            let recipients = crate::merge::recipients_from_csv(&args.recipients)?;
+            crate::merge::merge(open(dir, Delivery::Run)?, &template, &recipients, args.timeout, json)
+        }
+        Command::Outbox(command) => {
+            let delivery = match command {
+                OutboxCommand::Flush { .. } => Delivery::Run,
+                OutboxCommand::Retry { wait, .. } if wait > 0 => Delivery::Run,
+                _ => Delivery::Held,
+            };
+            outbox(open(dir, delivery)?, command, json)
+        }
+        Command::Status { id } => {
+            let session = open(dir, Delivery::Held)?;
+            output::status(&parse(&session.client.status(&id)?), json);
+            Ok(())
+        }
+        Command::Credentials(command) => credentials(open(dir, Delivery::Held)?, command, json),
+    }
+}
+
+/// Parses JSON the library produced.
+pub fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::String(text.to_string()))
+}
+
+fn config(session: Session, command: ConfigCommand, json: bool) -> Outcome {
+    let client = &session.client;
+    match command {
+        ConfigCommand::Import { file } => {
+            let text = read_text(&file)?;
+            if text.trim_start().starts_with('{') {
+                client.config_load_json(&text)?;
+            } else {
+                client.config_import_keys(&text)?;
+            }
+            output::done(&format!("imported {}", file.display()), json);
+        }
+        ConfigCommand::Export => output::json_value(&parse(&client.config_export_json()?)),
+        ConfigCommand::Set { key, value, default } => {
+            let name = key.rsplit('.').next().unwrap_or(&key);
+            let secret = SECRET_KEYS.iter().any(|s| s.eq_ignore_ascii_case(name));
+            if secret && value.is_some() {
+                return Err(Failure::new(
+                    Code::InvalidArgument,
+                    format!("{key} is a secret and is never given on the command line: leave the value out to be prompted for it (or pipe it on stdin)"),
+                ));
+            }
+            let value = match (value, default) {
+                (_, true) => None,
+                (Some(v), false) => Some(Zeroizing::new(v)),
+                (None, false) if secret => Some(read_secret(&format!("{key}: "))?),
+                (None, false) => {
+                    return Err(Failure::new(Code::InvalidArgument, format!("{key}: give a value or --default")))
+                }
+            };
+            client.config_set(&key, value.as_deref().map(String::as_str))?;
+            let shown = if secret { "********".to_string() } else { client.config_get(&key)? };
+            if json {
+                output::json_value(&json!({"key": key, "value": shown}));
+            } else {
+                println!("{key}={shown}");
+            }
+        }
+        ConfigCommand::Get { key } => {
+            let value = client.config_get(&key)?;
+            if json {
+                output::json_value(&json!({"key": key, "value": value}));
+            } else {
+                println!("{value}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn test(session: Session, profile: Option<String>, user: Option<String>, json: bool) -> Outcome {
+    let outcome = session.client.test_connection(profile.as_deref(), user.as_deref());
+    if let Some(report) = &outcome.report {
+        output::test_report(report, json);
+    }
+    outcome.result.map_err(|e| Failure::with_detail(e, outcome.report))
+}
+
+fn absolute(path: &Path) -> Outcome<String> {
+    let path = std::path::absolute(path).map_err(|e| io_failure("cannot resolve", path, &e))?;
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| Failure::new(Code::InvalidArgument, format!("{}: the path is not UTF-8", path.display())))
+}
+
+fn send(session: Session, args: SendArgs, json: bool) -> Outcome {
+    let client = &session.client;
+    let mut message = json!({"to": args.to, "cc": args.cc, "bcc": args.bcc, "subject": args.subject});
+    let fields = [("from", args.from), ("profile", args.profile), ("user", args.user), ("reference", args.reference)];
+    for (field, value) in fields {
+        if let Some(value) = value {
+            message[field] = json!(value);
+        }
+    }
+    if let Some(file) = &args.text {
+        message["text"] = json!(read_text(file)?);
+    }
+    if let Some(file) = &args.html {
+        message["html"] = json!(read_text(file)?);
+    }
+    let attachments: Vec<Value> =
+        args.attach.iter().map(|p| Ok(json!({"path": absolute(p)?}))).collect::<Outcome<_>>()?;
+    message["attachments"] = json!(attachments);
+    let message = message.to_string();
+    if !args.queue {
+        let outcome = client.send(&message);
+        return match outcome.result {
+            Ok(()) => {
+                output::status(outcome.status.as_ref().unwrap_or(&Value::Null), json);
+                Ok(())
+            }
+            Err(e) => Err(Failure::with_detail(e, outcome.status)),
+        };
+    }
+    let id = client.enqueue(&message)?;
+    if args.timeout == 0 {
+        output::status(&parse(&client.status(&id)?), json);
+        return Ok(());
+    }
+    wait_for(client, &id, args.timeout, json)
+}
+
+/// Waits for a message's final state and prints its status; a failed
+/// message fails the command with its code.
+fn wait_for(client: &Client, id: &str, seconds: u32, json: bool) -> Outcome {
+    match client.wait(id, seconds.saturating_mul(1000)) {
+        Ok(text) => {
+            let status = parse(&text);
+            if status["state"] == "failed" {
+                return Err(failed_message(&status));
+            }
+            output::status(&status, json);
+            Ok(())
+        }
+        Err(e) if e.code() == Code::Timeout => {
+            let status = client.status(id).map(|t| parse(&t)).ok();
+            Err(Failure::with_detail(
+                Error::new(
+                    Code::Timeout,
+                    format!("message {id} is not delivered after {seconds} s; it stays in the outbox"),
+                ),
+                status,
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The failure of a failed message, from its status.
+pub fn failed_message(status: &Value) -> Failure {
+    let code = status["error_code"].as_i64().and_then(|c| Code::from_i32(c as i32)).unwrap_or(Code::Internal);
+    let error = status["error"].as_str().unwrap_or("failed");
+    Failure {
+        code,
+        message: format!("message {}: {error}", status["id"].as_str().unwrap_or("?")),
+        detail: Some(status.clone()),
+    }
+}
+
+fn outbox(session: Session, command: OutboxCommand, json: bool) -> Outcome {
+    let client = &session.client;
+    match command {
+        OutboxCommand::List { state } => output::status_list(&parse(&client.outbox_list(state.as_deref())?), json),
+        OutboxCommand::Stats => output::stats(&parse(&client.outbox_stats()?), json),
+        OutboxCommand::Retry { id, wait } => {
+            client.retry(&id)?;
+            if wait > 0 {
+                return wait_for(client, &id, wait, json);
+            }
+            output::done(&format!("{id} queued again; the next client that delivers sends it"), json);
+        }
+        OutboxCommand::Cancel { id } => {
+            client.cancel(&id)?;
+            output::done(&format!("{id} cancelled"), json);
+        }
+        OutboxCommand::Flush { timeout } => {
+            client.flush(timeout.saturating_mul(1000))?;
+            output::stats(&parse(&client.outbox_stats()?), json);
+        }
+        OutboxCommand::Pause { profile } => {
+            client.outbox_pause(profile.as_deref())?;
+            output::done(&format!("paused {}", profile.as_deref().unwrap_or("every profile")), json);
+        }
+        OutboxCommand::Resume { profile: Some(profile), .. } => {
+            client.outbox_resume(Some(&profile))?;
+            output::done(&format!("resumed {profile}"), json);
+        }
+        OutboxCommand::Resume { profile: None, timeout } => {
+            // Resuming all lifts this command's own hold too: deliver what
+            // is due rather than cut a delivery off at exit.
+            client.outbox_resume(None)?;
+            client.flush(timeout.saturating_mul(1000))?;
+            output::stats(&parse(&client.outbox_stats()?), json);
+        }
+    }
+    Ok(())
+}
+
+fn credentials(session: Session, command: CredentialsCommand, json: bool) -> Outcome {
+    let client = &session.client;
+    match command {
+        CredentialsCommand::Set { user, username } => {
+            let username = match (username, &user) {
+                (Some(name), _) => name,
+                (None, Some(user)) => user.clone(),
+                (None, None) => {
+                    return Err(Failure::new(Code::InvalidArgument, "--username is required for the shared credential"))
+                }
+            };
+            let password = read_secret(&format!("Password for {username}: "))?;
+            client.credentials_set(user.as_deref(), &username, &password)?;
+            output::credential(&parse(&client.credentials_masked(user.as_deref())?), json);
+        }
+        CredentialsCommand::Remove { user } => {
+            client.credentials_remove(user.as_deref())?;
+            output::done(&format!("removed the credential of {}", user.as_deref().unwrap_or("the shared user")), json);
+        }
+        CredentialsCommand::Show { user } => {
+            output::credential(&parse(&client.credentials_masked(user.as_deref())?), json)
+        }
+    }
+    Ok(())
+}
