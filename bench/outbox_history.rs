@@ -56,7 +56,7 @@ fn record(created_ms: u64, state: State, n: usize) -> Record {
         user: None,
         envelope_from: "anna@firm.example".into(),
         envelope_to: vec![format!("client{n}@example.com")],
-        idempotency_key: (n % 4 == 0).then(|| format!("K-{n}")),
+        idempotency_key: n.is_multiple_of(4).then(|| format!("K-{n}")),
         archive: false,
         body_dropped: state != State::Queued,
     }
@@ -254,7 +254,7 @@ fn measure(root: &Path, backlog: usize) {
     let mut t = Instant::now();
     for n in 0..backlog {
         client.enqueue(&message(n)).expect("enqueue");
-        if (n + 1) % 1000 == 0 {
+        if (n + 1).is_multiple_of(1000) {
             windows.push(1000.0 / t.elapsed().as_secs_f64());
             t = Instant::now();
         }

@@ -99,6 +99,10 @@ fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<
     Ok(())
 }
 
+/// Where a message's bytes are: offset, length, CRC, and the offset of
+/// the record holding them.
+type BodyAt = (u64, u32, u32, u64);
+
 /// A record header that checks out.
 struct Good {
     record: Record,
@@ -198,8 +202,8 @@ pub fn read(path: &Path) -> Result<Replayed> {
     let file = File::open(path).map_err(|e| Error::io("cannot open", path, &e))?;
     let total = file.metadata().map_err(|e| Error::io("cannot read", path, &e))?.len();
     let mut order: Vec<String> = Vec::new();
-    // id -> (last record, where its bytes are: offset, len, crc, record offset)
-    let mut latest: HashMap<String, (Record, Option<(u64, u32, u32, u64)>)> = HashMap::new();
+    // id -> (last record, where its bytes are)
+    let mut latest: HashMap<String, (Record, Option<BodyAt>)> = HashMap::new();
     let mut damage = Vec::new();
     let mut offset = FILE_HEADER;
     while offset < total {

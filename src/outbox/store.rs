@@ -506,9 +506,16 @@ impl Store {
         if free == 0 {
             return Ok(false);
         }
-        self.conn
-            .execute_batch(&format!("PRAGMA incremental_vacuum({pages})"))
+        // The pragma frees one page per step of its statement: step it to
+        // the end, so that one transaction frees up to `pages`.
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA incremental_vacuum({pages})"))
             .map_err(|e| self.error("cannot compact", e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.error("cannot compact", e))?;
+        while rows.next().map_err(|e| self.error("cannot compact", e))?.is_some() {}
+        drop(rows);
+        drop(stmt);
         Ok(read("PRAGMA freelist_count")? < free)
     }
 
