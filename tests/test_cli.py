@@ -380,3 +380,39 @@ def test_merge_refuses_a_missing_field_and_a_csv_without_email(data_dir: Path, t
         assert "email" in error["error"] and "no_email.csv" in error["error"]
         assert ok(data_dir, "outbox", "stats")["queued"] == 0
     assert server.messages == []
+
+
+def test_transcript_query_purge_and_probe(data_dir: Path, tmp_path: Path) -> None:
+    body = tmp_path / "body.txt"
+    body.write_text("for the record")
+    with RecordingServer() as server:
+        point_at(data_dir, server.port, "SMTPTranscript=All")
+        ids = [ok(data_dir, "send", "--to", f"c{i}@example.com", "--subject", f"S{i}", "--text", str(body))["id"]
+               for i in range(3)]
+        server.wait_for(3)
+    # The transcript an administrator reads: the dialogue, with the body as one note.
+    attempts = ok(data_dir, "transcript", ids[0])
+    texts = [line["text"] for line in attempts[0]["lines"]]
+    assert any(t.startswith("MAIL FROM:") for t in texts) and any("DATA:" in t for t in texts)
+    assert not any("for the record" in t for t in texts)
+    human = cli(data_dir, "transcript", ids[0])
+    assert human.returncode == 0 and "RCPT TO:<c0@example.com>" in human.stdout
+    # Paging: newest first, two pages of 2 and 1, or all at once.
+    first = ok(data_dir, "outbox", "query", "--limit", "2")
+    assert [s["id"] for s in first["items"]] == ids[::-1][:2] and first["next_cursor"]
+    second = ok(data_dir, "outbox", "query", "--limit", "2", "--cursor", first["next_cursor"])
+    assert [s["id"] for s in second["items"]] == [ids[0]] and second["next_cursor"] is None
+    every = ok(data_dir, "outbox", "query", "--limit", "1", "--all", "--state", "sent")
+    assert [s["id"] for s in every["items"]] == ids[::-1]
+    fails(data_dir, 1, "outbox", "query", "--since", "yesterday")
+    # Purge: everything sent before tomorrow goes, and its transcript with it.
+    assert ok(data_dir, "outbox", "purge", "2999-01-01T00:00:00Z")["purged"] == 3
+    fails(data_dir, NOT_FOUND, "transcript", ids[0])
+    # Probe: the ports come from SMTPProbePorts; nothing listens, so nothing works.
+    closed = [ClosedPort() for _ in range(3)]
+    ok(data_dir, "config", "set", "SMTPProbePorts",
+       f"465={closed[0].port},587={closed[1].port},25={closed[2].port}")
+    report = fails(data_dir, CONNECT, "probe", "127.0.0.1")
+    assert report["error_name"] == "SMTPB_ERR_CONNECT"
+    human = cli(data_dir, "probe", "127.0.0.1")
+    assert human.returncode == CONNECT and "suggested: nothing works" in human.stdout

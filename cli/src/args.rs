@@ -73,6 +73,17 @@ pub enum Command {
         /// The message id.
         id: String,
     },
+    /// The redacted SMTP dialogue of a message's attempts (SMTPTranscript).
+    Transcript {
+        /// The message id.
+        id: String,
+    },
+    /// Find working settings for a mail server: tries 465 (SSL), 587 (TLS)
+    /// and 25 (TLS, then plain); sends no mail.
+    Probe {
+        /// The server's host name or IP address.
+        host: String,
+    },
     /// Store, remove or show a user's credentials.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
@@ -167,6 +178,42 @@ pub enum OutboxCommand {
     },
     /// Counts per state, paused profiles, send limits.
     Stats,
+    /// Page through the history, newest first (for outboxes of any size).
+    Query {
+        /// Only these states (repeatable): queued, sending, sent, deferred, failed, cancelled.
+        #[arg(long)]
+        state: Vec<String>,
+        #[arg(long)]
+        batch_id: Option<String>,
+        #[arg(long)]
+        reference: Option<String>,
+        #[arg(long)]
+        reference_prefix: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
+        /// Created at or after this time (RFC 3339 UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Created before this time (RFC 3339 UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// Statuses a page (1-1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Follow next_cursor to the end instead of printing one page.
+        #[arg(long)]
+        all: bool,
+        /// The next_cursor of the page before.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Delete final statuses created before a time (RFC 3339 UTC).
+    Purge {
+        before: String,
+        /// Only these states (repeatable): sent, cancelled, failed (default: all three).
+        #[arg(long)]
+        state: Vec<String>,
+    },
     /// Requeue a failed message, or send a deferred one now.
     Retry {
         id: String,

@@ -166,3 +166,56 @@ pub fn failure(failure: &Failure, json: bool) {
         }
     }
 }
+
+/// One page (or, with --all, every page) of `outbox query`.
+pub fn query_page(items: &Value, next_cursor: &Value, json: bool) {
+    if json {
+        return json_value(&json!({"items": items, "next_cursor": next_cursor}));
+    }
+    status_list(items, false);
+    if let Some(cursor) = next_cursor.as_str() {
+        println!("more: --cursor {cursor}");
+    }
+}
+
+/// A transcript: each attempt, then its lines (C client, S server, * notes).
+pub fn transcript(attempts: &Value, json: bool) {
+    if json {
+        return json_value(attempts);
+    }
+    for attempt in attempts.as_array().into_iter().flatten() {
+        println!(
+            "attempt {} at {} ({} {})",
+            text(&attempt["attempt"]),
+            text(&attempt["started_at"]),
+            text(&attempt["transport"]),
+            text(&attempt["server"])
+        );
+        for line in attempt["lines"].as_array().into_iter().flatten() {
+            println!("{:>7} ms {} {}", text(&line["ms"]), text(&line["dir"]), text(&line["text"]));
+        }
+    }
+}
+
+/// The probe of a host: a line per port, then the keys to set.
+pub fn probe_report(report: &Value, json: bool) {
+    if json {
+        return json_value(report);
+    }
+    for r in report["results"].as_array().into_iter().flatten() {
+        let verdict = if r["ok"] == true { "works".to_string() } else { format!("no: {}", text(&r["error"])) };
+        println!("{:>5} {:<5} {verdict}", text(&r["port"]), text(&r["encryption"]));
+        if let Some(advice) = advice(r) {
+            println!("      advice: {advice}");
+        }
+    }
+    match report["suggested"].as_object() {
+        Some(keys) => {
+            println!("suggested:");
+            for (key, value) in keys {
+                println!("  {key}={}", text(value));
+            }
+        }
+        None => println!("suggested: nothing works"),
+    }
+}

@@ -152,6 +152,19 @@ pub fn run(cli: Cli) -> Outcome {
             Ok(())
         }
         Command::Credentials(command) => credentials(open(dir, Delivery::Held)?, command, json),
+        Command::Transcript { id } => {
+            let session = open(dir, Delivery::Held)?;
+            output::transcript(&parse(&session.client.transcript(&id)?), json);
+            Ok(())
+        }
+        Command::Probe { host } => {
+            let session = open(dir, Delivery::Held)?;
+            let outcome = session.client.probe(&host);
+            if let Some(report) = &outcome.report {
+                output::probe_report(report, json);
+            }
+            outcome.result.map_err(|e| Failure::with_detail(e, outcome.report))
+        }
     }
 }
 
@@ -304,6 +317,56 @@ fn outbox(session: Session, command: OutboxCommand, json: bool) -> Outcome {
     match command {
         OutboxCommand::List { state } => output::status_list(&parse(&client.outbox_list(state.as_deref())?), json),
         OutboxCommand::Stats => output::stats(&parse(&client.outbox_stats()?), json),
+        OutboxCommand::Query {
+            state,
+            batch_id,
+            reference,
+            reference_prefix,
+            profile,
+            since,
+            until,
+            limit,
+            all,
+            cursor,
+        } => {
+            let mut query = json!({"limit": limit, "cursor": cursor});
+            if !state.is_empty() {
+                query["state"] = json!(state);
+            }
+            let fields = [
+                ("batch_id", batch_id),
+                ("reference", reference),
+                ("reference_prefix", reference_prefix),
+                ("profile", profile),
+                ("since", since),
+                ("until", until),
+            ];
+            for (field, value) in fields {
+                if let Some(value) = value {
+                    query[field] = json!(value);
+                }
+            }
+            let mut items = Vec::new();
+            loop {
+                let page = parse(&client.outbox_query(&query.to_string())?);
+                items.extend(page["items"].as_array().cloned().unwrap_or_default());
+                let next = page["next_cursor"].clone();
+                if !all || next.is_null() {
+                    output::query_page(&Value::Array(items), &next, json);
+                    break;
+                }
+                query["cursor"] = next;
+            }
+        }
+        OutboxCommand::Purge { before, state } => {
+            let states = (!state.is_empty()).then(|| json!(state).to_string());
+            let purged = parse(&client.outbox_purge(&before, states.as_deref())?);
+            if json {
+                output::json_value(&purged);
+            } else {
+                println!("{} statuses purged", purged["purged"]);
+            }
+        }
         OutboxCommand::Retry { id, wait } => {
             client.retry(&id)?;
             if wait > 0 {
