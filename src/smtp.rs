@@ -757,7 +757,7 @@ impl Session {
         let result = self.transaction(mail.from, mail.to, mail.body, mail.utf8);
         self.in_transaction.store(false, Ordering::Release);
         match &result {
-            Ok(_) => self.transactions += 1,
+            Ok(_) => self.transactions = self.transactions.saturating_add(1),
             // Broke or stalled mid-transaction: a late reply may still be on
             // its way, and would be read as the answer to the next command.
             Err(f) if !f.in_step() => self.transactions = u64::MAX,
@@ -817,6 +817,9 @@ impl Session {
                 Err(f) => {
                     // Some recipients have the message already: a later
                     // transaction's failure is each remaining recipient's.
+                    if !f.in_step() {
+                        self.transactions = u64::MAX; // broken: not pooled
+                    }
                     for address in remaining {
                         let reply = f.rejected.iter().find(|(a, _)| *a == address).map(|(_, r)| r.clone());
                         let error = f.message.clone();
