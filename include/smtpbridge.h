@@ -904,7 +904,32 @@ smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn
  * `*out_status_json` is written whatever the result (the status JSON of
  * docs/REFERENCE.md; NULL `out_status_json` allowed). It is not written
  * for `SMTPB_ERR_INVALID_ARGUMENT`, `MESSAGE`, `CONFIG`, `NOT_FOUND`,
- * `BLOCKED` and `STATE`.
+ * `BLOCKED` and `STATE` found at the call. One refusal can only be made
+ * after the server's EHLO: an address with a non-ASCII local part
+ * (`jörg@example.com`) to a server that does not offer SMTPUTF8 is
+ * `SMTPB_ERR_MESSAGE` naming the address, and since the message was
+ * recorded by then, its status is written (`failed`, `error_code` 9), as
+ * for every refusal made after EHLO (SIZE, STARTTLS, AUTH mechanism).
+ *
+ * Addresses: an international domain (`user@bücher.example`) goes out as
+ * its A-labels (`user@xn--bcher-kva.example`, UTS #46) in the envelope
+ * and in the headers, which every server accepts; `recipients` in the
+ * status keeps the address as given.
+ *
+ * Server replies: `smtp_code`, `enhanced_code` and `smtp_response` hold
+ * only what a server said. A refusal the library makes itself (the
+ * message is over the server's SIZE: `SMTPB_ERR_REJECTED`, nothing sent;
+ * STARTTLS not offered; no AUTH mechanism in common) leaves them null and
+ * gives its reason in `error`. A session the library gives up on ends
+ * with QUIT when it can still carry one, within SMTPConnectionTimeout.
+ *
+ * Recipient limits: when a server answers 452 to a RCPT after accepting
+ * others (`452 4.5.3 too many recipients`, RFC 5321 §4.5.3.1.10), the
+ * accepted recipients get the message and the rest go in further
+ * transactions on the same session: one status, every recipient one
+ * copy. If a later transaction fails, the message is still `sent` (others
+ * have it) and each recipient it did not reach is in `rejected`, with the
+ * server's reply if there was one and an `error`.
  *
  * Ownership: `message_json` is borrowed for the call; a non-NULL
  * `*out_status_json` after the call, whatever the result, is the caller's
@@ -916,7 +941,10 @@ smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn
  * recipient, too large); `SMTPB_ERR_CONFIG` (no usable profile or
  * sender); `SMTPB_ERR_NOT_FOUND` (unknown `profile`); `SMTPB_ERR_BLOCKED`
  * (every recipient blacklisted); `SMTPB_ERR_CREDENTIALS`,
- * `SMTPB_ERR_CONNECT`, `SMTPB_ERR_TLS`, `SMTPB_ERR_AUTH` (before MAIL);
+ * `SMTPB_ERR_CONNECT`, `SMTPB_ERR_TLS`, `SMTPB_ERR_AUTH` (before MAIL;
+ * AUTH also when the server offers no mechanism the profile can use:
+ * PLAIN or LOGIN for a password, XOAUTH2 or OAUTHBEARER for an OAuth2
+ * token, as offered after TLS — the message names what it offers);
  * `SMTPB_ERR_REJECTED` (5xx), `SMTPB_ERR_TRANSIENT` (4xx, broken or stalled
  * session; `possible_duplicate` in the status when it broke after the
  * final dot); `SMTPB_ERR_STATE` (after shutdown).

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, Rust unit tests, the header drift check,
-# dependency policy, the pytest suite against loopback SMTP servers, and
-# the C, C++, C# and Python examples and binding tests.
+# dependency policy, the pytest suite against loopback SMTP servers (the
+# Python ones and a real Postfix + Dovecot), a short run of every fuzz
+# target, and the C, C++, C# and Python examples and binding tests (the C
+# ones under ASan and Valgrind too).
 source "$(dirname "$0")/env.sh"
 
 missing=()
-for tool in cc c++ mcs mono; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in cc c++ mcs mono valgrind; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in /usr/sbin/postfix /usr/sbin/dovecot; do [ -x "$tool" ] || missing+=("$tool"); done
 command -v cargo-deny >/dev/null || missing+=("cargo-deny")
+command -v cargo-fuzz >/dev/null || missing+=("cargo-fuzz")
 if [ ${#missing[@]} -gt 0 ]; then
     echo "error: missing tools: ${missing[*]}" >&2
-    echo "  apt-get install gcc g++ mono-mcs mono-runtime; cargo install cargo-deny --locked  (or run .ci/run)" >&2
+    echo "  apt-get install gcc g++ mono-mcs mono-runtime valgrind postfix dovecot-core;" \
+        "cargo install --locked cargo-deny cargo-fuzz  (or run .ci/run)" >&2
     exit 1
 fi
 
@@ -39,6 +44,15 @@ python -m mypy --strict --cache-dir=/dev/null bindings/python/smtpbridge example
 
 step "pytest: the library against loopback SMTP servers"
 python -m pytest -q -p no:cacheprovider tests bindings/python/tests
+
+step "fuzz: a few seconds of each target (fuzz/; longer runs: docs/DESIGN.md)"
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets this stable toolchain take them.
+for target in message_json config smtp_reply spool_journal; do
+    mkdir -p "fuzz/corpus/$target"
+    RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+        -max_total_time="${FUZZ_SECONDS:-5}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 2>&1 | tail -n 3 ||
+        { echo "error: fuzz target $target failed (crash input under fuzz/artifacts/$target)" >&2; exit 1; }
+done
 
 step "examples and the C, C++, C# binding tests"
 examples/run_all.sh

@@ -202,6 +202,32 @@ pub fn parse_address(text: &str) -> Result<Address> {
         .map_err(|e| Error::message_error(format!("\"{}\" is not a valid mail address: {e}", printable(text))))
 }
 
+/// `address` with its domain as A-labels (UTS #46, as IDNA 2008 mail
+/// expects): `user@bücher.example` becomes `user@xn--bcher-kva.example`.
+/// An ASCII domain is returned as it is; a domain that is no valid IDN is
+/// `SMTPB_ERR_MESSAGE` naming the address. The local part is kept: a
+/// non-ASCII one needs a server that offers SMTPUTF8.
+pub fn ascii_domain(address: &Address) -> Result<Address> {
+    let domain = address.domain();
+    if domain.is_ascii() {
+        return Ok(address.clone());
+    }
+    let ascii = idna::domain_to_ascii(domain).map_err(|_| {
+        Error::message_error(format!(
+            "\"{}\": the domain is not a valid international domain name",
+            printable(address.as_ref())
+        ))
+    })?;
+    Address::new(address.user(), ascii).map_err(|e| {
+        Error::message_error(format!("\"{}\" is not a valid mail address: {e}", printable(address.as_ref())))
+    })
+}
+
+/// `mailbox` with its domain as A-labels (see [`ascii_domain`]).
+pub fn ascii_mailbox(mailbox: &Mailbox) -> Result<Mailbox> {
+    Ok(Mailbox::new(mailbox.name.clone(), ascii_domain(&mailbox.email)?))
+}
+
 fn mailbox(field: &str, spec: &AddressSpec) -> Result<Mailbox> {
     let address = parse_address(&spec.email).map_err(|e| e.context(field))?;
     if let Some(name) = &spec.name {
@@ -896,6 +922,18 @@ mod tests {
         let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
         let parts: Vec<&[u8]> = parsed.attachments().map(|p| p.contents()).collect();
         assert_eq!(parts, vec![&data[..], &b"small"[..]]);
+    }
+
+    #[test]
+    fn international_domains_become_a_labels() {
+        let a: Address = "user@bücher.example".parse().unwrap();
+        assert_eq!(ascii_domain(&a).unwrap().to_string(), "user@xn--bcher-kva.example");
+        let a: Address = "user@MÜNCHEN.example".parse().unwrap();
+        assert_eq!(ascii_domain(&a).unwrap().to_string(), "user@xn--mnchen-3ya.example");
+        let a: Address = "plain@example.com".parse().unwrap();
+        assert_eq!(ascii_domain(&a).unwrap(), a);
+        let a: Address = "jörg@bücher.example".parse().unwrap();
+        assert_eq!(ascii_domain(&a).unwrap().to_string(), "jörg@xn--bcher-kva.example");
     }
 
     #[test]

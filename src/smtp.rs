@@ -40,6 +40,7 @@ use zeroize::Zeroizing;
 use crate::advice;
 use crate::config::{AuthModel, Authentication, Encryption, ProfileSettings};
 use crate::error::Code;
+use crate::status::Refusal;
 use crate::transcript;
 
 /// How long a greeting may take on port 465 when the profile does not use
@@ -114,6 +115,10 @@ pub struct Failure {
     /// (TLS errors, a missing greeting, connect errors); otherwise
     /// [`crate::advice::for_failure`] reads the reply.
     pub advice: Option<crate::advice::Advice>,
+    /// The library refused on its own (no server reply behind it): the
+    /// session is still in step with the server and can carry QUIT or
+    /// another transaction.
+    pub local: bool,
 }
 
 impl Failure {
@@ -128,12 +133,24 @@ impl Failure {
             oauth_refused: false,
             rejected: Vec::new(),
             advice: None,
+            local: false,
         }
     }
 
     fn with_advice(mut self, advice: Option<crate::advice::Advice>) -> Failure {
         self.advice = advice;
         self
+    }
+
+    /// A refusal the library makes itself, with the session in step.
+    fn local(code: Code, stage: &'static str, message: impl Into<String>) -> Failure {
+        Failure { local: true, ..Failure::new(code, stage, message) }
+    }
+
+    /// Whether the session is still in step with the server after this
+    /// failure: the server's last reply came whole, or nothing was sent.
+    fn in_step(&self) -> bool {
+        self.local || self.reply.is_some()
     }
 
     fn with_reply(mut self, reply: Reply) -> Failure {
@@ -493,16 +510,40 @@ impl Session {
             probe.tls = tls_version_name(conn);
             tls_established(conn, host, settings.port);
         }
+        match session.handshake(settings, tls, server_name, login, probe, deadline) {
+            Ok(()) => Ok(session),
+            Err(f) => {
+                // A session the library gives up on ends with QUIT when it
+                // can still carry one (a refusal, not a broken stream),
+                // within what is left of the deadline.
+                if f.in_step() {
+                    session.quit_by(deadline);
+                }
+                Err(f)
+            }
+        }
+    }
 
+    /// Greeting, EHLO, STARTTLS and AUTH, by `deadline`.
+    fn handshake(
+        &mut self,
+        settings: &ProfileSettings,
+        tls: &Arc<ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+        login: Option<&Login>,
+        probe: &mut Probe,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
         probe.stage = "greeting";
+        let host = settings.server.as_deref().unwrap_or("");
         // On the implicit-TLS port without TLS, a silent server is waiting
         // for a ClientHello: say so within seconds, not at the timeout.
         let implicit_port = settings.port == 465 && settings.encryption != Encryption::Ssl;
         let greeting_deadline =
             if implicit_port { deadline.min(Instant::now() + IMPLICIT_TLS_PORT_GREETING) } else { deadline };
-        let greeting = session.read_reply(greeting_deadline).map_err(|e| {
-            let silent = matches!(e, IoFail::Timeout) && session.buf.len() == session.start;
-            let tls_record = session.buf.first().is_some_and(|b| matches!(b, 0x15 | 0x16));
+        let greeting = self.read_reply(greeting_deadline).map_err(|e| {
+            let silent = matches!(e, IoFail::Timeout) && self.buf.len() == self.start;
+            let tls_record = self.buf.first().is_some_and(|b| matches!(b, 0x15 | 0x16));
             let mut f = if silent && implicit_port {
                 Failure::new(
                     Code::Connect,
@@ -522,7 +563,7 @@ impl Session {
             transcript::note(|| f.message.clone());
             f
         })?;
-        session.banner = greeting.text.clone();
+        self.banner = greeting.text.clone();
         probe.banner = Some(greeting.text.clone());
         if greeting.code != 220 {
             return Err(Failure::new(
@@ -534,25 +575,25 @@ impl Session {
         }
 
         probe.stage = "ehlo";
-        session.hello(&settings.helo_name, deadline)?;
-        probe.capabilities = session.caps.lines.clone();
+        self.hello(&settings.helo_name, deadline)?;
+        probe.capabilities = self.caps.lines.clone();
 
         if settings.encryption == Encryption::StartTls {
             probe.stage = "tls";
-            session.starttls(settings, tls.clone(), server_name, deadline)?;
-            if let Stream::Tls(conn, _) = &session.stream {
+            self.starttls(settings, tls.clone(), server_name, deadline)?;
+            if let Stream::Tls(conn, _) = &self.stream {
                 probe.tls = tls_version_name(conn);
                 tls_established(conn, host, settings.port);
             }
-            session.hello(&settings.helo_name, deadline)?;
-            probe.capabilities = session.caps.lines.clone();
+            self.hello(&settings.helo_name, deadline)?;
+            probe.capabilities = self.caps.lines.clone();
         }
-        probe.auth_mechanisms = session.caps.auth.clone();
+        probe.auth_mechanisms = self.caps.auth.clone();
 
         probe.stage = "auth";
-        session.authenticate(settings, login, deadline)?;
+        self.authenticate(settings, login, deadline)?;
         probe.stage = "done";
-        Ok(session)
+        Ok(())
     }
 
     fn is_tls(&self) -> bool {
@@ -603,7 +644,7 @@ impl Session {
     ) -> Result<(), Failure> {
         let fail = |e: IoFail| Failure::new(Code::Tls, "tls", format!("STARTTLS failed: {e}"));
         if !self.caps.starttls {
-            return Err(Failure::new(
+            return Err(Failure::local(
                 Code::Tls,
                 "tls",
                 "the server does not offer STARTTLS, and SMTPServerEncryption=TLS requires it (no fallback to plaintext)",
@@ -645,7 +686,6 @@ impl Session {
         login: Option<&Login>,
         deadline: Instant,
     ) -> Result<(), Failure> {
-        let fail = |m: String| Failure::new(Code::Auth, "auth", m);
         let login = match (settings.authentication, login) {
             (Authentication::None, _) => return Ok(()),
             (Authentication::Optional, None) => return Ok(()),
@@ -660,23 +700,16 @@ impl Session {
             (_, Some(login)) => login,
         };
         if !self.is_tls() && !settings.allow_plaintext_auth {
-            return Err(fail(
-                "AUTH would go over an unencrypted connection; use SSL or TLS, or set SMTPAllowPlaintextAuth=true"
-                    .into(),
+            return Err(Failure::local(
+                Code::Auth,
+                "auth",
+                "AUTH would go over an unencrypted connection; use SSL or TLS, or set SMTPAllowPlaintextAuth=true",
             ));
         }
-        let offered = |m: &str| self.caps.auth.iter().any(|a| a == m);
-        let mechanism = match settings.auth_model {
-            AuthModel::OAuth2 => "XOAUTH2",
-            AuthModel::Basic if offered("PLAIN") => "PLAIN",
-            AuthModel::Basic if offered("LOGIN") => "LOGIN",
-            // A server that lists no AUTH at all may still take PLAIN.
-            AuthModel::Basic if self.caps.auth.is_empty() => "PLAIN",
-            AuthModel::Basic => {
-                return Err(fail(format!("the server offers AUTH {} but not PLAIN or LOGIN", self.caps.auth.join(" ")))
-                    .with_advice(Some(advice::text_for("auth_mechanism_unsupported", settings))))
-            }
-        };
+        let mechanism = choose_mechanism(settings.auth_model, &self.caps.auth).map_err(|m| {
+            Failure::local(Code::Auth, "auth", m)
+                .with_advice(Some(advice::text_for("auth_mechanism_unsupported", settings)))
+        })?;
         log::info!("AUTH {mechanism} as {}", login.username);
         // The session breaking during AUTH is no refusal: CONNECT, retried.
         let io = |e: IoFail| connect_failure("auth", &format!("during AUTH {mechanism}"), e);
@@ -701,24 +734,43 @@ impl Session {
                 reply
             }
             _ => {
-                let token =
-                    Zeroizing::new(format!("user={}\x01auth=Bearer {}\x01\x01", login.username, login.secret.as_str()));
-                let line = Zeroizing::new(format!("AUTH XOAUTH2 {}\r\n", B64.encode(token.as_bytes())));
-                self.write_secret(line.as_bytes(), "AUTH XOAUTH2 ********", deadline).map_err(io)?;
+                let (token, dummy): (Zeroizing<String>, &[u8]) = if mechanism == "OAUTHBEARER" {
+                    // RFC 7628 §3.1: a GS2 header naming the user, then
+                    // key/value pairs; after an error challenge the client
+                    // answers with a lone %x01 (§3.2.3).
+                    let host = settings.server.as_deref().unwrap_or("");
+                    let token = format!(
+                        "n,a={},\x01host={host}\x01port={}\x01auth=Bearer {}\x01\x01",
+                        gs2_saslname(&login.username),
+                        settings.port,
+                        login.secret.as_str()
+                    );
+                    (Zeroizing::new(token), b"AQ==\r\n")
+                } else {
+                    // XOAUTH2: the error challenge is answered by an empty line.
+                    let token = format!("user={}\x01auth=Bearer {}\x01\x01", login.username, login.secret.as_str());
+                    (Zeroizing::new(token), b"\r\n")
+                };
+                let line = Zeroizing::new(format!("AUTH {mechanism} {}\r\n", B64.encode(token.as_bytes())));
+                self.write_secret(line.as_bytes(), &format!("AUTH {mechanism} ********"), deadline).map_err(io)?;
                 let reply = self.read_reply(deadline).map_err(io)?;
                 if reply.code == 334 {
                     // The server explains the refusal in a base64 JSON
-                    // challenge and waits for an empty line (RFC 7628 §3.2.3).
+                    // challenge and waits for the client's answer.
                     let detail =
                         B64.decode(reply.text.trim()).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
-                    self.write(b"\r\n", deadline).map_err(io)?;
+                    self.write(dummy, deadline).map_err(io)?;
                     let last = self.read_reply(deadline).map_err(io)?;
-                    let mut f = fail(format!(
-                        "the server refused the OAuth2 token of {}: {} {}",
-                        login.username,
-                        last.summary(),
-                        detail
-                    ));
+                    let mut f = Failure::new(
+                        Code::Auth,
+                        "auth",
+                        format!(
+                            "the server refused the OAuth2 token of {} ({mechanism}): {} {}",
+                            login.username,
+                            last.summary(),
+                            crate::config::printable(&detail)
+                        ),
+                    );
                     f.oauth_refused = true;
                     return Err(f.with_reply(last));
                 }
@@ -728,8 +780,11 @@ impl Session {
         if reply.code == 235 {
             return Ok(());
         }
-        let mut f =
-            fail(format!("the server refused authentication of {} ({mechanism}): {}", login.username, reply.summary()));
+        let mut f = Failure::new(
+            Code::Auth,
+            "auth",
+            format!("the server refused authentication of {} ({mechanism}): {}", login.username, reply.summary()),
+        );
         f.oauth_refused = settings.auth_model == AuthModel::OAuth2;
         Err(f.with_reply(reply))
     }
@@ -758,10 +813,10 @@ impl Session {
         let result = self.transaction(mail.from, mail.to, mail.body, mail.utf8);
         self.in_transaction.store(false, Ordering::Release);
         match &result {
-            Ok(_) => self.transactions += 1,
+            Ok(_) => self.transactions = self.transactions.saturating_add(1),
             // Broke or stalled mid-transaction: a late reply may still be on
             // its way, and would be read as the answer to the next command.
-            Err(f) if f.reply.is_none() && f.code != Code::Message => self.transactions = u64::MAX,
+            Err(f) if !f.in_step() => self.transactions = u64::MAX,
             Err(_) => {}
         }
         self.idle_since = Instant::now();
@@ -771,27 +826,84 @@ impl Session {
     fn transaction(&mut self, from: &str, recipients: &[String], body: &[u8], utf8: bool) -> Result<Delivery, Failure> {
         if let Some(limit) = self.caps.size.filter(|s| *s > 0) {
             if body.len() as u64 > limit {
-                return Err(Failure::new(
+                // The library's own refusal: no server reply is invented
+                // for it, and nothing was sent (the session stays usable).
+                return Err(Failure::local(
                     Code::Rejected,
                     "mail",
-                    format!("the message is {} bytes; the server accepts at most {limit} (SIZE)", body.len()),
-                )
-                .with_reply(Reply {
-                    code: 552,
-                    enhanced: Some("5.3.4".into()),
-                    text: "Message size exceeds fixed limit".into(),
-                    lines: vec![],
-                }));
+                    format!(
+                        "the message is {} bytes; the server announced SIZE {limit}, so it was not sent",
+                        body.len()
+                    ),
+                ));
             }
         }
         if utf8 && !self.caps.smtputf8 {
-            return Err(Failure::new(
+            let address = std::iter::once(from)
+                .chain(recipients.iter().map(String::as_str))
+                .find(|a| !a.is_ascii())
+                .unwrap_or(from);
+            return Err(Failure::local(
                 Code::Message,
                 "mail",
-                "an address has non-ASCII characters and the server does not offer SMTPUTF8",
+                format!(
+                    "the address {} has a non-ASCII local part, and the server does not offer SMTPUTF8",
+                    crate::config::printable(address)
+                ),
             ));
         }
-        let first = self.transactions > 0;
+        // RFC 5321 §4.5.3.1.10: a server may take fewer recipients per
+        // transaction than a message has (452, e.g. Postfix's 4.5.3 "too
+        // many recipients"). The accepted ones get the message, the rest go
+        // in further transactions on this session: one status in the end.
+        let mut remaining: Vec<String> = recipients.to_vec();
+        let mut rejected: Vec<Refusal> = Vec::new();
+        let mut delivered: Option<Reply> = None;
+        loop {
+            match self.round(from, &remaining, body, utf8, delivered.is_none()) {
+                Ok(round) => {
+                    rejected.extend(round.rejected.into_iter().map(|(address, reply)| Refusal::reply(address, reply)));
+                    delivered = Some(round.reply);
+                    if round.carried.is_empty() {
+                        break;
+                    }
+                    remaining = round.carried;
+                }
+                Err(f) if delivered.is_none() => return Err(f),
+                Err(f) => {
+                    // Some recipients have the message already: a later
+                    // transaction's failure is each remaining recipient's.
+                    if !f.in_step() {
+                        self.transactions = u64::MAX; // broken: not pooled
+                    }
+                    for address in remaining {
+                        let reply = f.rejected.iter().find(|(a, _)| *a == address).map(|(_, r)| r.clone());
+                        let error = f.message.clone();
+                        rejected.push(Refusal {
+                            address,
+                            reply: reply.or_else(|| f.reply.clone()),
+                            error: Some(error),
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(Delivery { reply: delivered.expect("at least one transaction delivered"), rejected })
+    }
+
+    /// One transaction: MAIL, RCPT for each of `recipients`, DATA, the
+    /// body. Recipients answered 452 after one was accepted are `carried`
+    /// for the next transaction instead of deferring the message.
+    fn round(
+        &mut self,
+        from: &str,
+        recipients: &[String],
+        body: &[u8],
+        utf8: bool,
+        first_round: bool,
+    ) -> Result<Round, Failure> {
+        let first = first_round && self.transactions > 0;
         let mut mail = format!("MAIL FROM:<{from}>");
         if self.caps.size.is_some() {
             mail.push_str(&format!(" SIZE={}", body.len()));
@@ -832,6 +944,7 @@ impl Session {
         let mut accepted = 0usize;
         let mut rejected = Vec::new();
         let mut deferred = Vec::new();
+        let mut carried = Vec::new();
         for (index, line) in rcpts.iter().enumerate() {
             let deadline = Instant::now() + self.timeout;
             let io = |e| transient("rcpt", "at RCPT", e);
@@ -842,6 +955,9 @@ impl Session {
             let address = recipients[index].clone();
             if reply.is_positive() {
                 accepted += 1;
+            } else if reply.code == 452 && accepted > 0 {
+                // Past the server's recipient limit (RFC 5321 §4.5.3.1.10).
+                carried.push(address);
             } else if reply.is_transient() {
                 deferred.push((address, reply));
             } else {
@@ -904,7 +1020,7 @@ impl Session {
             f.rejected = rejected;
             return Err(f);
         }
-        Ok(Delivery { reply, rejected })
+        Ok(Round { reply, rejected, carried })
     }
 
     /// A refusal in the transaction: classify it and leave the session
@@ -932,8 +1048,13 @@ impl Session {
     }
 
     /// Ends the session politely: QUIT, and the reply if it comes in time.
-    pub fn quit(mut self, wait: Duration) {
-        let deadline = Instant::now() + wait;
+    pub fn quit(self, wait: Duration) {
+        self.quit_by(Instant::now() + wait);
+    }
+
+    /// QUIT, and the reply if it comes by `deadline` (nothing is sent once
+    /// the deadline has passed).
+    fn quit_by(mut self, deadline: Instant) {
         if self.write(b"QUIT\r\n", deadline).is_ok() {
             let _ = self.read_reply(deadline);
         }
@@ -994,42 +1115,14 @@ impl Session {
 
     /// Reads one complete reply, single or multi-line, by `deadline`.
     fn read_reply(&mut self, deadline: Instant) -> IoResult<Reply> {
-        let mut lines: Vec<String> = Vec::new();
-        let mut code = 0u16;
+        let mut builder = ReplyBuilder::default();
         loop {
             let line = self.read_line(deadline)?;
-            let text = String::from_utf8_lossy(&line).into_owned();
-            transcript::server(&text);
-            let bytes = text.as_bytes();
-            if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
-                return Err(IoFail::Protocol(format!("malformed reply line \"{}\"", crate::config::printable(&text))));
-            }
-            let this: u16 = text[..3].parse().expect("three digits");
-            if !lines.is_empty() && this != code {
-                return Err(IoFail::Protocol("reply lines with different codes".into()));
-            }
-            code = this;
-            let sep = bytes.get(3).copied();
-            lines.push(text.get(4..).unwrap_or("").to_string());
-            match sep {
-                None | Some(b' ') => break,
-                Some(b'-') if lines.len() < MAX_REPLY_LINES => continue,
-                Some(b'-') => return Err(IoFail::Protocol("reply has too many lines".into())),
-                Some(_) => {
-                    return Err(IoFail::Protocol(format!(
-                        "malformed reply line \"{}\"",
-                        crate::config::printable(&text)
-                    )))
-                }
+            transcript::server(&String::from_utf8_lossy(&line));
+            if let Some(reply) = builder.push(&line).map_err(IoFail::Protocol)? {
+                return Ok(reply);
             }
         }
-        let enhanced = enhanced_code(code, &lines[0]);
-        let strip = |l: &String| match &enhanced {
-            Some(e) => l.strip_prefix(e.as_str()).map(|r| r.trim_start().to_string()).unwrap_or_else(|| l.clone()),
-            None => l.clone(),
-        };
-        let text = lines.iter().map(strip).collect::<Vec<_>>().join(" ");
-        Ok(Reply { code, enhanced, text, lines })
     }
 
     /// One line without its line end. CRLF ends a line; a bare LF is
@@ -1075,9 +1168,53 @@ pub struct Mail<'a> {
 /// A message the server accepted.
 #[derive(Clone, Debug)]
 pub struct Delivery {
+    /// The server's reply to the last transaction that delivered it.
     pub reply: Reply,
-    /// Recipients refused with a 5xx while the others were accepted.
-    pub rejected: Vec<(String, Reply)>,
+    /// Recipients that did not get it while others did: refused with a
+    /// 5xx, or left over when a later transaction failed.
+    pub rejected: Vec<Refusal>,
+}
+
+/// What one transaction of a message did.
+struct Round {
+    reply: Reply,
+    /// Recipients refused with a 5xx.
+    rejected: Vec<(String, Reply)>,
+    /// Recipients answered 452 while others were accepted: for the next
+    /// transaction.
+    carried: Vec<String>,
+}
+
+/// The AUTH mechanism for `model` among those the server `offered` (after
+/// TLS, upper case): PLAIN, else LOGIN, for a password; XOAUTH2, else
+/// OAUTHBEARER, for an OAuth2 token. Never one the server did not offer;
+/// the error names what it offers.
+pub fn choose_mechanism(model: AuthModel, offered: &[String]) -> Result<&'static str, String> {
+    let has = |m: &str| offered.iter().any(|a| a == m);
+    let offers = || {
+        if offered.is_empty() {
+            "the server offers no AUTH mechanism".to_string()
+        } else {
+            format!("the server offers AUTH {}", offered.join(" "))
+        }
+    };
+    match model {
+        AuthModel::Basic if has("PLAIN") => Ok("PLAIN"),
+        AuthModel::Basic if has("LOGIN") => Ok("LOGIN"),
+        AuthModel::Basic => {
+            Err(format!("{}, but not PLAIN or LOGIN, which a password (SMTPAuthModel=Basic) needs", offers()))
+        }
+        AuthModel::OAuth2 if has("XOAUTH2") => Ok("XOAUTH2"),
+        AuthModel::OAuth2 if has("OAUTHBEARER") => Ok("OAUTHBEARER"),
+        AuthModel::OAuth2 => {
+            Err(format!("{}, but not XOAUTH2 or OAUTHBEARER, which SMTPAuthModel=OAuth2 needs", offers()))
+        }
+    }
+}
+
+/// A user name as a GS2 `saslname` (RFC 5801): `,` and `=` escaped.
+fn gs2_saslname(name: &str) -> String {
+    name.replace('=', "=3D").replace(',', "=2C")
 }
 
 fn tls_version_name(conn: &ClientConnection) -> Option<&'static str> {
@@ -1086,6 +1223,76 @@ fn tls_version_name(conn: &ClientConnection) -> Option<&'static str> {
         rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
         _ => Some("TLS"),
     }
+}
+
+/// Assembles a reply from its lines (without line ends), as they come.
+#[derive(Default)]
+struct ReplyBuilder {
+    lines: Vec<String>,
+    code: u16,
+}
+
+impl ReplyBuilder {
+    /// Takes one line; the reply once its last line came.
+    fn push(&mut self, line: &[u8]) -> std::result::Result<Option<Reply>, String> {
+        let text = String::from_utf8_lossy(line).into_owned();
+        let bytes = text.as_bytes();
+        let malformed = || format!("malformed reply line \"{}\"", crate::config::printable(&text));
+        if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
+            return Err(malformed());
+        }
+        let this: u16 = text[..3].parse().map_err(|_| malformed())?;
+        if !self.lines.is_empty() && this != self.code {
+            return Err("reply lines with different codes".into());
+        }
+        self.code = this;
+        let sep = bytes.get(3).copied();
+        match sep {
+            None | Some(b' ') | Some(b'-') => {}
+            Some(_) => return Err(malformed()),
+        }
+        self.lines.push(text.get(4..).unwrap_or("").to_string());
+        match sep {
+            Some(b'-') if self.lines.len() < MAX_REPLY_LINES => return Ok(None),
+            Some(b'-') => return Err("reply has too many lines".into()),
+            _ => {}
+        }
+        let lines = std::mem::take(&mut self.lines);
+        let code = self.code;
+        let enhanced = enhanced_code(code, &lines[0]);
+        let strip = |l: &String| match &enhanced {
+            Some(e) => l.strip_prefix(e.as_str()).map(|r| r.trim_start().to_string()).unwrap_or_else(|| l.clone()),
+            None => l.clone(),
+        };
+        let text = lines.iter().map(strip).collect::<Vec<_>>().join(" ");
+        Ok(Some(Reply { code, enhanced, text, lines }))
+    }
+}
+
+/// Parses a server's byte stream into replies as a session reads them
+/// (lines end at LF, a CR before it is dropped; lines over the length
+/// bound are refused), stopping at the first error, and parses each
+/// complete reply's capabilities. For tests and fuzzing: never panics.
+pub fn parse_replies(bytes: &[u8]) -> (Vec<Reply>, Option<String>) {
+    let mut replies = Vec::new();
+    let mut builder = ReplyBuilder::default();
+    for raw in bytes.split_inclusive(|b| *b == b'\n') {
+        let Some(line) = raw.strip_suffix(b"\n") else { break };
+        if line.len() > MAX_LINE {
+            return (replies, Some(format!("reply line longer than {MAX_LINE} bytes")));
+        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match builder.push(line) {
+            Ok(Some(reply)) => {
+                let _ = Capabilities::parse(&reply);
+                let _ = reply.summary();
+                replies.push(reply);
+            }
+            Ok(None) => {}
+            Err(e) => return (replies, Some(e)),
+        }
+    }
+    (replies, None)
 }
 
 fn enhanced_code(code: u16, first_line: &str) -> Option<String> {
@@ -1212,6 +1419,41 @@ mod tests {
         assert_eq!(enhanced_code(250, "2.0.0 Ok: queued").as_deref(), Some("2.0.0"));
         assert_eq!(enhanced_code(550, "4.1.1 mismatch"), None);
         assert_eq!(enhanced_code(250, "Ok"), None);
+    }
+
+    #[test]
+    fn replies_are_parsed_from_bytes() {
+        let (replies, error) = parse_replies(b"250-mail.example\r\n250-SIZE 100\r\n250 AUTH PLAIN\r\n550 5.1.1 gone\n");
+        assert_eq!(error, None);
+        assert_eq!(replies.len(), 2);
+        assert_eq!(replies[0].lines, vec!["mail.example", "SIZE 100", "AUTH PLAIN"]);
+        assert_eq!(
+            (replies[1].code, replies[1].enhanced.as_deref(), replies[1].text.as_str()),
+            (550, Some("5.1.1"), "gone")
+        );
+        for bad in [&b"25\r\n"[..], b"abc ok\r\n", b"250xok\r\n", b"250-a\r\n251 b\r\n"] {
+            assert!(parse_replies(bad).1.is_some(), "{bad:?}");
+        }
+        let long = [b"250 ".to_vec(), vec![b'a'; MAX_LINE + 1], b"\r\n".to_vec()].concat();
+        assert!(parse_replies(&long).1.is_some());
+        let many: Vec<u8> = (0..MAX_REPLY_LINES + 1).flat_map(|_| b"250-x\r\n".to_vec()).collect();
+        assert_eq!(parse_replies(&many).1.as_deref(), Some("reply has too many lines"));
+        // Multi-byte UTF-8 where the code should be: no panic on slicing.
+        assert!(parse_replies("2é0 x\r\n".as_bytes()).1.is_some());
+    }
+
+    #[test]
+    fn mechanisms_are_only_those_offered() {
+        let offer = |list: &[&str]| list.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        assert_eq!(choose_mechanism(AuthModel::Basic, &offer(&["LOGIN", "PLAIN"])), Ok("PLAIN"));
+        assert_eq!(choose_mechanism(AuthModel::Basic, &offer(&["LOGIN"])), Ok("LOGIN"));
+        assert_eq!(choose_mechanism(AuthModel::OAuth2, &offer(&["OAUTHBEARER", "XOAUTH2"])), Ok("XOAUTH2"));
+        assert_eq!(choose_mechanism(AuthModel::OAuth2, &offer(&["OAUTHBEARER"])), Ok("OAUTHBEARER"));
+        let e = choose_mechanism(AuthModel::OAuth2, &offer(&["PLAIN", "LOGIN"])).unwrap_err();
+        assert!(e.contains("AUTH PLAIN LOGIN") && e.contains("XOAUTH2 or OAUTHBEARER"), "{e}");
+        let e = choose_mechanism(AuthModel::Basic, &[]).unwrap_err();
+        assert!(e.contains("no AUTH mechanism"), "{e}");
+        assert_eq!(gs2_saslname("a,b=c"), "a=2Cb=3Dc");
     }
 
     #[test]

@@ -56,11 +56,23 @@ impl State {
     }
 }
 
-/// A recipient the server refused while others were accepted.
+/// A recipient that did not get a message others got: refused by the
+/// server, or left over when a later transaction of the message failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
     pub address: String,
-    pub reply: Reply,
+    /// The server's reply for this recipient (none when the session broke).
+    pub reply: Option<Reply>,
+    /// The library's account, when a later transaction failed.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Refusal {
+    /// A recipient the server refused with `reply`.
+    pub fn reply(address: String, reply: Reply) -> Refusal {
+        Refusal { address, reply: Some(reply), error: None }
+    }
 }
 
 /// The status of one message.
@@ -125,12 +137,16 @@ impl Status {
             .rejected
             .iter()
             .map(|r| {
-                json!({
+                let mut v = json!({
                     "address": r.address,
-                    "smtp_code": r.reply.code,
-                    "enhanced_code": r.reply.enhanced,
-                    "smtp_response": r.reply.text,
-                })
+                    "smtp_code": r.reply.as_ref().map(|r| r.code),
+                    "enhanced_code": r.reply.as_ref().and_then(|r| r.enhanced.clone()),
+                    "smtp_response": r.reply.as_ref().map(|r| r.text.clone()),
+                });
+                if let Some(error) = &r.error {
+                    v["error"] = json!(error);
+                }
+                v
             })
             .collect();
         json!({

@@ -90,7 +90,11 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.iter().filter(|(k, _)| *k == key).count() < MAX_IDLE_PER_KEY {
             idle.push((key, session));
+            return;
         }
+        drop(idle);
+        // Not kept: end it politely rather than just close the socket.
+        session.quit(QUIT_WAIT);
     }
 
     /// Sends one message on a pooled or new session.

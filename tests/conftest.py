@@ -228,3 +228,19 @@ def dir_client(data_dir: Path) -> Iterator[smtpbridge.Client]:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture(scope="session")
+def postfix(ca: CertAuthority) -> Iterator[Any]:
+    """One real Postfix (smtpd + Dovecot SASL) for the session, on 127.0.0.1 ports of
+    its own (tests/servers/postfix.py). Not installed: the tests FAIL, naming the package."""
+    from servers.postfix import PostfixServer, PostfixUnavailable
+
+    try:
+        server = PostfixServer(ca).start()
+    except PostfixUnavailable as error:
+        pytest.fail(f"real-server tests need Postfix and Dovecot: {error}")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -15,7 +15,7 @@ use crate::message::{self, BuildContext, MessageSpec};
 use crate::outbox::spool::Record;
 use crate::outbox::{Attempt, RetryPolicy};
 use crate::smtp::{Login, Mail};
-use crate::status::{Refusal, State, Status};
+use crate::status::{State, Status};
 use crate::transport::PoolKey;
 
 /// Chooses the profile for a message (ABI §4 "Profile choice"): the
@@ -49,6 +49,14 @@ pub(super) fn choose_profile(config: &Config, explicit: Option<&str>, sender: Op
         .into_iter()
         .next()
         .ok_or_else(|| Error::config("no enabled profile: set SMTPServer (and SMTPEnabled) for at least one profile"))
+}
+
+/// An envelope address with its domain as A-labels.
+fn ascii_envelope(address: &str) -> Result<String> {
+    if address.is_ascii() {
+        return Ok(address.to_string());
+    }
+    Ok(message::ascii_domain(&message::parse_address(address)?)?.to_string())
 }
 
 /// Why a login could not be had.
@@ -159,6 +167,17 @@ impl Client {
         } else {
             (allowed.iter().map(|r| r.mailbox.email.to_string()).collect(), None)
         };
+        // International domains go out as A-labels, in the envelope and
+        // in the headers: every server takes those, with or without
+        // SMTPUTF8 (the bytes are built before any server is asked).
+        let envelope_to = envelope_to.iter().map(|a| ascii_envelope(a)).collect::<Result<Vec<_>>>()?;
+        let from = message::ascii_mailbox(&from).map_err(|e| e.context("from"))?;
+        let reply_to = reply_to.map(|r| message::ascii_mailbox(&r)).transpose().map_err(|e| e.context("reply_to"))?;
+        for (field, list) in [("to", &mut spec.to), ("cc", &mut spec.cc), ("bcc", &mut spec.bcc)] {
+            for (i, r) in list.iter_mut().enumerate() {
+                r.mailbox = message::ascii_mailbox(&r.mailbox).map_err(|e| e.context(format!("{field}[{i}]")))?;
+            }
+        }
         if spec.archive && settings.archive_dir.is_none() && self.inner.data_dir.is_none() {
             return Err(Error::config("archive: an in-memory client archives only with SMTPArchiveDir set"));
         }
@@ -309,11 +328,7 @@ impl Client {
                     Ok(delivery) => Attempt::Sent {
                         archive: self.archive(&settings, record, bytes, &delivery.reply),
                         reply: delivery.reply,
-                        rejected: delivery
-                            .rejected
-                            .into_iter()
-                            .map(|(address, reply)| Refusal { address, reply })
-                            .collect(),
+                        rejected: delivery.rejected,
                     },
                     Err(mut f) => {
                         f.advice = crate::advice::for_failure(&f, &settings);

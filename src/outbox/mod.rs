@@ -661,10 +661,7 @@ impl Outbox {
                     s.rejected = f
                         .rejected
                         .iter()
-                        .map(|(address, reply)| crate::status::Refusal {
-                            address: address.clone(),
-                            reply: reply.clone(),
-                        })
+                        .map(|(address, reply)| crate::status::Refusal::reply(address.clone(), reply.clone()))
                         .collect();
                 }
                 s.error_code = error.code();
