@@ -28,6 +28,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod fsutil;
+pub mod http;
 pub mod json;
 pub mod limits;
 pub mod message;
