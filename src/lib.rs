@@ -32,6 +32,7 @@ pub mod http;
 pub mod json;
 pub mod limits;
 pub mod message;
+pub mod oauth2;
 pub mod outbox;
 pub mod smtp;
 pub mod status;

@@ -6,7 +6,8 @@ token: only a token it says is ``active`` (and, when the token names a
 subject, for the user given in XOAUTH2) is accepted, so an expired or
 revoked token really fails, with the 334 JSON challenge and 535 that
 Office 365 sends. Each AUTH is recorded in ``auths`` as
-``(user, active, fingerprint)``; the token itself is kept nowhere.
+``(user, active, fingerprint)``; the tokens themselves are kept in memory
+only (``tokens``), for tests that check no token leaked to a file.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class _IntrospectingHandler(_Handler):
             active = bool(answer.get("active")) and (
                 subject is None or user in (subject, f"{subject}@example.test")
                 or answer.get("client_id") == subject)
-        self._owner._record(user, active, token_fingerprint(token) if token else "")
+        self._owner._record(user, active, token_fingerprint(token) if token else "", token)
         if active:
             return AuthResult(success=True, auth_data=user)
         if await server.challenge_auth(json.dumps(XOAUTH2_ERROR)) is MISSING:
@@ -98,15 +99,18 @@ class IntrospectingServer(RecordingServer):
     def __init__(self, introspection_endpoint: str, **kwargs: Any) -> None:
         self.introspect = introspector(introspection_endpoint)
         self.auths: list[tuple[str, bool, str]] = []
+        self.tokens: list[str] = []
         self._auth_lock = threading.Lock()
         kwargs.setdefault("auth_mechanisms", ["XOAUTH2"])
         kwargs.setdefault("auth_require_tls", False)
         super().__init__(oauth=("-", "-"), **kwargs)
         self._controller.handler = _IntrospectingHandler(self)
 
-    def _record(self, user: str, active: bool, fingerprint: str) -> None:
+    def _record(self, user: str, active: bool, fingerprint: str, token: str) -> None:
         with self._auth_lock:
             self.auths.append((user, active, fingerprint))
+            if token:
+                self.tokens.append(token)
 
     def auth_log(self) -> list[tuple[str, bool, str]]:
         with self._auth_lock:

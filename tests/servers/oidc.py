@@ -218,11 +218,26 @@ class OidcProvider:
         assert status == 200, body
         return int(json.loads(body)["revoked"])
 
+    def forget_access_token(self, token: str) -> bool:
+        """Make one access token invalid (introspection: inactive), keeping its grant."""
+        request = urllib.request.Request(
+            f"{self.issuer}/test/forget-token?" + urllib.parse.urlencode({"token": token}), data=b"", method="POST")
+        status, body = self._open(request)
+        assert status == 200, body
+        return bool(json.loads(body)["forgotten"])
+
     def stats(self) -> dict[str, Any]:
         """``{"token_requests": n, "grant_types": {grant_type: n}}`` so far."""
         status, body = self._open(f"{self.issuer}/test/stats")
         assert status == 200, body
         return json.loads(body)
+
+    def secrets(self) -> list[str]:
+        """Every token and code value the provider holds (and the client secrets)."""
+        status, body = self._open(f"{self.issuer}/test/secrets")
+        assert status == 200, body
+        doc = json.loads(body)
+        return list(doc["secrets"]) + list(doc["client_secrets"])
 
     def reset_stats(self) -> None:
         status, body = self._open(urllib.request.Request(f"{self.issuer}/test/reset-stats", data=b"",

@@ -106,6 +106,11 @@ SIGNATURES: Tuple[Tuple[str, Tuple[Any, ...], Any], ...] = (
     ("smtpb_blacklist_remove",      (client_p, c_char_p),                              smtpb_result),
     ("smtpb_blacklist_list",        (client_p, char_pp),                               smtpb_result),
     ("smtpb_set_event_callback",    (client_p, smtpb_event_fn, c_void_p),              smtpb_result),
+    # 1.1 (ABI §13)
+    ("smtpb_oauth2_begin",          (client_p, c_char_p, c_char_p, c_char_p, char_pp), smtpb_result),
+    ("smtpb_oauth2_complete",       (client_p, c_char_p, c_uint32, char_pp),           smtpb_result),
+    ("smtpb_oauth2_cancel",         (client_p, c_char_p),                              smtpb_result),
+    ("smtpb_credentials_set_oauth2_refresh", (client_p, c_char_p, c_char_p, c_char_p), smtpb_result),
 )
 """Every function of the C ABI as ``(name, argtypes, restype)``, in ABI.md order."""
 # fmt: on

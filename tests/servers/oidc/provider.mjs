@@ -18,6 +18,8 @@
 //   POST /test/revoke-account?account=ID  destroys every grant of that
 //     account, with its tokens: a refresh then gets invalid_grant and
 //     introspection says the access tokens are inactive.
+//   POST /test/forget-token?token=T  that access token alone stops working
+//   GET  /test/secrets  every token/code value held (for leak checks)
 //   GET  /test/stats  {"token_requests": n, "by_grant": {...}}
 //   POST /test/reset-stats
 
@@ -249,6 +251,29 @@ provider.use(async (ctx, next) => {
     accountGrants.delete(account);
     ctx.type = 'json';
     ctx.body = { revoked };
+    return;
+  }
+  if (ctx.path === '/test/forget-token' && ctx.method === 'POST') {
+    // The access token stops being valid; its grant and refresh token
+    // live on (unlike RFC 7009 revocation, which oidc-provider applies to
+    // the whole grant).
+    const forgotten = store.delete(`AccessToken:${ctx.query.token}`);
+    ctx.type = 'json';
+    ctx.body = { forgotten };
+    return;
+  }
+  if (ctx.path === '/test/secrets') {
+    // Every token and code value the provider holds (opaque values are
+    // the store ids), so a test can check none of them leaked anywhere.
+    const secrets = [];
+    for (const key of store.keys()) {
+      const [model, id] = [key.slice(0, key.indexOf(':')), key.slice(key.indexOf(':') + 1)];
+      if (['AccessToken', 'RefreshToken', 'AuthorizationCode', 'DeviceCode', 'ClientCredentials'].includes(model)) {
+        secrets.push(id);
+      }
+    }
+    ctx.type = 'json';
+    ctx.body = { secrets, client_secrets: clients.filter((c) => c.client_secret).map((c) => c.client_secret) };
     return;
   }
   if (ctx.path === '/test/stats') {
