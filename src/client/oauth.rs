@@ -30,12 +30,17 @@ pub(crate) const REFRESH_MARGIN_S: i64 = 300;
 const BROWSER_FLOW_S: i64 = 600;
 
 type Key = Option<String>;
+/// Trust settings an HTTP client is made from: SMTPCaFile,
+/// SMTPAcceptInvalidCertificates, SMTPMinTlsVersion=1.3, the timeout.
+type HttpKey = (Option<std::path::PathBuf>, bool, bool, u32);
+/// What a sign-in thread does until it has tokens.
+type FlowWork = Box<dyn FnOnce(&Flow) -> std::result::Result<Tokens, Error> + Send>;
 
 /// The OAuth2 state of one client.
 #[derive(Default)]
 pub(crate) struct OAuthState {
     discovery: Mutex<HashMap<String, Endpoints>>,
-    http: Mutex<HashMap<(Option<std::path::PathBuf>, bool, bool, u32), Http>>,
+    http: Mutex<HashMap<HttpKey, Http>>,
     refresh_locks: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
     /// App-only tokens by profile (lowercase): token, expiry.
     app_tokens: Mutex<HashMap<String, (Zeroizing<String>, i64)>>,
@@ -190,104 +195,95 @@ impl Client {
             done: Condvar::new(),
             thread: Mutex::new(None),
         });
-        let (answer, work): (serde_json::Value, Box<dyn FnOnce(&Flow) -> std::result::Result<Tokens, Error> + Send>) =
-            if device {
-                let url = endpoints.device_authorization.clone().ok_or_else(|| {
-                    Error::config(format!("the issuer of profile {} offers no device flow", settings.name))
-                })?;
-                let mut form = vec![("scope", scopes.as_str())];
-                Self::with_client_auth(&mut form, &client_id, &secret);
-                let response = http.post_form(&url, "device authorization endpoint", &form)?;
-                let doc = response.json("device authorization endpoint")?;
-                if let Some(e) = doc.get("error").and_then(|v| v.as_str()) {
-                    return Err(Error::new(Code::Auth, format!("device sign-in refused by the provider ({e})")));
-                }
-                let text = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(str::to_string);
-                let device_code = Zeroizing::new(text("device_code").ok_or_else(|| {
+        let (answer, work): (serde_json::Value, FlowWork) = if device {
+            let url = endpoints.device_authorization.clone().ok_or_else(|| {
+                Error::config(format!("the issuer of profile {} offers no device flow", settings.name))
+            })?;
+            let mut form = vec![("scope", scopes.as_str())];
+            Self::with_client_auth(&mut form, &client_id, &secret);
+            let response = http.post_form(&url, "device authorization endpoint", &form)?;
+            let doc = response.json("device authorization endpoint")?;
+            if let Some(e) = doc.get("error").and_then(|v| v.as_str()) {
+                return Err(Error::new(Code::Auth, format!("device sign-in refused by the provider ({e})")));
+            }
+            let text = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let device_code =
+                Zeroizing::new(text("device_code").ok_or_else(|| {
                     Error::new(Code::Connect, "the device authorization endpoint gave no device_code")
                 })?);
-                let user_code = text("user_code").unwrap_or_default();
-                let verification = text("verification_uri").or_else(|| text("verification_url")).unwrap_or_default();
-                let expires_in = doc.get("expires_in").and_then(|v| v.as_i64()).unwrap_or(600).max(1);
-                let interval = doc.get("interval").and_then(|v| v.as_i64()).unwrap_or(5).max(1);
-                let expires_at = fsutil::unix_now() + expires_in;
-                let answer = serde_json::json!({
-                    "flow_id": flow_id, "kind": "device", "authorize_url": null,
-                    "verification_uri": verification, "user_code": user_code,
-                    "verification_uri_complete": text("verification_uri_complete"),
-                    "expires_at": fsutil::rfc3339_unix(expires_at), "interval": interval,
-                });
-                let token_url = endpoints.token.clone();
-                let http = http.clone();
-                let client_id = client_id.clone();
-                let work = move |flow: &Flow| {
-                    poll_device(
-                        &http,
-                        &token_url,
-                        &client_id,
-                        &secret,
-                        &device_code,
-                        interval,
-                        expires_in,
-                        &flow.cancelled,
-                    )
-                };
-                (answer, Box::new(work))
-            } else {
-                let authorize = endpoints.authorization.clone().ok_or_else(|| {
-                    Error::config(format!("the issuer of profile {} has no authorization_endpoint", settings.name))
-                })?;
-                let listener = TcpListener::bind("127.0.0.1:0")
-                    .map_err(|e| Error::internal(format!("cannot listen on 127.0.0.1 for the sign-in: {e}")))?;
-                let port = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?.port();
-                let redirect_uri = format!("http://127.0.0.1:{port}/");
-                let state = oauth2::random_string(16)?;
-                let pkce = Pkce::new()?;
-                let url = oauth2::url_with_query(
-                    &authorize,
-                    &[
-                        ("response_type", "code"),
-                        ("client_id", &client_id),
-                        ("redirect_uri", &redirect_uri),
-                        ("scope", &scopes),
-                        ("state", &state),
-                        ("code_challenge", &pkce.challenge),
-                        ("code_challenge_method", "S256"),
-                        ("prompt", "consent"),
-                    ],
-                );
-                let expires_at = fsutil::unix_now() + BROWSER_FLOW_S;
-                let answer = serde_json::json!({
-                    "flow_id": flow_id, "kind": "browser", "authorize_url": url,
-                    "verification_uri": null, "user_code": null,
-                    "expires_at": fsutil::rfc3339_unix(expires_at), "interval": null,
-                });
-                let token_url = endpoints.token.clone();
-                let http = http.clone();
-                let client_id = client_id.clone();
-                let work = move |flow: &Flow| {
-                    let deadline = Instant::now() + Duration::from_secs(BROWSER_FLOW_S as u64);
-                    let redirect = oauth2::await_redirect(&listener, &state, deadline, &flow.cancelled);
-                    drop(listener); // a second redirect finds nothing listening
-                    match redirect? {
-                        Redirect::Refused(error) => {
-                            Err(Error::new(Code::Auth, format!("the sign-in was refused by the provider ({error})")))
-                        }
-                        Redirect::Code(code) => {
-                            let mut form = vec![
-                                ("grant_type", "authorization_code"),
-                                ("code", code.as_str()),
-                                ("redirect_uri", redirect_uri.as_str()),
-                                ("code_verifier", pkce.verifier.as_str()),
-                            ];
-                            Self::with_client_auth(&mut form, &client_id, &secret);
-                            oauth2::token_request(&http, &token_url, &form)
-                                .map_err(|e| e.to_error("exchanging the authorization code"))
-                        }
-                    }
-                };
-                (answer, Box::new(work))
+            let user_code = text("user_code").unwrap_or_default();
+            let verification = text("verification_uri").or_else(|| text("verification_url")).unwrap_or_default();
+            let expires_in = doc.get("expires_in").and_then(|v| v.as_i64()).unwrap_or(600).max(1);
+            let interval = doc.get("interval").and_then(|v| v.as_i64()).unwrap_or(5).max(1);
+            let expires_at = fsutil::unix_now() + expires_in;
+            let answer = serde_json::json!({
+                "flow_id": flow_id, "kind": "device", "authorize_url": null,
+                "verification_uri": verification, "user_code": user_code,
+                "verification_uri_complete": text("verification_uri_complete"),
+                "expires_at": fsutil::rfc3339_unix(expires_at), "interval": interval,
+            });
+            let token_url = endpoints.token.clone();
+            let http = http.clone();
+            let client_id = client_id.clone();
+            let work = move |flow: &Flow| {
+                poll_device(&http, &token_url, &client_id, &secret, &device_code, interval, expires_in, &flow.cancelled)
             };
+            (answer, Box::new(work))
+        } else {
+            let authorize = endpoints.authorization.clone().ok_or_else(|| {
+                Error::config(format!("the issuer of profile {} has no authorization_endpoint", settings.name))
+            })?;
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| Error::internal(format!("cannot listen on 127.0.0.1 for the sign-in: {e}")))?;
+            let port = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?.port();
+            let redirect_uri = format!("http://127.0.0.1:{port}/");
+            let state = oauth2::random_string(16)?;
+            let pkce = Pkce::new()?;
+            let url = oauth2::url_with_query(
+                &authorize,
+                &[
+                    ("response_type", "code"),
+                    ("client_id", &client_id),
+                    ("redirect_uri", &redirect_uri),
+                    ("scope", &scopes),
+                    ("state", &state),
+                    ("code_challenge", &pkce.challenge),
+                    ("code_challenge_method", "S256"),
+                    ("prompt", "consent"),
+                ],
+            );
+            let expires_at = fsutil::unix_now() + BROWSER_FLOW_S;
+            let answer = serde_json::json!({
+                "flow_id": flow_id, "kind": "browser", "authorize_url": url,
+                "verification_uri": null, "user_code": null,
+                "expires_at": fsutil::rfc3339_unix(expires_at), "interval": null,
+            });
+            let token_url = endpoints.token.clone();
+            let http = http.clone();
+            let client_id = client_id.clone();
+            let work = move |flow: &Flow| {
+                let deadline = Instant::now() + Duration::from_secs(BROWSER_FLOW_S as u64);
+                let redirect = oauth2::await_redirect(&listener, &state, deadline, &flow.cancelled);
+                drop(listener); // a second redirect finds nothing listening
+                match redirect? {
+                    Redirect::Refused(error) => {
+                        Err(Error::new(Code::Auth, format!("the sign-in was refused by the provider ({error})")))
+                    }
+                    Redirect::Code(code) => {
+                        let mut form = vec![
+                            ("grant_type", "authorization_code"),
+                            ("code", code.as_str()),
+                            ("redirect_uri", redirect_uri.as_str()),
+                            ("code_verifier", pkce.verifier.as_str()),
+                        ];
+                        Self::with_client_auth(&mut form, &client_id, &secret);
+                        oauth2::token_request(&http, &token_url, &form)
+                            .map_err(|e| e.to_error("exchanging the authorization code"))
+                    }
+                }
+            };
+            (answer, Box::new(work))
+        };
         let runner = flow.clone();
         let handle = std::thread::Builder::new()
             .name("smtpb-oauth2".into())

@@ -51,6 +51,9 @@ pub(super) fn choose_profile(config: &Config, explicit: Option<&str>, sender: Op
         .ok_or_else(|| Error::config("no enabled profile: set SMTPServer (and SMTPEnabled) for at least one profile"))
 }
 
+/// A login, and what it did about a token the library manages.
+pub(super) type ManagedLogin = (Option<String>, Option<Login>, Option<super::OAuthInfo>);
+
 /// Why a login could not be had.
 pub(crate) struct LoginError {
     pub error: Error,
@@ -99,7 +102,7 @@ impl Client {
         settings: &ProfileSettings,
         user: Option<&str>,
         force: bool,
-    ) -> std::result::Result<(Option<String>, Option<Login>, Option<super::OAuthInfo>), LoginError> {
+    ) -> std::result::Result<ManagedLogin, LoginError> {
         if settings.authentication == Authentication::None {
             return Ok((None, None, None));
         }
