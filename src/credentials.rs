@@ -499,6 +499,37 @@ mod tests {
     }
 
     #[test]
+    fn format_1_is_migrated_after_a_copy_and_refresh_tokens_stay_sealed() {
+        let dir = temp_dir("mig");
+        let path = dir.join("credentials.json");
+        let mut store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
+        store.set(Some("emp-1"), "anna", "pw-1", SecretKind::Password, 0).unwrap();
+        drop(store);
+        let v1 = std::fs::read_to_string(&path).unwrap().replace("\"format\": 2", "\"format\": 1");
+        std::fs::write(&path, &v1).unwrap();
+        let mut store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("credentials.v1.json")).unwrap(), v1);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("\"format\": 2"));
+        assert_eq!(store.get(Some("emp-1")).unwrap().unwrap().secret.as_str(), "pw-1");
+        store.set_oauth2_refreshable(Some("emp-2"), "bob", "access-xyz", 99, "refresh-abc", "Microsoft").unwrap();
+        store.set_client_secret("Default", Some("client-secret-q")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for secret in ["access-xyz", "refresh-abc", "client-secret-q"] {
+            assert!(!text.contains(secret));
+        }
+        let store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
+        let c = store.get(Some("emp-2")).unwrap().unwrap();
+        assert_eq!(c.refresh.as_deref().map(|r| r.as_str()), Some("refresh-abc"));
+        assert_eq!(c.provider.as_deref(), Some("Microsoft"));
+        assert_eq!(store.client_secret("default").unwrap().as_deref().map(|s| s.as_str()), Some("client-secret-q"));
+        // A provider edited in the file no longer opens the refresh token.
+        std::fs::write(&path, text.replace("\"Microsoft\"", "\"Google\"")).unwrap();
+        let store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
+        assert_eq!(store.get(Some("emp-2")).err().unwrap().code(), Code::Credentials);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn newer_format_is_refused_and_kept() {
         let dir = temp_dir("fmt");
         let path = dir.join("credentials.json");
