@@ -506,3 +506,53 @@ def test_done_when_the_minimal_keys_and_one_sign_in_send_for_months(tmp_path, sh
         assert sorted(m.parsed["Subject"] for m in received) == sorted(
             f"month {n} #{k}" for n in range(4) for k in range(2))
         assert all(active for _, active, _ in server.auth_log())
+
+
+# --- HTTPS with the profile's trust settings ------------------------------------------
+
+
+class _DiscoveryOverTls:
+    """An HTTPS server on 127.0.0.1 serving one discovery document."""
+
+    def __init__(self, cert, document: dict[str, Any]) -> None:
+        import http.server
+        import ssl
+
+        body = json.dumps(document).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200 if self.path == "/.well-known/openid-configuration" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = cert.server_context().wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_discovery_over_https_uses_smtpcafile_and_a_bad_certificate_is_tls(client, provider, ca):
+    document = dict(provider.discovery())
+    tls = _DiscoveryOverTls(ca.valid(), document)
+    try:
+        with smtp_for(provider) as server:
+            setup(client, provider, server, SMTPOAuth2Issuer=f"https://127.0.0.1:{tls.port}")
+            e = expect_error(5, client.oauth2_begin, None, USER, "browser")  # the test CA is not trusted
+            assert "127.0.0.1" in str(e)
+            client.config_set("SMTPCaFile", str(ca.ca_pem_path))
+            flow = client.oauth2_begin(None, USER, "browser")
+            assert flow["authorize_url"].startswith(document["authorization_endpoint"])
+            client.oauth2_cancel(flow["flow_id"])
+    finally:
+        tls.close()
