@@ -91,7 +91,9 @@
  * smtpb_cancel, smtpb_batch_cancel, smtpb_retry, smtpb_outbox_pause,
  * smtpb_outbox_resume, smtpb_limits_reset, smtpb_blacklist_add,
  * smtpb_blacklist_remove, smtpb_blacklist_list, smtpb_set_event_callback,
- * smtpb_set_log_callback, smtpb_transcript, smtpb_probe.
+ * smtpb_set_log_callback, smtpb_transcript, smtpb_probe,
+ * smtpb_oauth2_begin, smtpb_oauth2_complete, smtpb_oauth2_cancel,
+ * smtpb_credentials_set_oauth2_refresh.
  */
 typedef struct smtpb_client smtpb_client;
 
@@ -475,8 +477,10 @@ smtpb_result SMTPB_CALL smtpb_credentials_remove(smtpb_client *c, const char *us
 /**
  * Describes the credential of `user_id` (NULL = shared) without its
  * secret: `{"user_id", "username", "kind": "password" | "oauth2",
- * "has_secret", "password": "********", "expires_at", "updated_at"}`
- * (times RFC 3339 UTC or null).
+ * "has_secret", "password": "********", "expires_at", "updated_at",
+ * "refreshable", "provider"}` (times RFC 3339 UTC or null; `refreshable`:
+ * the library holds a refresh token and renews the access token itself;
+ * `provider`: the SMTPOAuth2Provider that issued it, or null).
  *
  * Ownership: on success `*out_json` is a string the caller frees with
  * `smtpb_string_free`.
@@ -677,6 +681,112 @@ smtpb_result SMTPB_CALL smtpb_outbox_purge(smtpb_client *c,
  * `c` is NULL or an open client; `profile` is NULL or NUL-terminated.
  */
 smtpb_result SMTPB_CALL smtpb_limits_reset(smtpb_client *c, const char *profile);
+
+/**
+ * Starts a sign-in of `user_id` (NULL: the shared credential; with
+ * SMTPCredentials=Shared always the shared one) with the OAuth2 settings
+ * of `profile` (NULL: the profile a message without `from` would use,
+ * as in `smtpb_test_connection`). `kind`: `"browser"` = authorization
+ * code with PKCE S256 (RFC 7636); the library listens on 127.0.0.1 on an
+ * ephemeral port for the one redirect (RFC 8252 §7.3), checks `state`,
+ * and answers the browser with a "you may close this window" page;
+ * `"device"` = device authorization grant (RFC 8628), polled at the
+ * provider's `interval` (5 s more after each `slow_down`) until
+ * `expires_in`. The library asks for the profile's SMTPOAuth2Scopes plus
+ * `openid profile email` (for the username in the ID token).
+ *
+ * `*out_json` is `{"flow_id", "kind", "authorize_url"` (browser: the host
+ * opens it in the user's browser)`, "verification_uri", "user_code"`
+ * (device: the host shows them)`, "verification_uri_complete",
+ * "expires_at", "interval"}`; fields that do not apply are null. Nothing
+ * is stored until `smtpb_oauth2_complete`.
+ *
+ * Ownership: strings are borrowed for the call; on success `*out_json`
+ * is the caller's, freed with `smtpb_string_free`.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL client, kind or out_json; an
+ * unknown kind; bad UTF-8); `SMTPB_ERR_NOT_FOUND` (unknown profile);
+ * `SMTPB_ERR_CONFIG` (SMTPAuthModel is not OAuth2, SMTPOAuth2Provider is
+ * None, no SMTPOAuth2ClientId, SMTPOAuth2Flow=ClientCredentials, an
+ * issuer without that flow); `SMTPB_ERR_CONNECT` / `SMTPB_ERR_TLS` (the
+ * issuer's discovery document or device endpoint cannot be had);
+ * `SMTPB_ERR_AUTH` (the provider refused the device request);
+ * `SMTPB_ERR_STATE`.
+ *
+ * Thread safety: any thread; the waiting runs on a library thread.
+ *
+ * # Safety
+ * `c` is NULL or an open client; strings are NULL or NUL-terminated;
+ * `out_json` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_oauth2_begin(smtpb_client *c,
+                                const char *profile,
+                                const char *user_id,
+                                const char *kind,
+                                char **out_json);
+
+/**
+ * Waits up to `timeout_ms` (0 = do not wait, `UINT32_MAX` = no limit) for
+ * the sign-in `flow_id`. On success the refresh token, the access token
+ * and its expiry are stored encrypted for the user (replacing what was
+ * there), the username is taken from the ID token (`preferred_username`,
+ * else `email`) when the credential had none, the user's messages
+ * waiting for credentials are released at once, the flow is finished,
+ * and `*out_json` is the masked credential (as `smtpb_credentials_masked`).
+ *
+ * Ownership: `flow_id` is borrowed; on success `*out_json` is the
+ * caller's, freed with `smtpb_string_free`.
+ *
+ * Errors: `SMTPB_ERR_TIMEOUT` (not finished yet: call again);
+ * `SMTPB_ERR_AUTH` (refused, cancelled or expired; the message names the
+ * provider's error: access_denied, expired_token, invalid_client, ...;
+ * the flow is finished); `SMTPB_ERR_CONNECT` / `SMTPB_ERR_TLS` (the token
+ * endpoint could not be reached; finished); `SMTPB_ERR_NOT_FOUND`
+ * (unknown or finished flow); `SMTPB_ERR_INVALID_ARGUMENT`;
+ * `SMTPB_ERR_IO`; `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `flow_id` is NULL or NUL-terminated;
+ * `out_json` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_oauth2_complete(smtpb_client *c,
+                                   const char *flow_id,
+                                   uint32_t timeout_ms,
+                                   char **out_json);
+
+/**
+ * Cancels the sign-in `flow_id`: the loopback listener is closed (or the
+ * device polling stops) before this returns; nothing is stored.
+ *
+ * Errors: `SMTPB_ERR_NOT_FOUND` (unknown or finished flow);
+ * `SMTPB_ERR_INVALID_ARGUMENT`; `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; `flow_id` is NULL or NUL-terminated.
+ */
+smtpb_result SMTPB_CALL smtpb_oauth2_cancel(smtpb_client *c, const char *flow_id);
+
+/**
+ * Stores a refresh token the host obtained itself (for example with
+ * MSAL) for `user_id` (NULL = shared), encrypted; the library gets access
+ * tokens from it with the OAuth2 settings of the profile a message uses,
+ * before the first AUTH. `username` may be "" to take it from the ID
+ * token at the first refresh. New credentials release the user's
+ * messages waiting for credentials.
+ *
+ * Ownership: every string is borrowed for the call.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL client, username or
+ * refresh_token; an empty refresh_token; bad UTF-8); `SMTPB_ERR_IO`;
+ * `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * `c` is NULL or an open client; strings are NULL or NUL-terminated.
+ */
+smtpb_result SMTPB_CALL smtpb_credentials_set_oauth2_refresh(smtpb_client *c,
+                                                  const char *user_id,
+                                                  const char *username,
+                                                  const char *refresh_token);
 
 /**
  * Validates a message (as `smtpb_send` does), reads every attachment file

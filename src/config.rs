@@ -51,6 +51,8 @@ pub enum Kind {
     /// A secret that is kept in the credential store, never in the
     /// configuration, and cannot be read back.
     Secret,
+    /// An `https://` URL, or `http://` to a loopback address.
+    Url,
 }
 
 /// One configuration key.
@@ -74,6 +76,10 @@ const TLS_VERSION: &[(&str, &[&str])] = &[("1.2", &["1.2"]), ("1.3", &["1.3"])];
 const LOG_LEVEL: &[(&str, &[&str])] =
     &[("Error", &["error"]), ("Warn", &["warn"]), ("Info", &["info"]), ("Debug", &["debug"]), ("Trace", &["trace"])];
 const TRANSCRIPT: &[(&str, &[&str])] = &[("Off", &["off"]), ("Failures", &["failures"]), ("All", &["all"])];
+const OAUTH2_PROVIDER: &[(&str, &[&str])] =
+    &[("None", &["none", ""]), ("Microsoft", &["microsoft"]), ("Google", &["google"]), ("OpenID", &["openid"])];
+const OAUTH2_FLOW: &[(&str, &[&str])] =
+    &[("Interactive", &["interactive"]), ("ClientCredentials", &["clientcredentials"])];
 
 const MS_MAX: u64 = u32::MAX as u64;
 
@@ -112,6 +118,13 @@ pub static KEYS: &[KeyDef] = &[
     key!("SMTPDkimKeyFile", Profile, Kind::DkimKeyFile, None),
     key!("SMTPArchiveDir", Profile, Kind::Path, None),
     key!("SMTPMaxMessageBytes", Profile, Kind::Number(1, MS_MAX), Some("36700160")),
+    key!("SMTPOAuth2Provider", Profile, Kind::Enum(OAUTH2_PROVIDER), Some("None")),
+    key!("SMTPOAuth2Issuer", Profile, Kind::Url, None),
+    key!("SMTPOAuth2Tenant", Profile, Kind::Host, Some("organizations")),
+    key!("SMTPOAuth2ClientId", Profile, Kind::Text, None),
+    key!("SMTPOAuth2ClientSecret", Profile, Kind::Secret, None),
+    key!("SMTPOAuth2Scopes", Profile, Kind::Text, None),
+    key!("SMTPOAuth2Flow", Profile, Kind::Enum(OAUTH2_FLOW), Some("Interactive")),
     key!("SMTPUsername", Global, Kind::Text, None),
     key!("SMTPPassword", Global, Kind::Secret, None),
     key!("SMTPTestMode", Global, Kind::Bool, Some("false")),
@@ -197,6 +210,11 @@ pub enum SecretChange {
     None,
     Username(Option<String>),
     Password(Option<String>),
+    /// SMTPOAuth2ClientSecret of a profile.
+    ClientSecret {
+        profile: String,
+        secret: Option<String>,
+    },
 }
 
 /// Splits `Name.Key` into (profile, key definition).
@@ -263,7 +281,13 @@ impl Config {
             Some(v) => normalize(def, v)?,
         };
         match def.kind {
-            Kind::Secret => return Ok(SecretChange::Password(normalized)),
+            Kind::Secret if def.name == "SMTPPassword" => return Ok(SecretChange::Password(normalized)),
+            Kind::Secret => {
+                let profile = prefix.unwrap_or(DEFAULT_PROFILE);
+                // The profile exists from now on, as with any profile key.
+                let name = self.profile_mut(profile).name.clone();
+                return Ok(SecretChange::ClientSecret { profile: name, secret: normalized });
+            }
             _ if def.name == "SMTPUsername" => return Ok(SecretChange::Username(normalized)),
             _ => {}
         }
@@ -321,6 +345,22 @@ impl Config {
             "SMTPDefault" => Some(self.is_default(p).to_string()),
             "SMTPTlsServerName" => p.get("SMTPServer").map(str::to_string),
             "SMTPHeloName" => Some(local_host_name()),
+            "SMTPOAuth2Issuer" => match p.get("SMTPOAuth2Provider") {
+                Some("Microsoft") => Some(format!(
+                    "https://login.microsoftonline.com/{}/v2.0",
+                    p.get("SMTPOAuth2Tenant").unwrap_or("organizations")
+                )),
+                Some("Google") => Some("https://accounts.google.com".to_string()),
+                _ => None,
+            },
+            "SMTPOAuth2Scopes" => match p.get("SMTPOAuth2Provider") {
+                Some("Microsoft") if p.get("SMTPTransport") == Some("Graph") => {
+                    Some("https://graph.microsoft.com/Mail.Send offline_access".to_string())
+                }
+                Some("Microsoft") => Some("https://outlook.office.com/SMTP.Send offline_access".to_string()),
+                Some("Google") => Some("https://mail.google.com/".to_string()),
+                _ => None,
+            },
             _ => def.default.map(str::to_string),
         }
     }
@@ -415,9 +455,12 @@ impl Config {
                         def.name
                     )));
                 }
-                config
+                let change = config
                     .set(&format!("{name}.{}", def.name), json_value(def, value)?.as_deref())
                     .map_err(|e| e.context(format!("profile {name}")))?;
+                if change != SecretChange::None {
+                    changes.push(change);
+                }
             }
         }
         for entry in &shape.blacklist {
@@ -595,6 +638,10 @@ fn normalize(def: &KeyDef, raw: &str) -> Result<Option<String>> {
             Ok(if raw.is_empty() { None } else { Some(raw.to_string()) })
         }
         Kind::Secret => Ok(Some(raw.to_string())),
+        Kind::Url => {
+            crate::http::check_url(value, def.name)?;
+            Ok(Some(value.trim_end_matches('/').to_string()))
+        }
         Kind::Host => {
             if is_host_name(value) || is_ip_literal(value) {
                 Ok(Some(value.to_string()))
@@ -782,6 +829,35 @@ pub struct ProfileSettings {
     pub dkim_key_file: Option<PathBuf>,
     pub archive_dir: Option<PathBuf>,
     pub max_message_bytes: u64,
+    /// SMTPOAuth2Provider; `None` = the host supplies tokens.
+    pub oauth2_provider: OAuth2Provider,
+    /// SMTPOAuth2Issuer, defaults applied (no trailing slash).
+    pub oauth2_issuer: Option<String>,
+    pub oauth2_client_id: Option<String>,
+    /// SMTPOAuth2Scopes, defaults applied (space-separated).
+    pub oauth2_scopes: Option<String>,
+    /// SMTPOAuth2Flow=ClientCredentials.
+    pub oauth2_client_credentials: bool,
+}
+
+/// SMTPOAuth2Provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OAuth2Provider {
+    None,
+    Microsoft,
+    Google,
+    OpenId,
+}
+
+impl OAuth2Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            OAuth2Provider::None => "None",
+            OAuth2Provider::Microsoft => "Microsoft",
+            OAuth2Provider::Google => "Google",
+            OAuth2Provider::OpenId => "OpenID",
+        }
+    }
 }
 
 impl ProfileSettings {
@@ -835,6 +911,16 @@ impl ProfileSettings {
             dkim_key_file: text("SMTPDkimKeyFile").map(PathBuf::from),
             archive_dir: text("SMTPArchiveDir").map(PathBuf::from),
             max_message_bytes: num("SMTPMaxMessageBytes"),
+            oauth2_provider: match get("SMTPOAuth2Provider").as_deref() {
+                Some("Microsoft") => OAuth2Provider::Microsoft,
+                Some("Google") => OAuth2Provider::Google,
+                Some("OpenID") => OAuth2Provider::OpenId,
+                _ => OAuth2Provider::None,
+            },
+            oauth2_issuer: text("SMTPOAuth2Issuer"),
+            oauth2_client_id: text("SMTPOAuth2ClientId"),
+            oauth2_scopes: text("SMTPOAuth2Scopes"),
+            oauth2_client_credentials: get("SMTPOAuth2Flow").as_deref() == Some("ClientCredentials"),
         })
     }
 

@@ -26,7 +26,10 @@ use crate::error::{Code, Error, Result};
 use crate::fsutil;
 
 /// The store format this library writes.
-pub(crate) const FORMAT: u32 = 1;
+/// Format 2 (1.1) adds the OAuth2 refresh token and provider of an entry
+/// and the profiles' client secrets; a format 1 store is migrated on open
+/// after a copy is kept as `credentials.v1.json`.
+pub(crate) const FORMAT: u32 = 2;
 /// PBKDF2 iterations for a new store (OWASP, 2023: 600,000 for SHA-256).
 pub(crate) const ITERATIONS: u32 = 600_000;
 const CHECK_PLAINTEXT: &[u8] = b"smtpbridge credential store";
@@ -45,6 +48,10 @@ pub struct Credential {
     pub secret: Zeroizing<String>,
     pub kind: SecretKind,
     pub expires_at: i64,
+    /// The OAuth2 refresh token, when the library can refresh.
+    pub refresh: Option<Zeroizing<String>>,
+    /// The provider that issued the refresh token (SMTPOAuth2Provider).
+    pub provider: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,6 +71,18 @@ struct Entry {
     updated_at: i64,
     #[serde(flatten)]
     sealed: Sealed,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh: Option<Sealed>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileSecret {
+    profile: String,
+    #[serde(flatten)]
+    sealed: Sealed,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -75,6 +94,8 @@ struct StoreFile {
     salt: String,
     check: Sealed,
     entries: Vec<Entry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    client_secrets: Vec<ProfileSecret>,
 }
 
 /// The credential store of one client.
@@ -108,6 +129,18 @@ fn associated_data(user_id: Option<&str>, username: &str, kind: SecretKind, expi
         None => "shared".to_string(),
     };
     format!("smtpbridge-credential-v1\0{user}\0{username}\0{kind:?}\0{expires_at}").into_bytes()
+}
+
+fn refresh_data(user_id: Option<&str>, provider: Option<&str>) -> Vec<u8> {
+    let user = match user_id {
+        Some(u) => format!("user:{u}"),
+        None => "shared".to_string(),
+    };
+    format!("smtpbridge-refresh-v1\0{user}\0{}", provider.unwrap_or("")).into_bytes()
+}
+
+fn client_secret_data(profile: &str) -> Vec<u8> {
+    format!("smtpbridge-client-secret-v1\0{}", profile.to_ascii_lowercase()).into_bytes()
 }
 
 fn seal(cipher: &Aes256Gcm, plaintext: &[u8], aad: &[u8]) -> Result<Sealed> {
@@ -150,7 +183,12 @@ impl CredentialStore {
                         path.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
                     )));
                 }
-                Ok(CredentialStore { path, cipher, file })
+                let older = file.format < FORMAT;
+                let mut store = CredentialStore { path, cipher, file };
+                if older {
+                    store.migrate()?;
+                }
+                Ok(store)
             }
             None => {
                 let salt = random_bytes::<16>()?;
@@ -164,6 +202,7 @@ impl CredentialStore {
                     salt: B64.encode(salt),
                     check,
                     entries: Vec::new(),
+                    client_secrets: Vec::new(),
                 };
                 let mut store = CredentialStore { path, cipher, file: file.clone() };
                 // Written now, so that a later open with another secret is
@@ -196,10 +235,82 @@ impl CredentialStore {
             expires_at,
             updated_at: fsutil::unix_now(),
             sealed: seal(&self.cipher, secret.as_bytes(), &aad)?,
+            refresh: None,
+            provider: None,
         };
         let mut next = self.file.clone();
         next.entries.retain(|e| e.user_id.as_deref() != user_id);
         next.entries.push(entry);
+        self.commit(next)
+    }
+
+    /// Stores an OAuth2 credential the library refreshes: the access token
+    /// (may be empty: not fetched yet), its expiry, the refresh token and
+    /// the provider, in one atomic write.
+    pub fn set_oauth2_refreshable(
+        &mut self,
+        user_id: Option<&str>,
+        username: &str,
+        access_token: &str,
+        expires_at: i64,
+        refresh_token: &str,
+        provider: &str,
+    ) -> Result<()> {
+        let aad = associated_data(user_id, username, SecretKind::Oauth2, expires_at);
+        let entry = Entry {
+            user_id: user_id.map(str::to_string),
+            username: username.to_string(),
+            kind: SecretKind::Oauth2,
+            expires_at,
+            updated_at: fsutil::unix_now(),
+            sealed: seal(&self.cipher, access_token.as_bytes(), &aad)?,
+            refresh: Some(seal(&self.cipher, refresh_token.as_bytes(), &refresh_data(user_id, Some(provider)))?),
+            provider: Some(provider.to_string()),
+        };
+        let mut next = self.file.clone();
+        next.entries.retain(|e| e.user_id.as_deref() != user_id);
+        next.entries.push(entry);
+        self.commit(next)
+    }
+
+    /// Sets (or with `None` removes) the SMTPOAuth2ClientSecret of `profile`.
+    pub fn set_client_secret(&mut self, profile: &str, secret: Option<&str>) -> Result<()> {
+        let mut next = self.file.clone();
+        next.client_secrets.retain(|s| !s.profile.eq_ignore_ascii_case(profile));
+        if let Some(secret) = secret {
+            let sealed = seal(&self.cipher, secret.as_bytes(), &client_secret_data(profile))?;
+            next.client_secrets.push(ProfileSecret { profile: profile.to_string(), sealed });
+        }
+        self.commit(next)
+    }
+
+    /// The SMTPOAuth2ClientSecret of `profile`, if one is set.
+    pub fn client_secret(&self, profile: &str) -> Result<Option<Zeroizing<String>>> {
+        let Some(entry) = self.file.client_secrets.iter().find(|s| s.profile.eq_ignore_ascii_case(profile)) else {
+            return Ok(None);
+        };
+        let plaintext = open_sealed(&self.cipher, &entry.sealed, &client_secret_data(profile)).ok_or_else(|| {
+            Error::credentials(format!(
+                "SMTPOAuth2ClientSecret of profile {profile} does not decrypt: the store was changed"
+            ))
+        })?;
+        let text = String::from_utf8(plaintext.to_vec())
+            .map_err(|_| Error::credentials(format!("SMTPOAuth2ClientSecret of profile {profile} is damaged")))?;
+        Ok(Some(Zeroizing::new(text)))
+    }
+
+    /// Rewrites a store of an older format in this one, after keeping a
+    /// copy of the old file next to it.
+    fn migrate(&mut self) -> Result<()> {
+        if let Some(path) = &self.path {
+            let copy = path.with_file_name(format!("credentials.v{}.json", self.file.format));
+            if !copy.exists() {
+                let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, &e))?;
+                fsutil::atomic_write(&copy, &bytes, true)?;
+            }
+        }
+        let mut next = self.file.clone();
+        next.format = FORMAT;
         self.commit(next)
     }
 
@@ -208,8 +319,10 @@ impl CredentialStore {
         let current = self.get(None)?;
         match (username, current) {
             (None, None) => Ok(()),
-            (None, Some(c)) => self.set(None, "", &c.secret, c.kind, c.expires_at),
-            (Some(u), Some(c)) => self.set(None, u, &c.secret, c.kind, c.expires_at),
+            (u, Some(c)) => match (&c.refresh, &c.provider) {
+                (Some(r), Some(p)) => self.set_oauth2_refreshable(None, u.unwrap_or(""), &c.secret, c.expires_at, r, p),
+                _ => self.set(None, u.unwrap_or(""), &c.secret, c.kind, c.expires_at),
+            },
             (Some(u), None) => self.set(None, u, "", SecretKind::Password, 0),
         }
     }
@@ -247,11 +360,28 @@ impl CredentialStore {
         })?;
         let secret = String::from_utf8(plaintext.to_vec())
             .map_err(|_| Error::credentials(format!("the credential of {} is damaged", user_label(user_id))))?;
+        let refresh = match &entry.refresh {
+            None => None,
+            Some(sealed) => {
+                let plain = open_sealed(&self.cipher, sealed, &refresh_data(user_id, entry.provider.as_deref()))
+                    .ok_or_else(|| {
+                        Error::credentials(format!(
+                            "the refresh token of {} does not decrypt: the store was changed",
+                            user_label(user_id)
+                        ))
+                    })?;
+                Some(Zeroizing::new(String::from_utf8(plain.to_vec()).map_err(|_| {
+                    Error::credentials(format!("the refresh token of {} is damaged", user_label(user_id)))
+                })?))
+            }
+        };
         Ok(Some(Credential {
             username: entry.username.clone(),
             secret: Zeroizing::new(secret),
             kind: entry.kind,
             expires_at: entry.expires_at,
+            refresh,
+            provider: entry.provider.clone(),
         }))
     }
 
@@ -275,6 +405,8 @@ impl CredentialStore {
             "password": "********",
             "expires_at": fsutil::rfc3339_unix(entry.expires_at),
             "updated_at": fsutil::rfc3339_unix(entry.updated_at),
+            "refreshable": credential.refresh.as_ref().is_some_and(|r| !r.is_empty()),
+            "provider": entry.provider,
         }))
     }
 
@@ -363,6 +495,37 @@ mod tests {
         std::fs::write(&path, text.replace("\"anna\"", "\"mallory\"")).unwrap();
         let store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
         assert_eq!(store.get(Some("emp-42")).err().unwrap().code(), Code::Credentials);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn format_1_is_migrated_after_a_copy_and_refresh_tokens_stay_sealed() {
+        let dir = temp_dir("mig");
+        let path = dir.join("credentials.json");
+        let mut store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
+        store.set(Some("emp-1"), "anna", "pw-1", SecretKind::Password, 0).unwrap();
+        drop(store);
+        let v1 = std::fs::read_to_string(&path).unwrap().replace("\"format\": 2", "\"format\": 1");
+        std::fs::write(&path, &v1).unwrap();
+        let mut store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("credentials.v1.json")).unwrap(), v1);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("\"format\": 2"));
+        assert_eq!(store.get(Some("emp-1")).unwrap().unwrap().secret.as_str(), "pw-1");
+        store.set_oauth2_refreshable(Some("emp-2"), "bob", "access-xyz", 99, "refresh-abc", "Microsoft").unwrap();
+        store.set_client_secret("Default", Some("client-secret-q")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for secret in ["access-xyz", "refresh-abc", "client-secret-q"] {
+            assert!(!text.contains(secret));
+        }
+        let store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
+        let c = store.get(Some("emp-2")).unwrap().unwrap();
+        assert_eq!(c.refresh.as_deref().map(|r| r.as_str()), Some("refresh-abc"));
+        assert_eq!(c.provider.as_deref(), Some("Microsoft"));
+        assert_eq!(store.client_secret("default").unwrap().as_deref().map(|s| s.as_str()), Some("client-secret-q"));
+        // A provider edited in the file no longer opens the refresh token.
+        std::fs::write(&path, text.replace("\"Microsoft\"", "\"Google\"")).unwrap();
+        let store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
+        assert_eq!(store.get(Some("emp-2")).err().unwrap().code(), Code::Credentials);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -271,6 +271,39 @@ public:
         });
     }
 
+    // smtpb_oauth2_begin (1.1): start a sign-in of user_id (nullopt =
+    // shared) with the profile's OAuth2 settings; kind "browser" or
+    // "device". Returns {"flow_id", "kind", "authorize_url", ...}.
+    std::string oauth2_begin(const std::optional<std::string> &profile, const std::optional<std::string> &user_id,
+                             const std::string &kind = "browser") {
+        return detail::out_string("smtpb_oauth2_begin", [&](char **out) {
+            return smtpb_oauth2_begin(handle(), detail::arg(profile, "profile"), detail::arg(user_id, "user_id"),
+                                      detail::arg(kind, "kind"), out);
+        });
+    }
+
+    // smtpb_oauth2_complete (1.1): wait up to timeout_ms; the masked
+    // credential. Error SMTPB_ERR_TIMEOUT: not finished yet, call again.
+    std::string oauth2_complete(const std::string &flow_id, std::uint32_t timeout_ms) {
+        return detail::out_string("smtpb_oauth2_complete", [&](char **out) {
+            return smtpb_oauth2_complete(handle(), detail::arg(flow_id, "flow_id"), timeout_ms, out);
+        });
+    }
+
+    // smtpb_oauth2_cancel (1.1): stop a sign-in; nothing is stored.
+    void oauth2_cancel(const std::string &flow_id) {
+        detail::check(smtpb_oauth2_cancel(handle(), detail::arg(flow_id, "flow_id")));
+    }
+
+    // smtpb_credentials_set_oauth2_refresh (1.1): a refresh token the host
+    // obtained itself (e.g. with MSAL); username may be "".
+    void credentials_set_oauth2_refresh(const std::optional<std::string> &user_id, const std::string &username,
+                                        const std::string &refresh_token) {
+        detail::check(smtpb_credentials_set_oauth2_refresh(handle(), detail::arg(user_id, "user_id"),
+                                                           detail::arg(username, "username"),
+                                                           detail::arg(refresh_token, "refresh_token")));
+    }
+
     // smtpb_send: send message_json now; returns the status JSON. On
     // failure the Error carries the status when the message was recorded.
     std::string send(const std::string &message_json) {

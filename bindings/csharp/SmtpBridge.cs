@@ -282,6 +282,47 @@ namespace SmtpBridge
             return Ensure.Output("smtpb_credentials_masked", code, output);
         }
 
+        // -- OAuth2 done by the library (1.1) ---------------------------------
+
+        /// <summary>
+        /// smtpb_oauth2_begin: starts a sign-in of userId (null = shared) with the
+        /// profile's OAuth2 settings (null = default). kind: "browser" (open
+        /// authorize_url) or "device" (show verification_uri and user_code).
+        /// Returns the JSON {"flow_id", "kind", "authorize_url", ...}. Needs a 1.1 library.
+        /// </summary>
+        public string OAuth2Begin(string profile, string userId, string kind = "browser")
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_oauth2_begin(
+                Handle, Utf8.In(profile, "profile"), Utf8.In(userId, "userId"), Utf8.In(kind, "kind"), out output);
+            return Ensure.Output("smtpb_oauth2_begin", code, output);
+        }
+
+        /// <summary>
+        /// smtpb_oauth2_complete: waits up to timeoutMs for the sign-in; returns the
+        /// masked credential JSON. SMTPB_ERR_TIMEOUT: not finished yet, call again.
+        /// </summary>
+        public string OAuth2Complete(string flowId, uint timeoutMs)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_oauth2_complete(Handle, Utf8.In(flowId, "flowId"), timeoutMs, out output);
+            return Ensure.Output("smtpb_oauth2_complete", code, output);
+        }
+
+        /// <summary>smtpb_oauth2_cancel: stops a sign-in; nothing is stored.</summary>
+        public void OAuth2Cancel(string flowId)
+        {
+            Ensure.Success(NativeMethods.smtpb_oauth2_cancel(Handle, Utf8.In(flowId, "flowId")));
+        }
+
+        /// <summary>smtpb_credentials_set_oauth2_refresh: a refresh token the host obtained itself (e.g. with MSAL); username may be "".</summary>
+        public void CredentialsSetOAuth2Refresh(string userId, string username, string refreshToken)
+        {
+            Ensure.Success(NativeMethods.smtpb_credentials_set_oauth2_refresh(
+                Handle, Utf8.In(userId, "userId"), Utf8.In(username, "username"),
+                Utf8.In(refreshToken, "refreshToken")));
+        }
+
         // -- sending ----------------------------------------------------------
 
         /// <summary>
@@ -845,6 +886,20 @@ namespace SmtpBridge
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int smtpb_credentials_masked(ClientHandle c, byte[] userId, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_oauth2_begin(
+            ClientHandle c, byte[] profile, byte[] userId, byte[] kind, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_oauth2_complete(ClientHandle c, byte[] flowId, uint timeoutMs, out IntPtr json);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_oauth2_cancel(ClientHandle c, byte[] flowId);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_credentials_set_oauth2_refresh(
+            ClientHandle c, byte[] userId, byte[] username, byte[] refreshToken);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int smtpb_send(ClientHandle c, byte[] messageJson, out IntPtr statusJson);

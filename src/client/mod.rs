@@ -2,7 +2,11 @@
 //! sessions and message statuses. Safe to share between threads.
 
 mod merge;
+mod oauth;
 mod pipeline;
+pub(crate) use oauth::OAuthInfo;
+#[allow(unused_imports)] // for the Graph transport
+pub(crate) use pipeline::LoginError;
 
 use serde_json::{json, Value};
 use std::fs::File;
@@ -53,6 +57,8 @@ struct Inner {
     /// Where this client's log lines go (callback, SMTPLogFile).
     log: Arc<ClientLog>,
     transcripts: TranscriptStore,
+    /// Sign-ins under way, discovery cache, refresh locks, app tokens.
+    oauth: oauth::OAuthState,
 }
 
 impl Drop for Inner {
@@ -171,6 +177,7 @@ impl Client {
                 shutdown_lock: Mutex::new(()),
                 log,
                 transcripts: TranscriptStore::open(data_dir),
+                oauth: oauth::OAuthState::default(),
             }),
         };
         {
@@ -292,6 +299,7 @@ impl Client {
         // Stop the outbox first, so that a wait or flush woken by the
         // sessions ended below sees the shutdown, not an empty outbox.
         self.inner.outbox.stop_soon();
+        self.inner.oauth.stop_flows();
         pool.close_all();
         pool.sockets.abort(false);
         let in_time = self.inner.outbox.shutdown(deadline, || pool.sockets.abort(true));
@@ -362,6 +370,13 @@ impl Client {
             SecretChange::None => return Ok(()),
             SecretChange::Username(u) => store.set_shared_username(u.as_deref())?,
             SecretChange::Password(p) => store.set_shared_password(p.as_deref())?,
+            SecretChange::ClientSecret { profile, secret } => {
+                store.set_client_secret(&profile, secret.as_deref())?;
+                drop(store);
+                // A new client secret invalidates cached app tokens.
+                self.inner.oauth.forget_app_tokens();
+                return Ok(());
+            }
         }
         drop(store);
         self.credentials_changed();
@@ -662,12 +677,14 @@ impl Client {
             Err(e) => return unreported(e),
         };
         let mut probe = Probe { stage: "connect", ..Probe::default() };
-        let result = self.login(&settings, user_id).map_err(|e| {
+        let mut managed = None;
+        let result = self.login_with(&settings, user_id, false).map_err(|e| {
             probe.stage = "auth";
             e.error
         });
         let mut advice = None;
-        let result = result.and_then(|(_, login)| {
+        let result = result.and_then(|(_, login, info)| {
+            managed = info;
             Session::open(&settings, &tls, login.as_ref(), &mut probe, &self.inner.pool.sockets)
                 .map(|s| s.quit(std::time::Duration::from_millis(settings.timeout_ms as u64)))
                 .map_err(|f: Failure| {
@@ -692,6 +709,13 @@ impl Client {
             "error": error,
             "advice": advice,
         });
+        let mut report = report;
+        if settings.auth_model == config::AuthModel::OAuth2 {
+            report["oauth2"] = json!({
+                "refreshed": managed.is_some_and(|m| m.refreshed),
+                "expires_at": managed.and_then(|m| fsutil::rfc3339_unix(m.expires_at)),
+            });
+        }
         TestOutcome { result, report: Some(report) }
     }
 }

@@ -58,17 +58,21 @@ fn ascii_envelope(address: &str) -> Result<String> {
     }
     Ok(message::ascii_domain(&message::parse_address(address)?)?.to_string())
 }
+/// A login, and what it did about a token the library manages.
+pub(super) type ManagedLogin = (Option<String>, Option<Login>, Option<super::OAuthInfo>);
 
 /// Why a login could not be had.
-pub(super) struct LoginError {
+pub(crate) struct LoginError {
     pub error: Error,
     /// An OAuth2 token that expired: new credentials will release it.
     pub oauth: bool,
+    /// The provider's error that refused a refresh (`invalid_grant`).
+    pub provider_error: Option<&'static str>,
 }
 
 impl From<Error> for LoginError {
     fn from(error: Error) -> Self {
-        LoginError { error, oauth: false }
+        LoginError { error, oauth: false, provider_error: None }
     }
 }
 
@@ -76,15 +80,58 @@ impl Client {
     /// The login for a profile and a message's user: the user's credential
     /// (SMTPCredentials=PerUser), else the shared one. `None` when the
     /// profile does not authenticate, or (Optional) has no credential.
-    pub(super) fn login(
+    /// An OAuth2 token the library can refresh is refreshed first when it
+    /// expires within 5 minutes (ABI §13); SMTPOAuth2Flow=ClientCredentials
+    /// uses the cached app token.
+    #[allow(dead_code)] // the Graph transport logs in this way
+    pub(crate) fn login(
         &self,
         settings: &ProfileSettings,
         user: Option<&str>,
     ) -> std::result::Result<(Option<String>, Option<Login>), LoginError> {
+        self.login_with(settings, user, false).map(|(u, l, _)| (u, l))
+    }
+
+    /// As [`Client::login`], but an OAuth2 token is refreshed (an app token
+    /// fetched again) whatever its expiry: for a server that refused it
+    /// (an SMTP 535, a Graph 401).
+    #[allow(dead_code)] // called by the Graph transport after an HTTP 401
+    pub(crate) fn login_refreshed(
+        &self,
+        settings: &ProfileSettings,
+        user: Option<&str>,
+    ) -> std::result::Result<(Option<String>, Option<Login>), LoginError> {
+        self.login_with(settings, user, true).map(|(u, l, _)| (u, l))
+    }
+
+    /// The login, and what it did about OAuth2 (`None`: no token the
+    /// library manages).
+    pub(super) fn login_with(
+        &self,
+        settings: &ProfileSettings,
+        user: Option<&str>,
+        force: bool,
+    ) -> std::result::Result<ManagedLogin, LoginError> {
         if settings.authentication == Authentication::None {
-            return Ok((None, None));
+            return Ok((None, None, None));
         }
-        let user = if settings.shared_credentials { None } else { user };
+        let user = if settings.shared_credentials || settings.oauth2_client_credentials { None } else { user };
+        let wants_oauth = settings.auth_model == config::AuthModel::OAuth2;
+        if wants_oauth {
+            if let Some((username, token, info)) = self.oauth_token(settings, user, force)? {
+                if username.is_empty() {
+                    return Err(Error::credentials(format!(
+                        "the OAuth2 credential of {} has no username, and the ID token named none",
+                        match user {
+                            Some(u) => format!("user \"{}\"", config::printable(u)),
+                            None => "the shared credential".to_string(),
+                        }
+                    ))
+                    .into());
+                }
+                return Ok((user.map(str::to_string), Some(Login { username, secret: token }), Some(info)));
+            }
+        }
         let credential = self.credentials().get(user)?;
         let who = || match user {
             Some(u) => format!("user \"{}\"", config::printable(u)),
@@ -92,14 +139,13 @@ impl Client {
         };
         let Some(credential) = credential else {
             if settings.authentication == Authentication::Optional {
-                return Ok((user.map(str::to_string), None));
+                return Ok((user.map(str::to_string), None, None));
             }
             return Err(Error::credentials(format!("no credentials for {} (profile {})", who(), settings.name)).into());
         };
         if credential.username.is_empty() {
             return Err(Error::credentials(format!("the credential of {} has no username", who())).into());
         }
-        let wants_oauth = settings.auth_model == config::AuthModel::OAuth2;
         if wants_oauth != (credential.kind == SecretKind::Oauth2) {
             return Err(Error::credentials(format!(
                 "profile {} uses SMTPAuthModel={}, but {} is {}",
@@ -117,9 +163,10 @@ impl Client {
             return Err(LoginError {
                 error: Error::credentials(format!("the OAuth2 token of {} expired", who())),
                 oauth: true,
+                provider_error: None,
             });
         }
-        Ok((user.map(str::to_string), Some(Login { username: credential.username, secret: credential.secret })))
+        Ok((user.map(str::to_string), Some(Login { username: credential.username, secret: credential.secret }), None))
     }
 
     /// Runs the pipeline up to the bytes: profile, blacklist, test mode,
@@ -315,31 +362,54 @@ impl Client {
         // session that is pooled under the old revision, never the new.
         let revision = self.credential_revision();
         // The credential the login uses: the message's user's, or shared.
-        let credential_user = if settings.shared_credentials { None } else { record.user.clone() };
-        let outcome = match self.login(&settings, record.user.as_deref()) {
-            Err(LoginError { error, oauth }) => {
-                Attempt::Failed { error, failure: None, oauth_user: oauth.then_some(credential_user) }
-            }
-            Ok((user, login)) => {
-                let key = PoolKey::new(&settings, user.as_deref(), revision);
-                let utf8 = !record.envelope_from.is_ascii() || record.envelope_to.iter().any(|a| !a.is_ascii());
-                let mail = Mail { from: &record.envelope_from, to: &record.envelope_to, body: bytes, utf8 };
-                match self.inner.pool.send(&settings, &key, login.as_ref(), &mail) {
-                    Ok(delivery) => Attempt::Sent {
-                        archive: self.archive(&settings, record, bytes, &delivery.reply),
-                        reply: delivery.reply,
-                        rejected: delivery.rejected,
-                    },
-                    Err(mut f) => {
-                        f.advice = crate::advice::for_failure(&f, &settings);
-                        Attempt::Failed {
-                            error: Error::new(f.code, f.message.clone()),
-                            oauth_user: f.oauth_refused.then(|| credential_user.clone()),
-                            failure: Some(f),
+        let credential_user =
+            if settings.shared_credentials || settings.oauth2_client_credentials { None } else { record.user.clone() };
+        let mut login = self.login_with(&settings, record.user.as_deref(), false);
+        let mut revision = revision;
+        let mut retried = false;
+        let outcome = loop {
+            let (user, login_now, managed) = match login {
+                Err(LoginError { error, oauth, provider_error }) => {
+                    // A refused refresh has advice of its own; nothing was said over SMTP.
+                    let failure = provider_error.and_then(|e| crate::advice::from_oauth_error(e, &settings)).map(|a| {
+                        crate::smtp::Failure {
+                            advice: Some(a),
+                            ..crate::smtp::Failure::new(error.code(), "auth", error.message())
                         }
+                    });
+                    break Attempt::Failed { error, failure, oauth_user: oauth.then_some(credential_user) };
+                }
+                Ok(l) => l,
+            };
+            if managed.is_some_and(|m| m.refreshed) {
+                // Pool the new session under the revision the refresh made.
+                revision = self.credential_revision();
+            }
+            let key = PoolKey::new(&settings, user.as_deref(), revision);
+            let utf8 = !record.envelope_from.is_ascii() || record.envelope_to.iter().any(|a| !a.is_ascii());
+            let mail = Mail { from: &record.envelope_from, to: &record.envelope_to, body: bytes, utf8 };
+            break match self.inner.pool.send(&settings, &key, login_now.as_ref(), &mail) {
+                Ok(delivery) => Attempt::Sent {
+                    archive: self.archive(&settings, record, bytes, &delivery.reply),
+                    reply: delivery.reply,
+                    rejected: delivery.rejected,
+                },
+                Err(f) if f.oauth_refused && managed.is_some() && !retried => {
+                    // A token the server refused (revoked, or of unknown
+                    // expiry and stale): refresh once and try again.
+                    retried = true;
+                    login = self.login_with(&settings, record.user.as_deref(), true);
+                    continue;
+                }
+                Err(mut f) => {
+                    f.advice = crate::advice::for_failure(&f, &settings);
+                    Attempt::Failed {
+                        error: Error::new(f.code, f.message.clone()),
+                        oauth_user: f.oauth_refused.then(|| credential_user.clone()),
+                        failure: Some(f),
                     }
                 }
-            }
+            };
         };
         if let (Attempt::Failed { .. }, Some(r)) = (&outcome, reservation) {
             // Not given back durably, the count stays high until the

@@ -77,8 +77,10 @@ pub unsafe extern "C" fn smtpb_credentials_remove(c: *mut smtpb_client, user_id:
 
 /// Describes the credential of `user_id` (NULL = shared) without its
 /// secret: `{"user_id", "username", "kind": "password" | "oauth2",
-/// "has_secret", "password": "********", "expires_at", "updated_at"}`
-/// (times RFC 3339 UTC or null).
+/// "has_secret", "password": "********", "expires_at", "updated_at",
+/// "refreshable", "provider"}` (times RFC 3339 UTC or null; `refreshable`:
+/// the library holds a refresh token and renews the access token itself;
+/// `provider`: the SMTPOAuth2Provider that issued it, or null).
 ///
 /// Ownership: on success `*out_json` is a string the caller frees with
 /// `smtpb_string_free`.

@@ -26,6 +26,7 @@ pub mod credentials;
 pub mod diag;
 pub mod history;
 pub mod limits;
+pub mod oauth2;
 pub mod outbox;
 pub mod send;
 pub mod version;
@@ -114,7 +115,9 @@ const _: () = assert!(SMTPB_OPEN_PAUSED == crate::client::OPEN_PAUSED);
 /// smtpb_cancel, smtpb_batch_cancel, smtpb_retry, smtpb_outbox_pause,
 /// smtpb_outbox_resume, smtpb_limits_reset, smtpb_blacklist_add,
 /// smtpb_blacklist_remove, smtpb_blacklist_list, smtpb_set_event_callback,
-/// smtpb_set_log_callback, smtpb_transcript, smtpb_probe.
+/// smtpb_set_log_callback, smtpb_transcript, smtpb_probe,
+/// smtpb_oauth2_begin, smtpb_oauth2_complete, smtpb_oauth2_cancel,
+/// smtpb_credentials_set_oauth2_refresh.
 pub struct smtpb_client {
     client: Client,
     /// Calls inside the library on this handle; close waits for them.

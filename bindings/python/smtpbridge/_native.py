@@ -114,6 +114,11 @@ SIGNATURES: Tuple[Tuple[str, Tuple[Any, ...], Any], ...] = (
     ("smtpb_set_log_callback",      (client_p, smtpb_log_fn, c_int32, c_void_p),       smtpb_result),
     ("smtpb_transcript",            (client_p, c_char_p, char_pp),                     smtpb_result),
     ("smtpb_probe",                 (client_p, c_char_p, char_pp),                     smtpb_result),
+    # 1.1 (ABI §13)
+    ("smtpb_oauth2_begin",          (client_p, c_char_p, c_char_p, c_char_p, char_pp), smtpb_result),
+    ("smtpb_oauth2_complete",       (client_p, c_char_p, c_uint32, char_pp),           smtpb_result),
+    ("smtpb_oauth2_cancel",         (client_p, c_char_p),                              smtpb_result),
+    ("smtpb_credentials_set_oauth2_refresh", (client_p, c_char_p, c_char_p, c_char_p), smtpb_result),
 )
 """Every function of the C ABI as ``(name, argtypes, restype)``, in the order of include/smtpbridge.h."""
 # fmt: on

@@ -379,6 +379,47 @@ class Client:
         """
         return cast(MaskedCredential, self._call_json("smtpb_credentials_masked", _text(user_id, "user_id")))
 
+    # -- OAuth2 done by the library (1.1) -------------------------------------------
+
+    def oauth2_begin(self, profile: Optional[str], user_id: Optional[str], kind: str = "browser") -> Dict[str, Any]:
+        """``smtpb_oauth2_begin``: start a sign-in of ``user_id`` (None = shared).
+
+        ``kind`` is ``"browser"`` (open ``authorize_url``) or ``"device"``
+        (show ``verification_uri`` and ``user_code``). Returns
+        ``{"flow_id", "kind", "authorize_url", "verification_uri",
+        "user_code", "expires_at", "interval"}``. Raises ConfigError,
+        ConnectError, TlsError, AuthError; MissingFunctionError on a 1.0 library.
+        """
+        return self._call_json(
+            "smtpb_oauth2_begin", _text(profile, "profile"), _text(user_id, "user_id"), _text(kind, "kind")
+        )
+
+    def oauth2_complete(self, flow_id: str, timeout_ms: int = 0) -> Dict[str, Any]:
+        """``smtpb_oauth2_complete``: wait up to ``timeout_ms`` for a sign-in; the masked credential.
+
+        Raises WaitTimeoutError (not finished: call again), AuthError (refused
+        or expired), NotFoundError (unknown or finished flow).
+        """
+        return self._call_json(
+            "smtpb_oauth2_complete", _text(flow_id, "flow_id"), _integer(timeout_ms, "timeout_ms", 0, _UINT32_MAX)
+        )
+
+    def oauth2_cancel(self, flow_id: str) -> None:
+        """``smtpb_oauth2_cancel``: stop a sign-in. Raises NotFoundError."""
+        self._call("smtpb_oauth2_cancel", _text(flow_id, "flow_id"))
+
+    def credentials_set_oauth2_refresh(self, user_id: Optional[str], username: str, refresh_token: str) -> None:
+        """``smtpb_credentials_set_oauth2_refresh``: store a refresh token the host obtained itself.
+
+        ``username`` may be "" (taken from the ID token). Raises InvalidArgumentError.
+        """
+        self._call(
+            "smtpb_credentials_set_oauth2_refresh",
+            _text(user_id, "user_id"),
+            _text(username, "username"),
+            _text(refresh_token, "refresh_token"),
+        )
+
     # -- sending -------------------------------------------------------------------
 
     def send(self, message: Message) -> Status:
