@@ -51,6 +51,9 @@ pub enum Kind {
     /// A secret that is kept in the credential store, never in the
     /// configuration, and cannot be read back.
     Secret,
+    /// The base URL of Microsoft Graph: `https://`, or `http://` for a
+    /// loopback address only.
+    GraphUrl,
 }
 
 /// One configuration key.
@@ -71,6 +74,7 @@ const CREDENTIALS: &[(&str, &[&str])] = &[("PerUser", &["peruser"]), ("Shared", 
 const PERIOD: &[(&str, &[&str])] =
     &[("None", &["none", ""]), ("Hour", &["hour"]), ("Day", &["day"]), ("Week", &["week"])];
 const TLS_VERSION: &[(&str, &[&str])] = &[("1.2", &["1.2"]), ("1.3", &["1.3"])];
+const TRANSPORT: &[(&str, &[&str])] = &[("SMTP", &["smtp"]), ("Graph", &["graph"])];
 
 const MS_MAX: u64 = u32::MAX as u64;
 
@@ -109,6 +113,10 @@ pub static KEYS: &[KeyDef] = &[
     key!("SMTPDkimKeyFile", Profile, Kind::DkimKeyFile, None),
     key!("SMTPArchiveDir", Profile, Kind::Path, None),
     key!("SMTPMaxMessageBytes", Profile, Kind::Number(1, MS_MAX), Some("36700160")),
+    key!("SMTPTransport", Profile, Kind::Enum(TRANSPORT), Some("SMTP")),
+    key!("SMTPGraphUrl", Profile, Kind::GraphUrl, Some(crate::graph::DEFAULT_URL)),
+    key!("SMTPGraphSaveToSentItems", Profile, Kind::Bool, Some("true")),
+    key!("SMTPGraphMailbox", Profile, Kind::Email, None),
     key!("SMTPUsername", Global, Kind::Text, None),
     key!("SMTPPassword", Global, Kind::Secret, None),
     key!("SMTPTestMode", Global, Kind::Bool, Some("false")),
@@ -355,7 +363,18 @@ impl Config {
                 changes.push(change);
             }
         }
+        next.check_transports()?;
         Ok((next, changes))
+    }
+
+    /// Checks, for a configuration given at once, that each profile has
+    /// what its transport needs (SMTPTransport=Graph: OAuth2). Single
+    /// `set` calls cannot be checked this way: keys arrive one at a time.
+    fn check_transports(&self) -> Result<()> {
+        for p in &self.profiles {
+            crate::delivery::check_configured(&ProfileSettings::read(self, p)?)?;
+        }
+        Ok(())
     }
 
     /// Reads the JSON shape of `smtpb_config_load_json`. The result
@@ -413,6 +432,7 @@ impl Config {
         for entry in &shape.blacklist {
             config.blacklist_add(entry)?;
         }
+        config.check_transports()?;
         Ok((config, changes))
     }
 
@@ -602,6 +622,7 @@ fn normalize(def: &KeyDef, raw: &str) -> Result<Option<String>> {
             crate::tls::read_ca_file(&path).map_err(|e| e.context(def.name))?;
             Ok(Some(path.display().to_string()))
         }
+        Kind::GraphUrl => crate::graph::normalize_url(value).map(Some).map_err(|why| bad(&why)),
         Kind::DkimKeyFile => {
             let path = absolute_path(def, value)?;
             crate::message::read_dkim_key(&path).map_err(|e| e.context(def.name))?;
@@ -767,6 +788,24 @@ pub struct ProfileSettings {
     pub dkim_key_file: Option<PathBuf>,
     pub archive_dir: Option<PathBuf>,
     pub max_message_bytes: u64,
+    /// How this profile delivers (SMTPTransport).
+    pub transport: Transport,
+    /// SMTPGraphUrl, without a trailing `/`.
+    pub graph_url: String,
+    pub graph_save_to_sent_items: bool,
+    pub graph_mailbox: Option<String>,
+    /// SMTPOAuth2Provider and SMTPOAuth2Flow as the Graph transport reads
+    /// them (`None` in a build without those keys).
+    pub graph_oauth2_provider: Option<String>,
+    pub graph_oauth2_flow: Option<String>,
+}
+
+/// How a profile delivers its mail (SMTPTransport).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Smtp,
+    /// Microsoft Graph sendMail (ABI §14).
+    Graph,
 }
 
 impl ProfileSettings {
@@ -820,6 +859,16 @@ impl ProfileSettings {
             dkim_key_file: text("SMTPDkimKeyFile").map(PathBuf::from),
             archive_dir: text("SMTPArchiveDir").map(PathBuf::from),
             max_message_bytes: num("SMTPMaxMessageBytes"),
+            transport: if get("SMTPTransport").as_deref() == Some("Graph") {
+                Transport::Graph
+            } else {
+                Transport::Smtp
+            },
+            graph_url: get("SMTPGraphUrl").unwrap_or_else(|| crate::graph::DEFAULT_URL.to_string()),
+            graph_save_to_sent_items: flag("SMTPGraphSaveToSentItems"),
+            graph_mailbox: text("SMTPGraphMailbox"),
+            graph_oauth2_provider: key_def("SMTPOAuth2Provider").and_then(|d| config.effective(p, d)),
+            graph_oauth2_flow: key_def("SMTPOAuth2Flow").and_then(|d| config.effective(p, d)),
         })
     }
 

@@ -86,6 +86,12 @@ pub struct Status {
     pub sent_at: Option<SystemTime>,
     pub next_attempt_at: Option<SystemTime>,
     pub archive: Option<Value>,
+    /// How the last attempt delivered: `smtp` or `graph` (ABI §14).
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// The HTTP status of the last Graph attempt.
+    #[serde(default)]
+    pub http_status: Option<u16>,
 }
 
 impl Status {
@@ -111,6 +117,8 @@ impl Status {
             sent_at: None,
             next_attempt_at: None,
             archive: None,
+            transport: None,
+            http_status: None,
         }
     }
 
@@ -151,6 +159,8 @@ impl Status {
             "sent_at": self.sent_at.map(rfc3339),
             "next_attempt_at": self.next_attempt_at.map(rfc3339),
             "archive": self.archive,
+            "transport": self.transport,
+            "http_status": self.http_status,
         })
     }
 }

@@ -18,7 +18,6 @@ use crate::fsutil;
 use crate::limits::Limits;
 use crate::outbox::events::Callback;
 use crate::outbox::Outbox;
-use crate::smtp::{Failure, Probe, Session};
 use crate::transport::Pool;
 
 /// `smtpb_client_open` flag: resume delivery of what the spool holds.
@@ -42,6 +41,8 @@ struct Inner {
     /// in with an old credential are not reused.
     credential_revision: AtomicU64,
     pool: Pool,
+    /// Microsoft Graph connections, per profile.
+    graph: crate::graph::Graph,
     limits: Limits,
     outbox: Arc<Outbox>,
     shut_down: AtomicBool,
@@ -150,6 +151,7 @@ impl Client {
                 credentials: Mutex::new(store),
                 credential_revision: AtomicU64::new(0),
                 pool: Pool::default(),
+                graph: crate::graph::Graph::default(),
                 limits,
                 outbox: outbox.clone(),
                 shut_down: AtomicBool::new(false),
@@ -214,7 +216,7 @@ impl Client {
         pool.close_all();
         pool.sockets.abort(false);
         let in_time = self.inner.outbox.shutdown(deadline, || pool.sockets.abort(true));
-        pool.close_all();
+        self.close_idle();
         if in_time {
             Ok(())
         } else {
@@ -263,7 +265,7 @@ impl Client {
                 fsutil::atomic_write(&config::config_path(dir), &text, false)?;
             }
             *config = next;
-            self.inner.pool.close_all();
+            self.close_idle();
         }
         drop(config);
         for change in changes {
@@ -286,8 +288,15 @@ impl Client {
 
     fn credentials_changed(&self) {
         self.inner.credential_revision.fetch_add(1, Ordering::AcqRel);
-        self.inner.pool.close_all();
+        self.close_idle();
         self.inner.outbox.release_credentials();
+    }
+
+    /// Ends the idle connections of every transport.
+    fn close_idle(&self) {
+        use crate::delivery::Transport;
+        self.inner.pool.close_all();
+        self.inner.graph.close_all();
     }
 
     fn credential_revision(&self) -> u64 {
@@ -535,6 +544,7 @@ impl Client {
     }
 
     /// Tests a profile's connection (`smtpb_test_connection`).
+    #[allow(clippy::result_large_err)] // see delivery.rs
     pub fn test_connection(&self, profile: Option<&str>, user_id: Option<&str>) -> TestOutcome {
         let unreported = |e: Error| TestOutcome { result: Err(e), report: None };
         if let Err(e) = self.check_open() {
@@ -542,39 +552,44 @@ impl Client {
         }
         let config = self.read_config().clone();
         let settings = match pipeline::choose_profile(&config, profile, None) {
-            Ok(s) if s.server.is_some() => s,
-            Ok(s) => return unreported(Error::config(format!("profile {}: SMTPServer is not set", s.name))),
+            Ok(s) => s,
             Err(e) => return unreported(e),
         };
-        let tls = match self.inner.pool.tls_config(&settings) {
-            Ok(t) => t,
-            Err(e) => return unreported(e),
+        let transport = self.transport(&settings);
+        if let Err(e) = transport.check(&settings) {
+            return unreported(e);
+        }
+        let (result, mut fields) = match self.login(&settings, user_id) {
+            Err(e) => {
+                let mut fields = serde_json::Map::new();
+                fields.insert("stage".into(), "auth".into());
+                (Err(e.error), fields)
+            }
+            Ok((_, login)) => {
+                let refresh = || self.refreshed_login(&settings, user_id);
+                let report = transport.test(&settings, login.as_ref(), &refresh);
+                (report.result, report.fields)
+            }
         };
-        let mut probe = Probe { stage: "connect", ..Probe::default() };
-        let result = self.login(&settings, user_id).map_err(|e| {
-            probe.stage = "auth";
-            e.error
-        });
-        let result = result.and_then(|(_, login)| {
-            Session::open(&settings, &tls, login.as_ref(), &mut probe, &self.inner.pool.sockets)
-                .map(|s| s.quit(std::time::Duration::from_millis(settings.timeout_ms as u64)))
-                .map_err(|f: Failure| Error::new(f.code, f.message))
-        });
+        if let Err(e) = &result {
+            if e.code() == Code::Config {
+                return unreported(e.clone());
+            }
+        }
         let (error_code, error) = match &result {
             Ok(()) => (0, None),
             Err(e) => (e.code() as i32, Some(e.message().to_string())),
         };
-        let report = serde_json::json!({
-            "ok": result.is_ok(),
-            "profile": settings.name,
-            "stage": probe.stage,
-            "banner": probe.banner,
-            "capabilities": probe.capabilities,
-            "tls": probe.tls,
-            "auth_mechanisms": probe.auth_mechanisms,
-            "error_code": error_code,
-            "error": error,
-        });
+        for (k, v) in [("banner", Value::Null), ("capabilities", json!([])), ("tls", Value::Null)] {
+            fields.entry(k).or_insert(v);
+        }
+        fields.entry("auth_mechanisms").or_insert(json!([]));
+        let mut report = json!({"ok": result.is_ok(), "profile": settings.name});
+        if let Value::Object(map) = &mut report {
+            map.extend(fields);
+            map.insert("error_code".into(), json!(error_code));
+            map.insert("error".into(), json!(error));
+        }
         TestOutcome { result, report: Some(report) }
     }
 }

@@ -9,13 +9,14 @@ use std::time::{Duration, SystemTime};
 use super::{Client, SendOutcome};
 use crate::config::{self, Authentication, Config, ProfileSettings};
 use crate::credentials::SecretKind;
+use crate::delivery::{self, Delivery, Transport};
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 use crate::message::{self, BuildContext, MessageSpec};
 use crate::outbox::spool::Record;
 use crate::outbox::{Attempt, RetryPolicy};
 use crate::smtp::{Login, Mail};
-use crate::status::{Refusal, State, Status};
+use crate::status::{State, Status};
 use crate::transport::PoolKey;
 
 /// Chooses the profile for a message (ABI §4 "Profile choice"): the
@@ -65,6 +66,33 @@ impl From<Error> for LoginError {
 }
 
 impl Client {
+    /// The delivery step of a profile: SMTP or Graph (SMTPTransport).
+    pub(super) fn transport(&self, settings: &ProfileSettings) -> &dyn Transport {
+        match settings.transport {
+            config::Transport::Smtp => &self.inner.pool,
+            config::Transport::Graph => &self.inner.graph,
+        }
+    }
+
+    /// A login made again after the server refused the OAuth2 token of
+    /// [`Client::login`]: `Ok(None)` when nothing can be refreshed.
+    #[allow(clippy::result_large_err)] // see delivery.rs
+    pub(super) fn refreshed_login(
+        &self,
+        settings: &ProfileSettings,
+        user: Option<&str>,
+    ) -> std::result::Result<Option<Login>, delivery::Failure> {
+        let refused = |error: Error, oauth: bool| {
+            let mut f = delivery::Failure::new("oauth2", error.code(), error.message());
+            f.oauth_refused = oauth;
+            f
+        };
+        match self.login_refreshed(settings, user) {
+            Ok((_, login)) => Ok(login),
+            Err(LoginError { error, oauth }) => Err(refused(error, oauth)),
+        }
+    }
+
     /// The login for a profile and a message's user: the user's credential
     /// (SMTPCredentials=PerUser), else the shared one. `None` when the
     /// profile does not authenticate, or (Optional) has no credential.
@@ -114,15 +142,26 @@ impl Client {
         Ok((user.map(str::to_string), Some(Login { username: credential.username, secret: credential.secret })))
     }
 
+    /// The login made again after the server refused its OAuth2 token.
+    /// Without a refresh token there is nothing to refresh with: the
+    /// credential is read again, so a token the host stored meanwhile is
+    /// used.
+    pub(super) fn login_refreshed(
+        &self,
+        settings: &ProfileSettings,
+        user: Option<&str>,
+    ) -> std::result::Result<(Option<String>, Option<Login>), LoginError> {
+        self.login(settings, user)
+    }
+
     /// Runs the pipeline up to the bytes: profile, blacklist, test mode,
     /// MIME and DKIM. Returns the message's record (state `state`) and its
     /// bytes. Errors here are not recorded.
     pub(super) fn prepare(&self, config: &Config, spec: &mut MessageSpec, state: State) -> Result<(Record, Vec<u8>)> {
         let sender = spec.from.as_ref().map(|m| m.email.to_string());
         let settings = choose_profile(config, spec.profile.as_deref(), sender.as_deref())?;
-        if settings.server.is_none() {
-            return Err(Error::config(format!("profile {}: SMTPServer is not set", settings.name)));
-        }
+        let transport = self.transport(&settings);
+        transport.check(&settings)?;
         let from = match (&spec.from, &settings.sender_email) {
             (Some(f), _) => f.clone(),
             (None, Some(email)) => Mailbox::new(
@@ -166,7 +205,7 @@ impl Client {
         let id = crate::status::new_id();
         let message_id = format!("<{id}@{}>", from.email.domain());
         let dkim = match (&settings.dkim_domain, &settings.dkim_selector, &settings.dkim_key_file) {
-            (Some(domain), Some(selector), Some(key)) => Some(message::dkim_config(
+            (Some(domain), Some(selector), Some(key)) if transport.signs_dkim() => Some(message::dkim_config(
                 domain,
                 selector,
                 message::read_dkim_key(key).map_err(|e| e.context("SMTPDkimKeyFile"))?,
@@ -211,6 +250,7 @@ impl Client {
 
     /// One delivery attempt of a recorded message: the per-minute throttle
     /// (waiting up to `throttle_wait`), the period limit, the login, SMTP.
+    #[allow(clippy::result_large_err)] // see delivery.rs
     pub(super) fn attempt(&self, record: &Record, bytes: &[u8], throttle_wait: Duration) -> (Attempt, RetryPolicy) {
         let config = self.read_config().clone();
         let global = config.global_settings();
@@ -261,18 +301,13 @@ impl Client {
                 let key = PoolKey::new(&settings, user.as_deref(), revision);
                 let utf8 = !record.envelope_from.is_ascii() || record.envelope_to.iter().any(|a| !a.is_ascii());
                 let mail = Mail { from: &record.envelope_from, to: &record.envelope_to, body: bytes, utf8 };
-                match self.inner.pool.send(&settings, &key, login.as_ref(), &mail) {
-                    Ok(delivery) => Attempt::Sent {
-                        archive: self.archive(&settings, record, bytes, &delivery.reply),
-                        reply: delivery.reply,
-                        rejected: delivery
-                            .rejected
-                            .into_iter()
-                            .map(|(address, reply)| Refusal { address, reply })
-                            .collect(),
-                    },
+                let refresh = || self.refreshed_login(&settings, record.user.as_deref());
+                match self.transport(&settings).send(&settings, &key, login.as_ref(), &refresh, &mail) {
+                    Ok(delivery) => {
+                        Attempt::Sent { archive: self.archive(&settings, record, bytes, &delivery), delivery }
+                    }
                     Err(f) => Attempt::Failed {
-                        error: Error::new(f.code, f.message.clone()),
+                        error: f.error(),
                         oauth_user: f.oauth_refused.then(|| credential_user.clone()),
                         failure: Some(f),
                     },
@@ -293,7 +328,7 @@ impl Client {
         settings: &ProfileSettings,
         record: &Record,
         bytes: &[u8],
-        reply: &crate::smtp::Reply,
+        delivery: &Delivery,
     ) -> Option<Result<serde_json::Value>> {
         let root = match (&settings.archive_dir, &self.inner.data_dir) {
             (Some(dir), _) => dir.clone(),
@@ -311,7 +346,9 @@ impl Client {
             "recipients": s.recipients,
             "envelope_to": record.envelope_to,
             "sent_at": fsutil::rfc3339(SystemTime::now()),
-            "smtp_response": reply.text,
+            "smtp_response": delivery.reply.as_ref().map(|r| r.text.clone()),
+            "transport": delivery.transport,
+            "http_status": delivery.http_status,
         });
         Some(crate::archive::write(&root, &s.id, bytes, meta))
     }
