@@ -31,6 +31,7 @@ pub mod delivery;
 pub mod error;
 pub mod fsutil;
 pub mod graph;
+pub mod http;
 pub mod json;
 pub mod limits;
 pub mod message;

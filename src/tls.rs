@@ -17,6 +17,11 @@ use crate::error::{Code, Error, Result};
 /// stand in).
 static SYSTEM_ROOTS: Lazy<Vec<CertificateDer<'static>>> = Lazy::new(|| rustls_native_certs::load_native_certs().certs);
 
+/// The operating system's trusted roots (read once per process).
+pub fn system_roots() -> &'static [CertificateDer<'static>] {
+    &SYSTEM_ROOTS
+}
+
 /// Reads the certificates of a PEM file; an unreadable file or one with
 /// no certificate is an error naming the file.
 pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
