@@ -33,7 +33,7 @@ use crate::error::{Code, Error, Result};
 
 /// The largest response body read (Graph's and token endpoints' answers
 /// are a few kilobytes).
-pub const MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 
 /// An HTTP(S) client with one profile's trust settings and timeout.
 #[derive(Clone)]
