@@ -93,7 +93,7 @@ pub fn normalize_url(value: &str) -> std::result::Result<String, String> {
     if ip.is_none() && !crate::config::is_host_name(host) {
         return Err(format!("a bad host \"{host}\" in the URL"));
     }
-    let loopback = ip.is_some_and(|ip| ip.is_loopback()) || host.eq_ignore_ascii_case("localhost");
+    let loopback = crate::http::is_loopback_host(host);
     if scheme == "http" && !loopback {
         return Err("http:// is allowed only for a loopback address (127.0.0.1, ::1, localhost); use https://".into());
     }
@@ -135,37 +135,12 @@ fn app_only(settings: &ProfileSettings) -> bool {
     settings.graph_oauth2_flow.as_deref() == Some("ClientCredentials")
 }
 
-/// An HTTPS agent with the profile's trust settings (the system's roots
-/// plus SMTPCaFile, or none checked with SMTPAcceptInvalidCertificates),
-/// one idle keep-alive connection, every request bounded by
-/// SMTPConnectionTimeout, HTTP errors returned as replies.
+/// The HTTPS agent of a profile: its trust settings (the system's roots
+/// plus SMTPCaFile, SMTPAcceptInvalidCertificates, SMTPMinTlsVersion), no
+/// redirects, HTTP errors returned as replies, every request bounded by
+/// SMTPConnectionTimeout ([`crate::http`]).
 fn agent(settings: &ProfileSettings) -> Result<ureq::Agent> {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig};
-    let mut roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
-        .certs
-        .iter()
-        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-        .collect();
-    let system = !roots.is_empty();
-    if let Some(ca) = &settings.ca_file {
-        for c in crate::tls::read_ca_file(ca).map_err(|e| e.context("SMTPCaFile"))? {
-            roots.push(Certificate::from_der(c.as_ref()).to_owned());
-        }
-    }
-    // Without system roots, the Mozilla roots (ureq's WebPki) stand in, as
-    // for SMTP; with only SMTPCaFile, that alone.
-    let root_certs =
-        if !system && settings.ca_file.is_none() { RootCerts::WebPki } else { RootCerts::new_with_certs(&roots) };
-    let tls =
-        TlsConfig::builder().root_certs(root_certs).disable_verification(settings.accept_invalid_certificates).build();
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_millis(settings.timeout_ms as u64)))
-        .max_idle_connections_per_host(1)
-        .max_redirects(0)
-        .tls_config(tls)
-        .build();
-    Ok(config.into())
+    Ok(crate::http::Http::for_profile(settings)?.agent().clone())
 }
 
 /// The Graph transport of one client: an HTTP agent (connection pool) per
@@ -273,15 +248,12 @@ impl Graph {
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(|s| s.saturating_mul(1000));
                 let limit = if (200..300).contains(&status) { 16 * 1024 * 1024 } else { MAX_ERROR_BODY };
-                let body = response
-                    .body_mut()
-                    .with_config()
-                    .limit(limit)
-                    .read_to_vec()
-                    .map_err(|e| transport_failure(&what, e, request.sending && (200..300).contains(&status)))?;
+                let body = response.body_mut().with_config().limit(limit).read_to_vec().map_err(|e| {
+                    transport_failure(request.url, &what, e, request.sending && (200..300).contains(&status))
+                })?;
                 Ok(Reply { status, retry_after_ms, body })
             }
-            Err(e) => Err(transport_failure(&what, e, request.sending)),
+            Err(e) => Err(transport_failure(request.url, &what, e, request.sending)),
         }
     }
 
@@ -511,7 +483,7 @@ fn expect(reply: &Reply, ok: &[u16], what: &str) -> std::result::Result<u16, Fai
 /// A failure below HTTP: DNS, connect and TLS are CONNECT/TLS (nothing
 /// was sent); a break or stall once a sending request may have reached
 /// the server is TRANSIENT with `possible_duplicate`.
-fn transport_failure(what: &str, e: ureq::Error, sending: bool) -> Failure {
+fn transport_failure(url: &str, what: &str, e: ureq::Error, sending: bool) -> Failure {
     use ureq::Error as E;
     use ureq::Timeout as T;
     let before_connected = match &e {
@@ -525,17 +497,18 @@ fn transport_failure(what: &str, e: ureq::Error, sending: bool) -> Failure {
         ),
         _ => false,
     };
-    let tls_in_io = matches!(&e, E::Io(io) if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()));
-    if tls_in_io || matches!(e, E::Tls(_) | E::Rustls(_) | E::Pem(_)) {
-        return failure(Code::Tls, format!("{what}: TLS failed: {e}"));
-    }
-    if before_connected {
-        return failure(Code::Connect, format!("{what}: cannot connect: {e}"));
-    }
     // Not all of the request went out: the server cannot have acted on it.
     let unsent = matches!(&e, E::Timeout(T::SendRequest) | E::Timeout(T::SendBody))
         || matches!(&e, E::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe);
-    let mut f = failure(Code::Transient, format!("{what}: the connection broke or stalled: {e}"));
+    let detail = e.to_string();
+    let mapped = crate::http::map_error(url, e);
+    if mapped.code() == Code::Tls {
+        return failure(Code::Tls, format!("{what}: {}", mapped.message()));
+    }
+    if before_connected {
+        return failure(Code::Connect, format!("{what}: {}", mapped.message()));
+    }
+    let mut f = failure(Code::Transient, format!("{what}: the connection broke or stalled: {detail}"));
     f.possible_duplicate = sending && !unsent;
     f
 }
@@ -850,6 +823,28 @@ mod tests {
         assert!(normalize_url("https://u:p@host/").is_err());
         assert!(normalize_url("https://host:0/").is_err());
         assert!(normalize_url("graph.microsoft.com").is_err());
+    }
+
+    #[test]
+    fn app_only_sends_from_the_mailbox_or_the_sender() {
+        let mut c = crate::config::Config::new();
+        c.set("SMTPTransport", Some("Graph")).unwrap();
+        c.set("SMTPGraphUrl", Some("https://graph.example/v1.0/")).unwrap();
+        let mut s = c.settings("Default").unwrap();
+        assert_eq!(mailbox_url(&s, Some("anna@firm.example")).unwrap(), "https://graph.example/v1.0/me");
+        s.graph_oauth2_flow = Some("ClientCredentials".into());
+        assert_eq!(
+            mailbox_url(&s, Some("anna@firm.example")).unwrap(),
+            "https://graph.example/v1.0/users/anna@firm.example"
+        );
+        s.graph_mailbox = Some("office/x@firm.example".into());
+        assert_eq!(mailbox_url(&s, None).unwrap(), "https://graph.example/v1.0/users/office%2Fx@firm.example");
+        s.graph_mailbox = None;
+        assert!(mailbox_url(&s, None).unwrap_err().message().contains("SMTPGraphMailbox"));
+        s.graph_oauth2_provider = Some("Google".into());
+        assert!(check_profile(&s).unwrap_err().message().contains("SMTPAuthModel"));
+        s.auth_model = AuthModel::OAuth2;
+        assert!(check_profile(&s).unwrap_err().message().contains("SMTPOAuth2Provider"));
     }
 
     fn mime(headers: &str) -> Vec<u8> {

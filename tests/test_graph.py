@@ -28,29 +28,40 @@ from conftest import (
     message,
 )
 from servers.graph import RANGE_UNIT, GraphServer
+from servers.oidc import APP_CLIENT, APP_SECRET, OidcProvider
 
 USER = "anna"
 TOKEN_TTL = 3600
 
 
 class Tokens:
-    """The tokens the Graph server accepts (claims as an introspection answers them)."""
+    """Access tokens from the test authorization server (oidc-provider, client
+    credentials); the Graph server checks them by the server's introspection."""
 
-    def __init__(self) -> None:
-        self.active: set[str] = set()
+    def __init__(self, oidc: OidcProvider) -> None:
+        self.oidc = oidc
 
     def issue(self) -> str:
-        token = base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
-        self.active.add(token)
-        return token
+        status, body = self.oidc.token_request({
+            "grant_type": "client_credentials", "client_id": APP_CLIENT,
+            "client_secret": APP_SECRET, "scope": "mail.send",
+        })
+        assert status == 200, body
+        return body["access_token"]
 
     def check(self, token: str) -> dict:
-        return {"active": token in self.active, "scope": "https://graph.microsoft.com/Mail.Send"}
+        return self.oidc.introspect(token)
+
+
+@pytest.fixture(scope="module")
+def oidc():
+    with OidcProvider() as provider:
+        yield provider
 
 
 @pytest.fixture
-def tokens() -> Tokens:
-    return Tokens()
+def tokens(oidc) -> Tokens:
+    return Tokens(oidc)
 
 
 @pytest.fixture
@@ -151,6 +162,18 @@ def test_sends_the_mime_base64_to_me_sendmail(sending, graph):
     [att] = list(m.iter_attachments())
     assert att.get_filename() == "inv.pdf" and att.get_content() == b"%PDF-1.4 x"
     assert "DKIM-Signature" not in m
+
+
+def test_dkim_does_not_apply_to_graph(client, graph, ca, tokens, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    key = tmp_path / "dkim.pem"
+    key.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    graph_profile(client, graph, ca, tokens, SMTPDkimDomain="firm.example", SMTPDkimSelector="s1",
+                  SMTPDkimKeyFile=str(key))
+    assert client.send(mail())["state"] == "sent"
+    assert "DKIM-Signature" not in graph.messages[0].message
 
 
 def test_one_keep_alive_connection_carries_many_messages(sending, graph):
@@ -271,8 +294,7 @@ def test_401_once_is_retried_with_the_credential_read_again(sending, graph, toke
         nonlocal first
         claims = tokens.check(token)
         if first and claims["active"]:
-            first = False
-            tokens.active.discard(token)
+            first = False  # this token is refused once, as if revoked
             sending.credentials_set_oauth2(USER, SENDER, tokens.issue(), int(time.time()) + TOKEN_TTL)
             return {"active": False}
         return claims
@@ -331,7 +353,8 @@ def test_connection_reads_the_mailbox(sending, graph):
 
 
 def test_connection_stages_on_failure(sending, graph, tokens, ca, tmp_path):
-    tokens.active.clear()
+    # A token the authorization server never issued: introspection says inactive.
+    sending.credentials_set_oauth2(USER, SENDER, "not-a-token-" + os.urandom(8).hex(), int(time.time()) + 60)
     error = expect_error(AUTH, sending.test_connection, None, USER)
     assert error.report["stage"] == "auth" and error.report["ok"] is False
     from servers import CertAuthority

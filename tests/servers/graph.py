@@ -245,7 +245,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         claims = self.graph.check_token(token) if token else None
         ok = bool(claims and claims.get("active"))
         if ok and "scope" in claims:
-            ok = "Mail.Send" in str(claims["scope"])
+            ok = "mail.send" in str(claims["scope"]).lower()
         if not ok:
             self._fail(401, "InvalidAuthenticationToken",
                        "Access token is empty." if not token else "Access token validation failure.",
