@@ -48,12 +48,12 @@ pub enum Kind {
     Emails,
     /// A sender domain, `@domain` or a full sender address.
     Filter,
-    /// A secret that is kept in the credential store, never in the
-    /// configuration, and cannot be read back.
-    Secret,
     /// The base URL of Microsoft Graph: `https://`, or `http://` for a
     /// loopback address only.
     GraphUrl,
+    /// A secret that is kept in the credential store, never in the
+    /// configuration, and cannot be read back.
+    Secret,
 }
 
 /// One configuration key.
@@ -92,6 +92,10 @@ pub static KEYS: &[KeyDef] = &[
     key!("SMTPAuthentication", Profile, Kind::Enum(AUTHENTICATION), Some("Required")),
     key!("SMTPAuthModel", Profile, Kind::Enum(AUTH_MODEL), Some("Basic")),
     key!("SMTPCredentials", Profile, Kind::Enum(CREDENTIALS), Some("PerUser")),
+    key!("SMTPTransport", Profile, Kind::Enum(TRANSPORT), Some("SMTP")),
+    key!("SMTPGraphUrl", Profile, Kind::GraphUrl, Some(crate::graph::DEFAULT_URL)),
+    key!("SMTPGraphSaveToSentItems", Profile, Kind::Bool, Some("true")),
+    key!("SMTPGraphMailbox", Profile, Kind::Email, None),
     key!("SMTPSenderName", Profile, Kind::Text, None),
     key!("SMTPSenderEmail", Profile, Kind::Email, None),
     key!("SMTPReplyTo", Profile, Kind::Email, None),
@@ -113,10 +117,6 @@ pub static KEYS: &[KeyDef] = &[
     key!("SMTPDkimKeyFile", Profile, Kind::DkimKeyFile, None),
     key!("SMTPArchiveDir", Profile, Kind::Path, None),
     key!("SMTPMaxMessageBytes", Profile, Kind::Number(1, MS_MAX), Some("36700160")),
-    key!("SMTPTransport", Profile, Kind::Enum(TRANSPORT), Some("SMTP")),
-    key!("SMTPGraphUrl", Profile, Kind::GraphUrl, Some(crate::graph::DEFAULT_URL)),
-    key!("SMTPGraphSaveToSentItems", Profile, Kind::Bool, Some("true")),
-    key!("SMTPGraphMailbox", Profile, Kind::Email, None),
     key!("SMTPUsername", Global, Kind::Text, None),
     key!("SMTPPassword", Global, Kind::Secret, None),
     key!("SMTPTestMode", Global, Kind::Bool, Some("false")),
@@ -768,6 +768,16 @@ pub struct ProfileSettings {
     pub authentication: Authentication,
     pub auth_model: AuthModel,
     pub shared_credentials: bool,
+    /// How this profile delivers (SMTPTransport).
+    pub transport: Transport,
+    /// SMTPGraphUrl, without a trailing `/`.
+    pub graph_url: String,
+    pub graph_save_to_sent_items: bool,
+    pub graph_mailbox: Option<String>,
+    /// SMTPOAuth2Provider and SMTPOAuth2Flow as the Graph transport reads
+    /// them (`None` in a build without those keys).
+    pub graph_oauth2_provider: Option<String>,
+    pub graph_oauth2_flow: Option<String>,
     pub sender_name: Option<String>,
     pub sender_email: Option<String>,
     pub reply_to: Option<String>,
@@ -788,16 +798,6 @@ pub struct ProfileSettings {
     pub dkim_key_file: Option<PathBuf>,
     pub archive_dir: Option<PathBuf>,
     pub max_message_bytes: u64,
-    /// How this profile delivers (SMTPTransport).
-    pub transport: Transport,
-    /// SMTPGraphUrl, without a trailing `/`.
-    pub graph_url: String,
-    pub graph_save_to_sent_items: bool,
-    pub graph_mailbox: Option<String>,
-    /// SMTPOAuth2Provider and SMTPOAuth2Flow as the Graph transport reads
-    /// them (`None` in a build without those keys).
-    pub graph_oauth2_provider: Option<String>,
-    pub graph_oauth2_flow: Option<String>,
 }
 
 /// How a profile delivers its mail (SMTPTransport).
@@ -834,6 +834,16 @@ impl ProfileSettings {
                 AuthModel::Basic
             },
             shared_credentials: get("SMTPCredentials").as_deref() == Some("Shared"),
+            transport: if get("SMTPTransport").as_deref() == Some("Graph") {
+                Transport::Graph
+            } else {
+                Transport::Smtp
+            },
+            graph_url: get("SMTPGraphUrl").unwrap_or_else(|| crate::graph::DEFAULT_URL.to_string()),
+            graph_save_to_sent_items: flag("SMTPGraphSaveToSentItems"),
+            graph_mailbox: text("SMTPGraphMailbox"),
+            graph_oauth2_provider: key_def("SMTPOAuth2Provider").and_then(|d| config.effective(p, d)),
+            graph_oauth2_flow: key_def("SMTPOAuth2Flow").and_then(|d| config.effective(p, d)),
             sender_name: text("SMTPSenderName"),
             sender_email: text("SMTPSenderEmail"),
             reply_to: text("SMTPReplyTo"),
@@ -859,16 +869,6 @@ impl ProfileSettings {
             dkim_key_file: text("SMTPDkimKeyFile").map(PathBuf::from),
             archive_dir: text("SMTPArchiveDir").map(PathBuf::from),
             max_message_bytes: num("SMTPMaxMessageBytes"),
-            transport: if get("SMTPTransport").as_deref() == Some("Graph") {
-                Transport::Graph
-            } else {
-                Transport::Smtp
-            },
-            graph_url: get("SMTPGraphUrl").unwrap_or_else(|| crate::graph::DEFAULT_URL.to_string()),
-            graph_save_to_sent_items: flag("SMTPGraphSaveToSentItems"),
-            graph_mailbox: text("SMTPGraphMailbox"),
-            graph_oauth2_provider: key_def("SMTPOAuth2Provider").and_then(|d| config.effective(p, d)),
-            graph_oauth2_flow: key_def("SMTPOAuth2Flow").and_then(|d| config.effective(p, d)),
         })
     }
 

@@ -576,9 +576,20 @@ impl Transport for Graph {
                 }
                 Err(f) if f.oauth_refused && !refreshed => {
                     refreshed = true;
-                    match refresh()? {
-                        Some(fresh) if fresh.secret != token => token = fresh.secret,
-                        _ => return Err(f),
+                    match refresh() {
+                        Ok(Some(fresh)) if fresh.secret != token => token = fresh.secret,
+                        Ok(_) => return Err(f),
+                        // The token endpoint could not be reached: that is
+                        // the outcome (CONNECT, retried).
+                        Err(r) if !r.oauth_refused && r.code != Code::Credentials => {
+                            return Err(Failure { transport: NAME, ..r });
+                        }
+                        // Refused too: AUTH, new credentials needed.
+                        Err(r) => {
+                            let mut f = f;
+                            f.message = format!("{}; the refresh failed too: {}", f.message, r.message);
+                            return Err(f);
+                        }
                     }
                 }
                 Err(f) => return Err(f),
@@ -628,9 +639,10 @@ impl Transport for Graph {
                     }
                     Err(f) if f.oauth_refused && !refreshed => {
                         refreshed = true;
-                        match refresh().map_err(|f| f.error())? {
-                            Some(fresh) if fresh.secret != token => token = fresh.secret,
-                            _ => return Err(Error::new(Code::Auth, f.message)),
+                        match refresh() {
+                            Ok(Some(fresh)) if fresh.secret != token => token = fresh.secret,
+                            Err(r) if !r.oauth_refused && r.code != Code::Credentials => return Err(r.error()),
+                            _ => return Err(f.error()),
                         }
                     }
                     // A refusal to read the mailbox is an authorisation problem here.

@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+import smtpbridge
 
 from conftest import (
     AUTH,
@@ -72,9 +73,27 @@ def graph(ca, tokens):
         yield g
 
 
+def has_oauth2_keys(client) -> bool:
+    """Whether this build has the library-run OAuth2 keys (ABI §13)."""
+    try:
+        client.config_get("SMTPOAuth2Provider")
+        return True
+    except smtpbridge.SmtpBridgeError as error:
+        assert error.code == CONFIG and "unknown configuration key" in error.message, error.message
+        return False
+
+
 def graph_profile(client, graph, ca, tokens, profile=None, **extra):
-    """Points ``client`` (or ``profile``) at the Graph server with a token for USER."""
+    """Points ``client`` (or ``profile``) at the Graph server with a token for USER.
+
+    With the ABI §13 keys present, the profile names the test authorization
+    server as its OpenID provider, as §14 asks of a Graph profile.
+    """
     prefix = f"{profile}." if profile else ""
+    if has_oauth2_keys(client):
+        for k, v in {"SMTPOAuth2Provider": "OpenID", "SMTPOAuth2Issuer": tokens.oidc.issuer,
+                     "SMTPOAuth2ClientId": APP_CLIENT}.items():
+            client.config_set(prefix + k, v)
     keys = {
         "SMTPTransport": "Graph",
         "SMTPGraphUrl": graph.url,
@@ -238,6 +257,22 @@ def test_archive_and_limits_apply_as_for_smtp(client, graph, ca, tokens, tmp_pat
     from conftest import LIMIT
     expect_error(LIMIT, client.send, mail())
     assert len(graph.messages) == 2
+
+
+def test_app_only_tokens_from_the_authorization_server_send_as_the_mailbox(client, graph, ca, tokens):
+    """SMTPOAuth2Flow=ClientCredentials: the library gets the app token itself
+    and sends from /users/{SMTPGraphMailbox}."""
+    if not has_oauth2_keys(client):
+        pytest.skip("this build has no SMTPOAuth2Provider/SMTPOAuth2Flow (ABI §13 keys)")
+    graph_profile(client, graph, ca, tokens, SMTPOAuth2Flow="ClientCredentials", SMTPCredentials="Shared",
+                  SMTPOAuth2ClientSecret=APP_SECRET, SMTPGraphMailbox="office@firm.example",
+                  SMTPOAuth2Scopes="mail.send")
+    client.credentials_remove(USER)
+    status = client.send(message())
+    assert status["state"] == "sent"
+    assert graph.messages[0].mailbox == "office@firm.example"
+    report = client.test_connection(None, None)
+    assert report["ok"] and report["mailbox"] == "office@firm.example"
 
 
 # --- outcomes --------------------------------------------------------------------
