@@ -143,8 +143,14 @@ def test_a_whole_configuration_with_a_graph_profile_needs_oauth2(client):
     assert "SMTPAuthModel" in error.message and "M365" in error.message
     error = expect_error(CONFIG, client.config_import_keys, "SMTPTransport=Graph\nSMTPAuthentication=None\n")
     assert "SMTPAuthModel" in error.message
+    profile = {"name": "M365", "SMTPTransport": "Graph", "SMTPAuthModel": "OAuth2"}
+    if has_oauth2_keys(client):
+        # Host-supplied tokens (provider None) are not enough for Graph.
+        error = expect_error(CONFIG, client.config_load_json, {"profiles": [profile]})
+        assert "SMTPOAuth2Provider" in error.message
+        profile["SMTPOAuth2Provider"] = "Microsoft"
     # SMTPServer is not needed.
-    client.config_load_json({"profiles": [{"name": "M365", "SMTPTransport": "Graph", "SMTPAuthModel": "OAuth2"}]})
+    client.config_load_json({"profiles": [profile]})
     exported = client.config_export_json()
     assert exported["profiles"][0]["SMTPTransport"] == "Graph"
 
@@ -259,15 +265,21 @@ def test_archive_and_limits_apply_as_for_smtp(client, graph, ca, tokens, tmp_pat
     assert len(graph.messages) == 2
 
 
-def test_app_only_tokens_from_the_authorization_server_send_as_the_mailbox(client, graph, ca, tokens):
-    """SMTPOAuth2Flow=ClientCredentials: the library gets the app token itself
-    and sends from /users/{SMTPGraphMailbox}."""
-    if not has_oauth2_keys(client):
-        pytest.skip("this build has no SMTPOAuth2Provider/SMTPOAuth2Flow (ABI §13 keys)")
+def app_only(client, graph, ca, tokens):
+    """A profile with SMTPOAuth2Flow=ClientCredentials: the library gets app
+    tokens from the test authorization server itself."""
     graph_profile(client, graph, ca, tokens, SMTPOAuth2Flow="ClientCredentials", SMTPCredentials="Shared",
                   SMTPOAuth2ClientSecret=APP_SECRET, SMTPGraphMailbox="office@firm.example",
                   SMTPOAuth2Scopes="mail.send")
+    client.config_set("SMTPUsername", "office@firm.example")
     client.credentials_remove(USER)
+
+
+def test_app_only_tokens_from_the_authorization_server_send_as_the_mailbox(client, graph, ca, tokens):
+    """SMTPOAuth2Flow=ClientCredentials: /users/{SMTPGraphMailbox}."""
+    if not has_oauth2_keys(client):
+        pytest.skip("this build has no SMTPOAuth2Provider/SMTPOAuth2Flow (ABI §13 keys)")
+    app_only(client, graph, ca, tokens)
     status = client.send(message())
     assert status["state"] == "sent"
     assert graph.messages[0].mailbox == "office@firm.example"
@@ -321,22 +333,29 @@ def test_401_refreshes_once_then_auth_and_needs_credentials(sending, graph, toke
     assert any(e.get("type") == "credentials_needed" and e["user_id"] == USER for e in events)
 
 
-def test_401_once_is_retried_with_the_credential_read_again(sending, graph, tokens):
-    # The host stored a new token while the old one was being refused.
-    first = True
+def test_a_token_refused_once_is_replaced_and_the_message_sent(client, graph, ca, tokens):
+    """401 once: the next token is used (a library-managed token is refreshed;
+    a host-supplied one is read again, here stored by the host meanwhile)."""
+    seen = []
+    managed = has_oauth2_keys(client)
+    if managed:
+        app_only(client, graph, ca, tokens)
+    else:
+        graph_profile(client, graph, ca, tokens)
 
     def check(token):
-        nonlocal first
         claims = tokens.check(token)
-        if first and claims["active"]:
-            first = False  # this token is refused once, as if revoked
-            sending.credentials_set_oauth2(USER, SENDER, tokens.issue(), int(time.time()) + TOKEN_TTL)
-            return {"active": False}
+        if claims.get("active") and token not in seen:
+            seen.append(token)
+            if len(seen) == 1:  # the first token is refused once, as if revoked
+                if not managed:
+                    client.credentials_set_oauth2(USER, SENDER, tokens.issue(), int(time.time()) + TOKEN_TTL)
+                return {"active": False}
         return claims
 
     graph.check_token = check
-    status = sending.send(mail())
-    assert status["state"] == "sent"
+    assert client.send(mail())["state"] == "sent"
+    assert len(seen) == 2 and len(graph.messages) == 1
 
 
 @pytest.mark.parametrize("fault", ["429", "503", "504"])
