@@ -48,6 +48,9 @@ pub enum Kind {
     Emails,
     /// A sender domain, `@domain` or a full sender address.
     Filter,
+    /// The base URL of Microsoft Graph: `https://`, or `http://` for a
+    /// loopback address only.
+    GraphUrl,
     /// A secret that is kept in the credential store, never in the
     /// configuration, and cannot be read back.
     Secret,
@@ -80,6 +83,7 @@ const OAUTH2_PROVIDER: &[(&str, &[&str])] =
     &[("None", &["none", ""]), ("Microsoft", &["microsoft"]), ("Google", &["google"]), ("OpenID", &["openid"])];
 const OAUTH2_FLOW: &[(&str, &[&str])] =
     &[("Interactive", &["interactive"]), ("ClientCredentials", &["clientcredentials"])];
+const TRANSPORT: &[(&str, &[&str])] = &[("SMTP", &["smtp"]), ("Graph", &["graph"])];
 
 const MS_MAX: u64 = u32::MAX as u64;
 
@@ -97,6 +101,10 @@ pub static KEYS: &[KeyDef] = &[
     key!("SMTPAuthentication", Profile, Kind::Enum(AUTHENTICATION), Some("Required")),
     key!("SMTPAuthModel", Profile, Kind::Enum(AUTH_MODEL), Some("Basic")),
     key!("SMTPCredentials", Profile, Kind::Enum(CREDENTIALS), Some("PerUser")),
+    key!("SMTPTransport", Profile, Kind::Enum(TRANSPORT), Some("SMTP")),
+    key!("SMTPGraphUrl", Profile, Kind::GraphUrl, Some(crate::graph::DEFAULT_URL)),
+    key!("SMTPGraphSaveToSentItems", Profile, Kind::Bool, Some("true")),
+    key!("SMTPGraphMailbox", Profile, Kind::Email, None),
     key!("SMTPSenderName", Profile, Kind::Text, None),
     key!("SMTPSenderEmail", Profile, Kind::Email, None),
     key!("SMTPReplyTo", Profile, Kind::Email, None),
@@ -405,7 +413,18 @@ impl Config {
                 changes.push(change);
             }
         }
+        next.check_transports()?;
         Ok((next, changes))
+    }
+
+    /// Checks, for a configuration given at once, that each profile has
+    /// what its transport needs (SMTPTransport=Graph: OAuth2). Single
+    /// `set` calls cannot be checked this way: keys arrive one at a time.
+    fn check_transports(&self) -> Result<()> {
+        for p in &self.profiles {
+            crate::delivery::check_configured(&ProfileSettings::read(self, p)?)?;
+        }
+        Ok(())
     }
 
     /// Reads the JSON shape of `smtpb_config_load_json`. The result
@@ -466,6 +485,7 @@ impl Config {
         for entry in &shape.blacklist {
             config.blacklist_add(entry)?;
         }
+        config.check_transports()?;
         Ok((config, changes))
     }
 
@@ -664,6 +684,7 @@ fn normalize(def: &KeyDef, raw: &str) -> Result<Option<String>> {
             crate::tls::read_ca_file(&path).map_err(|e| e.context(def.name))?;
             Ok(Some(path.display().to_string()))
         }
+        Kind::GraphUrl => crate::graph::normalize_url(value).map(Some).map_err(|why| bad(&why)),
         Kind::DkimKeyFile => {
             let path = absolute_path(def, value)?;
             crate::message::read_dkim_key(&path).map_err(|e| e.context(def.name))?;
@@ -809,6 +830,16 @@ pub struct ProfileSettings {
     pub authentication: Authentication,
     pub auth_model: AuthModel,
     pub shared_credentials: bool,
+    /// How this profile delivers (SMTPTransport).
+    pub transport: Transport,
+    /// SMTPGraphUrl, without a trailing `/`.
+    pub graph_url: String,
+    pub graph_save_to_sent_items: bool,
+    pub graph_mailbox: Option<String>,
+    /// SMTPOAuth2Provider and SMTPOAuth2Flow as the Graph transport reads
+    /// them (`None` in a build without those keys).
+    pub graph_oauth2_provider: Option<String>,
+    pub graph_oauth2_flow: Option<String>,
     pub sender_name: Option<String>,
     pub sender_email: Option<String>,
     pub reply_to: Option<String>,
@@ -860,6 +891,14 @@ impl OAuth2Provider {
     }
 }
 
+/// How a profile delivers its mail (SMTPTransport).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Smtp,
+    /// Microsoft Graph sendMail (ABI §14).
+    Graph,
+}
+
 impl ProfileSettings {
     fn read(config: &Config, p: &Profile) -> Result<ProfileSettings> {
         let get = |k: &str| config.effective(p, key_def(k).expect("known key"));
@@ -886,6 +925,16 @@ impl ProfileSettings {
                 AuthModel::Basic
             },
             shared_credentials: get("SMTPCredentials").as_deref() == Some("Shared"),
+            transport: if get("SMTPTransport").as_deref() == Some("Graph") {
+                Transport::Graph
+            } else {
+                Transport::Smtp
+            },
+            graph_url: get("SMTPGraphUrl").unwrap_or_else(|| crate::graph::DEFAULT_URL.to_string()),
+            graph_save_to_sent_items: flag("SMTPGraphSaveToSentItems"),
+            graph_mailbox: text("SMTPGraphMailbox"),
+            graph_oauth2_provider: key_def("SMTPOAuth2Provider").and_then(|d| config.effective(p, d)),
+            graph_oauth2_flow: key_def("SMTPOAuth2Flow").and_then(|d| config.effective(p, d)),
             sender_name: text("SMTPSenderName"),
             sender_email: text("SMTPSenderEmail"),
             reply_to: text("SMTPReplyTo"),

@@ -15,6 +15,7 @@
 //! - [`message`]: message JSON to a validated, lettre-built MIME message;
 //! - [`smtp`]: the SMTP dialogue (deadlines, STARTTLS, AUTH, PIPELINING);
 //! - [`transport`]: pooled sessions per profile;
+//! - [`delivery`]: the delivery step, SMTP or [`graph`] (Microsoft Graph sendMail);
 //! - [`client`]: the client that ties them together;
 //! - [`logging`], [`transcript`], [`advice`]: diagnostics (log lines,
 //!   redacted dialogues, what to change).
@@ -29,8 +30,10 @@ pub mod archive;
 pub mod client;
 pub mod config;
 pub mod credentials;
+pub mod delivery;
 pub mod error;
 pub mod fsutil;
+pub mod graph;
 pub mod http;
 pub mod json;
 pub mod limits;

@@ -102,6 +102,12 @@ pub struct Status {
     /// library recognised (ABI §15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advice: Option<crate::advice::Advice>,
+    /// How the last attempt delivered: `smtp` or `graph` (ABI §14).
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// The HTTP status of the last Graph attempt.
+    #[serde(default)]
+    pub http_status: Option<u16>,
 }
 
 impl Status {
@@ -128,6 +134,8 @@ impl Status {
             next_attempt_at: None,
             archive: None,
             advice: None,
+            transport: None,
+            http_status: None,
         }
     }
 
@@ -173,6 +181,8 @@ impl Status {
             "next_attempt_at": self.next_attempt_at.map(rfc3339),
             "archive": self.archive,
             "advice": self.advice.as_ref().filter(|_| matches!(self.state, State::Failed | State::Deferred)),
+            "transport": self.transport,
+            "http_status": self.http_status,
         })
     }
 }

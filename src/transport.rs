@@ -153,3 +153,75 @@ impl Pool {
 fn failure_from(e: crate::error::Error, stage: &'static str) -> Failure {
     Failure::new(e.code(), stage, e.message())
 }
+
+/// SMTP as the pipeline's delivery step.
+impl crate::delivery::Transport for Pool {
+    fn check(&self, settings: &ProfileSettings) -> Result<()> {
+        match settings.server {
+            Some(_) => Ok(()),
+            None => Err(crate::error::Error::config(format!("profile {}: SMTPServer is not set", settings.name))),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "smtp"
+    }
+
+    fn signs_dkim(&self) -> bool {
+        true
+    }
+
+    fn send(
+        &self,
+        settings: &ProfileSettings,
+        key: &PoolKey,
+        login: Option<&Login>,
+        _refresh: crate::delivery::Refresh,
+        mail: &Mail,
+    ) -> std::result::Result<crate::delivery::Delivery, crate::delivery::Failure> {
+        let delivery = Pool::send(self, settings, key, login, mail).map_err(|mut f| {
+            f.advice = crate::advice::for_failure(&f, settings);
+            crate::delivery::Failure::from(f)
+        })?;
+        Ok(crate::delivery::Delivery {
+            transport: "smtp",
+            reply: Some(delivery.reply),
+            http_status: None,
+            rejected: delivery.rejected,
+        })
+    }
+
+    fn test(
+        &self,
+        settings: &ProfileSettings,
+        login: Option<&Login>,
+        _refresh: crate::delivery::Refresh,
+    ) -> crate::delivery::TestReport {
+        let mut probe = Probe { stage: "connect", ..Probe::default() };
+        let mut advice = None;
+        let result = self.tls_config(settings).and_then(|tls| {
+            Session::open(settings, &tls, login, &mut probe, &self.sockets)
+                .map(|s| s.quit(Duration::from_millis(settings.timeout_ms as u64)))
+                .map_err(|f: Failure| {
+                    advice = crate::advice::for_failure(&f, settings);
+                    let suffix = advice.as_ref().map(|a| a.suffix()).unwrap_or_default();
+                    crate::error::Error::new(f.code, format!("{}{suffix}", f.message))
+                })
+        });
+        let serde_json::Value::Object(fields) = serde_json::json!({
+            "stage": probe.stage,
+            "banner": probe.banner,
+            "capabilities": probe.capabilities,
+            "tls": probe.tls,
+            "auth_mechanisms": probe.auth_mechanisms,
+            "advice": advice,
+        }) else {
+            unreachable!("an object literal")
+        };
+        crate::delivery::TestReport { result, fields }
+    }
+
+    fn close_all(&self) {
+        Pool::close_all(self);
+    }
+}

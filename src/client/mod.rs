@@ -23,7 +23,6 @@ use crate::limits::Limits;
 use crate::logging::ClientLog;
 use crate::outbox::events::Callback;
 use crate::outbox::Outbox;
-use crate::smtp::{Failure, Probe, Session};
 use crate::transcript::TranscriptStore;
 use crate::transport::Pool;
 
@@ -50,6 +49,8 @@ struct Inner {
     /// in with an old credential are not reused.
     credential_revision: AtomicU64,
     pool: Pool,
+    /// Microsoft Graph connections, per profile.
+    graph: crate::graph::Graph,
     limits: Limits,
     outbox: Arc<Outbox>,
     shut_down: AtomicBool,
@@ -171,6 +172,7 @@ impl Client {
                 credentials: Mutex::new(store),
                 credential_revision: AtomicU64::new(0),
                 pool: Pool::default(),
+                graph: crate::graph::Graph::default(),
                 limits,
                 outbox: outbox.clone(),
                 shut_down: AtomicBool::new(false),
@@ -303,7 +305,7 @@ impl Client {
         pool.close_all();
         pool.sockets.abort(false);
         let in_time = self.inner.outbox.shutdown(deadline, || pool.sockets.abort(true));
-        pool.close_all();
+        self.close_idle();
         if in_time {
             Ok(())
         } else {
@@ -355,7 +357,7 @@ impl Client {
             let global = config.global_settings();
             self.inner.log.set_file(global.log_file.as_deref(), global.log_level, global.log_max_bytes);
             log::info!("configuration changed; pooled sessions closed");
-            self.inner.pool.close_all();
+            self.close_idle();
         }
         drop(config);
         for change in changes {
@@ -385,8 +387,15 @@ impl Client {
 
     fn credentials_changed(&self) {
         self.inner.credential_revision.fetch_add(1, Ordering::AcqRel);
-        self.inner.pool.close_all();
+        self.close_idle();
         self.inner.outbox.release_credentials();
+    }
+
+    /// Ends the idle connections of every transport.
+    fn close_idle(&self) {
+        use crate::delivery::Transport;
+        self.inner.pool.close_all();
+        self.inner.graph.close_all();
     }
 
     fn credential_revision(&self) -> u64 {
@@ -660,7 +669,8 @@ impl Client {
         Ok(())
     }
 
-    /// Tests a profile's connection (`smtpb_test_connection`).
+    /// Tests a profile's connection (`smtpb_test_connection`): a session
+    /// up to AUTH (SMTP) or a token and the mailbox (Graph), then goodbye.
     pub fn test_connection(&self, profile: Option<&str>, user_id: Option<&str>) -> TestOutcome {
         let unreported = |e: Error| TestOutcome { result: Err(e), report: None };
         if let Err(e) = self.check_open() {
@@ -668,48 +678,48 @@ impl Client {
         }
         let config = self.read_config().clone();
         let settings = match pipeline::choose_profile(&config, profile, None) {
-            Ok(s) if s.server.is_some() => s,
-            Ok(s) => return unreported(Error::config(format!("profile {}: SMTPServer is not set", s.name))),
+            Ok(s) => s,
             Err(e) => return unreported(e),
         };
-        let tls = match self.inner.pool.tls_config(&settings) {
-            Ok(t) => t,
-            Err(e) => return unreported(e),
-        };
-        let mut probe = Probe { stage: "connect", ..Probe::default() };
+        let transport = self.transport(&settings);
+        if let Err(e) = transport.check(&settings) {
+            return unreported(e);
+        }
         let mut managed = None;
-        let result = self.login_with(&settings, user_id, false).map_err(|e| {
-            probe.stage = "auth";
-            e.error
-        });
-        let mut advice = None;
-        let result = result.and_then(|(_, login, info)| {
-            managed = info;
-            Session::open(&settings, &tls, login.as_ref(), &mut probe, &self.inner.pool.sockets)
-                .map(|s| s.quit(std::time::Duration::from_millis(settings.timeout_ms as u64)))
-                .map_err(|f: Failure| {
-                    advice = crate::advice::for_failure(&f, &settings);
-                    let suffix = advice.as_ref().map(|a| a.suffix()).unwrap_or_default();
-                    Error::new(f.code, format!("{}{suffix}", f.message))
-                })
-        });
+        let (result, mut fields) = match self.login_with(&settings, user_id, false) {
+            Err(e) => {
+                let mut fields = serde_json::Map::new();
+                fields.insert("stage".into(), "auth".into());
+                (Err(e.error), fields)
+            }
+            Ok((_, login, info)) => {
+                managed = info;
+                let refresh = || self.refreshed_login(&settings, user_id);
+                let report = transport.test(&settings, login.as_ref(), &refresh);
+                (report.result, report.fields)
+            }
+        };
+        if let Err(e) = &result {
+            if e.code() == Code::Config {
+                return unreported(e.clone());
+            }
+        }
         let (error_code, error) = match &result {
             Ok(()) => (0, None),
             Err(e) => (e.code() as i32, Some(e.message().to_string())),
         };
-        let report = serde_json::json!({
-            "ok": result.is_ok(),
-            "profile": settings.name,
-            "stage": probe.stage,
-            "banner": probe.banner,
-            "capabilities": probe.capabilities,
-            "tls": probe.tls,
-            "auth_mechanisms": probe.auth_mechanisms,
-            "error_code": error_code,
-            "error": error,
-            "advice": advice,
-        });
-        let mut report = report;
+        for (k, v) in
+            [("banner", Value::Null), ("capabilities", json!([])), ("tls", Value::Null), ("advice", Value::Null)]
+        {
+            fields.entry(k).or_insert(v);
+        }
+        fields.entry("auth_mechanisms").or_insert(json!([]));
+        let mut report = json!({"ok": result.is_ok(), "profile": settings.name});
+        if let Value::Object(map) = &mut report {
+            map.extend(fields);
+            map.insert("error_code".into(), json!(error_code));
+            map.insert("error".into(), json!(error));
+        }
         if settings.auth_model == config::AuthModel::OAuth2 {
             report["oauth2"] = json!({
                 "refreshed": managed.is_some_and(|m| m.refreshed),

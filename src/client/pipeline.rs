@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use super::{Client, SendOutcome};
 use crate::config::{self, Authentication, Config, ProfileSettings};
 use crate::credentials::SecretKind;
+use crate::delivery::{self, Delivery, Transport};
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 use crate::message::{self, BuildContext, MessageSpec};
@@ -77,6 +78,33 @@ impl From<Error> for LoginError {
 }
 
 impl Client {
+    /// The delivery step of a profile: SMTP or Graph (SMTPTransport).
+    pub(super) fn transport(&self, settings: &ProfileSettings) -> &dyn Transport {
+        match settings.transport {
+            config::Transport::Smtp => &self.inner.pool,
+            config::Transport::Graph => &self.inner.graph,
+        }
+    }
+
+    /// A login made again after the server refused the OAuth2 token of
+    /// [`Client::login`]: `Ok(None)` when nothing can be refreshed.
+    #[allow(clippy::result_large_err)] // see delivery.rs
+    pub(super) fn refreshed_login(
+        &self,
+        settings: &ProfileSettings,
+        user: Option<&str>,
+    ) -> std::result::Result<Option<Login>, delivery::Failure> {
+        let refused = |error: Error, oauth: bool| {
+            let mut f = delivery::Failure::new("oauth2", error.code(), error.message());
+            f.oauth_refused = oauth;
+            f
+        };
+        match self.login_refreshed(settings, user) {
+            Ok((_, login)) => Ok(login),
+            Err(LoginError { error, oauth, .. }) => Err(refused(error, oauth)),
+        }
+    }
+
     /// The login for a profile and a message's user: the user's credential
     /// (SMTPCredentials=PerUser), else the shared one. `None` when the
     /// profile does not authenticate, or (Optional) has no credential.
@@ -175,9 +203,8 @@ impl Client {
     pub(super) fn prepare(&self, config: &Config, spec: &mut MessageSpec, state: State) -> Result<(Record, Vec<u8>)> {
         let sender = spec.from.as_ref().map(|m| m.email.to_string());
         let settings = choose_profile(config, spec.profile.as_deref(), sender.as_deref())?;
-        if settings.server.is_none() {
-            return Err(Error::config(format!("profile {}: SMTPServer is not set", settings.name)));
-        }
+        let transport = self.transport(&settings);
+        transport.check(&settings)?;
         let from = match (&spec.from, &settings.sender_email) {
             (Some(f), _) => f.clone(),
             (None, Some(email)) => Mailbox::new(
@@ -236,7 +263,7 @@ impl Client {
             None => format!("<{id}@{}>", from.email.domain()),
         };
         let dkim = match (&settings.dkim_domain, &settings.dkim_selector, &settings.dkim_key_file) {
-            (Some(domain), Some(selector), Some(key)) => Some(message::dkim_config(
+            (Some(domain), Some(selector), Some(key)) if transport.signs_dkim() => Some(message::dkim_config(
                 domain,
                 selector,
                 message::read_dkim_key(key).map_err(|e| e.context("SMTPDkimKeyFile"))?,
@@ -281,18 +308,28 @@ impl Client {
 
     /// One delivery attempt of a recorded message: the per-minute throttle
     /// (waiting up to `throttle_wait`), the period limit, the login, SMTP.
+    #[allow(clippy::result_large_err)] // see delivery.rs
     pub(super) fn attempt(&self, record: &Record, bytes: &[u8], throttle_wait: Duration) -> (Attempt, RetryPolicy) {
         let _scope = crate::logging::enter_message(&record.status.id, &record.status.profile);
         let mode = self.read_config().global_settings().transcript;
-        let recording = (mode != crate::transcript::Mode::Off).then(|| crate::transcript::begin("smtp"));
+        let transport = match self.read_config().settings(&record.status.profile) {
+            Ok(settings) => self.transport(&settings).name(),
+            Err(_) => "smtp",
+        };
+        let recording = (mode != crate::transcript::Mode::Off).then(|| crate::transcript::begin(transport));
         let (outcome, policy) = self.attempt_recorded(record, bytes, throttle_wait);
         match &outcome {
-            Attempt::Sent { reply, rejected, .. } => {
+            Attempt::Sent { delivery, .. } => {
+                let reply = match (&delivery.reply, delivery.http_status) {
+                    (Some(reply), _) => reply.summary(),
+                    (None, Some(http)) => format!("HTTP {http}"),
+                    (None, None) => String::new(),
+                };
                 log::info!(
-                    "sent (attempt {}): {}; {} recipients refused",
+                    "sent (attempt {}) over {}: {reply}; {} recipients refused",
                     record.status.attempts,
-                    reply.summary(),
-                    rejected.len()
+                    delivery.transport,
+                    delivery.rejected.len()
                 )
             }
             Attempt::Failed { error, .. } => {
@@ -372,9 +409,10 @@ impl Client {
                 Err(LoginError { error, oauth, provider_error }) => {
                     // A refused refresh has advice of its own; nothing was said over SMTP.
                     let failure = provider_error.and_then(|e| crate::advice::from_oauth_error(e, &settings)).map(|a| {
-                        crate::smtp::Failure {
+                        let transport = self.transport(&settings).name();
+                        delivery::Failure {
                             advice: Some(a),
-                            ..crate::smtp::Failure::new(error.code(), "auth", error.message())
+                            ..delivery::Failure::new(transport, error.code(), error.message())
                         }
                     });
                     break Attempt::Failed { error, failure, oauth_user: oauth.then_some(credential_user) };
@@ -388,12 +426,11 @@ impl Client {
             let key = PoolKey::new(&settings, user.as_deref(), revision);
             let utf8 = !record.envelope_from.is_ascii() || record.envelope_to.iter().any(|a| !a.is_ascii());
             let mail = Mail { from: &record.envelope_from, to: &record.envelope_to, body: bytes, utf8 };
-            break match self.inner.pool.send(&settings, &key, login_now.as_ref(), &mail) {
-                Ok(delivery) => Attempt::Sent {
-                    archive: self.archive(&settings, record, bytes, &delivery.reply),
-                    reply: delivery.reply,
-                    rejected: delivery.rejected,
-                },
+            // A refused token is refreshed once by the loop below, for
+            // either transport; the transport itself does not refresh.
+            let no_refresh = || Ok(None);
+            break match self.transport(&settings).send(&settings, &key, login_now.as_ref(), &no_refresh, &mail) {
+                Ok(delivery) => Attempt::Sent { archive: self.archive(&settings, record, bytes, &delivery), delivery },
                 Err(f) if f.oauth_refused && managed.is_some() && !retried => {
                     // A token the server refused (revoked, or of unknown
                     // expiry and stale): refresh once and try again.
@@ -401,14 +438,11 @@ impl Client {
                     login = self.login_with(&settings, record.user.as_deref(), true);
                     continue;
                 }
-                Err(mut f) => {
-                    f.advice = crate::advice::for_failure(&f, &settings);
-                    Attempt::Failed {
-                        error: Error::new(f.code, f.message.clone()),
-                        oauth_user: f.oauth_refused.then(|| credential_user.clone()),
-                        failure: Some(f),
-                    }
-                }
+                Err(f) => Attempt::Failed {
+                    error: f.error(),
+                    oauth_user: f.oauth_refused.then(|| credential_user.clone()),
+                    failure: Some(f),
+                },
             };
         };
         if let (Attempt::Failed { .. }, Some(r)) = (&outcome, reservation) {
@@ -425,7 +459,7 @@ impl Client {
         settings: &ProfileSettings,
         record: &Record,
         bytes: &[u8],
-        reply: &crate::smtp::Reply,
+        delivery: &Delivery,
     ) -> Option<Result<serde_json::Value>> {
         let root = match (&settings.archive_dir, &self.inner.data_dir) {
             (Some(dir), _) => dir.clone(),
@@ -443,7 +477,9 @@ impl Client {
             "recipients": s.recipients,
             "envelope_to": record.envelope_to,
             "sent_at": fsutil::rfc3339(SystemTime::now()),
-            "smtp_response": reply.text,
+            "smtp_response": delivery.reply.as_ref().map(|r| r.text.clone()),
+            "transport": delivery.transport,
+            "http_status": delivery.http_status,
         });
         Some(crate::archive::write(&root, &s.id, bytes, meta))
     }

@@ -53,15 +53,11 @@ fn time_to_ms(t: SystemTime) -> i64 {
 pub enum Attempt {
     /// The server took it. `archive` is the archive's paths, or why the
     /// copy could not be filed (the message is sent all the same).
-    Sent {
-        reply: crate::smtp::Reply,
-        rejected: Vec<crate::status::Refusal>,
-        archive: Option<std::result::Result<Value, Error>>,
-    },
+    Sent { delivery: crate::delivery::Delivery, archive: Option<std::result::Result<Value, Error>> },
     /// It did not go out. `oauth_user` is set when the OAuth2 token of that
     /// credential (`None` = the shared one) was refused or expired;
     /// `failure` carries what the server said.
-    Failed { error: Error, failure: Option<crate::smtp::Failure>, oauth_user: Option<Option<String>> },
+    Failed { error: Error, failure: Option<crate::delivery::Failure>, oauth_user: Option<Option<String>> },
     /// A send limit holds it until `until_ms` (Unix ms).
     Held { until_ms: i64, reason: String },
 }
@@ -623,10 +619,12 @@ impl Outbox {
         let profile = s.profile.clone();
         let mut credential_user = record.user.clone();
         let (next_state, due) = match outcome {
-            Attempt::Sent { reply, rejected, archive } => {
+            Attempt::Sent { delivery, archive } => {
                 s.sent_at = Some(SystemTime::now());
-                s.reply = Some(reply);
-                s.rejected = rejected;
+                s.reply = delivery.reply;
+                s.transport = Some(delivery.transport.to_string());
+                s.http_status = delivery.http_status;
+                s.rejected = delivery.rejected;
                 s.error_code = Code::Ok;
                 s.error = None;
                 s.needs = None;
@@ -655,8 +653,12 @@ impl Outbox {
             }
             Attempt::Failed { error, failure, oauth_user } => {
                 s.advice = failure.as_ref().and_then(|f| f.advice.clone());
+                let mut not_before = None;
                 if let Some(f) = &failure {
                     s.reply = f.reply.clone();
+                    s.transport = Some(f.transport.to_string());
+                    s.http_status = f.http_status;
+                    not_before = f.retry_after_ms.map(|ms| now_ms().saturating_add(ms.min(i64::MAX as u64) as i64));
                     s.possible_duplicate |= f.possible_duplicate;
                     s.rejected = f
                         .rejected
@@ -673,9 +675,15 @@ impl Outbox {
                 let transient = s.needs.is_some() || matches!(error.code(), Code::Connect | Code::Transient);
                 let age = now_ms() - time_to_ms(s.created_at);
                 if retry && transient && (age as u64) < policy.max_age_ms {
+                    // Never earlier than the server asked (Retry-After).
                     let delay = policy.delay_ms(s.attempts);
-                    log::info!("message {id} deferred after attempt {}: retry in {} s", s.attempts, delay / 1000);
-                    (State::Deferred, Some(now_ms() + delay))
+                    let due = (now_ms() + delay).max(not_before.unwrap_or(0));
+                    log::info!(
+                        "message {id} deferred after attempt {}: retry in {} s",
+                        s.attempts,
+                        (due - now_ms()) / 1000
+                    );
+                    (State::Deferred, Some(due))
                 } else {
                     (State::Failed, None)
                 }
