@@ -386,6 +386,12 @@ fn write_loop(path: &Path, max_bytes: u64, shared: &(Mutex<FileQueue>, Condvar))
             (std::mem::take(&mut q.lines), q.stop)
         };
         for text in batch {
+            // Rotate before a line that would go past the limit, so the
+            // current file always holds the newest lines.
+            if file.as_ref().is_some_and(|(_, size)| *size > 0 && size + text.len() as u64 > max_bytes) {
+                file = None;
+                rotate(path);
+            }
             if file.is_none() {
                 file = OpenOptions::new().create(true).append(true).open(path).ok().map(|f| {
                     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -398,10 +404,6 @@ fn write_loop(path: &Path, max_bytes: u64, shared: &(Mutex<FileQueue>, Condvar))
                 continue;
             }
             *size += text.len() as u64;
-            if *size >= max_bytes {
-                file = None;
-                rotate(path);
-            }
         }
         if stop {
             return;
