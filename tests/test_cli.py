@@ -416,3 +416,43 @@ def test_transcript_query_purge_and_probe(data_dir: Path, tmp_path: Path) -> Non
     assert report["error_name"] == "SMTPB_ERR_CONNECT"
     human = cli(data_dir, "probe", "127.0.0.1")
     assert human.returncode == CONNECT and "suggested: nothing works" in human.stdout
+
+
+def test_login_signs_a_user_in_and_their_mail_goes(data_dir: Path, tmp_path: Path) -> None:
+    from servers.oauth_smtp import IntrospectingServer
+    from servers.oidc import PUBLIC_CLIENT, OidcProvider
+
+    body = tmp_path / "body.txt"
+    body.write_text("signed in from the command line")
+    with OidcProvider() as provider, IntrospectingServer(provider.introspection_endpoint, auth_required=True) as server:
+        point_at(data_dir, server.port, "SMTPAuthentication=Required", "SMTPAllowPlaintextAuth=true",
+                 "SMTPAuthModel=OAuth2", "SMTPOAuth2Provider=OpenID", f"SMTPOAuth2Issuer={provider.issuer}",
+                 f"SMTPOAuth2ClientId={PUBLIC_CLIENT}", "SMTPOAuth2Scopes=smtp.send offline_access")
+        command = [str(CLI), "--data-dir", str(data_dir), "--json", "login", "emp-42", "--browser", "--timeout", "60"]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as login:
+            assert login.stderr is not None
+            url = ""
+            deadline = time.monotonic() + TIMEOUT_S
+            while not url and time.monotonic() < deadline:
+                line = login.stderr.readline()
+                url = line.strip() if line.strip().startswith("http") else ""
+            assert url, "login printed no address to open"
+            status, page = provider.browser_sign_in(url, "anna")
+            assert status == 200 and "You may close this window" in page
+            out, err = login.communicate(timeout=TIMEOUT_S)
+            assert login.returncode == 0, err
+        masked = json.loads(out)
+        assert masked["user_id"] == "emp-42" and masked["refreshable"] is True
+        assert masked["username"] == "anna@example.test"
+        sent = ok(data_dir, "send", "--user", "emp-42", "--to", "client@example.com", "--subject", "OAuth2",
+                  "--text", str(body))
+        assert sent["state"] == "sent"
+        (received,) = server.wait_for(1)
+        assert received.auth_user == "anna@example.test"
+        secrets = provider.secrets()
+    # No token or code in any file of the data directory.
+    assert secrets
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert not any(secret.encode() in content for secret in secrets), path

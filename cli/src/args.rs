@@ -78,6 +78,24 @@ pub enum Command {
         /// The message id.
         id: String,
     },
+    /// Sign a user in with OAuth2 (SMTPOAuth2Provider): the library keeps
+    /// the refresh token and renews access tokens from then on.
+    Login {
+        /// The host's user id (omit for the shared credential).
+        user: Option<String>,
+        /// Authorization code with PKCE: open the printed address in a browser on this machine.
+        #[arg(long, conflicts_with = "device")]
+        browser: bool,
+        /// Device code: enter the printed code at the printed address on any device.
+        #[arg(long)]
+        device: bool,
+        /// The profile whose OAuth2 settings to use (default: as for a test).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Seconds to wait for the sign-in.
+        #[arg(long, default_value_t = 600)]
+        timeout: u32,
+    },
     /// Find working settings for a mail server: tries 465 (SSL), 587 (TLS)
     /// and 25 (TLS, then plain); sends no mail.
     Probe {

@@ -157,6 +157,17 @@ pub fn run(cli: Cli) -> Outcome {
             output::transcript(&parse(&session.client.transcript(&id)?), json);
             Ok(())
         }
+        Command::Login { user, browser: _, device, profile, timeout } => {
+            let session = open(dir, Delivery::Held)?;
+            login(
+                &session.client,
+                profile.as_deref(),
+                user.as_deref(),
+                if device { "device" } else { "browser" },
+                timeout,
+                json,
+            )
+        }
         Command::Probe { host } => {
             let session = open(dir, Delivery::Held)?;
             let outcome = session.client.probe(&host);
@@ -425,4 +436,43 @@ fn credentials(session: Session, command: CredentialsCommand, json: bool) -> Out
         }
     }
     Ok(())
+}
+
+/// `login`: begins the sign-in, tells the person what to do (on stderr,
+/// so `--json` output stays one object), and waits for it to finish.
+fn login(
+    client: &Client,
+    profile: Option<&str>,
+    user: Option<&str>,
+    kind: &str,
+    timeout_s: u32,
+    json: bool,
+) -> Outcome {
+    let flow = parse(&client.oauth2_begin(profile, user, kind)?);
+    let flow_id = flow["flow_id"].as_str().unwrap_or_default().to_string();
+    match flow["authorize_url"].as_str() {
+        Some(url) => eprintln!("Open this address in a browser on this computer and sign in:\n  {url}"),
+        None => eprintln!(
+            "On any device, open {} and enter the code {}",
+            flow["verification_uri"].as_str().unwrap_or("?"),
+            flow["user_code"].as_str().unwrap_or("?")
+        ),
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(u64::from(timeout_s));
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        // Waits in slices, so the deadline of the command holds.
+        let slice = left.min(std::time::Duration::from_secs(5)).as_millis() as u32;
+        match client.oauth2_complete(&flow_id, slice) {
+            Ok(masked) => {
+                output::credential(&parse(&masked), json);
+                return Ok(());
+            }
+            Err(e) if e.code() == Code::Timeout && !left.is_zero() => continue,
+            Err(e) => {
+                let _ = client.oauth2_cancel(&flow_id);
+                return Err(e.into());
+            }
+        }
+    }
 }
