@@ -268,6 +268,7 @@ impl MessageSpec {
         if let Some(mime) = raw.mime_base64.take() {
             return MessageSpec::validate_raw(raw, &mime);
         }
+        check_host_fields(&raw)?;
         let to = recipients("to", &raw.to)?;
         let cc = recipients("cc", &raw.cc)?;
         let bcc = recipients("bcc", &raw.bcc)?;
@@ -301,14 +302,6 @@ impl MessageSpec {
             .collect::<Result<Vec<_>>>()?;
         if !inline.is_empty() && raw.html.is_none() {
             return Err(Error::message_error("inline: inline parts need an html body to refer to them"));
-        }
-        for (field, value) in
-            [("reference", &raw.reference), ("idempotency_key", &raw.idempotency_key), ("user", &raw.user)]
-        {
-            if let Some(v) = value {
-                check_text(v)
-                    .map_err(|c| Error::message_error(format!("{field}: control character {c:?} is not allowed")))?;
-            }
         }
         Ok(MessageSpec {
             user: raw.user,
@@ -365,14 +358,7 @@ impl MessageSpec {
             (None, Some(f)) => Some(mailbox("mime_base64: From", f)?),
             (None, None) => None,
         };
-        for (field, value) in
-            [("reference", &raw.reference), ("idempotency_key", &raw.idempotency_key), ("user", &raw.user)]
-        {
-            if let Some(v) = value {
-                check_text(v)
-                    .map_err(|c| Error::message_error(format!("{field}: control character {c:?} is not allowed")))?;
-            }
-        }
+        check_host_fields(&raw)?;
         Ok(MessageSpec {
             user: raw.user,
             profile: raw.profile,
@@ -398,6 +384,20 @@ impl MessageSpec {
     pub fn all_recipients(&self) -> impl Iterator<Item = &Recipient> {
         self.to.iter().chain(&self.cc).chain(&self.bcc)
     }
+}
+
+/// The host's own fields (`reference`, `idempotency_key`, `user`) hold no
+/// control character.
+fn check_host_fields(raw: &MessageJson) -> Result<()> {
+    for (field, value) in
+        [("reference", &raw.reference), ("idempotency_key", &raw.idempotency_key), ("user", &raw.user)]
+    {
+        if let Some(v) = value {
+            check_text(v)
+                .map_err(|c| Error::message_error(format!("{field}: control character {c:?} is not allowed")))?;
+        }
+    }
+    Ok(())
 }
 
 /// The addresses of a raw message's own headers.

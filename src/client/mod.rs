@@ -671,6 +671,7 @@ impl Client {
 
     /// Tests a profile's connection (`smtpb_test_connection`): a session
     /// up to AUTH (SMTP) or a token and the mailbox (Graph), then goodbye.
+    #[allow(clippy::result_large_err)] // see delivery.rs
     pub fn test_connection(&self, profile: Option<&str>, user_id: Option<&str>) -> TestOutcome {
         let unreported = |e: Error| TestOutcome { result: Err(e), report: None };
         if let Err(e) = self.check_open() {

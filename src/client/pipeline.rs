@@ -358,6 +358,7 @@ impl Client {
         (outcome, policy)
     }
 
+    #[allow(clippy::result_large_err)] // see delivery.rs
     fn attempt_recorded(&self, record: &Record, bytes: &[u8], throttle_wait: Duration) -> (Attempt, RetryPolicy) {
         let config = self.read_config().clone();
         let global = config.global_settings();
