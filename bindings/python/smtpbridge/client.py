@@ -22,6 +22,7 @@ from .types import (
     MaskedCredential,
     LogLine,
     MergeResult,
+    OAuth2Flow,
     OutboxStats,
     ProbeReport,
     QueryPage,
@@ -381,7 +382,7 @@ class Client:
 
     # -- OAuth2 done by the library (1.1) -------------------------------------------
 
-    def oauth2_begin(self, profile: Optional[str], user_id: Optional[str], kind: str = "browser") -> Dict[str, Any]:
+    def oauth2_begin(self, profile: Optional[str], user_id: Optional[str], kind: str = "browser") -> OAuth2Flow:
         """``smtpb_oauth2_begin``: start a sign-in of ``user_id`` (None = shared).
 
         ``kind`` is ``"browser"`` (open ``authorize_url``) or ``"device"``
@@ -390,19 +391,19 @@ class Client:
         "user_code", "expires_at", "interval"}``. Raises ConfigError,
         ConnectError, TlsError, AuthError; MissingFunctionError on a 1.0 library.
         """
-        return self._call_json(
+        return cast(OAuth2Flow, self._call_json(
             "smtpb_oauth2_begin", _text(profile, "profile"), _text(user_id, "user_id"), _text(kind, "kind")
-        )
+        ))
 
-    def oauth2_complete(self, flow_id: str, timeout_ms: int = 0) -> Dict[str, Any]:
+    def oauth2_complete(self, flow_id: str, timeout_ms: int = 0) -> MaskedCredential:
         """``smtpb_oauth2_complete``: wait up to ``timeout_ms`` for a sign-in; the masked credential.
 
         Raises WaitTimeoutError (not finished: call again), AuthError (refused
         or expired), NotFoundError (unknown or finished flow).
         """
-        return self._call_json(
+        return cast(MaskedCredential, self._call_json(
             "smtpb_oauth2_complete", _text(flow_id, "flow_id"), _integer(timeout_ms, "timeout_ms", 0, _UINT32_MAX)
-        )
+        ))
 
     def oauth2_cancel(self, flow_id: str) -> None:
         """``smtpb_oauth2_cancel``: stop a sign-in. Raises NotFoundError."""

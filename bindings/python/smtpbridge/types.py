@@ -174,6 +174,8 @@ class MaskedCredential(TypedDict, total=False):
     password: str
     expires_at: Optional[str]
     updated_at: Optional[str]
+    refreshable: bool
+    provider: Optional[str]
 
 
 class TranscriptLine(TypedDict):
@@ -232,3 +234,16 @@ class LogLine(TypedDict):
     message: str
     id: Optional[str]
     profile: Optional[str]
+
+
+class OAuth2Flow(TypedDict):
+    """A sign-in under way (``smtpb_oauth2_begin``): open ``authorize_url``
+    (browser), or show ``verification_uri`` and ``user_code`` (device)."""
+
+    flow_id: str
+    kind: str
+    authorize_url: Optional[str]
+    verification_uri: Optional[str]
+    user_code: Optional[str]
+    expires_at: Optional[str]
+    interval: Optional[int]
