@@ -1,4 +1,4 @@
-// smtpbridge_message.hpp: a builder for the message JSON (ABI.md §6), so a
+// smtpbridge_message.hpp: a builder for the message JSON (docs/REFERENCE.md), so a
 // C++ host never writes JSON by hand. Header-only C++17, no dependencies.
 //
 //     #include "smtpbridge.hpp"

@@ -203,7 +203,7 @@ namespace SmtpBridge
         }
     }
 
-    /// <summary>One recipient of a merge (ABI §8): its own message from the template.</summary>
+    /// <summary>One recipient of a merge (docs/REFERENCE.md, "Message JSON"): its own message from the template.</summary>
     [DataContract]
     public sealed class MergeRecipient
     {
@@ -322,7 +322,7 @@ namespace SmtpBridge
         }
     }
 
-    /// <summary>The status of a message (ABI §7).</summary>
+    /// <summary>The status of a message (docs/REFERENCE.md, "Status JSON").</summary>
     [DataContract]
     public sealed class MessageStatus
     {
@@ -395,7 +395,7 @@ namespace SmtpBridge
         }
     }
 
-    /// <summary>The report of a connection test (ABI §9).</summary>
+    /// <summary>The report of a connection test (docs/REFERENCE.md, "Other shapes").</summary>
     [DataContract]
     public sealed class TestReport
     {
@@ -418,7 +418,7 @@ namespace SmtpBridge
         }
     }
 
-    /// <summary>An event (ABI §4): a message's new state, or Type "credentials_needed".</summary>
+    /// <summary>An event (docs/REFERENCE.md, "Events"): a message's new state, or Type "credentials_needed".</summary>
     [DataContract]
     public sealed class MessageEvent
     {
@@ -572,12 +572,6 @@ namespace SmtpBridge
                 }
             }
         }
-
-        // LogReceived: the log callback (smtpb_set_log_callback, ABI §15) is
-        // bridged the same way once the library exports it: a LogEntry
-        // [DataContract] ({"time", "level", "target", "message", "id",
-        // "profile"}), LogEventArgs, and `event EventHandler<LogEventArgs>
-        // LogReceived` whose add/remove set and clear that callback.
 
         private void RaiseMessageChanged(string json)
         {

@@ -87,7 +87,7 @@ impl Client {
     }
 
     /// A login made again after the server refused the OAuth2 token of
-    /// [`Client::login`]: `Ok(None)` when nothing can be refreshed.
+    /// [`Client::login_with`]: `Ok(None)` when nothing can be refreshed.
     #[allow(clippy::result_large_err)] // see delivery.rs
     pub(super) fn refreshed_login(
         &self,
@@ -105,25 +105,9 @@ impl Client {
         }
     }
 
-    /// The login for a profile and a message's user: the user's credential
-    /// (SMTPCredentials=PerUser), else the shared one. `None` when the
-    /// profile does not authenticate, or (Optional) has no credential.
-    /// An OAuth2 token the library can refresh is refreshed first when it
-    /// expires within 5 minutes (ABI §13); SMTPOAuth2Flow=ClientCredentials
-    /// uses the cached app token.
-    #[allow(dead_code)] // the Graph transport logs in this way
-    pub(crate) fn login(
-        &self,
-        settings: &ProfileSettings,
-        user: Option<&str>,
-    ) -> std::result::Result<(Option<String>, Option<Login>), LoginError> {
-        self.login_with(settings, user, false).map(|(u, l, _)| (u, l))
-    }
-
-    /// As [`Client::login`], but an OAuth2 token is refreshed (an app token
-    /// fetched again) whatever its expiry: for a server that refused it
-    /// (an SMTP 535, a Graph 401).
-    #[allow(dead_code)] // called by the Graph transport after an HTTP 401
+    /// The login with its OAuth2 token refreshed (an app token fetched
+    /// again) whatever its expiry: for a server that refused it (an SMTP
+    /// 535, a Graph 401).
     pub(crate) fn login_refreshed(
         &self,
         settings: &ProfileSettings,
@@ -132,8 +116,14 @@ impl Client {
         self.login_with(settings, user, true).map(|(u, l, _)| (u, l))
     }
 
-    /// The login, and what it did about OAuth2 (`None`: no token the
-    /// library manages).
+    /// The login for a profile and a message's user: the user's credential
+    /// (SMTPCredentials=PerUser), else the shared one; `None` when the
+    /// profile does not authenticate, or (Optional) has no credential. An
+    /// OAuth2 token the library can refresh is refreshed first when it
+    /// expires within 5 minutes, or whatever its expiry with `force`;
+    /// SMTPOAuth2Flow=ClientCredentials uses the cached app token. Also
+    /// returns what it did about OAuth2 (`None`: no token the library
+    /// manages).
     pub(super) fn login_with(
         &self,
         settings: &ProfileSettings,

@@ -221,7 +221,7 @@ class Client:
                 _path(data_dir, "data_dir"), _text(secret, "secret"), flags, byref(handle)
             )
         )
-        # Damage recovered past at open (ABI §16): a warning, not an error.
+        # Damage recovered past at open: a warning, not an error.
         warning = native.last_error()
         self.open_warning: str = warning if warning.startswith("warning:") else ""
         self._handle_p = handle
