@@ -129,7 +129,8 @@ class _Handler:
         """SASL XOAUTH2: ``user=<u>^Aauth=Bearer <token>^A^A``, base64.
 
         A wrong user or token gets a 334 challenge carrying the JSON error;
-        the client answers it with an empty line and then gets 535.
+        the client answers it with an empty line and then gets 535. Which
+        tokens pass is :meth:`xoauth2_user`'s to say.
         """
         if len(args) == 2:
             try:
@@ -141,14 +142,21 @@ class _Handler:
             blob = await server.challenge_auth("")
             if blob is MISSING:
                 return AuthResult(success=False, handled=True)
-        if self._oauth is not None:
-            user, token = self._oauth
-            if blob == f"user={user}\x01auth=Bearer {token}\x01\x01".encode():
-                return AuthResult(success=True, auth_data=user)
+        user = await self.xoauth2_user(blob)
+        if user is not None:
+            return AuthResult(success=True, auth_data=user)
         if await server.challenge_auth(json.dumps(XOAUTH2_ERROR)) is MISSING:
             return AuthResult(success=False, handled=True)
         return AuthResult(success=False, handled=False,
                           message="535 5.7.3 Authentication unsuccessful")
+
+    async def xoauth2_user(self, blob: bytes) -> str | None:
+        """The user an XOAUTH2 initial response logs in, or None to refuse it."""
+        if self._oauth is not None:
+            user, token = self._oauth
+            if blob == f"user={user}\x01auth=Bearer {token}\x01\x01".encode():
+                return user
+        return None
 
 
 class _Controller(Controller):

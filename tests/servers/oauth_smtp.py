@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import threading
 import urllib.error
@@ -22,9 +21,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Callable
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult
-
-from .aiosmtpd_servers import XOAUTH2_ERROR, RecordingServer, _Handler
+from .aiosmtpd_servers import RecordingServer, _Handler
 from .oidc import RESOURCE_CLIENT, RESOURCE_SECRET, token_fingerprint
 
 
@@ -52,17 +49,8 @@ class _IntrospectingHandler(_Handler):
         super().__init__(server._log, None)
         self._owner = server
 
-    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
-        if len(args) == 2:
-            try:
-                blob = base64.b64decode(args[1], validate=True)
-            except binascii.Error:
-                await server.push("501 5.5.2 Can't decode base64")
-                return AuthResult(success=False, handled=True)
-        else:
-            blob = await server.challenge_auth("")
-            if blob is MISSING:
-                return AuthResult(success=False, handled=True)
+    async def xoauth2_user(self, blob: bytes) -> str | None:
+        """The user, when the provider's introspection says the token is active."""
         user, token = _parse_xoauth2(blob)
         active = False
         if token:
@@ -72,11 +60,7 @@ class _IntrospectingHandler(_Handler):
                 subject is None or user in (subject, f"{subject}@example.test")
                 or answer.get("client_id") == subject)
         self._owner._record(user, active, token_fingerprint(token) if token else "", token)
-        if active:
-            return AuthResult(success=True, auth_data=user)
-        if await server.challenge_auth(json.dumps(XOAUTH2_ERROR)) is MISSING:
-            return AuthResult(success=False, handled=True)
-        return AuthResult(success=False, handled=False, message="535 5.7.3 Authentication unsuccessful")
+        return user if active else None
 
 
 def _parse_xoauth2(blob: bytes) -> tuple[str, str]:
