@@ -11,7 +11,9 @@
 //! applies to profile `Name`. Both are created on first use.
 
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::json::{self, OrderedMap};
@@ -209,6 +211,35 @@ pub struct Config {
     global: Vec<(&'static str, String)>,
     profiles: Vec<Profile>,
     blacklist: Vec<String>,
+    derived: Derived,
+}
+
+/// The typed settings of a configuration, read once: every message asks
+/// for them several times. Emptied by every change; a clone starts empty;
+/// never part of a comparison.
+#[derive(Default)]
+struct Derived {
+    global: std::sync::OnceLock<GlobalSettings>,
+    /// By profile name in lower case.
+    profiles: Mutex<HashMap<String, ProfileSettings>>,
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Derived")
+    }
 }
 
 /// A change a configuration call asks for that does not live in the
@@ -266,6 +297,7 @@ impl Config {
     }
 
     fn profile_mut(&mut self, name: &str) -> &mut Profile {
+        self.derived = Derived::default();
         match self.profiles.iter().position(|p| p.name.eq_ignore_ascii_case(name)) {
             Some(i) => &mut self.profiles[i],
             None => {
@@ -283,6 +315,7 @@ impl Config {
     /// restores the default. Returns what must change in the credential
     /// store, for the keys that live there.
     pub fn set(&mut self, key: &str, value: Option<&str>) -> Result<SecretChange> {
+        self.derived = Derived::default();
         let (prefix, def) = split_key(key)?;
         let normalized = match value {
             None => None,
@@ -548,13 +581,23 @@ impl Config {
 
     /// The typed settings of the profile named `name`.
     pub fn settings(&self, name: &str) -> Result<ProfileSettings> {
+        let key = name.to_ascii_lowercase();
+        if let Some(s) = self.derived.profiles.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(s.clone());
+        }
         let p =
             self.profile(name).ok_or_else(|| Error::not_found(format!("no profile named \"{}\"", printable(name))))?;
-        ProfileSettings::read(self, p)
+        let settings = ProfileSettings::read(self, p)?;
+        self.derived.profiles.lock().unwrap_or_else(|e| e.into_inner()).insert(key, settings.clone());
+        Ok(settings)
     }
 
     /// Global settings.
     pub fn global_settings(&self) -> GlobalSettings {
+        self.derived.global.get_or_init(|| self.read_global_settings()).clone()
+    }
+
+    fn read_global_settings(&self) -> GlobalSettings {
         let num = |k: &str| self.get(k).ok().flatten().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         GlobalSettings {
             test_mode: self.get("SMTPTestMode").ok().flatten().as_deref() == Some("true"),

@@ -43,7 +43,8 @@ struct Inner {
     data_dir: Option<PathBuf>,
     /// Held for the client's life: the exclusive lock on data_dir.
     _lock: Option<File>,
-    config: RwLock<Config>,
+    /// Replaced whole on every change: a reader holds its snapshot.
+    config: RwLock<Arc<Config>>,
     credentials: Mutex<CredentialStore>,
     /// Bumped on every credential change, so pooled sessions that logged
     /// in with an old credential are not reused.
@@ -168,7 +169,7 @@ impl Client {
             inner: Arc::new(Inner {
                 data_dir: data_dir.map(Path::to_path_buf),
                 _lock: lock,
-                config: RwLock::new(config),
+                config: RwLock::new(Arc::new(config)),
                 credentials: Mutex::new(store),
                 credential_revision: AtomicU64::new(0),
                 pool: Pool::default(),
@@ -332,8 +333,9 @@ impl Client {
         self.read_config().global_settings().shutdown_grace_ms
     }
 
-    fn read_config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
-        self.inner.config.read().unwrap_or_else(|e| e.into_inner())
+    /// The configuration now: a snapshot that later changes do not touch.
+    fn read_config(&self) -> Arc<Config> {
+        self.inner.config.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn credentials(&self) -> std::sync::MutexGuard<'_, CredentialStore> {
@@ -347,13 +349,13 @@ impl Client {
     fn update_config(&self, change: impl FnOnce(&Config) -> Result<(Config, Vec<SecretChange>)>) -> Result<()> {
         let mut config = self.inner.config.write().unwrap_or_else(|e| e.into_inner());
         let (next, changes) = change(&config)?;
-        if *config != next {
+        if **config != next {
             if let Some(dir) = &self.inner.data_dir {
                 let text =
                     serde_json::to_vec_pretty(&next.to_json(None)).map_err(|e| Error::internal(e.to_string()))?;
                 fsutil::atomic_write(&config::config_path(dir), &text, false)?;
             }
-            *config = next;
+            *config = Arc::new(next);
             let global = config.global_settings();
             self.inner.log.set_file(global.log_file.as_deref(), global.log_level, global.log_max_bytes);
             log::info!("configuration changed; pooled sessions closed");

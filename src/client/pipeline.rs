@@ -301,13 +301,16 @@ impl Client {
     #[allow(clippy::result_large_err)] // see delivery.rs
     pub(super) fn attempt(&self, record: &Record, bytes: &[u8], throttle_wait: Duration) -> (Attempt, RetryPolicy) {
         let _scope = crate::logging::enter_message(&record.status.id, &record.status.profile);
-        let mode = self.read_config().global_settings().transcript;
-        let transport = match self.read_config().settings(&record.status.profile) {
-            Ok(settings) => self.transport(&settings).name(),
+        let config = self.read_config();
+        let global = config.global_settings();
+        let settings = config.settings(&record.status.profile);
+        let transport = match &settings {
+            Ok(settings) => self.transport(settings).name(),
             Err(_) => "smtp",
         };
+        let mode = global.transcript;
         let recording = (mode != crate::transcript::Mode::Off).then(|| crate::transcript::begin(transport));
-        let (outcome, policy) = self.attempt_recorded(record, bytes, throttle_wait);
+        let (outcome, policy) = self.attempt_recorded(record, bytes, throttle_wait, &global, settings);
         match &outcome {
             Attempt::Sent { delivery, .. } => {
                 let reply = match (&delivery.reply, delivery.http_status) {
@@ -337,7 +340,8 @@ impl Client {
                 // A limit held it: no dialogue to keep.
                 Attempt::Held { .. } => false,
             };
-            if let Some(attempt) = recording.finish(record.status.attempts.max(1)).filter(|_| keep) {
+            // Dropped unkept: the lines are never made into a transcript.
+            if let Some(attempt) = keep.then(|| recording.finish(record.status.attempts.max(1))).flatten() {
                 if !attempt.lines.is_empty() {
                     if let Err(e) = self.inner.transcripts.append(&record.status.id, attempt) {
                         log::warn!("the transcript could not be kept: {}", e.message());
@@ -349,16 +353,21 @@ impl Client {
     }
 
     #[allow(clippy::result_large_err)] // see delivery.rs
-    fn attempt_recorded(&self, record: &Record, bytes: &[u8], throttle_wait: Duration) -> (Attempt, RetryPolicy) {
-        let config = self.read_config().clone();
-        let global = config.global_settings();
+    fn attempt_recorded(
+        &self,
+        record: &Record,
+        bytes: &[u8],
+        throttle_wait: Duration,
+        global: &config::GlobalSettings,
+        settings: Result<ProfileSettings>,
+    ) -> (Attempt, RetryPolicy) {
         let policy = RetryPolicy {
             initial_ms: global.retry_initial_ms,
             max_ms: global.retry_max_ms,
             max_age_ms: global.retry_max_age_ms,
         };
         let failed = |error: Error| Attempt::Failed { error, failure: None, oauth_user: None };
-        let settings = match config.settings(&record.status.profile) {
+        let settings = match settings {
             Ok(s) => s,
             Err(e) => {
                 return (failed(Error::config(format!("{} (the message's profile was removed)", e.message()))), policy)
@@ -524,7 +533,7 @@ impl Client {
             }
             Attempt::Held { reason, .. } => Err(Error::new(Code::Limit, reason.clone())),
         };
-        match outbox.finish_now(&id, outcome) {
+        match outbox.finish_now(&id, outcome, bytes) {
             Ok(status) => SendOutcome { result, status: Some(status) },
             Err(e) => SendOutcome { result: Err(e), status: outbox.status(&id).ok() },
         }

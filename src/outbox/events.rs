@@ -57,6 +57,9 @@ struct Shared {
     /// The event thread is finishing a close requested from inside the
     /// callback: it frees the client itself, and must not be joined.
     closing_client: std::sync::atomic::AtomicBool,
+    /// An event callback is set: without one, events are only counted
+    /// (their `seq` is taken) and the event thread is not woken.
+    listening: std::sync::atomic::AtomicBool,
     queue: Mutex<Queue>,
     queued: Condvar,
     slot: Mutex<Slot>,
@@ -81,6 +84,7 @@ impl Events {
         Events {
             shared: Arc::new(Shared {
                 closing_client: std::sync::atomic::AtomicBool::new(false),
+                listening: std::sync::atomic::AtomicBool::new(false),
                 queue: Mutex::new(Queue::default()),
                 queued: Condvar::new(),
                 slot: Mutex::new(Slot::default()),
@@ -105,10 +109,15 @@ impl Events {
         *self.thread_id.lock().unwrap_or_else(|e| e.into_inner()) == Some(std::thread::current().id())
     }
 
-    /// Queues an event (an object; `seq` and `time` are added).
+    /// Queues an event (an object; `seq` and `time` are added). With no
+    /// callback set it is not queued: nobody would receive it.
     pub fn emit(&self, mut event: Value) {
         let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.stop {
+            return;
+        }
+        if !self.shared.listening.load(std::sync::atomic::Ordering::Acquire) {
+            queue.seq += 1;
             return;
         }
         if queue.events >= MAX_PENDING {
@@ -169,6 +178,7 @@ impl Events {
     /// from inside the callback itself.
     pub fn set_callback(&self, callback: Option<Callback>) {
         let mut slot = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+        self.shared.listening.store(callback.is_some(), std::sync::atomic::Ordering::Release);
         slot.callback = callback;
         if !self.is_event_thread() {
             while slot.running {

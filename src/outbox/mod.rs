@@ -93,6 +93,9 @@ impl RetryPolicy {
     }
 }
 
+/// A message's bytes, shared with the attempt that sends them.
+type Bytes = Arc<Vec<u8>>;
+
 /// The messages that are not final, and what delivery needs to choose the
 /// next one without scanning: the statuses of final messages are only in
 /// the store.
@@ -123,7 +126,12 @@ struct Ledger {
     staging: HashSet<String>,
     /// Outcomes of attempts the store could not record (the disk is full):
     /// the message stays `sending` (as the store says) until they are.
-    unrecorded: HashMap<String, Record>,
+    unrecorded: HashMap<String, (Record, Option<Bytes>)>,
+    /// Messages in `entries` that are not in the store yet: `smtpb_send`
+    /// on an in-memory client, written once, when final (see
+    /// [`Outbox::add`]). Queries, counts and idempotency keys take them
+    /// from here meanwhile.
+    unstored: HashSet<String>,
     stopping: bool,
 }
 
@@ -240,7 +248,10 @@ const PURGE_CHUNK: usize = 500;
 /// The outbox of one client.
 pub struct Outbox {
     state: Mutex<Ledger>,
+    /// Wakes whoever waits for a message to change (wait, flush, shutdown).
     changed: Condvar,
+    /// Wakes the delivery threads: there may be work for them.
+    work: Condvar,
     store: Mutex<Store>,
     pub events: Events,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -406,6 +417,7 @@ impl Outbox {
         let outbox = Outbox {
             state: Mutex::new(state),
             changed: Condvar::new(),
+            work: Condvar::new(),
             store: Mutex::new(store),
             events: Events::new(),
             workers: Mutex::new(Vec::new()),
@@ -425,6 +437,12 @@ impl Outbox {
     /// (each also logged). Empty when the spool was sound.
     pub fn open_warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Wakes the delivery threads and the waiters.
+    fn notify(&self) {
+        self.work.notify_all();
+        self.changed.notify_all();
     }
 
     fn lock(&self) -> MutexGuard<'_, Ledger> {
@@ -571,41 +589,75 @@ impl Outbox {
     /// Writes a new message (durable when it returns) in `record`'s state.
     /// Returns its id and bytes; or the id of the message with the same
     /// idempotency key instead, when there is one.
+    ///
+    /// A message `sending` now (`smtpb_send`) in an in-memory store is
+    /// written once, when [`Outbox::finish_now`] has its outcome (its
+    /// bytes only if it failed, for `smtpb_retry`): nothing there survives
+    /// the process, so no restart can need it written sooner.
     pub fn add(&self, record: Record, bytes: Vec<u8>) -> Result<(String, Arc<Vec<u8>>)> {
         let mut state = self.lock();
         if state.stopping {
             return Err(Error::state("the client is shut down"));
         }
         if let Some(key) = &record.idempotency_key {
+            let unstored = state
+                .unstored
+                .iter()
+                .find(|id| state.entries.get(*id).is_some_and(|r| r.idempotency_key.as_ref() == Some(key)));
+            if let Some(id) = unstored {
+                return Ok((id.clone(), Arc::new(Vec::new())));
+            }
             if let Some(id) = self.store().idempotent(key)? {
                 return Ok((id, Arc::new(Vec::new())));
             }
         }
-        self.store().insert(&record, &bytes)?;
+        let unstored = {
+            let mut store = self.store();
+            let later = record.status.state == State::Sending && store.in_memory();
+            if !later {
+                store.insert(&record, &bytes)?;
+            }
+            later
+        };
         let id = record.status.id.clone();
+        if unstored {
+            state.unstored.insert(id.clone());
+        }
         let event = state_event(&record);
-        let staged = state.staged_batch(&record).is_some();
+        // Work for the delivery threads: queued or deferred, and not held
+        // back with a merge under way.
+        let ready =
+            matches!(record.status.state, State::Queued | State::Deferred) && state.staged_batch(&record).is_none();
         state.replace(record);
         // Emitted under the lock, so no delivery thread can report this
         // message's next state first.
         self.events.emit(event);
         drop(state);
-        if !staged {
-            self.changed.notify_all();
+        if ready {
+            self.notify();
         }
         Ok((id, Arc::new(bytes)))
     }
 
     /// Applies the outcome of an attempt made outside the delivery threads
     /// (`smtpb_send`): the message goes `sent` or `failed`, never deferred.
-    pub fn finish_now(&self, id: &str, outcome: Attempt) -> Result<Value> {
+    /// `bytes` are the message's, written with a failure when
+    /// [`Outbox::add`] did not write them. Returns the message's status.
+    pub fn finish_now(&self, id: &str, outcome: Attempt, bytes: Arc<Vec<u8>>) -> Result<Value> {
         let mut state = self.lock();
         let policy = RetryPolicy { initial_ms: 0, max_ms: 0, max_age_ms: 0 };
-        let applied = self.apply(&mut state, id, outcome, &policy, false);
-        drop(state);
+        let body = self.store().in_memory().then_some(bytes);
+        let applied = self.apply(&mut state, id, outcome, &policy, false, body);
+        // The message is no longer `sending`: flush and shutdown may be
+        // waiting for that. The delivery threads have nothing new to do.
         self.changed.notify_all();
-        applied?;
-        self.status(id)
+        match applied? {
+            Some(record) => Ok(record.status.to_json()),
+            None => {
+                drop(state);
+                self.status(id)
+            }
+        }
     }
 
     /// Records the outcome of an attempt; `retry` allows deferral. When the
@@ -613,8 +665,19 @@ impl Outbox {
     /// says), marked `possible_duplicate` with the reason in `error`, and
     /// the outcome is written as soon as the store takes it; a restart
     /// before that sends it again as a possible duplicate.
-    fn apply(&self, state: &mut Ledger, id: &str, outcome: Attempt, policy: &RetryPolicy, retry: bool) -> Result<()> {
-        let Some(mut record) = state.entries.get(id).cloned() else { return Ok(()) };
+    /// `body` is written with the outcome when the message keeps its bytes
+    /// (see [`Outbox::add`]). Returns the message's new record (`None`
+    /// when it is not in memory).
+    fn apply(
+        &self,
+        state: &mut Ledger,
+        id: &str,
+        outcome: Attempt,
+        policy: &RetryPolicy,
+        retry: bool,
+        body: Option<Arc<Vec<u8>>>,
+    ) -> Result<Option<Record>> {
+        let Some(mut record) = state.entries.get(id).cloned() else { return Ok(None) };
         let s = &mut record.status;
         let profile = s.profile.clone();
         let mut credential_user = record.user.clone();
@@ -691,19 +754,19 @@ impl Outbox {
         };
         let oauth_needed = record.status.needs.is_some();
         let record = moved(record, next_state, due);
-        if let Err(e) = self.commit(state, record.clone()) {
-            self.hold_unrecorded(state, record, &e);
+        if let Err(e) = self.commit_with_body(state, record.clone(), body.as_deref().map(Vec::as_slice)) {
+            self.hold_unrecorded(state, record, body, &e);
             return Err(e);
         }
         if oauth_needed && state.credentials_noticed.insert(credential_user.clone()) {
             self.events.emit(json!({"type": "credentials_needed", "user_id": credential_user, "profile": profile}));
         }
-        Ok(())
+        Ok(Some(record))
     }
 
     /// Keeps an outcome the store could not record, to write it later; the
     /// message's status says what happened.
-    fn hold_unrecorded(&self, state: &mut Ledger, record: Record, e: &Error) {
+    fn hold_unrecorded(&self, state: &mut Ledger, record: Record, body: Option<Arc<Vec<u8>>>, e: &Error) {
         let id = record.status.id.clone();
         if let Some(entry) = state.entries.get_mut(&id) {
             entry.status.possible_duplicate = true;
@@ -713,16 +776,16 @@ impl Outbox {
                 record.status.state.name(),
                 e.message()
             ));
-            state.unrecorded.insert(id, record);
+            state.unrecorded.insert(id, (record, body));
         }
     }
 
     /// Tries again to write the outcomes the store could not take.
     fn record_unrecorded(&self, state: &mut Ledger) {
-        let pending: Vec<Record> = state.unrecorded.values().cloned().collect();
-        for record in pending {
+        let pending: Vec<(Record, Option<Bytes>)> = state.unrecorded.values().cloned().collect();
+        for (record, body) in pending {
             let id = record.status.id.clone();
-            if self.commit(state, record).is_ok() {
+            if self.commit_with_body(state, record, body.as_deref().map(Vec::as_slice)).is_ok() {
                 state.unrecorded.remove(&id);
             } else {
                 break;
@@ -733,7 +796,19 @@ impl Outbox {
     /// Writes a message's new record, then (only once it is durable) puts
     /// it in place and tells the host. Nothing changes when it fails.
     fn commit(&self, state: &mut Ledger, record: Record) -> Result<()> {
-        self.store().update(&record)?;
+        self.commit_with_body(state, record, None)
+    }
+
+    /// [`Outbox::commit`], writing the message's bytes too when given.
+    fn commit_with_body(&self, state: &mut Ledger, record: Record, body: Option<&[u8]>) -> Result<()> {
+        let id = &record.status.id;
+        if state.unstored.contains(id) {
+            let bytes = if record.body_dropped { &[][..] } else { body.unwrap_or(&[]) };
+            self.store().insert(&record, bytes)?;
+            state.unstored.remove(id);
+        } else {
+            self.store().update_with_body(&record, body)?;
+        }
         let event = state_event(&record);
         state.replace(record);
         self.events.emit(event);
@@ -765,9 +840,9 @@ impl Outbox {
             };
             let mut state = self.lock();
             // A failure is kept in `unrecorded` and written later.
-            let _ = self.apply(&mut state, &id, outcome, &policy, true);
+            let _ = self.apply(&mut state, &id, outcome, &policy, true, None);
             drop(state);
-            self.changed.notify_all();
+            self.notify();
         }
     }
 
@@ -785,7 +860,7 @@ impl Outbox {
                 let before = state.unrecorded.len();
                 self.record_unrecorded(&mut state);
                 if state.unrecorded.len() < before {
-                    self.changed.notify_all();
+                    self.notify();
                 }
             }
             let now = now_ms();
@@ -844,7 +919,7 @@ impl Outbox {
                 return Some(record);
             }
             let wait = Duration::from_millis((wake_at - now).clamp(1, 1000) as u64);
-            state = self.changed.wait_timeout(state, wait).unwrap_or_else(|e| e.into_inner()).0;
+            state = self.work.wait_timeout(state, wait).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 
@@ -897,27 +972,76 @@ impl Outbox {
     /// first. For small outboxes: [`Outbox::query`] pages.
     pub fn list(&self, state_name: Option<&str>) -> Result<Value> {
         let wanted = state_name.map(|n| parse_state(n, "state")).transpose()?;
-        let records = self.store().list(wanted)?;
-        Ok(Value::Array(self.overlay(records)))
+        let query = Query { states: wanted.into_iter().collect(), ..Query::default() };
+        let (items, _) = self.overlay_page(&query, || Ok((self.store().list(wanted)?, false)), None, false)?;
+        Ok(Value::Array(items.into_iter().map(|(_, v)| v).collect()))
+    }
+
+    /// The statuses `fetch` reads from the store (see [`Outbox::overlay`])
+    /// together with those of the messages not in the store yet that pass
+    /// `query`, in id order (`newest_first`, or oldest first), cut to
+    /// `limit`; and whether there are more (the store said so, or the cut
+    /// dropped some). The messages not stored are taken first: one stored
+    /// in between is then in what the store returns, and counted once.
+    fn overlay_page(
+        &self,
+        query: &Query,
+        fetch: impl FnOnce() -> Result<(Vec<Record>, bool)>,
+        limit: Option<usize>,
+        newest_first: bool,
+    ) -> Result<(Vec<(String, Value)>, bool)> {
+        let unstored: Vec<(String, Value)> = {
+            let state = self.lock();
+            state
+                .unstored
+                .iter()
+                .filter_map(|id| state.entries.get(id))
+                .filter(|r| query.matches(r))
+                .map(|r| (r.status.id.clone(), r.status.to_json()))
+                .collect()
+        };
+        let (records, more) = fetch()?;
+        let ids: Vec<String> = records.iter().map(|r| r.status.id.clone()).collect();
+        let mut items: Vec<(String, Value)> = ids.into_iter().zip(self.overlay(records)).collect();
+        if unstored.is_empty() {
+            return Ok((items, more));
+        }
+        let seen: HashSet<String> = items.iter().map(|(id, _)| id.clone()).collect();
+        items.extend(unstored.into_iter().filter(|(id, _)| !seen.contains(id)));
+        if newest_first {
+            items.sort_by(|a, b| b.0.cmp(&a.0));
+        } else {
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let cut = limit.is_some_and(|n| items.len() > n);
+        if let Some(n) = limit {
+            items.truncate(n);
+        }
+        Ok((items, more || cut))
     }
 
     /// `smtpb_outbox_query`: one page, newest first, and the cursor of the
     /// next.
     pub fn query(&self, query_json: &str) -> Result<Value> {
         let q = parse_query(query_json)?;
-        let (records, more) = self.store().query(&q)?;
-        let next = more.then(|| records.last().map(|r| encode_cursor(&r.status.id))).flatten();
-        Ok(json!({"items": self.overlay(records), "next_cursor": next}))
+        let (items, more) = self.overlay_page(&q, || self.store().query(&q), Some(q.limit), true)?;
+        let next = more.then(|| items.last().map(|(id, _)| encode_cursor(id))).flatten();
+        Ok(json!({"items": items.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), "next_cursor": next}))
     }
 
     /// Counts per state, the paused profiles, and the records lost to
     /// damage in the spool.
     pub fn counts(&self) -> Result<(Value, Vec<String>, i64)> {
-        let (stored, damaged) = {
+        // The store is read under the ledger's lock: a message stored in
+        // between would otherwise be counted twice or not at all.
+        let state = self.lock();
+        let (mut stored, damaged) = {
             let store = self.store();
             (store.counts()?, store.damaged_records())
         };
-        let state = self.lock();
+        for r in state.unstored.iter().filter_map(|id| state.entries.get(id)) {
+            stored[state_code(r.status.state) as usize] += 1;
+        }
         let mut counts = serde_json::Map::new();
         for s in State::ALL {
             counts.insert(s.name().into(), stored[state_code(s) as usize].max(0).into());
@@ -1025,7 +1149,7 @@ impl Outbox {
         }
         self.commit(&mut state, moved(record, State::Cancelled, None))?;
         drop(state);
-        self.changed.notify_all();
+        self.notify();
         Ok(())
     }
 
@@ -1051,7 +1175,7 @@ impl Outbox {
             }
         }
         drop(state);
-        self.changed.notify_all();
+        self.notify();
         Ok(json!({"cancelled": cancelled, "sending": sending, "sent": sent}))
     }
 
@@ -1067,13 +1191,13 @@ impl Outbox {
             State::Failed => {
                 self.commit(&mut state, moved(record, State::Queued, None))?;
                 drop(state);
-                self.changed.notify_all();
+                self.notify();
                 Ok(())
             }
             State::Deferred => {
                 self.commit(&mut state, moved(record, State::Deferred, Some(now_ms())))?;
                 drop(state);
-                self.changed.notify_all();
+                self.notify();
                 Ok(())
             }
             other => Err(Error::state(format!(
@@ -1111,7 +1235,7 @@ impl Outbox {
             }
         }
         drop(state);
-        self.changed.notify_all();
+        self.notify();
         Ok(())
     }
 
@@ -1177,7 +1301,7 @@ impl Outbox {
             state.open_paused = false;
         }
         drop(state);
-        self.changed.notify_all();
+        self.notify();
         Ok(())
     }
 
@@ -1203,7 +1327,7 @@ impl Outbox {
             state.reschedule(&id, now);
         }
         drop(state);
-        self.changed.notify_all();
+        self.notify();
     }
 
     /// Limits were reset: messages held by them are due now.
@@ -1226,14 +1350,14 @@ impl Outbox {
             state.reschedule(&id, now);
         }
         drop(state);
-        self.changed.notify_all();
+        self.notify();
     }
 
     /// Tells the delivery threads to stop after their current attempt,
     /// without waiting for them.
     pub fn stop_soon(&self) {
         self.lock().stopping = true;
-        self.changed.notify_all();
+        self.notify();
         let (lock, wake) = &self.purge_wake;
         *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
         wake.notify_all();
@@ -1294,6 +1418,90 @@ mod tests {
             archive: false,
             body_dropped: false,
         }
+    }
+
+    fn sent() -> Attempt {
+        Attempt::Sent {
+            delivery: crate::delivery::Delivery {
+                transport: "smtp",
+                reply: None,
+                http_status: None,
+                rejected: Vec::new(),
+            },
+            archive: None,
+        }
+    }
+
+    fn ids(page: &Value) -> Vec<String> {
+        page["items"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn a_send_of_an_in_memory_client_is_seen_everywhere_before_it_is_stored() {
+        let outbox = Outbox::open(None, true).unwrap();
+        let (older, _) = outbox.add(record(State::Sent), Vec::new()).unwrap();
+        let mut sending = record(State::Sending);
+        sending.idempotency_key = Some("invoice-7".into());
+        let (id, bytes) = outbox.add(sending.clone(), b"the bytes".to_vec()).unwrap();
+        assert!(outbox.store().get(&id).unwrap().is_none(), "not written before its outcome");
+
+        let (counts, _, _) = outbox.counts().unwrap();
+        assert_eq!((counts["sending"].as_i64(), counts["sent"].as_i64()), (Some(1), Some(1)));
+        assert_eq!(outbox.status(&id).unwrap()["state"], "sending");
+        let listed = outbox.list(Some("sending")).unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+        assert_eq!(outbox.list(None).unwrap().as_array().unwrap().len(), 2);
+        // Newest first, one a page: the unstored one, then the stored one.
+        let first = outbox.query(r#"{"limit": 1}"#).unwrap();
+        assert_eq!(ids(&first), vec![id.clone()]);
+        let cursor = first["next_cursor"].as_str().unwrap().to_string();
+        let second = outbox.query(&format!(r#"{{"limit": 1, "cursor": "{cursor}"}}"#)).unwrap();
+        assert_eq!(ids(&second), vec![older.clone()]);
+        assert!(second["next_cursor"].is_null());
+        assert_eq!(ids(&outbox.query(r#"{"state": ["sent"]}"#).unwrap()), vec![older.clone()]);
+        assert_eq!(ids(&outbox.query(r#"{"state": ["sending"]}"#).unwrap()), vec![id.clone()]);
+        // Its idempotency key is taken while it is in flight.
+        let mut again = record(State::Sending);
+        again.idempotency_key = Some("invoice-7".into());
+        assert_eq!(outbox.add(again, b"x".to_vec()).unwrap().0, id);
+
+        // Failed: written with its bytes, for smtpb_retry.
+        let failed = Attempt::Failed { error: Error::new(Code::Rejected, "550 no"), failure: None, oauth_user: None };
+        let status = outbox.finish_now(&id, failed, bytes).unwrap();
+        assert_eq!(status["state"], "failed");
+        assert_eq!(outbox.store().body(&id).unwrap().as_deref(), Some(&b"the bytes"[..]));
+        assert_eq!(outbox.store().get(&id).unwrap().unwrap().status.state, State::Failed);
+        let (counts, _, _) = outbox.counts().unwrap();
+        assert_eq!((counts["sending"].as_i64(), counts["failed"].as_i64()), (Some(0), Some(1)));
+        assert_eq!(ids(&outbox.query("{}").unwrap()), vec![id.clone(), older]);
+        outbox.retry(&id).unwrap();
+        assert_eq!(outbox.status(&id).unwrap()["state"], "queued");
+    }
+
+    #[test]
+    fn a_sent_send_of_an_in_memory_client_is_stored_once_without_its_bytes() {
+        let outbox = Outbox::open(None, true).unwrap();
+        let (id, bytes) = outbox.add(record(State::Sending), b"the bytes".to_vec()).unwrap();
+        assert_eq!(outbox.finish_now(&id, sent(), bytes).unwrap()["state"], "sent");
+        assert!(outbox.store().body(&id).unwrap().is_none());
+        assert_eq!(outbox.store().get(&id).unwrap().unwrap().status.state, State::Sent);
+        let (counts, _, _) = outbox.counts().unwrap();
+        assert_eq!((counts["sending"].as_i64(), counts["sent"].as_i64()), (Some(0), Some(1)));
+    }
+
+    #[test]
+    fn a_send_of_a_durable_client_is_stored_with_its_bytes_before_it_goes_out() {
+        let dir = std::env::temp_dir().join(format!("smtpb-outbox-send-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let outbox = Outbox::open(Some(&dir), true).unwrap();
+        let (id, bytes) = outbox.add(record(State::Sending), b"the bytes".to_vec()).unwrap();
+        // A crash now: the next open queues it again, and needs its bytes.
+        assert_eq!(outbox.store().get(&id).unwrap().unwrap().status.state, State::Sending);
+        assert_eq!(outbox.store().body(&id).unwrap().as_deref(), Some(&b"the bytes"[..]));
+        assert_eq!(outbox.finish_now(&id, sent(), bytes).unwrap()["state"], "sent");
+        assert!(outbox.store().body(&id).unwrap().is_none());
+        drop(outbox);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -33,6 +33,10 @@ use crate::status::State;
 /// The store format this library writes.
 pub(crate) const FORMAT: u32 = 2;
 
+/// Prepared statements kept: the dozen of the send path, and the
+/// query variants of `smtpb_outbox_query` beside them.
+const STATEMENTS_CACHED: usize = 64;
+
 /// Recovery copies (damaged journals and stores) kept per folder.
 const COPIES_KEPT: usize = 3;
 
@@ -103,6 +107,27 @@ pub struct Query {
     pub before_id: Option<String>,
 }
 
+impl Query {
+    /// Whether `record` passes these filters, the cursor included (the
+    /// limit aside), as [`Store::query`] decides them: for a message not
+    /// in the store yet.
+    pub fn matches(&self, record: &Record) -> bool {
+        let s = &record.status;
+        let created = time_ms(s.created_at);
+        (self.states.is_empty() || self.states.contains(&s.state))
+            && self.batch_id.as_ref().is_none_or(|b| s.batch_id.as_ref() == Some(b))
+            && self.reference.as_ref().is_none_or(|r| s.reference.as_ref() == Some(r))
+            && self
+                .reference_prefix
+                .as_ref()
+                .is_none_or(|p| s.reference.as_ref().is_some_and(|r| r.starts_with(p.as_str())))
+            && self.profile.as_ref().is_none_or(|p| s.profile.to_ascii_lowercase() == *p)
+            && self.since_ms.is_none_or(|t| created >= t)
+            && self.until_ms.is_none_or(|t| created < t)
+            && self.before_id.as_ref().is_none_or(|b| s.id < *b)
+    }
+}
+
 /// The store of one client.
 pub struct Store {
     conn: Connection,
@@ -128,6 +153,7 @@ impl Store {
     pub fn open(data_dir: Option<&Path>) -> Result<Opened> {
         let Some(data_dir) = data_dir else {
             let conn = Connection::open_in_memory().map_err(|e| sql_error(None, "cannot open", e))?;
+            conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
             conn.execute_batch(SCHEMA).map_err(|e| sql_error(None, "cannot create", e))?;
             return Ok(Opened { store: Store { conn, path: None }, active: Vec::new(), warnings: Vec::new() });
         };
@@ -167,6 +193,7 @@ impl Store {
             None
         };
         let conn = Connection::open(&path).map_err(|e| sql_error(Some(&path), "cannot open", e))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
         let mut store = Store { conn, path: Some(path.clone()) };
         store.configure(needs_setup)?;
         if needs_setup {
@@ -268,39 +295,65 @@ impl Store {
         })
     }
 
+    /// Runs `f` as one transaction, committed when it succeeds and rolled
+    /// back when it or the commit fails. BEGIN and COMMIT are cached
+    /// statements: a message's every change of state is one of these.
+    fn write<T>(&mut self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let run = |conn: &Connection| -> rusqlite::Result<T> {
+            conn.prepare_cached("BEGIN")?.execute([])?;
+            let value = f(conn)?;
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(value)
+        };
+        run(&self.conn).map_err(|e| {
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.prepare_cached("ROLLBACK").and_then(|mut stmt| stmt.execute([]));
+            }
+            self.error("cannot write", e)
+        })
+    }
+
     /// Writes a new message and its bytes; durable when it returns.
     pub fn insert(&mut self, record: &Record, body: &[u8]) -> Result<()> {
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| sql_error(path.as_deref(), "cannot write", e))?;
-        insert_row(&tx, record, Some(body).filter(|b| !b.is_empty()))
-            .map_err(|e| sql_error(path.as_deref(), "cannot write", e))?;
-        tx.commit().map_err(|e| sql_error(path.as_deref(), "cannot write", e))
+        self.write(|conn| insert_row(conn, record, Some(body).filter(|b| !b.is_empty())))
     }
 
     /// Writes a message's new state; its bytes go when it no longer needs
     /// them. Durable when it returns; nothing changes when it fails.
     pub fn update(&mut self, record: &Record) -> Result<()> {
-        let path = self.path.clone();
+        self.update_with_body(record, None)
+    }
+
+    /// [`Store::update`], also writing the message's bytes when `body` is
+    /// given (a message recorded without them: `smtpb_send` on an
+    /// in-memory client, which keeps them only once the message fails).
+    pub fn update_with_body(&mut self, record: &Record, body: Option<&[u8]>) -> Result<()> {
         let text = serde_json::to_string(record).map_err(|e| Error::internal(format!("store record: {e}")))?;
-        let tx = self.conn.transaction().map_err(|e| sql_error(path.as_deref(), "cannot write", e))?;
         let s = &record.status;
-        tx.execute(
-            "UPDATE messages SET state = ?2, record = ?3, idem = ?4 WHERE id = ?1",
-            params![s.id, state_code(s.state), text, record.idempotency_key],
-        )
-        .map_err(|e| sql_error(path.as_deref(), "cannot write", e))?;
-        if record.body_dropped {
-            tx.execute("DELETE FROM bodies WHERE id = ?1", params![s.id])
-                .map_err(|e| sql_error(path.as_deref(), "cannot write", e))?;
-        }
-        tx.commit().map_err(|e| sql_error(path.as_deref(), "cannot write", e))
+        self.write(|conn| {
+            conn.prepare_cached("UPDATE messages SET state = ?2, record = ?3, idem = ?4 WHERE id = ?1")?
+                .execute(params![s.id, state_code(s.state), text, record.idempotency_key])?;
+            if record.body_dropped {
+                conn.prepare_cached("DELETE FROM bodies WHERE id = ?1")?.execute(params![s.id])?;
+            } else if let Some(bytes) = body.filter(|b| !b.is_empty()) {
+                conn.prepare_cached("INSERT OR REPLACE INTO bodies (id, bytes) VALUES (?1, ?2)")?
+                    .execute(params![s.id, bytes])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether the store lives in memory (an in-memory client): nothing in
+    /// it survives the process.
+    pub fn in_memory(&self) -> bool {
+        self.path.is_none()
     }
 
     /// A message's bytes, if still kept.
     pub fn body(&self, id: &str) -> Result<Option<Vec<u8>>> {
         self.conn
-            .query_row("SELECT bytes FROM bodies WHERE id = ?1", params![id], |row| row.get(0))
-            .optional()
+            .prepare_cached("SELECT bytes FROM bodies WHERE id = ?1")
+            .and_then(|mut stmt| stmt.query_row(params![id], |row| row.get(0)).optional())
             .map_err(|e| self.error("cannot read", e))
     }
 
@@ -308,8 +361,8 @@ impl Store {
     pub fn get(&self, id: &str) -> Result<Option<Record>> {
         let text: Option<String> = self
             .conn
-            .query_row("SELECT record FROM messages WHERE id = ?1", params![id], |row| row.get(0))
-            .optional()
+            .prepare_cached("SELECT record FROM messages WHERE id = ?1")
+            .and_then(|mut stmt| stmt.query_row(params![id], |row| row.get(0)).optional())
             .map_err(|e| self.error("cannot read", e))?;
         text.map(|t| self.parse(&t)).transpose()
     }
@@ -317,8 +370,8 @@ impl Store {
     /// The message that holds an idempotency key.
     pub fn idempotent(&self, key: &str) -> Result<Option<String>> {
         self.conn
-            .query_row("SELECT id FROM messages WHERE idem = ?1", params![key], |row| row.get(0))
-            .optional()
+            .prepare_cached("SELECT id FROM messages WHERE idem = ?1")
+            .and_then(|mut stmt| stmt.query_row(params![key], |row| row.get(0)).optional())
             .map_err(|e| self.error("cannot read", e))
     }
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Side by side: runs `bench` variants in turn against one Postfix
+# smtp-sink on 127.0.0.1, ROUNDS times each (the order rotating every
+# round), and prints each variant's median, lowest and highest rate. For
+# differences smaller than the spread between runs of bench/run.sh.
+#
+#   bench/compare.sh ROUNDS COUNT VARIANT...
+#
+# A VARIANT is a mode of bench/bench.c built against this library (send,
+# send-off, send4, ...), or PROGRAM:MODE for another build of the bench
+# (say, bench.c built against an earlier release of the library):
+#
+#   bench/compare.sh 9 3000 send send-off
+#   bench/compare.sh 9 3000 send /tmp/bench-1.0:send
+set -euo pipefail
+source "$(dirname "$0")/../scripts/env.sh"
+[ $# -ge 3 ] || { echo "usage: bench/compare.sh ROUNDS COUNT VARIANT..." >&2; exit 2; }
+rounds=$1 count=$2
+shift 2
+command -v smtp-sink >/dev/null || { echo "error: smtp-sink is missing (apt-get install postfix)" >&2; exit 1; }
+build_library
+work="$(mktemp -d)"
+sink=""
+cleanup() { [ -n "$sink" ] && kill "$sink" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+smtp-sink -u "$(id -un)" "127.0.0.1:$port" 1024 &
+sink=$!
+for _ in $(seq 100); do
+    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$port" \
+        2>/dev/null && break
+    sleep 0.05
+done
+cc -O2 -std=c99 -Wall -Wextra -Werror -Iinclude bench/bench.c -Ltarget/release -lsmtpbridge -lpthread \
+   -Wl,-rpath,"$PWD/target/release" -o "$work/bench"
+
+variants=("$@")
+n=${#variants[@]}
+for ((r = 0; r < rounds; r++)); do
+    for ((k = 0; k < n; k++)); do
+        i=$(((r + k) % n))
+        v=${variants[$i]}
+        program="$work/bench" mode="$v"
+        if [[ "$v" == *:* ]]; then program=${v%%:*} mode=${v#*:}; fi
+        # The rate is the fourth column of bench's line.
+        "$program" "$mode" "$port" "$count" | awk -v i="$i" '{ for (f = 1; f <= NF; f++) if ($f ~ /\/s$/) { sub(/\/s$/, "", $f); print i, $f } }' \
+            >> "$work/rates"
+    done
+done
+printf '%-40s %8s %8s %8s  (%d rounds of %d messages)\n' "variant" "median" "lowest" "highest" "$rounds" "$count"
+for ((i = 0; i < n; i++)); do
+    awk -v i="$i" '$1 == i { print $2 }' "$work/rates" | sort -n | awk -v name="${variants[$i]}" '
+        { v[NR] = $1 }
+        END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+              printf "%-40s %6.0f/s %6.0f/s %6.0f/s\n", name, m, v[1], v[NR] }'
+done
