@@ -609,6 +609,9 @@ pub struct BuildContext<'a> {
 /// Line ends as LF only: lettre turns every LF into CRLF, so a lone CR
 /// must not survive (SMTP smuggling).
 fn normalize_newlines(text: &str) -> String {
+    if !text.contains('\r') {
+        return text.to_string();
+    }
     text.replace("\r\n", "\n").replace('\r', "\n")
 }
 

@@ -1479,6 +1479,33 @@ mod tests {
     }
 
     #[test]
+    fn final_records_gathered_in_memory_are_seen_by_every_read() {
+        let outbox = Outbox::open(None, true).unwrap();
+        let mut ids = Vec::new();
+        // Past one transaction's worth, and a few gathered still.
+        for n in 0..(store::WRITE_BEHIND * 2 + 5) {
+            let (id, bytes) = outbox.add(record(State::Sending), format!("message {n}").into_bytes()).unwrap();
+            let outcome = if n % 2 == 0 {
+                sent()
+            } else {
+                Attempt::Failed { error: Error::new(Code::Rejected, "550 no"), failure: None, oauth_user: None }
+            };
+            outbox.finish_now(&id, outcome, bytes).unwrap();
+            ids.push(id);
+        }
+        let (counts, _, _) = outbox.counts().unwrap();
+        assert_eq!(counts["sent"].as_u64(), Some(store::WRITE_BEHIND as u64 + 3));
+        assert_eq!(counts["failed"].as_u64(), Some(store::WRITE_BEHIND as u64 + 2));
+        let last = ids.last().unwrap();
+        assert_eq!(outbox.store().body(last).unwrap(), None, "sent: its bytes are not kept");
+        let failed = &ids[ids.len() - 2];
+        assert_eq!(outbox.store().body(failed).unwrap(), Some(format!("message {}", ids.len() - 2).into_bytes()));
+        assert_eq!(outbox.list(None).unwrap().as_array().unwrap().len(), ids.len());
+        assert_eq!(outbox.status(last).unwrap()["state"], "sent");
+        assert_eq!(outbox.status(failed).unwrap()["state"], "failed");
+    }
+
+    #[test]
     fn a_sent_send_of_an_in_memory_client_is_stored_once_without_its_bytes() {
         let outbox = Outbox::open(None, true).unwrap();
         let (id, bytes) = outbox.add(record(State::Sending), b"the bytes".to_vec()).unwrap();

@@ -13,6 +13,11 @@
 //! transaction (SQLite's WAL frames carry checksums; a torn frame is
 //! ignored at the next open).
 //!
+//! An in-memory client's store is SQLite in memory (nothing of it
+//! outlives the process): final records are gathered and written
+//! [`WRITE_BEHIND`] to a transaction, or before the next read or other
+//! write (see [`Store::insert`]).
+//!
 //! `PRAGMA user_version` is the format: 2 (format 1 was the journal, see
 //! [`super::journal`]). A store of a newer format is refused, naming both
 //! versions, before anything is written. A journal found at open is
@@ -22,6 +27,7 @@
 //! open only renames it.
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use super::journal;
@@ -132,7 +138,14 @@ impl Query {
 pub struct Store {
     conn: Connection,
     path: Option<PathBuf>,
+    /// In memory only: final records not written yet, with their bytes
+    /// (see [`Store::insert`]).
+    pending: RefCell<Vec<(Record, Vec<u8>)>>,
 }
+
+/// Final records an in-memory store gathers before writing them in one
+/// transaction.
+pub(crate) const WRITE_BEHIND: usize = 64;
 
 /// What opening found.
 pub struct Opened {
@@ -155,7 +168,11 @@ impl Store {
             let conn = Connection::open_in_memory().map_err(|e| sql_error(None, "cannot open", e))?;
             conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
             conn.execute_batch(SCHEMA).map_err(|e| sql_error(None, "cannot create", e))?;
-            return Ok(Opened { store: Store { conn, path: None }, active: Vec::new(), warnings: Vec::new() });
+            return Ok(Opened {
+                store: Store { conn, path: None, pending: RefCell::default() },
+                active: Vec::new(),
+                warnings: Vec::new(),
+            });
         };
         let dir = data_dir.join("spool");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, &e))?;
@@ -194,7 +211,7 @@ impl Store {
         };
         let conn = Connection::open(&path).map_err(|e| sql_error(Some(&path), "cannot open", e))?;
         conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
-        let mut store = Store { conn, path: Some(path.clone()) };
+        let mut store = Store { conn, path: Some(path.clone()), pending: RefCell::default() };
         store.configure(needs_setup)?;
         if needs_setup {
             let tx = store.conn.transaction().map_err(|e| sql_error(Some(&path), "cannot write", e))?;
@@ -298,7 +315,7 @@ impl Store {
     /// Runs `f` as one transaction, committed when it succeeds and rolled
     /// back when it or the commit fails. BEGIN and COMMIT are cached
     /// statements: a message's every change of state is one of these.
-    fn write<T>(&mut self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+    fn write<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let run = |conn: &Connection| -> rusqlite::Result<T> {
             conn.prepare_cached("BEGIN")?.execute([])?;
             let value = f(conn)?;
@@ -314,8 +331,41 @@ impl Store {
     }
 
     /// Writes a new message and its bytes; durable when it returns.
+    ///
+    /// In memory, a final record (the one write of an in-memory client's
+    /// `smtpb_send`) is gathered with the next ones and written with them
+    /// in one transaction, once there are [`WRITE_BEHIND`] or before
+    /// anything else reads or writes the store: every call sees it as if
+    /// it were written at once, and nothing in memory outlives the process
+    /// anyway.
     pub fn insert(&mut self, record: &Record, body: &[u8]) -> Result<()> {
+        if self.path.is_none() && record.status.state.is_final() {
+            let full = {
+                let mut pending = self.pending.borrow_mut();
+                pending.push((record.clone(), body.to_vec()));
+                pending.len() >= WRITE_BEHIND
+            };
+            return if full { self.flush() } else { Ok(()) };
+        }
+        self.flush()?;
         self.write(|conn| insert_row(conn, record, Some(body).filter(|b| !b.is_empty())))
+    }
+
+    /// Writes the gathered final records of an in-memory store, in one
+    /// transaction; they stay gathered if it fails.
+    fn flush(&self) -> Result<()> {
+        let mut pending = self.pending.borrow_mut();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.write(|conn| {
+            for (record, body) in pending.iter() {
+                insert_row(conn, record, Some(body.as_slice()).filter(|b| !b.is_empty()))?;
+            }
+            Ok(())
+        })?;
+        pending.clear();
+        Ok(())
     }
 
     /// Writes a message's new state; its bytes go when it no longer needs
@@ -328,6 +378,7 @@ impl Store {
     /// given (a message recorded without them: `smtpb_send` on an
     /// in-memory client, which keeps them only once the message fails).
     pub fn update_with_body(&mut self, record: &Record, body: Option<&[u8]>) -> Result<()> {
+        self.flush()?;
         let text = serde_json::to_string(record).map_err(|e| Error::internal(format!("store record: {e}")))?;
         let s = &record.status;
         self.write(|conn| {
@@ -351,6 +402,7 @@ impl Store {
 
     /// A message's bytes, if still kept.
     pub fn body(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        self.flush()?;
         self.conn
             .prepare_cached("SELECT bytes FROM bodies WHERE id = ?1")
             .and_then(|mut stmt| stmt.query_row(params![id], |row| row.get(0)).optional())
@@ -359,6 +411,7 @@ impl Store {
 
     /// A message's record.
     pub fn get(&self, id: &str) -> Result<Option<Record>> {
+        self.flush()?;
         let text: Option<String> = self
             .conn
             .prepare_cached("SELECT record FROM messages WHERE id = ?1")
@@ -369,6 +422,7 @@ impl Store {
 
     /// The message that holds an idempotency key.
     pub fn idempotent(&self, key: &str) -> Result<Option<String>> {
+        self.flush()?;
         self.conn
             .prepare_cached("SELECT id FROM messages WHERE idem = ?1")
             .and_then(|mut stmt| stmt.query_row(params![key], |row| row.get(0)).optional())
@@ -377,6 +431,7 @@ impl Store {
 
     /// Messages per state (by [`state_code`]).
     pub fn counts(&self) -> Result<[i64; 6]> {
+        self.flush()?;
         let mut out = [0i64; 6];
         let mut stmt =
             self.conn.prepare_cached("SELECT state, n FROM counts").map_err(|e| self.error("cannot read", e))?;
@@ -405,6 +460,7 @@ impl Store {
 
     /// The ids and states of a batch's messages.
     pub fn batch_members(&self, batch_id: &str) -> Result<Vec<(String, i64)>> {
+        self.flush()?;
         let mut stmt = self
             .conn
             .prepare_cached("SELECT id, state FROM messages WHERE batch_id = ?1 ORDER BY id")
@@ -417,6 +473,7 @@ impl Store {
 
     /// Every record, or those in `state`, oldest first.
     pub fn list(&self, state: Option<State>) -> Result<Vec<Record>> {
+        self.flush()?;
         let (sql, code) = match state {
             Some(s) => {
                 ("SELECT record FROM messages INDEXED BY messages_state WHERE state = ?1 ORDER BY id", state_code(s))
@@ -436,6 +493,7 @@ impl Store {
     /// One page of `query`, newest first: up to `limit` records, and
     /// whether there are more.
     pub fn query(&self, q: &Query) -> Result<(Vec<Record>, bool)> {
+        self.flush()?;
         // One statement per state (each uses the (state, id) index in
         // order), merged: newest first across them.
         let states: Vec<Option<State>> =
@@ -517,6 +575,7 @@ impl Store {
     /// Deletes up to `limit` final messages created before `before_ms` in
     /// `states` (with their bytes); their ids. One transaction.
     pub fn purge_chunk(&mut self, before_ms: i64, states: &[State], limit: usize) -> Result<Vec<String>> {
+        self.flush()?;
         let path = self.path.clone();
         let e = |e| sql_error(path.as_deref(), "cannot purge", e);
         let tx = self.conn.transaction().map_err(e)?;
@@ -548,6 +607,7 @@ impl Store {
     /// Gives up to `pages` free pages back to the file system; false when
     /// none are left.
     pub fn reclaim_step(&mut self, pages: u32) -> Result<bool> {
+        self.flush()?;
         let read = |sql: &str| -> Result<i64> {
             self.conn.query_row(sql, [], |r| r.get(0)).map_err(|e| self.error("cannot read", e))
         };
@@ -574,6 +634,7 @@ impl Store {
 
     /// Moves the WAL into the database and truncates it (after a purge).
     pub fn checkpoint(&mut self) -> Result<()> {
+        self.flush()?;
         if self.path.is_some() {
             self.conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
@@ -586,6 +647,7 @@ impl Store {
     /// Benchmarks make a history this way; not a path the library itself
     /// takes.
     pub fn insert_many(&mut self, records: &[(Record, Option<Vec<u8>>)]) -> Result<()> {
+        self.flush()?;
         let path = self.path.clone();
         let e = |e| sql_error(path.as_deref(), "cannot write", e);
         let tx = self.conn.transaction().map_err(e)?;
