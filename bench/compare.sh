@@ -7,11 +7,14 @@
 #   bench/compare.sh ROUNDS COUNT VARIANT...
 #
 # A VARIANT is a mode of bench/bench.c built against this library (send,
-# send-off, send4, ...), or PROGRAM:MODE for another build of the bench
-# (say, bench.c built against an earlier release of the library):
+# send-off, send4, big: the 5 MiB attachment), PROGRAM:MODE for another
+# build of the bench (say, bench.c built against an earlier release of the
+# library), or the reference: smtp-source (the 10 KB message, 1 session)
+# or smtp-source-big (the 5 MiB one), made as bench/run.sh makes them:
 #
-#   bench/compare.sh 9 3000 send send-off
+#   bench/compare.sh 9 3000 send send-off smtp-source
 #   bench/compare.sh 9 3000 send /tmp/bench-1.0:send
+#   bench/compare.sh 5 20 big /tmp/bench-1.0:big smtp-source-big
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 [ $# -ge 3 ] || { echo "usage: bench/compare.sh ROUNDS COUNT VARIANT..." >&2; exit 2; }
@@ -35,6 +38,31 @@ done
 cc -O2 -std=c99 -Wall -Wextra -Werror -Iinclude bench/bench.c -Ltarget/release -lsmtpbridge -lpthread \
    -Wl,-rpath,"$PWD/target/release" -o "$work/bench"
 
+# The reference's messages, as bench/run.sh makes them.
+head -c $((5 * 1024 * 1024)) /dev/urandom > "$work/big.bin"
+python3 - "$work" <<'PY'
+import sys, email.message
+work = sys.argv[1]
+body = "".join(" " if i % 80 == 79 else chr(97 + i % 26) for i in range(10240))
+open(f"{work}/msg.eml", "w").write("From: bench@firm.example\nTo: sink@example.com\nSubject: benchmark\n\n" + body + "\n")
+m = email.message.EmailMessage()
+m["From"], m["To"], m["Subject"] = "bench@firm.example", "sink@example.com", "benchmark"
+m.set_content("see attached")
+m.add_attachment(open(f"{work}/big.bin", "rb").read(), maintype="application", subtype="octet-stream", filename="big.bin")
+open(f"{work}/big.eml", "wb").write(bytes(m).replace(b"\r\n", b"\n"))
+PY
+
+source_rate() { # file
+    python3 - "$port" "$count" "$1" <<'PY'
+import subprocess, sys, time
+port, count, path = sys.argv[1:]
+t = time.monotonic()
+subprocess.run(["smtp-source", "-c", "-d", "-s", "1", "-m", count, "-f", "bench@firm.example",
+                "-t", "sink@example.com", "-F", path, f"127.0.0.1:{port}"], check=True, stdout=subprocess.DEVNULL)
+print(f"{int(count) / (time.monotonic() - t):.1f}/s")
+PY
+}
+
 variants=("$@")
 n=${#variants[@]}
 for ((r = 0; r < rounds; r++)); do
@@ -43,8 +71,14 @@ for ((r = 0; r < rounds; r++)); do
         v=${variants[$i]}
         program="$work/bench" mode="$v"
         if [[ "$v" == *:* ]]; then program=${v%%:*} mode=${v#*:}; fi
-        # The rate is the fourth column of bench's line.
-        "$program" "$mode" "$port" "$count" | awk -v i="$i" '{ for (f = 1; f <= NF; f++) if ($f ~ /\/s$/) { sub(/\/s$/, "", $f); print i, $f } }' \
+        args=()
+        [ "$mode" = big ] && args=("$work/big.bin")
+        # The rate is the field that ends in /s.
+        case "$v" in
+            smtp-source) source_rate "$work/msg.eml" ;;
+            smtp-source-big) source_rate "$work/big.eml" ;;
+            *) "$program" "$mode" "$port" "$count" "${args[@]}" ;;
+        esac | awk -v i="$i" '{ for (f = 1; f <= NF; f++) if ($f ~ /\/s$/) { sub(/\/s$/, "", $f); print i, $f } }' \
             >> "$work/rates"
     done
 done
