@@ -664,10 +664,11 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
                 let mut related = MultiPart::related().singlepart(html_part);
                 for part in &mut spec.inline {
                     let cid = part.cid.clone().expect("inline parts have a cid");
-                    related = related.singlepart(
-                        Attachment::new_inline_with_name(cid, part.name.clone())
-                            .body(std::mem::take(&mut part.bytes), part.content_type.clone()),
-                    );
+                    related =
+                        related.singlepart(Attachment::new_inline_with_name(cid, part.name.clone()).body(
+                            part_body(std::mem::take(&mut part.bytes), part.is_message),
+                            part.content_type.clone(),
+                        ));
                 }
                 Body::Multi(related)
             };
@@ -701,7 +702,7 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
                 large.push((token, bytes));
                 mixed.singlepart(attachment.body(placeholder, content_type))
             } else {
-                mixed.singlepart(attachment.body(bytes, content_type))
+                mixed.singlepart(attachment.body(part_body(bytes, part.is_message), content_type))
             };
         }
         Body::Multi(mixed)
@@ -715,6 +716,49 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
         message.sign(dkim);
     }
     splice(message.formatted(), large)
+}
+
+/// The body of an attachment or inline part. A file's bytes are base64,
+/// always: lettre would send bytes that happen to be ASCII as 7bit without
+/// touching their line ends, so a bare CR or LF would reach the wire (SMTP
+/// smuggling) and the file would not arrive as it was. A message/* part
+/// may not be base64 (RFC 2046 §5.2.1): its line ends become CRLF, and
+/// lettre chooses its encoding.
+fn part_body(bytes: Vec<u8>, is_message: bool) -> lettre::message::Body {
+    if is_message {
+        let bytes = crlf_line_ends(bytes);
+        return match String::from_utf8(bytes) {
+            Ok(text) => lettre::message::Body::new(text),
+            Err(e) => lettre::message::Body::new(e.into_bytes()),
+        };
+    }
+    lettre::message::Body::new_with_encoding(bytes, ContentTransferEncoding::Base64)
+        .unwrap_or_else(lettre::message::Body::new)
+}
+
+/// `bytes` with every line end CRLF: a lone CR or LF becomes CRLF.
+fn crlf_line_ends(bytes: Vec<u8>) -> Vec<u8> {
+    if !bytes.iter().enumerate().any(|(i, b)| match b {
+        b'\r' => bytes.get(i + 1) != Some(&b'\n'),
+        b'\n' => i == 0 || bytes[i - 1] != b'\r',
+        _ => false,
+    }) {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
 }
 
 /// The bytes of a host's own message: the headers it lacks in front
@@ -856,6 +900,46 @@ pub fn read_dkim_key(path: &Path) -> Result<lettre::message::dkim::DkimSigningKe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bare_line_ends(bytes: &[u8]) -> Vec<usize> {
+        (0..bytes.len())
+            .filter(|&i| match bytes[i] {
+                b'\r' => bytes.get(i + 1) != Some(&b'\n'),
+                b'\n' => i == 0 || bytes[i - 1] != b'\r',
+                _ => false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parts_whose_bytes_are_ascii_keep_no_bare_line_end_and_arrive_as_they_were() {
+        // Found by the message_json fuzz target: a PNG's first bytes are
+        // ASCII with a bare LF, which lettre sent as 7bit untouched.
+        let png = B64.encode(b"\x89PNG\r\n\x1a\n");
+        let ascii = B64.encode(b"iPNG\r\n\x1a\nline\rend\n");
+        let eml = B64.encode(b"Subject: x\n\nbody\rmore");
+        let json = format!(
+            r#"{{"to":["a@example.com"],"subject":"s","html":"<img src=\"cid:logo\">",
+               "attachments":[{{"content_base64":"{ascii}","name":"a.bin"}},
+                              {{"content_base64":"{eml}","name":"fwd.eml","content_type":"message/rfc822"}}],
+               "inline":[{{"content_base64":"{ascii}","cid":"logo","name":"logo.png"}},
+                         {{"content_base64":"{png}","cid":"logo2","name":"logo2.png"}}]}}"#
+        );
+        let mut spec = MessageSpec::parse(&json).unwrap();
+        let ctx = BuildContext {
+            from: "anna@firm.example".parse().unwrap(),
+            reply_to: None,
+            message_id: "<1@firm.example>".into(),
+            original_to: None,
+            dkim: None,
+        };
+        let bytes = build(&mut spec, &ctx).unwrap();
+        assert_eq!(bare_line_ends(&bytes), Vec::<usize>::new());
+        let text = String::from_utf8_lossy(&bytes);
+        // The file parts are base64: their bytes come back exactly.
+        assert!(text.contains(&ascii), "{text}");
+        assert!(text.contains("Subject: x\r\n\r\nbody\r\nmore"), "{text}");
+    }
 
     fn parse(json: &str) -> Result<MessageSpec> {
         MessageSpec::parse(json)
