@@ -1506,6 +1506,20 @@ mod tests {
     }
 
     #[test]
+    fn failed_sends_gathered_in_memory_are_written_once_their_bytes_reach_4_mib() {
+        let outbox = Outbox::open(None, true).unwrap();
+        let failed =
+            || Attempt::Failed { error: Error::new(Code::Rejected, "550 no"), failure: None, oauth_user: None };
+        let (first, bytes) = outbox.add(record(State::Sending), vec![b'a'; 3 << 20]).unwrap();
+        outbox.finish_now(&first, failed(), bytes).unwrap();
+        assert_eq!(outbox.store().gathered(), 1);
+        let (second, bytes) = outbox.add(record(State::Sending), vec![b'b'; 1 << 20]).unwrap();
+        outbox.finish_now(&second, failed(), bytes).unwrap();
+        assert_eq!(outbox.store().gathered(), 0, "4 MiB gathered: written");
+        assert_eq!(outbox.store().body(&second).unwrap().map(|b| b.len()), Some(1 << 20));
+    }
+
+    #[test]
     fn a_sent_send_of_an_in_memory_client_is_stored_once_without_its_bytes() {
         let outbox = Outbox::open(None, true).unwrap();
         let (id, bytes) = outbox.add(record(State::Sending), b"the bytes".to_vec()).unwrap();

@@ -147,6 +147,10 @@ pub struct Store {
 /// transaction.
 pub(crate) const WRITE_BEHIND: usize = 64;
 
+/// The bytes of failed messages an in-memory store gathers before writing
+/// them, whatever their number: gathered bytes are a second copy in memory.
+const WRITE_BEHIND_BYTES: usize = 4 << 20;
+
 /// What opening found.
 pub struct Opened {
     pub store: Store,
@@ -334,8 +338,8 @@ impl Store {
     ///
     /// In memory, a final record (the one write of an in-memory client's
     /// `smtpb_send`) is gathered with the next ones and written with them
-    /// in one transaction, once there are [`WRITE_BEHIND`] or before
-    /// anything else reads or writes the store: every call sees it as if
+    /// in one transaction, once there are [`WRITE_BEHIND`] (or 4 MiB of
+    /// bytes) or before anything else reads or writes the store: every call sees it as if
     /// it were written at once, and nothing in memory outlives the process
     /// anyway.
     pub fn insert(&mut self, record: &Record, body: &[u8]) -> Result<()> {
@@ -344,11 +348,18 @@ impl Store {
                 let mut pending = self.pending.borrow_mut();
                 pending.push((record.clone(), body.to_vec()));
                 pending.len() >= WRITE_BEHIND
+                    || pending.iter().map(|(_, bytes)| bytes.len()).sum::<usize>() >= WRITE_BEHIND_BYTES
             };
             return if full { self.flush() } else { Ok(()) };
         }
         self.flush()?;
         self.write(|conn| insert_row(conn, record, Some(body).filter(|b| !b.is_empty())))
+    }
+
+    /// How many final records are gathered and not written yet.
+    #[cfg(test)]
+    pub(crate) fn gathered(&self) -> usize {
+        self.pending.borrow().len()
     }
 
     /// Writes the gathered final records of an in-memory store, in one
