@@ -38,19 +38,8 @@ done
 cc -O2 -std=c99 -Wall -Wextra -Werror -Iinclude bench/bench.c -Ltarget/release -lsmtpbridge -lpthread \
    -Wl,-rpath,"$PWD/target/release" -o "$work/bench"
 
-# The reference's messages, as bench/run.sh makes them.
-head -c $((5 * 1024 * 1024)) /dev/urandom > "$work/big.bin"
-python3 - "$work" <<'PY'
-import sys, email.message
-work = sys.argv[1]
-body = "".join(" " if i % 80 == 79 else chr(97 + i % 26) for i in range(10240))
-open(f"{work}/msg.eml", "w").write("From: bench@firm.example\nTo: sink@example.com\nSubject: benchmark\n\n" + body + "\n")
-m = email.message.EmailMessage()
-m["From"], m["To"], m["Subject"] = "bench@firm.example", "sink@example.com", "benchmark"
-m.set_content("see attached")
-m.add_attachment(open(f"{work}/big.bin", "rb").read(), maintype="application", subtype="octet-stream", filename="big.bin")
-open(f"{work}/big.eml", "wb").write(bytes(m).replace(b"\r\n", b"\n"))
-PY
+# The messages: the 5 MiB attachment and the reference clients' files.
+python3 bench/messages.py "$work"
 
 source_rate() { # file
     python3 - "$port" "$count" "$1" <<'PY'

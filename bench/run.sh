@@ -53,18 +53,7 @@ cc -O2 -std=c99 -Wall -Wextra -Werror -Iinclude bench/bench.c -Ltarget/release -
 
 # The same messages for the reference clients: 10 KB of text, and one
 # carrying a 5 MiB attachment.
-head -c $((5 * 1024 * 1024)) /dev/urandom > "$work/big.bin"
-python3 - "$work" <<'PY'
-import sys, email.message
-work = sys.argv[1]
-body = "".join(" " if i % 80 == 79 else chr(97 + i % 26) for i in range(10240))
-open(f"{work}/msg.eml", "w").write("From: bench@firm.example\nTo: sink@example.com\nSubject: benchmark\n\n" + body + "\n")
-m = email.message.EmailMessage()
-m["From"], m["To"], m["Subject"] = "bench@firm.example", "sink@example.com", "benchmark"
-m.set_content("see attached")
-m.add_attachment(open(f"{work}/big.bin", "rb").read(), maintype="application", subtype="octet-stream", filename="big.bin")
-open(f"{work}/big.eml", "wb").write(bytes(m).replace(b"\r\n", b"\n"))
-PY
+python3 bench/messages.py "$work"
 
 source_run() { # name count sessions file
     local t0 t1

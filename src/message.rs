@@ -925,15 +925,7 @@ mod tests {
                "inline":[{{"content_base64":"{ascii}","cid":"logo","name":"logo.png"}},
                          {{"content_base64":"{png}","cid":"logo2","name":"logo2.png"}}]}}"#
         );
-        let mut spec = MessageSpec::parse(&json).unwrap();
-        let ctx = BuildContext {
-            from: "anna@firm.example".parse().unwrap(),
-            reply_to: None,
-            message_id: "<1@firm.example>".into(),
-            original_to: None,
-            dkim: None,
-        };
-        let bytes = build(&mut spec, &ctx).unwrap();
+        let bytes = build_plain(&mut MessageSpec::parse(&json).unwrap());
         assert_eq!(bare_line_ends(&bytes), Vec::<usize>::new());
         let text = String::from_utf8_lossy(&bytes);
         // The file parts are base64: their bytes come back exactly.
