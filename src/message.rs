@@ -719,46 +719,21 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
 }
 
 /// The body of an attachment or inline part. A file's bytes are base64,
-/// always: lettre would send bytes that happen to be ASCII as 7bit without
-/// touching their line ends, so a bare CR or LF would reach the wire (SMTP
-/// smuggling) and the file would not arrive as it was. A message/* part
-/// may not be base64 (RFC 2046 §5.2.1): its line ends become CRLF, and
-/// lettre chooses its encoding.
+/// always: lettre would send bytes that happen to be ASCII as 7bit with
+/// their line ends as they are, so the file would not arrive as it was
+/// (the DATA writer makes every line end CRLF) and Graph would be given
+/// bare line ends. A message/* part may not be base64 (RFC 2046 §5.2.1):
+/// as text its line ends become CRLF, as the text bodies' do; bytes that
+/// are not UTF-8 lettre sends as base64.
 fn part_body(bytes: Vec<u8>, is_message: bool) -> lettre::message::Body {
-    if is_message {
-        let bytes = crlf_line_ends(bytes);
-        return match String::from_utf8(bytes) {
-            Ok(text) => lettre::message::Body::new(text),
-            Err(e) => lettre::message::Body::new(e.into_bytes()),
-        };
+    if !is_message {
+        return lettre::message::Body::new_with_encoding(bytes, ContentTransferEncoding::Base64)
+            .unwrap_or_else(lettre::message::Body::new);
     }
-    lettre::message::Body::new_with_encoding(bytes, ContentTransferEncoding::Base64)
-        .unwrap_or_else(lettre::message::Body::new)
-}
-
-/// `bytes` with every line end CRLF: a lone CR or LF becomes CRLF.
-fn crlf_line_ends(bytes: Vec<u8>) -> Vec<u8> {
-    if !bytes.iter().enumerate().any(|(i, b)| match b {
-        b'\r' => bytes.get(i + 1) != Some(&b'\n'),
-        b'\n' => i == 0 || bytes[i - 1] != b'\r',
-        _ => false,
-    }) {
-        return bytes;
+    match String::from_utf8(bytes) {
+        Ok(text) => lettre::message::Body::new(normalize_newlines(&text)),
+        Err(e) => lettre::message::Body::new(e.into_bytes()),
     }
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 1;
-            }
-            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
 }
 
 /// The bytes of a host's own message: the headers it lacks in front

@@ -174,6 +174,22 @@ def test_attachment_from_content_base64(sending, server):
     assert note.get_payload(decode=True) == b"a;b\r\n1;2\r\n"
 
 
+def test_files_of_ascii_bytes_with_bare_line_ends_arrive_byte_for_byte(sending, server):
+    # ASCII throughout, so that nothing but the line ends tells it from text.
+    content = b"col;a\ncol;b\rend\n\n.\n"
+    sending.send(message(
+        html='<p>Hello</p><img src="cid:logo">',
+        attachments=[{"content_base64": base64.b64encode(content).decode(), "name": "export.csv"}],
+        inline=[{"content_base64": base64.b64encode(content).decode(), "cid": "logo", "name": "logo.png"}],
+    ))
+    parsed = received(server)
+    [attachment] = attachments_of(parsed)
+    [image] = [p for p in parsed.walk() if p["Content-ID"]]
+    for part in (attachment, image):
+        assert part["Content-Transfer-Encoding"] == "base64"
+        assert part.get_payload(decode=True) == content
+
+
 def test_relative_attachment_path_is_refused_naming_it(sending, server):
     error = expect_error(MESSAGE, sending.send, message(attachments=[{"path": "docs/inv.pdf"}]))
     assert "docs/inv.pdf" in error.message

@@ -338,10 +338,10 @@ impl Store {
     ///
     /// In memory, a final record (the one write of an in-memory client's
     /// `smtpb_send`) is gathered with the next ones and written with them
-    /// in one transaction, once there are [`WRITE_BEHIND`] (or 4 MiB of
-    /// bytes) or before anything else reads or writes the store: every call sees it as if
-    /// it were written at once, and nothing in memory outlives the process
-    /// anyway.
+    /// in one transaction, once there are [`WRITE_BEHIND`] or 4 MiB of
+    /// bytes, or before anything else reads or writes the store: every call
+    /// sees it as if it were written at once, and nothing in memory
+    /// outlives the process anyway.
     pub fn insert(&mut self, record: &Record, body: &[u8]) -> Result<()> {
         if self.path.is_none() && record.status.state.is_final() {
             let full = {
