@@ -1,4 +1,5 @@
-"""The README's first-mail programs run as written against a local server.
+"""The README's first-mail programs run as written against a local server,
+and docs/DESIGN.md's list of modules matches src/.
 
 Each block marked ``<!-- readme-test: LANG -->`` is copied out of README.md,
 built the way the README says (C, C++, C# with Mono, Python) and run with
@@ -67,3 +68,32 @@ def test_readme_program_sends_its_mail(language, server, tmp_path):
     assert received[0].rcpt_tos == ["client@example.com"]
     assert received[0].parsed["Subject"] == "Invoice"
     assert "sent" in result.stdout
+
+
+def design_modules() -> set[str]:
+    """The files of src/ that docs/DESIGN.md's "Layers" block names."""
+    text = (ROOT / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    match = re.search(r"## Layers\n.*?```\n(.*?)\n```", text, re.S)
+    assert match, "docs/DESIGN.md has no Layers block"
+    named, folder = set(), None
+    for line in match.group(1).splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if line.startswith("src/"):
+            folder = words[0] if words[0].endswith("/") else None
+            if folder is None:
+                named.add(words[0])
+        elif folder is not None:
+            for word in words:
+                if not word.endswith(".rs"):
+                    break
+                named.add(folder + word)
+    return named
+
+
+def test_design_lists_every_module_of_src():
+    actual = {path.relative_to(ROOT).as_posix() for path in (ROOT / "src").rglob("*.rs")}
+    named = design_modules()
+    assert sorted(actual - named) == [], "modules missing from docs/DESIGN.md's Layers"
+    assert sorted(named - actual) == [], "docs/DESIGN.md's Layers names files that do not exist"
