@@ -259,8 +259,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("docs/REFERENCE.md");
         let fresh = replace_section(&text, "keys", &keys_markdown()).expect("keys markers in docs/REFERENCE.md");
         let fresh = replace_section(&fresh, "codes", &codes_markdown()).expect("codes markers in docs/REFERENCE.md");
-        let fresh =
-            replace_section(&fresh, "advice", &advice_markdown()).expect("advice markers in docs/REFERENCE.md");
+        let fresh = replace_section(&fresh, "advice", &advice_markdown()).expect("advice markers in docs/REFERENCE.md");
         if fresh != text {
             if std::env::var_os("SMTPBRIDGE_BLESS").is_some() {
                 std::fs::write(&path, fresh).expect("write docs/REFERENCE.md");
