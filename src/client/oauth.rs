@@ -433,9 +433,9 @@ impl Client {
     // --- refresh -----------------------------------------------------------
 
     /// The OAuth2 part of `login`: a fresh access token for `user`'s
-    /// credential, refreshing it when it expires within 5 minutes, is not
-    /// there yet, or `force` (the server refused it). Returns the token's
-    /// (username, token, info).
+    /// credential, refreshing it when it expires within min(5 minutes, half
+    /// its lifetime), is not there yet, or `force` (the server refused it).
+    /// Returns the token's (username, token, info).
     pub(super) fn oauth_token(
         &self,
         settings: &ProfileSettings,

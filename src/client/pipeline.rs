@@ -131,7 +131,7 @@ impl Client {
     /// (SMTPCredentials=PerUser), else the shared one; `None` when the
     /// profile does not authenticate, or (Optional) has no credential. An
     /// OAuth2 token the library can refresh is refreshed first when it
-    /// expires within 5 minutes, or whatever its expiry with `force`;
+    /// expires within min(5 minutes, half its lifetime), or whatever its expiry with `force`;
     /// SMTPOAuth2Flow=ClientCredentials uses the cached app token. Also
     /// returns what it did about OAuth2 (`None`: no token the library
     /// manages).
