@@ -60,7 +60,10 @@ pub static KEY_DOCS: &[(&str, &str)] = &[
     ("SMTPOAuth2Tenant", "Microsoft tenant: `organizations`, `common`, `consumers`, a domain or a GUID."),
     ("SMTPOAuth2ClientId", "The application's client id (required with a provider)."),
     ("SMTPOAuth2ClientSecret", "Client secret of a confidential client; stored encrypted, never read back or exported."),
-    ("SMTPOAuth2Scopes", "Space-separated scopes; the default fits the provider and the transport."),
+    (
+        "SMTPOAuth2Scopes",
+        "Space-separated scopes; the default fits the provider and the transport (OpenID: `openid offline_access`).",
+    ),
     (
         "SMTPOAuth2Flow",
         "`Interactive` (each user signs in) or `ClientCredentials` (an app token for the shared credential).",
