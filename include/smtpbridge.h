@@ -537,7 +537,9 @@ smtpb_result SMTPB_CALL smtpb_set_log_callback(smtpb_client *c,
  * [{"ms", "dir": "C" | "S" | "*", "text"}]}]`. `dir` `C` is a line the
  * library sent, `S` a line of the server's reply, `*` the library's note
  * (connect, TLS version and cipher, certificate subject, timeouts,
- * failures). AUTH payloads and passwords appear as `********`; the
+ * failures). `server` is set on every attempt that reached for a server,
+ * also one that reused a pooled session: `host:port` for SMTP, the
+ * Graph host for Graph. AUTH payloads and passwords appear as `********`; the
  * message is one note `DATA: N bytes`. What is kept follows
  * SMTPTranscript: `Failures` (default) keeps the attempts that did not
  * end in `sent`, `All` every attempt, `Off` none. `[]` when none was kept.
@@ -586,7 +588,7 @@ smtpb_result SMTPB_CALL smtpb_transcript(smtpb_client *c, const char *id, char *
  * `out_json` allowed.
  *
  * Errors: `SMTPB_OK` when some way works. `SMTPB_ERR_INVALID_ARGUMENT`
- * (NULL, not a host name or IP: no report); `SMTPB_ERR_CONFIG` (a bad
+ * (NULL, empty or blank, not a host name or IP: no report, nothing tried); `SMTPB_ERR_CONFIG` (a bad
  * SMTPProbePorts: no report); `SMTPB_ERR_CONNECT` (nothing worked; the
  * report says why for each); `SMTPB_ERR_STATE`.
  *
@@ -597,7 +599,9 @@ smtpb_result SMTPB_CALL smtpb_transcript(smtpb_client *c, const char *id, char *
  * `c` is NULL or an open client; `host` is NULL or NUL-terminated;
  * `out_json` is NULL or writable.
  */
-smtpb_result SMTPB_CALL smtpb_probe(smtpb_client *c, const char *host, char **out_json);
+smtpb_result SMTPB_CALL smtpb_probe(smtpb_client *c,
+                         const char *host,
+                         char **out_json);
 
 /**
  * One page of statuses, newest first (by id, which sorts by creation
@@ -696,6 +700,12 @@ smtpb_result SMTPB_CALL smtpb_limits_reset(smtpb_client *c, const char *profile)
  * provider's `interval` (5 s more after each `slow_down`) until
  * `expires_in`. The library asks for the profile's SMTPOAuth2Scopes plus
  * `openid profile email` (for the username in the ID token).
+ * SMTPOAuth2Scopes defaults to the provider's mail scope plus
+ * `offline_access` (Microsoft, Google), and to `openid offline_access`
+ * for `OpenID` (add the provider's own mail scope to it). The browser
+ * sign-in sends `prompt=select_account`, never `prompt=consent`: in
+ * tenants where the administrator turned user consent off a forced
+ * consent page blocks every user.
  *
  * `*out_json` is `{"flow_id", "kind", "authorize_url"` (browser: the host
  * opens it in the user's browser)`, "verification_uri", "user_code"`
@@ -734,7 +744,23 @@ smtpb_result SMTPB_CALL smtpb_oauth2_begin(smtpb_client *c,
  * there), the username is taken from the ID token (`preferred_username`,
  * else `email`) when the credential had none, the user's messages
  * waiting for credentials are released at once, the flow is finished,
- * and `*out_json` is the masked credential (as `smtpb_credentials_masked`).
+ * and `*out_json` is the masked credential (as `smtpb_credentials_masked`)
+ * plus `"advice"`: null, or, when the provider gave no refresh token
+ * (`"refreshable": false`: the sign-in lasts until the access token
+ * expires), `{"key": "not_refreshable", "text"}`, which says to add
+ * `offline_access` to SMTPOAuth2Scopes. Such a sign-in still succeeds.
+ *
+ * Refresh (every credential with a refresh token, from a sign-in or
+ * `smtpb_credentials_set_oauth2_refresh`): before a session logs in, an
+ * access token that expires within min(5 minutes, half its lifetime) is
+ * refreshed (the lifetime is counted from when the token was stored; a
+ * token of unknown expiry is refreshed only when the server refuses it).
+ * So a provider's 2-minute tokens are renewed in their last minute, not
+ * for every session. A refresh asks for the scopes of the original
+ * grant: no `scope` parameter (RFC 6749 §6), except for
+ * SMTPOAuth2Provider=Microsoft, whose token endpoint is sent exactly the
+ * profile's SMTPOAuth2Scopes; a refresh token obtained with fewer scopes
+ * than the profile's stays usable.
  *
  * Ownership: `flow_id` is borrowed; on success `*out_json` is the
  * caller's, freed with `smtpb_string_free`.
@@ -774,7 +800,8 @@ smtpb_result SMTPB_CALL smtpb_oauth2_cancel(smtpb_client *c, const char *flow_id
  * tokens from it with the OAuth2 settings of the profile a message uses,
  * before the first AUTH. `username` may be "" to take it from the ID
  * token at the first refresh. New credentials release the user's
- * messages waiting for credentials.
+ * messages waiting for credentials. Its refreshes follow the rules of
+ * `smtpb_oauth2_complete` (no `scope` parameter except for Microsoft).
  *
  * Ownership: every string is borrowed for the call.
  *
@@ -1028,6 +1055,21 @@ smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn
  * and in the headers, which every server accepts; `recipients` in the
  * status keeps the address as given.
  *
+ * OAuth2 app tokens (SMTPOAuth2Flow=ClientCredentials): the XOAUTH2 or
+ * OAUTHBEARER user is SMTPUsername, else the message's sender address
+ * (each sender gets sessions of its own); over Graph the mailbox is
+ * SMTPGraphMailbox, else the sender, and SMTPUsername is not needed.
+ *
+ * Advice (`"advice": {"key", "text"}` in the status, ` Advice (key):
+ * text` at the end of the error): among others `smtp_auth_disabled` when
+ * 535 5.7.139, 550 5.7.30 or "SmtpClientAuthentication is disabled" is
+ * the answer to a token (XOAUTH2, OAUTHBEARER) — SMTP AUTH is off for the
+ * mailbox: no refresh is tried and `needs` stays null (to a password the
+ * same replies are `basic_auth_disabled`); `encryption_mismatch` when the
+ * library refuses AUTH on a plain connection to a server that offers
+ * STARTTLS (it names SMTPServerEncryption=TLS); `message_too_large` on
+ * the library's own SIZE refusal. docs/REFERENCE.md lists every key.
+ *
  * Server replies: `smtp_code`, `enhanced_code` and `smtp_response` hold
  * only what a server said. A refusal the library makes itself (the
  * message is over the server's SIZE: `SMTPB_ERR_REJECTED`, nothing sent;
@@ -1096,7 +1138,10 @@ smtpb_result SMTPB_CALL smtpb_status(smtpb_client *c, const char *id, char **out
  * "TLSv1.3" | null, "auth_mechanisms": [...], "error_code", "error"}` is
  * written whatever the result once the server was contacted (`stage`: the
  * last stage passed, or on failure the stage attempted: connect, greeting,
- * ehlo, tls, auth, done). NULL `out_report_json` allowed.
+ * ehlo, tls, auth, done). NULL `out_report_json` allowed. With
+ * SMTPOAuth2Flow=ClientCredentials and no SMTPUsername, the SMTP login
+ * is made as SMTPSenderEmail (neither set: `SMTPB_ERR_CREDENTIALS`
+ * naming both, stage `auth`).
  *
  * On port 465 (or the port SMTPProbePorts maps 465 to) with
  * SMTPServerEncryption other than SSL, a server silent for 2 s is waiting

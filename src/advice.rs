@@ -44,7 +44,11 @@ pub fn from_reply(reply: &Reply, stage: &str, settings: &ProfileSettings) -> Opt
     let e = reply.enhanced.as_deref().unwrap_or("");
     let code = reply.code;
     let text = reply.text.to_ascii_lowercase();
-    let key = if e == "5.7.139" || (code == 550 && e == "5.7.30") || (code == 534 && matches!(e, "5.7.9" | "5.7.14")) {
+    let key = if smtp_auth_disabled(reply) && settings.auth_model == AuthModel::OAuth2 {
+        // Answered to a token (XOAUTH2, OAUTHBEARER): SMTP AUTH itself is
+        // off for the tenant or mailbox; no sign-in can change that.
+        "smtp_auth_disabled"
+    } else if smtp_auth_disabled(reply) || (code == 534 && matches!(e, "5.7.9" | "5.7.14")) {
         "basic_auth_disabled"
     } else if e == "5.7.4" || (code == 504 && stage == "auth") {
         "auth_mechanism_unsupported"
@@ -70,6 +74,15 @@ pub fn from_reply(reply: &Reply, stage: &str, settings: &ProfileSettings) -> Opt
     Some(text_for(key, settings))
 }
 
+/// Microsoft's "SMTP AUTH is off" replies: 535 5.7.139, 550 5.7.30, or
+/// "SmtpClientAuthentication is disabled" in the text.
+pub fn smtp_auth_disabled(reply: &Reply) -> bool {
+    let e = reply.enhanced.as_deref().unwrap_or("");
+    e == "5.7.139"
+        || (reply.code == 550 && e == "5.7.30")
+        || reply.text.to_ascii_lowercase().contains("smtpclientauthentication is disabled")
+}
+
 fn host_port(settings: &ProfileSettings) -> String {
     format!("{}:{}", settings.server.as_deref().unwrap_or("the server"), settings.port)
 }
@@ -82,6 +95,19 @@ fn encryption_name(e: Encryption) -> &'static str {
     }
 }
 
+/// A message larger than the server takes; `limit` is the SIZE the
+/// server announced, when the library refused the message itself.
+pub fn message_too_large(limit: Option<u64>) -> Advice {
+    Advice::new(
+        "message_too_large",
+        format!(
+            "The message is larger than the server accepts{}. Send smaller attachments (or a link instead), or \
+             lower SMTPMaxMessageBytes to catch this before sending.",
+            limit.map(|l| format!(" (SIZE {l} bytes)")).unwrap_or_default()
+        ),
+    )
+}
+
 /// The advice of a key whose text needs only the profile.
 pub fn text_for(key: &str, settings: &ProfileSettings) -> Advice {
     let server = host_port(settings);
@@ -89,6 +115,14 @@ pub fn text_for(key: &str, settings: &ProfileSettings) -> Advice {
         "basic_auth_disabled" => "The server no longer accepts a password for SMTP (basic authentication is turned \
              off for this mailbox or organisation). Set SMTPAuthModel=OAuth2 and sign the user in, or have the \
              administrator turn SMTP AUTH on for the mailbox."
+            .to_string(),
+        "smtp_auth_disabled" => "The server refused the OAuth2 token because SMTP AUTH is turned off for this \
+             mailbox or organisation (signing in again cannot help). Have the administrator enable \
+             authenticated SMTP for the mailbox (Set-CASMailbox -SmtpClientAuthenticationDisabled $false), or set \
+             SMTPTransport=Graph to send through Microsoft Graph."
+            .to_string(),
+        "not_refreshable" => "The provider gave no refresh token, so the sign-in lasts only until the access \
+             token expires. Add offline_access to SMTPOAuth2Scopes and sign the user in again."
             .to_string(),
         "auth_failed" => "The server refused the username or password. Check the user's credentials (or \
              SMTPUsername/SMTPPassword); where two-step sign-in is on, use an app password or SMTPAuthModel=OAuth2."
@@ -114,9 +148,7 @@ pub fn text_for(key: &str, settings: &ProfileSettings) -> Advice {
         "mailbox_full" => {
             "The recipient's mailbox is full. Try again later, or reach the recipient another way.".to_string()
         }
-        "message_too_large" => "The message is larger than the server accepts. Send smaller attachments (or a link \
-             instead), or lower SMTPMaxMessageBytes to catch this before sending."
-            .to_string(),
+        "message_too_large" => return message_too_large(None),
         "throttled" => "The server is limiting how fast this account sends; the outbox tries again later. Lower \
              SMTPBatchPerMinute, or set SMTPSendLimit/SMTPSendLimitPeriod to stay under the provider's limit."
             .to_string(),
@@ -163,6 +195,21 @@ pub fn ssl_on_plain_port(settings: &ProfileSettings) -> Advice {
         format!(
             "{} answered the TLS handshake with plain SMTP: the port expects STARTTLS, not implicit TLS. Set {suggestion}.",
             host_port(settings)
+        ),
+    )
+}
+
+/// AUTH refused by the library on a plain connection to a server that
+/// offers STARTTLS: encryption is to be had, so that is the advice, not
+/// SMTPAllowPlaintextAuth.
+pub fn plaintext_auth_with_starttls(settings: &ProfileSettings) -> Advice {
+    Advice::new(
+        "encryption_mismatch",
+        format!(
+            "{} offers STARTTLS, but SMTPServerEncryption={} sends the login unencrypted. Set \
+             SMTPServerEncryption=TLS (STARTTLS).",
+            host_port(settings),
+            encryption_name(settings.encryption)
         ),
     )
 }
@@ -291,6 +338,17 @@ mod tests {
             assert_eq!(a.key, key, "{code} {e}");
         }
         assert_eq!(from_reply(&reply(550, "5.7.1", "Relaying denied"), "rcpt", &s).unwrap().key, "relay_denied");
+        let disabled = reply(535, "", "SmtpClientAuthentication is disabled for the Tenant.");
+        assert_eq!(from_reply(&disabled, "auth", &s).unwrap().key, "basic_auth_disabled");
+        let mut oauth = s.clone();
+        oauth.auth_model = AuthModel::OAuth2;
+        for r in [reply(535, "5.7.139", "Authentication unsuccessful"), reply(550, "5.7.30", "x"), disabled] {
+            let a = from_reply(&r, "auth", &oauth).unwrap();
+            assert_eq!(a.key, "smtp_auth_disabled");
+            assert!(a.text.contains("SMTPTransport=Graph"), "{}", a.text);
+        }
+        assert_eq!(from_reply(&reply(535, "5.7.3", "x"), "auth", &oauth).unwrap().key, "auth_failed");
+        assert!(message_too_large(Some(1000)).text.contains("SIZE 1000"));
         assert!(from_reply(&reply(451, "4.4.1", "x"), "rcpt", &s).is_none());
         assert_eq!(from_oauth_error("invalid_grant", &s).unwrap().key, "oauth2_refresh_failed");
         assert_eq!(from_graph(403, "ErrorSendAsDenied", &s).unwrap().key, "sender_not_allowed");
@@ -303,5 +361,8 @@ mod tests {
         assert!(ssl_on_plain_port(&s).text.contains("SMTPServerEncryption=TLS"));
         assert!(plain_on_tls_port(&s).text.contains("SMTPServerEncryption=SSL"));
         assert!(plain_on_tls_port(&s).text.contains("mail.example.com:25"));
+        let a = plaintext_auth_with_starttls(&s);
+        assert_eq!(a.key, "encryption_mismatch");
+        assert!(a.text.contains("SMTPServerEncryption=TLS") && !a.text.contains("SMTPAllowPlaintextAuth"));
     }
 }

@@ -421,6 +421,10 @@ impl Config {
                 }
                 Some("Microsoft") => Some("https://outlook.office.com/SMTP.Send offline_access".to_string()),
                 Some("Google") => Some("https://mail.google.com/".to_string()),
+                // A refresh token (offline_access) and an ID token naming
+                // the user; the provider's own scope for mail is added by
+                // setting SMTPOAuth2Scopes.
+                Some("OpenID") => Some("openid offline_access".to_string()),
                 _ => None,
             },
             _ => def.default.map(str::to_string),

@@ -52,6 +52,11 @@ pub struct Credential {
     pub refresh: Option<Zeroizing<String>>,
     /// The provider that issued the refresh token (SMTPOAuth2Provider).
     pub provider: Option<String>,
+    /// Unix seconds when the entry was written: for an access token the
+    /// library fetched, when it was issued, so `expires_at - stored_at` is
+    /// its lifetime (the store's `updated_at`; no new field, so stores stay
+    /// readable by older libraries).
+    pub stored_at: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -382,6 +387,7 @@ impl CredentialStore {
             expires_at: entry.expires_at,
             refresh,
             provider: entry.provider.clone(),
+            stored_at: entry.updated_at,
         }))
     }
 

@@ -800,6 +800,7 @@ impl Graph {
         let config = |e: Error| failure(e.code(), e.message());
         check_profile(settings).map_err(config)?;
         let base = mailbox_url(settings, Some(mail.from)).map_err(config)?;
+        crate::transcript::set_server(&crate::http::url_host(&settings.graph_url));
         let link = self.link(settings)?;
         let mime = recipients_in_headers(mail.body, mail.to);
         let mut token = match login {

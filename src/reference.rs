@@ -1,6 +1,6 @@
 //! The generated parts of `docs/REFERENCE.md`: the configuration keys
-//! (from [`crate::config::KEYS`] and the one-line docs here) and the result
-//! codes (from [`crate::error::Code`]).
+//! (from [`crate::config::KEYS`] and the one-line docs here), the result
+//! codes (from [`crate::error::Code`]) and the advice keys ([`ADVICE_DOCS`]).
 //!
 //! A unit test keeps the document in step with the code: it fails when the
 //! tables in docs/REFERENCE.md differ from what [`keys_markdown`] and
@@ -60,7 +60,10 @@ pub static KEY_DOCS: &[(&str, &str)] = &[
     ("SMTPOAuth2Tenant", "Microsoft tenant: `organizations`, `common`, `consumers`, a domain or a GUID."),
     ("SMTPOAuth2ClientId", "The application's client id (required with a provider)."),
     ("SMTPOAuth2ClientSecret", "Client secret of a confidential client; stored encrypted, never read back or exported."),
-    ("SMTPOAuth2Scopes", "Space-separated scopes; the default fits the provider and the transport."),
+    (
+        "SMTPOAuth2Scopes",
+        "Space-separated scopes; the default fits the provider and the transport (OpenID: `openid offline_access`).",
+    ),
     (
         "SMTPOAuth2Flow",
         "`Interactive` (each user signs in) or `ClientCredentials` (an app token for the shared credential).",
@@ -107,6 +110,45 @@ pub static CODE_DOCS: &[(Code, &str)] = &[
     (Code::State, "not possible in the current state (cancel a sent message, a call after shutdown)"),
     (Code::Busy, "the data directory is held by another client (the message names pid, host, user)"),
     (Code::Internal, "a bug: a caught panic or broken invariant"),
+];
+
+/// Every advice key (`"advice": {"key", "text"}`) and what it is
+/// recognised from. Keys are stable: hosts may translate them.
+pub static ADVICE_DOCS: &[(&str, &str)] = &[
+    ("basic_auth_disabled", "535 5.7.139, 550 5.7.30 (to a password), 534 5.7.9 / 5.7.14 (Google): use OAuth2"),
+    (
+        "smtp_auth_disabled",
+        "535 5.7.139, 550 5.7.30 or \"SmtpClientAuthentication is disabled\" answered to XOAUTH2/OAUTHBEARER: \
+         SMTP AUTH is off for the mailbox; enable it or use SMTPTransport=Graph (no `needs`)",
+    ),
+    ("auth_failed", "other 535, 5.7.8"),
+    ("auth_mechanism_unsupported", "no common AUTH mechanism, 504 5.7.4"),
+    (
+        "encryption_mismatch",
+        "SSL on a STARTTLS port, None/TLS on port 465, or AUTH refused by the library on a plain connection to a \
+         server that offers STARTTLS (names SMTPServerEncryption=TLS)",
+    ),
+    ("starttls_unavailable", "SMTPServerEncryption=TLS, but the server offers no STARTTLS"),
+    ("certificate_untrusted", "a certificate not signed by a trusted authority (names its subject)"),
+    ("certificate_name_mismatch", "a certificate not valid for the name checked"),
+    ("certificate_expired", "a certificate expired or not valid yet"),
+    ("tls_version_too_old", "the server offers only TLS below SMTPMinTlsVersion"),
+    ("host_not_found", "DNS found no address for SMTPServer"),
+    ("connection_refused", "nothing listens on the port"),
+    ("connection_timed_out", "no answer to the connection in time"),
+    ("relay_denied", "5.7.1 relaying denied, 550 5.7.57"),
+    ("sender_not_allowed", "5.7.60, 5.7.1 \"send as\", Graph ErrorSendAsDenied"),
+    ("recipient_unknown", "5.1.1, 5.1.10"),
+    ("mailbox_full", "5.2.2, 4.2.2"),
+    ("message_too_large", "5.3.4, 552, and the library's own refusal of a message over the server's SIZE"),
+    ("throttled", "4.7.x, 452 4.3.x, Graph 429"),
+    ("too_many_recipients", "452 4.5.3 (the rest go in further transactions)"),
+    ("oauth2_refresh_failed", "the provider refused a refresh (`invalid_grant`): sign the user in again"),
+    (
+        "not_refreshable",
+        "a sign-in that gave no refresh token (in `smtpb_oauth2_complete`'s result): add offline_access to \
+         SMTPOAuth2Scopes",
+    ),
 ];
 
 /// The values a key accepts, for the reference table.
@@ -171,6 +213,15 @@ pub fn codes_markdown() -> String {
     out
 }
 
+/// The advice table of docs/REFERENCE.md.
+pub fn advice_markdown() -> String {
+    let mut out = String::from("| key | recognised from |\n|---|---|\n");
+    for (key, doc) in ADVICE_DOCS {
+        out.push_str(&format!("| `{key}` | {doc} |\n"));
+    }
+    out
+}
+
 /// `text` with what stands between `<!-- begin NAME -->` and
 /// `<!-- end NAME -->` replaced by `body`; `None` if the markers are missing.
 pub fn replace_section(text: &str, name: &str, body: &str) -> Option<String> {
@@ -196,6 +247,14 @@ mod tests {
         for code in Code::ALL {
             assert!(CODE_DOCS.iter().any(|(c, _)| *c == code), "{} has no line in CODE_DOCS", code.name());
         }
+        let advice = include_str!("advice.rs");
+        for (key, _) in ADVICE_DOCS {
+            assert!(advice.contains(&format!("\"{key}\"")), "ADVICE_DOCS names {key}, which advice.rs never gives");
+        }
+        for key in advice.split("Advice::new(\"").skip(1).chain(advice.split("text_for(\"").skip(1)) {
+            let key = key.split('"').next().unwrap_or("");
+            assert!(ADVICE_DOCS.iter().any(|(k, _)| *k == key), "advice key {key} has no line in ADVICE_DOCS");
+        }
     }
 
     #[test]
@@ -204,6 +263,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("docs/REFERENCE.md");
         let fresh = replace_section(&text, "keys", &keys_markdown()).expect("keys markers in docs/REFERENCE.md");
         let fresh = replace_section(&fresh, "codes", &codes_markdown()).expect("codes markers in docs/REFERENCE.md");
+        let fresh = replace_section(&fresh, "advice", &advice_markdown()).expect("advice markers in docs/REFERENCE.md");
         if fresh != text {
             if std::env::var_os("SMTPBRIDGE_BLESS").is_some() {
                 std::fs::write(&path, fresh).expect("write docs/REFERENCE.md");

@@ -701,6 +701,16 @@ impl Session {
             (_, Some(login)) => login,
         };
         if !self.is_tls() && !settings.allow_plaintext_auth {
+            if self.caps.starttls {
+                // Encryption is to be had: say so, not "allow plaintext".
+                return Err(Failure::local(
+                    Code::Auth,
+                    "auth",
+                    "AUTH would go over an unencrypted connection, but the server offers STARTTLS: set \
+                     SMTPServerEncryption=TLS",
+                )
+                .with_advice(Some(advice::plaintext_auth_with_starttls(settings))));
+            }
             return Err(Failure::local(
                 Code::Auth,
                 "auth",
@@ -772,7 +782,9 @@ impl Session {
                             crate::config::printable(&detail)
                         ),
                     );
-                    f.oauth_refused = true;
+                    // SMTP AUTH switched off is no refused token: no
+                    // refresh or new sign-in can help (advice smtp_auth_disabled).
+                    f.oauth_refused = !advice::smtp_auth_disabled(&last);
                     return Err(f.with_reply(last));
                 }
                 reply
@@ -786,7 +798,7 @@ impl Session {
             "auth",
             format!("the server refused authentication of {} ({mechanism}): {}", login.username, reply.summary()),
         );
-        f.oauth_refused = settings.auth_model == AuthModel::OAuth2;
+        f.oauth_refused = settings.auth_model == AuthModel::OAuth2 && !advice::smtp_auth_disabled(&reply);
         Err(f.with_reply(reply))
     }
 
@@ -836,7 +848,8 @@ impl Session {
                         "the message is {} bytes; the server announced SIZE {limit}, so it was not sent",
                         body.len()
                     ),
-                ));
+                )
+                .with_advice(Some(advice::message_too_large(Some(limit)))));
             }
         }
         if utf8 && !self.caps.smtputf8 {

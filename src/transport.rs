@@ -109,6 +109,8 @@ impl Pool {
         let tls = self.tls_config(settings).map_err(|e| failure_from(e, "connect"))?;
         if let Some(mut session) = self.take_idle(key) {
             log::debug!("reusing a session to {} (transaction {})", settings.name, session.transactions + 1);
+            // Every attempt names its server, a reused session's too.
+            crate::transcript::set_server(&format!("{}:{}", settings.server.as_deref().unwrap_or(""), settings.port));
             crate::transcript::note(|| {
                 format!(
                     "reusing the session to {}:{} ({})",

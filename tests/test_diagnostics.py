@@ -351,6 +351,93 @@ def test_test_connection_report_carries_advice(client):
     assert "SMTPAuthModel=OAuth2" in error.report["advice"]["text"]
 
 
+SMTP_AUTH_OFF = [
+    "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.",
+    "550 5.7.30 Basic authentication is not supported for Client Submission.",
+    "535 5.7.3 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox.",
+]
+
+
+@pytest.mark.parametrize("mechanism", ["XOAUTH2", "OAUTHBEARER"])
+@pytest.mark.parametrize("reply", SMTP_AUTH_OFF, ids=["5.7.139", "5.7.30", "text"])
+def test_smtp_auth_off_answered_to_a_token_is_smtp_auth_disabled_without_needs(client, mechanism, reply):
+    with ScriptedServer(Script(replies={"AUTH": [reply] * 5}, ehlo_caps=[f"AUTH {mechanism}"])) as server:
+        configure(client, server, auth=True, SMTPAllowPlaintextAuth=True, SMTPAuthModel="OAuth2",
+                  SMTPRetryInitialMs=60_000)
+        client.credentials_set_oauth2(None, USER, "host-held-access-token", int(time.time()) + 3600)
+        status, error = failed(client, AUTH)
+        auths = [line.text for line in server.lines if line.verb == "AUTH"]
+        queued = client.enqueue(message())
+        final = client.wait(queued, 10_000)
+    assert advice_key(status) == "smtp_auth_disabled", status
+    assert "SMTPTransport=Graph" in status["advice"]["text"]
+    assert "Advice (smtp_auth_disabled)" in error.message
+    # Signing in again cannot help: no "needs", and the outbox does not
+    # hold the message for new credentials.
+    assert status["needs"] is None
+    assert final["state"] == "failed" and final["needs"] is None, final
+    assert advice_key(final) == "smtp_auth_disabled"
+    assert len(auths) == 1 and auths[0].startswith(f"AUTH {mechanism} ")
+
+
+def test_smtp_auth_off_answered_to_a_password_stays_basic_auth_disabled(client):
+    reply = SMTP_AUTH_OFF[0]
+    with ScriptedServer(Script(replies={"AUTH": [reply] * 5}, ehlo_caps=["AUTH PLAIN"])) as server:
+        configure(client, server, auth=True, SMTPAllowPlaintextAuth=True)
+        client.credentials_set(None, USER, PASSWORD)
+        status, _ = failed(client, AUTH)
+        assert server.commands().count("AUTH") == 1
+    assert advice_key(status) == "basic_auth_disabled"
+
+
+def test_plaintext_auth_refused_where_starttls_is_offered_advises_tls_not_plaintext(client, ca):
+    with ScriptedServer(Script(tls_context=ca.valid().server_context())) as server:
+        configure(client, server, auth=True)  # blank/None encryption, as on port 587 by mistake
+        client.credentials_set(None, USER, PASSWORD)
+        status, error = failed(client, AUTH)
+        report = expect_error(AUTH, client.test_connection).report
+        assert server.commands()[0] == "EHLO"
+        assert "AUTH" not in server.commands()  # the password never went out
+    assert advice_key(status) == "encryption_mismatch"
+    assert "SMTPServerEncryption=TLS" in status["advice"]["text"]
+    assert "SMTPServerEncryption=TLS" in error.message
+    assert "SMTPAllowPlaintextAuth" not in error.message
+    assert report["advice"]["key"] == "encryption_mismatch"
+
+
+def test_plaintext_auth_without_starttls_still_names_the_plaintext_switch(client):
+    with ScriptedServer(Script(ehlo_caps=["AUTH PLAIN"])) as server:
+        configure(client, server, auth=True)
+        client.credentials_set(None, USER, PASSWORD)
+        status, error = failed(client, AUTH)
+        assert "AUTH" not in server.commands()
+    assert "SMTPAllowPlaintextAuth=true" in error.message
+    assert advice_key(status) is None
+
+
+def test_the_librarys_own_size_refusal_carries_message_too_large(client):
+    with ScriptedServer(Script(ehlo_caps=["PIPELINING", "SIZE 1000"])) as server:
+        configure(client, server)
+        status, error = failed(client, REJECTED, message(text="x" * 5000))
+        assert "MAIL" not in server.commands() and server.messages == []
+    assert status["smtp_code"] is None
+    assert advice_key(status) == "message_too_large"
+    assert "SIZE 1000" in status["advice"]["text"] and "Advice (message_too_large)" in error.message
+
+
+def test_every_attempt_names_its_server_also_on_a_reused_session(client):
+    with ScriptedServer(Script()) as server:
+        configure(client, server, SMTPTranscript="All")
+        first = client.send(message(subject="one"))
+        second = client.send(message(subject="two"))
+        server.wait_for(2)
+        assert server.connections == 1  # the second went over the pooled session
+    [a] = client.transcript(first["id"])
+    [b] = client.transcript(second["id"])
+    assert a["server"] == b["server"] == f"127.0.0.1:{server.port}"
+    assert any("reusing the session" in line["text"] for line in b["lines"] if line["dir"] == "*")
+
+
 # --- probe ------------------------------------------------------------------------------
 
 
@@ -392,6 +479,14 @@ def test_probe_with_nothing_listening_is_connect_with_a_report(client):
 
 def test_probe_checks_its_arguments(client):
     expect_error(smtpbridge.InvalidArgumentError.code, client.probe, "not a host")
+    # An empty host is no host: INVALID_ARGUMENT and no report, nothing tried.
+    with ScriptedServer(Script()) as server:
+        client.config_set("SMTPProbePorts", f"465={server.port},587={server.port},25={server.port}")
+        for empty in ("", "   "):
+            error = expect_error(smtpbridge.InvalidArgumentError.code, client.probe, empty)
+            assert error.report is None and "host" in error.message
+        assert server.connections == 0
+    client.config_set("SMTPProbePorts", "")
     client.config_set("SMTPProbePorts", "466=1")
     error = expect_error(smtpbridge.ConfigError.code, client.probe, "127.0.0.1")
     assert "SMTPProbePorts" in error.message

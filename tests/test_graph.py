@@ -229,6 +229,23 @@ def test_save_to_sent_items_false_goes_as_a_draft_kept_nowhere(sending, graph):
     assert sent.message["Subject"] == "no copy"
 
 
+def test_save_to_sent_items_false_carries_bcc_in_the_drafts_mime(sending, graph):
+    """The draft path (ABI §20): Graph takes the recipients from the MIME's
+    headers, so a Bcc recipient is carried in a Bcc header of the draft."""
+    sending.config_set("SMTPGraphSaveToSentItems", False)
+    status = sending.send(mail(subject="hidden copy", cc=["cc@example.com"], bcc=["hidden@example.com"]))
+    assert status["state"] == "sent" and status["http_status"] == 202
+    [sent] = graph.messages
+    assert sent.via == "draft" and not sent.save_to_sent_items
+    m = sent.message
+    assert str(m["To"]) == RECIPIENT and str(m["Cc"]) == "cc@example.com"
+    assert str(m["Bcc"]) == "hidden@example.com"
+    assert sorted(sent.recipients()) == sorted([RECIPIENT, "cc@example.com", "hidden@example.com"])
+    posts = [r["path"] for r in graph.requests if r["method"] == "POST"]
+    assert len(posts) == 2 and posts[0] == "/me/messages"
+    assert posts[1].startswith("/me/messages/") and posts[1].endswith("/send")
+
+
 def test_a_10_mb_attachment_goes_by_upload_session_byte_for_byte(sending, graph, tmp_path):
     data = os.urandom(10 * 1024 * 1024)
     path = tmp_path / "scan.bin"
@@ -265,13 +282,14 @@ def test_archive_and_limits_apply_as_for_smtp(client, graph, ca, tokens, tmp_pat
     assert len(graph.messages) == 2
 
 
-def app_only(client, graph, ca, tokens):
+def app_only(client, graph, ca, tokens, username=True):
     """A profile with SMTPOAuth2Flow=ClientCredentials: the library gets app
     tokens from the test authorization server itself."""
     graph_profile(client, graph, ca, tokens, SMTPOAuth2Flow="ClientCredentials", SMTPCredentials="Shared",
                   SMTPOAuth2ClientSecret=APP_SECRET, SMTPGraphMailbox="office@firm.example",
                   SMTPOAuth2Scopes="mail.send")
-    client.config_set("SMTPUsername", "office@firm.example")
+    if username:
+        client.config_set("SMTPUsername", "office@firm.example")
     client.credentials_remove(USER)
 
 
@@ -285,6 +303,22 @@ def test_app_only_tokens_from_the_authorization_server_send_as_the_mailbox(clien
     assert graph.messages[0].mailbox == "office@firm.example"
     report = client.test_connection(None, None)
     assert report["ok"] and report["mailbox"] == "office@firm.example"
+
+
+def test_app_only_needs_no_smtpusername_the_mailbox_is_graphmailbox_else_the_sender(client, graph, ca, tokens):
+    """ABI §20: over Graph the app token's mailbox is SMTPGraphMailbox, else
+    the message's sender; SMTPUsername is not needed to send or to test."""
+    app_only(client, graph, ca, tokens, username=False)
+    assert client.send(message(subject="as the mailbox"))["state"] == "sent"
+    report = client.test_connection(None, None)
+    assert report["ok"] and report["mailbox"] == "office@firm.example"
+    client.config_set("SMTPGraphMailbox", "")
+    assert client.send(message(subject="as the sender"))["state"] == "sent"
+    first, second = graph.messages
+    assert (first.mailbox, first.message["Subject"]) == ("office@firm.example", "as the mailbox")
+    assert (second.mailbox, second.message["Subject"]) == (SENDER, "as the sender")
+    assert [r["path"] for r in graph.requests if r["method"] == "POST"] == [
+        "/users/office@firm.example/sendMail", f"/users/{SENDER}/sendMail"]
 
 
 # --- outcomes --------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import datetime
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +22,7 @@ import pytest
 
 import smtpbridge
 from conftest import (AUTH, CONFIG, CONNECT, NOT_FOUND, TIMEOUT, expect_error, files_under, message)
+from servers import Script, ScriptedServer
 from servers.oauth_smtp import IntrospectingServer
 from servers.oidc import APP_CLIENT, APP_SECRET, PUBLIC_CLIENT, OidcProvider
 
@@ -65,9 +67,31 @@ def provider() -> Iterator[OidcProvider]:
 
 @pytest.fixture
 def short_provider() -> Iterator[OidcProvider]:
-    """Access tokens of 60 s: always within the 5-minute refresh margin."""
-    with OidcProvider(access_ttl=60) as p:
+    """Access tokens of 6 s: due for a refresh after 3 s (half their life)."""
+    with OidcProvider(access_ttl=SHORT_TTL) as p:
         yield p
+
+
+#: Seconds a short-lived access token lives.
+SHORT_TTL = 6
+
+
+def unix(rfc3339: str) -> int:
+    return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp())
+
+
+def refresh_due_at(client: smtpbridge.Client, user: str | None = USER) -> int:
+    """When the user's access token is due for a refresh: min(5 min, half its
+    lifetime) before it expires (its lifetime from when it was stored)."""
+    masked = client.credentials_masked(user)
+    expires, stored = unix(masked["expires_at"]), unix(masked["updated_at"])
+    return expires - min(300, (expires - stored) // 2)
+
+
+def wait_until_refresh_due(client: smtpbridge.Client, user: str | None = USER) -> None:
+    """Waits (with a deadline) until the library must refresh the token."""
+    due = refresh_due_at(client, user)
+    poll(lambda: time.time() >= due + 0.1, SHORT_TTL + 5, "the token's refresh margin")
 
 
 def smtp_for(provider: OidcProvider) -> IntrospectingServer:
@@ -263,14 +287,15 @@ def test_device_flow_completed_on_the_providers_pages(client, provider):
 # --- refresh ----------------------------------------------------------------------
 
 
-def test_a_token_that_expires_between_two_sends_of_a_pooled_session_is_refreshed(client):
-    with OidcProvider(access_ttl=306) as provider, smtp_for(provider) as server:
+def test_a_token_that_expires_between_two_sends_of_a_pooled_session_is_refreshed(client, short_provider):
+    provider = short_provider
+    with smtp_for(provider) as server:
         setup(client, provider, server)
         sign_in(client, provider)
         provider.reset_stats()
         client.send(message(user=USER, subject="first"))
         assert provider.stats()["token_requests"] == 0  # fresh: no refresh
-        time.sleep(7)  # now within 5 minutes of its expiry
+        wait_until_refresh_due(client)  # within half its life of its expiry
         client.send(message(user=USER, subject="second"))
         first, second = server.wait_for(2)
         assert provider.stats()["grant_types"] == {"refresh_token": 1}
@@ -280,12 +305,13 @@ def test_a_token_that_expires_between_two_sends_of_a_pooled_session_is_refreshed
         assert client.credentials_masked(USER)["refreshable"] is True
 
 
-def test_concurrent_sends_of_one_user_refresh_once(client):
-    with OidcProvider(access_ttl=306) as provider, smtp_for(provider) as server:
+def test_concurrent_sends_of_one_user_refresh_once(client, short_provider):
+    provider = short_provider
+    with smtp_for(provider) as server:
         setup(client, provider, server)
         client.config_set("SMTPDeliveryThreads", 4)
         sign_in(client, provider)
-        time.sleep(7)
+        wait_until_refresh_due(client)
         provider.reset_stats()
         results: list[Any] = []
 
@@ -311,11 +337,12 @@ def test_a_rotated_refresh_token_survives_a_restart_of_the_client(tmp_path, shor
             sign_in(client, provider)
         for n in range(3):
             with smtpbridge.Client(data) as client:
+                wait_until_refresh_due(client)
                 status = client.send(message(user=USER, subject=f"after restart {n}"))
                 assert status["state"] == "sent", status
         server.wait_for(3)
-        # Each send refreshed (60 s tokens), each time with the token the
-        # provider rotated the time before: a reused one would be refused.
+        # Each send refreshed, each time with the token the provider
+        # rotated the time before: a reused one would be refused.
         assert provider.stats()["grant_types"]["refresh_token"] == 3
         assert all(active for _, active, _ in server.auth_log())
 
@@ -420,10 +447,132 @@ def test_test_connection_refreshes_and_reports_oauth2(client, short_provider):
     with smtp_for(provider) as server:
         setup(client, provider, server)
         sign_in(client, provider)
+        provider.reset_stats()
+        report = client.test_connection(None, USER)
+        assert report["ok"] is True and report["oauth2"]["refreshed"] is False  # fresh
+        wait_until_refresh_due(client)
         report = client.test_connection(None, USER)
         assert report["ok"] is True
-        assert report["oauth2"]["refreshed"] is True  # 60 s token: within the margin
-        assert report["oauth2"]["expires_at"]
+        assert report["oauth2"]["refreshed"] is True
+        assert unix(report["oauth2"]["expires_at"]) > time.time()
+        # The refresh asked for the scopes of the original grant: no scope
+        # parameter at all.
+        assert provider.stats()["tokens"] == [{"grant_type": "refresh_token", "scope": None}]
+
+
+def test_tokens_shorter_than_10_minutes_are_not_refreshed_for_every_session(tmp_path):
+    """A 2-minute token is refreshed in its last minute (half its life), not at
+    once because it is under the 5-minute margin."""
+    with OidcProvider(access_ttl=120) as provider, smtp_for(provider) as server:
+        data = tmp_path / "data"
+        with smtpbridge.Client(data) as client:
+            setup(client, provider, server)
+            sign_in(client, provider)
+            assert refresh_due_at(client) >= time.time() + 55
+        provider.reset_stats()
+        for n in range(3):  # a new client, so a new session, each time
+            with smtpbridge.Client(data) as client:
+                assert client.send(message(user=USER, subject=f"session {n}"))["state"] == "sent"
+                assert client.test_connection(None, USER)["oauth2"]["refreshed"] is False
+        server.wait_for(3)
+        assert provider.stats()["token_requests"] == 0
+        assert len({token for _, _, token in server.auth_log()}) == 1
+
+
+def test_a_host_refresh_token_with_fewer_scopes_is_refreshed_with_the_original_grant(client, provider):
+    """A refresh token the host got for ``offline_access smtp.send`` alone: the
+    refresh sends no scope (RFC 6749 §6: the scopes originally granted), so
+    the provider does not refuse it with invalid_scope."""
+    with smtp_for(provider) as server:
+        setup(client, provider, server, SMTPOAuth2Scopes="smtp.send offline_access openid")
+        flow = json.loads(urllib.request.urlopen(urllib.request.Request(
+            provider.discovery()["device_authorization_endpoint"],
+            data=urllib.parse.urlencode({"client_id": PUBLIC_CLIENT, "scope": "offline_access smtp.send"}).encode()),
+            timeout=5).read())
+        provider.device_sign_in(flow["user_code"], "dora")
+        status, tokens = provider.token_request({"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                                                  "client_id": PUBLIC_CLIENT, "device_code": flow["device_code"]})
+        assert status == 200 and "refresh_token" in tokens, tokens
+        client.credentials_set_oauth2_refresh(USER, "dora@example.test", tokens["refresh_token"])
+        provider.reset_stats()
+        assert client.send(message(user=USER, subject="fewer scopes"))["state"] == "sent"
+        [received] = server.wait_for(1)
+        assert received.auth_user == "dora@example.test"
+        stats = provider.stats()
+        assert stats["tokens"] == [{"grant_type": "refresh_token", "scope": None}]
+        assert [active for _, active, _ in server.auth_log()] == [True]
+
+
+def test_smtp_auth_switched_off_for_a_signed_in_user_is_not_a_refresh_or_a_new_sign_in(client, provider):
+    """535 5.7.139 answered to the library's own token: advice
+    smtp_auth_disabled, no refresh, no ``needs``, no credentials_needed."""
+    recorder = Recorder()
+    client.set_event_callback(recorder)
+    reply = "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant."
+    with ScriptedServer(Script(replies={"AUTH": [reply] * 5}, ehlo_caps=["AUTH XOAUTH2"])) as server:
+        setup(client, provider, server)
+        sign_in(client, provider)
+        provider.reset_stats()
+        id = client.enqueue(message(user=USER, subject="auth off"))
+        status = client.wait(id, WAIT_MS)
+        assert server.commands().count("AUTH") == 1
+    assert status["state"] == "failed" and status["error_code"] == AUTH
+    assert status["needs"] is None
+    assert status["advice"]["key"] == "smtp_auth_disabled"
+    assert provider.stats()["token_requests"] == 0
+    assert recorder.of_type("credentials_needed") == []
+
+
+# --- sign-in parameters and refresh tokens --------------------------------------------
+
+
+def test_browser_sign_in_asks_select_account_not_consent(client, provider):
+    with smtp_for(provider) as server:
+        setup(client, provider, server)
+        provider.reset_stats()
+        flow = client.oauth2_begin(None, USER, "browser")
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(flow["authorize_url"]).query)
+        assert query["prompt"] == ["select_account"]
+        status, page = provider.browser_sign_in(flow["authorize_url"], ACCOUNT)
+        assert status == 200, page
+        masked = client.oauth2_complete(flow["flow_id"], WAIT_MS)
+        assert masked["refreshable"] is True and masked["advice"] is None
+        [authorize] = provider.stats()["authorize"]
+        assert authorize["prompt"] == "select_account"
+        assert authorize["scope"].split() == ["smtp.send", "offline_access", "openid", "profile", "email"]
+
+
+def test_openid_default_scopes_ask_for_a_refresh_token(client, provider):
+    with smtp_for(provider) as server:
+        setup(client, provider, server)
+        client.config_set("SMTPOAuth2Scopes", "")  # the default
+        assert client.config_get("SMTPOAuth2Scopes") == "openid offline_access"
+        provider.reset_stats()
+        masked = sign_in(client, provider)
+        assert masked["refreshable"] is True and masked["advice"] is None
+        [authorize] = provider.stats()["authorize"]
+        assert {"openid", "offline_access"} <= set(authorize["scope"].split())
+        status, tokens = provider.token_request({"grant_type": "refresh_token", "client_id": PUBLIC_CLIENT,
+                                                  "refresh_token": "not-this-one"})
+        assert status == 400  # the provider checks refresh tokens: the stored one is real
+        assert client.credentials_masked(USER)["provider"] == "OpenID"
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["no-offline_access", "provider-drops-it"])
+def test_a_sign_in_without_a_refresh_token_says_not_refreshable(client, strict):
+    """Without offline_access in SMTPOAuth2Scopes, or with a provider that drops
+    it (OpenID Connect Core §11 without prompt=consent), the sign-in completes
+    with refreshable false and the advice not_refreshable."""
+    with OidcProvider(offline_access_needs_consent=strict) as provider, smtp_for(provider) as server:
+        setup(client, provider, server, SMTPOAuth2Scopes="smtp.send offline_access" if strict else "smtp.send")
+        masked = sign_in(client, provider)
+        assert masked["refreshable"] is False
+        assert masked["advice"]["key"] == "not_refreshable"
+        assert "offline_access" in masked["advice"]["text"] and "SMTPOAuth2Scopes" in masked["advice"]["text"]
+        assert client.credentials_masked(USER)["refreshable"] is False
+        # The access token still works until it expires.
+        assert client.send(message(user=USER, subject="one token"))["state"] == "sent"
+        assert [active for _, active, _ in server.auth_log()] == [True]
 
 
 # --- client credentials --------------------------------------------------------------
@@ -434,18 +583,34 @@ def test_client_credentials_app_token_for_the_shared_credential_is_cached(client
         setup(client, provider, server, SMTPOAuth2Flow="ClientCredentials", SMTPOAuth2ClientId=APP_CLIENT,
               SMTPOAuth2Scopes="smtp.send")
         e = expect_error(3, client.send, message())
-        assert "SMTPUsername" in str(e)
-        client.config_set("SMTPUsername", "shared-mailbox@example.test")
-        e = expect_error(3, client.send, message())
         assert "SMTPOAuth2ClientSecret" in str(e)
         client.config_set("SMTPOAuth2ClientSecret", APP_SECRET)
         e = expect_error(CONFIG, client.oauth2_begin, None, None, "browser")
         provider.reset_stats()
-        for n in range(3):
-            assert client.send(message(subject=f"app {n}"))["state"] == "sent"
-        server.wait_for(3)
+        # No SMTPUsername: the XOAUTH2 user is the message's sender.
+        assert client.send(message(subject="app 0"))["state"] == "sent"
+        assert client.send(message(subject="app 1", **{"from": "office@example.test"}))["state"] == "sent"
+        report = client.test_connection(None, None)  # as SMTPSenderEmail
+        assert report["ok"] is True
+        client.config_set("SMTPUsername", "shared-mailbox@example.test")
+        assert client.send(message(subject="app 2"))["state"] == "sent"
+        received = server.wait_for(3)
+        assert [m.parsed["Subject"] for m in received] == ["app 0", "app 1", "app 2"]
         assert provider.stats()["grant_types"] == {"client_credentials": 1}
-        assert all(user == "shared-mailbox@example.test" and active for user, active, _ in server.auth_log())
+        assert [(user, active) for user, active, _ in server.auth_log()] == [
+            ("anna@firm.example", True), ("office@example.test", True), (MAILBOX, True),
+            ("shared-mailbox@example.test", True)]
+
+
+def test_client_credentials_test_connection_without_a_mailbox_names_the_keys(client, provider):
+    with smtp_for(provider) as server:
+        setup(client, provider, server, SMTPOAuth2Flow="ClientCredentials", SMTPOAuth2ClientId=APP_CLIENT,
+              SMTPOAuth2Scopes="smtp.send")
+        client.config_set("SMTPOAuth2ClientSecret", APP_SECRET)
+        client.config_set("SMTPSenderEmail", "")
+        e = expect_error(3, client.test_connection, None, None)
+        assert "SMTPUsername" in e.message and "SMTPSenderEmail" in e.message
+        assert e.report["stage"] == "auth" and server.auth_log() == []
 
 
 # --- no secret anywhere -------------------------------------------------------------

@@ -695,7 +695,23 @@ impl Client {
                 fields.insert("stage".into(), "auth".into());
                 (Err(e.error), fields)
             }
+            Ok((_, login, info))
+                if login.as_ref().is_some_and(|l| l.username.is_empty())
+                    && settings.transport == config::Transport::Smtp
+                    && settings.sender_email.is_none() =>
+            {
+                managed = info;
+                let mut fields = serde_json::Map::new();
+                fields.insert("stage".into(), "auth".into());
+                let e = Error::credentials(format!(
+                    "profile {}: SMTPOAuth2Flow=ClientCredentials logs in as SMTPUsername, else the sender; set \
+                     SMTPUsername or SMTPSenderEmail to test the connection",
+                    settings.name
+                ));
+                (Err(e), fields)
+            }
             Ok((_, login, info)) => {
+                let login = pipeline::with_sender(login, settings.sender_email.as_deref().unwrap_or(""));
                 managed = info;
                 let refresh = || self.refreshed_login(&settings, user_id);
                 let report = transport.test(&settings, login.as_ref(), &refresh);

@@ -24,7 +24,8 @@ use crate::fsutil;
 use crate::http::Http;
 use crate::oauth2::{self, Endpoints, Pkce, Redirect, TokenError, Tokens};
 
-/// A token is refreshed when it expires within this many seconds.
+/// A token is refreshed when it expires within this many seconds, or
+/// within half its lifetime when that is shorter (see [`refresh_due`]).
 pub(crate) const REFRESH_MARGIN_S: i64 = 300;
 /// How long a browser sign-in may take.
 const BROWSER_FLOW_S: i64 = 600;
@@ -33,6 +34,9 @@ type Key = Option<String>;
 /// Trust settings an HTTP client is made from: SMTPCaFile,
 /// SMTPAcceptInvalidCertificates, SMTPMinTlsVersion=1.3, the timeout.
 type HttpKey = (Option<std::path::PathBuf>, bool, bool, u32);
+/// A cached app-only token: the token, its expiry and when it was fetched
+/// (unix seconds).
+type AppToken = (Zeroizing<String>, i64, i64);
 /// What a sign-in thread does until it has tokens.
 type FlowWork = Box<dyn FnOnce(&Flow) -> std::result::Result<Tokens, Error> + Send>;
 
@@ -42,8 +46,8 @@ pub(crate) struct OAuthState {
     discovery: Mutex<HashMap<String, Endpoints>>,
     http: Mutex<HashMap<HttpKey, Http>>,
     refresh_locks: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
-    /// App-only tokens by profile (lowercase): token, expiry.
-    app_tokens: Mutex<HashMap<String, (Zeroizing<String>, i64)>>,
+    /// App-only tokens by profile (lowercase).
+    app_tokens: Mutex<HashMap<String, AppToken>>,
     app_lock: Mutex<()>,
     flows: Mutex<HashMap<String, Arc<Flow>>>,
 }
@@ -80,6 +84,32 @@ impl OAuthState {
 pub(crate) struct OAuthInfo {
     pub refreshed: bool,
     pub expires_at: i64,
+}
+
+/// Whether a token that expires at `expires_at` (0: unknown) and was
+/// issued at `issued_at` is due for a refresh at `now`: when it expires
+/// within min(5 minutes, half its lifetime). The half keeps a provider's
+/// short-lived tokens (under 10 minutes) from being refreshed for every
+/// session; an unknown lifetime counts as long.
+pub(crate) fn refresh_due(expires_at: i64, issued_at: i64, now: i64) -> bool {
+    if expires_at <= 0 {
+        return false;
+    }
+    let lifetime = expires_at - issued_at;
+    let margin = if issued_at > 0 && lifetime > 0 { REFRESH_MARGIN_S.min(lifetime / 2) } else { REFRESH_MARGIN_S };
+    expires_at - now <= margin
+}
+
+/// The `scope` of a refresh request: the original grant's. Microsoft's
+/// token endpoint wants scopes on a refresh, so it gets exactly the
+/// profile's SMTPOAuth2Scopes; every other provider gets none, which
+/// RFC 6749 §6 defines as "the scopes originally granted" (a refresh
+/// token the host obtained with fewer scopes stays usable).
+fn refresh_scope(settings: &ProfileSettings) -> Option<String> {
+    match settings.oauth2_provider {
+        OAuth2Provider::Microsoft => settings.oauth2_scopes.clone().filter(|s| !s.trim().is_empty()),
+        _ => None,
+    }
 }
 
 fn who(user: Option<&str>) -> String {
@@ -249,7 +279,9 @@ impl Client {
                     ("state", &state),
                     ("code_challenge", &pkce.challenge),
                     ("code_challenge_method", "S256"),
-                    ("prompt", "consent"),
+                    // Not "consent": tenants that forbid user consent
+                    // would block every sign-in.
+                    ("prompt", "select_account"),
                 ],
             );
             let expires_at = fsutil::unix_now() + BROWSER_FLOW_S;
@@ -327,9 +359,22 @@ impl Client {
         }
         let tokens = result?;
         let settings = self.read_config().settings(&flow.profile)?;
+        let refreshable = tokens.refresh.is_some();
         self.store_tokens(&settings, flow.user.as_deref(), tokens)?;
         self.credentials_changed();
-        self.credentials_masked(flow.user.as_deref())
+        let masked = self.credentials_masked(flow.user.as_deref())?;
+        // A sign-in without a refresh token lasts one access token: say
+        // what to change (in the result, so the host can show it now).
+        let mut doc: serde_json::Value = serde_json::from_str(&masked).map_err(|e| Error::internal(e.to_string()))?;
+        if !refreshable {
+            log::warn!("the sign-in of {} gave no refresh token (no offline_access)", who(flow.user.as_deref()));
+        }
+        doc["advice"] = if refreshable {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(crate::advice::text_for("not_refreshable", &settings))
+        };
+        Ok(doc.to_string())
     }
 
     /// Cancels a sign-in (`smtpb_oauth2_cancel`).
@@ -388,9 +433,9 @@ impl Client {
     // --- refresh -----------------------------------------------------------
 
     /// The OAuth2 part of `login`: a fresh access token for `user`'s
-    /// credential, refreshing it when it expires within 5 minutes, is not
-    /// there yet, or `force` (the server refused it). Returns the token's
-    /// (username, token, info).
+    /// credential, refreshing it when it expires within min(5 minutes, half
+    /// its lifetime), is not there yet, or `force` (the server refused it).
+    /// Returns the token's (username, token, info).
     pub(super) fn oauth_token(
         &self,
         settings: &ProfileSettings,
@@ -405,8 +450,7 @@ impl Client {
             return Ok(None); // host-supplied token: as in 1.0
         };
         let now = fsutil::unix_now();
-        let stale = credential.secret.is_empty()
-            || (credential.expires_at > 0 && credential.expires_at - now < REFRESH_MARGIN_S);
+        let stale = credential.secret.is_empty() || refresh_due(credential.expires_at, credential.stored_at, now);
         if !stale && !force {
             let info = OAuthInfo { refreshed: false, expires_at: credential.expires_at };
             return Ok(Some((credential.username, credential.secret, info)));
@@ -433,12 +477,10 @@ impl Client {
             .get(user)?
             .ok_or_else(|| Error::credentials(format!("no credentials for {}", who(user))))?;
         let now = fsutil::unix_now();
-        // Someone refreshed while this thread waited: use their token (a
-        // token whose whole life is under the margin would otherwise be
-        // refreshed by every waiter).
+        // Someone refreshed while this thread waited: use their token.
         if credential.secret.as_str() != seen
             && !credential.secret.is_empty()
-            && (credential.expires_at == 0 || credential.expires_at - now > 10)
+            && !refresh_due(credential.expires_at, credential.stored_at, now)
         {
             let info = OAuthInfo { refreshed: false, expires_at: credential.expires_at };
             return Ok((credential.username, credential.secret, info));
@@ -450,12 +492,11 @@ impl Client {
         let endpoints = self.endpoints(settings)?;
         let http = self.http_for(settings)?;
         let secret = self.client_secret(settings)?;
-        let scopes = oauth2::scopes_with_openid(settings.oauth2_scopes.as_deref().unwrap_or(""));
-        let mut form = vec![
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.as_str()),
-            ("scope", scopes.as_str()),
-        ];
+        let scope = refresh_scope(settings);
+        let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token.as_str())];
+        if let Some(scope) = &scope {
+            form.push(("scope", scope.as_str()));
+        }
         Self::with_client_auth(&mut form, &client_id, &secret);
         let tokens = match oauth2::token_request(&http, &endpoints.token, &form) {
             Ok(t) => t,
@@ -494,26 +535,22 @@ impl Client {
     }
 
     /// The app-only token (SMTPOAuth2Flow=ClientCredentials), cached until
-    /// it nears expiry. The username is SMTPUsername (the mailbox).
+    /// it nears expiry. The username is SMTPUsername, else "" (the caller
+    /// takes the message's sender: ABI §20).
     fn app_token(
         &self,
         settings: &ProfileSettings,
         force: bool,
     ) -> std::result::Result<(String, Zeroizing<String>, OAuthInfo), LoginError> {
-        let username = self.credentials().shared_username().ok_or_else(|| {
-            Error::credentials(format!(
-                "profile {}: SMTPOAuth2Flow=ClientCredentials needs SMTPUsername (the mailbox to send as)",
-                settings.name
-            ))
-        })?;
+        let username = self.credentials().shared_username().unwrap_or_default();
         let key = settings.name.to_ascii_lowercase();
         let _one = self.oauth().app_lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = fsutil::unix_now();
         if !force {
-            if let Some((token, expires_at)) =
+            if let Some((token, expires_at, fetched_at)) =
                 self.oauth().app_tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
             {
-                if *expires_at == 0 || *expires_at - now >= REFRESH_MARGIN_S {
+                if !refresh_due(*expires_at, *fetched_at, now) {
                     let info = OAuthInfo { refreshed: false, expires_at: *expires_at };
                     return Ok((username, token.clone(), info));
                 }
@@ -549,7 +586,7 @@ impl Client {
             .app_tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (tokens.access.clone(), tokens.expires_at));
+            .insert(key, (tokens.access.clone(), tokens.expires_at, now));
         let info = OAuthInfo { refreshed: true, expires_at: tokens.expires_at };
         Ok((username, tokens.access, info))
     }
@@ -596,5 +633,26 @@ fn poll_device(
             // code expires.
             Err(TokenError::Failed(_)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refresh_due;
+
+    #[test]
+    fn refresh_is_due_within_five_minutes_or_half_the_lifetime() {
+        let now = 1_000_000;
+        // An hour's token: due in its last 5 minutes.
+        assert!(!refresh_due(now + 301, now - 3299, now));
+        assert!(refresh_due(now + 299, now - 3301, now));
+        // A 60 s token: due in its last 30 s, not at once.
+        assert!(!refresh_due(now + 60, now, now));
+        assert!(!refresh_due(now + 31, now - 29, now));
+        assert!(refresh_due(now + 29, now - 31, now));
+        // Issue time unknown (a host's token): the 5 minutes.
+        assert!(refresh_due(now + 60, 0, now));
+        // Expiry unknown: only when the server refuses the token.
+        assert!(!refresh_due(0, now, now));
     }
 }

@@ -77,6 +77,17 @@ impl From<Error> for LoginError {
     }
 }
 
+/// An app token's login (SMTPOAuth2Flow=ClientCredentials without
+/// SMTPUsername) names the message's sender as its user.
+pub(super) fn with_sender(login: Option<Login>, sender: &str) -> Option<Login> {
+    login.map(|mut l| {
+        if l.username.is_empty() {
+            l.username = sender.to_string();
+        }
+        l
+    })
+}
+
 impl Client {
     /// The delivery step of a profile: SMTP or Graph (SMTPTransport).
     pub(super) fn transport(&self, settings: &ProfileSettings) -> &dyn Transport {
@@ -120,7 +131,7 @@ impl Client {
     /// (SMTPCredentials=PerUser), else the shared one; `None` when the
     /// profile does not authenticate, or (Optional) has no credential. An
     /// OAuth2 token the library can refresh is refreshed first when it
-    /// expires within 5 minutes, or whatever its expiry with `force`;
+    /// expires within min(5 minutes, half its lifetime), or whatever its expiry with `force`;
     /// SMTPOAuth2Flow=ClientCredentials uses the cached app token. Also
     /// returns what it did about OAuth2 (`None`: no token the library
     /// manages).
@@ -137,7 +148,9 @@ impl Client {
         let wants_oauth = settings.auth_model == config::AuthModel::OAuth2;
         if wants_oauth {
             if let Some((username, token, info)) = self.oauth_token(settings, user, force)? {
-                if username.is_empty() {
+                // An app token's user is SMTPUsername, else the message's
+                // sender, which the caller fills in (ABI §20).
+                if username.is_empty() && !settings.oauth2_client_credentials {
                     return Err(Error::credentials(format!(
                         "the OAuth2 credential of {} has no username, and the ID token named none",
                         match user {
@@ -417,13 +430,19 @@ impl Client {
                     });
                     break Attempt::Failed { error, failure, oauth_user: oauth.then_some(credential_user) };
                 }
-                Ok(l) => l,
+                Ok((user, login_now, managed)) => (user, with_sender(login_now, &record.envelope_from), managed),
             };
             if managed.is_some_and(|m| m.refreshed) {
                 // Pool the new session under the revision the refresh made.
                 revision = self.credential_revision();
             }
-            let key = PoolKey::new(&settings, user.as_deref(), revision);
+            // An app token logs in as the sender when SMTPUsername is not
+            // set: one sender's session is no other sender's.
+            let key_user = match (&login_now, settings.oauth2_client_credentials) {
+                (Some(l), true) => Some(format!("app:{}", l.username)),
+                _ => user,
+            };
+            let key = PoolKey::new(&settings, key_user.as_deref(), revision);
             let utf8 = !record.envelope_from.is_ascii() || record.envelope_to.iter().any(|a| !a.is_ascii());
             let mail = Mail { from: &record.envelope_from, to: &record.envelope_to, body: bytes, utf8 };
             // A refused token is refreshed once by the loop below, for

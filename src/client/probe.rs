@@ -37,6 +37,9 @@ impl Client {
         if let Err(e) = self.check_open() {
             return unreported(e);
         }
+        if host.trim().is_empty() {
+            return unreported(Error::invalid_argument("host is empty: a host name or IP address expected"));
+        }
         let mut scratch = Config::new();
         if let Err(e) = scratch.set("SMTPServer", Some(host)) {
             return unreported(Error::invalid_argument(format!("host: {}", e.message())));

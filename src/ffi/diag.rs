@@ -64,7 +64,9 @@ pub unsafe extern "C" fn smtpb_set_log_callback(
 /// [{"ms", "dir": "C" | "S" | "*", "text"}]}]`. `dir` `C` is a line the
 /// library sent, `S` a line of the server's reply, `*` the library's note
 /// (connect, TLS version and cipher, certificate subject, timeouts,
-/// failures). AUTH payloads and passwords appear as `********`; the
+/// failures). `server` is set on every attempt that reached for a server,
+/// also one that reused a pooled session: `host:port` for SMTP, the
+/// Graph host for Graph. AUTH payloads and passwords appear as `********`; the
 /// message is one note `DATA: N bytes`. What is kept follows
 /// SMTPTranscript: `Failures` (default) keeps the attempts that did not
 /// end in `sent`, `All` every attempt, `Off` none. `[]` when none was kept.
@@ -123,7 +125,7 @@ pub unsafe extern "C" fn smtpb_transcript(
 /// `out_json` allowed.
 ///
 /// Errors: `SMTPB_OK` when some way works. `SMTPB_ERR_INVALID_ARGUMENT`
-/// (NULL, not a host name or IP: no report); `SMTPB_ERR_CONFIG` (a bad
+/// (NULL, empty or blank, not a host name or IP: no report, nothing tried); `SMTPB_ERR_CONFIG` (a bad
 /// SMTPProbePorts: no report); `SMTPB_ERR_CONNECT` (nothing worked; the
 /// report says why for each); `SMTPB_ERR_STATE`.
 ///

@@ -15,6 +15,12 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 /// provider's `interval` (5 s more after each `slow_down`) until
 /// `expires_in`. The library asks for the profile's SMTPOAuth2Scopes plus
 /// `openid profile email` (for the username in the ID token).
+/// SMTPOAuth2Scopes defaults to the provider's mail scope plus
+/// `offline_access` (Microsoft, Google), and to `openid offline_access`
+/// for `OpenID` (add the provider's own mail scope to it). The browser
+/// sign-in sends `prompt=select_account`, never `prompt=consent`: in
+/// tenants where the administrator turned user consent off a forced
+/// consent page blocks every user.
 ///
 /// `*out_json` is `{"flow_id", "kind", "authorize_url"` (browser: the host
 /// opens it in the user's browser)`, "verification_uri", "user_code"`
@@ -66,7 +72,23 @@ pub unsafe extern "C" fn smtpb_oauth2_begin(
 /// there), the username is taken from the ID token (`preferred_username`,
 /// else `email`) when the credential had none, the user's messages
 /// waiting for credentials are released at once, the flow is finished,
-/// and `*out_json` is the masked credential (as `smtpb_credentials_masked`).
+/// and `*out_json` is the masked credential (as `smtpb_credentials_masked`)
+/// plus `"advice"`: null, or, when the provider gave no refresh token
+/// (`"refreshable": false`: the sign-in lasts until the access token
+/// expires), `{"key": "not_refreshable", "text"}`, which says to add
+/// `offline_access` to SMTPOAuth2Scopes. Such a sign-in still succeeds.
+///
+/// Refresh (every credential with a refresh token, from a sign-in or
+/// `smtpb_credentials_set_oauth2_refresh`): before a session logs in, an
+/// access token that expires within min(5 minutes, half its lifetime) is
+/// refreshed (the lifetime is counted from when the token was stored; a
+/// token of unknown expiry is refreshed only when the server refuses it).
+/// So a provider's 2-minute tokens are renewed in their last minute, not
+/// for every session. A refresh asks for the scopes of the original
+/// grant: no `scope` parameter (RFC 6749 §6), except for
+/// SMTPOAuth2Provider=Microsoft, whose token endpoint is sent exactly the
+/// profile's SMTPOAuth2Scopes; a refresh token obtained with fewer scopes
+/// than the profile's stays usable.
 ///
 /// Ownership: `flow_id` is borrowed; on success `*out_json` is the
 /// caller's, freed with `smtpb_string_free`.
@@ -116,7 +138,8 @@ pub unsafe extern "C" fn smtpb_oauth2_cancel(c: *mut smtpb_client, flow_id: *con
 /// tokens from it with the OAuth2 settings of the profile a message uses,
 /// before the first AUTH. `username` may be "" to take it from the ID
 /// token at the first refresh. New credentials release the user's
-/// messages waiting for credentials.
+/// messages waiting for credentials. Its refreshes follow the rules of
+/// `smtpb_oauth2_complete` (no `scope` parameter except for Microsoft).
 ///
 /// Ownership: every string is borrowed for the call.
 ///

@@ -36,6 +36,21 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 /// and in the headers, which every server accepts; `recipients` in the
 /// status keeps the address as given.
 ///
+/// OAuth2 app tokens (SMTPOAuth2Flow=ClientCredentials): the XOAUTH2 or
+/// OAUTHBEARER user is SMTPUsername, else the message's sender address
+/// (each sender gets sessions of its own); over Graph the mailbox is
+/// SMTPGraphMailbox, else the sender, and SMTPUsername is not needed.
+///
+/// Advice (`"advice": {"key", "text"}` in the status, ` Advice (key):
+/// text` at the end of the error): among others `smtp_auth_disabled` when
+/// 535 5.7.139, 550 5.7.30 or "SmtpClientAuthentication is disabled" is
+/// the answer to a token (XOAUTH2, OAUTHBEARER) — SMTP AUTH is off for the
+/// mailbox: no refresh is tried and `needs` stays null (to a password the
+/// same replies are `basic_auth_disabled`); `encryption_mismatch` when the
+/// library refuses AUTH on a plain connection to a server that offers
+/// STARTTLS (it names SMTPServerEncryption=TLS); `message_too_large` on
+/// the library's own SIZE refusal. docs/REFERENCE.md lists every key.
+///
 /// Server replies: `smtp_code`, `enhanced_code` and `smtp_response` hold
 /// only what a server said. A refusal the library makes itself (the
 /// message is over the server's SIZE: `SMTPB_ERR_REJECTED`, nothing sent;
@@ -126,7 +141,10 @@ pub unsafe extern "C" fn smtpb_status(
 /// "TLSv1.3" | null, "auth_mechanisms": [...], "error_code", "error"}` is
 /// written whatever the result once the server was contacted (`stage`: the
 /// last stage passed, or on failure the stage attempted: connect, greeting,
-/// ehlo, tls, auth, done). NULL `out_report_json` allowed.
+/// ehlo, tls, auth, done). NULL `out_report_json` allowed. With
+/// SMTPOAuth2Flow=ClientCredentials and no SMTPUsername, the SMTP login
+/// is made as SMTPSenderEmail (neither set: `SMTPB_ERR_CREDENTIALS`
+/// naming both, stage `auth`).
 ///
 /// On port 465 (or the port SMTPProbePorts maps 465 to) with
 /// SMTPServerEncryption other than SSL, a server silent for 2 s is waiting

@@ -74,13 +74,18 @@ class OidcProvider:
     access_ttl              seconds an access token lives (short for tests).
     client_credentials_ttl  seconds an app-only token lives.
     device_ttl              seconds a device code lives.
+    offline_access_needs_consent
+                            drop offline_access from a sign-in without
+                            prompt=consent, as OpenID Connect Core §11 says
+                            (by default a refresh token comes for
+                            offline_access alone, as from Microsoft).
 
     Attributes: ``port``, ``issuer``, ``log`` (the lines the process wrote,
     stdout and stderr), ``token_endpoint``, ``introspection_endpoint``.
     """
 
     def __init__(self, *, access_ttl: int = 3600, client_credentials_ttl: Optional[int] = None,
-                 device_ttl: int = 600) -> None:
+                 device_ttl: int = 600, offline_access_needs_consent: bool = False) -> None:
         self._node = require_node()
         self._dir = Path(tempfile.mkdtemp(prefix="smtpb-oidc-"))
         self._options: dict[str, Any] = {
@@ -88,6 +93,7 @@ class OidcProvider:
             "access_ttl": access_ttl,
             "client_credentials_ttl": client_credentials_ttl or access_ttl,
             "device_ttl": device_ttl,
+            "offline_access_needs_consent": offline_access_needs_consent,
             "state_file": str(self._dir / "state.json"),
         }
         self.log: list[str] = []
@@ -227,7 +233,10 @@ class OidcProvider:
         return bool(json.loads(body)["forgotten"])
 
     def stats(self) -> dict[str, Any]:
-        """``{"token_requests": n, "grant_types": {grant_type: n}}`` so far."""
+        """``{"token_requests": n, "grant_types": {grant_type: n}, "authorize":
+        [{"prompt", "scope"}], "tokens": [{"grant_type", "scope"}]}`` so far:
+        the parameters of each authorization and token request (null when
+        the request had none)."""
         status, body = self._open(f"{self.issuer}/test/stats")
         assert status == 200, body
         return json.loads(body)

@@ -26,6 +26,7 @@ from .types import (
     OutboxStats,
     ProbeReport,
     QueryPage,
+    SignedIn,
     Status,
     TestReport,
     TranscriptAttempt,
@@ -395,13 +396,14 @@ class Client:
             "smtpb_oauth2_begin", _text(profile, "profile"), _text(user_id, "user_id"), _text(kind, "kind")
         ))
 
-    def oauth2_complete(self, flow_id: str, timeout_ms: int = 0) -> MaskedCredential:
-        """``smtpb_oauth2_complete``: wait up to ``timeout_ms`` for a sign-in; the masked credential.
+    def oauth2_complete(self, flow_id: str, timeout_ms: int = 0) -> SignedIn:
+        """``smtpb_oauth2_complete``: wait up to ``timeout_ms`` for a sign-in; the masked credential
+        plus ``advice`` (``not_refreshable`` when no refresh token came).
 
         Raises WaitTimeoutError (not finished: call again), AuthError (refused
         or expired), NotFoundError (unknown or finished flow).
         """
-        return cast(MaskedCredential, self._call_json(
+        return cast(SignedIn, self._call_json(
             "smtpb_oauth2_complete", _text(flow_id, "flow_id"), _integer(timeout_ms, "timeout_ms", 0, _UINT32_MAX)
         ))
 

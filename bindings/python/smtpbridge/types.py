@@ -178,6 +178,13 @@ class MaskedCredential(TypedDict, total=False):
     provider: Optional[str]
 
 
+class SignedIn(MaskedCredential, total=False):
+    """``oauth2_complete``'s result: the masked credential and ``advice``
+    (None, or ``not_refreshable`` when the provider gave no refresh token)."""
+
+    advice: Optional[Advice]
+
+
 class TranscriptLine(TypedDict):
     """One line of a transcript: ``dir`` is "C" (client), "S" (server) or "*" (a note)."""
 

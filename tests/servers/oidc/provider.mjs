@@ -8,6 +8,7 @@
 // Usage: node provider.mjs [options as JSON in argv[2]]
 //   {"port": 0, "access_ttl": 3600, "client_credentials_ttl": 3600,
 //    "device_ttl": 600, "state_file": "/abs/path.json",
+//    "offline_access_needs_consent": false,
 //    "clients": [...extra client metadata...]}
 // Prints one line of JSON to stdout once listening:
 //   {"port": 12345, "issuer": "http://127.0.0.1:12345"}
@@ -20,10 +21,13 @@
 //     introspection says the access tokens are inactive.
 //   POST /test/forget-token?token=T  that access token alone stops working
 //   GET  /test/secrets  every token/code value held (for leak checks)
-//   GET  /test/stats  {"token_requests": n, "by_grant": {...}}
+//   GET  /test/stats  {"token_requests": n, "grant_types": {...},
+//     "authorize": [{"prompt", "scope"}], "tokens": [{"grant_type", "scope"}]}
+//     (the parameters of each authorization and token request; null
+//     when the request had none)
 //   POST /test/reset-stats
 
-import Provider from 'oidc-provider';
+import Provider, { interactionPolicy } from 'oidc-provider';
 
 const options = JSON.parse(process.argv[2] || '{}');
 
@@ -166,8 +170,17 @@ const clients = [
   ...(options.clients ?? []),
 ];
 
+// prompt=select_account is accepted, as Microsoft's and Google's
+// authorization endpoints accept it: the development login page, where the
+// account is typed in, is the account picker, so the prompt adds no step.
+const policy = interactionPolicy.base();
+const selectAccount = new interactionPolicy.Prompt({ name: 'select_account', requestable: true });
+selectAccount.checks.clear();
+policy.add(selectAccount, 0);
+
 const configuration = {
   adapter: Adapter,
+  interactions: { policy },
   clients,
   // Every account exists; its id is what the login page was given.
   async findAccount(ctx, id) {
@@ -236,7 +249,7 @@ provider.on('server_error', (ctx, err) => {
   process.stdout.write(`${JSON.stringify({ event: 'server_error', message: String(err && err.message) })}\n`);
 });
 
-const stats = { token_requests: 0, grant_types: {} };
+const stats = { token_requests: 0, grant_types: {}, authorize: [], tokens: [] };
 
 provider.use(async (ctx, next) => {
   if (ctx.path === '/test/revoke-account' && ctx.method === 'POST') {
@@ -284,14 +297,29 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/test/reset-stats' && ctx.method === 'POST') {
     stats.token_requests = 0;
     stats.grant_types = {};
+    stats.authorize = [];
+    stats.tokens = [];
     ctx.type = 'json';
     ctx.body = stats;
     return;
+  }
+  if (ctx.path === '/auth' && ctx.method === 'GET') {
+    stats.authorize.push({ prompt: ctx.query.prompt ?? null, scope: ctx.query.scope ?? null });
+    // oidc-provider follows OpenID Connect Core §11 to the letter: it
+    // drops offline_access unless prompt has consent. Microsoft, Auth0,
+    // Okta and Keycloak issue a refresh token for offline_access alone;
+    // so does this server unless "offline_access_needs_consent" is set.
+    const prompts = (ctx.query.prompt ?? '').split(' ').filter(Boolean);
+    if (!options.offline_access_needs_consent && (ctx.query.scope ?? '').split(' ').includes('offline_access')
+        && !prompts.includes('consent')) {
+      ctx.query = { ...ctx.query, prompt: [...prompts, 'consent'].join(' ') };
+    }
   }
   await next();
   if (ctx.path === '/token' && ctx.method === 'POST') {
     const grantType = (ctx.oidc && ctx.oidc.params && ctx.oidc.params.grant_type) || 'unknown';
     stats.token_requests += 1;
+    stats.tokens.push({ grant_type: grantType, scope: (ctx.oidc && ctx.oidc.params && ctx.oidc.params.scope) ?? null });
     stats.grant_types[grantType] = (stats.grant_types[grantType] ?? 0) + 1;
     const body = ctx.body && typeof ctx.body === 'object' ? ctx.body : {};
     process.stdout.write(
