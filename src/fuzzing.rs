@@ -121,7 +121,7 @@ impl Transport for MemTransport {
 /// OAuth2 requests take their agent's configuration from).
 fn settings(graph_save_to_sent_items: bool) -> ProfileSettings {
     let mut config = Config::new();
-    config.set("SMTPGraphSaveToSentItems", Some(if graph_save_to_sent_items { "1" } else { "0" })).expect("a key");
+    config.set("SMTPGraphSaveToSentItems", Some(if graph_save_to_sent_items { "true" } else { "false" })).expect("a key");
     config.settings("Default").expect("the default profile")
 }
 
@@ -155,7 +155,7 @@ pub fn smtp_reply(data: &[u8]) {
         assert_eq!(why, error, "pieces and whole buffer stop for different reasons");
     }
     for reply in &replies {
-        assert!((100..1000).contains(&reply.code));
+        assert!((200..600).contains(&reply.code), "reply code {}", reply.code);
         assert!(!reply.lines.is_empty() && reply.lines.len() <= 256);
         let _ = reply.summary();
     }
@@ -347,8 +347,10 @@ pub fn dkim_pem(data: &[u8]) {
         original_to: None,
         dkim: Some(&dkim),
     };
-    let bytes = crate::message::build(&mut spec, &ctx).expect("a message signs with a key that loaded");
-    assert!(bytes.starts_with(b"DKIM-Signature:") || bytes.windows(16).any(|w| w == b"\nDKIM-Signature:"));
+    match crate::message::build(&mut spec, &ctx) {
+        Ok(bytes) => assert!(bytes.windows(15).any(|w| w == b"DKIM-Signature:"), "a signed message"),
+        Err(e) => check_error(&e),
+    }
 }
 
 /// One client (in memory, paused: nothing is sent) for the outbox targets.

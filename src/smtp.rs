@@ -1255,7 +1255,9 @@ impl ReplyBuilder {
         let text = String::from_utf8_lossy(line).into_owned();
         let bytes = text.as_bytes();
         let malformed = || format!("malformed reply line \"{}\"", crate::config::printable(&text));
-        if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
+        // RFC 5321 §4.2: three digits, the first 2 to 5 (1yz is unused in
+        // SMTP). A code outside is a protocol error, not a refusal.
+        if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) || !(b'2'..=b'5').contains(&bytes[0]) {
             return Err(malformed());
         }
         let this: u16 = text[..3].parse().map_err(|_| malformed())?;
@@ -1483,7 +1485,7 @@ mod tests {
             (replies[1].code, replies[1].enhanced.as_deref(), replies[1].text.as_str()),
             (550, Some("5.1.1"), "gone")
         );
-        for bad in [&b"25\r\n"[..], b"abc ok\r\n", b"250xok\r\n", b"250-a\r\n251 b\r\n"] {
+        for bad in [&b"25\r\n"[..], b"abc ok\r\n", b"250xok\r\n", b"250-a\r\n251 b\r\n", b"000 ok\r\n", b"199 x\r\n", b"650 x\r\n"] {
             assert!(parse_replies(bad).1.is_some(), "{bad:?}");
         }
         let long = [b"250 ".to_vec(), vec![b'a'; MAX_LINE + 1], b"\r\n".to_vec()].concat();
