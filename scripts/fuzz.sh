@@ -23,6 +23,7 @@ fi
 logs="${FUZZ_LOGS:-fuzz/logs}"
 mkdir -p "$logs"
 export RUSTC_BOOTSTRAP=1 # cargo-fuzz's nightly flags on a stable toolchain
+export LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 build=(cargo fuzz build)
 if [ -n "${FUZZ_LOCK:-}" ]; then build=(flock "$FUZZ_LOCK" "${build[@]}"); fi

@@ -3,6 +3,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: smtpbridge::fuzzing::warm_up(), |data: &[u8]| {
     smtpbridge::fuzzing::outbox_purge(data);
 });
