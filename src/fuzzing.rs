@@ -121,7 +121,9 @@ impl Transport for MemTransport {
 /// OAuth2 requests take their agent's configuration from).
 fn settings(graph_save_to_sent_items: bool) -> ProfileSettings {
     let mut config = Config::new();
-    config.set("SMTPGraphSaveToSentItems", Some(if graph_save_to_sent_items { "true" } else { "false" })).expect("a key");
+    config
+        .set("SMTPGraphSaveToSentItems", Some(if graph_save_to_sent_items { "true" } else { "false" }))
+        .expect("a key");
     config.settings("Default").expect("the default profile")
 }
 
@@ -233,7 +235,8 @@ pub fn oauth2_discovery(data: &[u8]) {
     let http = oauth_http(data);
     match crate::oauth2::discover(&http, "http://127.0.0.1:9") {
         Ok(endpoints) => {
-            let urls = [Some(&endpoints.token), endpoints.authorization.as_ref(), endpoints.device_authorization.as_ref()];
+            let urls =
+                [Some(&endpoints.token), endpoints.authorization.as_ref(), endpoints.device_authorization.as_ref()];
             for url in urls.into_iter().flatten() {
                 crate::http::check_url(url, "endpoint").expect("a discovered endpoint the library may call");
             }

@@ -1485,7 +1485,15 @@ mod tests {
             (replies[1].code, replies[1].enhanced.as_deref(), replies[1].text.as_str()),
             (550, Some("5.1.1"), "gone")
         );
-        for bad in [&b"25\r\n"[..], b"abc ok\r\n", b"250xok\r\n", b"250-a\r\n251 b\r\n", b"000 ok\r\n", b"199 x\r\n", b"650 x\r\n"] {
+        for bad in [
+            &b"25\r\n"[..],
+            b"abc ok\r\n",
+            b"250xok\r\n",
+            b"250-a\r\n251 b\r\n",
+            b"000 ok\r\n",
+            b"199 x\r\n",
+            b"650 x\r\n",
+        ] {
             assert!(parse_replies(bad).1.is_some(), "{bad:?}");
         }
         let long = [b"250 ".to_vec(), vec![b'a'; MAX_LINE + 1], b"\r\n".to_vec()].concat();
