@@ -16,7 +16,7 @@ use std::io::{self, Read};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport};
 
 use crate::config::{Config, ProfileSettings};
@@ -117,6 +117,25 @@ impl Transport for MemTransport {
     }
 }
 
+/// Every host is 127.0.0.1:9 (the connector ignores it). ureq's own
+/// resolver looks up on a thread of its own that may outlive the input,
+/// which LeakSanitizer reports.
+#[derive(Debug)]
+struct Loopback;
+
+impl Resolver for Loopback {
+    fn resolve(
+        &self,
+        _: &ureq::http::Uri,
+        _: &ureq::config::Config,
+        _: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let mut addrs = self.empty();
+        addrs.push(std::net::SocketAddr::from(([127, 0, 0, 1], 9)));
+        Ok(addrs)
+    }
+}
+
 /// The settings of a profile with defaults (what `http`, `graph` and the
 /// OAuth2 requests take their agent's configuration from).
 fn settings(graph_save_to_sent_items: bool) -> ProfileSettings {
@@ -130,7 +149,7 @@ fn settings(graph_save_to_sent_items: bool) -> ProfileSettings {
 /// An agent configured as [`Http::for_profile`] does, reading `pieces`.
 fn agent(settings: &ProfileSettings, pieces: Pieces) -> (ureq::Agent, Duration) {
     let (config, timeout) = Http::config_for(settings).expect("the default profile's HTTP settings");
-    (ureq::Agent::with_parts(config, MemConnector(Arc::new(Mutex::new(pieces))), DefaultResolver::default()), timeout)
+    (ureq::Agent::with_parts(config, MemConnector(Arc::new(Mutex::new(pieces))), Loopback), timeout)
 }
 
 /// An error for a host: no raw control character (a server's text is
