@@ -6,7 +6,8 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # Environment: FUZZ_LOCK, a file to hold (flock) for the build only, e.g.
-# /tmp/cargo.lock on a shared machine; FUZZ_NICE, the niceness of the runs
+# /tmp/cargo.lock on a shared machine; FUZZ_BUILD=0 runs the binaries as
+# they are in fuzz/target; FUZZ_NICE, the niceness of the runs
 # (default 19); FUZZ_LOGS, where each target's log goes (default
 # fuzz/logs). A crash leaves its input under fuzz/artifacts/<target>/ and
 # makes the script exit 1 after all targets ran. docs/FUZZING.md has a run.
@@ -27,10 +28,12 @@ export LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTI
 
 build=(cargo fuzz build)
 if [ -n "${FUZZ_LOCK:-}" ]; then build=(flock "$FUZZ_LOCK" "${build[@]}"); fi
-echo "== building ${#targets[@]} targets"
-start=$(date +%s)
-"${build[@]}"
-echo "   built in $(($(date +%s) - start)) s"
+if [ "${FUZZ_BUILD:-1}" = 1 ]; then
+    echo "== building ${#targets[@]} targets"
+    start=$(date +%s)
+    "${build[@]}"
+    echo "   built in $(($(date +%s) - start)) s"
+fi
 # The runs use a copy of the binaries: a rebuild during a long run (the
 # tree changing under it) changes nothing of it.
 bin="$logs/bin"
