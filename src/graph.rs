@@ -428,7 +428,7 @@ impl Graph {
     }
 
     /// One try of the whole message with `token`.
-    fn deliver(
+    pub(crate) fn deliver(
         &self,
         agent: &ureq::Agent,
         base: &str,

@@ -211,6 +211,12 @@ impl Http {
     ///
     /// Errors: CONFIG when SMTPCaFile cannot be read.
     pub fn for_profile(settings: &ProfileSettings) -> Result<Http> {
+        let (config, timeout) = Http::config_for(settings)?;
+        Ok(Http { agent: ureq::Agent::new_with_config(config), timeout })
+    }
+
+    /// The agent configuration of [`Http::for_profile`], and the timeout.
+    pub(crate) fn config_for(settings: &ProfileSettings) -> Result<(ureq::config::Config, Duration)> {
         let mut provider = rustls::crypto::ring::default_provider();
         if settings.min_tls13 {
             // ureq offers no protocol floor; a provider with only TLS 1.3
@@ -233,7 +239,13 @@ impl Http {
             .max_redirects(0)
             .user_agent(concat!("smtpbridge/", env!("CARGO_PKG_VERSION")))
             .build();
-        Ok(Http { agent: ureq::Agent::new_with_config(config), timeout })
+        Ok((config, timeout))
+    }
+
+    /// A client over `agent` (made with [`Http::config_for`]), for fuzzing
+    /// the response handling over an in-memory transport.
+    pub(crate) fn with_agent(agent: ureq::Agent, timeout: Duration) -> Http {
+        Http { agent, timeout }
     }
 
     /// The underlying agent, for requests the helpers below do not cover.

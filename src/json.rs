@@ -76,9 +76,11 @@ pub fn parse_object<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Res
 }
 
 /// Parses `text` as `what` (named in the error), mapping every failure to
-/// `SMTPB_ERR_INVALID_ARGUMENT` with serde's description, line and column.
+/// `SMTPB_ERR_INVALID_ARGUMENT` with serde's description, line and column
+/// (control characters of the text it quotes escaped, as `\n`).
 pub fn parse<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| Error::invalid_argument(format!("{what}: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| Error::invalid_argument(format!("{what}: {}", crate::config::printable(&e.to_string()))))
 }
 
 /// The natural JSON value of a scalar for error messages and string keys:
@@ -102,6 +104,13 @@ mod tests {
         let err = parse::<OrderedMap>("{\"a\": 1,\n \"a\": 2}", "headers").unwrap_err();
         assert!(err.message().contains("duplicate key `a`"), "{}", err.message());
         assert!(err.message().contains("line 2"), "{}", err.message());
+    }
+
+    #[test]
+    fn errors_quote_no_raw_control_character() {
+        let err = parse::<OrderedMap>("{\"a\\nb\": 1, \"a\\nb\": 2}", "template JSON").unwrap_err();
+        assert!(err.message().contains("duplicate key `a\\nb`"), "{}", err.message());
+        assert!(!err.message().contains('\n'), "{}", err.message());
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub mod credentials;
 pub mod delivery;
 pub mod error;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graph;
 pub mod http;
 pub mod json;

@@ -1139,34 +1139,51 @@ impl Session {
         }
     }
 
-    /// One line without its line end. CRLF ends a line; a bare LF is
-    /// taken too, as most clients do.
+    /// One line without its line end (see [`read_line_from`]).
     fn read_line(&mut self, deadline: Instant) -> IoResult<Vec<u8>> {
-        loop {
-            if let Some(pos) = self.buf[self.start..].iter().position(|b| *b == b'\n') {
-                let end = self.start + pos;
-                let mut line = self.buf[self.start..end].to_vec();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                self.start = end + 1;
-                if self.start == self.buf.len() {
-                    self.buf.clear();
-                    self.start = 0;
-                }
-                return Ok(line);
+        let stream = &mut self.stream;
+        read_line_from(&mut self.buf, &mut self.start, |chunk| stream.read(chunk, deadline))
+    }
+}
+
+/// One line without its line end, from `buf[*start..]` and what `read`
+/// gives (each call at most a chunk, `Err` for a timeout or a close).
+/// CRLF ends a line; a bare LF is taken too, as most clients do. A line
+/// over [`MAX_LINE`] bytes is a protocol error.
+fn read_line_from(
+    buf: &mut Vec<u8>,
+    start: &mut usize,
+    mut read: impl FnMut(&mut [u8]) -> IoResult<usize>,
+) -> IoResult<Vec<u8>> {
+    loop {
+        if let Some(pos) = buf[*start..].iter().position(|b| *b == b'\n') {
+            let end = *start + pos;
+            let mut line = buf[*start..end].to_vec();
+            if line.last() == Some(&b'\r') {
+                line.pop();
             }
-            if self.buf.len() - self.start > MAX_LINE {
+            *start = end + 1;
+            if *start == buf.len() {
+                buf.clear();
+                *start = 0;
+            }
+            // However the bytes came in pieces: the same bound.
+            if line.len() > MAX_LINE {
                 return Err(IoFail::Protocol(format!("reply line longer than {MAX_LINE} bytes")));
             }
-            if self.start > 0 {
-                self.buf.drain(..self.start);
-                self.start = 0;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk, deadline)?;
-            self.buf.extend_from_slice(&chunk[..n]);
+            return Ok(line);
         }
+        // Room for the CR of a line of MAX_LINE bytes.
+        if buf.len() - *start > MAX_LINE + 1 {
+            return Err(IoFail::Protocol(format!("reply line longer than {MAX_LINE} bytes")));
+        }
+        if *start > 0 {
+            buf.drain(..*start);
+            *start = 0;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = read(&mut chunk)?;
+        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -1252,7 +1269,9 @@ impl ReplyBuilder {
         let text = String::from_utf8_lossy(line).into_owned();
         let bytes = text.as_bytes();
         let malformed = || format!("malformed reply line \"{}\"", crate::config::printable(&text));
-        if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
+        // RFC 5321 §4.2: three digits, the first 2 to 5 (1yz is unused in
+        // SMTP). A code outside is a protocol error, not a refusal.
+        if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) || !(b'2'..=b'5').contains(&bytes[0]) {
             return Err(malformed());
         }
         let this: u16 = text[..3].parse().map_err(|_| malformed())?;
@@ -1292,10 +1311,10 @@ pub fn parse_replies(bytes: &[u8]) -> (Vec<Reply>, Option<String>) {
     let mut builder = ReplyBuilder::default();
     for raw in bytes.split_inclusive(|b| *b == b'\n') {
         let Some(line) = raw.strip_suffix(b"\n") else { break };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.len() > MAX_LINE {
             return (replies, Some(format!("reply line longer than {MAX_LINE} bytes")));
         }
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         match builder.push(line) {
             Ok(Some(reply)) => {
                 let _ = Capabilities::parse(&reply);
@@ -1307,6 +1326,41 @@ pub fn parse_replies(bytes: &[u8]) -> (Vec<Reply>, Option<String>) {
         }
     }
     (replies, None)
+}
+
+/// Reads replies from `source` as a session reads them from its socket
+/// (its line reader, bounds and deadline) until `source` ends, a reply is
+/// malformed or `deadline` passes: the replies, and why reading stopped.
+/// For fuzzing, with a `source` that gives the bytes in pieces of its
+/// choosing (a `WouldBlock` or `Interrupted` error is waited past).
+#[doc(hidden)]
+pub fn read_replies_from(source: &mut dyn Read, deadline: Instant) -> (Vec<Reply>, String) {
+    let (mut buf, mut start) = (Vec::new(), 0);
+    let mut read = |chunk: &mut [u8]| loop {
+        remaining(deadline)?;
+        match source.read(chunk) {
+            Ok(0) => return Err(IoFail::Closed),
+            Ok(n) => return Ok(n),
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_fail(e)),
+        }
+    };
+    let mut replies = Vec::new();
+    let mut builder = ReplyBuilder::default();
+    loop {
+        let line = match read_line_from(&mut buf, &mut start, &mut read) {
+            Ok(line) => line,
+            Err(e) => return (replies, e.to_string()),
+        };
+        match builder.push(&line) {
+            Ok(Some(reply)) => {
+                let _ = Capabilities::parse(&reply);
+                replies.push(reply);
+            }
+            Ok(None) => {}
+            Err(e) => return (replies, e),
+        }
+    }
 }
 
 fn enhanced_code(code: u16, first_line: &str) -> Option<String> {
@@ -1445,7 +1499,15 @@ mod tests {
             (replies[1].code, replies[1].enhanced.as_deref(), replies[1].text.as_str()),
             (550, Some("5.1.1"), "gone")
         );
-        for bad in [&b"25\r\n"[..], b"abc ok\r\n", b"250xok\r\n", b"250-a\r\n251 b\r\n"] {
+        for bad in [
+            &b"25\r\n"[..],
+            b"abc ok\r\n",
+            b"250xok\r\n",
+            b"250-a\r\n251 b\r\n",
+            b"000 ok\r\n",
+            b"199 x\r\n",
+            b"650 x\r\n",
+        ] {
             assert!(parse_replies(bad).1.is_some(), "{bad:?}");
         }
         let long = [b"250 ".to_vec(), vec![b'a'; MAX_LINE + 1], b"\r\n".to_vec()].concat();
@@ -1454,6 +1516,44 @@ mod tests {
         assert_eq!(parse_replies(&many).1.as_deref(), Some("reply has too many lines"));
         // Multi-byte UTF-8 where the code should be: no panic on slicing.
         assert!(parse_replies("2é0 x\r\n".as_bytes()).1.is_some());
+    }
+
+    #[test]
+    fn the_line_bound_holds_however_the_bytes_arrive() {
+        // A line just over the bound, whole in one read or in pieces: refused
+        // either way (it used to pass when its LF came with the last piece).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let long = [b"250 ".to_vec(), vec![b'a'; MAX_LINE - 3], b"\r\n".to_vec()].concat();
+        let at_bound = [b"250 ".to_vec(), vec![b'a'; MAX_LINE - 4], b"\r\n".to_vec()].concat();
+        for piece in [1, 7, 4096] {
+            let mut pieces = long.chunks(piece).map(<[u8]>::to_vec).collect::<Vec<_>>().into_iter();
+            let mut source = std::iter::from_fn(move || pieces.next());
+            let mut reader = FnReader(&mut source);
+            let (replies, why) = read_replies_from(&mut reader, deadline);
+            assert!(replies.is_empty() && why.contains("longer than"), "{piece}: {why}");
+            let mut pieces = at_bound.chunks(piece).map(<[u8]>::to_vec).collect::<Vec<_>>().into_iter();
+            let mut source = std::iter::from_fn(move || pieces.next());
+            let (replies, _) = read_replies_from(&mut FnReader(&mut source), deadline);
+            assert_eq!(replies.len(), 1, "{piece}");
+        }
+        assert!(parse_replies(&long).1.is_some());
+        assert_eq!(parse_replies(&at_bound).0.len(), 1);
+    }
+
+    /// A reader giving the pieces an iterator yields, then the end.
+    struct FnReader<'a>(&'a mut dyn Iterator<Item = Vec<u8>>);
+
+    impl Read for FnReader<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.next() {
+                Some(piece) => {
+                    let n = piece.len().min(buf.len());
+                    buf[..n].copy_from_slice(&piece[..n]);
+                    Ok(n)
+                }
+                None => Ok(0),
+            }
+        }
     }
 
     #[test]

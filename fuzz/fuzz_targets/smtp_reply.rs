@@ -1,7 +1,8 @@
-//! The SMTP reply parser, on bytes as a server might send them.
+//! SMTP replies as a session reads them from its socket, the stream in fuzzer-chosen pieces; must match the whole-buffer parse.
+//! See smtpbridge::fuzzing::smtp_reply for the input's layout and what is checked.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = smtpbridge::smtp::parse_replies(data);
+    smtpbridge::fuzzing::smtp_reply(data);
 });

@@ -137,6 +137,7 @@ impl Client {
             message::recipients(&format!("recipients[{i}].cc"), &r.cc)?;
             let values = field_values(i, r)?;
             if let Some(missing) = names.iter().find(|n| !values.contains_key(*n)) {
+                let missing = printable(missing);
                 return Err(Error::message_error(format!("{who}: no value for the field {{{{{missing}}}}}")));
             }
             crate::config::check_text(&render(&template.subject, &values, false)).map_err(|c| {
