@@ -47,7 +47,7 @@ python -m pytest -q -p no:cacheprovider tests bindings/python/tests
 
 step "fuzz: a few seconds of each target (fuzz/; longer runs: docs/DESIGN.md)"
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets this stable toolchain take them.
-for target in message_json config smtp_reply spool_journal; do
+for target in message_json config smtp_reply spool_journal store_damage; do
     mkdir -p "fuzz/corpus/$target"
     RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
         -max_total_time="${FUZZ_SECONDS:-5}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 2>&1 | tail -n 3 ||

@@ -127,8 +127,10 @@ struct Frame<'a> {
 }
 
 fn frame(wal: &[u8], page_size: usize, n: u64) -> Option<Frame<'_>> {
-    let at = WAL_HEADER + n as usize * (FRAME_HEADER + page_size);
-    let bytes = wal.get(at..at + FRAME_HEADER + page_size)?;
+    // Checked: a 32-bit build with a damaged index must not wrap.
+    let len = FRAME_HEADER + page_size;
+    let at = usize::try_from(n).ok()?.checked_mul(len)?.checked_add(WAL_HEADER)?;
+    let bytes = wal.get(at..at.checked_add(len)?)?;
     Some(Frame {
         page: u32_be(bytes, 0),
         commit: u32_be(bytes, 4) != 0,
