@@ -237,7 +237,28 @@ extern "C" {
  * text beginning `"warning: "`, naming the file, the offset and the
  * number of records lost. This is the one call that may leave
  * `smtpb_last_error()` non-empty on success; a host that does not look
- * loses nothing. An outbox spool of library 1.0 (the journal, format 1)
+ * loses nothing.
+ *
+ * The store is checked before it is opened (several warnings are joined
+ * by `"; "`): a WAL (`spool/outbox.db-wal`) that lost committed
+ * transactions — a damaged frame or header, a WAL cut short or deleted
+ * after a crash — is reported with their number ("up to" when the frames
+ * are gone) and kept as `outbox.db-wal.damaged-<seconds>`; a missing or
+ * empty `spool/outbox.db` beside a used data_dir (it holds `store.json`,
+ * or a spool folder beside `config.json`/`credentials.json`) is reported
+ * and counted as 1 (the number lost is unknown), and a new store made;
+ * file format bytes of the store's header that would leave it read-only
+ * are reported and set back; a store that can only be read is reported;
+ * rows of messages not final that cannot be read are reported, skipped
+ * and counted. A fresh data_dir with a config.json copied in is not
+ * damage. Every damage is reported once.
+ *
+ * On a full disk the open succeeds (`lock.owner`, which names the
+ * holder, is then not written: the lock still excludes, and a BUSY
+ * names the holder as unknown); messages are read and delivered, and
+ * calls that write fail with `SMTPB_ERR_IO` naming the file.
+ *
+ * An outbox spool of library 1.0 (the journal, format 1)
  * is migrated into the store (format 2) at the first open; the journal is
  * kept beside it as `journal.log.v1-migrated-<seconds>`.
  *
@@ -882,8 +903,12 @@ smtpb_result SMTPB_CALL smtpb_outbox_list(smtpb_client *c, const char *state, ch
  * "cancelled", "paused": [profiles, "*" for all], "profiles": {"Default":
  * {"sent_in_period", "limit", "period", "resets_at"}}, "damaged_records"}`.
  * `damaged_records`: records of the spool lost to damage so far (see
- * `smtpb_client_open`); 0 for a sound spool. Counts are kept by the store,
- * so this does not scan the history.
+ * `smtpb_client_open`: transactions a damaged WAL lost, 1 for a store
+ * found missing, records a 1.0 journal lost) plus the rows found
+ * unreadable so far (each counted once: a row of a message not final at
+ * the open, a final one when a query, list or status first reads it);
+ * 0 for a sound spool. Counts are kept by the store, so this does not
+ * scan the history.
  *
  * Ownership: on success `*out_json` is the caller's to free with
  * `smtpb_string_free`.

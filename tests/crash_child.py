@@ -5,10 +5,12 @@ leaves in the spool.
     python crash_child.py DATA_DIR PORT COUNT MODE [TIMEOUT_MS]
 
 MODE ``closed``: PORT has no listener; print the ids (one JSON line), then
-"ready". MODE ``sending``: PORT is a server that hangs after the final dot;
+"ready". MODE ``queued``: the same with the client opened paused (nothing
+is written after the enqueues). MODE ``sending``: PORT is a server that hangs after the final dot;
 wait until SMTPDeliveryThreads messages are ``sending``, print the ids and
 the sending ids (two JSON lines), then "ready". MODE ``churn``: see
-churn() (COUNT is ignored). Needs SMTPBRIDGE_LIBRARY
+churn() (COUNT is ignored); a warning the open left (damage found) is
+printed first, as one line beginning "warning:". Needs SMTPBRIDGE_LIBRARY
 (conftest sets it; the child inherits it).
 """
 
@@ -28,7 +30,7 @@ import smtpbridge  # noqa: E402
 def main() -> None:
     data_dir, port, count, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     timeout_ms = int(sys.argv[5]) if len(sys.argv) > 5 else 1000
-    client = smtpbridge.Client(data_dir)
+    client = smtpbridge.Client(data_dir, paused=mode == "queued")
     for key, value in {
         "SMTPServer": "127.0.0.1",
         "SMTPServerPort": port,
@@ -40,6 +42,8 @@ def main() -> None:
     }.items():
         client.config_set(key, value)
     if mode == "churn":
+        if client.open_warning:
+            print(client.open_warning.replace("\n", " "), flush=True)
         churn(client)
         return
     ids = [

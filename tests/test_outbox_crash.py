@@ -1,7 +1,9 @@
 """Crash safety of the outbox (ABI §4 "Outbox", "Errors by phase"): what
 enqueue returned survives a SIGKILL; a message caught `sending` is sent again
 with its Message-ID; random SIGKILLs during enqueue, delivery and purge lose
-nothing. (Damage, torn tails and newer formats: tests/test_outbox_store.py.)"""
+nothing, and damage to the WAL between them loses nothing unreported.
+(Damage, torn tails and newer formats: tests/test_outbox_store.py and
+tests/test_outbox_damage.py.)"""
 
 from __future__ import annotations
 
@@ -148,14 +150,39 @@ def test_messages_sending_at_sigkill_are_queued_again_as_possible_duplicates(dat
 CRASH_ROUNDS = int(os.environ.get("SMTPB_CRASH_ROUNDS", "20"))
 
 
-def test_random_sigkills_during_enqueue_delivery_and_purge_lose_nothing(data_dir):
-    rng = random.Random(os.environ.get("SMTPB_CRASH_SEED", str(time.time())))
+def damage_wal(wal: Path, rng: random.Random) -> str:
+    """Damages the WAL a killed child left: a flipped byte (anywhere, the
+    header included), a cut at a random length, or the file deleted."""
+    if not wal.exists() or wal.stat().st_size == 0:
+        return "none"
+    data = bytearray(wal.read_bytes())
+    kind = rng.choice(["flip", "flip", "cut", "delete"])
+    if kind == "flip":
+        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        wal.write_bytes(bytes(data))
+    elif kind == "cut":
+        wal.write_bytes(bytes(data[: rng.randrange(len(data))]))
+    else:
+        wal.unlink()
+    return kind
+
+
+@pytest.mark.parametrize("damaged", [False, True], ids=["sound", "wal-damaged"])
+def test_random_sigkills_during_enqueue_delivery_and_purge_lose_nothing(data_dir, damaged):
+    seed = os.environ.get("SMTPB_CRASH_SEED", str(time.time()))
+    rng = random.Random(seed)
     acknowledged = []
+    warnings = []
+    wal = data_dir / "spool" / "outbox.db-wal"
     with RecordingServer() as server:
         for _ in range(CRASH_ROUNDS):
             child = Child(data_dir, server.port, 0, "churn")
             try:
-                assert child.line(timeout=60) == "ready"
+                first = child.line(timeout=60)
+                if first.startswith("warning:"):  # damage found at the child's open
+                    warnings.append(first)
+                    first = child.line()
+                assert first == "ready"
                 deadline = time.monotonic() + rng.uniform(0.2, 1.2)
                 while time.monotonic() < deadline:
                     try:
@@ -177,16 +204,34 @@ def test_random_sigkills_during_enqueue_delivery_and_purge_lose_nothing(data_dir
                 if line is None:
                     break
                 acknowledged.append(line)
+            if damaged and rng.random() < 0.5:
+                damage_wal(wal, rng)
+        warnings += [line for line in acknowledged if line.startswith("warning:")]
+        acknowledged = [line for line in acknowledged if not line.startswith("warning:")]
         assert len(acknowledged) > CRASH_ROUNDS, "the rounds were too short to enqueue anything"
         with smtpbridge.Client(data_dir) as client:
+            if client.open_warning:
+                warnings.append(client.open_warning)
             client.flush(120_000)
             stats = client.outbox_stats()
             assert stats["queued"] == stats["sending"] == stats["deferred"] == 0, stats
         received = [message_id(m) for m in server.messages]
     received_ids = {mid[1:27] for mid in received}
     lost = [i for i in acknowledged if i not in received_ids]
-    assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged messages were never delivered"
+    if damaged:
+        # Every loss is reported: counted in damaged_records, with a warning at an open.
+        assert len(lost) <= stats["damaged_records"], (
+            f"seed {seed}: {len(lost)} acknowledged messages lost, {stats['damaged_records']} reported: {warnings}"
+        )
+        assert not lost or warnings, f"seed {seed}: {len(lost)} lost without a warning"
+        assert all("outbox.db" in w for w in warnings), warnings
+    else:
+        assert not warnings, warnings
+        assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged messages were never delivered"
     # A duplicate is the same message again: same Message-ID, never a new one.
     assert all(re.fullmatch(r"<[0-9A-Z]{26}@firm\.example>", m) for m in received)
     duplicates = len(received) - len(set(received))
-    print(f"{CRASH_ROUNDS} rounds: {len(acknowledged)} acknowledged, 0 lost, {duplicates} duplicates")
+    print(
+        f"{CRASH_ROUNDS} rounds: {len(acknowledged)} acknowledged, {len(lost)} lost, "
+        f"{stats['damaged_records']} reported lost, {duplicates} duplicates"
+    )

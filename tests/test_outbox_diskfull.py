@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IO, ClosedPort, configure, expect_error, message
+from conftest import BUSY, IO, ClosedPort, configure, expect_error, message
 import smtpbridge
 from servers.gated import GatedServer
 
@@ -103,3 +103,37 @@ def test_a_delivered_message_whose_sent_record_cannot_be_written_says_so(small_d
         assert len(server.messages) == 1
     with smtpbridge.Client(data_dir, paused=True) as client:
         assert client.status(id)["state"] == "sent"
+
+
+def test_a_client_opens_on_a_full_disk_and_delivers_the_queue(small_disk):
+    """ABI §20 "Disk full": the open succeeds (lock.owner cannot be written,
+    the lock still excludes), reads work, writes fail with IO naming the
+    store, and the queue is delivered; the outcomes are recorded once
+    there is room again, and no message goes twice."""
+    data_dir = small_disk / "d"
+    with GatedServer() as server:
+        server.release.set()
+        with smtpbridge.Client(data_dir, paused=True) as client:
+            configure(client, server)
+            ids = [client.enqueue(message(subject=f"queued {n}")) for n in range(5)]
+        (data_dir / "lock.owner").unlink()  # written again at each open: here it cannot be
+        filler = fill(small_disk)
+        with smtpbridge.Client(data_dir, paused=True) as client:
+            assert client.open_warning == ""
+            assert client.outbox_stats()["queued"] == 5
+            assert [s["id"] for s in client.outbox_list()] == ids
+            busy = expect_error(BUSY, smtpbridge.Client, data_dir)
+            assert "holder unknown" in busy.message, busy.message
+            error = expect_error(IO, client.enqueue, message(subject="no room"))
+            assert str(data_dir) in error.message, error.message
+            assert [s["id"] for s in client.outbox_list()] == ids
+        with smtpbridge.Client(data_dir) as client:  # delivering, the disk still full
+            deadline = time.monotonic() + 20
+            while len(server.messages) < 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert sorted(m["Subject"] for m in server.messages) == [f"queued {n}" for n in range(5)]
+            filler.unlink()
+            assert [client.wait(id, 20_000)["state"] for id in ids] == ["sent"] * 5
+        assert len(server.messages) == 5  # each once
+    with smtpbridge.Client(data_dir, paused=True) as client:
+        assert [client.status(id)["state"] for id in ids] == ["sent"] * 5

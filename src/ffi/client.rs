@@ -30,7 +30,28 @@ use crate::Client;
 /// text beginning `"warning: "`, naming the file, the offset and the
 /// number of records lost. This is the one call that may leave
 /// `smtpb_last_error()` non-empty on success; a host that does not look
-/// loses nothing. An outbox spool of library 1.0 (the journal, format 1)
+/// loses nothing.
+///
+/// The store is checked before it is opened (several warnings are joined
+/// by `"; "`): a WAL (`spool/outbox.db-wal`) that lost committed
+/// transactions — a damaged frame or header, a WAL cut short or deleted
+/// after a crash — is reported with their number ("up to" when the frames
+/// are gone) and kept as `outbox.db-wal.damaged-<seconds>`; a missing or
+/// empty `spool/outbox.db` beside a used data_dir (it holds `store.json`,
+/// or a spool folder beside `config.json`/`credentials.json`) is reported
+/// and counted as 1 (the number lost is unknown), and a new store made;
+/// file format bytes of the store's header that would leave it read-only
+/// are reported and set back; a store that can only be read is reported;
+/// rows of messages not final that cannot be read are reported, skipped
+/// and counted. A fresh data_dir with a config.json copied in is not
+/// damage. Every damage is reported once.
+///
+/// On a full disk the open succeeds (`lock.owner`, which names the
+/// holder, is then not written: the lock still excludes, and a BUSY
+/// names the holder as unknown); messages are read and delivered, and
+/// calls that write fail with `SMTPB_ERR_IO` naming the file.
+///
+/// An outbox spool of library 1.0 (the journal, format 1)
 /// is migrated into the store (format 2) at the first open; the journal is
 /// kept beside it as `journal.log.v1-migrated-<seconds>`.
 ///

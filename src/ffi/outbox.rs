@@ -99,8 +99,12 @@ pub unsafe extern "C" fn smtpb_outbox_list(
 /// "cancelled", "paused": [profiles, "*" for all], "profiles": {"Default":
 /// {"sent_in_period", "limit", "period", "resets_at"}}, "damaged_records"}`.
 /// `damaged_records`: records of the spool lost to damage so far (see
-/// `smtpb_client_open`); 0 for a sound spool. Counts are kept by the store,
-/// so this does not scan the history.
+/// `smtpb_client_open`: transactions a damaged WAL lost, 1 for a store
+/// found missing, records a 1.0 journal lost) plus the rows found
+/// unreadable so far (each counted once: a row of a message not final at
+/// the open, a final one when a query, list or status first reads it);
+/// 0 for a sound spool. Counts are kept by the store, so this does not
+/// scan the history.
 ///
 /// Ownership: on success `*out_json` is the caller's to free with
 /// `smtpb_string_free`.

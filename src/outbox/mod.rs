@@ -16,10 +16,12 @@
 //! process died during its attempt) is queued again with
 //! `possible_duplicate`, keeping its Message-ID.
 
+pub mod damage;
 pub mod events;
 pub mod journal;
 pub mod spool;
 pub mod store;
+pub mod wal;
 
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -275,6 +277,15 @@ fn read_set(path: Option<&Path>) -> Result<BTreeSet<String>> {
     }
 }
 
+/// A change made at open that cannot be written (a full disk): the
+/// ledger holds it and the next write of the message records it; the
+/// store keeps the old state, which the next open reads the same way.
+fn keep_or_log(written: Result<()>) {
+    if let Err(e) = written {
+        log::warn!("{}", e.message());
+    }
+}
+
 /// The event of a state change.
 fn state_event(record: &Record) -> Value {
     let s = &record.status;
@@ -403,14 +414,14 @@ impl Outbox {
                 record = moved(record, State::Cancelled, None);
                 record.status.error = Some("the merge that made this message did not finish".into());
                 record.idempotency_key = None;
-                store.update(&record)?;
+                keep_or_log(store.update(&record));
             }
             if record.status.state == State::Sending {
                 // The process ended during this attempt: the server may
                 // have the message. Send it again with the same Message-ID.
                 record.status.state = State::Queued;
                 record.status.possible_duplicate = true;
-                store.update(&record)?;
+                keep_or_log(store.update(&record));
             }
             state.replace(record);
         }
@@ -428,7 +439,7 @@ impl Outbox {
             purge_wake: (Mutex::new(false), Condvar::new()),
         };
         if !unfinished.is_empty() {
-            outbox.save_staging(&outbox.lock().staging)?;
+            keep_or_log(outbox.save_staging(&outbox.lock().staging));
         }
         Ok(outbox)
     }
@@ -905,13 +916,26 @@ impl Outbox {
             if let Some((_, id)) = chosen {
                 let mut record = moved(state.entries[&id].clone(), State::Sending, None);
                 record.status.attempts += 1;
-                if let Err(e) = self.store().update(&record) {
+                let (written, full) = {
+                    let mut store = self.store();
+                    let written = store.update(&record);
+                    let full = written.is_err() && store.disk_full();
+                    (written, full)
+                };
+                if let (Err(e), false) = (&written, full) {
                     // Not durable: do not send what a restart cannot account for.
                     if let Some(entry) = state.entries.get_mut(&id) {
                         entry.status.error = Some(e.message().to_string());
                     }
                     state.reschedule(&id, now + 1000);
                     continue;
+                }
+                if full {
+                    // A full disk (ABI §20): the outbox drains all the
+                    // same. The store still says queued; the outcome is
+                    // written once there is room. Should the process end
+                    // before, the message goes again with its Message-ID.
+                    log::warn!("{} is sent although the disk is full (its sending state is not recorded)", id);
                 }
                 let event = state_event(&record);
                 state.replace(record.clone());

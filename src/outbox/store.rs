@@ -27,14 +27,20 @@
 //! open only renames it.
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::damage;
 use super::journal;
 use super::spool::Record;
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 use crate::status::State;
+
+/// WAL pages after which a commit folds the WAL into the database
+/// (a PASSIVE checkpoint): what damage to the WAL can cost is bounded by it.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 256;
 
 /// The store format this library writes.
 pub(crate) const FORMAT: u32 = 2;
@@ -141,6 +147,14 @@ pub struct Store {
     /// In memory only: final records not written yet, with their bytes
     /// (see [`Store::insert`]).
     pending: RefCell<Vec<(Record, Vec<u8>)>>,
+    /// Rows whose record cannot be read (by rowid): skipped by every read
+    /// and counted in [`Store::damaged_records`].
+    bad_rows: RefCell<BTreeSet<i64>>,
+    /// Records lost to damage found at this open and not yet written to
+    /// `meta` (the disk was full).
+    damaged_unsaved: Cell<i64>,
+    /// Whether the last write failed because the disk is full.
+    disk_full: Cell<bool>,
 }
 
 /// Final records an in-memory store gathers before writing them in one
@@ -172,17 +186,16 @@ impl Store {
             let conn = Connection::open_in_memory().map_err(|e| sql_error(None, "cannot open", e))?;
             conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
             conn.execute_batch(SCHEMA).map_err(|e| sql_error(None, "cannot create", e))?;
-            return Ok(Opened {
-                store: Store { conn, path: None, pending: RefCell::default() },
-                active: Vec::new(),
-                warnings: Vec::new(),
-            });
+            return Ok(Opened { store: Store::new(conn, None), active: Vec::new(), warnings: Vec::new() });
         };
         let dir = data_dir.join("spool");
+        let spool_existed = dir.is_dir();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, &e))?;
         let path = dir.join("outbox.db");
         let journal_path = dir.join("journal.log");
-        let mut warnings = Vec::new();
+        // Damage SQLite would pass over in silence, found before it opens.
+        let mut found = damage::before_open(data_dir, &path, spool_existed, journal_path.exists())?;
+        let mut warnings = std::mem::take(&mut found.warnings);
         // Refuse what this library cannot read before anything is written.
         let format = if path.exists() { Some(read_format(&path)?) } else { None };
         if let Some(v) = format {
@@ -213,10 +226,15 @@ impl Store {
         } else {
             None
         };
-        let conn = Connection::open(&path).map_err(|e| sql_error(Some(&path), "cannot open", e))?;
-        conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
-        let mut store = Store { conn, path: Some(path.clone()), pending: RefCell::default() };
-        store.configure(needs_setup)?;
+        let mut store = Store::open_file(&path, needs_setup, false).or_else(|first| {
+            // SQLite makes its WAL index (outbox.db-shm) by writing a byte
+            // per page of it, which fails on a full disk. In exclusive
+            // locking mode the index lives in memory: the data_dir is
+            // this client's alone anyway, so the outbox can drain.
+            let store = Store::open_file(&path, needs_setup, true).map_err(|_| first.clone())?;
+            log::warn!("{}; the store was opened with its WAL index in memory", first.message());
+            Ok::<_, Error>(store)
+        })?;
         if needs_setup {
             let tx = store.conn.transaction().map_err(|e| sql_error(Some(&path), "cannot write", e))?;
             tx.execute_batch(SCHEMA).map_err(|e| sql_error(Some(&path), "cannot create", e))?;
@@ -267,8 +285,101 @@ impl Store {
                 copy.display()
             );
         }
+        store.after_open(&found, &mut warnings);
         let active = store.active()?;
+        store.report_unreadable(&mut warnings);
         Ok(Opened { store, active, warnings })
+    }
+
+    /// A connection to the store at `path`, configured; `exclusive`: in
+    /// exclusive locking mode (the WAL index in memory, no `-shm` file).
+    fn open_file(path: &Path, fresh: bool, exclusive: bool) -> Result<Store> {
+        let conn = Connection::open(path).map_err(|e| sql_error(Some(path), "cannot open", e))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
+        if exclusive {
+            conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+                .map_err(|e| sql_error(Some(path), "cannot open", e))?;
+        }
+        let mut store = Store::new(conn, Some(path.to_path_buf()));
+        store.configure(fresh)?;
+        Ok(store)
+    }
+
+    fn new(conn: Connection, path: Option<PathBuf>) -> Store {
+        Store {
+            conn,
+            path,
+            pending: RefCell::default(),
+            bad_rows: RefCell::default(),
+            damaged_unsaved: Cell::new(0),
+            disk_full: Cell::new(false),
+        }
+    }
+
+    /// What follows the checks of [`damage::before_open`] once SQLite has
+    /// the store: the records lost are counted (in `meta`, or in memory
+    /// while the disk is full), the WAL with the damage is folded into the
+    /// database and truncated (so the damage is reported once), the store
+    /// is checked for being writable.
+    fn after_open(&mut self, found: &damage::Found, warnings: &mut Vec<String>) {
+        let path = self.path.clone().unwrap_or_default();
+        if found.lost > 0 {
+            self.damaged_unsaved.set(found.lost as i64);
+            self.save_damaged();
+        }
+        if found.wal_checked {
+            if let Err(e) = self.checkpoint() {
+                log::warn!("{}", e.message());
+            }
+        }
+        if self.conn.is_readonly("main").unwrap_or(false) {
+            let text = format!(
+                "warning: the outbox store {} can only be read (its header or its file permissions forbid \
+                 writing): mail is delivered, but no new message or change of state can be recorded",
+                path.display()
+            );
+            log::warn!("{text}");
+            warnings.push(text);
+        }
+        damage::mark_store(&path);
+    }
+
+    /// Says, at open, which rows of the messages not final (the rows an
+    /// open reads) cannot be read. The history is not read at open (that
+    /// would make the open as slow as the history is long): a damaged
+    /// final record is found, logged, skipped and counted when a query,
+    /// list or status reads it.
+    fn report_unreadable(&self, warnings: &mut Vec<String>) {
+        let n = self.bad_rows.borrow().len();
+        if n > 0 {
+            let text = format!(
+                "warning: {n} record(s) of the outbox store {} cannot be read (damaged): they are skipped \
+                 and counted in damaged_records; every other record stays readable",
+                self.path.as_deref().unwrap_or(Path::new(":memory:")).display()
+            );
+            log::warn!("{text}");
+            warnings.push(text);
+        }
+    }
+
+    /// Writes the records lost to damage found at this open to `meta`;
+    /// they stay counted in memory when it fails.
+    fn save_damaged(&self) {
+        let n = self.damaged_unsaved.get();
+        if n == 0 {
+            return;
+        }
+        let saved = self.write(|conn| {
+            conn.execute(
+                "INSERT INTO meta VALUES ('damaged_records', ?1) \
+                 ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+                params![n],
+            )
+        });
+        match saved {
+            Ok(_) => self.damaged_unsaved.set(0),
+            Err(e) => log::warn!("records lost to damage, counted in memory only: {}", e.message()),
+        }
     }
 
     fn configure(&mut self, fresh: bool) -> Result<()> {
@@ -279,6 +390,9 @@ impl Store {
         }
         self.conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
         self.conn.pragma_update(None, "synchronous", "FULL").map_err(e)?;
+        // Committed changes reach the database (out of reach of damage to
+        // the WAL) after at most this many pages, not SQLite's 1000.
+        self.conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES).map_err(e)?;
         self.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(e)?;
         Ok(())
     }
@@ -291,17 +405,39 @@ impl Store {
         for state in [State::Queued, State::Sending, State::Deferred] {
             let mut stmt = self
                 .conn
-                .prepare_cached("SELECT record FROM messages INDEXED BY messages_state WHERE state = ?1")
+                .prepare_cached("SELECT rowid, record FROM messages INDEXED BY messages_state WHERE state = ?1")
                 .map_err(|e| self.error("cannot read", e))?;
             let rows = stmt
-                .query_map(params![state_code(state)], |row| row.get::<_, String>(0))
+                .query_map(params![state_code(state)], |row| Ok((row.get(0)?, row.get(1)?)))
                 .map_err(|e| self.error("cannot read", e))?;
             for row in rows {
-                out.push(self.parse(&row.map_err(|e| self.error("cannot read", e))?)?);
+                let (rowid, text) = row.map_err(|e| self.error("cannot read", e))?;
+                out.extend(self.parse_row(rowid, &text));
             }
         }
         out.sort_by(|a, b| a.status.id.cmp(&b.status.id));
         Ok(out)
+    }
+
+    /// A row's record, or `None` when it cannot be read: the row is then
+    /// remembered as damaged (logged once, counted in
+    /// [`Store::damaged_records`]) and skipped by every read.
+    fn parse_row(&self, rowid: i64, text: &rusqlite::types::Value) -> Option<Record> {
+        if self.bad_rows.borrow().contains(&rowid) {
+            return None;
+        }
+        let parsed = match text {
+            rusqlite::types::Value::Text(t) => self.parse(t),
+            _ => Err(Error::new(Code::Io, "a record is not text".to_string())),
+        };
+        match parsed {
+            Ok(record) => Some(record),
+            Err(e) => {
+                log::warn!("{} (row {rowid}); it is skipped", e.message());
+                self.bad_rows.borrow_mut().insert(rowid);
+                None
+            }
+        }
     }
 
     fn parse(&self, text: &str) -> Result<Record> {
@@ -326,7 +462,9 @@ impl Store {
             conn.prepare_cached("COMMIT")?.execute([])?;
             Ok(value)
         };
-        run(&self.conn).map_err(|e| {
+        let result = run(&self.conn);
+        self.disk_full.set(matches!(&result, Err(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull)));
+        result.map_err(|e| {
             if !self.conn.is_autocommit() {
                 let _ = self.conn.prepare_cached("ROLLBACK").and_then(|mut stmt| stmt.execute([]));
             }
@@ -405,6 +543,11 @@ impl Store {
         })
     }
 
+    /// Whether the last write failed because the disk is full.
+    pub fn disk_full(&self) -> bool {
+        self.disk_full.get()
+    }
+
     /// Whether the store lives in memory (an in-memory client): nothing in
     /// it survives the process.
     pub fn in_memory(&self) -> bool {
@@ -423,12 +566,23 @@ impl Store {
     /// A message's record.
     pub fn get(&self, id: &str) -> Result<Option<Record>> {
         self.flush()?;
-        let text: Option<String> = self
+        let row: Option<(i64, rusqlite::types::Value)> = self
             .conn
-            .prepare_cached("SELECT record FROM messages WHERE id = ?1")
-            .and_then(|mut stmt| stmt.query_row(params![id], |row| row.get(0)).optional())
+            .prepare_cached("SELECT rowid, record FROM messages WHERE id = ?1")
+            .and_then(|mut stmt| stmt.query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?))).optional())
             .map_err(|e| self.error("cannot read", e))?;
-        text.map(|t| self.parse(&t)).transpose()
+        match row {
+            None => Ok(None),
+            Some((rowid, text)) => self.parse_row(rowid, &text).map(Some).ok_or_else(|| {
+                Error::new(
+                    Code::Io,
+                    format!(
+                        "the record of {id} in the outbox store {} is damaged and cannot be read",
+                        self.path.as_deref().unwrap_or(Path::new(":memory:")).display()
+                    ),
+                )
+            }),
+        }
     }
 
     /// The message that holds an idempotency key.
@@ -458,15 +612,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Records damaged beyond recovery so far (from the journal's migration
-    /// and from recovered stores).
+    /// Records damaged beyond recovery so far: lost from the journal's
+    /// migration and to damage found at an open (a damaged, truncated or
+    /// deleted WAL, a deleted database), plus the rows found unreadable.
     pub fn damaged_records(&self) -> i64 {
-        self.conn
+        let saved = self
+            .conn
             .query_row("SELECT value FROM meta WHERE key = 'damaged_records'", [], |row| row.get::<_, i64>(0))
             .optional()
             .ok()
             .flatten()
-            .unwrap_or(0)
+            .unwrap_or(0);
+        saved + self.damaged_unsaved.get() + self.bad_rows.borrow().len() as i64
     }
 
     /// The ids and states of a batch's messages.
@@ -486,17 +643,20 @@ impl Store {
     pub fn list(&self, state: Option<State>) -> Result<Vec<Record>> {
         self.flush()?;
         let (sql, code) = match state {
-            Some(s) => {
-                ("SELECT record FROM messages INDEXED BY messages_state WHERE state = ?1 ORDER BY id", state_code(s))
-            }
-            None => ("SELECT record FROM messages WHERE ?1 = ?1 ORDER BY id", 0),
+            Some(s) => (
+                "SELECT rowid, record FROM messages INDEXED BY messages_state WHERE state = ?1 ORDER BY id",
+                state_code(s),
+            ),
+            None => ("SELECT rowid, record FROM messages WHERE ?1 = ?1 ORDER BY id", 0),
         };
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.error("cannot read", e))?;
-        let rows =
-            stmt.query_map(params![code], |row| row.get::<_, String>(0)).map_err(|e| self.error("cannot read", e))?;
+        let rows = stmt
+            .query_map(params![code], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| self.error("cannot read", e))?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(self.parse(&row.map_err(|e| self.error("cannot read", e))?)?);
+            let (rowid, text) = row.map_err(|e| self.error("cannot read", e))?;
+            out.extend(self.parse_row(rowid, &text));
         }
         Ok(out)
     }
@@ -509,7 +669,7 @@ impl Store {
         // order), merged: newest first across them.
         let states: Vec<Option<State>> =
             if q.states.is_empty() { vec![None] } else { q.states.iter().copied().map(Some).collect() };
-        let mut rows: Vec<(String, String)> = Vec::new();
+        let mut rows: Vec<(String, Record)> = Vec::new();
         for state in states {
             rows.extend(self.query_one(q, state)?);
         }
@@ -517,14 +677,12 @@ impl Store {
         rows.dedup_by(|a, b| a.0 == b.0);
         let more = rows.len() > q.limit;
         rows.truncate(q.limit);
-        let mut out = Vec::with_capacity(rows.len());
-        for (_, text) in rows {
-            out.push(self.parse(&text)?);
-        }
-        Ok((out, more))
+        Ok((rows.into_iter().map(|(_, r)| r).collect(), more))
     }
 
-    fn query_one(&self, q: &Query, state: Option<State>) -> Result<Vec<(String, String)>> {
+    /// Up to `limit + 1` readable records of `q` in `state`, newest first,
+    /// by id. An unreadable row is skipped and the page read on past it.
+    fn query_one(&self, q: &Query, state: Option<State>) -> Result<Vec<(String, Record)>> {
         let mut clauses: Vec<String> = Vec::new();
         let mut values: Vec<rusqlite::types::Value> = Vec::new();
         let mut bind = |clause: &str, value: rusqlite::types::Value, values: &mut Vec<rusqlite::types::Value>| {
@@ -563,24 +721,39 @@ impl Store {
             bind("id < ?", V::Text(before.clone()), &mut values);
         }
         let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
-        let sql = format!("SELECT id, record FROM messages {filter} ORDER BY id DESC LIMIT {}", q.limit + 1);
+        // Known unreadable rows are read past; when more are found on the
+        // way the page is read again, longer.
+        let sql = format!("SELECT rowid, record FROM messages {filter} ORDER BY id DESC LIMIT ?{}", values.len() + 1);
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.error("cannot read", e))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(values), |row| Ok((row.get(0)?, row.get(1)?)))
-            .map_err(|e| self.error("cannot read", e))?;
-        let mut out: Vec<(String, String)> =
-            rows.collect::<rusqlite::Result<_>>().map_err(|e| self.error("cannot read", e))?;
-        if let Some(p) = &q.reference_prefix {
-            // The range above also holds a reference continuing with
-            // U+10FFFF itself; exactness is checked on the record.
-            out.retain(|(_, text)| {
-                serde_json::from_str::<Record>(text)
-                    .ok()
-                    .and_then(|r| r.status.reference)
-                    .is_some_and(|r| r.starts_with(p.as_str()))
-            });
+        loop {
+            let known_bad = self.bad_rows.borrow().len();
+            let limit = q.limit + 1 + known_bad;
+            let mut bound = values.clone();
+            bound.push(V::Integer(limit as i64));
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(bound), |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(|e| self.error("cannot read", e))?;
+            let mut read = 0;
+            let mut out: Vec<(String, Record)> = Vec::new();
+            for row in rows {
+                read += 1;
+                let (rowid, text): (i64, rusqlite::types::Value) = row.map_err(|e| self.error("cannot read", e))?;
+                let Some(record) = self.parse_row(rowid, &text) else { continue };
+                // The range above also holds a reference continuing with
+                // U+10FFFF itself; exactness is checked on the record.
+                if let Some(p) = &q.reference_prefix {
+                    if !record.status.reference.as_ref().is_some_and(|r| r.starts_with(p.as_str())) {
+                        continue;
+                    }
+                }
+                out.push((record.status.id.clone(), record));
+            }
+            let found_more_bad = self.bad_rows.borrow().len() > known_bad;
+            if out.len() > q.limit || read < limit || !found_more_bad {
+                out.truncate(q.limit + 1);
+                return Ok(out);
+            }
         }
-        Ok(out)
     }
 
     /// Deletes up to `limit` final messages created before `before_ms` in
