@@ -51,8 +51,7 @@ step "fuzz: a few seconds of each target (fuzz/; longer runs: scripts/fuzz.sh, d
 # fuzz/lsan.supp: a glibc allocation LeakSanitizer takes for a leak.
 export LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp"
 RUSTC_BOOTSTRAP=1 cargo fuzz build
-for target in message_json config smtp_reply spool_journal http_response graph oauth2_token \
-    oauth2_discovery id_token outbox_query outbox_purge merge credentials dkim_pem store_damage; do
+for target in $(ls fuzz/fuzz_targets | sed -n 's/\.rs$//p' | sort); do
     mkdir -p "fuzz/corpus/$target"
     RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
         -max_total_time="${FUZZ_SECONDS:-5}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 2>&1 | tail -n 3 ||
