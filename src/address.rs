@@ -7,7 +7,7 @@
 //! and names the one at fault.
 //!
 //! - A list is split at `;`, and at `,` once the text since the last split
-//!   holds an `@`: the comma in an unquoted display name (`Müller, Hans
+//!   holds an `@` (or nothing): the comma in an unquoted display name (`Müller, Hans
 //!   <h@…>`) comes before the address and does not split it. Separators
 //!   inside `"…"` or `<…>` never split.
 //! - One entry is `addr`, `<addr>`, `Name <addr>` or `"Name" <addr>`
@@ -54,7 +54,7 @@ pub fn split_list(text: &str) -> Vec<&str> {
                 false
             }
             ';' => !in_angle,
-            ',' => !in_angle && seen_at,
+            ',' => !in_angle && (seen_at || trim(&text[start..i]).is_empty()),
             _ => false,
         };
         if split {
@@ -195,6 +195,7 @@ mod tests {
             ]
         );
         assert_eq!(split_list(" a@x.example ;; b@y.example , "), vec!["a@x.example", "b@y.example"]);
+        assert!(split_list(" ; , ;").is_empty());
         assert_eq!(split_list("<a,b@x.example>"), vec!["<a,b@x.example>"]);
     }
 
