@@ -181,7 +181,8 @@ impl Client {
                 settings.name
             )));
         }
-        let user: Key = if settings.shared_credentials { None } else { user_id.map(str::to_string) };
+        // The credential the profile logs in with (its own, where it has one).
+        let user: Key = self.credential_user(&settings, user_id);
         let http = self.http_for(&settings)?;
         let endpoints = self.endpoints(&settings)?;
         let secret = self.client_secret(&settings)?;
@@ -500,7 +501,7 @@ impl Client {
         settings: &ProfileSettings,
         force: bool,
     ) -> std::result::Result<(String, Zeroizing<String>, OAuthInfo), LoginError> {
-        let username = self.credentials().shared_username().ok_or_else(|| {
+        let username = self.credentials().shared_username_of(&settings.name).ok_or_else(|| {
             Error::credentials(format!(
                 "profile {}: SMTPOAuth2Flow=ClientCredentials needs SMTPUsername (the mailbox to send as)",
                 settings.name
