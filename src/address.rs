@@ -213,8 +213,7 @@ mod tests {
         let list: AddressList = serde_json::from_str(r#""a@x.example; Müller, Hans <h@example.com>""#).unwrap();
         assert_eq!(list.0, vec![spec("a@x.example", None), spec("h@example.com", Some("Müller, Hans"))]);
         let list: AddressList =
-            serde_json::from_str(r#"["a@x.example, b@y.example", {"email": "c@z.example", "name": "C, D"}]"#)
-                .unwrap();
+            serde_json::from_str(r#"["a@x.example, b@y.example", {"email": "c@z.example", "name": "C, D"}]"#).unwrap();
         assert_eq!(list.len(), 3);
         assert_eq!(list[2], spec("c@z.example", Some("C, D")));
         assert!(serde_json::from_str::<AddressList>("42").is_err());

@@ -349,7 +349,9 @@ impl Config {
                 let name = self.profile_mut(profile).name.clone();
                 return Ok(SecretChange::ClientSecret { profile: name, secret: normalized });
             }
-            _ if def.name == "SMTPUsername" => return Ok(SecretChange::Username { profile: own, username: normalized }),
+            _ if def.name == "SMTPUsername" => {
+                return Ok(SecretChange::Username { profile: own, username: normalized })
+            }
             _ => {}
         }
         if def.scope == Scope::Global {

@@ -284,7 +284,9 @@ fn render(session: Session, args: RenderArgs) -> Outcome {
         None => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            out.write_all(eml.as_bytes()).and_then(|_| out.flush()).map_err(|e| io_failure("cannot write", Path::new("-"), &e))?;
+            out.write_all(eml.as_bytes())
+                .and_then(|_| out.flush())
+                .map_err(|e| io_failure("cannot write", Path::new("-"), &e))?;
         }
     }
     Ok(())
