@@ -320,6 +320,16 @@ void SMTPB_CALL smtpb_client_close(smtpb_client *c);
  * message and is persisted in data_dir (atomic write). SMTPUsername and
  * SMTPPassword go to the credential store, encrypted.
  *
+ * Shared credential per profile: SMTPUsername and SMTPPassword without a
+ * prefix are the global shared credential (the NULL user of
+ * `smtpb_credentials_set`); `Name.SMTPUsername` and `Name.SMTPPassword`
+ * are profile Name's own (the credential `smtpb_credentials_set` calls
+ * `"Name:"`). They form one credential: a profile with either of its own
+ * logs in with its own username and password, a profile with neither
+ * uses the global ones. SMTPOAuth2ClientSecret is per profile as before.
+ * SMTPTestAddresses takes addresses separated by `;` or `,` (display
+ * names allowed, kept as the bare addresses).
+ *
  * Ownership: `key` and `value` are borrowed for the call.
  *
  * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL client or key, bad UTF-8);
@@ -336,7 +346,9 @@ smtpb_result SMTPB_CALL smtpb_config_set(smtpb_client *c, const char *key, const
 
 /**
  * Reads the effective value of a key, defaults included ("" when the key
- * has no value). SMTPPassword cannot be read back.
+ * has no value). SMTPPassword cannot be read back. `Name.SMTPUsername` is
+ * profile Name's own shared username, else the global one (the one its
+ * messages would use).
  *
  * Ownership: on success `*out_value` is a string the caller frees with
  * `smtpb_string_free`.
@@ -451,6 +463,21 @@ smtpb_result SMTPB_CALL smtpb_blacklist_list(smtpb_client *c, char **out_json);
  * (AES-256-GCM, key from PBKDF2-HMAC-SHA256 over the master secret); the
  * password never appears in a file, an error or an export in plaintext.
  * `password` may be "" (SMTPAuthentication=Optional) but not NULL.
+ *
+ * Per profile: a `user_id` of the form `"profile:user_id"` (the part
+ * before the first `:` a profile name, in any letter case; the profile
+ * need not exist yet) is that user's credential for that profile alone,
+ * and `"profile:"` is the profile's own shared credential (the one
+ * `profile.SMTPUsername`/`profile.SMTPPassword` set). A message of
+ * profile P and user U logs in with `"P:U"` when it is stored, else with
+ * U's credential; with no user (or SMTPCredentials=Shared) with `"P:"`
+ * when stored, else the global shared credential. The same ids work in
+ * `smtpb_credentials_set_oauth2`, `smtpb_credentials_set_oauth2_refresh`,
+ * `smtpb_credentials_remove` and `smtpb_credentials_masked`, and
+ * `credentials_needed` events name the id the login used. A user id
+ * whose part before the first `:` is no profile name (`"a b:c"`) is a
+ * plain user id, as is any id stored by a 1.1 library: such an id keeps
+ * matching a message whose `user` is that same text.
  *
  * Ownership: every string is borrowed for the call.
  *
@@ -1075,6 +1102,33 @@ smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn
  * recorded by then, its status is written (`failed`, `error_code` 9), as
  * for every refusal made after EHLO (SIZE, STARTTLS, AUTH mechanism).
  *
+ * Addresses may be written as Outlook users type them: `"Müller, Hans
+ * <h@example.com>"`, `"<h@example.com>"` or `"\"Doe; Jane\" <j@example.com>"`
+ * wherever an address string is taken (`from`, `reply_to`, `to`, `cc`,
+ * `bcc`); and `to`, `cc` and `bcc` may each be one string, or hold
+ * strings, of several addresses separated by `;` or `,`
+ * (`"a@x.example; b@y.example"`). `;` always separates; `,` separates
+ * once an address (an `@`), or nothing, came since the last separator
+ * (empty entries are dropped), so the comma of
+ * an unquoted display name before its `<address>` does not split it.
+ * Separators inside `"…"` or `<…>` never split. Each address is then
+ * checked as any other (an entry without one is `SMTPB_ERR_MESSAGE`
+ * naming it); `recipients` in the status lists the bare addresses.
+ *
+ * Sender: a message without `from` is sent from the chosen profile's
+ * SMTPSenderEmail, with SMTPSenderName as its display name; a profile
+ * without SMTPSenderEmail makes such a message `SMTPB_ERR_MESSAGE` naming
+ * both keys.
+ *
+ * Test mode (SMTPTestMode): the envelope holds exactly SMTPTestAddresses;
+ * `X-Original-To` lists the original To and Cc; the profile's
+ * SMTPTestSubjectPrefix (default empty) is put before the subject, with a
+ * space between unless it ends in one (a host's own `mime_base64`
+ * message keeps its Subject). The status shows it as `"test_mode":
+ * {"redirected_to": [...], "original": [...]}` (`original`: the
+ * recipients after the blacklist, to, cc and bcc), and `null` when test
+ * mode was off for the message.
+ *
  * Addresses: an international domain (`user@bücher.example`) goes out as
  * its A-labels (`user@xn--bcher-kva.example`, UTS #46) in the envelope
  * and in the headers, which every server accepts; `recipients` in the
@@ -1117,8 +1171,8 @@ smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn
  * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL, bad UTF-8, malformed JSON,
  * unknown field, wrong type); `SMTPB_ERR_MESSAGE` (bad address, control
  * character in a header, missing/relative attachment, no body, no
- * recipient, too large); `SMTPB_ERR_CONFIG` (no usable profile or
- * sender); `SMTPB_ERR_NOT_FOUND` (unknown `profile`); `SMTPB_ERR_BLOCKED`
+ * recipient, too large, no `from` and no SMTPSenderEmail);
+ * `SMTPB_ERR_CONFIG` (no usable profile); `SMTPB_ERR_NOT_FOUND` (unknown `profile`); `SMTPB_ERR_BLOCKED`
  * (every recipient blacklisted); `SMTPB_ERR_CREDENTIALS`,
  * `SMTPB_ERR_CONNECT`, `SMTPB_ERR_TLS`, `SMTPB_ERR_AUTH` (before MAIL;
  * AUTH also when the server offers no mechanism the profile can use:
@@ -1135,7 +1189,9 @@ smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn
  * `c` is NULL or an open client; `message_json` is NULL or
  * NUL-terminated; `out_status_json` is NULL or writable.
  */
-smtpb_result SMTPB_CALL smtpb_send(smtpb_client *c, const char *message_json, char **out_status_json);
+smtpb_result SMTPB_CALL smtpb_send(smtpb_client *c,
+                        const char *message_json,
+                        char **out_status_json);
 
 /**
  * The status of a message by id (the status JSON of docs/REFERENCE.md).
@@ -1224,6 +1280,61 @@ smtpb_result SMTPB_CALL smtpb_merge(smtpb_client *c,
                          const char *template_json,
                          const char *recipients_json,
                          char **out_batch_json);
+
+/**
+ * Renders a message without sending it: writes the MIME (an `.eml`) the
+ * library would send for `message_json`, after profile choice, the
+ * blacklist, test mode (envelope, `X-Original-To`, SMTPTestSubjectPrefix)
+ * and DKIM signing, exactly as `smtpb_send` would build it. Nothing is
+ * sent, recorded or counted against a send limit; attachment files are
+ * read during the call. The Message-ID and Date are this rendering's: a
+ * message sent later gets its own. The rules of `smtpb_send` (message
+ * JSON, addresses, sender, test mode) apply.
+ *
+ * Ownership: `message_json` is borrowed for the call; on success
+ * `*out_eml` is a string (CRLF line ends) the caller frees with
+ * `smtpb_string_free`.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL, bad UTF-8, malformed JSON,
+ * unknown field, NULL `out_eml`); `SMTPB_ERR_MESSAGE` (as for
+ * `smtpb_send`; also a host's own 8-bit `mime_base64` message, which is
+ * not UTF-8 text); `SMTPB_ERR_CONFIG`; `SMTPB_ERR_NOT_FOUND` (unknown
+ * `profile`); `SMTPB_ERR_BLOCKED` (every recipient blacklisted);
+ * `SMTPB_ERR_STATE` (after shutdown).
+ *
+ * # Safety
+ * `c` is NULL or an open client; `message_json` is NULL or
+ * NUL-terminated; `out_eml` is NULL or writable.
+ */
+smtpb_result SMTPB_CALL smtpb_render(smtpb_client *c, const char *message_json, char **out_eml);
+
+/**
+ * Checks a message and the settings it would use, without sending or
+ * recording anything: `SMTPB_OK` when `smtpb_send` would get as far as
+ * talking to the server. Checked: the message JSON and its addresses,
+ * body and attachments (files are read), the profile choice, the sender,
+ * the blacklist, test mode's addresses, the size limit, the transport's
+ * settings (SMTPServer, or Graph's OAuth2), the DKIM key, and a
+ * credential to log in with for the message's `user` (SMTPAuthentication
+ * Required: a stored credential of the right kind with a username, and
+ * for a password a non-empty one; an OAuth2 token or sign-in for the
+ * user, or with ClientCredentials the client secret). No network: an
+ * OAuth2 token is neither fetched nor refreshed, and the server is not
+ * asked (use `smtpb_test_connection` for that).
+ *
+ * Ownership: `message_json` is borrowed for the call.
+ *
+ * Errors: those of `smtpb_send` found at the call
+ * (`SMTPB_ERR_INVALID_ARGUMENT`, `SMTPB_ERR_MESSAGE`, `SMTPB_ERR_CONFIG`,
+ * `SMTPB_ERR_NOT_FOUND`, `SMTPB_ERR_BLOCKED`, `SMTPB_ERR_STATE`), and
+ * `SMTPB_ERR_CREDENTIALS` (no usable credential for the user, naming the
+ * user and the profile; a store entry that does not decrypt).
+ *
+ * # Safety
+ * `c` is NULL or an open client; `message_json` is NULL or
+ * NUL-terminated.
+ */
+smtpb_result SMTPB_CALL smtpb_validate(smtpb_client *c, const char *message_json);
 
 /**
  * The ABI version of the loaded library (1). A host compares it with

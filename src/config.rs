@@ -23,6 +23,10 @@ use crate::json::{self, OrderedMap};
 pub enum Scope {
     Global,
     Profile,
+    /// Global without a prefix; `Name.Key` sets profile Name's own value,
+    /// which a profile without one does without (SMTPUsername,
+    /// SMTPPassword: the shared credential).
+    Both,
 }
 
 /// What a key accepts.
@@ -46,7 +50,7 @@ pub enum Kind {
     DkimKeyFile,
     /// One mail address.
     Email,
-    /// Comma-separated mail addresses.
+    /// Mail addresses separated by `;` or `,` (display names allowed).
     Emails,
     /// A sender domain, `@domain` or a full sender address.
     Filter,
@@ -128,6 +132,7 @@ pub static KEYS: &[KeyDef] = &[
     key!("SMTPDkimKeyFile", Profile, Kind::DkimKeyFile, None),
     key!("SMTPArchiveDir", Profile, Kind::Path, None),
     key!("SMTPMaxMessageBytes", Profile, Kind::Number(1, MS_MAX), Some("36700160")),
+    key!("SMTPTestSubjectPrefix", Profile, Kind::Text, None),
     key!("SMTPOAuth2Provider", Profile, Kind::Enum(OAUTH2_PROVIDER), Some("None")),
     key!("SMTPOAuth2Issuer", Profile, Kind::Url, None),
     key!("SMTPOAuth2Tenant", Profile, Kind::Host, Some("organizations")),
@@ -135,8 +140,8 @@ pub static KEYS: &[KeyDef] = &[
     key!("SMTPOAuth2ClientSecret", Profile, Kind::Secret, None),
     key!("SMTPOAuth2Scopes", Profile, Kind::Text, None),
     key!("SMTPOAuth2Flow", Profile, Kind::Enum(OAUTH2_FLOW), Some("Interactive")),
-    key!("SMTPUsername", Global, Kind::Text, None),
-    key!("SMTPPassword", Global, Kind::Secret, None),
+    key!("SMTPUsername", Both, Kind::Text, None),
+    key!("SMTPPassword", Both, Kind::Secret, None),
     key!("SMTPTestMode", Global, Kind::Bool, Some("false")),
     key!("SMTPTestAddresses", Global, Kind::Emails, None),
     key!("SMTPRetryInitialMs", Global, Kind::Number(1, MS_MAX), Some("60000")),
@@ -264,12 +269,19 @@ impl std::fmt::Debug for Derived {
 }
 
 /// A change a configuration call asks for that does not live in the
-/// configuration itself: the shared credential's username or password.
+/// configuration itself: the shared credential's username or password
+/// (`profile`: that profile's own shared credential; `None`: the global one).
 #[derive(Debug, PartialEq, Eq)]
 pub enum SecretChange {
     None,
-    Username(Option<String>),
-    Password(Option<String>),
+    Username {
+        profile: Option<String>,
+        username: Option<String>,
+    },
+    Password {
+        profile: Option<String>,
+        password: Option<String>,
+    },
     /// SMTPOAuth2ClientSecret of a profile.
     ClientSecret {
         profile: String,
@@ -342,15 +354,25 @@ impl Config {
             None => None,
             Some(v) => normalize(def, v)?,
         };
+        // The profile a prefixed SMTPUsername/SMTPPassword belongs to
+        // exists from now on, as with any profile key.
+        let own = match (def.scope, prefix) {
+            (Scope::Both, Some(p)) => Some(self.profile_mut(p).name.clone()),
+            _ => None,
+        };
         match def.kind {
-            Kind::Secret if def.name == "SMTPPassword" => return Ok(SecretChange::Password(normalized)),
+            Kind::Secret if def.name == "SMTPPassword" => {
+                return Ok(SecretChange::Password { profile: own, password: normalized })
+            }
             Kind::Secret => {
                 let profile = prefix.unwrap_or(DEFAULT_PROFILE);
                 // The profile exists from now on, as with any profile key.
                 let name = self.profile_mut(profile).name.clone();
                 return Ok(SecretChange::ClientSecret { profile: name, secret: normalized });
             }
-            _ if def.name == "SMTPUsername" => return Ok(SecretChange::Username(normalized)),
+            _ if def.name == "SMTPUsername" => {
+                return Ok(SecretChange::Username { profile: own, username: normalized })
+            }
             _ => {}
         }
         if def.scope == Scope::Global {
@@ -379,7 +401,7 @@ impl Config {
         if def.kind == Kind::Secret {
             return Err(Error::config(format!("{} cannot be read back", def.name)));
         }
-        if def.scope == Scope::Global {
+        if def.scope != Scope::Profile {
             return Ok(self.global_value(def.name).or(def.default).map(str::to_string));
         }
         let name = prefix.unwrap_or(DEFAULT_PROFILE);
@@ -504,7 +526,7 @@ impl Config {
         for (key, value) in &shape.global.0 {
             let def = key_def(key)
                 .ok_or_else(|| Error::config(format!("global: unknown configuration key \"{}\"", printable(key))))?;
-            if def.scope != Scope::Global {
+            if def.scope == Scope::Profile {
                 return Err(Error::config(format!("global: {} is a profile key, not a global one", def.name)));
             }
             let change = config.set(def.name, json_value(def, value)?.as_deref())?;
@@ -526,7 +548,7 @@ impl Config {
                 let def = key_def(key).ok_or_else(|| {
                     Error::config(format!("profile {name}: unknown configuration key \"{}\"", printable(key)))
                 })?;
-                if def.scope != Scope::Profile {
+                if def.scope == Scope::Global {
                     return Err(Error::config(format!(
                         "profile {name}: {} is a global key, not a profile one",
                         def.name
@@ -548,13 +570,15 @@ impl Config {
     }
 
     /// The JSON shape of `smtpb_config_export_json`: natural types, no
-    /// secret, loadable by [`Config::from_json`]. `username` is the shared
-    /// credential's username, kept in the credential store.
-    pub fn to_json(&self, username: Option<&str>) -> Value {
+    /// secret, loadable by [`Config::from_json`]. `username` gives the
+    /// shared credential's username of a profile (its own, not the global
+    /// one) or, for `None`, the global one: they are kept in the
+    /// credential store.
+    pub fn to_json(&self, username: impl Fn(Option<&str>) -> Option<String>) -> Value {
         let mut global = Map::new();
-        for def in KEYS.iter().filter(|d| d.scope == Scope::Global) {
+        for def in KEYS.iter().filter(|d| d.scope != Scope::Profile) {
             let value = match def.name {
-                "SMTPUsername" => username.map(str::to_string),
+                "SMTPUsername" => username(None),
                 "SMTPPassword" => None,
                 _ => self.global_value(def.name).map(str::to_string),
             };
@@ -571,6 +595,9 @@ impl Config {
                 for (k, v) in &p.values {
                     let def = key_def(k).expect("stored keys come from the table");
                     m.insert(k.to_string(), natural(def, v));
+                }
+                if let Some(own) = username(Some(&p.name)) {
+                    m.insert("SMTPUsername".into(), Value::String(own));
                 }
                 Value::Object(m)
             })
@@ -762,7 +789,9 @@ fn normalize(def: &KeyDef, raw: &str) -> Result<Option<String>> {
             .map(|_| Some(value.to_string()))
             .map_err(|_| bad("a mail address expected")),
         Kind::Emails => {
-            let list: Vec<&str> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            // Separated by `;` or `,`, display names allowed; kept as bare
+            // addresses separated by `,`.
+            let list: Vec<String> = crate::address::parse_list(value).into_iter().map(|a| a.email).collect();
             for a in &list {
                 crate::message::parse_address(a)
                     .map_err(|_| Error::config(format!("{}: \"{}\" is not a mail address", def.name, printable(a))))?;
@@ -931,6 +960,8 @@ pub struct ProfileSettings {
     pub dkim_key_file: Option<PathBuf>,
     pub archive_dir: Option<PathBuf>,
     pub max_message_bytes: u64,
+    /// SMTPTestSubjectPrefix: put before the subject of redirected mail.
+    pub test_subject_prefix: String,
     /// SMTPOAuth2Provider; `None` = the host supplies tokens.
     pub oauth2_provider: OAuth2Provider,
     /// SMTPOAuth2Issuer, defaults applied (no trailing slash).
@@ -1035,6 +1066,7 @@ impl ProfileSettings {
             dkim_key_file: text("SMTPDkimKeyFile").map(PathBuf::from),
             archive_dir: text("SMTPArchiveDir").map(PathBuf::from),
             max_message_bytes: num("SMTPMaxMessageBytes"),
+            test_subject_prefix: get("SMTPTestSubjectPrefix").unwrap_or_default(),
             oauth2_provider: match get("SMTPOAuth2Provider").as_deref() {
                 Some("Microsoft") => OAuth2Provider::Microsoft,
                 Some("Google") => OAuth2Provider::Google,
@@ -1150,7 +1182,23 @@ mod tests {
         assert!(e.message().contains("line 2"));
         let (next, changes) = c.import_keys("; host table\n\nSMTPServer = a.example\nSMTPPassword=pw\n").unwrap();
         assert_eq!(next.get("SMTPServer").unwrap().as_deref(), Some("a.example"));
-        assert_eq!(changes, vec![SecretChange::Password(Some("pw".into()))]);
+        assert_eq!(changes, vec![SecretChange::Password { profile: None, password: Some("pw".into()) }]);
+    }
+
+    #[test]
+    fn the_shared_credential_may_be_set_per_profile() {
+        let mut c = Config::new();
+        let change = c.set("backup.smtppassword", Some("pw-b")).unwrap();
+        assert_eq!(change, SecretChange::Password { profile: Some("backup".into()), password: Some("pw-b".into()) });
+        assert!(c.profile("Backup").is_some(), "the prefix creates the profile");
+        let change = c.set("SMTPUsername", Some("anna")).unwrap();
+        assert_eq!(change, SecretChange::Username { profile: None, username: Some("anna".into()) });
+        let (_, changes) = Config::from_json(r#"{"profiles":[{"name":"B","SMTPUsername":"bob"}]}"#).unwrap();
+        assert_eq!(changes, vec![SecretChange::Username { profile: Some("B".into()), username: Some("bob".into()) }]);
+        let v = c.to_json(|p| p.map(|p| format!("own-{p}")));
+        assert_eq!(v["profiles"][0]["SMTPUsername"], "own-backup");
+        assert!(v["global"].get("SMTPUsername").is_none());
+        assert!(c.set("Backup.SMTPTestMode", Some("true")).is_err());
     }
 
     #[test]
@@ -1161,7 +1209,7 @@ mod tests {
         c.set("Backup.SMTPEnabled", Some("false")).unwrap();
         c.set("SMTPTestMode", Some("true")).unwrap();
         c.blacklist_add("@Spam.example").unwrap();
-        let v = c.to_json(Some("anna"));
+        let v = c.to_json(|p| p.is_none().then(|| "anna".to_string()));
         assert_eq!(v["profiles"][0]["SMTPServerPort"], 2525);
         assert_eq!(v["global"]["SMTPUsername"], "anna");
         assert!(v["global"].get("SMTPPassword").is_none());

@@ -162,6 +162,33 @@ fn open_sealed(cipher: &Aes256Gcm, sealed: &Sealed, aad: &[u8]) -> Option<Zeroiz
     cipher.decrypt(Nonce::from_slice(&nonce), Payload { msg: &ciphertext, aad }).ok().map(Zeroizing::new)
 }
 
+/// The user id of `user`'s credential for `profile` alone: `profile:user`
+/// (`profile:` for the profile's own shared credential, `user` `None`).
+pub fn profile_user_id(profile: &str, user: Option<&str>) -> String {
+    format!("{profile}:{}", user.unwrap_or(""))
+}
+
+/// A `profile:user` id split in two, when what comes before the first `:`
+/// is a profile name; the profile matches in any letter case.
+pub fn split_profile_id(id: &str) -> Option<(&str, &str)> {
+    let (profile, user) = id.split_once(':')?;
+    crate::config::check_profile_name(profile).ok()?;
+    Some((profile, user))
+}
+
+/// Whether a stored user id names the same credential as `asked`.
+fn same_user(stored: Option<&str>, asked: Option<&str>) -> bool {
+    match (stored, asked) {
+        (None, None) => true,
+        (Some(a), Some(b)) if a == b => true,
+        (Some(a), Some(b)) => match (split_profile_id(a), split_profile_id(b)) {
+            (Some((pa, ua)), Some((pb, ub))) => pa.eq_ignore_ascii_case(pb) && ua == ub,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 fn user_label(user_id: Option<&str>) -> String {
     match user_id {
         Some(u) => format!("user \"{}\"", crate::config::printable(u)),
@@ -219,7 +246,18 @@ impl CredentialStore {
     }
 
     fn find(&self, user_id: Option<&str>) -> Option<&Entry> {
-        self.file.entries.iter().find(|e| e.user_id.as_deref() == user_id)
+        self.file.entries.iter().find(|e| same_user(e.user_id.as_deref(), user_id))
+    }
+
+    /// The user id whose credential a message of `profile` and `user`
+    /// (`None`: the shared credential) logs in with: the profile's own
+    /// (`profile:user`, `profile:`) when there is one, else `user`.
+    pub fn resolve(&self, profile: &str, user: Option<&str>) -> Option<String> {
+        let own = profile_user_id(profile, user);
+        match self.find(Some(&own)) {
+            Some(_) => Some(own),
+            None => user.map(str::to_string),
+        }
     }
 
     /// Stores `username` and `secret` for `user_id` (`None` = shared),
@@ -244,7 +282,7 @@ impl CredentialStore {
             provider: None,
         };
         let mut next = self.file.clone();
-        next.entries.retain(|e| e.user_id.as_deref() != user_id);
+        next.entries.retain(|e| !same_user(e.user_id.as_deref(), user_id));
         next.entries.push(entry);
         self.commit(next)
     }
@@ -273,7 +311,7 @@ impl CredentialStore {
             provider: Some(provider.to_string()),
         };
         let mut next = self.file.clone();
-        next.entries.retain(|e| e.user_id.as_deref() != user_id);
+        next.entries.retain(|e| !same_user(e.user_id.as_deref(), user_id));
         next.entries.push(entry);
         self.commit(next)
     }
@@ -319,26 +357,32 @@ impl CredentialStore {
         self.commit(next)
     }
 
-    /// Changes the shared credential's username and keeps its password.
-    pub fn set_shared_username(&mut self, username: Option<&str>) -> Result<()> {
-        let current = self.get(None)?;
+    /// Changes the shared credential's username and keeps its password:
+    /// `profile`'s own shared credential, or with `None` the global one.
+    pub fn set_shared_username(&mut self, profile: Option<&str>, username: Option<&str>) -> Result<()> {
+        let id = profile.map(|p| profile_user_id(p, None));
+        let id = id.as_deref();
+        let current = self.get(id)?;
         match (username, current) {
             (None, None) => Ok(()),
             (u, Some(c)) => match (&c.refresh, &c.provider) {
-                (Some(r), Some(p)) => self.set_oauth2_refreshable(None, u.unwrap_or(""), &c.secret, c.expires_at, r, p),
-                _ => self.set(None, u.unwrap_or(""), &c.secret, c.kind, c.expires_at),
+                (Some(r), Some(p)) => self.set_oauth2_refreshable(id, u.unwrap_or(""), &c.secret, c.expires_at, r, p),
+                _ => self.set(id, u.unwrap_or(""), &c.secret, c.kind, c.expires_at),
             },
-            (Some(u), None) => self.set(None, u, "", SecretKind::Password, 0),
+            (Some(u), None) => self.set(id, u, "", SecretKind::Password, 0),
         }
     }
 
-    /// Changes the shared credential's password and keeps its username.
-    pub fn set_shared_password(&mut self, password: Option<&str>) -> Result<()> {
-        let username = self.find(None).map(|e| e.username.clone()).unwrap_or_default();
+    /// Changes the shared credential's password and keeps its username
+    /// (`profile` as for [`CredentialStore::set_shared_username`]).
+    pub fn set_shared_password(&mut self, profile: Option<&str>, password: Option<&str>) -> Result<()> {
+        let id = profile.map(|p| profile_user_id(p, None));
+        let id = id.as_deref();
+        let username = self.find(id).map(|e| e.username.clone()).unwrap_or_default();
         match password {
-            Some(p) => self.set(None, &username, p, SecretKind::Password, 0),
-            None if username.is_empty() => self.remove(None).map(|_| ()),
-            None => self.set(None, &username, "", SecretKind::Password, 0),
+            Some(p) => self.set(id, &username, p, SecretKind::Password, 0),
+            None if username.is_empty() => self.remove(id).map(|_| ()),
+            None => self.set(id, &username, "", SecretKind::Password, 0),
         }
     }
 
@@ -348,7 +392,7 @@ impl CredentialStore {
             return Ok(false);
         }
         let mut next = self.file.clone();
-        next.entries.retain(|e| e.user_id.as_deref() != user_id);
+        next.entries.retain(|e| !same_user(e.user_id.as_deref(), user_id));
         self.commit(next)?;
         Ok(true)
     }
@@ -356,6 +400,8 @@ impl CredentialStore {
     /// Opens the credential of `user_id` for use.
     pub fn get(&self, user_id: Option<&str>) -> Result<Option<Credential>> {
         let Some(entry) = self.find(user_id) else { return Ok(None) };
+        // Sealed under the id it was stored with (a profile in another case).
+        let user_id = entry.user_id.as_deref();
         let aad = associated_data(user_id, &entry.username, entry.kind, entry.expires_at);
         let plaintext = open_sealed(&self.cipher, &entry.sealed, &aad).ok_or_else(|| {
             Error::credentials(format!(
@@ -394,6 +440,17 @@ impl CredentialStore {
     /// The shared credential's username, if one is set.
     pub fn shared_username(&self) -> Option<String> {
         self.find(None).map(|e| e.username.clone()).filter(|u| !u.is_empty())
+    }
+
+    /// The shared username a message of `profile` uses: the profile's
+    /// own, else the global one.
+    pub fn shared_username_of(&self, profile: &str) -> Option<String> {
+        self.profile_username(profile).or_else(|| self.shared_username())
+    }
+
+    /// The username of `profile`'s own shared credential, if it has one.
+    pub fn profile_username(&self, profile: &str) -> Option<String> {
+        self.find(Some(&profile_user_id(profile, None))).map(|e| e.username.clone()).filter(|u| !u.is_empty())
     }
 
     /// The masked view of `smtpb_credentials_masked`.
@@ -533,6 +590,25 @@ mod tests {
         let store = CredentialStore::open(Some(path.clone()), b"master").unwrap();
         assert_eq!(store.get(Some("emp-2")).err().unwrap().code(), Code::Credentials);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn profile_credentials_are_found_in_any_letter_case_and_fall_back() {
+        let mut store = CredentialStore::open(None, b"m").unwrap();
+        store.set(Some("emp-1"), "anna", "pw-all", SecretKind::Password, 0).unwrap();
+        store.set(Some("Backup:emp-1"), "anna-b", "pw-b", SecretKind::Password, 0).unwrap();
+        store.set_shared_password(Some("Backup"), Some("shared-b")).unwrap();
+        assert_eq!(store.resolve("BACKUP", Some("emp-1")).as_deref(), Some("BACKUP:emp-1"));
+        assert_eq!(store.get(Some("backup:emp-1")).unwrap().unwrap().secret.as_str(), "pw-b");
+        assert_eq!(store.resolve("Default", Some("emp-1")).as_deref(), Some("emp-1"));
+        assert_eq!(store.resolve("Default", None), None);
+        assert_eq!(store.get(store.resolve("backup", None).as_deref()).unwrap().unwrap().secret.as_str(), "shared-b");
+        // One entry per profile and user, whatever the case it is set in.
+        store.set(Some("BACKUP:emp-1"), "anna-c", "pw-c", SecretKind::Password, 0).unwrap();
+        assert_eq!(store.file.entries.len(), 3);
+        assert!(store.remove(Some("backup:emp-1")).unwrap());
+        assert_eq!(store.resolve("Backup", Some("emp-1")).as_deref(), Some("emp-1"));
+        assert_eq!(split_profile_id("not a profile:x"), None);
     }
 
     #[test]

@@ -25,6 +25,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod address;
 pub mod advice;
 pub mod archive;
 pub mod client;

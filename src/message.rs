@@ -17,11 +17,13 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::address::AddressList;
 use crate::config::{check_text, printable};
 use crate::error::{Error, Result};
 use crate::json::{self, OrderedMap};
 
-/// An address as the host gives it: `"a@b"` or `{"email", "name"}`.
+/// An address as the host gives it: `"a@b"`, `"Name <a@b>"` (see
+/// [`crate::address`]) or `{"email", "name"}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AddressSpec {
     pub email: String,
@@ -37,7 +39,7 @@ impl<'de> Deserialize<'de> for AddressSpec {
                 f.write_str("an address string or {\"email\", \"name\"}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<AddressSpec, E> {
-                Ok(AddressSpec { email: v.to_string(), name: None })
+                Ok(crate::address::parse_entry(v))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<AddressSpec, A::Error> {
                 #[derive(Deserialize)]
@@ -84,11 +86,11 @@ pub struct MessageJson {
     #[serde(default)]
     pub reply_to: Option<AddressSpec>,
     #[serde(default)]
-    pub to: Vec<AddressSpec>,
+    pub to: AddressList,
     #[serde(default)]
-    pub cc: Vec<AddressSpec>,
+    pub cc: AddressList,
     #[serde(default)]
-    pub bcc: Vec<AddressSpec>,
+    pub bcc: AddressList,
     #[serde(default)]
     pub subject: Option<String>,
     #[serde(default)]

@@ -50,6 +50,10 @@ pub static KEY_DOCS: &[(&str, &str)] = &[
     ("SMTPArchiveDir", "Folder for sent copies; when set, every message of the profile is archived."),
     ("SMTPMaxMessageBytes", "Largest message accepted, in bytes of MIME."),
     (
+        "SMTPTestSubjectPrefix",
+        "Put before the subject of mail that test mode redirects (e.g. `[TEST] `); empty: the subject is kept.",
+    ),
+    (
         "SMTPOAuth2Provider",
         "`None` (the host supplies tokens), `Microsoft`, `Google` or `OpenID`: who signs users in (SMTPAuthModel=OAuth2).",
     ),
@@ -68,10 +72,17 @@ pub static KEY_DOCS: &[(&str, &str)] = &[
         "SMTPOAuth2Flow",
         "`Interactive` (each user signs in) or `ClientCredentials` (an app token for the shared credential).",
     ),
-    ("SMTPUsername", "Username of the shared credential (the same store as a NULL user)."),
-    ("SMTPPassword", "Password of the shared credential; stored encrypted, never read back or exported."),
+    (
+        "SMTPUsername",
+        "Username of the shared credential (the same store as a NULL user); `Name.SMTPUsername` is profile Name's own.",
+    ),
+    (
+        "SMTPPassword",
+        "Password of the shared credential, stored encrypted, never read back or exported; `Name.SMTPPassword` is \
+         profile Name's own (a profile without its own uses the global one).",
+    ),
     ("SMTPTestMode", "Redirect every message to SMTPTestAddresses."),
-    ("SMTPTestAddresses", "Comma-separated addresses that receive every message in test mode."),
+    ("SMTPTestAddresses", "Addresses, separated by `;` or `,`, that receive every message in test mode."),
     ("SMTPRetryInitialMs", "First retry delay of the outbox, in ms (doubled per attempt, with jitter)."),
     ("SMTPRetryMaxMs", "Longest retry delay, in ms."),
     ("SMTPRetryMaxAgeMs", "A message still not delivered after this many ms fails with its last error."),
@@ -176,7 +187,7 @@ fn values(kind: &Kind) -> String {
         Kind::CaFile => "absolute path (PEM certificates)".into(),
         Kind::DkimKeyFile => "absolute path (PEM private key)".into(),
         Kind::Email => "mail address".into(),
-        Kind::Emails => "comma-separated addresses".into(),
+        Kind::Emails => "addresses separated by `;` or `,`".into(),
         Kind::Filter => "domain, `@domain` or address".into(),
         Kind::Secret => "secret (write-only)".into(),
     }
@@ -193,6 +204,7 @@ pub fn keys_markdown() -> String {
         let scope = match key.scope {
             Scope::Global => "global",
             Scope::Profile => "profile",
+            Scope::Both => "global or profile",
         };
         let default = match key.default {
             Some("") | None => "—".to_string(),

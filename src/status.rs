@@ -75,6 +75,16 @@ impl Refusal {
     }
 }
 
+/// Where test mode (SMTPTestMode) sent a message instead of its own
+/// recipients: the status's `test_mode`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestMode {
+    /// The test addresses that got it (the envelope).
+    pub redirected_to: Vec<String>,
+    /// The recipients it had (to, cc and bcc, blacklisted ones left out).
+    pub original: Vec<String>,
+}
+
 /// The status of one message.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Status {
@@ -108,6 +118,9 @@ pub struct Status {
     /// The HTTP status of the last Graph attempt.
     #[serde(default)]
     pub http_status: Option<u16>,
+    /// Test mode's redirection; `None` when test mode was off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_mode: Option<TestMode>,
 }
 
 impl Status {
@@ -136,6 +149,7 @@ impl Status {
             advice: None,
             transport: None,
             http_status: None,
+            test_mode: None,
         }
     }
 
@@ -183,6 +197,7 @@ impl Status {
             "advice": self.advice.as_ref().filter(|_| matches!(self.state, State::Failed | State::Deferred)),
             "transport": self.transport,
             "http_status": self.http_status,
+            "test_mode": self.test_mode,
         })
     }
 }

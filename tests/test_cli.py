@@ -10,6 +10,8 @@ The binary is ``target/release/smtpbridge`` (``cargo build --release
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import json
 import os
 import pty
@@ -456,3 +458,29 @@ def test_login_signs_a_user_in_and_their_mail_goes(data_dir: Path, tmp_path: Pat
         if path.is_file():
             content = path.read_bytes()
             assert not any(secret.encode() in content for secret in secrets), path
+
+
+# --- render (1.2) --------------------------------------------------------------------------------
+
+
+def test_render_prints_the_mime_and_sends_nothing(data_dir, tmp_path):
+    with RecordingServer() as server:
+        point_at(data_dir, server.port, "SMTPTestMode=true", "SMTPTestAddresses=qa@test.example",
+                 "SMTPTestSubjectPrefix=[TEST]")
+        body = tmp_path / "body.txt"
+        body.write_text("Guten Tag\n")
+        done = cli(data_dir, "render", "--to", "Müller, Hans <h@example.com>; b@example.com",
+                   "--subject", "Rechnung", "--text", str(body))
+        assert done.returncode == 0, done.stderr
+        parsed = email.parser.BytesParser(policy=email.policy.default).parsebytes(done.stdout.encode())
+        assert parsed["Subject"] == "[TEST] Rechnung"
+        assert [(a.display_name, a.addr_spec) for a in parsed["To"].addresses] == [
+            ("Müller, Hans", "h@example.com"), ("", "b@example.com")]
+        assert parsed["X-Original-To"] == "h@example.com, b@example.com"
+        out = tmp_path / "message.eml"
+        assert cli(data_dir, "render", "--to", "a@x.example", "--text", str(body), "--out", str(out)).returncode == 0
+        assert b"a@x.example" in out.read_bytes()
+        assert server.connections == 0
+    assert ok(data_dir, "outbox", "list") == []
+    error = fails(data_dir, MESSAGE, "render", "--to", "not an address", "--text", str(body))
+    assert "not an address" in error["error"]

@@ -141,7 +141,8 @@ def test_prefixed_keys_set_their_own_profile(client):
 
 
 def test_global_key_with_a_prefix_is_config_error(client):
-    for key in ("Backup.SMTPTestMode", "Default.SMTPUsername", "Backup.SMTPPassword", "X.SMTPDeliveryThreads"):
+    # SMTPUsername and SMTPPassword take a prefix since 1.2 (a profile's own shared credential).
+    for key in ("Backup.SMTPTestMode", "Default.SMTPTestAddresses", "X.SMTPDeliveryThreads"):
         error = expect_error(CONFIG, client.config_set, key, "true")
         assert key.split(".")[1] in error.message
 

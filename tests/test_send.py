@@ -288,12 +288,12 @@ def test_from_and_reply_to_fall_back_to_the_profile_keys(client, server):
     assert received(server)["Reply-To"] == "replies@firm.example"
 
 
-def test_no_from_and_no_profile_sender_is_config_error(client, server):
+def test_no_from_and_no_profile_sender_is_message_error_naming_both_keys(client, server):
     configure(client, server)
     msg = message()
     del msg["from"]
-    error = expect_error(CONFIG, client.send, msg)
-    assert "SMTPSenderEmail" in error.message
+    error = expect_error(MESSAGE, client.send, msg)
+    assert "Default.SMTPSenderEmail" in error.message and "Default.SMTPSenderName" in error.message
     assert server.connections == 0
 
 

@@ -143,3 +143,58 @@ def test_test_mode_without_addresses_is_config_error_at_send(client, main, addre
     expect_error(CONFIG, client.enqueue, message())
     client.flush(2000)
     assert main.messages == [] and main.connections == 0
+
+
+# --- 1.2: test mode in the status, SMTPTestSubjectPrefix (ABI §20) ------------------------------
+
+
+def test_the_status_names_the_test_addresses_and_the_original_recipients(testing, main):
+    status = testing.send(message(to=TO, cc=CC, bcc=BCC))
+    assert status["test_mode"] == {"redirected_to": QA, "original": ORIGINAL + BCC}
+    assert testing.status(status["id"])["test_mode"] == status["test_mode"]
+    [m] = main.wait_for(1, WAIT_S)
+    check_redirected(m)
+
+
+def test_the_status_test_mode_is_null_when_test_mode_is_off(client, main):
+    configure(client, main)
+    status = client.send(message())
+    assert "test_mode" in status and status["test_mode"] is None
+    assert main.wait_for(1, WAIT_S)[0].rcpt_tos == ["client@example.com"]
+
+
+def test_the_subject_prefix_goes_before_the_subject_of_redirected_mail_only(testing, main):
+    testing.config_set("SMTPTestSubjectPrefix", "[TEST]")
+    assert testing.config_get("SMTPTestSubjectPrefix") == "[TEST]"
+    testing.send(message(to=TO, subject="Your invoice"))
+    testing.config_set("SMTPTestSubjectPrefix", "TEST: ")
+    testing.send(message(to=TO, subject="Zweite Mahnung für Müller"))
+    first, second = main.wait_for(2, WAIT_S)
+    assert first.parsed["Subject"] == "[TEST] Your invoice"
+    assert second.parsed["Subject"] == "TEST: Zweite Mahnung für Müller"
+    testing.config_set("SMTPTestMode", False)
+    testing.send(message(to=["real@example.com"], subject="Your invoice"))
+    third = main.wait_for(3, WAIT_S)[2]
+    assert third.rcpt_tos == ["real@example.com"] and third.parsed["Subject"] == "Your invoice"
+
+
+def test_the_subject_prefix_is_a_profile_key(testing, main, backup):
+    configure(testing, backup, profile="Backup", SMTPTestSubjectPrefix="[BACKUP TEST]")
+    testing.send(message(subject="via default"))
+    testing.send(message(profile="Backup", subject="via backup"))
+    assert main.wait_for(1, WAIT_S)[0].parsed["Subject"] == "via default"
+    assert backup.wait_for(1, WAIT_S)[0].parsed["Subject"] == "[BACKUP TEST] via backup"
+    expect_error(CONFIG, testing.config_set, "SMTPTestSubjectPrefix", "bad\nprefix")
+
+
+def test_test_addresses_take_semicolons_and_display_names(client, main):
+    configure(client, main)
+    client.configure(SMTPTestMode=True,
+                     SMTPTestAddresses="qa1@test.example; Tester, QA <qa2@test.example>")
+    assert client.config_get("SMTPTestAddresses") == "qa1@test.example,qa2@test.example"
+    status = client.send(message(to=TO, cc=CC))
+    assert status["test_mode"]["redirected_to"] == QA
+    [m] = main.wait_for(1, WAIT_S)
+    assert sorted(m.rcpt_tos) == QA
+    error = expect_error(CONFIG, client.config_set, "SMTPTestAddresses", "qa1@test.example; not-an-address")
+    assert "not-an-address" in error.message

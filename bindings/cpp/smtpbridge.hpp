@@ -326,6 +326,21 @@ public:
         });
     }
 
+    // smtpb_render (1.2): the MIME (.eml text, CRLF line ends) message_json
+    // would be sent as, after profile choice, test mode and DKIM; nothing
+    // is sent or recorded.
+    std::string render(const std::string &message_json) {
+        return detail::out_string("smtpb_render", [&](char **out) {
+            return smtpb_render(handle(), detail::arg(message_json, "message_json"), out);
+        });
+    }
+
+    // smtpb_validate (1.2): checks message_json and the settings it would
+    // use, sending nothing; throws Error naming what is wrong.
+    void validate(const std::string &message_json) {
+        detail::check(smtpb_validate(handle(), detail::arg(message_json, "message_json")));
+    }
+
     // smtpb_merge: one message per recipient of recipients_json from
     // template_json, queued as one batch; returns {"batch_id", "ids", "count"}.
     std::string merge(const std::string &template_json, const std::string &recipients_json) {

@@ -180,6 +180,16 @@ static void test_send(Client &client, const fs::path &attachment) {
     CHECK(field(again, "state") == "sent");
     EXPECT_ERROR(SMTPB_ERR_NOT_FOUND, client.status("01ARZ3NDEKTSV4RRFFQ69G5FAV"));
 
+    // 1.2: render and validate send and record nothing; lists as typed in Outlook.
+    const std::string typed = R"({"to": "Müller, Hans <h@example.com>; b@example.com", "subject": "Rendered",)"
+                              R"( "text": "looked at"})";
+    const std::string eml = client.render(typed);
+    CHECK(contains(eml, "Subject: Rendered\r\n"));
+    CHECK(contains(eml, "<h@example.com>") && contains(eml, "b@example.com"));
+    client.validate(typed);
+    EXPECT_ERROR(SMTPB_ERR_MESSAGE, client.render(R"({"to": "not an address", "text": "t"})"));
+    EXPECT_ERROR(SMTPB_ERR_MESSAGE, client.validate(R"({"to": [], "text": "t"})"));
+
     // Errors before the message is recorded carry no status...
     auto status = EXPECT_ERROR(SMTPB_ERR_MESSAGE,
                                client.send(R"({"to": ["a@example.com"], "text": "t",)"

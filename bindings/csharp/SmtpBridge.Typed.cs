@@ -278,6 +278,19 @@ namespace SmtpBridge
         public string SmtpResponse { get; set; }
     }
 
+    /// <summary>Where test mode (SMTPTestMode) sent a message instead of its own recipients.</summary>
+    [DataContract]
+    public sealed class TestModeInfo
+    {
+        /// <summary>The test addresses that got it.</summary>
+        [DataMember(Name = "redirected_to")]
+        public List<string> RedirectedTo { get; set; }
+
+        /// <summary>The recipients it had (to, cc and bcc, blacklisted ones left out).</summary>
+        [DataMember(Name = "original")]
+        public List<string> Original { get; set; }
+    }
+
     /// <summary>Where the archived copy of a sent message was filed.</summary>
     [DataContract]
     public sealed class ArchiveInfo
@@ -352,6 +365,8 @@ namespace SmtpBridge
         [DataMember(Name = "archive")] public ArchiveInfo Archive { get; set; }
         /// <summary>Diagnostics: the recognised cause, when there is one; else null.</summary>
         [DataMember(Name = "advice")] public Advice Advice { get; set; }
+        /// <summary>1.2: where test mode sent the message instead; null when test mode was off.</summary>
+        [DataMember(Name = "test_mode")] public TestModeInfo TestMode { get; set; }
 
         public MessageState State { get { return Parse.State(StateName); } }
 
@@ -500,6 +515,18 @@ namespace SmtpBridge
         public string Enqueue(Message message)
         {
             return Enqueue(Json.Write(Required(message, "message")));
+        }
+
+        /// <summary>The MIME (.eml text) the message would be sent as; nothing is sent or recorded.</summary>
+        public string Render(Message message)
+        {
+            return Render(Json.Write(Required(message, "message")));
+        }
+
+        /// <summary>Checks the message and the settings it would use; throws SmtpBridgeException.</summary>
+        public void Validate(Message message)
+        {
+            Validate(Json.Write(Required(message, "message")));
         }
 
         /// <summary>One message per recipient from the template, as one batch.</summary>

@@ -345,6 +345,27 @@ namespace SmtpBridge
             return Ensure.Output("smtpb_enqueue", code, output);
         }
 
+        /// <summary>
+        /// smtpb_render: the MIME (.eml text, CRLF line ends) the message
+        /// (JSON) would be sent as, after profile choice, test mode and
+        /// DKIM; nothing is sent or recorded.
+        /// </summary>
+        public string Render(string messageJson)
+        {
+            IntPtr output;
+            int code = NativeMethods.smtpb_render(Handle, Utf8.In(messageJson, "messageJson"), out output);
+            return Ensure.Output("smtpb_render", code, output);
+        }
+
+        /// <summary>
+        /// smtpb_validate: checks a message (JSON) and the settings it would
+        /// use, sending nothing; throws SmtpBridgeException naming what is wrong.
+        /// </summary>
+        public void Validate(string messageJson)
+        {
+            Ensure.Success(NativeMethods.smtpb_validate(Handle, Utf8.In(messageJson, "messageJson")));
+        }
+
         /// <summary>smtpb_merge: one message per recipient from a template, as one batch; returns {"batch_id", "ids", "count"}.</summary>
         public string Merge(string templateJson, string recipientsJson)
         {
@@ -906,6 +927,12 @@ namespace SmtpBridge
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int smtpb_enqueue(ClientHandle c, byte[] messageJson, out IntPtr id);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_render(ClientHandle c, byte[] messageJson, out IntPtr eml);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_validate(ClientHandle c, byte[] messageJson);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int smtpb_merge(ClientHandle c, byte[] templateJson, byte[] recipientsJson, out IntPtr batchJson);

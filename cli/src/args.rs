@@ -63,6 +63,9 @@ pub enum Command {
     },
     /// Send one message now (or queue it with --queue).
     Send(Box<SendArgs>),
+    /// Print the MIME (.eml) a message would be sent as (after profile
+    /// choice, test mode and DKIM); sends and records nothing.
+    Render(Box<RenderArgs>),
     /// Mail merge: one message per CSV row from a template message.
     Merge(MergeArgs),
     /// Watch and control the outbox.
@@ -131,10 +134,33 @@ pub enum ConfigCommand {
 
 #[derive(Args, Debug)]
 pub struct SendArgs {
+    #[command(flatten)]
+    pub message: MessageArgs,
+    /// Queue the message in the outbox and wait for its delivery (with retries)
+    /// instead of one attempt now.
+    #[arg(long)]
+    pub queue: bool,
+    /// With --queue: seconds to wait for the outcome (0 = return once queued).
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub message: MessageArgs,
+    /// Write the .eml to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// A message given on the command line (send, render).
+#[derive(Args, Debug)]
+pub struct MessageArgs {
     /// Sender address (default: the profile's SMTPSenderEmail).
     #[arg(long)]
     pub from: Option<String>,
-    /// Recipient (repeat for more).
+    /// Recipient (repeat for more; one value may list several, separated by ; or ,).
     #[arg(long, required_unless_present_any = ["cc", "bcc"])]
     pub to: Vec<String>,
     /// Copy recipient (repeat for more).
@@ -164,13 +190,6 @@ pub struct SendArgs {
     /// The host's reference, kept in the status.
     #[arg(long)]
     pub reference: Option<String>,
-    /// Queue the message in the outbox and wait for its delivery (with retries)
-    /// instead of one attempt now.
-    #[arg(long)]
-    pub queue: bool,
-    /// With --queue: seconds to wait for the outcome (0 = return once queued).
-    #[arg(long, default_value_t = 120)]
-    pub timeout: u32,
 }
 
 #[derive(Args, Debug)]

@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
-use crate::args::{Cli, Command, ConfigCommand, CredentialsCommand, OutboxCommand, SendArgs};
+use crate::args::{Cli, Command, ConfigCommand, CredentialsCommand, MessageArgs, OutboxCommand, RenderArgs, SendArgs};
 use crate::output;
 
 /// Why a command failed: the result code (the exit status), the message, and
@@ -132,6 +132,7 @@ pub fn run(cli: Cli) -> Outcome {
             let delivery = if args.queue { Delivery::Run } else { Delivery::Held };
             send(open(dir, delivery)?, *args, json)
         }
+        Command::Render(args) => render(open(dir, Delivery::Held)?, *args),
         Command::Merge(args) => {
             // Read and check the input before the data directory is opened.
             let template = read_text(&args.template)?;
@@ -249,8 +250,8 @@ fn absolute(path: &Path) -> Outcome<String> {
         .ok_or_else(|| Failure::new(Code::InvalidArgument, format!("{}: the path is not UTF-8", path.display())))
 }
 
-fn send(session: Session, args: SendArgs, json: bool) -> Outcome {
-    let client = &session.client;
+/// The message JSON of the command line's message arguments.
+fn message_json(args: MessageArgs) -> Outcome<String> {
     let mut message = json!({"to": args.to, "cc": args.cc, "bcc": args.bcc, "subject": args.subject});
     let fields = [("from", args.from), ("profile", args.profile), ("user", args.user), ("reference", args.reference)];
     for (field, value) in fields {
@@ -267,7 +268,33 @@ fn send(session: Session, args: SendArgs, json: bool) -> Outcome {
     let attachments: Vec<Value> =
         args.attach.iter().map(|p| Ok(json!({"path": absolute(p)?}))).collect::<Outcome<_>>()?;
     message["attachments"] = json!(attachments);
-    let message = message.to_string();
+    Ok(message.to_string())
+}
+
+/// Prints (or writes) the MIME a message would be sent as.
+fn render(session: Session, args: RenderArgs) -> Outcome {
+    let client = &session.client;
+    let message = message_json(args.message)?;
+    let eml = client.render(&message)?;
+    match &args.out {
+        Some(path) => {
+            let path = std::path::absolute(path).map_err(|e| io_failure("cannot resolve", path, &e))?;
+            std::fs::write(&path, eml.as_bytes()).map_err(|e| io_failure("cannot write", &path, &e))?;
+        }
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(eml.as_bytes())
+                .and_then(|_| out.flush())
+                .map_err(|e| io_failure("cannot write", Path::new("-"), &e))?;
+        }
+    }
+    Ok(())
+}
+
+fn send(session: Session, args: SendArgs, json: bool) -> Outcome {
+    let client = &session.client;
+    let message = message_json(args.message)?;
     if !args.queue {
         let outcome = client.send(&message);
         return match outcome.result {

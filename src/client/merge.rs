@@ -33,7 +33,7 @@ struct MergeRecipient {
     #[serde(default, deserialize_with = "json::objects")]
     attachments: Vec<PartSpec>,
     #[serde(default)]
-    cc: Vec<AddressSpec>,
+    cc: crate::address::AddressList,
     #[serde(default)]
     reference: Option<String>,
 }

@@ -4,6 +4,7 @@
 mod merge;
 mod oauth;
 mod pipeline;
+mod render;
 pub(crate) use oauth::OAuthInfo;
 #[allow(unused_imports)] // for the Graph transport
 pub(crate) use pipeline::LoginError;
@@ -358,7 +359,7 @@ impl Client {
         if **config != next {
             if let Some(dir) = &self.inner.data_dir {
                 let text =
-                    serde_json::to_vec_pretty(&next.to_json(None)).map_err(|e| Error::internal(e.to_string()))?;
+                    serde_json::to_vec_pretty(&next.to_json(|_| None)).map_err(|e| Error::internal(e.to_string()))?;
                 fsutil::atomic_write(&config::config_path(dir), &text, false)?;
             }
             *config = Arc::new(next);
@@ -378,8 +379,12 @@ impl Client {
         let mut store = self.credentials();
         match change {
             SecretChange::None => return Ok(()),
-            SecretChange::Username(u) => store.set_shared_username(u.as_deref())?,
-            SecretChange::Password(p) => store.set_shared_password(p.as_deref())?,
+            SecretChange::Username { profile, username } => {
+                store.set_shared_username(profile.as_deref(), username.as_deref())?
+            }
+            SecretChange::Password { profile, password } => {
+                store.set_shared_password(profile.as_deref(), password.as_deref())?
+            }
             SecretChange::ClientSecret { profile, secret } => {
                 store.set_client_secret(&profile, secret.as_deref())?;
                 drop(store);
@@ -420,13 +425,19 @@ impl Client {
         })
     }
 
-    /// The effective value of a key ("" when it has none).
+    /// The effective value of a key ("" when it has none). A profile's
+    /// SMTPUsername is its own, else the global one.
     pub fn config_get(&self, key: &str) -> Result<String> {
         self.check_open()?;
         if config::key_def(key.rsplit('.').next().unwrap_or(key)).is_some_and(|d| d.name == "SMTPUsername") {
             // Validate the key (prefix rules) before answering from the store.
             self.read_config().get(key)?;
-            return Ok(self.credentials().shared_username().unwrap_or_default());
+            let store = self.credentials();
+            let username = match key.split_once('.') {
+                Some((profile, _)) => store.shared_username_of(profile),
+                None => store.shared_username(),
+            };
+            return Ok(username.unwrap_or_default());
         }
         Ok(self.read_config().get(key)?.unwrap_or_default())
     }
@@ -447,8 +458,12 @@ impl Client {
     /// The configuration as JSON, without secrets.
     pub fn config_export_json(&self) -> Result<String> {
         self.check_open()?;
-        let username = self.credentials().shared_username();
-        Ok(self.read_config().to_json(username.as_deref()).to_string())
+        let store = self.credentials();
+        let username = |profile: Option<&str>| match profile {
+            Some(p) => store.profile_username(p),
+            None => store.shared_username(),
+        };
+        Ok(self.read_config().to_json(username).to_string())
     }
 
     /// Stores a password credential for `user_id` (`None` = shared).

@@ -211,7 +211,8 @@ impl Client {
                 settings.name
             )));
         }
-        let user: Key = if settings.shared_credentials { None } else { user_id.map(str::to_string) };
+        // The credential the profile logs in with (its own, where it has one).
+        let user: Key = self.credential_user(&settings, user_id);
         let http = self.http_for(&settings)?;
         let endpoints = self.endpoints(&settings)?;
         let secret = self.client_secret(&settings)?;
@@ -542,7 +543,7 @@ impl Client {
         settings: &ProfileSettings,
         force: bool,
     ) -> std::result::Result<(String, Zeroizing<String>, OAuthInfo), LoginError> {
-        let username = self.credentials().shared_username().unwrap_or_default();
+        let username = self.credentials().shared_username_of(&settings.name).unwrap_or_default();
         let key = settings.name.to_ascii_lowercase();
         let _one = self.oauth().app_lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = fsutil::unix_now();

@@ -16,7 +16,7 @@ use crate::message::{self, BuildContext, MessageSpec};
 use crate::outbox::spool::Record;
 use crate::outbox::{Attempt, RetryPolicy};
 use crate::smtp::{Login, Mail};
-use crate::status::{State, Status};
+use crate::status::{State, Status, TestMode};
 use crate::transport::PoolKey;
 
 /// Chooses the profile for a message (ABI §4 "Profile choice"): the
@@ -50,6 +50,16 @@ pub(super) fn choose_profile(config: &Config, explicit: Option<&str>, sender: Op
         .into_iter()
         .next()
         .ok_or_else(|| Error::config("no enabled profile: set SMTPServer (and SMTPEnabled) for at least one profile"))
+}
+
+/// Puts SMTPTestSubjectPrefix before a redirected message's subject, with
+/// a space between unless the prefix ends in one.
+fn prefix_subject(subject: &mut String, prefix: &str) {
+    if prefix.is_empty() {
+        return;
+    }
+    let space = if prefix.ends_with([' ', '\t']) || subject.is_empty() { "" } else { " " };
+    *subject = format!("{prefix}{space}{subject}");
 }
 
 /// An envelope address with its domain as A-labels.
@@ -128,7 +138,8 @@ impl Client {
     }
 
     /// The login for a profile and a message's user: the user's credential
-    /// (SMTPCredentials=PerUser), else the shared one; `None` when the
+    /// (SMTPCredentials=PerUser), else the shared one, each the profile's
+    /// own (`profile:user`, `profile:`) where it has one; `None` when the
     /// profile does not authenticate, or (Optional) has no credential. An
     /// OAuth2 token the library can refresh is refreshed first when it
     /// expires within min(5 minutes, half its lifetime), or whatever its expiry with `force`;
@@ -144,7 +155,8 @@ impl Client {
         if settings.authentication == Authentication::None {
             return Ok((None, None, None));
         }
-        let user = if settings.shared_credentials || settings.oauth2_client_credentials { None } else { user };
+        let user = self.credential_user(settings, user);
+        let user = user.as_deref();
         let wants_oauth = settings.auth_model == config::AuthModel::OAuth2;
         if wants_oauth {
             if let Some((username, token, info)) = self.oauth_token(settings, user, force)? {
@@ -164,8 +176,11 @@ impl Client {
             }
         }
         let credential = self.credentials().get(user)?;
-        let who = || match user {
-            Some(u) => format!("user \"{}\"", config::printable(u)),
+        let who = || match user.map(|u| (u, crate::credentials::split_profile_id(u))) {
+            Some((_, Some((profile, "")))) => {
+                format!("the shared credential of profile {profile} ({profile}.SMTPUsername/{profile}.SMTPPassword)")
+            }
+            Some((u, _)) => format!("user \"{}\"", config::printable(u)),
             None => "the shared credential (SMTPUsername/SMTPPassword)".to_string(),
         };
         let Some(credential) = credential else {
@@ -200,6 +215,14 @@ impl Client {
         Ok((user.map(str::to_string), Some(Login { username: credential.username, secret: credential.secret }), None))
     }
 
+    /// The user id of the credential a message of `user` logs in with on
+    /// `settings`' profile: the user's (SMTPCredentials=PerUser) or the
+    /// shared one (`None`), the profile's own where it has one.
+    pub(super) fn credential_user(&self, settings: &ProfileSettings, user: Option<&str>) -> Option<String> {
+        let user = if settings.shared_credentials || settings.oauth2_client_credentials { None } else { user };
+        self.credentials().resolve(&settings.name, user)
+    }
+
     /// Runs the pipeline up to the bytes: profile, blacklist, test mode,
     /// MIME and DKIM. Returns the message's record (state `state`) and its
     /// bytes. Errors here are not recorded.
@@ -215,8 +238,9 @@ impl Client {
                 message::parse_address(email).map_err(|e| e.context("SMTPSenderEmail"))?,
             ),
             (None, None) => {
-                return Err(Error::config(format!(
-                    "the message has no from, and profile {} has no SMTPSenderEmail",
+                return Err(Error::message_error(format!(
+                    "the message has no from, and profile {0} has no default sender: set {0}.SMTPSenderEmail \
+                     (and {0}.SMTPSenderName), or give the message a from",
                     settings.name
                 )))
             }
@@ -235,14 +259,17 @@ impl Client {
             return Err(Error::new(Code::Blocked, "every recipient is on the blacklist"));
         }
         let global = config.global_settings();
-        let (envelope_to, original_to) = if global.test_mode {
+        let envelope: Vec<String> = allowed.iter().map(|r| r.mailbox.email.to_string()).collect();
+        let (envelope_to, original_to, test_mode) = if global.test_mode {
             if global.test_addresses.is_empty() {
                 return Err(Error::config("SMTPTestMode is on, but SMTPTestAddresses is empty"));
             }
             let original: Vec<String> = spec.to.iter().chain(&spec.cc).map(|r| r.mailbox.email.to_string()).collect();
-            (global.test_addresses.clone(), Some(original.join(", ")))
+            prefix_subject(&mut spec.subject, &settings.test_subject_prefix);
+            let test_mode = TestMode { redirected_to: global.test_addresses.clone(), original: envelope };
+            (global.test_addresses.clone(), Some(original.join(", ")), Some(test_mode))
         } else {
-            (allowed.iter().map(|r| r.mailbox.email.to_string()).collect(), None)
+            (envelope, None, None)
         };
         // International domains go out as A-labels, in the envelope and
         // in the headers: every server takes those, with or without
@@ -295,6 +322,7 @@ impl Client {
             message_id,
             recipients,
             blocked,
+            test_mode,
             ..Status::new(id, settings.name.clone(), state)
         };
         let record = Record {
@@ -412,8 +440,7 @@ impl Client {
         // session that is pooled under the old revision, never the new.
         let revision = self.credential_revision();
         // The credential the login uses: the message's user's, or shared.
-        let credential_user =
-            if settings.shared_credentials || settings.oauth2_client_credentials { None } else { record.user.clone() };
+        let credential_user = self.credential_user(&settings, record.user.as_deref());
         let mut login = self.login_with(&settings, record.user.as_deref(), false);
         let mut revision = revision;
         let mut retried = false;

@@ -12,6 +12,16 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 /// message and is persisted in data_dir (atomic write). SMTPUsername and
 /// SMTPPassword go to the credential store, encrypted.
 ///
+/// Shared credential per profile: SMTPUsername and SMTPPassword without a
+/// prefix are the global shared credential (the NULL user of
+/// `smtpb_credentials_set`); `Name.SMTPUsername` and `Name.SMTPPassword`
+/// are profile Name's own (the credential `smtpb_credentials_set` calls
+/// `"Name:"`). They form one credential: a profile with either of its own
+/// logs in with its own username and password, a profile with neither
+/// uses the global ones. SMTPOAuth2ClientSecret is per profile as before.
+/// SMTPTestAddresses takes addresses separated by `;` or `,` (display
+/// names allowed, kept as the bare addresses).
+///
 /// Ownership: `key` and `value` are borrowed for the call.
 ///
 /// Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL client or key, bad UTF-8);
@@ -33,7 +43,9 @@ pub unsafe extern "C" fn smtpb_config_set(
 }
 
 /// Reads the effective value of a key, defaults included ("" when the key
-/// has no value). SMTPPassword cannot be read back.
+/// has no value). SMTPPassword cannot be read back. `Name.SMTPUsername` is
+/// profile Name's own shared username, else the global one (the one its
+/// messages would use).
 ///
 /// Ownership: on success `*out_value` is a string the caller frees with
 /// `smtpb_string_free`.

@@ -11,6 +11,21 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 /// password never appears in a file, an error or an export in plaintext.
 /// `password` may be "" (SMTPAuthentication=Optional) but not NULL.
 ///
+/// Per profile: a `user_id` of the form `"profile:user_id"` (the part
+/// before the first `:` a profile name, in any letter case; the profile
+/// need not exist yet) is that user's credential for that profile alone,
+/// and `"profile:"` is the profile's own shared credential (the one
+/// `profile.SMTPUsername`/`profile.SMTPPassword` set). A message of
+/// profile P and user U logs in with `"P:U"` when it is stored, else with
+/// U's credential; with no user (or SMTPCredentials=Shared) with `"P:"`
+/// when stored, else the global shared credential. The same ids work in
+/// `smtpb_credentials_set_oauth2`, `smtpb_credentials_set_oauth2_refresh`,
+/// `smtpb_credentials_remove` and `smtpb_credentials_masked`, and
+/// `credentials_needed` events name the id the login used. A user id
+/// whose part before the first `:` is no profile name (`"a b:c"`) is a
+/// plain user id, as is any id stored by a 1.1 library: such an id keeps
+/// matching a message whose `user` is that same text.
+///
 /// Ownership: every string is borrowed for the call.
 ///
 /// Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL client, username or password;

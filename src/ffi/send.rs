@@ -31,6 +31,33 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 /// recorded by then, its status is written (`failed`, `error_code` 9), as
 /// for every refusal made after EHLO (SIZE, STARTTLS, AUTH mechanism).
 ///
+/// Addresses may be written as Outlook users type them: `"Müller, Hans
+/// <h@example.com>"`, `"<h@example.com>"` or `"\"Doe; Jane\" <j@example.com>"`
+/// wherever an address string is taken (`from`, `reply_to`, `to`, `cc`,
+/// `bcc`); and `to`, `cc` and `bcc` may each be one string, or hold
+/// strings, of several addresses separated by `;` or `,`
+/// (`"a@x.example; b@y.example"`). `;` always separates; `,` separates
+/// once an address (an `@`), or nothing, came since the last separator
+/// (empty entries are dropped), so the comma of
+/// an unquoted display name before its `<address>` does not split it.
+/// Separators inside `"…"` or `<…>` never split. Each address is then
+/// checked as any other (an entry without one is `SMTPB_ERR_MESSAGE`
+/// naming it); `recipients` in the status lists the bare addresses.
+///
+/// Sender: a message without `from` is sent from the chosen profile's
+/// SMTPSenderEmail, with SMTPSenderName as its display name; a profile
+/// without SMTPSenderEmail makes such a message `SMTPB_ERR_MESSAGE` naming
+/// both keys.
+///
+/// Test mode (SMTPTestMode): the envelope holds exactly SMTPTestAddresses;
+/// `X-Original-To` lists the original To and Cc; the profile's
+/// SMTPTestSubjectPrefix (default empty) is put before the subject, with a
+/// space between unless it ends in one (a host's own `mime_base64`
+/// message keeps its Subject). The status shows it as `"test_mode":
+/// {"redirected_to": [...], "original": [...]}` (`original`: the
+/// recipients after the blacklist, to, cc and bcc), and `null` when test
+/// mode was off for the message.
+///
 /// Addresses: an international domain (`user@bücher.example`) goes out as
 /// its A-labels (`user@xn--bcher-kva.example`, UTS #46) in the envelope
 /// and in the headers, which every server accepts; `recipients` in the
@@ -73,8 +100,8 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 /// Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL, bad UTF-8, malformed JSON,
 /// unknown field, wrong type); `SMTPB_ERR_MESSAGE` (bad address, control
 /// character in a header, missing/relative attachment, no body, no
-/// recipient, too large); `SMTPB_ERR_CONFIG` (no usable profile or
-/// sender); `SMTPB_ERR_NOT_FOUND` (unknown `profile`); `SMTPB_ERR_BLOCKED`
+/// recipient, too large, no `from` and no SMTPSenderEmail);
+/// `SMTPB_ERR_CONFIG` (no usable profile); `SMTPB_ERR_NOT_FOUND` (unknown `profile`); `SMTPB_ERR_BLOCKED`
 /// (every recipient blacklisted); `SMTPB_ERR_CREDENTIALS`,
 /// `SMTPB_ERR_CONNECT`, `SMTPB_ERR_TLS`, `SMTPB_ERR_AUTH` (before MAIL;
 /// AUTH also when the server offers no mechanism the profile can use:
@@ -221,4 +248,70 @@ pub unsafe extern "C" fn smtpb_merge(
         write_out(out_batch_json, batch);
         Ok(())
     })
+}
+
+/// Renders a message without sending it: writes the MIME (an `.eml`) the
+/// library would send for `message_json`, after profile choice, the
+/// blacklist, test mode (envelope, `X-Original-To`, SMTPTestSubjectPrefix)
+/// and DKIM signing, exactly as `smtpb_send` would build it. Nothing is
+/// sent, recorded or counted against a send limit; attachment files are
+/// read during the call. The Message-ID and Date are this rendering's: a
+/// message sent later gets its own. The rules of `smtpb_send` (message
+/// JSON, addresses, sender, test mode) apply.
+///
+/// Ownership: `message_json` is borrowed for the call; on success
+/// `*out_eml` is a string (CRLF line ends) the caller frees with
+/// `smtpb_string_free`.
+///
+/// Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL, bad UTF-8, malformed JSON,
+/// unknown field, NULL `out_eml`); `SMTPB_ERR_MESSAGE` (as for
+/// `smtpb_send`; also a host's own 8-bit `mime_base64` message, which is
+/// not UTF-8 text); `SMTPB_ERR_CONFIG`; `SMTPB_ERR_NOT_FOUND` (unknown
+/// `profile`); `SMTPB_ERR_BLOCKED` (every recipient blacklisted);
+/// `SMTPB_ERR_STATE` (after shutdown).
+///
+/// # Safety
+/// `c` is NULL or an open client; `message_json` is NULL or
+/// NUL-terminated; `out_eml` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smtpb_render(
+    c: *mut smtpb_client,
+    message_json: *const c_char,
+    out_eml: *mut *mut c_char,
+) -> smtpb_result {
+    clear_out(out_eml);
+    with_client("smtpb_render", c, |client| {
+        required_out(out_eml, "out_eml")?;
+        write_out(out_eml, client.render(str_arg(message_json, "message_json")?)?);
+        Ok(())
+    })
+}
+
+/// Checks a message and the settings it would use, without sending or
+/// recording anything: `SMTPB_OK` when `smtpb_send` would get as far as
+/// talking to the server. Checked: the message JSON and its addresses,
+/// body and attachments (files are read), the profile choice, the sender,
+/// the blacklist, test mode's addresses, the size limit, the transport's
+/// settings (SMTPServer, or Graph's OAuth2), the DKIM key, and a
+/// credential to log in with for the message's `user` (SMTPAuthentication
+/// Required: a stored credential of the right kind with a username, and
+/// for a password a non-empty one; an OAuth2 token or sign-in for the
+/// user, or with ClientCredentials the client secret). No network: an
+/// OAuth2 token is neither fetched nor refreshed, and the server is not
+/// asked (use `smtpb_test_connection` for that).
+///
+/// Ownership: `message_json` is borrowed for the call.
+///
+/// Errors: those of `smtpb_send` found at the call
+/// (`SMTPB_ERR_INVALID_ARGUMENT`, `SMTPB_ERR_MESSAGE`, `SMTPB_ERR_CONFIG`,
+/// `SMTPB_ERR_NOT_FOUND`, `SMTPB_ERR_BLOCKED`, `SMTPB_ERR_STATE`), and
+/// `SMTPB_ERR_CREDENTIALS` (no usable credential for the user, naming the
+/// user and the profile; a store entry that does not decrypt).
+///
+/// # Safety
+/// `c` is NULL or an open client; `message_json` is NULL or
+/// NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn smtpb_validate(c: *mut smtpb_client, message_json: *const c_char) -> smtpb_result {
+    with_client("smtpb_validate", c, |client| client.validate(str_arg(message_json, "message_json")?))
 }

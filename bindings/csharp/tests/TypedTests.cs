@@ -121,6 +121,23 @@ internal static class TypedTests
         Expect(ResultCode.Message, () => client.Send(empty));
     }
 
+    private static void TestRenderAndValidate(Client client)
+    {
+        var message = new Message { Subject = "Rendered, not sent", Text = "looked at" };
+        message.To.Add(new Address("h@example.com", "Müller, Hans"));
+        string eml = client.Render(message);
+        Check(eml.Contains("Subject: Rendered, not sent\r\n"), "rendered subject: " + eml);
+        Check(eml.Contains("<h@example.com>"), "rendered recipient");
+        client.Validate(message);
+        // The JSON layer takes a list typed as in Outlook.
+        string typed = client.Render("{\"to\": \"Müller, Hans <h@example.com>; second@example.com\", "
+            + "\"subject\": \"typed\", \"text\": \"x\"}");
+        Check(typed.Contains("<h@example.com>") && typed.Contains("second@example.com"), "typed list: " + typed);
+        var empty = new Message { Text = "nobody" };
+        Expect(ResultCode.Message, () => client.Validate(empty));
+        Expect(ResultCode.Message, () => client.Render(empty));
+    }
+
     private static void TestAsyncAndEvents(Client client)
     {
         int mainThread = Thread.CurrentThread.ManagedThreadId;
@@ -237,6 +254,7 @@ internal static class TypedTests
             TestSendTyped(client, args[2]);
             TestRejected(client);
             TestIdempotencyAndFailure(client);
+            TestRenderAndValidate(client);
             TestAsyncAndEvents(client);
             TestMergeAndOutbox(client);
             TestReports(client);

@@ -119,6 +119,9 @@ SIGNATURES: Tuple[Tuple[str, Tuple[Any, ...], Any], ...] = (
     ("smtpb_oauth2_complete",       (client_p, c_char_p, c_uint32, char_pp),           smtpb_result),
     ("smtpb_oauth2_cancel",         (client_p, c_char_p),                              smtpb_result),
     ("smtpb_credentials_set_oauth2_refresh", (client_p, c_char_p, c_char_p, c_char_p), smtpb_result),
+    # 1.2: looking before sending
+    ("smtpb_render",                (client_p, c_char_p, char_pp),                     smtpb_result),
+    ("smtpb_validate",              (client_p, c_char_p),                              smtpb_result),
 )
 """Every function of the C ABI as ``(name, argtypes, restype)``, in the order of include/smtpbridge.h."""
 # fmt: on

@@ -454,6 +454,30 @@ class Client:
         with _naming_fields(built):
             return self._call_out("smtpb_enqueue", text)
 
+    def render(self, message: Message) -> str:
+        """``smtpb_render``: the MIME (``.eml`` text, CRLF line ends) ``message`` would be sent as.
+
+        After profile choice, the blacklist, test mode and DKIM, as
+        :meth:`send` would build it; nothing is sent or recorded. Raises
+        MessageError, ConfigError, NotFoundError, BlockedError.
+        """
+        built: List[_Built] = []
+        text = _built(prepare(message) if not isinstance(message, str) else message, "message", built)
+        with _naming_fields(built):
+            return self._call_out("smtpb_render", text)
+
+    def validate(self, message: Message) -> None:
+        """``smtpb_validate``: check ``message`` and the settings it would use, sending nothing.
+
+        Returns None when :meth:`send` would get as far as the server.
+        Raises MessageError, ConfigError, NotFoundError, BlockedError,
+        CredentialsError (no usable credential for the message's user).
+        """
+        built: List[_Built] = []
+        text = _built(prepare(message) if not isinstance(message, str) else message, "message", built)
+        with _naming_fields(built):
+            self._call("smtpb_validate", text)
+
     def merge(self, template: JsonObject, recipients: Union[str, Sequence[Mapping[str, Any]]]) -> MergeResult:
         """``smtpb_merge``: queue one message per recipient from ``template``, as one batch.
 

@@ -41,10 +41,19 @@ class Advice(TypedDict):
     text: str
 
 
+class Redirection(TypedDict):
+    """Where test mode sent a message instead of its own recipients."""
+
+    redirected_to: List[str]
+    original: List[str]
+
+
 class _StatusAdditions(TypedDict, total=False):
     advice: Advice
     transport: str
     http_status: int
+    test_mode: Optional[Redirection]
+    """1.2: test mode's redirection; None when test mode was off."""
 
 
 class Status(_StatusAdditions):
