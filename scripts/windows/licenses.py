@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Copies the licence texts of everything linked into smtpbridge.dll and
+smtpbridge.exe for one Windows target into a release folder's licenses/.
+
+Run by scripts/windows/build.sh inside the build chroot, after the build
+(the crates' sources are then in cargo's registry):
+
+    python3 scripts/windows/licenses.py --target x86_64-pc-windows-gnu --out DIR
+
+The crates are those `cargo metadata --filter-platform TARGET` resolves as
+normal (not build or dev) dependencies of the workspace's members; each gets
+DIR/<name>-<version>/ with its LICENSE*, COPYING*, NOTICE*, COPYRIGHT* and
+UNLICENSE* files. The Rust standard library (built from source, linked in)
+and MinGW-w64's runtime (startup code linked in) get their Debian copyright
+files. DIR/INDEX.txt lists every component with its licence expression and
+files. A crate without any licence file fails the run, naming it.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+LICENCE_FILE = re.compile(r"^(LICEN[CS]E|COPYING|NOTICE|COPYRIGHT|UNLICENSE)", re.IGNORECASE)
+# Components linked in that are not crates: (name, licence, copyright file).
+TOOLCHAIN = [
+    ("rust-standard-library", "MIT OR Apache-2.0", "/usr/share/doc/rust-src/copyright"),
+    ("mingw-w64-runtime", "ZPL-2.1 AND MIT AND public domain", "/usr/share/doc/mingw-w64-common/copyright"),
+    ("gcc-runtime-libgcc", "GPL-3.0-or-later WITH GCC-exception-3.1", "/usr/share/doc/gcc-mingw-w64-base/copyright"),
+]
+
+
+def linked_packages(metadata):
+    """The workspace members and their normal dependencies, transitively."""
+    nodes = {node["id"]: node for node in metadata["resolve"]["nodes"]}
+    seen = set()
+    todo = list(metadata["workspace_members"])
+    while todo:
+        package_id = todo.pop()
+        if package_id in seen:
+            continue
+        seen.add(package_id)
+        for dep in nodes[package_id]["deps"]:
+            if any(kind["kind"] is None for kind in dep["dep_kinds"]):
+                todo.append(dep["pkg"])
+    return [p for p in metadata["packages"] if p["id"] in seen]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    metadata = json.loads(
+        subprocess.run(
+            ["cargo", "metadata", "--format-version", "1", "--locked", "--filter-platform", args.target],
+            cwd=repo,
+            check=True,
+            stdout=subprocess.PIPE,
+        ).stdout
+    )
+    members = set(metadata["workspace_members"])
+    os.makedirs(args.out, exist_ok=True)
+    index = ["Licences of everything in smtpbridge.dll and smtpbridge.exe (%s)." % args.target, ""]
+    missing = []
+    for package in sorted(linked_packages(metadata), key=lambda p: (p["name"], p["version"])):
+        if package["id"] in members:
+            index.append("%s %s: %s (this project)" % (package["name"], package["version"], package["license"]))
+            continue
+        source_dir = os.path.dirname(package["manifest_path"])
+        files = sorted(f for f in os.listdir(source_dir) if LICENCE_FILE.match(f) and os.path.isfile(os.path.join(source_dir, f)))
+        if package.get("license_file"):
+            files.append(os.path.relpath(os.path.join(source_dir, package["license_file"]), source_dir))
+        files = sorted(set(files))
+        if not files:
+            missing.append("%s %s (%s)" % (package["name"], package["version"], package["license"]))
+            continue
+        folder = os.path.join(args.out, "%s-%s" % (package["name"], package["version"]))
+        os.makedirs(folder, exist_ok=True)
+        for name in files:
+            shutil.copyfile(os.path.join(source_dir, name), os.path.join(folder, os.path.basename(name)))
+        index.append("%s %s: %s (%s)" % (package["name"], package["version"], package["license"], ", ".join(files)))
+    for name, licence, path in TOOLCHAIN:
+        if not os.path.isfile(path):
+            missing.append("%s (%s: %s is missing)" % (name, licence, path))
+            continue
+        os.makedirs(os.path.join(args.out, name), exist_ok=True)
+        shutil.copyfile(path, os.path.join(args.out, name, "copyright"))
+        index.append("%s: %s (copyright)" % (name, licence))
+    if missing:
+        sys.exit("licenses.py: no licence text found for:\n  " + "\n  ".join(missing))
+    with open(os.path.join(args.out, "INDEX.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(index) + "\n")
+    print("licenses.py: %d components" % (len(index) - 2))
+
+
+if __name__ == "__main__":
+    main()
