@@ -15,6 +15,7 @@
 #   (the same under target/windows/x86/)
 #
 #   scripts/windows/build.sh [x64|x86]...     (default: both)
+#   scripts/windows/build.sh --setup          (only make the chroot: .ci/run)
 #
 # Runs on a Debian 12 (or later) host as root: the toolchain lives in a
 # Debian sid chroot made on first use and kept (scripts/windows/chroot.sh,
@@ -26,6 +27,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$REPO/scripts/windows/chroot.sh"
 
 [ "$(id -u)" -eq 0 ] || win_fail "run as root (debootstrap, chroot and bind mounts need it)"
+setup_only=0
+if [ "${1:-}" = "--setup" ]; then setup_only=1; shift; fi
 arches=("$@")
 [ ${#arches[@]} -gt 0 ] || arches=(x64 x86)
 for arch in "${arches[@]}"; do
@@ -38,6 +41,7 @@ flock 8
 
 trap win_umount EXIT
 win_setup_chroot
+[ "$setup_only" -eq 0 ] || { win_log "the build chroot is ready at $WINCHROOT"; exit 0; }
 win_mount "$REPO"
 
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n 1)"
@@ -105,7 +109,7 @@ for arch in "${arches[@]}"; do
     for image in smtpbridge.dll smtpbridge.exe; do
         in_chroot "$prefix-windres" --input "$WIN_SRC/target/windows/$arch/$name/$image" --input-format=coff \
             --output-format=rc >"$out/$image.rc" || win_fail "$arch: no resources in $image"
-        for want in "FILEVERSION ${version//./,},0" "\"FileVersion\", \"$version\"" "\"ProductVersion\", \"$version\"" \
+        for want in "FILEVERSION ${version//./, }, 0" "\"FileVersion\", \"$version\"" "\"ProductVersion\", \"$version\"" \
             '"ProductName", "smtpbridge"' '"CompanyName",' '"FileDescription",' '"LegalCopyright",'; do
             grep -qF "$want" "$out/$image.rc" || win_fail "$arch: $image's version resource lacks $want (see $out/$image.rc)"
         done

@@ -8,9 +8,12 @@ Run by scripts/windows/build.sh inside the build chroot, after the build
     python3 scripts/windows/licenses.py --target x86_64-pc-windows-gnu --out DIR
 
 The crates are those `cargo metadata --filter-platform TARGET` resolves as
-normal (not build or dev) dependencies of the workspace's members; each gets
+normal (not build or dev) dependencies of the workspace's members, less
+proc-macro crates; each gets
 DIR/<name>-<version>/ with its LICENSE*, COPYING*, NOTICE*, COPYRIGHT* and
-UNLICENSE* files. The Rust standard library (built from source, linked in)
+UNLICENSE* files (and folders, such as LICENSES/). A crate that declares
+plain MIT but ships no text gets the MIT licence's standard text with its
+authors as the copyright holders (INDEX.txt says so). The Rust standard library (built from source, linked in)
 and MinGW-w64's runtime (startup code linked in) get their Debian copyright
 files. DIR/INDEX.txt lists every component with its licence expression and
 files. A crate without any licence file fails the run, naming it.
@@ -25,6 +28,26 @@ import subprocess
 import sys
 
 LICENCE_FILE = re.compile(r"^(LICEN[CS]E|COPYING|NOTICE|COPYRIGHT|UNLICENSE)", re.IGNORECASE)
+MIT_TEXT = """Copyright (c) {holders}
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+"""
 # Components linked in that are not crates: (name, licence, copyright file).
 TOOLCHAIN = [
     ("rust-standard-library", "MIT OR Apache-2.0", "/usr/share/doc/rust-src/copyright"),
@@ -34,13 +57,16 @@ TOOLCHAIN = [
 
 
 def linked_packages(metadata):
-    """The workspace members and their normal dependencies, transitively."""
+    """The workspace members and their normal dependencies, transitively;
+    not proc-macro crates, which run in the compiler and are not linked in
+    (nor what only they depend on)."""
     nodes = {node["id"]: node for node in metadata["resolve"]["nodes"]}
+    proc_macros = {p["id"] for p in metadata["packages"] if any("proc-macro" in t["kind"] for t in p["targets"])}
     seen = set()
     todo = list(metadata["workspace_members"])
     while todo:
         package_id = todo.pop()
-        if package_id in seen:
+        if package_id in seen or package_id in proc_macros:
             continue
         seen.add(package_id)
         for dep in nodes[package_id]["deps"]:
@@ -72,17 +98,29 @@ def main():
             index.append("%s %s: %s (this project)" % (package["name"], package["version"], package["license"]))
             continue
         source_dir = os.path.dirname(package["manifest_path"])
-        files = sorted(f for f in os.listdir(source_dir) if LICENCE_FILE.match(f) and os.path.isfile(os.path.join(source_dir, f)))
+        files = sorted(f for f in os.listdir(source_dir) if LICENCE_FILE.match(f))
         if package.get("license_file"):
             files.append(os.path.relpath(os.path.join(source_dir, package["license_file"]), source_dir))
         files = sorted(set(files))
+        folder = os.path.join(args.out, "%s-%s" % (package["name"], package["version"]))
+        if not files and package["license"] == "MIT" and package["authors"]:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "LICENSE-MIT"), "w", encoding="utf-8") as f:
+                f.write(MIT_TEXT.format(holders=", ".join(package["authors"])))
+            index.append("%s %s: MIT (the crate ships no licence file: LICENSE-MIT is the standard text, "
+                         "copyright its authors)" % (package["name"], package["version"]))
+            continue
         if not files:
             missing.append("%s %s (%s)" % (package["name"], package["version"], package["license"]))
             continue
-        folder = os.path.join(args.out, "%s-%s" % (package["name"], package["version"]))
         os.makedirs(folder, exist_ok=True)
         for name in files:
-            shutil.copyfile(os.path.join(source_dir, name), os.path.join(folder, os.path.basename(name)))
+            source = os.path.join(source_dir, name)
+            target = os.path.join(folder, os.path.basename(name))
+            if os.path.isdir(source):
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(source, target)
         index.append("%s %s: %s (%s)" % (package["name"], package["version"], package["license"], ", ".join(files)))
     for name, licence, path in TOOLCHAIN:
         if not os.path.isfile(path):
