@@ -45,7 +45,9 @@ win_mount() {
 win_umount() {
     local point
     for point in "$WIN_SRC" /dev/pts /dev /proc; do
-        if win_is_mounted "$WINCHROOT$point"; then umount "$WINCHROOT$point" || umount -l "$WINCHROOT$point" || true; fi
+        if win_is_mounted "$WINCHROOT$point"; then
+            umount "$WINCHROOT$point" 2>/dev/null || umount -l "$WINCHROOT$point" || true
+        fi
     done
 }
 

@@ -5,7 +5,8 @@
 #   scripts/windows/test.sh [x64|x86]...     (default: both)
 #
 # On the Linux side, tests/windows/servers.py runs the test suite's loopback
-# SMTP servers (plain; STARTTLS required + AUTH with a test CA). Inside the
+# servers (SMTP plain; SMTP with STARTTLS required + AUTH; Microsoft Graph
+# over HTTPS; certificates from a test CA). Inside the
 # build chroot, with MinGW against the release folder's header and import
 # library, and run under Wine (one 64-bit prefix; Wine's WoW64 runs the x86
 # programs in it):
@@ -15,7 +16,7 @@
 #     on non-ASCII C:\ paths, credentials, the outbox across close/reopen,
 #     SMTPB_ERR_BUSY, log and event callbacks, STARTTLS + AUTH with
 #     SMTPCaFile, with the CA only in the Windows ROOT store, and refused
-#     when the CA is trusted nowhere,
+#     when the CA is trusted nowhere, a send through Microsoft Graph (HTTPS),
 #   - smtpbridge.exe: config set, send (with an attachment), outbox query, probe.
 # Every mail is checked on the server side by tests/windows/check_mail.py
 # (Python's email parser). Exits non-zero at the first failure.
@@ -43,7 +44,9 @@ exec 8>"$WINCHROOT.lock"
 flock 8
 
 WINEPREFIX_IN=/root/.wine-smtpbridge
-WINE_ENV=(WINEPREFIX="$WINEPREFIX_IN" WINEDEBUG=-all "WINEDLLOVERRIDES=mscoree,mshtml=" HOME=/root USER=root)
+WINE_ENV=(WINEPREFIX="$WINEPREFIX_IN" WINEDEBUG=-all "WINEDLLOVERRIDES=mscoree,mshtml=" HOME=/root USER=root
+    XDG_RUNTIME_DIR=/run/user/0)
+mkdir -p -m 700 "$WINCHROOT/run/user/0"
 DRIVE_C="$WINCHROOT$WINEPREFIX_IN/drive_c"
 work="$REPO/target/windows/test"
 work_in="$WIN_SRC/target/windows/test"
@@ -54,6 +57,7 @@ cleanup() {
         wait "$server_pid" 2>/dev/null || true
     fi
     in_chroot env "${WINE_ENV[@]}" wineserver -k >/dev/null 2>&1 || true
+    in_chroot env "${WINE_ENV[@]}" wineserver -w >/dev/null 2>&1 || true
     win_umount
 }
 trap cleanup EXIT
@@ -88,7 +92,7 @@ ca_win='C:\users\root\Documents\smtpbridge-test-ca.pem'
 
 check_mail() { "$PYTHON" "$REPO/tests/windows/check_mail.py" "$work/mail" "$@"; }
 # Runs a Windows program under Wine (arguments as Windows sees them).
-wine_run() { echo "+ wine $*"; in_chroot env "${WINE_ENV[@]}" wine "$@"; }
+wine_run() { echo "+ wine $*" >&2; in_chroot env "${WINE_ENV[@]}" wine "$@"; }
 n=0
 for arch in "${arches[@]}"; do
     n=$((n + 1))
@@ -122,10 +126,9 @@ for arch in "${arches[@]}"; do
 
     win_log "$arch: tests/windows/wintest.c"
     wine_run "$bin_in/wintest.exe" store "$arch" "$plain_port"
-    attachment="$(find "$DRIVE_C/users/root/AppData/Local" -maxdepth 1 -name "smtpbridge-J*-$arch.Rechnung*")"
-    check_mail plain --subject "Windows outbox across reopen ($arch)" --count 1 \
-        --attachment "Rechnung Müller €.txt=$attachment"
     data_dir="$DRIVE_C/users/root/AppData/Local/smtpbridge-Jürgen-€-$arch"
+    check_mail plain --subject "Windows outbox across reopen ($arch)" --count 1 \
+        --attachment "Rechnung Müller €.txt=$data_dir-Anhänge/Rechnung Müller €.txt"
     [ -f "$data_dir/credentials.json" ] || win_fail "$arch: no credentials.json in $data_dir"
     ! grep -rl "s3cret-windows" "$data_dir" || win_fail "$arch: the password is in plaintext in the data_dir"
     echo "ok: the data_dir holds no plaintext password"
@@ -139,6 +142,9 @@ for arch in "${arches[@]}"; do
     wine_run "$bin_in/wintest.exe" tls-root "$arch" "$tls_port"
     wine_run "$bin_in/wintest.exe" root-remove "$ca_win"
     check_mail tls --subject "Windows STARTTLS with the ROOT store ($arch)" --count 1 --tls --auth anna
+
+    wine_run "$bin_in/wintest.exe" graph "$arch" "$(server graph_url)" "$(server graph_token)" "$ca_win"
+    check_mail graph --subject "Windows Graph send ($arch)" --count 1 --from me
 
     win_log "$arch: smtpbridge.exe (the command line)"
     cli_dir="C:\\users\\root\\AppData\\Local\\smtpbridge-cli-$arch"

@@ -36,7 +36,7 @@ def matching(folder: Path, subject: str) -> list[tuple[Path, object]]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("dir", type=Path)
-    parser.add_argument("server", choices=["plain", "tls"])
+    parser.add_argument("server", choices=["plain", "tls", "graph"])
     parser.add_argument("--subject", required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--attachment", action="append", default=[])

@@ -10,9 +10,13 @@
  *   wintest tls TAG TLS_PORT CA_PEM   STARTTLS + AUTH: refused with
  *       SMTPB_ERR_TLS while the test CA is trusted nowhere, sent with
  *       SMTPCaFile = CA_PEM (a C:\ path).
- *   wintest root-add CA_PEM | root-remove CA_PEM   the test CA into / out of
- *       the current user's ROOT certificate store.
+ *   wintest root-add CA_PEM | root-remove CA_PEM   the test CA into the
+ *       current user's ROOT certificate store / every "smtpbridge test CA"
+ *       out of it.
  *   wintest tls-root TAG TLS_PORT     sent with the CA only in the ROOT store.
+ *   wintest graph TAG GRAPH_URL TOKEN CA_PEM   a send through Microsoft
+ *       Graph (SMTPTransport=Graph over HTTPS, SMTPCaFile, a host-supplied
+ *       access token).
  *   wintest version FILE VERSION      FILE's version resource (read with
  *       GetFileVersionInfoW) names VERSION and the product.
  *
@@ -26,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "smtpbridge.h"
 
@@ -145,9 +150,14 @@ static int store(const char *tag, const char *port) {
     dir = local_app_data(name);
     wdir = wide(dir);
     remove_tree(wdir);
+    /* The attachment in a folder "<data_dir>-Anhänge" beside the data_dir. */
     attachment = malloc(strlen(dir) + 64);
     if (attachment == NULL) return 2;
-    sprintf(attachment, "%s.Rechnung M\xc3\xbcller \xe2\x82\xac.txt", dir);
+    sprintf(attachment, "%s-Anh\xc3\xa4nge", dir);
+    wattachment = wide(attachment);
+    CreateDirectoryW(wattachment, NULL);
+    free(wattachment);
+    strcat(attachment, "\\Rechnung M\xc3\xbcller \xe2\x82\xac.txt");
     wattachment = wide(attachment);
     file = CreateFileW(wattachment, GENERIC_WRITE, 0, NULL, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
     check(file != INVALID_HANDLE_VALUE && WriteFile(file, content, sizeof content - 1, &written, NULL) &&
@@ -236,6 +246,8 @@ static int store(const char *tag, const char *port) {
     return failures != 0;
 }
 
+static char tls_error[2048];
+
 /* One STARTTLS + AUTH send with the credential of the tls server; returns its result. */
 static smtpb_result tls_send(const char *port, const char *ca_file, const char *subject) {
     smtpb_client *c = NULL;
@@ -255,7 +267,9 @@ static smtpb_result tls_send(const char *port, const char *ca_file, const char *
              " \"subject\": \"%s\", \"text\": \"over STARTTLS\"}",
              subject);
     rc = smtpb_send(c, message, &status);
-    if (rc != SMTPB_OK) printf("  (send: %s: %s)\n", smtpb_result_name(rc), smtpb_last_error());
+    /* Kept: smtpb_client_close clears the thread's last error. */
+    snprintf(tls_error, sizeof tls_error, "%s", rc == SMTPB_OK ? "" : smtpb_last_error());
+    if (rc != SMTPB_OK) printf("  (send: %s: %s)\n", smtpb_result_name(rc), tls_error);
     smtpb_string_free(status);
     smtpb_client_close(c);
     return rc;
@@ -267,8 +281,8 @@ static int tls(const char *tag, const char *port, const char *ca_file, int with_
     if (with_file) {
         snprintf(subject, sizeof subject, "Windows untrusted (%s)", tag);
         rc = tls_send(port, NULL, subject);
-        check(rc == SMTPB_ERR_TLS && strstr(smtpb_last_error(), "certificate") != NULL,
-              "a server whose CA is trusted nowhere is refused with SMTPB_ERR_TLS", rc);
+        check(rc == SMTPB_ERR_TLS && strstr(tls_error, "UnknownIssuer") != NULL && strstr(tls_error, "SMTPCaFile") != NULL,
+              "a server whose CA is trusted nowhere is refused with SMTPB_ERR_TLS, the error advising SMTPCaFile", rc);
         snprintf(subject, sizeof subject, "Windows STARTTLS with SMTPCaFile (%s)", tag);
         rc = tls_send(port, ca_file, subject);
         check(rc == SMTPB_OK, "STARTTLS + AUTH with SMTPCaFile on a C:\\ path", rc);
@@ -277,6 +291,29 @@ static int tls(const char *tag, const char *port, const char *ca_file, int with_
         rc = tls_send(port, NULL, subject);
         check(rc == SMTPB_OK, "STARTTLS + AUTH with the CA only in the Windows ROOT store", rc);
     }
+    return failures != 0;
+}
+
+static int graph(const char *tag, const char *url, const char *token, const char *ca_file) {
+    smtpb_client *c = NULL;
+    char *status = NULL, message[512];
+    smtpb_result rc = smtpb_client_open(NULL, NULL, SMTPB_OPEN_DEFAULT, &c);
+    check(rc == SMTPB_OK, "open an in-memory client", rc);
+    if (c == NULL) return 1;
+    check(set(c, "SMTPTransport", "Graph") == SMTPB_OK && set(c, "SMTPGraphUrl", url) == SMTPB_OK &&
+              set(c, "SMTPAuthModel", "OAuth2") == SMTPB_OK && set(c, "SMTPOAuth2Provider", "Microsoft") == SMTPB_OK &&
+              set(c, "SMTPCaFile", ca_file) == SMTPB_OK,
+          "configure a Graph profile", SMTPB_OK);
+    rc = smtpb_credentials_set_oauth2(c, "emp-42", "anna@firm.example", token, (int64_t)time(NULL) + 3600);
+    check(rc == SMTPB_OK, "store a host-supplied access token", rc);
+    snprintf(message, sizeof message,
+             "{\"from\": {\"email\": \"anna@firm.example\"}, \"to\": [{\"email\": \"client@example.com\"}],"
+             " \"user\": \"emp-42\", \"subject\": \"Windows Graph send (%s)\", \"text\": \"through Graph\"}",
+             tag);
+    rc = smtpb_send(c, message, &status);
+    check(rc == SMTPB_OK && strstr(status, "\"sent\"") != NULL, "sent through Microsoft Graph over HTTPS", rc);
+    smtpb_string_free(status);
+    smtpb_client_close(c);
     return failures != 0;
 }
 
@@ -297,7 +334,10 @@ static int root_store(const char *path, int add) {
         printf("FAIL: cannot read the PEM certificate %s\n", path);
         return 1;
     }
-    store = CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0, CERT_SYSTEM_STORE_CURRENT_USER, L"ROOT");
+    /* Removal goes to the registry store itself: Wine's ROOT system store
+     * shows it through a read-only view, where a delete does not last. */
+    store = CertOpenStore(add ? CERT_STORE_PROV_SYSTEM_W : CERT_STORE_PROV_SYSTEM_REGISTRY_W, 0, 0,
+                          CERT_SYSTEM_STORE_CURRENT_USER, L"ROOT");
     if (store == NULL) {
         printf("FAIL: CertOpenStore ROOT: error %lu\n", (unsigned long)GetLastError());
         return 1;
@@ -307,11 +347,20 @@ static int root_store(const char *path, int add) {
                                               NULL);
         check(ok, "the test CA added to the current user's ROOT store", SMTPB_OK);
     } else {
-        cert = CertCreateCertificateContext(X509_ASN_ENCODING, der, der_len);
-        existing = cert ? CertFindCertificateInStore(store, X509_ASN_ENCODING, 0, CERT_FIND_EXISTING, cert, NULL) : NULL;
-        ok = existing == NULL || CertDeleteCertificateFromStore(existing);
-        check(ok, "the test CA removed from the current user's ROOT store", SMTPB_OK);
-        if (cert) CertFreeCertificateContext(cert);
+        /* Every test CA of earlier runs too (same name, another key). */
+        int removed = 0;
+        ok = TRUE;
+        while ((existing = CertFindCertificateInStore(store, X509_ASN_ENCODING, 0, CERT_FIND_SUBJECT_STR_W,
+                                                      L"smtpbridge test CA", NULL)) != NULL) {
+            if (!CertDeleteCertificateFromStore(existing)) {
+                ok = FALSE;
+                break;
+            }
+            removed++;
+        }
+        check(ok, "every test CA removed from the current user's ROOT store", SMTPB_OK);
+        printf("  (%d removed)\n", removed);
+        (void)cert;
     }
     CertCloseStore(store, 0);
     return failures != 0;
@@ -370,9 +419,10 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "tls-root") == 0 && argc == 4) return tls(argv[2], argv[3], NULL, 0);
     if (strcmp(mode, "root-add") == 0 && argc == 3) return root_store(argv[2], 1);
     if (strcmp(mode, "root-remove") == 0 && argc == 3) return root_store(argv[2], 0);
+    if (strcmp(mode, "graph") == 0 && argc == 6) return graph(argv[2], argv[3], argv[4], argv[5]);
     if (strcmp(mode, "version") == 0 && argc == 4) return version(argv[2], argv[3]);
     fprintf(stderr,
             "usage: wintest store TAG PORT | tls TAG PORT CA_PEM | tls-root TAG PORT |"
-            " root-add CA_PEM | root-remove CA_PEM | version FILE VERSION\n");
+            " root-add CA_PEM | root-remove CA_PEM | graph TAG URL TOKEN CA_PEM | version FILE VERSION\n");
     return 2;
 }
