@@ -17,7 +17,10 @@
 #     SMTPB_ERR_BUSY, log and event callbacks, STARTTLS + AUTH with
 #     SMTPCaFile, with the CA only in the Windows ROOT store, and refused
 #     when the CA is trusted nowhere, a send through Microsoft Graph (HTTPS),
-#   - smtpbridge.exe: config set, send (with an attachment), outbox query, probe.
+#   - smtpbridge.exe: config set, send (with an attachment), outbox query, probe,
+#     and an OAuth2 browser sign-in (tests/windows/oauth_login.py: the
+#     library's loopback listener inside Wine, oidc-provider outside; needs
+#     Node.js and `npm ci` in tests/servers/oidc, as the Linux tests do).
 # Every mail is checked on the server side by tests/windows/check_mail.py
 # (Python's email parser). Exits non-zero at the first failure.
 set -euo pipefail
@@ -179,6 +182,15 @@ assert suggested["SMTPServerEncryption"] == "None", report
 assert int(suggested["SMTPServerPort"]) == int(sys.argv[2]), report
 print("ok: probe suggests", suggested)
 PY
+
+    win_log "$arch: OAuth2 browser sign-in with smtpbridge.exe (tests/windows/oauth_login.py)"
+    oauth_dir="smtpbridge-oauth-$arch"
+    rm -rf "$DRIVE_C/users/root/AppData/Local/$oauth_dir"
+    "$PYTHON" "$REPO/tests/windows/oauth_login.py" --data-dir-win "C:\\users\\root\\AppData\\Local\\$oauth_dir" \
+        --data-dir-host "$DRIVE_C/users/root/AppData/Local/$oauth_dir" --body-win 'C:\users\root\Documents\cli body.txt' \
+        -- chroot "$WINCHROOT" /usr/bin/env -i PATH=/usr/bin:/bin LANG=C.UTF-8 "${WINE_ENV[@]}" wine "$bin_in/smtpbridge.exe" ||
+        win_fail "$arch: OAuth2 sign-in under Wine"
+
     win_log "$arch: all passed"
 done
 win_log "mails received: plain $(find "$work/mail/plain" -name '*.eml' | wc -l), STARTTLS $(find "$work/mail/tls" -name '*.eml' | wc -l)"
