@@ -10,8 +10,10 @@
 # build chroot, with MinGW against the release folder's header and import
 # library, and run under Wine (one 64-bit prefix; Wine's WoW64 runs the x86
 # programs in it):
-#   - examples/c/send_mail.c (attachment from a C:\ path; its bytes arrive),
-#   - bindings/cpp/test_smtpbridge.cpp (every method of the C++ wrapper),
+#   - examples/c/send_mail.c and examples/cpp/send_mail.cpp (attachment from
+#     a C:\ path; its bytes arrive),
+#   - bindings/cpp/test_smtpbridge.cpp (every method of the C++ wrapper) and
+#     bindings/cpp/test_message.cpp (the C++ message builder),
 #   - tests/windows/wintest.c: the version resources, data_dir and attachment
 #     on non-ASCII C:\ paths, credentials, the outbox across close/reopen,
 #     SMTPB_ERR_BUSY, log and event callbacks, STARTTLS + AUTH with
@@ -92,6 +94,7 @@ printf 'Invoice 2026-117\r\nAmount due: 1,250.00 EUR\r\n' >"$documents/Invoice 2
 cp "$work/mail/certs/ca.pem" "$documents/smtpbridge-test-ca.pem"
 printf 'Sent by smtpbridge.exe under Wine.\n' >"$documents/cli body.txt"
 ca_win='C:\users\root\Documents\smtpbridge-test-ca.pem'
+printf 'a note\n' >"$work/note.txt"  # the bytes test_message.cpp attaches as note.txt
 
 check_mail() { "$PYTHON" "$REPO/tests/windows/check_mail.py" "$work/mail" "$@"; }
 # Runs a Windows program under Wine (arguments as Windows sees them).
@@ -110,7 +113,9 @@ for arch in "${arches[@]}"; do
     ldflags="-L$release_in -lsmtpbridge"
     in_chroot bash -c "cd $WIN_SRC && set -x &&
         $prefix-gcc $cflags examples/c/send_mail.c $ldflags -o $bin_in/send_mail.exe &&
+        $prefix-g++ $cxxflags examples/cpp/send_mail.cpp $ldflags -o $bin_in/send_mail_cpp.exe &&
         $prefix-g++ $cxxflags bindings/cpp/test_smtpbridge.cpp $ldflags -o $bin_in/test_smtpbridge.exe &&
+        $prefix-g++ $cxxflags bindings/cpp/test_message.cpp $ldflags -o $bin_in/test_message.exe &&
         $prefix-gcc $cflags -static-libgcc tests/windows/wintest.c $ldflags -lcrypt32 -lversion -o $bin_in/wintest.exe" ||
         win_fail "$arch: a MinGW build failed"
 
@@ -123,9 +128,19 @@ for arch in "${arches[@]}"; do
     check_mail plain --subject "Your invoice - C example" --count "$n" \
         --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt"
 
+    win_log "$arch: examples/cpp/send_mail.cpp"
+    wine_run "$bin_in/send_mail_cpp.exe" "$plain_port" 'C:\users\root\Documents\Invoice 2026-117.txt'
+    check_mail plain --subject "Your invoice - C++ example" --count "$n" \
+        --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt"
+
     win_log "$arch: bindings/cpp/test_smtpbridge.cpp"
     wine_run "$bin_in/test_smtpbridge.exe" "$plain_port"
     check_mail plain --subject "C++ binding test" --count "$n"
+
+    win_log "$arch: bindings/cpp/test_message.cpp (the C++ message builder)"
+    wine_run "$bin_in/test_message.exe" "$plain_port" 'C:\users\root\Documents\Invoice 2026-117.txt'
+    check_mail plain --subject "C++ builder Ä €" --count "$n" \
+        --attachment "Invoice.pdf=$documents/Invoice 2026-117.txt" --attachment "note.txt=$work/note.txt"
 
     win_log "$arch: tests/windows/wintest.c"
     wine_run "$bin_in/wintest.exe" store "$arch" "$plain_port"
