@@ -11,7 +11,8 @@
 # library, and run under Wine (one 64-bit prefix; Wine's WoW64 runs the x86
 # programs in it):
 #   - examples/c/send_mail.c and examples/cpp/send_mail.cpp (attachment from
-#     a C:\ path; its bytes arrive),
+#     a C:\ path; its bytes arrive); the C example also linked with an
+#     import library made from smtpbridge.def by dlltool,
 #   - bindings/cpp/test_smtpbridge.cpp (every method of the C++ wrapper) and
 #     bindings/cpp/test_message.cpp (the C++ message builder),
 #   - tests/windows/wintest.c: the version resources, data_dir and attachment
@@ -61,8 +62,10 @@ cleanup() {
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
-    in_chroot env "${WINE_ENV[@]}" wineserver -k >/dev/null 2>&1 || true
-    in_chroot env "${WINE_ENV[@]}" wineserver -w >/dev/null 2>&1 || true
+    # Stop this prefix's wineserver (it outlives the programs by seconds),
+    # so nothing holds the chroot's mounts.
+    in_chroot env "${WINE_ENV[@]}" /usr/lib/x86_64-linux-gnu/wine/wineserver -k >/dev/null 2>&1 || true
+    in_chroot env "${WINE_ENV[@]}" /usr/lib/x86_64-linux-gnu/wine/wineserver -w >/dev/null 2>&1 || true
     win_umount
 }
 trap cleanup EXIT
@@ -116,6 +119,8 @@ for arch in "${arches[@]}"; do
         $prefix-g++ $cxxflags examples/cpp/send_mail.cpp $ldflags -o $bin_in/send_mail_cpp.exe &&
         $prefix-g++ $cxxflags bindings/cpp/test_smtpbridge.cpp $ldflags -o $bin_in/test_smtpbridge.exe &&
         $prefix-g++ $cxxflags bindings/cpp/test_message.cpp $ldflags -o $bin_in/test_message.exe &&
+        $prefix-dlltool -d $release_in/smtpbridge.def -D smtpbridge.dll -l $bin_in/libsmtpbridge-from-def.a &&
+        $prefix-gcc $cflags examples/c/send_mail.c $bin_in/libsmtpbridge-from-def.a -o $bin_in/send_mail_def.exe &&
         $prefix-gcc $cflags -static-libgcc tests/windows/wintest.c $ldflags -lcrypt32 -lversion -o $bin_in/wintest.exe" ||
         win_fail "$arch: a MinGW build failed"
 
@@ -125,7 +130,12 @@ for arch in "${arches[@]}"; do
 
     win_log "$arch: examples/c/send_mail.c"
     wine_run "$bin_in/send_mail.exe" "$plain_port" 'C:\users\root\Documents\Invoice 2026-117.txt'
-    check_mail plain --subject "Your invoice - C example" --count "$n" \
+    check_mail plain --subject "Your invoice - C example" --count $((2 * n - 1)) \
+        --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt"
+    # Linked with an import library made from smtpbridge.def alone (as MSVC's
+    # `lib /def` would make smtpbridge.lib): the .def names every export.
+    wine_run "$bin_in/send_mail_def.exe" "$plain_port" 'C:\users\root\Documents\Invoice 2026-117.txt'
+    check_mail plain --subject "Your invoice - C example" --count $((2 * n)) \
         --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt"
 
     win_log "$arch: examples/cpp/send_mail.cpp"
