@@ -101,7 +101,13 @@ printf 'a note\n' >"$work/note.txt"  # the bytes test_message.cpp attaches as no
 
 check_mail() { "$PYTHON" "$REPO/tests/windows/check_mail.py" "$work/mail" "$@"; }
 # Runs a Windows program under Wine (arguments as Windows sees them).
-wine_run() { echo "+ wine $*" >&2; in_chroot env "${WINE_ENV[@]}" wine "$@"; }
+# A non-zero exit fails the run, naming the program and its first argument.
+wine_run() {
+    echo "+ wine $*" >&2
+    local rc=0
+    in_chroot env "${WINE_ENV[@]}" wine "$@" || rc=$?
+    [ "$rc" -eq 0 ] || win_fail "$(basename "$1") ${2:-} exited with $rc under Wine"
+}
 n=0
 for arch in "${arches[@]}"; do
     n=$((n + 1))
