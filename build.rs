@@ -18,6 +18,9 @@ fn main() {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libsmtpbridge.so.1");
     }
     println!("cargo:rerun-if-changed=scripts/windows/version_resource.rs");
+    // For the command line's build script (DEP_SMTPBRIDGE_VERSION): its
+    // version resource carries the library's version.
+    println!("cargo:version={}", env!("CARGO_PKG_VERSION"));
     windows_version_resource("smtpbridge: sends mail by SMTP for desktop programs (C ABI)", "smtpbridge.dll", "cdylib");
 
     let version = env!("CARGO_PKG_VERSION");

@@ -21,7 +21,11 @@ fn windows_version_resource(description: &str, file_name: &str, link_arg_kind: &
         println!("cargo:warning=no version resource: only *-pc-windows-gnu builds (MinGW windres) add one");
         return;
     }
-    let version = std::env::var("CARGO_PKG_VERSION").expect("set by cargo");
+    // The library's version, also for the command line (a package of its
+    // own): build.rs passes it on as `links` metadata (DEP_SMTPBRIDGE_VERSION).
+    println!("cargo:rerun-if-env-changed=DEP_SMTPBRIDGE_VERSION");
+    let version =
+        std::env::var("DEP_SMTPBRIDGE_VERSION").or_else(|_| std::env::var("CARGO_PKG_VERSION")).expect("set by cargo");
     let mut numbers = version.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u16>().unwrap_or(0));
     let (major, minor, patch) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
     let rc = format!(
