@@ -17,6 +17,11 @@ fn main() {
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libsmtpbridge.so.1");
     }
+    println!("cargo:rerun-if-changed=scripts/windows/version_resource.rs");
+    // For the command line's build script (DEP_SMTPBRIDGE_VERSION): its
+    // version resource carries the library's version.
+    println!("cargo:version={}", env!("CARGO_PKG_VERSION"));
+    windows_version_resource("smtpbridge: sends mail by SMTP for desktop programs (C ABI)", "smtpbridge.dll", "cdylib");
 
     let version = env!("CARGO_PKG_VERSION");
     let mut parts = version.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
@@ -68,6 +73,8 @@ fn main() {
         std::fs::write(&path, header).expect("write include/smtpbridge.h");
     }
 }
+
+include!("scripts/windows/version_resource.rs");
 
 /// Marks every exported function and callback type with SMTPB_CALL, which
 /// cbindgen has no option for: `T smtpb_f(` becomes `T SMTPB_CALL smtpb_f(`

@@ -3,7 +3,8 @@
 # dependency policy, the pytest suite against loopback SMTP servers (the
 # Python ones and a real Postfix + Dovecot), a short run of every fuzz
 # target, and the C, C++, C# and Python examples and binding tests (the C
-# ones under ASan and Valgrind too).
+# ones under ASan and Valgrind too), and the Windows DLL and exe for x64 and
+# x86 built and tested under Wine (scripts/windows/; needs root).
 source "$(dirname "$0")/env.sh"
 
 missing=()
@@ -60,3 +61,11 @@ done
 
 step "examples and the C, C++, C# binding tests"
 examples/run_all.sh
+
+step "Windows: smtpbridge.dll and smtpbridge.exe for x64 and x86, tested under Wine (scripts/windows/)"
+if [ "${SMTPBRIDGE_WINDOWS:-1}" = 0 ]; then
+    echo "NOT RUN: SMTPBRIDGE_WINDOWS=0 (the Windows build and its tests were left out on purpose)"
+else
+    scripts/windows/build.sh
+    scripts/windows/test.sh
+fi

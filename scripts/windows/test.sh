@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# Tests the Windows build under Wine: for x64 and x86, the release folder
+# made by scripts/windows/build.sh (run that first) is what is tested.
+#
+#   scripts/windows/test.sh [x64|x86]...     (default: both)
+#
+# On the Linux side, tests/windows/servers.py runs the test suite's loopback
+# servers (SMTP plain; SMTP with STARTTLS required + AUTH; Microsoft Graph
+# over HTTPS; certificates from a test CA). Inside the
+# build chroot, with MinGW against the release folder's header and import
+# library, and run under Wine (one 64-bit prefix; Wine's WoW64 runs the x86
+# programs in it):
+#   - examples/c/send_mail.c and examples/cpp/send_mail.cpp (attachment from
+#     a C:\ path; its bytes arrive); the C example also linked with an
+#     import library made from smtpbridge.def by dlltool,
+#   - bindings/cpp/test_smtpbridge.cpp (every method of the C++ wrapper) and
+#     bindings/cpp/test_message.cpp (the C++ message builder),
+#   - tests/windows/wintest.c: the version resources, data_dir and attachment
+#     on non-ASCII C:\ paths, credentials, the outbox across close/reopen,
+#     SMTPB_ERR_BUSY, log and event callbacks, STARTTLS + AUTH with
+#     SMTPCaFile, with the CA only in the Windows ROOT store, and refused
+#     when the CA is trusted nowhere, a send through Microsoft Graph (HTTPS),
+#   - smtpbridge.exe: config set, send (with an attachment), outbox query, probe,
+#     and an OAuth2 browser sign-in (tests/windows/oauth_login.py: the
+#     library's loopback listener inside Wine, oidc-provider outside; needs
+#     Node.js and `npm ci` in tests/servers/oidc, as the Linux tests do).
+# Every mail is checked on the server side by tests/windows/check_mail.py
+# (Python's email parser). Exits non-zero at the first failure.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "$REPO/scripts/windows/chroot.sh"
+
+[ "$(id -u)" -eq 0 ] || win_fail "run as root (chroot and bind mounts need it)"
+arches=("$@")
+[ ${#arches[@]} -gt 0 ] || arches=(x64 x86)
+[ -e "$WINCHROOT/.packages-done" ] || win_fail "no build chroot at $WINCHROOT: run scripts/windows/build.sh first"
+version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n 1)"
+for arch in "${arches[@]}"; do
+    case "$arch" in x64 | x86) ;; *) win_fail "unknown architecture '$arch' (x64 or x86)" ;; esac
+    [ -f "$REPO/target/windows/$arch/smtpbridge-$version-windows-$arch/smtpbridge.dll" ] ||
+        win_fail "no $arch release folder for $version: run scripts/windows/build.sh $arch first"
+done
+
+PYTHON="$REPO/.venv/bin/python"
+[ -x "$PYTHON" ] || PYTHON=python3
+"$PYTHON" -c "import aiosmtpd, cryptography" 2>/dev/null ||
+    win_fail "$PYTHON cannot import aiosmtpd and cryptography (source scripts/env.sh first)"
+
+exec 8>"$WINCHROOT.lock"
+flock 8
+
+WINEPREFIX_IN=/root/.wine-smtpbridge
+WINE_ENV=(WINEPREFIX="$WINEPREFIX_IN" WINEDEBUG=-all "WINEDLLOVERRIDES=mscoree,mshtml=" HOME=/root USER=root
+    XDG_RUNTIME_DIR=/run/user/0)
+mkdir -p -m 700 "$WINCHROOT/run/user/0"
+DRIVE_C="$WINCHROOT$WINEPREFIX_IN/drive_c"
+work="$REPO/target/windows/test"
+work_in="$WIN_SRC/target/windows/test"
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    # Stop this prefix's wineserver (it outlives the programs by seconds),
+    # so nothing holds the chroot's mounts.
+    in_chroot env "${WINE_ENV[@]}" /usr/lib/x86_64-linux-gnu/wine/wineserver -k >/dev/null 2>&1 || true
+    in_chroot env "${WINE_ENV[@]}" /usr/lib/x86_64-linux-gnu/wine/wineserver -w >/dev/null 2>&1 || true
+    win_umount
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+win_mount "$REPO"
+
+rm -rf "$work"
+mkdir -p "$work/mail"
+"$PYTHON" "$REPO/tests/windows/servers.py" --dir "$work/mail" >"$work/servers.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 300); do
+    [ -s "$work/mail/servers.json" ] && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/servers.log" >&2; win_fail "tests/windows/servers.py did not start"; }
+    sleep 0.05
+done
+[ -s "$work/mail/servers.json" ] || win_fail "tests/windows/servers.py wrote no servers.json within 15 s"
+server() { "$PYTHON" -c "import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$work/mail/servers.json" "$1"; }
+plain_port="$(server plain)" tls_port="$(server tls)" closed_port="$(server closed)"
+win_log "servers: plain 127.0.0.1:$plain_port, STARTTLS + AUTH 127.0.0.1:$tls_port"
+
+if [ ! -f "$WINCHROOT$WINEPREFIX_IN/system.reg" ]; then
+    win_log "wineboot: a new Wine prefix at $WINEPREFIX_IN"
+    in_chroot env "${WINE_ENV[@]}" wineboot -i >/dev/null 2>&1 || win_fail "wineboot failed"
+fi
+# Files the programs read from C:\ paths, made from the Linux side.
+documents="$DRIVE_C/users/root/Documents"
+mkdir -p "$documents"
+printf 'Invoice 2026-117\r\nAmount due: 1,250.00 EUR\r\n' >"$documents/Invoice 2026-117.txt"
+cp "$work/mail/certs/ca.pem" "$documents/smtpbridge-test-ca.pem"
+printf 'Sent by smtpbridge.exe under Wine.\n' >"$documents/cli body.txt"
+ca_win='C:\users\root\Documents\smtpbridge-test-ca.pem'
+printf 'a note\n' >"$work/note.txt"  # the bytes test_message.cpp attaches as note.txt
+
+check_mail() { "$PYTHON" "$REPO/tests/windows/check_mail.py" "$work/mail" "$@"; }
+# Runs a Windows program under Wine (arguments as Windows sees them).
+# A non-zero exit fails the run, naming the program and its first argument.
+wine_run() {
+    echo "+ wine $*" >&2
+    local rc=0
+    in_chroot env "${WINE_ENV[@]}" wine "$@" || rc=$?
+    [ "$rc" -eq 0 ] || win_fail "$(basename "$1") ${2:-} exited with $rc under Wine"
+}
+n=0
+for arch in "${arches[@]}"; do
+    n=$((n + 1))
+    case "$arch" in x64) prefix=x86_64-w64-mingw32 ;; x86) prefix=i686-w64-mingw32 ;; esac
+    release_in="$WIN_SRC/target/windows/$arch/smtpbridge-$version-windows-$arch"
+    bin="$work/$arch" bin_in="$work_in/$arch"
+    mkdir -p "$bin"
+    cp "$REPO/target/windows/$arch/smtpbridge-$version-windows-$arch/"smtpbridge.{dll,exe} "$bin/"
+    win_log "$arch: building the examples and tests with MinGW"
+    cflags="-std=c99 -Wall -Wextra -Werror -pedantic -I$release_in/include"
+    cxxflags="-std=c++17 -Wall -Wextra -Werror -pedantic -I$release_in/include -static-libgcc -static-libstdc++"
+    ldflags="-L$release_in -lsmtpbridge"
+    in_chroot bash -c "cd $WIN_SRC && set -x &&
+        $prefix-gcc $cflags examples/c/send_mail.c $ldflags -o $bin_in/send_mail.exe &&
+        $prefix-g++ $cxxflags examples/cpp/send_mail.cpp $ldflags -o $bin_in/send_mail_cpp.exe &&
+        $prefix-g++ $cxxflags bindings/cpp/test_smtpbridge.cpp $ldflags -o $bin_in/test_smtpbridge.exe &&
+        $prefix-g++ $cxxflags bindings/cpp/test_message.cpp $ldflags -o $bin_in/test_message.exe &&
+        $prefix-dlltool -d $release_in/smtpbridge.def -D smtpbridge.dll -l $bin_in/libsmtpbridge-from-def.a &&
+        $prefix-gcc $cflags examples/c/send_mail.c $bin_in/libsmtpbridge-from-def.a -o $bin_in/send_mail_def.exe &&
+        $prefix-gcc $cflags -static-libgcc tests/windows/wintest.c $ldflags -lcrypt32 -lversion -o $bin_in/wintest.exe" ||
+        win_fail "$arch: a MinGW build failed"
+
+    win_log "$arch: version resources"
+    wine_run "$bin_in/wintest.exe" version "$bin_in/smtpbridge.dll" "$version"
+    wine_run "$bin_in/wintest.exe" version "$bin_in/smtpbridge.exe" "$version"
+
+    win_log "$arch: examples/c/send_mail.c"
+    wine_run "$bin_in/send_mail.exe" "$plain_port" 'C:\users\root\Documents\Invoice 2026-117.txt'
+    check_mail plain --subject "Your invoice - C example" --count $((2 * n - 1)) \
+        --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt"
+    # Linked with an import library made from smtpbridge.def alone (as MSVC's
+    # `lib /def` would make smtpbridge.lib): the .def names every export.
+    wine_run "$bin_in/send_mail_def.exe" "$plain_port" 'C:\users\root\Documents\Invoice 2026-117.txt'
+    check_mail plain --subject "Your invoice - C example" --count $((2 * n)) \
+        --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt"
+
+    win_log "$arch: examples/cpp/send_mail.cpp"
+    wine_run "$bin_in/send_mail_cpp.exe" "$plain_port" 'C:\users\root\Documents\Invoice 2026-117.txt'
+    check_mail plain --subject "Your invoice - C++ example" --count "$n" \
+        --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt"
+
+    win_log "$arch: bindings/cpp/test_smtpbridge.cpp"
+    wine_run "$bin_in/test_smtpbridge.exe" "$plain_port"
+    check_mail plain --subject "C++ binding test" --count "$n"
+
+    win_log "$arch: bindings/cpp/test_message.cpp (the C++ message builder)"
+    wine_run "$bin_in/test_message.exe" "$plain_port" 'C:\users\root\Documents\Invoice 2026-117.txt'
+    check_mail plain --subject "C++ builder Ä €" --count "$n" \
+        --attachment "Invoice.pdf=$documents/Invoice 2026-117.txt" --attachment "note.txt=$work/note.txt"
+
+    win_log "$arch: tests/windows/wintest.c"
+    wine_run "$bin_in/wintest.exe" store "$arch" "$plain_port"
+    data_dir="$DRIVE_C/users/root/AppData/Local/smtpbridge-Jürgen-€-$arch"
+    check_mail plain --subject "Windows outbox across reopen ($arch)" --count 1 \
+        --attachment "Rechnung Müller €.txt=$data_dir-Anhänge/Rechnung Müller €.txt"
+    [ -f "$data_dir/credentials.json" ] || win_fail "$arch: no credentials.json in $data_dir"
+    ! grep -rl "s3cret-windows" "$data_dir" || win_fail "$arch: the password is in plaintext in the data_dir"
+    echo "ok: the data_dir holds no plaintext password"
+    # The CA trusted nowhere, then in a C:\ file, then only in the ROOT store
+    # (the library reads the system store once per process: separate runs).
+    wine_run "$bin_in/wintest.exe" root-remove "$ca_win"
+    wine_run "$bin_in/wintest.exe" tls "$arch" "$tls_port" "$ca_win"
+    check_mail tls --subject "Windows untrusted ($arch)" --count 0
+    check_mail tls --subject "Windows STARTTLS with SMTPCaFile ($arch)" --count 1 --tls --auth anna
+    wine_run "$bin_in/wintest.exe" root-add "$ca_win"
+    wine_run "$bin_in/wintest.exe" tls-root "$arch" "$tls_port"
+    wine_run "$bin_in/wintest.exe" root-remove "$ca_win"
+    check_mail tls --subject "Windows STARTTLS with the ROOT store ($arch)" --count 1 --tls --auth anna
+
+    wine_run "$bin_in/wintest.exe" graph "$arch" "$(server graph_url)" "$(server graph_token)" "$ca_win"
+    check_mail graph --subject "Windows Graph send ($arch)" --count 1 --from me
+
+    win_log "$arch: smtpbridge.exe (the command line)"
+    cli_dir="C:\\users\\root\\AppData\\Local\\smtpbridge-cli-$arch"
+    rm -rf "$DRIVE_C/users/root/AppData/Local/smtpbridge-cli-$arch"
+    cli() { wine_run "$bin_in/smtpbridge.exe" --data-dir "$cli_dir" --json "$@"; }
+    for setting in "SMTPServer 127.0.0.1" "SMTPServerPort $plain_port" "SMTPAuthentication None" \
+        "SMTPSenderEmail office@firm.example" "SMTPProbePorts 465=$closed_port,587=$closed_port,25=$plain_port"; do
+        # shellcheck disable=SC2086
+        cli config set $setting >/dev/null
+    done
+    cli send --to client@example.com --subject "CLI send ($arch)" --text 'C:\users\root\Documents\cli body.txt' \
+        --attach 'C:\users\root\Documents\Invoice 2026-117.txt' | tee "$work/cli-send-$arch.json"
+    check_mail plain --subject "CLI send ($arch)" --count 1 --from office@firm.example \
+        --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt"
+    cli outbox query --limit 10 | tee "$work/cli-query-$arch.json"
+    "$PYTHON" - "$work/cli-send-$arch.json" "$work/cli-query-$arch.json" <<'PY' || win_fail "$arch: outbox query"
+import json, sys
+sent = json.load(open(sys.argv[1]))
+page = json.load(open(sys.argv[2]))
+assert sent["state"] == "sent", sent
+assert [item["id"] for item in page["items"]] == [sent["id"]], page
+assert page["items"][0]["state"] == "sent", page
+print("ok: outbox query lists the sent message", sent["id"])
+PY
+    cli probe 127.0.0.1 | tee "$work/cli-probe-$arch.json"
+    # 465 and 587 lead to a closed port, 25 to the plain server: that is the suggestion.
+    "$PYTHON" - "$work/cli-probe-$arch.json" "$plain_port" <<'PY' || win_fail "$arch: probe"
+import json, sys
+report = json.load(open(sys.argv[1]))
+suggested = report["suggested"]
+assert suggested["SMTPServerEncryption"] == "None", report
+assert int(suggested["SMTPServerPort"]) == int(sys.argv[2]), report
+print("ok: probe suggests", suggested)
+PY
+
+    win_log "$arch: OAuth2 browser sign-in with smtpbridge.exe (tests/windows/oauth_login.py)"
+    oauth_dir="smtpbridge-oauth-$arch"
+    rm -rf "$DRIVE_C/users/root/AppData/Local/$oauth_dir"
+    "$PYTHON" "$REPO/tests/windows/oauth_login.py" --data-dir-win "C:\\users\\root\\AppData\\Local\\$oauth_dir" \
+        --data-dir-host "$DRIVE_C/users/root/AppData/Local/$oauth_dir" --body-win 'C:\users\root\Documents\cli body.txt' \
+        -- chroot "$WINCHROOT" /usr/bin/env -i PATH=/usr/bin:/bin LANG=C.UTF-8 "${WINE_ENV[@]}" wine "$bin_in/smtpbridge.exe" ||
+        win_fail "$arch: OAuth2 sign-in under Wine"
+
+    win_log "$arch: all passed"
+done
+win_log "mails received: plain $(find "$work/mail/plain" -name '*.eml' | wc -l), STARTTLS $(find "$work/mail/tls" -name '*.eml' | wc -l)"
+win_log "all passed (${arches[*]})"
