@@ -27,6 +27,7 @@
 
 pub mod advice;
 pub mod archive;
+pub mod bounded;
 pub mod client;
 pub mod config;
 pub mod credentials;
@@ -39,6 +40,7 @@ pub mod json;
 pub mod limits;
 pub mod logging;
 pub mod message;
+pub mod message_bounds;
 pub mod oauth2;
 pub mod outbox;
 pub mod reference;
