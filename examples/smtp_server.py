@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """A tiny loopback SMTP server for the examples: it keeps every message it gets.
 
-    python3 examples/smtp_server.py --port-file F --maildir D [--max-seconds 120]
+    python3 examples/smtp_server.py --port-file F --maildir D [--max-seconds N]
 
 Listens on 127.0.0.1 on a port the OS chooses and writes that port to F.
 Each message is saved as D/NNNN.eml (whole files only: written aside, then
-renamed) and summarised in one line on stdout. No TLS, no AUTH. Stops on
-SIGTERM or SIGINT, or after --max-seconds. Needs aiosmtpd.
+renamed) and summarised in one line on stdout. No TLS, no AUTH. Runs until
+stopped with SIGTERM or SIGINT (Ctrl-C, `kill %1`), or, with
+--max-seconds N, for at most N seconds (scripts use it so that a server
+they could not stop does not outlive them); either way it says on stdout
+that it stopped and why. Needs aiosmtpd.
 """
 
 import argparse
@@ -15,7 +18,6 @@ import email.parser
 import email.policy
 import os
 import signal
-import sys
 
 from aiosmtpd.smtp import SMTP
 
@@ -45,6 +47,12 @@ async def serve(args: argparse.Namespace) -> None:
     os.makedirs(args.maildir, exist_ok=True)
     handler = SaveToMaildir(args.maildir)
     loop = asyncio.get_running_loop()
+    # Signals are handled before the port file exists: whoever read the
+    # port may stop the server at once.
+    stop = asyncio.Event()
+    why = []
+    for signum, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
+        loop.add_signal_handler(signum, lambda name=name: (why.append(name), stop.set()))
     server = await loop.create_server(
         lambda: SMTP(handler, hostname="localhost", ident="smtpbridge example server"),
         "127.0.0.1", 0)
@@ -52,25 +60,25 @@ async def serve(args: argparse.Namespace) -> None:
     with open(args.port_file + ".part", "w") as f:
         f.write(f"{port}\n")
     os.replace(args.port_file + ".part", args.port_file)
-    print(f"listening on 127.0.0.1:{port}, saving to {args.maildir}", flush=True)
+    limit = f"; stops after {args.max_seconds:g} s" if args.max_seconds is not None else ""
+    print(f"listening on 127.0.0.1:{port}, saving to {args.maildir} (pid {os.getpid()}; "
+          f"stop with Ctrl-C or SIGTERM{limit})", flush=True)
 
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     try:
         await asyncio.wait_for(stop.wait(), args.max_seconds)
     except asyncio.TimeoutError:
-        print(f"stopping after {args.max_seconds}s", file=sys.stderr, flush=True)
+        why.append(f"--max-seconds {args.max_seconds:g}")
     server.close()
     await server.wait_closed()
-    print(f"stopped; {handler.count} message(s) received", flush=True)
+    print(f"stopped ({why[0]}); {handler.count} message(s) received", flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port-file", required=True, help="where to write the chosen port")
     parser.add_argument("--maildir", required=True, help="folder for the received .eml files")
-    parser.add_argument("--max-seconds", type=float, default=120, help="stop after this long")
+    parser.add_argument("--max-seconds", type=float, default=None, metavar="N",
+                        help="stop after N seconds (default: run until SIGTERM or Ctrl-C)")
     asyncio.run(serve(parser.parse_args()))
 
 

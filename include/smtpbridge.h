@@ -577,7 +577,9 @@ smtpb_result SMTPB_CALL smtpb_transcript(smtpb_client *c, const char *id, char *
  * Ports: the global key SMTPProbePorts maps the standard ports to others,
  * e.g. `465=10465,587=10587,25=10025` (a test on ephemeral loopback
  * ports, or a server on unusual ports); `port` in the report is the port
- * tried. Blank: the standard ports.
+ * tried. Blank: the standard ports. The port 465 maps to is also the
+ * implicit-TLS port when sending and testing: as on 465, a profile on it
+ * whose SMTPServerEncryption is not SSL gets 2 s for the greeting.
  *
  * Ownership: `host` is borrowed for the call; a non-NULL `*out_json`
  * after the call is the caller's to free with `smtpb_string_free`. NULL
@@ -1095,6 +1097,12 @@ smtpb_result SMTPB_CALL smtpb_status(smtpb_client *c, const char *id, char **out
  * written whatever the result once the server was contacted (`stage`: the
  * last stage passed, or on failure the stage attempted: connect, greeting,
  * ehlo, tls, auth, done). NULL `out_report_json` allowed.
+ *
+ * On port 465 (or the port SMTPProbePorts maps 465 to) with
+ * SMTPServerEncryption other than SSL, a server silent for 2 s is waiting
+ * for a TLS handshake: `SMTPB_ERR_CONNECT` with advice
+ * `encryption_mismatch`, at once rather than at SMTPConnectionTimeout (a
+ * send fails the same way).
  *
  * Ownership: strings are borrowed for the call; a non-NULL
  * `*out_report_json` after the call is the caller's to free with

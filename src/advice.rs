@@ -167,7 +167,8 @@ pub fn ssl_on_plain_port(settings: &ProfileSettings) -> Advice {
     )
 }
 
-/// TLS/None against a port that waits for a TLS ClientHello (465).
+/// TLS/None against a port that waits for a TLS ClientHello (465, or the
+/// port SMTPProbePorts maps 465 to).
 pub fn plain_on_tls_port(settings: &ProfileSettings) -> Advice {
     Advice::new(
         "encryption_mismatch",

@@ -153,6 +153,27 @@ pub static KEYS: &[KeyDef] = &[
     key!("SMTPProbePorts", Global, Kind::Text, None),
 ];
 
+/// Parses SMTPProbePorts (`465=10465,587=10587,25=10025`): each standard
+/// port to the port used instead.
+pub fn probe_port_map(text: &str) -> Result<HashMap<u16, u16>> {
+    let mut map = HashMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parsed = pair.split_once('=').and_then(|(from, to)| {
+            let from: u16 = from.trim().parse().ok()?;
+            let to: u16 = to.trim().parse().ok().filter(|p| *p > 0)?;
+            [465, 587, 25].contains(&from).then_some((from, to))
+        });
+        let (from, to) = parsed.ok_or_else(|| {
+            Error::config(format!(
+                "SMTPProbePorts: \"{}\" is not a mapping like 465=10465 (465, 587 or 25 to a port)",
+                printable(pair)
+            ))
+        })?;
+        map.insert(from, to);
+    }
+    Ok(map)
+}
+
 /// The key definition for `name`, in any letter case.
 pub fn key_def(name: &str) -> Option<&'static KeyDef> {
     KEYS.iter().find(|k| k.name.eq_ignore_ascii_case(name))
@@ -869,6 +890,9 @@ pub struct ProfileSettings {
     pub name: String,
     pub server: Option<String>,
     pub port: u16,
+    /// The port whose server waits for a TLS ClientHello: 465, or the
+    /// port SMTPProbePorts maps 465 to (465 when the map is invalid).
+    pub implicit_tls_port: u16,
     pub encryption: Encryption,
     pub authentication: Authentication,
     pub auth_model: AuthModel,
@@ -952,6 +976,10 @@ impl ProfileSettings {
             name: p.name.clone(),
             server: text("SMTPServer"),
             port: num("SMTPServerPort") as u16,
+            implicit_tls_port: config
+                .global_value("SMTPProbePorts")
+                .and_then(|text| probe_port_map(text).ok()?.get(&465).copied())
+                .unwrap_or(465),
             encryption: match get("SMTPServerEncryption").as_deref() {
                 Some("SSL") => Encryption::Ssl,
                 Some("TLS") => Encryption::StartTls,

@@ -82,7 +82,8 @@ pub static KEY_DOCS: &[(&str, &str)] = &[
     ("SMTPTranscript", "Keep the redacted SMTP dialogue of `Failures` (deferred or failed messages), `All`, or `Off`."),
     (
         "SMTPProbePorts",
-        "Ports `smtpb_probe` tries instead of 465, 587 and 25, as `465=10465,587=10587,25=10025` (for tests).",
+        "Ports `smtpb_probe` tries instead of 465, 587 and 25, as `465=10465,587=10587,25=10025` (for tests); \
+         the port for 465 is also treated as implicit TLS when sending.",
     ),
 ];
 

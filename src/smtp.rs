@@ -43,9 +43,10 @@ use crate::error::Code;
 use crate::status::Refusal;
 use crate::transcript;
 
-/// How long a greeting may take on port 465 when the profile does not use
-/// implicit TLS: a server there waits for a TLS ClientHello and says
-/// nothing, so silence this long means the encryption setting is wrong.
+/// How long a greeting may take on the implicit-TLS port (465, or the port
+/// SMTPProbePorts maps 465 to) when the profile does not use implicit TLS:
+/// a server there waits for a TLS ClientHello and says nothing, so silence
+/// this long means the encryption setting is wrong.
 const IMPLICIT_TLS_PORT_GREETING: Duration = Duration::from_secs(2);
 
 /// The longest reply line accepted (RFC 5321 allows 512; servers send more
@@ -546,7 +547,7 @@ impl Session {
         let host = settings.server.as_deref().unwrap_or("");
         // On the implicit-TLS port without TLS, a silent server is waiting
         // for a ClientHello: say so within seconds, not at the timeout.
-        let implicit_port = settings.port == 465 && settings.encryption != Encryption::Ssl;
+        let implicit_port = settings.port == settings.implicit_tls_port && settings.encryption != Encryption::Ssl;
         let greeting_deadline =
             if implicit_port { deadline.min(Instant::now() + IMPLICIT_TLS_PORT_GREETING) } else { deadline };
         let greeting = self.read_reply(greeting_deadline).map_err(|e| {

@@ -276,73 +276,21 @@ def test_encryption_mismatch_ssl_against_a_starttls_port(client, ca):
 
 def test_encryption_mismatch_tls_against_an_implicit_tls_port_is_found_within_2_s(client, ca):
     # A server waiting for a TLS ClientHello says nothing. The 2 s rule is
-    # for port 465, so a forwarder listens there (CI runs as root).
+    # for port 465; SMTPProbePorts makes the server's ephemeral port stand
+    # for 465, as it does for smtpb_probe.
     script = Script(tls_context=ca.valid().server_context(), implicit_tls=True)
-    with ScriptedServer(script) as server, _Forwarder(465, server.port) as forward:
-        if not forward.listening:
-            pytest.fail("cannot listen on 127.0.0.1:465 (run as root, as CI does)")
-        configure(client, server, ca=ca, encryption="TLS", timeout_ms=20000, SMTPServerPort=465)
+    with ScriptedServer(script) as server:
+        client.config_set("SMTPProbePorts", f"465={server.port}")
+        configure(client, server, ca=ca, encryption="TLS", timeout_ms=20000)
         outcome, elapsed = timed(client.send, message())
+        assert server.connections == 1 and server.commands() == []  # it waited for a greeting, sent nothing
     assert getattr(outcome, "code", None) == CONNECT, outcome
     assert elapsed < 3.0, elapsed
     status = outcome.status
     assert advice_key(status) == "encryption_mismatch"
-    assert "SMTPServerEncryption=SSL" in status["advice"]["text"] and "127.0.0.1:465" in status["advice"]["text"]
-    assert "127.0.0.1:465" in outcome.message and "SMTPServerEncryption=SSL" in outcome.message
-
-
-class _Forwarder:
-    """Listens on 127.0.0.1:<port> and relays each connection to <target>."""
-
-    def __init__(self, port: int, target: int) -> None:
-        import socket
-        self.target = target
-        self.listening = False
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.sock.bind(("127.0.0.1", port))
-            self.sock.listen()
-            self.listening = True
-        except OSError:
-            return
-        self.sock.settimeout(0.1)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        import socket
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, a, b) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(2)
-                except OSError:
-                    pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.listening:
-            self.stop.set()
-            self.thread.join(2)
-        self.sock.close()
+    where = f"127.0.0.1:{server.port}"
+    assert "SMTPServerEncryption=SSL" in status["advice"]["text"] and where in status["advice"]["text"]
+    assert where in outcome.message and "SMTPServerEncryption=SSL" in outcome.message
 
 
 def test_advice_certificate_untrusted(client, ca):

@@ -1,7 +1,7 @@
 // test_smtpbridge: exercises every method of smtpbridge.hpp against a loopback
 // SMTP server without TLS or AUTH (e.g. examples/smtp_server.py).
 //
-//   test_smtpbridge PORT
+//   test_smtpbridge PORT CLOSED_PORT    (CLOSED_PORT: a loopback port nothing listens on)
 //
 // Sends exactly one mail. Exit code 0 when every check passes.
 //
@@ -79,7 +79,7 @@ static void test_library() {
     CHECK(!none);
 }
 
-static void test_config(Client &client, const std::string &port) {
+static void test_config(Client &client, const std::string &port, const std::string &closed_port) {
     client.config_set("SMTPServer", "127.0.0.1");
     client.config_set("SMTPServerPort", port);
     client.config_set("smtpauthentication", "None");  // keys match in any case
@@ -94,9 +94,9 @@ static void test_config(Client &client, const std::string &port) {
 
     client.config_import_keys("# a host's key table\r\nSMTPSenderName=Anna Smith\r\n\r\n"
                               "SMTPSenderEmail=anna@firm.example\r\nDead.SMTPServer=127.0.0.1\r\n"
-                              "Dead.SMTPServerPort=1\r\nDead.SMTPAuthentication=None\r\n");
+                              "Dead.SMTPServerPort=" + closed_port + "\r\nDead.SMTPAuthentication=None\r\n");
     CHECK(client.config_get("SMTPSenderEmail") == "anna@firm.example");
-    CHECK(client.config_get("Dead.SMTPServerPort") == "1");
+    CHECK(client.config_get("Dead.SMTPServerPort") == closed_port);
 
     EXPECT_ERROR(SMTPB_ERR_CONFIG, client.config_set("SMTPNoSuchKey", "1"));
     EXPECT_ERROR(SMTPB_ERR_CONFIG, client.config_set("SMTPServerEncryption", "sometimes"));
@@ -372,8 +372,8 @@ static void test_lifecycle(const fs::path &dir) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        std::cerr << "usage: " << argv[0] << " PORT\n";
+    if (argc != 3) {
+        std::cerr << "usage: " << argv[0] << " PORT CLOSED_PORT\n";  // CLOSED_PORT: nothing listens there
         return 2;
     }
     const auto stamp = std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
@@ -385,7 +385,7 @@ int main(int argc, char **argv) {
     try {
         test_library();
         Client client = Client::open();
-        test_config(client, argv[1]);
+        test_config(client, argv[1], argv[2]);
         test_credentials(client);
         test_blacklist(client);
         test_limits(client);

@@ -9,12 +9,11 @@
 //! servers on unusual ports.
 
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{pipeline, Client, TestOutcome};
 use crate::config::{self, Authentication, Config, Encryption};
-use crate::error::{Code, Error, Result};
+use crate::error::{Code, Error};
 use crate::smtp::{Probe, Session};
 
 /// The standard ports, and what each is tried with, in the order of
@@ -27,26 +26,6 @@ fn encryption_name(e: Encryption) -> &'static str {
         Encryption::Ssl => "SSL",
         Encryption::StartTls => "TLS",
     }
-}
-
-/// Parses SMTPProbePorts.
-fn port_map(text: &str) -> Result<HashMap<u16, u16>> {
-    let mut map = HashMap::new();
-    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parsed = pair.split_once('=').and_then(|(from, to)| {
-            let from: u16 = from.trim().parse().ok()?;
-            let to: u16 = to.trim().parse().ok().filter(|p| *p > 0)?;
-            [465, 587, 25].contains(&from).then_some((from, to))
-        });
-        let (from, to) = parsed.ok_or_else(|| {
-            Error::config(format!(
-                "SMTPProbePorts: \"{}\" is not a mapping like 465=10465 (465, 587 or 25 to a port)",
-                config::printable(pair)
-            ))
-        })?;
-        map.insert(from, to);
-    }
-    Ok(map)
 }
 
 impl Client {
@@ -63,7 +42,7 @@ impl Client {
             return unreported(Error::invalid_argument(format!("host: {}", e.message())));
         }
         let config = self.read_config().clone();
-        let map = match port_map(&config.global_settings().probe_ports) {
+        let map = match config::probe_port_map(&config.global_settings().probe_ports) {
             Ok(m) => m,
             Err(e) => return unreported(e),
         };
@@ -164,12 +143,12 @@ mod tests {
 
     #[test]
     fn port_maps_are_parsed_and_checked() {
-        let map = port_map("465=10465, 587=10587,25=10025").unwrap();
+        let map = config::probe_port_map("465=10465, 587=10587,25=10025").unwrap();
         assert_eq!(map[&465], 10465);
         assert_eq!(map[&25], 10025);
-        assert!(port_map("").unwrap().is_empty());
-        let e = port_map("466=1").unwrap_err();
+        assert!(config::probe_port_map("").unwrap().is_empty());
+        let e = config::probe_port_map("466=1").unwrap_err();
         assert!(e.message().contains("SMTPProbePorts") && e.message().contains("466=1"));
-        assert!(port_map("465=0").is_err());
+        assert!(config::probe_port_map("465=0").is_err());
     }
 }

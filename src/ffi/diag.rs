@@ -114,7 +114,9 @@ pub unsafe extern "C" fn smtpb_transcript(
 /// Ports: the global key SMTPProbePorts maps the standard ports to others,
 /// e.g. `465=10465,587=10587,25=10025` (a test on ephemeral loopback
 /// ports, or a server on unusual ports); `port` in the report is the port
-/// tried. Blank: the standard ports.
+/// tried. Blank: the standard ports. The port 465 maps to is also the
+/// implicit-TLS port when sending and testing: as on 465, a profile on it
+/// whose SMTPServerEncryption is not SSL gets 2 s for the greeting.
 ///
 /// Ownership: `host` is borrowed for the call; a non-NULL `*out_json`
 /// after the call is the caller's to free with `smtpb_string_free`. NULL

@@ -128,6 +128,12 @@ pub unsafe extern "C" fn smtpb_status(
 /// last stage passed, or on failure the stage attempted: connect, greeting,
 /// ehlo, tls, auth, done). NULL `out_report_json` allowed.
 ///
+/// On port 465 (or the port SMTPProbePorts maps 465 to) with
+/// SMTPServerEncryption other than SSL, a server silent for 2 s is waiting
+/// for a TLS handshake: `SMTPB_ERR_CONNECT` with advice
+/// `encryption_mismatch`, at once rather than at SMTPConnectionTimeout (a
+/// send fails the same way).
+///
 /// Ownership: strings are borrowed for the call; a non-NULL
 /// `*out_report_json` after the call is the caller's to free with
 /// `smtpb_string_free`.

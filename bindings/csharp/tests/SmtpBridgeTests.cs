@@ -2,7 +2,7 @@
 // without TLS or AUTH (e.g. examples/smtp_server.py). Sends exactly one mail.
 //
 //   mcs -out:/tmp/t.exe bindings/csharp/SmtpBridge.cs bindings/csharp/tests/SmtpBridgeTests.cs
-//   LD_LIBRARY_PATH=target/release mono /tmp/t.exe PORT
+//   LD_LIBRARY_PATH=target/release mono /tmp/t.exe PORT CLOSED_PORT   (CLOSED_PORT: nothing listens there)
 //
 // Exit code 0 when every check passes.
 
@@ -80,7 +80,7 @@ internal static class SmtpBridgeTests
         client.ConfigSet("SMTPSendLimitPeriod", null);
     }
 
-    private static void TestConfig(Client client, string port)
+    private static void TestConfig(Client client, string port, string closedPort)
     {
         client.ConfigSet("SMTPServer", "127.0.0.1");
         client.ConfigSet("SMTPServerPort", port);
@@ -98,9 +98,9 @@ internal static class SmtpBridgeTests
         Check(client.ConfigGet("SMTPSenderName") == name, "non-ASCII round trip");
 
         client.ConfigImportKeys("; a host's key table\r\nSMTPSenderEmail=anna@firm.example\r\n\r\n" +
-                                "Dead.SMTPServer=127.0.0.1\r\nDead.SMTPServerPort=1\r\nDead.SMTPAuthentication=None\r\n");
+                                "Dead.SMTPServer=127.0.0.1\r\nDead.SMTPServerPort=" + closedPort + "\r\nDead.SMTPAuthentication=None\r\n");
         Check(client.ConfigGet("SMTPSenderEmail") == "anna@firm.example", "ConfigImportKeys");
-        Check(client.ConfigGet("dead.smtpserverport") == "1", "ConfigImportKeys: a profile");
+        Check(client.ConfigGet("dead.smtpserverport") == closedPort, "ConfigImportKeys: a profile");
 
         var e = Expect(ResultCode.Config, () => client.ConfigSet("SMTPNoSuchKey", "1"));
         Check(e != null && e.LastError.Contains("SMTPNoSuchKey"), "the message names the key");
@@ -367,9 +367,9 @@ internal static class SmtpBridgeTests
 
     private static int Main(string[] args)
     {
-        if (args.Length != 1)
+        if (args.Length != 2)
         {
-            Console.Error.WriteLine("usage: SmtpBridgeTests.exe PORT");
+            Console.Error.WriteLine("usage: SmtpBridgeTests.exe PORT CLOSED_PORT");  // CLOSED_PORT: nothing listens there
             return 2;
         }
         string scratch = Path.Combine(Path.GetTempPath(), "smtpbridge-cs-test-" + Guid.NewGuid().ToString("N"));
@@ -381,7 +381,7 @@ internal static class SmtpBridgeTests
             TestLibrary();
             using (var client = new Client())
             {
-                TestConfig(client, args[0]);
+                TestConfig(client, args[0], args[1]);
                 TestCredentials(client);
                 TestBlacklist(client);
                 TestLimits(client);
