@@ -265,7 +265,10 @@ extern "C" {
  * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL `out`, bad UTF-8, relative
  * data_dir, unknown flag); `SMTPB_ERR_BUSY` (data_dir is held by another
  * client; the message names its pid, host and user); `SMTPB_ERR_CREDENTIALS`
- * (wrong master secret or tampered store); `SMTPB_ERR_IO` (data_dir cannot
+ * (wrong master secret or tampered store; at once, naming the file and
+ * the field, for a store whose key derivation is out of range: a kdf
+ * other than pbkdf2-hmac-sha256, PBKDF2 iterations outside 1,000 to
+ * 10,000,000, a salt outside 8 to 64 bytes); `SMTPB_ERR_IO` (data_dir cannot
  * be created or read, or holds a store or spool of a newer format: the
  * message names both versions and nothing is written).
  *
@@ -330,13 +333,24 @@ void SMTPB_CALL smtpb_client_close(smtpb_client *c);
  * SMTPTestAddresses takes addresses separated by `;` or `,` (display
  * names allowed, kept as the bare addresses).
  *
+ * Files: SMTPCaFile and SMTPDkimKeyFile must name regular files (a FIFO,
+ * device or folder is `SMTPB_ERR_CONFIG` naming it, unread) and are read
+ * at most to 16 MiB and 1 MiB (+ 1 byte; a larger file is refused by its
+ * size). SMTPLogFile is opened (created) when set: a missing folder, no
+ * permission, a folder, a device such as `/dev/full` or a FIFO is
+ * `SMTPB_ERR_CONFIG` naming the path and why, and the previous value is
+ * kept. A log file that stops being writable later loses its lines and
+ * never fails anything; one that cannot be opened when a client opens
+ * (its folder removed since) is not an error of the open.
+ *
  * Ownership: `key` and `value` are borrowed for the call.
  *
  * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL client or key, bad UTF-8);
  * `SMTPB_ERR_CONFIG` (unknown key, prefix on a global key, bad profile
  * name, value outside its set: the message names the key and the accepted
  * values; a relative or unusable SMTPCaFile/SMTPDkimKeyFile, naming the
- * file); `SMTPB_ERR_IO` (the configuration could not be saved);
+ * file; an SMTPLogFile that cannot be opened for appending, naming the
+ * path and the OS error); `SMTPB_ERR_IO` (the configuration could not be saved);
  * `SMTPB_ERR_STATE` (after shutdown).
  *
  * # Safety
@@ -878,6 +892,10 @@ smtpb_result SMTPB_CALL smtpb_credentials_set_oauth2_refresh(smtpb_client *c,
  * non-NULL `*out_id` (a 26-character ULID) is the caller's to free with
  * `smtpb_string_free`. NULL `out_id` allowed.
  *
+ * The bounds of `smtpb_send` apply: attachment paths name regular files
+ * (a FIFO never blocks the call), read to what SMTPMaxMessageBytes
+ * leaves; header lines within 998 octets; at most 100,000 recipients.
+ *
  * Errors: as `smtpb_send` up to SMTP: `SMTPB_ERR_INVALID_ARGUMENT`,
  * `SMTPB_ERR_MESSAGE`, `SMTPB_ERR_CONFIG`, `SMTPB_ERR_NOT_FOUND`,
  * `SMTPB_ERR_BLOCKED` (every recipient blacklisted; nothing recorded);
@@ -1129,6 +1147,29 @@ smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn
  * recipients after the blacklist, to, cc and bcc), and `null` when test
  * mode was off for the message.
  *
+ * Bounds (each `SMTPB_ERR_MESSAGE` at the call, naming the field, with
+ * nothing recorded or sent):
+ * - An attachment or inline `path` must name a regular file: a FIFO, a
+ *   device (`/dev/zero`) or a folder is refused without being read (and a
+ *   FIFO is never opened for reading, so the call cannot block on it).
+ * - Parts count against SMTPMaxMessageBytes (of the message's `profile`,
+ *   else the largest of the enabled profiles'): a file whose base64 cannot
+ *   fit what the parts before it leave is refused by its size, unread,
+ *   naming the file; no file is read past that bound + 1 byte. The whole
+ *   message is checked against the chosen profile's SMTPMaxMessageBytes
+ *   once it is built.
+ * - No header line may pass 998 octets (RFC 5322) once folded: values
+ *   with spaces and non-ASCII text (encoded words) are folded and go
+ *   whatever their length; a single word too long to fold (a subject,
+ *   `headers` value, display name or attachment name of 990 ASCII
+ *   characters without a space) is refused naming `subject`,
+ *   `headers.<Name>`, `to[i]`/`cc[i]` or `attachments[i]`; a
+ *   `mime_base64` message with such a header line is refused too.
+ * - At most 100,000 recipients per message (`to`, `cc` and `bcc`
+ *   together), the error naming the field that passes the bound.
+ *   Building a message is linear in its recipients; To and Cc are folded
+ *   between addresses.
+ *
  * Addresses: an international domain (`user@bücher.example`) goes out as
  * its A-labels (`user@xn--bcher-kva.example`, UTS #46) in the envelope
  * and in the headers, which every server accepts; `recipients` in the
@@ -1180,7 +1221,10 @@ smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn
  * token, as offered after TLS — the message names what it offers);
  * `SMTPB_ERR_REJECTED` (5xx), `SMTPB_ERR_TRANSIENT` (4xx, broken or stalled
  * session; `possible_duplicate` in the status when it broke after the
- * final dot); `SMTPB_ERR_STATE` (after shutdown).
+ * final dot; a reply of a class its command never gets — `250` to DATA,
+ * `354` to RCPT — quoted in the message, the session closed, and
+ * `possible_duplicate` when it answered the final dot);
+ * `SMTPB_ERR_STATE` (after shutdown).
  *
  * Thread safety: any number of threads may send at once; each send uses
  * its own connection (pooled per profile).

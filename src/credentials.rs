@@ -32,6 +32,11 @@ use crate::fsutil;
 pub(crate) const FORMAT: u32 = 2;
 /// PBKDF2 iterations for a new store (OWASP, 2023: 600,000 for SHA-256).
 pub(crate) const ITERATIONS: u32 = 600_000;
+/// The PBKDF2 iterations a store may name: more would make each open take
+/// minutes (4e9 is about 20), fewer were never written.
+const ITERATIONS_RANGE: std::ops::RangeInclusive<u32> = 1_000..=10_000_000;
+/// Salt lengths a store may have (this library writes 16 bytes).
+const SALT_BYTES_RANGE: std::ops::RangeInclusive<usize> = 8..=64;
 const CHECK_PLAINTEXT: &[u8] = b"smtpbridge credential store";
 
 /// Whether a credential is a password or an OAuth2 access token.
@@ -207,6 +212,7 @@ impl CredentialStore {
         match existing {
             Some(file) => {
                 let salt = B64.decode(&file.salt).map_err(|_| tampered(path.as_deref()))?;
+                check_parameters(path.as_deref(), &file, salt.len())?;
                 let key = derive_key(secret, &salt, file.iterations);
                 let cipher = Aes256Gcm::new_from_slice(key.as_ref()).expect("32-byte key");
                 if open_sealed(&cipher, &file.check, b"check").as_deref().map(Vec::as_slice) != Some(CHECK_PLAINTEXT) {
@@ -481,6 +487,34 @@ impl CredentialStore {
         self.file = next;
         Ok(())
     }
+}
+
+/// The key derivation a store names must be one this library can run in
+/// reasonable time: else `SMTPB_ERR_CREDENTIALS` at once, naming the
+/// file and the field, before any key is derived.
+fn check_parameters(path: Option<&Path>, file: &StoreFile, salt_len: usize) -> Result<()> {
+    let out_of_range = |field: &str, value: String, range: String| {
+        Error::credentials(format!(
+            "the credential store {} is damaged or was changed: {field} {value} is out of range ({range})",
+            path.map(|p| p.display().to_string()).unwrap_or_default()
+        ))
+    };
+    if file.kdf != "pbkdf2-hmac-sha256" {
+        return Err(out_of_range(
+            "kdf",
+            format!("\"{}\"", crate::config::printable(&file.kdf)),
+            "pbkdf2-hmac-sha256".into(),
+        ));
+    }
+    if !ITERATIONS_RANGE.contains(&file.iterations) {
+        let range = format!("{} to {}", ITERATIONS_RANGE.start(), ITERATIONS_RANGE.end());
+        return Err(out_of_range("iterations", file.iterations.to_string(), range));
+    }
+    if !SALT_BYTES_RANGE.contains(&salt_len) {
+        let range = format!("{} to {} bytes", SALT_BYTES_RANGE.start(), SALT_BYTES_RANGE.end());
+        return Err(out_of_range("salt", format!("of {salt_len} bytes"), range));
+    }
+    Ok(())
 }
 
 fn tampered(path: Option<&Path>) -> Error {

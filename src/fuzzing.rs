@@ -360,8 +360,10 @@ pub fn dkim_pem(data: &[u8]) {
     };
     let dkim = crate::message::dkim_config("example.test", "fuzz", key);
     let mut spec =
-        crate::message::MessageSpec::parse(r#"{"to":[{"email":"b@example.test"}],"subject":"s","text":"t"}"#)
-            .expect("a valid message");
+        crate::message::MessageSpec::parse(r#"{"to":[{"email":"b@example.test"}],"subject":"s","text":"t"}"#, &|_| {
+            crate::message_bounds::PartBudget::new(u64::MAX, "Default")
+        })
+        .expect("a valid message");
     let ctx = crate::message::BuildContext {
         from: "a@example.test".parse().expect("a valid sender"),
         reply_to: None,

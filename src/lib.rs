@@ -28,6 +28,7 @@
 pub mod address;
 pub mod advice;
 pub mod archive;
+pub mod bounded;
 pub mod client;
 pub mod config;
 pub mod credentials;
@@ -42,6 +43,7 @@ pub mod json;
 pub mod limits;
 pub mod logging;
 pub mod message;
+pub mod message_bounds;
 pub mod oauth2;
 pub mod outbox;
 pub mod reference;

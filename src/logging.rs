@@ -393,7 +393,7 @@ fn write_loop(path: &Path, max_bytes: u64, shared: &(Mutex<FileQueue>, Condvar))
                 rotate(path);
             }
             if file.is_none() {
-                file = OpenOptions::new().create(true).append(true).open(path).ok().map(|f| {
+                file = open_log_file(path).ok().map(|f| {
                     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
                     (f, size)
                 });
@@ -408,6 +408,30 @@ fn write_loop(path: &Path, max_bytes: u64, shared: &(Mutex<FileQueue>, Condvar))
         if stop {
             return;
         }
+    }
+}
+
+/// Opens (creating it) a log file for appending. It must be a regular
+/// file: a device such as `/dev/full` or a FIFO is refused before it is
+/// opened (a FIFO would block the writer), and the OS error names why a
+/// file cannot be opened (a missing folder, no permission).
+pub fn open_log_file(path: &Path) -> std::result::Result<File, String> {
+    let not_regular = |what: &str| format!("{} is not a regular file ({what})", path.display());
+    if let Some(what) = std::fs::metadata(path).ok().as_ref().and_then(crate::bounded::kind) {
+        return Err(not_regular(what));
+    }
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options.open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.metadata().as_ref().map(crate::bounded::kind) {
+        Ok(None) => Ok(file),
+        Ok(Some(what)) => Err(not_regular(what)),
+        Err(e) => Err(format!("cannot open {}: {e}", path.display())),
     }
 }
 

@@ -10,7 +10,7 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::{Attachment, Mailbox, Mailboxes, MultiPart, SinglePart};
 use lettre::Address;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -21,6 +21,7 @@ use crate::address::AddressList;
 use crate::config::{check_text, printable};
 use crate::error::{Error, Result};
 use crate::json::{self, OrderedMap};
+use crate::message_bounds::{self, PartBudget};
 
 /// An address as the host gives it: `"a@b"`, `"Name <a@b>"` (see
 /// [`crate::address`]) or `{"email", "name"}`.
@@ -170,6 +171,9 @@ pub struct MessageSpec {
     pub archive: bool,
     /// The host's own MIME message, when it gave `mime_base64`.
     pub raw: Option<RawMime>,
+    /// What the parts read so far leave of SMTPMaxMessageBytes (a merge
+    /// reads each recipient's own attachments into it).
+    pub budget: PartBudget,
 }
 
 /// Headers the library writes itself; a host may not set them.
@@ -249,15 +253,17 @@ pub fn recipients(field: &str, list: &[AddressSpec]) -> Result<Vec<Recipient>> {
 }
 
 impl MessageSpec {
-    /// Reads and validates message JSON. Attachment files are read now.
-    pub fn parse(text: &str) -> Result<MessageSpec> {
+    /// Reads and validates message JSON. Attachment files are read now,
+    /// within the budget `budget_for` gives for the message's `profile`.
+    pub fn parse(text: &str, budget_for: &dyn Fn(Option<&str>) -> PartBudget) -> Result<MessageSpec> {
         let raw: MessageJson = json::parse_object(text, "message JSON")?;
-        MessageSpec::validate(raw)
+        let budget = budget_for(raw.profile.as_deref());
+        MessageSpec::validate(raw, budget)
     }
 
     /// Validates a message already read from JSON.
-    pub fn validate(raw: MessageJson) -> Result<MessageSpec> {
-        let spec = MessageSpec::validate_template(raw)?;
+    pub fn validate(raw: MessageJson, budget: PartBudget) -> Result<MessageSpec> {
+        let spec = MessageSpec::validate_template(raw, budget)?;
         if spec.all_recipients().next().is_none() {
             return Err(Error::message_error("the message has no recipient (to, cc or bcc)"));
         }
@@ -265,10 +271,11 @@ impl MessageSpec {
     }
 
     /// Validates a merge template: a message that may have no recipient
-    /// yet.
-    pub fn validate_template(mut raw: MessageJson) -> Result<MessageSpec> {
+    /// yet. Its parts are read within `budget`.
+    pub fn validate_template(mut raw: MessageJson, mut budget: PartBudget) -> Result<MessageSpec> {
+        message_bounds::check_recipient_count(&[("to", raw.to.len()), ("cc", raw.cc.len()), ("bcc", raw.bcc.len())])?;
         if let Some(mime) = raw.mime_base64.take() {
-            return MessageSpec::validate_raw(raw, &mime);
+            return MessageSpec::validate_raw(raw, &mime, budget);
         }
         check_host_fields(&raw)?;
         let to = recipients("to", &raw.to)?;
@@ -294,13 +301,13 @@ impl MessageSpec {
             .attachments
             .iter()
             .enumerate()
-            .map(|(i, p)| read_part(&format!("attachments[{i}]"), p, false))
+            .map(|(i, p)| read_part(&format!("attachments[{i}]"), p, false, &mut budget))
             .collect::<Result<Vec<_>>>()?;
         let inline = raw
             .inline
             .iter()
             .enumerate()
-            .map(|(i, p)| read_part(&format!("inline[{i}]"), p, true))
+            .map(|(i, p)| read_part(&format!("inline[{i}]"), p, true, &mut budget))
             .collect::<Result<Vec<_>>>()?;
         if !inline.is_empty() && raw.html.is_none() {
             return Err(Error::message_error("inline: inline parts need an html body to refer to them"));
@@ -323,12 +330,13 @@ impl MessageSpec {
             idempotency_key: raw.idempotency_key,
             archive: raw.archive.unwrap_or(false),
             raw: None,
+            budget,
         })
     }
 
     /// Validates a message given as `mime_base64`: its envelope from the
     /// JSON where given, else from the message's headers.
-    fn validate_raw(raw: MessageJson, mime: &str) -> Result<MessageSpec> {
+    fn validate_raw(raw: MessageJson, mime: &str, mut budget: PartBudget) -> Result<MessageSpec> {
         let beside = [
             ("subject", raw.subject.is_some()),
             ("html", raw.html.is_some()),
@@ -345,6 +353,7 @@ impl MessageSpec {
         let compact: String = mime.chars().filter(|c| !c.is_ascii_whitespace()).collect();
         let bytes =
             B64.decode(compact).map_err(|e| Error::message_error(format!("mime_base64: not valid base64: {e}")))?;
+        budget.take("mime_base64", "the message", bytes.len() as u64, true)?;
         let (raw_mime, headers) = RawMime::read(bytes)?;
         let from_header = |field: &str, list: &[AddressSpec]| -> Result<Vec<Recipient>> {
             recipients(&format!("mime_base64: {field}"), list)
@@ -353,6 +362,11 @@ impl MessageSpec {
         let (to, cc, bcc) = if given_envelope {
             (recipients("to", &raw.to)?, recipients("cc", &raw.cc)?, recipients("bcc", &raw.bcc)?)
         } else {
+            message_bounds::check_recipient_count(&[
+                ("mime_base64: To", headers.to.len()),
+                ("mime_base64: Cc", headers.cc.len()),
+                ("mime_base64: Bcc", headers.bcc.len()),
+            ])?;
             (from_header("To", &headers.to)?, from_header("Cc", &headers.cc)?, from_header("Bcc", &headers.bcc)?)
         };
         let from = match (&raw.from, headers.from.first()) {
@@ -379,6 +393,7 @@ impl MessageSpec {
             idempotency_key: raw.idempotency_key,
             archive: raw.archive.unwrap_or(false),
             raw: Some(raw_mime),
+            budget,
         })
     }
 
@@ -418,6 +433,13 @@ impl RawMime {
         let end = header_end(&bytes).ok_or_else(|| {
             Error::message_error("mime_base64: no header section (a blank line must end the headers)")
         })?;
+        if let Some((name, len)) = message_bounds::long_header_line(&bytes[..end]) {
+            return Err(Error::message_error(format!(
+                "mime_base64: the {} header has a line of {len} octets; at most {} are allowed (RFC 5322)",
+                printable(&name),
+                message_bounds::MAX_LINE_OCTETS
+            )));
+        }
         let parsed = mail_parser::MessageParser::default()
             .parse_headers(&bytes[..end])
             .ok_or_else(|| Error::message_error("mime_base64: the message's headers do not parse"))?;
@@ -505,9 +527,20 @@ fn custom_header(name: &str, value: &serde_json::Value) -> Result<(HeaderName, S
     Ok((header, value))
 }
 
-/// Validates a part and reads its bytes.
-pub fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
-    let (bytes, default_name) = match (&spec.path, &spec.content_base64) {
+/// Where a part's bytes come from: a file not read yet, or the host's
+/// base64, decoded.
+enum PartSource {
+    File { path: String, file: crate::bounded::RegularFile },
+    Bytes(Vec<u8>),
+}
+
+/// Validates a part and reads its bytes within `budget`. A path must name
+/// a regular file (a FIFO, device or folder is refused unread) whose
+/// base64 can fit what is left of SMTPMaxMessageBytes: a larger one is
+/// refused by its size, unread, and no more than that bound + 1 byte is
+/// ever read.
+pub fn read_part(field: &str, spec: &PartSpec, inline: bool, budget: &mut PartBudget) -> Result<Part> {
+    let (source, default_name) = match (&spec.path, &spec.content_base64) {
         (Some(_), Some(_)) => {
             return Err(Error::message_error(format!("{field}: give path or content_base64, not both")))
         }
@@ -517,16 +550,16 @@ pub fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
             if !p.is_absolute() {
                 return Err(Error::message_error(format!("{field}: path \"{}\" must be absolute", printable(path))));
             }
-            let bytes =
-                std::fs::read(&p).map_err(|e| Error::message_error(format!("{field}: cannot read {path}: {e}")))?;
-            (bytes, p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            let file = crate::bounded::RegularFile::open(&p)
+                .map_err(|e| Error::message_error(format!("{field}: cannot read {path}: {e}")))?;
+            (PartSource::File { path: path.clone(), file }, p.file_name().map(|n| n.to_string_lossy().into_owned()))
         }
         (None, Some(data)) => {
             let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
             let bytes = B64
                 .decode(compact)
                 .map_err(|e| Error::message_error(format!("{field}: content_base64 is not valid base64: {e}")))?;
-            (bytes, None)
+            (PartSource::Bytes(bytes), None)
         }
     };
     let cid = match (&spec.cid, inline) {
@@ -564,11 +597,48 @@ pub fn read_part(field: &str, spec: &PartSpec, inline: bool) -> Result<Part> {
     // A message/rfc822 part is a message, which ends with a line break;
     // without one its last line runs into the MIME boundary for some readers.
     let is_message = content_type_text.to_ascii_lowercase().starts_with("message/");
-    let mut bytes = bytes;
+    check_part_header_lines(field, &name, cid.as_deref(), &content_type)?;
+    let mut bytes = match source {
+        PartSource::File { path, file } => {
+            budget.fits(field, &path, file.size, is_message)?; // else refused unread
+            let bytes = file.read_at_most(budget.left).map_err(|e| {
+                Error::message_error(format!(
+                    "{field}: cannot read {path}: {e} (what SMTPMaxMessageBytes of profile {} leaves)",
+                    budget.profile
+                ))
+            })?;
+            // The file may have changed since its size was taken.
+            budget.take(field, &path, bytes.len() as u64, is_message)?;
+            bytes
+        }
+        PartSource::Bytes(bytes) => {
+            budget.take(field, "content_base64", bytes.len() as u64, is_message)?;
+            bytes
+        }
+    };
     if is_message && !bytes.is_empty() && !bytes.ends_with(b"\n") {
         bytes.extend_from_slice(b"\r\n");
     }
     Ok(Part { name, content_type, is_message, bytes, cid })
+}
+
+/// The part's own header lines, as lettre writes them, within 998 octets:
+/// else `SMTPB_ERR_MESSAGE` naming `field` (a name, cid or content type
+/// with a word too long to fold).
+fn check_part_header_lines(field: &str, name: &str, cid: Option<&str>, content_type: &ContentType) -> Result<()> {
+    let attachment = match cid {
+        Some(cid) => Attachment::new_inline_with_name(cid.to_string(), name.to_string()),
+        None => Attachment::new(name.to_string()),
+    };
+    let headers = attachment.body(lettre::message::Body::new(Vec::new()), content_type.clone()).formatted();
+    match message_bounds::long_header_line(&headers) {
+        Some((header, len)) => Err(Error::message_error(format!(
+            "{field}: the part's {header} header would have a line of {len} octets (its name, cid or content_type \
+             has a word too long to fold); at most {} are allowed (RFC 5322)",
+            message_bounds::MAX_LINE_OCTETS
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `text` safe inside HTML text and attribute values.
@@ -587,15 +657,27 @@ pub fn html_escape(text: &str) -> String {
     out
 }
 
-/// A `name=` parameter value: quoted printable ASCII, or an RFC 2047
-/// encoded word for anything else (what Outlook and Thunderbird read).
+/// A `name=` parameter value: quoted printable ASCII, or RFC 2047 encoded
+/// words for anything else (what Outlook and Thunderbird read). Each word
+/// stays within RFC 2047's 75 characters, with a space between words where
+/// the header can be folded, so a long name never makes a long line.
 fn name_parameter(name: &str) -> String {
     let plain = name.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
     if plain {
-        format!("\"{name}\"")
-    } else {
-        format!("\"=?utf-8?b?{}?=\"", B64.encode(name.as_bytes()))
+        return format!("\"{name}\"");
     }
+    // 45 bytes of UTF-8 are 60 characters of base64: a 72-character word.
+    const WORD_BYTES: usize = 45;
+    let mut words = Vec::new();
+    let mut start = 0;
+    for (at, c) in name.char_indices() {
+        if at + c.len_utf8() - start > WORD_BYTES {
+            words.push(format!("=?utf-8?b?{}?=", B64.encode(&name.as_bytes()[start..at])));
+            start = at;
+        }
+    }
+    words.push(format!("=?utf-8?b?{}?=", B64.encode(&name.as_bytes()[start..])));
+    format!("\"{}\"", words.join(" "))
 }
 
 /// What [`build`] needs beyond the spec: decisions of the pipeline.
@@ -639,11 +721,13 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
     if let Some(r) = &ctx.reply_to {
         builder = builder.reply_to(r.clone());
     }
-    for r in &spec.to {
-        builder = builder.to(r.mailbox.clone());
-    }
-    for r in &spec.cc {
-        builder = builder.cc(r.mailbox.clone());
+    // Each header made once (lettre's `to`/`cc` add one mailbox at a time
+    // by parsing the header back: quadratic in the recipients), folded.
+    for (name, list) in [("To", &spec.to), ("Cc", &spec.cc)] {
+        if !list.is_empty() {
+            let mailboxes: Vec<Mailbox> = list.iter().map(|r| r.mailbox.clone()).collect();
+            builder = builder.raw_header(message_bounds::address_header(name, &mailboxes));
+        }
     }
     for (name, value) in &spec.headers {
         builder = builder.raw_header(HeaderValue::new(name.clone(), value.clone()));
@@ -717,7 +801,45 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
     if let Some(dkim) = ctx.dkim {
         message.sign(dkim);
     }
-    splice(message.formatted(), large)
+    let formatted = message.formatted();
+    if let Some((name, len)) = message_bounds::long_header_line(&formatted) {
+        return Err(long_header_error(spec, &name, len));
+    }
+    splice(formatted, large)
+}
+
+/// `SMTPB_ERR_MESSAGE` for a header whose line would be `len` octets after
+/// folding, naming the message JSON's field it comes from.
+fn long_header_error(spec: &MessageSpec, header: &str, len: usize) -> Error {
+    let lower = header.to_ascii_lowercase();
+    let field = match lower.as_str() {
+        "subject" => "subject".to_string(),
+        "to" | "cc" => {
+            // The recipient whose own mailbox does not fit, if one does not.
+            let list = if lower == "to" { &spec.to } else { &spec.cc };
+            let alone = |m: &Mailbox| {
+                let mut h = lettre::message::header::Headers::new();
+                h.set(lettre::message::header::To::from(Mailboxes::from(m.clone())));
+                message_bounds::long_header_line(h.to_string().as_bytes()).is_some()
+            };
+            match list.iter().position(|r| alone(&r.mailbox)) {
+                Some(i) => format!("{lower}[{i}]"),
+                None => lower.clone(),
+            }
+        }
+        "from" => "from".to_string(),
+        "reply-to" => "reply_to".to_string(),
+        "x-original-to" => "to/cc (X-Original-To of test mode)".to_string(),
+        _ => match spec.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(header)) {
+            Some((n, _)) => format!("headers.{n}"),
+            None => header.to_string(),
+        },
+    };
+    Error::message_error(format!(
+        "{field}: the {header} header would have a line of {len} octets after folding (a word too long to \
+         fold); at most {} are allowed (RFC 5322)",
+        message_bounds::MAX_LINE_OCTETS
+    ))
 }
 
 /// The body of an attachment or inline part. A file's bytes are base64,
@@ -840,16 +962,23 @@ pub fn dkim_config(
     DkimConfig::new(selector.to_string(), domain.to_string(), key, headers, canonicalization)
 }
 
+/// The largest DKIM key file read (an 8192-bit RSA key is about 6.5 KiB).
+pub(crate) const MAX_DKIM_KEY_BYTES: u64 = 1024 * 1024;
+
 /// Reads a DKIM private key: RSA as PKCS#1 or PKCS#8 PEM, Ed25519 as
-/// PKCS#8 PEM. An unusable file is `SMTPB_ERR_CONFIG` naming it.
+/// PKCS#8 PEM. An unusable file (not a regular file, over
+/// [`MAX_DKIM_KEY_BYTES`], no key) is `SMTPB_ERR_CONFIG` naming it.
 pub fn read_dkim_key(path: &Path) -> Result<lettre::message::dkim::DkimSigningKey> {
     use lettre::message::dkim::{DkimSigningAlgorithm, DkimSigningKey};
     use rsa::pkcs1::EncodeRsaPrivateKey;
     use rsa::pkcs8::DecodePrivateKey;
     let bad = |why: &str| Error::config(format!("{} is not a usable DKIM key: {why}", path.display()));
+    let bytes = zeroize::Zeroizing::new(
+        crate::bounded::read(path, MAX_DKIM_KEY_BYTES)
+            .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?,
+    );
     let pem =
-        std::fs::read_to_string(path).map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
-    let pem = zeroize::Zeroizing::new(pem);
+        zeroize::Zeroizing::new(String::from_utf8(bytes.to_vec()).map_err(|_| bad("the file is not text (UTF-8)"))?);
     if pem.contains("BEGIN RSA PRIVATE KEY") {
         return DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa).map_err(|_| bad("the RSA key does not parse"));
     }
@@ -902,7 +1031,7 @@ mod tests {
                "inline":[{{"content_base64":"{ascii}","cid":"logo","name":"logo.png"}},
                          {{"content_base64":"{png}","cid":"logo2","name":"logo2.png"}}]}}"#
         );
-        let bytes = build_plain(&mut MessageSpec::parse(&json).unwrap());
+        let bytes = build_plain(&mut parse(&json).unwrap());
         assert_eq!(bare_line_ends(&bytes), Vec::<usize>::new());
         let text = String::from_utf8_lossy(&bytes);
         // The file parts are base64: their bytes come back exactly.
@@ -911,7 +1040,7 @@ mod tests {
     }
 
     fn parse(json: &str) -> Result<MessageSpec> {
-        MessageSpec::parse(json)
+        MessageSpec::parse(json, &|_| PartBudget::new(36_700_160, "Default"))
     }
 
     #[test]

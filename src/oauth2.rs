@@ -137,7 +137,8 @@ pub fn token_request(http: &Http, token_url: &str, form: &[(&str, &str)]) -> std
     Ok(Tokens {
         access: Zeroizing::new(access.to_string()),
         refresh: doc.get("refresh_token").and_then(Value::as_str).map(|r| Zeroizing::new(r.to_string())),
-        expires_at: expires_in.map(|s| fsutil::unix_now() + s.max(0)).unwrap_or(0),
+        // Saturated: an endpoint's `expires_in` of i64::MAX means "never".
+        expires_at: expires_in.map(|s| fsutil::unix_now().saturating_add(s.max(0))).unwrap_or(0),
         username: doc.get("id_token").and_then(Value::as_str).and_then(id_token_username),
     })
     // `doc` (holding the tokens) is dropped here; the body it came from

@@ -80,6 +80,14 @@ impl Reply {
     pub fn is_transient(&self) -> bool {
         (400..500).contains(&self.code)
     }
+    /// A 5xx: the only class that refuses for good.
+    pub fn is_permanent(&self) -> bool {
+        (500..600).contains(&self.code)
+    }
+    /// Of the class `expected` (2 for 2xx, 3 for 354).
+    fn is_class(&self, expected: u16) -> bool {
+        self.code / 100 == expected
+    }
     /// `550 5.1.1 No such user`, for messages.
     pub fn summary(&self) -> String {
         match &self.enhanced {
@@ -949,9 +957,14 @@ impl Session {
             self.write(mail.as_bytes(), deadline).map_err(stale_fail)?;
             self.read_reply(deadline).map_err(stale_fail)?
         };
-        let mail_ok = mail_reply.is_positive();
+        let mail_ok = mail_reply.is_class(2);
         if !mail_ok && !pipelined {
-            return Err(self.after_refusal(mail_reply, "mail", format!("the server refused the sender {from}")));
+            return Err(self.after_refusal(
+                mail_reply,
+                "mail",
+                "MAIL",
+                format!("the server refused the sender {from}"),
+            ));
         }
 
         let mut data_reply = None;
@@ -959,6 +972,7 @@ impl Session {
         let mut rejected = Vec::new();
         let mut deferred = Vec::new();
         let mut carried = Vec::new();
+        let mut out_of_step = None;
         for (index, line) in rcpts.iter().enumerate() {
             let deadline = Instant::now() + self.timeout;
             let io = |e| transient("rcpt", "at RCPT", e);
@@ -967,15 +981,17 @@ impl Session {
             }
             let reply = self.read_reply(deadline).map_err(io)?;
             let address = recipients[index].clone();
-            if reply.is_positive() {
+            if reply.is_class(2) {
                 accepted += 1;
             } else if reply.code == 452 && accepted > 0 {
                 // Past the server's recipient limit (RFC 5321 §4.5.3.1.10).
                 carried.push(address);
             } else if reply.is_transient() {
                 deferred.push((address, reply));
-            } else {
+            } else if reply.is_permanent() {
                 rejected.push((address, reply));
+            } else if out_of_step.is_none() {
+                out_of_step = Some((address, reply));
             }
         }
         if pipelined {
@@ -988,18 +1004,33 @@ impl Session {
             data_reply = Some(reply);
         }
         if !mail_ok {
-            return Err(self.after_refusal(mail_reply, "mail", format!("the server refused the sender {from}")));
+            return Err(self.after_refusal(
+                mail_reply,
+                "mail",
+                "MAIL",
+                format!("the server refused the sender {from}"),
+            ));
+        }
+        if let Some((address, reply)) = out_of_step {
+            let command = format!("RCPT TO:<{address}>");
+            let mut f = self.after_refusal(reply, "rcpt", &command, String::new());
+            f.rejected = rejected;
+            return Err(f);
         }
         if let Some((address, reply)) = deferred.first().cloned() {
-            let mut f = self.after_refusal(reply, "rcpt", format!("the server deferred recipient {address}"));
+            let mut f = self.after_refusal(reply, "rcpt", "RCPT", format!("the server deferred recipient {address}"));
             f.code = Code::Transient;
             f.rejected = rejected;
             return Err(f);
         }
         if accepted == 0 {
             let (address, reply) = rejected.last().cloned().expect("at least one recipient");
-            let mut f =
-                self.after_refusal(reply, "rcpt", format!("the server refused every recipient (last: {address})"));
+            let mut f = self.after_refusal(
+                reply,
+                "rcpt",
+                "RCPT",
+                format!("the server refused every recipient (last: {address})"),
+            );
             f.code = Code::Rejected;
             f.rejected = rejected;
             return Err(f);
@@ -1015,7 +1046,7 @@ impl Session {
             }
         };
         if reply.code != 354 {
-            let mut f = self.after_refusal(reply, "data", "the server refused DATA".to_string());
+            let mut f = self.after_refusal(reply, "data", "DATA", "the server refused DATA".to_string());
             f.rejected = rejected;
             return Err(f);
         }
@@ -1029,8 +1060,13 @@ impl Session {
             f.possible_duplicate = true;
             f
         })?;
-        if !reply.is_positive() {
-            let mut f = self.after_refusal(reply, "data", "the server refused the message".to_string());
+        if !reply.is_class(2) {
+            // Past the dot, a reply of no refusing class leaves unknown
+            // whether the server took the message.
+            let unknown = !reply.is_transient() && !reply.is_permanent();
+            let mut f =
+                self.after_refusal(reply, "data", "the final dot", "the server refused the message".to_string());
+            f.possible_duplicate = unknown;
             f.rejected = rejected;
             return Err(f);
         }
@@ -1038,8 +1074,28 @@ impl Session {
     }
 
     /// A refusal in the transaction: classify it and leave the session
-    /// ready for the next transaction (RSET).
-    fn after_refusal(&mut self, reply: Reply, stage: &'static str, what: String) -> Failure {
+    /// ready for the next transaction (RSET). Only a 5xx refuses for good
+    /// (`SMTPB_ERR_REJECTED`); a 4xx is TRANSIENT. A reply of a class the
+    /// command never gets (`250` to DATA, `354` to RCPT: a server sending
+    /// replies nobody asked for) is TRANSIENT too, quoted, and the session,
+    /// out of step with the server, is closed instead of reused.
+    fn after_refusal(&mut self, reply: Reply, stage: &'static str, command: &str, what: String) -> Failure {
+        if !reply.is_transient() && !reply.is_permanent() {
+            self.data_mode = false;
+            self.transactions = u64::MAX;
+            let _ = self.stream.tcp().shutdown(Shutdown::Both);
+            let expected = if command == "DATA" { "354" } else { "2xx" };
+            return Failure::new(
+                Code::Transient,
+                stage,
+                format!(
+                    "the server answered {command} with \"{}\" where {expected} was expected; the session is out of \
+                     step with the server and was closed",
+                    reply.summary()
+                ),
+            )
+            .with_reply(reply);
+        }
         let code = if reply.is_transient() { Code::Transient } else { Code::Rejected };
         let deadline = Instant::now() + self.timeout;
         if self.data_mode {

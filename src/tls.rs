@@ -24,10 +24,15 @@ pub fn system_roots() -> &'static [CertificateDer<'static>] {
     &SYSTEM_ROOTS
 }
 
-/// Reads the certificates of a PEM file; an unreadable file or one with
-/// no certificate is an error naming the file.
+/// The largest SMTPCaFile read (a system's whole bundle is about 200 KiB).
+pub(crate) const MAX_CA_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads the certificates of a PEM file; an unreadable file, one that is
+/// not a regular file or is over [`MAX_CA_FILE_BYTES`], or one with no
+/// certificate is an error naming the file.
 pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = crate::bounded::read(path, MAX_CA_FILE_BYTES)
+        .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::config(format!("{} is not a PEM certificate file: {e:?}", path.display())))?;

@@ -179,9 +179,15 @@ def test_log_file_gets_lines_and_rotates(client, server, tmp_path):
 
 
 def test_an_unwritable_log_file_never_fails_a_send(client, server, tmp_path):
-    blocked = tmp_path / "not-a-folder"
-    blocked.write_text("a file where the log's folder should be")
-    configure(client, server, SMTPLogFile=str(blocked / "smtpbridge.log"), SMTPLogLevel="Trace")
+    """Setting a log file that cannot be opened is CONFIG (tests/test_honest_failures.py);
+    one that stops being writable later costs its lines, never a send."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    configure(client, server, SMTPLogFile=str(folder / "smtpbridge.log"), SMTPLogLevel="Trace")
+    for entry in folder.iterdir():
+        entry.unlink()
+    folder.rmdir()
+    folder.write_text("a file where the log's folder should be")
     for _ in range(3):
         assert client.send(message())["state"] == "sent"
     server.wait_for(3)

@@ -87,3 +87,13 @@ def test_unusable_key_file_is_config_error_when_set(client, tmp_path):
 
 def test_missing_key_file_is_config_error_when_set(client, tmp_path):
     expect_error(CONFIG, client.config_set, "SMTPDkimKeyFile", str(tmp_path / "missing.pem"))
+
+
+def test_signature_verifies_over_folded_to_and_cc_of_many_recipients(client, tmp_path):
+    """To and Cc are folded between addresses: the signature covers them as sent."""
+    path, record = rsa_key(tmp_path, pkcs1=False)
+    to = [f"to{i}@example.com" for i in range(150)]
+    cc = [{"email": f"cc{i}@example.com", "name": f"Empfänger {i}"} for i in range(50)]
+    raw = send_signed(client, path, to=to, cc=cc)
+    assert max(len(line) for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")) <= 998
+    assert verifies(raw, record), "the DKIM signature does not verify"

@@ -3,10 +3,12 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use smtpbridge::message::{build, BuildContext, MessageSpec};
+use smtpbridge::message_bounds::PartBudget;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(mut spec) = MessageSpec::parse(text) else { return };
+    // SMTPMaxMessageBytes' default: what parts may take before they are read.
+    let Ok(mut spec) = MessageSpec::parse(text, &|_| PartBudget::new(36_700_160, "Default")) else { return };
     let ctx = BuildContext {
         from: "fuzz@example.test".parse().expect("a valid sender"),
         reply_to: None,
@@ -16,6 +18,8 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(bytes) = build(&mut spec, &ctx) {
         assert!(crlf_only(&bytes));
+        // No header line past 998 octets (RFC 5322): build refuses instead.
+        assert!(smtpbridge::message_bounds::long_header_line(&bytes).is_none());
     }
 });
 

@@ -119,7 +119,9 @@ impl Client {
         if recipients.is_empty() {
             return Err(Error::message_error("recipients: the merge has no recipient"));
         }
-        let template = MessageSpec::validate_template(raw)?;
+        let config = self.read_config().clone();
+        let budget = super::pipeline::part_budget(&config, raw.profile.as_deref());
+        let template = MessageSpec::validate_template(raw, budget)?;
         let mut names = Vec::new();
         for text in [Some(&template.subject), template.html.as_ref(), template.text.as_ref()].into_iter().flatten() {
             for name in placeholders(text) {
@@ -157,7 +159,6 @@ impl Client {
         }
 
         let batch_id = crate::status::new_id();
-        let config = self.read_config().clone();
         let mut ids = Vec::with_capacity(recipients.len());
         // Held back until every message is queued: nothing of a merge that
         // fails half-way goes out.
@@ -195,7 +196,7 @@ impl Client {
         spec.to = message::recipients("to", &[AddressSpec { email: r.email.clone(), name: r.name.clone() }])?;
         spec.cc.extend(message::recipients("cc", &r.cc)?);
         for (j, part) in r.attachments.iter().enumerate() {
-            spec.attachments.push(message::read_part(&format!("attachments[{j}]"), part, false)?);
+            spec.attachments.push(message::read_part(&format!("attachments[{j}]"), part, false, &mut spec.budget)?);
         }
         if r.reference.is_some() {
             spec.reference = r.reference.clone();

@@ -357,6 +357,12 @@ impl Client {
         let mut config = self.inner.config.write().unwrap_or_else(|e| e.into_inner());
         let (next, changes) = change(&config)?;
         if **config != next {
+            let log_file = next.global_settings().log_file;
+            if let Some(path) = log_file.as_deref().filter(|p| config.global_settings().log_file.as_deref() != Some(*p))
+            {
+                // A log file that cannot be written would log nothing, ever.
+                crate::logging::open_log_file(path).map_err(|why| Error::config(format!("SMTPLogFile: {why}")))?;
+            }
             if let Some(dir) = &self.inner.data_dir {
                 let text =
                     serde_json::to_vec_pretty(&next.to_json(|_| None)).map_err(|e| Error::internal(e.to_string()))?;

@@ -244,8 +244,10 @@ impl Client {
                 })?);
             let user_code = text("user_code").unwrap_or_default();
             let verification = text("verification_uri").or_else(|| text("verification_url")).unwrap_or_default();
-            let expires_in = doc.get("expires_in").and_then(|v| v.as_i64()).unwrap_or(600).max(1);
-            let interval = doc.get("interval").and_then(|v| v.as_i64()).unwrap_or(5).max(1);
+            // Bounded, so the wait and its deadline cannot overflow: a
+            // device code lives minutes (RFC 8628 suggests 15).
+            let expires_in = doc.get("expires_in").and_then(|v| v.as_i64()).unwrap_or(600).clamp(1, 86_400);
+            let interval = doc.get("interval").and_then(|v| v.as_i64()).unwrap_or(5).clamp(1, 600);
             let expires_at = fsutil::unix_now() + expires_in;
             let answer = serde_json::json!({
                 "flow_id": flow_id, "kind": "device", "authorize_url": null,

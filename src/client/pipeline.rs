@@ -13,6 +13,7 @@ use crate::delivery::{self, Delivery, Transport};
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 use crate::message::{self, BuildContext, MessageSpec};
+use crate::message_bounds::{self, PartBudget};
 use crate::outbox::spool::Record;
 use crate::outbox::{Attempt, RetryPolicy};
 use crate::smtp::{Login, Mail};
@@ -60,6 +61,28 @@ fn prefix_subject(subject: &mut String, prefix: &str) {
     }
     let space = if prefix.ends_with([' ', '\t']) || subject.is_empty() { "" } else { " " };
     *subject = format!("{prefix}{space}{subject}");
+}
+
+/// What a message's parts may take before they are read: SMTPMaxMessageBytes
+/// of the profile it names, else the largest of the enabled profiles' (the
+/// chosen profile's own limit is checked once the message is built).
+pub(super) fn part_budget(config: &Config, explicit: Option<&str>) -> PartBudget {
+    if let Some(s) = explicit.and_then(|name| config.settings(name).ok()) {
+        return PartBudget::new(s.max_message_bytes, s.name);
+    }
+    let largest = config
+        .profiles()
+        .iter()
+        .filter_map(|p| config.settings(&p.name).ok())
+        .filter(|s| s.enabled)
+        .max_by_key(|s| s.max_message_bytes);
+    match largest {
+        Some(s) => PartBudget::new(s.max_message_bytes, s.name),
+        None => {
+            let default = config::key_def("SMTPMaxMessageBytes").and_then(|d| d.default).and_then(|v| v.parse().ok());
+            PartBudget::new(default.unwrap_or(u64::MAX), config::DEFAULT_PROFILE)
+        }
+    }
 }
 
 /// An envelope address with its domain as A-labels.
@@ -227,6 +250,11 @@ impl Client {
     /// MIME and DKIM. Returns the message's record (state `state`) and its
     /// bytes. Errors here are not recorded.
     pub(super) fn prepare(&self, config: &Config, spec: &mut MessageSpec, state: State) -> Result<(Record, Vec<u8>)> {
+        message_bounds::check_recipient_count(&[
+            ("to", spec.to.len()),
+            ("cc", spec.cc.len()),
+            ("bcc", spec.bcc.len()),
+        ])?;
         let sender = spec.from.as_ref().map(|m| m.email.to_string());
         let settings = choose_profile(config, spec.profile.as_deref(), sender.as_deref())?;
         let transport = self.transport(&settings);
@@ -536,11 +564,11 @@ impl Client {
         if let Err(e) = self.check_open() {
             return unrecorded(e);
         }
-        let mut spec = match MessageSpec::parse(message_json) {
+        let config = self.read_config().clone();
+        let mut spec = match MessageSpec::parse(message_json, &|profile| part_budget(&config, profile)) {
             Ok(s) => s,
             Err(e) => return unrecorded(e),
         };
-        let config = self.read_config().clone();
         let (record, bytes) = match self.prepare(&config, &mut spec, State::Sending) {
             Ok(p) => p,
             Err(e) => return unrecorded(e),
@@ -589,8 +617,8 @@ impl Client {
     /// id (`smtpb_enqueue`). Attachment files are read now.
     pub fn enqueue(&self, message_json: &str) -> Result<String> {
         self.check_open()?;
-        let mut spec = MessageSpec::parse(message_json)?;
         let config = self.read_config().clone();
+        let mut spec = MessageSpec::parse(message_json, &|profile| part_budget(&config, profile))?;
         let (record, bytes) = self.prepare(&config, &mut spec, State::Queued)?;
         self.inner.outbox.add(record, bytes).map(|(id, _)| id)
     }

@@ -40,8 +40,8 @@ impl Client {
     /// the profile chosen, the message's user and the bytes.
     fn render_checked(&self, message_json: &str) -> Result<(ProfileSettings, Option<String>, Vec<u8>)> {
         self.check_open()?;
-        let mut spec = MessageSpec::parse(message_json)?;
         let config = self.read_config().clone();
+        let mut spec = MessageSpec::parse(message_json, &|profile| super::pipeline::part_budget(&config, profile))?;
         let (record, bytes) = self.prepare(&config, &mut spec, State::Queued)?;
         Ok((config.settings(&record.status.profile)?, record.user, bytes))
     }

@@ -22,13 +22,24 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 /// SMTPTestAddresses takes addresses separated by `;` or `,` (display
 /// names allowed, kept as the bare addresses).
 ///
+/// Files: SMTPCaFile and SMTPDkimKeyFile must name regular files (a FIFO,
+/// device or folder is `SMTPB_ERR_CONFIG` naming it, unread) and are read
+/// at most to 16 MiB and 1 MiB (+ 1 byte; a larger file is refused by its
+/// size). SMTPLogFile is opened (created) when set: a missing folder, no
+/// permission, a folder, a device such as `/dev/full` or a FIFO is
+/// `SMTPB_ERR_CONFIG` naming the path and why, and the previous value is
+/// kept. A log file that stops being writable later loses its lines and
+/// never fails anything; one that cannot be opened when a client opens
+/// (its folder removed since) is not an error of the open.
+///
 /// Ownership: `key` and `value` are borrowed for the call.
 ///
 /// Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL client or key, bad UTF-8);
 /// `SMTPB_ERR_CONFIG` (unknown key, prefix on a global key, bad profile
 /// name, value outside its set: the message names the key and the accepted
 /// values; a relative or unusable SMTPCaFile/SMTPDkimKeyFile, naming the
-/// file); `SMTPB_ERR_IO` (the configuration could not be saved);
+/// file; an SMTPLogFile that cannot be opened for appending, naming the
+/// path and the OS error); `SMTPB_ERR_IO` (the configuration could not be saved);
 /// `SMTPB_ERR_STATE` (after shutdown).
 ///
 /// # Safety

@@ -17,6 +17,10 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 /// non-NULL `*out_id` (a 26-character ULID) is the caller's to free with
 /// `smtpb_string_free`. NULL `out_id` allowed.
 ///
+/// The bounds of `smtpb_send` apply: attachment paths name regular files
+/// (a FIFO never blocks the call), read to what SMTPMaxMessageBytes
+/// leaves; header lines within 998 octets; at most 100,000 recipients.
+///
 /// Errors: as `smtpb_send` up to SMTP: `SMTPB_ERR_INVALID_ARGUMENT`,
 /// `SMTPB_ERR_MESSAGE`, `SMTPB_ERR_CONFIG`, `SMTPB_ERR_NOT_FOUND`,
 /// `SMTPB_ERR_BLOCKED` (every recipient blacklisted; nothing recorded);

@@ -58,6 +58,29 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 /// recipients after the blacklist, to, cc and bcc), and `null` when test
 /// mode was off for the message.
 ///
+/// Bounds (each `SMTPB_ERR_MESSAGE` at the call, naming the field, with
+/// nothing recorded or sent):
+/// - An attachment or inline `path` must name a regular file: a FIFO, a
+///   device (`/dev/zero`) or a folder is refused without being read (and a
+///   FIFO is never opened for reading, so the call cannot block on it).
+/// - Parts count against SMTPMaxMessageBytes (of the message's `profile`,
+///   else the largest of the enabled profiles'): a file whose base64 cannot
+///   fit what the parts before it leave is refused by its size, unread,
+///   naming the file; no file is read past that bound + 1 byte. The whole
+///   message is checked against the chosen profile's SMTPMaxMessageBytes
+///   once it is built.
+/// - No header line may pass 998 octets (RFC 5322) once folded: values
+///   with spaces and non-ASCII text (encoded words) are folded and go
+///   whatever their length; a single word too long to fold (a subject,
+///   `headers` value, display name or attachment name of 990 ASCII
+///   characters without a space) is refused naming `subject`,
+///   `headers.<Name>`, `to[i]`/`cc[i]` or `attachments[i]`; a
+///   `mime_base64` message with such a header line is refused too.
+/// - At most 100,000 recipients per message (`to`, `cc` and `bcc`
+///   together), the error naming the field that passes the bound.
+///   Building a message is linear in its recipients; To and Cc are folded
+///   between addresses.
+///
 /// Addresses: an international domain (`user@bücher.example`) goes out as
 /// its A-labels (`user@xn--bcher-kva.example`, UTS #46) in the envelope
 /// and in the headers, which every server accepts; `recipients` in the
@@ -109,7 +132,10 @@ use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, st
 /// token, as offered after TLS — the message names what it offers);
 /// `SMTPB_ERR_REJECTED` (5xx), `SMTPB_ERR_TRANSIENT` (4xx, broken or stalled
 /// session; `possible_duplicate` in the status when it broke after the
-/// final dot); `SMTPB_ERR_STATE` (after shutdown).
+/// final dot; a reply of a class its command never gets — `250` to DATA,
+/// `354` to RCPT — quoted in the message, the session closed, and
+/// `possible_duplicate` when it answered the final dot);
+/// `SMTPB_ERR_STATE` (after shutdown).
 ///
 /// Thread safety: any number of threads may send at once; each send uses
 /// its own connection (pooled per profile).
