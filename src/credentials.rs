@@ -33,8 +33,10 @@ pub(crate) const FORMAT: u32 = 2;
 /// PBKDF2 iterations for a new store (OWASP, 2023: 600,000 for SHA-256).
 pub(crate) const ITERATIONS: u32 = 600_000;
 /// The PBKDF2 iterations a store may name: more would make each open take
-/// minutes (4e9 is about 20), fewer were never written.
-const ITERATIONS_RANGE: std::ops::RangeInclusive<u32> = 1_000..=10_000_000;
+/// minutes (4e9 is about 20); none derives no key. A low count is not
+/// refused: the store is sealed with the key, so lowering it in the file
+/// only makes the store fail to open.
+const ITERATIONS_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000_000;
 /// Salt lengths a store may have (this library writes 16 bytes).
 const SALT_BYTES_RANGE: std::ops::RangeInclusive<usize> = 8..=64;
 const CHECK_PLAINTEXT: &[u8] = b"smtpbridge credential store";

@@ -127,8 +127,9 @@ def test_a_log_file_that_can_be_opened_gets_the_lines(client, server, tmp_path):
 
 
 @pytest.mark.parametrize("field,value,shown", [
-    ("iterations", 4_000_000_000, "iterations 4000000000 is out of range (1000 to 10000000)"),
-    ("iterations", 10_000_001, "iterations 10000001 is out of range (1000 to 10000000)"),
+    ("iterations", 4_000_000_000, "iterations 4000000000 is out of range (1 to 10000000)"),
+    ("iterations", 10_000_001, "iterations 10000001 is out of range (1 to 10000000)"),
+    ("iterations", 0, "iterations 0 is out of range (1 to 10000000)"),
     ("kdf", "scrypt", 'kdf "scrypt" is out of range (pbkdf2-hmac-sha256)'),
 ])
 def test_a_credential_store_out_of_range_is_credentials_at_once(data_dir, field, value, shown):

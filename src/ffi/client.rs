@@ -60,7 +60,7 @@ use crate::Client;
 /// client; the message names its pid, host and user); `SMTPB_ERR_CREDENTIALS`
 /// (wrong master secret or tampered store; at once, naming the file and
 /// the field, for a store whose key derivation is out of range: a kdf
-/// other than pbkdf2-hmac-sha256, PBKDF2 iterations outside 1,000 to
+/// other than pbkdf2-hmac-sha256, PBKDF2 iterations outside 1 to
 /// 10,000,000, a salt outside 8 to 64 bytes); `SMTPB_ERR_IO` (data_dir cannot
 /// be created or read, or holds a store or spool of a newer format: the
 /// message names both versions and nothing is written).
