@@ -150,7 +150,7 @@ for arch in "${arches[@]}"; do
         --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt"
 
     win_log "$arch: bindings/cpp/test_smtpbridge.cpp"
-    wine_run "$bin_in/test_smtpbridge.exe" "$plain_port"
+    wine_run "$bin_in/test_smtpbridge.exe" "$plain_port" "$closed_port"
     check_mail plain --subject "C++ binding test" --count "$n"
 
     win_log "$arch: bindings/cpp/test_message.cpp (the C++ message builder)"
