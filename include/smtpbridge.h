@@ -43,11 +43,11 @@
 
 /* The library version this header was generated for; smtpb_version()
  * returns the loaded library's. */
-#define SMTPB_VERSION "0.1.0"
-#define SMTPB_VERSION_MAJOR 0
-#define SMTPB_VERSION_MINOR 1
+#define SMTPB_VERSION "1.2.0"
+#define SMTPB_VERSION_MAJOR 1
+#define SMTPB_VERSION_MINOR 2
 #define SMTPB_VERSION_PATCH 0
-#define SMTPB_VERSION_NUMBER (0 * 1000000 + 1 * 1000 + 0)
+#define SMTPB_VERSION_NUMBER (1 * 1000000 + 2 * 1000 + 0)
 
 
 /**
@@ -1400,7 +1400,7 @@ uint32_t SMTPB_CALL smtpb_abi_version(void);
 uint32_t SMTPB_CALL smtpb_abi_minor(void);
 
 /**
- * The library's version, e.g. "0.1.0" (as `SMTPB_VERSION` in the header).
+ * The library's version, e.g. "1.2.0" (as `SMTPB_VERSION` in the header).
  *
  * Ownership: static; never freed by the caller.
  * Thread safety: any thread, any time; never changes the last error.

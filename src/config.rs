@@ -90,6 +90,7 @@ const OAUTH2_PROVIDER: &[(&str, &[&str])] =
 const OAUTH2_FLOW: &[(&str, &[&str])] =
     &[("Interactive", &["interactive"]), ("ClientCredentials", &["clientcredentials"])];
 const TRANSPORT: &[(&str, &[&str])] = &[("SMTP", &["smtp"]), ("Graph", &["graph"])];
+const KEY_SCOPE: &[(&str, &[&str])] = &[("User", &["user"]), ("Machine", &["machine"])];
 
 const MS_MAX: u64 = u32::MAX as u64;
 
@@ -156,6 +157,7 @@ pub static KEYS: &[KeyDef] = &[
     key!("SMTPLogMaxBytes", Global, Kind::Number(4096, 1 << 40), Some("10485760")),
     key!("SMTPTranscript", Global, Kind::Enum(TRANSCRIPT), Some("Failures")),
     key!("SMTPProbePorts", Global, Kind::Text, None),
+    key!("SMTPMasterKeyScope", Global, Kind::Enum(KEY_SCOPE), Some("User")),
 ];
 
 /// Parses SMTPProbePorts (`465=10465,587=10587,25=10025`): each standard

@@ -25,6 +25,9 @@ use zeroize::Zeroizing;
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 
+mod key_file;
+pub use key_file::key_file_secret;
+
 /// The store format this library writes.
 /// Format 2 (1.1) adds the OAuth2 refresh token and provider of an entry
 /// and the profiles' client secrets; a format 1 store is migrated on open
@@ -540,27 +543,6 @@ fn read_store(path: &Path) -> Result<StoreFile> {
         ));
     }
     serde_json::from_value(head).map_err(|_| tampered(Some(path)))
-}
-
-/// The master secret for a client opened without one: a random 256-bit
-/// key kept in `data_dir/master.key`, created once, owner-only.
-pub fn key_file_secret(data_dir: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
-    let Some(dir) = data_dir else {
-        return Ok(Zeroizing::new(random_bytes::<32>()?.to_vec()));
-    };
-    let path = dir.join("master.key");
-    match std::fs::read(&path) {
-        Ok(bytes) if bytes.len() == 64 => Ok(Zeroizing::new(bytes)),
-        Ok(_) => Err(Error::credentials(format!("the key file {} is damaged", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = Zeroizing::new(random_bytes::<32>()?);
-            let hex: Zeroizing<Vec<u8>> =
-                Zeroizing::new(key.iter().flat_map(|b| format!("{b:02x}").into_bytes()).collect());
-            fsutil::atomic_write(&path, &hex, true)?;
-            Ok(hex)
-        }
-        Err(e) => Err(Error::io("cannot read", &path, &e)),
-    }
 }
 
 #[cfg(test)]

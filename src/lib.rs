@@ -52,6 +52,9 @@ pub mod status;
 pub mod tls;
 pub mod transcript;
 pub mod transport;
+#[cfg(windows)]
+#[allow(unsafe_code)]
+mod winsec;
 
 #[allow(unsafe_code)]
 pub mod ffi;
@@ -59,6 +62,8 @@ pub mod ffi;
 pub use client::Client;
 pub use error::{Code, Error, Result};
 
+/// The library's version (`smtpb_version()`, `SMTPB_VERSION`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The ABI version this library implements.
 pub const ABI_VERSION: u32 = 1;
 /// The minor ABI version: the additions of version 1.1 are present.

@@ -108,6 +108,11 @@ pub static KEY_DOCS: &[(&str, &str)] = &[
         "Ports `smtpb_probe` tries instead of 465, 587 and 25, as `465=10465,587=10587,25=10025` (for tests); \
          the port for 465 is also treated as implicit TLS when sending.",
     ),
+    (
+        "SMTPMasterKeyScope",
+        "Windows only (ignored elsewhere): DPAPI scope of `master.key` with a NULL secret, `User` or `Machine` \
+         (any account of the machine; a service account always gets `Machine`); applied at the next open.",
+    ),
 ];
 
 /// What each result code means.

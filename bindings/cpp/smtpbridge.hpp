@@ -56,7 +56,7 @@ inline std::uint32_t abi_version() noexcept { return smtpb_abi_version(); }
 // smtpb_abi_minor: 1 when the version 1.1 functions exist.
 inline std::uint32_t abi_minor() noexcept { return smtpb_abi_minor(); }
 
-// smtpb_version: the loaded library's version, e.g. "0.1.0".
+// smtpb_version: the loaded library's version, e.g. "1.2.0".
 inline std::string version() { return smtpb_version(); }
 
 // smtpb_result_name: "SMTPB_ERR_TLS" for 5, "SMTPB_ERR_UNKNOWN" for an unknown code.

@@ -24,6 +24,12 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
 
+// The library version this binding was made with (the native library's
+// smtpb_version() at release); the csproj does not generate these.
+[assembly: System.Reflection.AssemblyVersion("1.2.0.0")]
+[assembly: System.Reflection.AssemblyFileVersion("1.2.0.0")]
+[assembly: System.Reflection.AssemblyInformationalVersion("1.2.0")]
+
 namespace SmtpBridge
 {
     /// <summary>The smtpb_result codes (docs/REFERENCE.md, "Result codes"). Codes are never reused; treat an unknown one as a failure.</summary>
@@ -140,7 +146,7 @@ namespace SmtpBridge
             handle = opened;
         }
 
-        /// <summary>smtpb_version: the loaded library's version, e.g. "0.1.0".</summary>
+        /// <summary>smtpb_version: the loaded library's version, e.g. "1.2.0".</summary>
         public static string Version
         {
             get { return Utf8.Copy(NativeMethods.smtpb_version()); }

@@ -24,10 +24,16 @@ run out of --timeout exit 14 (the mail stays queued).
 The master secret of the credential store is read from SMTPBRIDGE_SECRET
 (never from an argument); without it the data directory's key file is used.";
 
+/// What `--version` prints after the name: the library's version and the C
+/// ABI version it implements, e.g. `1.2.0 (C ABI 1.1)`.
+static VERSION_LINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("{} (C ABI {}.{})", smtpbridge::VERSION, smtpbridge::ABI_VERSION, smtpbridge::ABI_MINOR)
+});
+
 #[derive(Parser, Debug)]
 #[command(
     name = "smtpbridge",
-    version,
+    version = VERSION_LINE.as_str(),
     about = "Test SMTP settings, send mail, watch and control the outbox, store credentials.",
     after_help = EXIT_CODES
 )]

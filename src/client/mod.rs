@@ -146,6 +146,9 @@ impl Client {
             }
             std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, &e))?;
         }
+        // Before any file is made in it, so that they all inherit it.
+        #[cfg(windows)]
+        let private = data_dir.map(crate::winsec::make_private_if_in_profile);
         let lock = data_dir.map(lock_data_dir).transpose()?;
         let config = match data_dir.map(config::config_path) {
             Some(path) if path.exists() => {
@@ -158,7 +161,10 @@ impl Client {
         };
         let secret: Zeroizing<Vec<u8>> = match secret {
             Some(s) => Zeroizing::new(s.as_bytes().to_vec()),
-            None => credentials::key_file_secret(data_dir)?,
+            None => {
+                let machine = config.get("SMTPMasterKeyScope").ok().flatten().as_deref() == Some("Machine");
+                credentials::key_file_secret(data_dir, machine)?
+            }
         };
         let store = CredentialStore::open(data_dir.map(|d| d.join("credentials.json")), &secret)?;
         let limits = Limits::open(data_dir.map(|d| d.join("limits.json")))?;
@@ -198,6 +204,15 @@ impl Client {
                 client.read_config().profiles().len(),
                 threads
             );
+            // An ACL is a second line of defence: its failure leaves the
+            // inherited permissions and does not keep the host from mailing.
+            #[cfg(windows)]
+            if let (Some(dir), Some(Err(e))) = (data_dir, &private) {
+                log::warn!(
+                    "cannot give {} an owner-only ACL ({e}); its files keep the permissions they inherit",
+                    dir.display()
+                );
+            }
         }
         // Delivery threads hold the client weakly: dropping the last
         // handle ends them.

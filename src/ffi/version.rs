@@ -26,7 +26,7 @@ pub extern "C" fn smtpb_abi_minor() -> u32 {
     crate::ABI_MINOR
 }
 
-/// The library's version, e.g. "0.1.0" (as `SMTPB_VERSION` in the header).
+/// The library's version, e.g. "1.2.0" (as `SMTPB_VERSION` in the header).
 ///
 /// Ownership: static; never freed by the caller.
 /// Thread safety: any thread, any time; never changes the last error.

@@ -36,7 +36,7 @@ from .errors import (
 
 from .message import mime_message
 
-__version__ = "0.1.0"
+__version__ = "1.2.0"
 
 __all__ = [
     "ABI_VERSION",
