@@ -15,7 +15,9 @@ import email.policy
 import json
 import os
 import pty
+import re
 import select
+import shutil
 import subprocess
 import termios
 import time
@@ -138,6 +140,54 @@ def text_of(message: Any) -> str:
 
 
 # --- the command line itself ---------------------------------------------------------
+
+
+def test_one_version_everywhere(tmp_path: Path) -> None:
+    """Cargo (library and command line), the header, the native library, the
+    Python package, the C# assembly and ``smtpbridge --version`` name one
+    version; --version also prints the library's C ABI version."""
+    def grab(path: Path, pattern: str) -> str:
+        found = re.search(pattern, (ROOT / path).read_text(encoding="utf-8"), re.M)
+        assert found, f"{pattern} not in {path}"
+        return found.group(1)
+
+    version = grab(Path("Cargo.toml"), r'^version = "(.+)"')
+    assert version == "1.2.0"
+    assert grab(Path("cli/Cargo.toml"), r'^version = "(.+)"') == version
+    assert grab(Path("include/smtpbridge.h"), r'^#define SMTPB_VERSION "(.+)"') == version
+    major, minor, patch = version.split(".")
+    for part, value in (("MAJOR", major), ("MINOR", minor), ("PATCH", patch)):
+        assert grab(Path("include/smtpbridge.h"), rf"^#define SMTPB_VERSION_{part} (\d+)") == value
+    assert grab(Path("bindings/csharp/SmtpBridge.csproj"), r"<Version>(.+)</Version>") == version
+    assert smtpbridge.version() == version
+    assert smtpbridge.__version__ == version
+    abi = f"{smtpbridge.abi_version()}.{smtpbridge.abi_minor()}"
+    done = subprocess.run([str(CLI), "--version"], capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0
+    assert done.stdout == f"smtpbridge {version} (C ABI {abi})\n"
+    # The C# assembly, built with mcs as a host would, and the library it loads.
+    if shutil.which("mcs") is None or shutil.which("mono") is None:
+        pytest.fail("missing mcs/mono: apt-get install mono-mcs mono-runtime (or run .ci/run)", pytrace=False)
+    program = tmp_path / "Versions.cs"
+    program.write_text(
+        "class Versions { static void Main() {"
+        " System.Console.WriteLine(typeof(SmtpBridge.Client).Assembly.GetName().Version);"
+        " System.Console.WriteLine(System.Diagnostics.FileVersionInfo.GetVersionInfo("
+        "typeof(SmtpBridge.Client).Assembly.Location).ProductVersion);"
+        " System.Console.WriteLine(SmtpBridge.Client.Version); } }\n"
+    )
+    csharp = ROOT / "bindings" / "csharp"
+    exe = tmp_path / "Versions.exe"
+    built = subprocess.run(
+        ["mcs", "-r:System.Runtime.Serialization", f"-out:{exe}", str(csharp / "SmtpBridge.cs"),
+         str(csharp / "SmtpBridge.Typed.cs"), str(program)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    env = dict(os.environ, LD_LIBRARY_PATH=str(Path(os.environ["SMTPBRIDGE_LIBRARY"]).parent))
+    ran = subprocess.run(["mono", str(exe)], capture_output=True, text=True, timeout=120, env=env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stdout.split() == [f"{version}.0", version, version]
 
 
 def test_help_documents_the_exit_codes_and_a_usage_error_is_not_a_result_code(data_dir: Path) -> None:

@@ -17,7 +17,8 @@
 #     bindings/cpp/test_message.cpp (the C++ message builder),
 #   - tests/windows/wintest.c: the version resources, data_dir and attachment
 #     on non-ASCII C:\ paths, credentials, the outbox across close/reopen,
-#     SMTPB_ERR_BUSY, log and event callbacks, STARTTLS + AUTH with
+#     SMTPB_ERR_BUSY, log and event callbacks, master.key under DPAPI (and
+#     its migration from a raw key file), owner-only ACLs, STARTTLS + AUTH with
 #     SMTPCaFile, with the CA only in the Windows ROOT store, and refused
 #     when the CA is trusted nowhere, a send through Microsoft Graph (HTTPS),
 #   - smtpbridge.exe: config set, send (with an attachment), outbox query, probe,
@@ -127,7 +128,7 @@ for arch in "${arches[@]}"; do
         $prefix-g++ $cxxflags bindings/cpp/test_message.cpp $ldflags -o $bin_in/test_message.exe &&
         $prefix-dlltool -d $release_in/smtpbridge.def -D smtpbridge.dll -l $bin_in/libsmtpbridge-from-def.a &&
         $prefix-gcc $cflags examples/c/send_mail.c $bin_in/libsmtpbridge-from-def.a -o $bin_in/send_mail_def.exe &&
-        $prefix-gcc $cflags -static-libgcc tests/windows/wintest.c $ldflags -lcrypt32 -lversion -o $bin_in/wintest.exe" ||
+        $prefix-gcc $cflags -static-libgcc tests/windows/wintest.c $ldflags -lcrypt32 -lversion -ladvapi32 -o $bin_in/wintest.exe" ||
         win_fail "$arch: a MinGW build failed"
 
     win_log "$arch: version resources"
@@ -166,6 +167,7 @@ for arch in "${arches[@]}"; do
     [ -f "$data_dir/credentials.json" ] || win_fail "$arch: no credentials.json in $data_dir"
     ! grep -rl "s3cret-windows" "$data_dir" || win_fail "$arch: the password is in plaintext in the data_dir"
     echo "ok: the data_dir holds no plaintext password"
+    wine_run "$bin_in/wintest.exe" keyfile "$arch"
     # The CA trusted nowhere, then in a C:\ file, then only in the ROOT store
     # (the library reads the system store once per process: separate runs).
     wine_run "$bin_in/wintest.exe" root-remove "$ca_win"

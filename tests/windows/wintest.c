@@ -19,12 +19,20 @@
  *       access token).
  *   wintest version FILE VERSION      FILE's version resource (read with
  *       GetFileVersionInfoW) names VERSION and the product.
+ *   wintest keyfile TAG               master.key with a NULL secret: a DPAPI
+ *       blob (not the key), read back at reopen; SMTPMasterKeyScope=Machine
+ *       re-protects it in machine scope; a 1.1 raw key file is migrated and
+ *       its credentials still open; a changed blob (and, if Wine can show
+ *       it, another account's) is SMTPB_ERR_CREDENTIALS naming the file; the
+ *       data_dir in the profile gets an owner-only ACL, one outside does not.
  *
  * Prints one "ok:" line per check; a failed check prints "FAIL:" with the
  * library's last error and exits 1. What the servers received is checked
  * by tests/windows/check_mail.py. */
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
+#include <aclapi.h>
+#include <sddl.h>
 #include <wincrypt.h>
 
 #include <stdio.h>
@@ -407,6 +415,308 @@ static int version(const char *file, const char *expected) {
     return failures != 0;
 }
 
+/* ---- master.key: DPAPI and ACLs (wintest keyfile) ---- */
+
+static const char key_magic[] = "smtpbridge-master-key 2 ";
+/* DPAPI's provider GUID, as Windows writes it at offset 4 of a blob. */
+static const BYTE windows_provider[16] = {0xd0, 0x8c, 0x9d, 0xdf, 0x01, 0x15, 0xd1, 0x11,
+                                          0x8c, 0x7a, 0x00, 0xc0, 0x4f, 0xc2, 0x97, 0xeb};
+
+/* Reads a whole file (at most 64 KiB) into buf; returns its length or -1. */
+static long read_file(const char *path, char *buf, long size) {
+    wchar_t *wpath = wide(path);
+    HANDLE h = CreateFileW(wpath, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, 0, NULL);
+    DWORD n = 0;
+    free(wpath);
+    if (h == INVALID_HANDLE_VALUE) return -1;
+    if (!ReadFile(h, buf, (DWORD)size - 1, &n, NULL)) n = 0;
+    CloseHandle(h);
+    buf[n] = '\0';
+    return (long)n;
+}
+
+static int write_file(const char *path, const char *bytes, DWORD len) {
+    wchar_t *wpath = wide(path);
+    HANDLE h = CreateFileW(wpath, GENERIC_WRITE, 0, NULL, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
+    DWORD n = 0;
+    free(wpath);
+    if (h == INVALID_HANDLE_VALUE) return 0;
+    WriteFile(h, bytes, len, &n, NULL);
+    CloseHandle(h);
+    return n == len;
+}
+
+static int contains(const char *hay, long hay_len, const BYTE *needle, long len) {
+    long i;
+    for (i = 0; i + len <= hay_len; i++) {
+        if (memcmp(hay + i, needle, (size_t)len) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Checks master.key in dir: the header names `scope`, the rest is a DPAPI
+ * blob that opens (with the library's entropy) to a 64-hex-digit key found
+ * nowhere in the file, neither as hex nor as bytes. Copies the key to
+ * key_out (65 bytes) and the blob to blob_out. */
+static void check_protected(const char *dir, const char *scope, char *key_out, BYTE *blob_out, DWORD *blob_len) {
+    char path[1024], file[8192], header[128], what[256];
+    BYTE raw[32];
+    long n, i;
+    DATA_BLOB in, out = {0, NULL}, entropy;
+    const char *body;
+    snprintf(path, sizeof path, "%s\\master.key", dir);
+    n = read_file(path, file, sizeof file);
+    snprintf(header, sizeof header, "%sdpapi-%s\n", key_magic, scope);
+    snprintf(what, sizeof what, "master.key starts with \"%.*s\"", (int)strlen(header) - 1, header);
+    check(n > 0 && strncmp(file, header, strlen(header)) == 0, what, SMTPB_OK);
+    body = n > 0 ? file + strlen(header) : "";
+    *blob_len = 4096;
+    check(CryptStringToBinaryA(body, 0, CRYPT_STRING_BASE64, blob_out, blob_len, NULL, NULL) && *blob_len > 40 &&
+              blob_out[0] == 1 && blob_out[1] == 0 && blob_out[2] == 0 && blob_out[3] == 0,
+          "its second line is a base64 DPAPI blob (version 1)", SMTPB_OK);
+    printf("  (blob of %lu bytes, made by %s)\n", (unsigned long)*blob_len,
+           memcmp(blob_out + 4, windows_provider, 16) == 0 ? "Windows DPAPI"
+           : memcmp(blob_out + 4, "Wine Crypt32 ok", 15) == 0 ? "Wine's DPAPI" : "an unknown DPAPI");
+    in.cbData = *blob_len;
+    in.pbData = blob_out;
+    entropy.cbData = (DWORD)strlen("smtpbridge master.key");
+    entropy.pbData = (BYTE *)"smtpbridge master.key";
+    check(CryptUnprotectData(&in, NULL, &entropy, NULL, NULL, CRYPTPROTECT_UI_FORBIDDEN, &out) && out.cbData == 64,
+          "CryptUnprotectData opens it to a 64-hex-digit key", SMTPB_OK);
+    key_out[0] = '\0';
+    if (out.pbData == NULL) return;
+    memcpy(key_out, out.pbData, 64);
+    key_out[64] = '\0';
+    LocalFree(out.pbData);
+    for (i = 0; i < 32; i++) sscanf(key_out + 2 * i, "%2hhx", &raw[i]);
+    check(!contains(file, n, (const BYTE *)key_out, 64) && !contains(file, n, raw, 32),
+          "the key is not in master.key (neither as hex nor as bytes)", SMTPB_OK);
+}
+
+/* The ACEs of path's DACL: 2, for this account and SYSTEM, and (folder)
+ * protected from inheritance. Returns 1 when that holds. */
+static int owner_only(const char *path) {
+    wchar_t *wpath = wide(path);
+    PACL dacl = NULL;
+    PSECURITY_DESCRIPTOR sd = NULL;
+    ACL_SIZE_INFORMATION info;
+    HANDLE token;
+    BYTE user_buf[256], system_sid[SECURITY_MAX_SID_SIZE];
+    DWORD len = sizeof user_buf, sid_len = sizeof system_sid, i;
+    int user_seen = 0, system_seen = 0, others = 0;
+    DWORD error = GetNamedSecurityInfoW(wpath, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL, &dacl, NULL, &sd);
+    free(wpath);
+    if (error != ERROR_SUCCESS || dacl == NULL) {
+        printf("  (GetNamedSecurityInfoW %s: error %lu)\n", path, (unsigned long)error);
+        return 0;
+    }
+    OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token);
+    GetTokenInformation(token, TokenUser, user_buf, len, &len);
+    CloseHandle(token);
+    CreateWellKnownSid(WinLocalSystemSid, NULL, system_sid, &sid_len);
+    GetAclInformation(dacl, &info, sizeof info, AclSizeInformation);
+    for (i = 0; i < info.AceCount; i++) {
+        ACCESS_ALLOWED_ACE *ace = NULL;
+        PSID sid;
+        if (!GetAce(dacl, i, (void **)&ace)) continue;
+        sid = (PSID)&ace->SidStart;
+        if (ace->Header.AceType != ACCESS_ALLOWED_ACE_TYPE) others++;
+        else if (EqualSid(sid, ((TOKEN_USER *)user_buf)->User.Sid)) user_seen++;
+        else if (EqualSid(sid, system_sid)) system_seen++;
+        else others++;
+    }
+    printf("  (%s: %lu ACEs: this account %d, SYSTEM %d, others %d)\n", path, (unsigned long)info.AceCount, user_seen,
+           system_seen, others);
+    LocalFree(sd);
+    return info.AceCount == 2 && user_seen == 1 && system_seen == 1 && others == 0;
+}
+
+static int dacl_protected(const char *path) {
+    wchar_t *wpath = wide(path);
+    PACL dacl = NULL;
+    PSECURITY_DESCRIPTOR sd = NULL;
+    SECURITY_DESCRIPTOR_CONTROL control = 0;
+    DWORD revision = 0;
+    DWORD error = GetNamedSecurityInfoW(wpath, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL, &dacl, NULL, &sd);
+    free(wpath);
+    if (error != ERROR_SUCCESS) return -1;
+    GetSecurityDescriptorControl(sd, &control, &revision);
+    LocalFree(sd);
+    return (control & SE_DACL_PROTECTED) != 0;
+}
+
+/* Whether this Windows keeps a DACL set with SetNamedSecurityInfoW: Wine
+ * 10 accepts the call and keeps the permissions it derives from the Unix
+ * mode, so there the ACL checks cannot be made. */
+static int keeps_dacls(const char *dir) {
+    char probe[1024];
+    wchar_t *wprobe;
+    PSECURITY_DESCRIPTOR sd = NULL;
+    PACL dacl = NULL;
+    BOOL present = FALSE, defaulted = FALSE;
+    int kept;
+    snprintf(probe, sizeof probe, "%s-acl-probe", dir);
+    wprobe = wide(probe);
+    CreateDirectoryW(wprobe, NULL);
+    ConvertStringSecurityDescriptorToSecurityDescriptorW(L"D:P(A;OICI;FA;;;SY)", SDDL_REVISION_1, &sd, NULL);
+    GetSecurityDescriptorDacl(sd, &present, &dacl, &defaulted);
+    SetNamedSecurityInfoW(wprobe, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION, NULL,
+                          NULL, dacl, NULL);
+    LocalFree(sd);
+    kept = dacl_protected(probe) == 1;
+    RemoveDirectoryW(wprobe);
+    free(wprobe);
+    return kept;
+}
+
+/* Opens dir with a NULL secret; returns the client or NULL (rc in *rc). */
+static smtpb_client *open_null(const char *dir, smtpb_result *rc) {
+    smtpb_client *c = NULL;
+    *rc = smtpb_client_open(dir, NULL, SMTPB_OPEN_PAUSED, &c);
+    return c;
+}
+
+static int credential_opens(smtpb_client *c, const char *user) {
+    char *masked = NULL;
+    smtpb_result rc = smtpb_credentials_masked(c, user, &masked);
+    int ok = rc == SMTPB_OK && strstr(masked, "\"has_secret\":true") != NULL;
+    if (!ok) printf("  (credentials_masked: %s %s)\n", smtpb_result_name(rc), masked ? masked : smtpb_last_error());
+    smtpb_string_free(masked);
+    return ok;
+}
+
+static int keyfile(const char *tag) {
+    char name[128], *dir, path[1024], key[65], key2[65], file[8192], *b64;
+    BYTE blob[4096];
+    DWORD blob_len, b64_len = 0;
+    smtpb_client *c;
+    smtpb_result rc;
+    wchar_t *wdir;
+    long n;
+    int acls;
+    wchar_t user_name[256];
+    DWORD user_len;
+    static const char legacy_key[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    snprintf(name, sizeof name, "smtpbridge-key-%s", tag);
+    dir = local_app_data(name);
+    wdir = wide(dir);
+    remove_tree(wdir);
+    c = open_null(dir, &rc);
+    check(c != NULL, "open a new data_dir under %LOCALAPPDATA% with a NULL secret", rc);
+    if (c == NULL) return 1;
+    rc = smtpb_credentials_set(c, "emp-1", "anna", "s3cret-dpapi");
+    check(rc == SMTPB_OK, "store a credential", rc);
+    smtpb_client_close(c);
+    check_protected(dir, "user", key, blob, &blob_len);
+
+    c = open_null(dir, &rc);
+    check(c != NULL && credential_opens(c, "emp-1"), "a reopen unprotects the key and opens the credential", rc);
+    if (c == NULL) return 1;
+    acls = keeps_dacls(dir);
+    if (acls) {
+        snprintf(path, sizeof path, "%s\\master.key", dir);
+        check(owner_only(path), "master.key has an owner-only ACL (this account and SYSTEM)", SMTPB_OK);
+        snprintf(path, sizeof path, "%s\\credentials.json", dir);
+        check(owner_only(path), "credentials.json has an owner-only ACL", SMTPB_OK);
+        check(dacl_protected(dir) == 1 && owner_only(dir), "the data_dir's own DACL is owner-only, not inherited",
+              SMTPB_OK);
+    } else {
+        printf("note: this Windows (Wine) does not keep a DACL set with SetNamedSecurityInfoW (it reports the"
+               " Unix mode's): the owner-only ACL is not checked here\n");
+    }
+
+    rc = smtpb_config_set(c, "SMTPMasterKeyScope", "Machine");
+    check(rc == SMTPB_OK, "set SMTPMasterKeyScope=Machine", rc);
+    smtpb_client_close(c);
+    c = open_null(dir, &rc);
+    check(c != NULL && credential_opens(c, "emp-1"), "reopened: the credential still opens", rc);
+    if (c != NULL) smtpb_client_close(c);
+    check_protected(dir, "machine", key2, blob, &blob_len);
+    check(strcmp(key, key2) == 0, "re-protected in machine scope, the key is the same", SMTPB_OK);
+    if (memcmp(blob + 4, windows_provider, 16) == 0) {
+        DWORD flags;
+        memcpy(&flags, blob + 40, 4);
+        check((flags & CRYPTPROTECT_LOCAL_MACHINE) != 0, "the blob's flags say CRYPTPROTECT_LOCAL_MACHINE", SMTPB_OK);
+    } else {
+        printf("note: this DPAPI (Wine's) writes no scope into its blob and ignores CRYPTPROTECT_LOCAL_MACHINE:"
+               " machine scope is shown by the key file's header only\n");
+    }
+
+    /* A changed blob: one byte of the ciphertext near its end flipped. */
+    snprintf(path, sizeof path, "%s\\master.key", dir);
+    n = read_file(path, file, sizeof file);
+    blob[blob_len - 30] ^= 0x55;
+    CryptBinaryToStringA(blob, blob_len, CRYPT_STRING_BASE64 | CRYPT_STRING_NOCRLF, NULL, &b64_len);
+    b64 = malloc(b64_len + 128);
+    if (b64 == NULL) return 2;
+    sprintf(b64, "%sdpapi-machine\n", key_magic);
+    CryptBinaryToStringA(blob, blob_len, CRYPT_STRING_BASE64 | CRYPT_STRING_NOCRLF, b64 + strlen(b64), &b64_len);
+    strcat(b64, "\n");
+    write_file(path, b64, (DWORD)strlen(b64));
+    c = open_null(dir, &rc);
+    check(rc == SMTPB_ERR_CREDENTIALS && c == NULL && strstr(smtpb_last_error(), "master.key") != NULL &&
+              strstr(smtpb_last_error(), "another Windows account or on another machine") != NULL,
+          "a changed DPAPI blob is SMTPB_ERR_CREDENTIALS naming master.key and why", rc);
+    printf("  (%s)\n", smtpb_last_error());
+    if (c != NULL) smtpb_client_close(c);
+    /* Another account: Wine's DPAPI keys blobs by the user name it reports. */
+    write_file(path, file, (DWORD)n);
+    user_len = GetEnvironmentVariableW(L"WINEUSERNAME", user_name, 256);
+    SetEnvironmentVariableW(L"WINEUSERNAME", L"someone-else");
+    c = open_null(dir, &rc);
+    if (rc == SMTPB_ERR_CREDENTIALS) {
+        check(strstr(smtpb_last_error(), "master.key") != NULL, "another account's key file is SMTPB_ERR_CREDENTIALS",
+              rc);
+    } else {
+        printf("note: this DPAPI opened the key file for another user name (not shown here)\n");
+    }
+    if (c != NULL) smtpb_client_close(c);
+    SetEnvironmentVariableW(L"WINEUSERNAME", user_len > 0 && user_len < 256 ? user_name : NULL);
+    remove_tree(wdir);
+    free(wdir);
+    free(dir);
+    free(b64);
+
+    /* A 1.1 store: credentials sealed under the hex key, master.key raw. */
+    snprintf(name, sizeof name, "smtpbridge-legacy-%s", tag);
+    dir = local_app_data(name);
+    wdir = wide(dir);
+    remove_tree(wdir);
+    rc = smtpb_client_open(dir, legacy_key, SMTPB_OPEN_PAUSED, &c);
+    check(rc == SMTPB_OK, "make a store sealed under a known key (as 1.1 did with its raw key file)", rc);
+    if (c == NULL) return 1;
+    rc = smtpb_credentials_set(c, "emp-2", "bob", "s3cret-legacy");
+    smtpb_client_close(c);
+    snprintf(path, sizeof path, "%s\\master.key", dir);
+    check(write_file(path, legacy_key, 64), "write its raw 1.1 master.key", SMTPB_OK);
+    c = open_null(dir, &rc);
+    check(c != NULL && credential_opens(c, "emp-2"), "open with a NULL secret: the raw key file works", rc);
+    if (c != NULL) smtpb_client_close(c);
+    check_protected(dir, "user", key, blob, &blob_len);
+    check(strcmp(key, legacy_key) == 0, "migrated: the same key, now protected", SMTPB_OK);
+    c = open_null(dir, &rc);
+    check(c != NULL && credential_opens(c, "emp-2"), "reopened after the migration: the credential opens", rc);
+    if (c != NULL) smtpb_client_close(c);
+    remove_tree(wdir);
+    free(wdir);
+    free(dir);
+
+    /* Outside the profile: the folder keeps the permissions it inherits. */
+    snprintf(name, sizeof name, "C:\\smtpbridge-shared-%s", tag);
+    wdir = wide(name);
+    remove_tree(wdir);
+    c = open_null(name, &rc);
+    check(c != NULL, "open a data_dir outside the user's profile", rc);
+    if (acls) {
+        check(dacl_protected(name) == 0, "a data_dir outside the user's profile keeps its inherited DACL", SMTPB_OK);
+    }
+    if (c != NULL) smtpb_client_close(c);
+    remove_tree(wdir);
+    free(wdir);
+    return failures != 0;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     if (smtpb_abi_version() != SMTPB_ABI_VERSION) {
@@ -421,8 +731,10 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "root-remove") == 0 && argc == 3) return root_store(argv[2], 0);
     if (strcmp(mode, "graph") == 0 && argc == 6) return graph(argv[2], argv[3], argv[4], argv[5]);
     if (strcmp(mode, "version") == 0 && argc == 4) return version(argv[2], argv[3]);
+    if (strcmp(mode, "keyfile") == 0 && argc == 3) return keyfile(argv[2]);
     fprintf(stderr,
             "usage: wintest store TAG PORT | tls TAG PORT CA_PEM | tls-root TAG PORT |"
-            " root-add CA_PEM | root-remove CA_PEM | graph TAG URL TOKEN CA_PEM | version FILE VERSION\n");
+            " root-add CA_PEM | root-remove CA_PEM | graph TAG URL TOKEN CA_PEM | version FILE VERSION |"
+            " keyfile TAG\n");
     return 2;
 }
