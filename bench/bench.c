@@ -24,8 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
+#ifndef _WIN32
+#include <sys/resource.h>
+#endif
 
 static double now(void) {
     struct timespec ts;
@@ -79,10 +81,15 @@ static long rss_kb(void) { /* resident set size now, from /proc */
 
 /* The process's peak RSS, and how far above `before` (KiB) it went. */
 static void peak_notes(char *notes, size_t size, long before) {
+#ifdef _WIN32 /* bench/windows.sh measures rates only */
+    (void)before;
+    snprintf(notes, size, "peak RSS not measured on Windows");
+#else
     struct rusage usage;
     getrusage(RUSAGE_SELF, &usage);
     snprintf(notes, size, "peak RSS %.1f MiB, %.1f MiB above the idle client", usage.ru_maxrss / 1024.0,
              (usage.ru_maxrss - before) / 1024.0);
+#endif
 }
 
 static void send_loop(smtpb_client *c, const char *json, int n) {
