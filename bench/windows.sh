@@ -61,10 +61,12 @@ median() { sort -n | sed -n "$(((rounds + 1) / 2))p"; }
 rate() { awk '{for (i = 1; i <= NF; i++) if ($i ~ /\/s$/) { sub(/\/s$/, "", $i); print $i }}'; }
 linux=() windows=()
 for round in $(seq "$rounds"); do
-    linux+=("$(LD_LIBRARY_PATH="$REPO/target/release" "$work/bench-linux" send "$port" "$n" | tee /dev/stderr | rate)")
-    windows+=("$(in_chroot env "${E[@]}" wine "$WIN_SRC/target/windows/bench/bench.exe" send "$port" "$n" |
-        tee /dev/stderr | rate)")
-    echo "round $round done" >&2
+    out="$(LD_LIBRARY_PATH="$REPO/target/release" "$work/bench-linux" send "$port" "$n")"
+    echo "round $round, Linux:   $out"
+    linux+=("$(rate <<<"$out")")
+    out="$(in_chroot env "${E[@]}" wine "$WIN_SRC/target/windows/bench/bench.exe" send "$port" "$n")"
+    echo "round $round, Windows: $out"
+    windows+=("$(rate <<<"$out")")
 done
 l="$(printf '%s\n' "${linux[@]}" | median)" w="$(printf '%s\n' "${windows[@]}" | median)"
 echo "bench send, $n messages of 10 KB, median of $rounds: Linux $l/s, Windows $arch under Wine $w/s," \

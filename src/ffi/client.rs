@@ -16,7 +16,14 @@ use crate::Client;
 /// (nothing survives the process). `secret`: the master secret of the
 /// credential store; NULL = a random 256-bit key file created once in
 /// data_dir, readable by its owner only (for an in-memory client: a random
-/// key for this client's life). `flags`: `SMTPB_OPEN_DEFAULT` (0) or
+/// key for this client's life). On Windows that file (`master.key`) holds
+/// the key protected with DPAPI: for this Windows account, or for every
+/// account of this machine when the process runs as a service account or
+/// `SMTPMasterKeyScope=Machine` is set; a raw key file of 1.0/1.1 is
+/// migrated at open (same key, no plaintext copy kept), and one DPAPI
+/// cannot open (another account or machine, or changed) is
+/// `SMTPB_ERR_CREDENTIALS` naming it. There a data_dir inside the user's
+/// profile also gets an owner-only ACL (the user and SYSTEM). `flags`: `SMTPB_OPEN_DEFAULT` (0) or
 /// `SMTPB_OPEN_PAUSED` (1).
 ///
 /// Ownership: `data_dir` and `secret` are borrowed for the call. On success
