@@ -231,8 +231,8 @@ fn set_owner_only(dir: &Path, sid: &str) -> io::Result<()> {
 /// as it is, as is one whose DACL someone set explicitly. Done at open,
 /// before the library creates its files, so they inherit it; Windows also
 /// applies it to the files already there.
-pub fn make_private_if_in_profile(dir: &Path) -> io::Result<bool> {
-    let Some(profile) = std::env::home_dir() else { return Ok(false) };
+pub fn make_private_if_in_profile(dir: &Path) -> io::Result<()> {
+    let Some(profile) = std::env::home_dir() else { return Ok(()) };
     let folded = |p: &Path| -> io::Result<std::path::PathBuf> {
         Ok(std::path::PathBuf::from(std::fs::canonicalize(p)?.to_string_lossy().to_lowercase()))
     };
@@ -241,8 +241,7 @@ pub fn make_private_if_in_profile(dir: &Path) -> io::Result<bool> {
         _ => false,
     };
     if !inside || dacl_is_protected(dir)? {
-        return Ok(false);
+        return Ok(());
     }
-    set_owner_only(dir, &process_user_sid()?)?;
-    Ok(true)
+    set_owner_only(dir, &process_user_sid()?)
 }
