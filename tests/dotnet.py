@@ -81,3 +81,59 @@ def run(runtime: str, exe: Path, *args: str, library_dir: Optional[Path] = None,
         env["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1"
         command = [str(dotnet_host()), str(exe), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd=cwd)
+
+
+# --- the NuGet package ----------------------------------------------------------
+
+PROJECT = """<?xml version="1.0" encoding="utf-8"?>
+<!-- A .NET Framework 4.6.2 program as NuGet 2.x leaves a packages.config
+     project after `nuget install SmtpBridge`: a Reference to lib/net462 and an
+     Import of the package's build/SmtpBridge.targets. -->
+<Project ToolsVersion="4.0" DefaultTargets="Build" xmlns="http://schemas.microsoft.com/developer/msbuild/2003">
+  <PropertyGroup>
+    <Configuration>Release</Configuration>
+    <Platform Condition="'$(Platform)' == ''">AnyCPU</Platform>
+    <PlatformTarget>$(Platform)</PlatformTarget>
+    <OutputType>Exe</OutputType>
+    <AssemblyName>SendMail</AssemblyName>
+    <TargetFrameworkVersion>v4.6.2</TargetFrameworkVersion>
+    <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
+  </PropertyGroup>
+  <ItemGroup>
+    <Reference Include="System" />
+    <Reference Include="SmtpBridge.Net"><HintPath>{package}/lib/net462/SmtpBridge.Net.dll</HintPath></Reference>
+    <Compile Include="{source}" />
+  </ItemGroup>
+  <Import Project="$(MSBuildToolsPath)/Microsoft.CSharp.targets" />
+  <Import Project="{package}/build/SmtpBridge.targets" />
+</Project>
+"""
+
+
+def nuget_install(source: Path, packages: Path, version: str) -> Path:
+    """`nuget install SmtpBridge -Source SOURCE` (Debian's NuGet 2.8.7 on
+    Mono) into PACKAGES; returns the installed package's folder."""
+    if shutil.which("nuget") is None:
+        pytest.fail("missing nuget: apt-get install nuget (or run .ci/run)", pytrace=False)
+    done = subprocess.run(["nuget", "install", "SmtpBridge", "-Version", version, "-Source", str(source),
+                           "-OutputDirectory", str(packages), "-NoCache", "-NonInteractive"],
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Successfully installed 'SmtpBridge {version}'" in done.stdout, done.stdout
+    return packages / f"SmtpBridge.{version}"
+
+
+def xbuild(package: Path, source: Path, project_dir: Path, platform: str, *properties: str) -> Path:
+    """Builds SOURCE as a .NET Framework program against the installed
+    PACKAGE with Mono's xbuild for PLATFORM; returns the output folder."""
+    if shutil.which("xbuild") is None:
+        pytest.fail("missing xbuild: apt-get install mono-devel (or run .ci/run)", pytrace=False)
+    project_dir.mkdir(parents=True, exist_ok=True)
+    project = project_dir / "SendMail.csproj"
+    project.write_text(PROJECT.format(package=package, source=source))
+    out = project_dir / "bin" / platform
+    done = subprocess.run(["xbuild", "/nologo", "/verbosity:minimal", f"/p:Platform={platform}",
+                           f"/p:OutputPath={out}/", *(f"/p:{p}" for p in properties), str(project)],
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
