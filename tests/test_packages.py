@@ -21,7 +21,7 @@ import sys
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import pytest
 
@@ -34,15 +34,21 @@ VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), 
 SEND_MAIL = ROOT / "examples" / "csharp" / "SendMail.cs"
 
 
-@pytest.fixture(scope="module")
-def packages(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
-    out = tmp_path_factory.mktemp("packages")
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "package.py"), "all", "--linux-only", "--out", str(out)],
+def make_packages(out: Path, *options: str) -> Dict[str, List[Path]]:
+    """Runs scripts/package.py all OPTIONS into OUT: the .nupkg and .whl files made."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "package.py"), "all", "--out", str(out), *options],
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0, done.stdout + done.stderr
     made = [Path(line) for line in done.stdout.split()]
-    (nupkg,) = [p for p in made if p.suffix == ".nupkg"]
-    (wheel,) = [p for p in made if p.suffix == ".whl"]
+    return {kind: [p for p in made if p.suffix == kind] for kind in (".nupkg", ".whl")}
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
+    out = tmp_path_factory.mktemp("packages")
+    made = make_packages(out, "--linux-only")
+    (nupkg,) = made[".nupkg"]
+    (wheel,) = made[".whl"]
     return {"dir": out, "nupkg": nupkg, "wheel": wheel}
 
 
