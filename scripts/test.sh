@@ -3,8 +3,9 @@
 # dependency policy, the pytest suite against loopback SMTP servers (the
 # Python ones and a real Postfix + Dovecot), a short run of every fuzz
 # target, and the C, C++, C# and Python examples and binding tests (the C
-# ones under ASan and Valgrind too), and the Windows DLL and exe for x64 and
-# x86 built and tested under Wine (scripts/windows/; needs root).
+# ones under ASan and Valgrind too, the C# ones on Mono and CoreCLR), the
+# NuGet package and the Python wheels, and the Windows DLL and exe for x64
+# and x86 built and tested under Wine (scripts/windows/; needs root).
 source "$(dirname "$0")/env.sh"
 
 missing=()

@@ -46,10 +46,7 @@ def dotnet_host() -> Path:
     except ImportError:
         pytest.fail("the CoreCLR runs need the PyPI package dotnetcore2 (pip install -r tests/requirements.txt, "
                     "or source scripts/env.sh)", pytrace=False)
-    host = Path(dotnetcore2.__file__).parent / "bin" / "dotnet"
-    if not os.access(host, os.X_OK):
-        host.chmod(0o755)  # some pip versions drop the mode of a wheel's data
-    return host
+    return Path(dotnetcore2.__file__).parent / "bin" / "dotnet"
 
 
 def require(runtime: str) -> None:
