@@ -24,7 +24,8 @@ The version is Cargo.toml's. Inputs: target/release/libsmtpbridge.so
 (``cargo build --release``) and the release folders of
 scripts/windows/build.sh, target/windows/{x64,x86}/smtpbridge-<version>-windows-<arch>/
 (whose licenses/ become THIRD-PARTY-NOTICES.txt). ``--linux-only`` leaves the
-Windows libraries out: a package for the Linux tests, not for release.
+Windows libraries and their licence texts out: packages for the Linux tests,
+not for release.
 Output: target/packages/ unless ``--out``. Needs mcs and mono-devel (the
 reference assemblies), objdump.
 """
@@ -80,12 +81,12 @@ def natives(ver: str, linux_only: bool) -> Dict[str, Path]:
     return found
 
 
-def third_party_notices(ver: str) -> Optional[bytes]:
+def third_party_notices(ver: str) -> bytes:
     """The licence texts of the Windows release folder (the same crates as the
     other builds), as one file: INDEX.txt, then each text under its path."""
     licenses = release_folder("x64", ver) / "licenses"
-    if not licenses.is_dir():
-        return None
+    if not (licenses / "INDEX.txt").is_file():
+        fail(f"{licenses}/INDEX.txt is missing: run scripts/windows/build.sh")
     parts: List[str] = [(licenses / "INDEX.txt").read_text(encoding="utf-8")]
     for path in sorted(p for p in licenses.rglob("*") if p.is_file() and p.name != "INDEX.txt"):
         text = path.read_bytes().decode("utf-8", errors="replace")
@@ -144,7 +145,7 @@ def content_types(names: List[str]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def nuget(out: Path, ver: str, libraries: Dict[str, Path]) -> Path:
+def nuget(out: Path, ver: str, libraries: Dict[str, Path], notices: Optional[bytes]) -> Path:
     path = out / f"SmtpBridge.{ver}.nupkg"
     nuspec = (CSHARP / "nuget" / "SmtpBridge.nuspec").read_text(encoding="utf-8").replace("$version$", ver)
     with tempfile.TemporaryDirectory() as work:
@@ -164,7 +165,6 @@ def nuget(out: Path, ver: str, libraries: Dict[str, Path]) -> Path:
         for rid, library in sorted(libraries.items()):
             archive.add(f"runtimes/{rid}/native/{library.name}", library.read_bytes(), executable=rid.startswith("linux"))
         archive.add("build/SmtpBridge.targets", (CSHARP / "nuget" / "SmtpBridge.targets").read_bytes())
-        notices = third_party_notices(ver)
         if notices is not None:
             archive.add("THIRD-PARTY-NOTICES.txt", notices)
         archive.add("[Content_Types].xml", content_types(archive.names))
@@ -219,11 +219,10 @@ def wheel(out: Path, ver: str, library: Path, tag: str, notices: Optional[bytes]
     return path
 
 
-def wheels(out: Path, ver: str, libraries: Dict[str, Path]) -> List[Path]:
+def wheels(out: Path, ver: str, libraries: Dict[str, Path], notices: Optional[bytes]) -> List[Path]:
     stated = re.search(r'^__version__ = "([^"]+)"', (PYTHON_PACKAGE / "__init__.py").read_text(), re.M)
     if not stated or stated.group(1) != ver:
         fail(f"bindings/python/smtpbridge/__init__.py's __version__ is not Cargo.toml's {ver}")
-    notices = third_party_notices(ver)
     made = [wheel(out, ver, libraries["linux-x64"], glibc_tag(libraries["linux-x64"]), notices)]
     for rid, (_, tag) in WINDOWS.items():
         if rid in libraries:
@@ -240,12 +239,14 @@ def main() -> None:
     args = parser.parse_args()
     ver = version()
     libraries = natives(ver, args.linux_only)
+    # The licence texts come with the Windows release folders.
+    notices = None if args.linux_only else third_party_notices(ver)
     args.out.mkdir(parents=True, exist_ok=True)
     made: List[Path] = []
     if args.what in ("nuget", "all"):
-        made.append(nuget(args.out, ver, libraries))
+        made.append(nuget(args.out, ver, libraries, notices))
     if args.what in ("wheels", "all"):
-        made += wheels(args.out, ver, libraries)
+        made += wheels(args.out, ver, libraries, notices)
     for path in made:
         print(path)
 

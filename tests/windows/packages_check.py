@@ -91,7 +91,8 @@ def test_the_targets_copy_the_dll_of_the_platform(installed: Path, tmp_path: Pat
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_the_program_built_with_the_package_sends(installed: Path, tmp_path: Path, runtime: str) -> None:
     require(runtime)
-    out = xbuild(installed, SEND_MAIL, tmp_path / "project", "x86")
+    # AnyCPU: a 64-bit CoreCLR refuses an x86 image (BadImageFormatException), as .NET does.
+    out = xbuild(installed, SEND_MAIL, tmp_path / "project", "AnyCPU")
     send_and_check(runtime, out / "SendMail.exe", tmp_path)
 
 
