@@ -6,7 +6,7 @@ cd "$ROOT"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv || { echo "error: python3 -m venv failed (on Debian: apt-get install python3-venv)" >&2; exit 1; }
 fi
-if ! .venv/bin/python -c "import aiosmtpd, pytest, cryptography, dkim, mypy" 2>/dev/null; then
+if ! .venv/bin/python -c "import aiosmtpd, pytest, cryptography, dkim, mypy, dotnetcore2, auditwheel" 2>/dev/null; then
     echo "== installing Python test packages into .venv"
     .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 fi

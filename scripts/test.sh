@@ -3,18 +3,19 @@
 # dependency policy, the pytest suite against loopback SMTP servers (the
 # Python ones and a real Postfix + Dovecot), a short run of every fuzz
 # target, and the C, C++, C# and Python examples and binding tests (the C
-# ones under ASan and Valgrind too), and the Windows DLL and exe for x64 and
-# x86 built and tested under Wine (scripts/windows/; needs root).
+# ones under ASan and Valgrind too, the C# ones on Mono and CoreCLR), the
+# NuGet package and the Python wheels, and the Windows DLL and exe for x64
+# and x86 built and tested under Wine (scripts/windows/; needs root).
 source "$(dirname "$0")/env.sh"
 
 missing=()
-for tool in cc c++ mcs mono valgrind; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in cc c++ mcs mono xbuild ikdasm nuget valgrind; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 for tool in /usr/sbin/postfix /usr/sbin/dovecot; do [ -x "$tool" ] || missing+=("$tool"); done
 command -v cargo-deny >/dev/null || missing+=("cargo-deny")
 command -v cargo-fuzz >/dev/null || missing+=("cargo-fuzz")
 if [ ${#missing[@]} -gt 0 ]; then
     echo "error: missing tools: ${missing[*]}" >&2
-    echo "  apt-get install gcc g++ mono-mcs mono-runtime valgrind postfix dovecot-core;" \
+    echo "  apt-get install gcc g++ mono-mcs mono-runtime mono-devel nuget valgrind postfix dovecot-core;" \
         "cargo install --locked cargo-deny cargo-fuzz  (or run .ci/run)" >&2
     exit 1
 fi
@@ -65,7 +66,10 @@ examples/run_all.sh
 step "Windows: smtpbridge.dll and smtpbridge.exe for x64 and x86, tested under Wine (scripts/windows/)"
 if [ "${SMTPBRIDGE_WINDOWS:-1}" = 0 ]; then
     echo "NOT RUN: SMTPBRIDGE_WINDOWS=0 (the Windows build and its tests were left out on purpose)"
+    echo "NOT RUN: the NuGet package and the Python wheels with the Windows DLLs (tests/windows/packages_check.py)"
 else
     scripts/windows/build.sh
     scripts/windows/test.sh
+    step "Windows: the NuGet package and the wheels with both DLLs (scripts/package.py; tests/windows/packages_check.py)"
+    python -m pytest -q -p no:cacheprovider tests/windows/packages_check.py
 fi

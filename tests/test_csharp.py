@@ -1,61 +1,69 @@
-"""The C# typed layer (bindings/csharp/SmtpBridge.Typed.cs) and the C#
-example, compiled with Mono's mcs and run under mono against a loopback
+"""The C# bindings (bindings/csharp: SmtpBridge.cs and the typed layer
+SmtpBridge.Typed.cs), their tests and the C# example, compiled with Mono's
+mcs and run on Mono and on CoreCLR (tests/dotnet.py) against a loopback
 server; what the server received is parsed with the email package.
 
 Needs mcs, mono and Mono's System.Runtime.Serialization (Debian:
-mono-mcs mono-runtime libmono-system-runtime-serialization4.0-cil).
+mono-mcs mono-runtime libmono-system-runtime-serialization4.0-cil) and the
+PyPI package dotnetcore2 (tests/requirements.txt).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
 from conftest import LIBRARY, ROOT, ClosedPort
+from dotnet import RUNTIMES, mcs, require, run
 from servers import ScriptedServer
 from servers.scripted import Script
 
 CSHARP = ROOT / "bindings" / "csharp"
 BINDINGS = [CSHARP / "SmtpBridge.cs", CSHARP / "SmtpBridge.Typed.cs"]
 WINDOWS_NAME = "C:\\docs\\inv.pdf"  # a file name on Linux: backslashes and a colon in the JSON
-TIMEOUT_S = 120
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _mono() -> None:
-    missing = [tool for tool in ("mcs", "mono") if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(f"missing {', '.join(missing)}: apt-get install mono-mcs mono-runtime "
-                    "libmono-system-runtime-serialization4.0-cil (or run .ci/run)", pytrace=False)
-
-
-def mcs(*args: str) -> None:
-    done = subprocess.run(["mcs", "-warn:4", "-warnaserror", *args], capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-def mono(exe: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LD_LIBRARY_PATH=str(LIBRARY.parent))
-    return subprocess.run(["mono", str(exe), *args], capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+@pytest.fixture(params=RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> str:
+    require(request.param)
+    return str(request.param)
 
 
 def plain(message) -> str:
     return str(message.parsed.get_body(("plain",)).get_content())
 
 
-def test_typed_layer(tmp_path: Path) -> None:
+def test_binding_test_program(runtime: str, tmp_path: Path) -> None:
+    """bindings/csharp/tests/SmtpBridgeTests.cs: every wrapper of SmtpBridge.cs."""
+    exe = tmp_path / "SmtpBridgeTests.exe"
+    mcs("-r:System.Runtime.Serialization", f"-out:{exe}", *map(str, BINDINGS),
+        str(CSHARP / "tests" / "SmtpBridgeTests.cs"))
+    with ScriptedServer() as server:
+        done = run(runtime, exe, str(server.port), str(ClosedPort().port), library_dir=LIBRARY.parent)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "SmtpBridgeTests: all checks passed" in done.stdout
+        (received,) = server.wait_for(1)
+    parsed = received.parsed
+    assert parsed["Subject"] == "C# binding test"
+    # UTF-8 marshalled by hand both ways: the HTML and a non-ASCII file name.
+    assert parsed.get_body(("html",)).get_content().strip() == "<p>Grüße from <b>C#</b></p>"
+    (part,) = list(parsed.iter_attachments())
+    assert part.get_filename() == "Rechnung Ä-1.txt"
+    assert part.get_content().replace("\r\n", "\n") == "A note from the C# binding test.\n"
+
+
+def test_typed_layer(runtime: str, tmp_path: Path) -> None:
     exe = tmp_path / "TypedTests.exe"
     mcs("-r:System.Runtime.Serialization", f"-out:{exe}", *map(str, BINDINGS),
         str(CSHARP / "tests" / "TypedTests.cs"))
     (tmp_path / WINDOWS_NAME).write_bytes(b"%PDF-1.4 typed")
     script = Script(rcpt_replies={"gone@example.com": "550 5.1.1 no such user"})
     with ScriptedServer(script) as server:
-        done = mono(exe, str(server.port), str(ClosedPort().port), str(tmp_path))
+        done = run(runtime, exe, str(server.port), str(ClosedPort().port), str(tmp_path),
+                   library_dir=LIBRARY.parent)
         assert done.returncode == 0, done.stdout + done.stderr
         received = server.wait_for(7)
     by_subject: Dict[str, List] = {}
@@ -90,15 +98,19 @@ def test_typed_layer(tmp_path: Path) -> None:
     assert partial.rcpt_tos == ["ok@example.com"]
 
 
-def test_csharp_example_escapes_a_windows_path_and_a_multi_line_body(tmp_path: Path) -> None:
+def test_csharp_example_escapes_a_windows_path_and_a_multi_line_body(runtime: str, tmp_path: Path) -> None:
+    """The example as shipped: SmtpBridge.Net.dll, its dllmap config (Mono)
+    and libsmtpbridge.so beside the program, no LD_LIBRARY_PATH."""
     dll = tmp_path / "SmtpBridge.Net.dll"
     exe = tmp_path / "SendMail.exe"
     mcs("-r:System.Runtime.Serialization", "-target:library", f"-out:{dll}", *map(str, BINDINGS))
     mcs(f"-r:{dll}", f"-out:{exe}", str(ROOT / "examples" / "csharp" / "SendMail.cs"))
+    shutil.copy(CSHARP / "SmtpBridge.Net.dll.config", tmp_path)
+    shutil.copy(LIBRARY, tmp_path / "libsmtpbridge.so")
     attachment = tmp_path / WINDOWS_NAME
     attachment.write_bytes(b"%PDF-1.4 example")
     with ScriptedServer() as server:
-        done = mono(exe, str(server.port), str(attachment))
+        done = run(runtime, exe, str(server.port), str(attachment))
         assert done.returncode == 0, done.stdout + done.stderr
         assert " Sent to client@example.com (250 " in done.stdout
         (received,) = server.wait_for(1)
@@ -109,7 +121,7 @@ def test_csharp_example_escapes_a_windows_path_and_a_multi_line_body(tmp_path: P
         assert part.get_filename() == WINDOWS_NAME and part.get_content() == b"%PDF-1.4 example"
         # A path that does not exist: the library names it (the JSON was
         # valid), where hand-made JSON failed with "invalid escape".
-        missing = mono(exe, str(server.port), str(tmp_path / "C:\\docs\\missing.pdf"))
+        missing = run(runtime, exe, str(server.port), str(tmp_path / "C:\\docs\\missing.pdf"))
         assert missing.returncode == 1
         assert missing.stderr.startswith("SMTPB_ERR_MESSAGE: ")
         assert "C:\\docs\\missing.pdf" in missing.stderr
