@@ -121,6 +121,7 @@ mod registry {
                 KEY_WRITE,
                 std::ptr::null(),
                 &mut created,
+                std::ptr::null_mut(),
             )
         };
         if status != ERROR_SUCCESS {
