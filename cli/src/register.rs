@@ -36,8 +36,9 @@ pub fn register_mapi(args: RegisterMapiArgs, json: bool) -> Outcome {
         return Ok(());
     }
     let dll = match args.dll {
-        Some(dll) => std::path::absolute(&dll)
-            .map_err(|e| Failure::new(Code::Io, format!("--dll {}: {e}", dll.display())))?,
+        Some(dll) => {
+            std::path::absolute(&dll).map_err(|e| Failure::new(Code::Io, format!("--dll {}: {e}", dll.display())))?
+        }
         None => std::env::current_exe()
             .map_err(|e| Failure::new(Code::Io, format!("cannot find this program's folder: {e}")))?
             .with_file_name("smtpbridge_mapi.dll"),
@@ -62,8 +63,8 @@ mod registry {
     use smtpbridge::Code;
     use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_SUCCESS};
     use windows_sys::Win32::System::Registry::{
-        RegCloseKey, RegCreateKeyExW, RegDeleteKeyValueW, RegDeleteTreeW, RegGetValueW, RegSetKeyValueW,
-        HKEY, HKEY_CURRENT_USER, HKEY_LOCAL_MACHINE, KEY_WRITE, REG_OPTION_NON_VOLATILE, REG_SZ, RRF_RT_REG_SZ,
+        RegCloseKey, RegCreateKeyExW, RegDeleteKeyValueW, RegDeleteTreeW, RegGetValueW, RegSetKeyValueW, HKEY,
+        HKEY_CURRENT_USER, HKEY_LOCAL_MACHINE, KEY_WRITE, REG_OPTION_NON_VOLATILE, REG_SZ, RRF_RT_REG_SZ,
     };
 
     use crate::run::{Failure, Outcome};

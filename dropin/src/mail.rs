@@ -75,8 +75,20 @@ pub struct Mail {
 /// Whether a note's text is HTML: it names one of the elements every HTML
 /// mail body uses. Plain text that merely mentions `<` does not.
 pub fn looks_like_html(text: &str) -> bool {
-    const MARKERS: [&str; 12] =
-        ["<!doctype html", "<html", "<body", "<p>", "<p ", "<br>", "<br/>", "<br />", "<div", "<table", "<span", "</a>"];
+    const MARKERS: [&str; 12] = [
+        "<!doctype html",
+        "<html",
+        "<body",
+        "<p>",
+        "<p ",
+        "<br>",
+        "<br/>",
+        "<br />",
+        "<div",
+        "<table",
+        "<span",
+        "</a>",
+    ];
     let lower = text.to_ascii_lowercase();
     MARKERS.iter().any(|m| lower.contains(m))
 }
@@ -104,10 +116,7 @@ impl Mail {
         for attachment in &self.attachments {
             let path = std::path::Path::new(&attachment.path);
             if !path.is_file() {
-                return Err(Error::new(
-                    Code::NotFound,
-                    format!("attachment {}: no such file", attachment.path),
-                ));
+                return Err(Error::new(Code::NotFound, format!("attachment {}: no such file", attachment.path)));
             }
         }
         Ok(())

@@ -29,7 +29,10 @@ pub fn open(path: &Path) -> Result<()> {
     } else {
         Err(Error::new(
             smtpbridge::Code::Io,
-            format!("{} was written but could not be opened (ShellExecute error {code}: is a program set for .eml?)", path.display()),
+            format!(
+                "{} was written but could not be opened (ShellExecute error {code}: is a program set for .eml?)",
+                path.display()
+            ),
         ))
     }
 }

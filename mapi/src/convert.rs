@@ -52,9 +52,7 @@ pub unsafe fn to_mail<S: MapiString>(message: &Message<S>) -> Result<Mail, Refus
         let recipient = match unsafe { address(recip) } {
             Some(email) => Recipient::Named { email, name },
             None if name.contains('@') => Recipient::Typed(name),
-            None => {
-                return Err(refused(MAPI_E_UNKNOWN_RECIPIENT, format!("recipient {n} ({name:?}) has no address")))
-            }
+            None => return Err(refused(MAPI_E_UNKNOWN_RECIPIENT, format!("recipient {n} ({name:?}) has no address"))),
         };
         mail.recipients.push((class, recipient));
     }
@@ -181,8 +179,14 @@ mod tests {
         let mut recips = [recip(7, &name, Some(&address))];
         assert_eq!(unsafe { to_mail(&message(&mut recips, &mut [], &note)) }.unwrap_err().code, MAPI_E_BAD_RECIPTYPE);
         let mut recips = [recip(MAPI_TO, &name, Some(&address))];
-        let mut files =
-            [FileDesc { reserved: 0, flags: 0, position: 0, path_name: null(), file_name: null(), file_type: null_mut() }];
+        let mut files = [FileDesc {
+            reserved: 0,
+            flags: 0,
+            position: 0,
+            path_name: null(),
+            file_name: null(),
+            file_type: null_mut(),
+        }];
         let refusal = unsafe { to_mail(&message(&mut recips, &mut files, &note)) }.unwrap_err();
         assert_eq!(refusal.code, MAPI_E_ATTACHMENT_NOT_FOUND);
     }

@@ -22,7 +22,8 @@ static NEXT_SESSION: AtomicUsize = AtomicUsize::new(1);
 static RESOLVED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
 fn boundary(call: impl FnOnce() -> Ulong) -> Ulong {
-    catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|_| report(MAPI_E_FAILURE, "internal error (a panic was caught)"))
+    catch_unwind(AssertUnwindSafe(call))
+        .unwrap_or_else(|_| report(MAPI_E_FAILURE, "internal error (a panic was caught)"))
 }
 
 fn report(code: Ulong, text: &str) -> Ulong {
@@ -44,7 +45,8 @@ fn with_session(handle: usize, work: impl FnOnce(&Session) -> Ulong) -> Ulong {
             Err(e) => report_error(open_code(&e), &e),
         };
     }
-    let session = SESSIONS.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(h, _)| *h == handle).map(|(_, s)| s.clone());
+    let session =
+        SESSIONS.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(h, _)| *h == handle).map(|(_, s)| s.clone());
     match session {
         Some(session) => work(&session),
         None => report(MAPI_E_INVALID_SESSION, &format!("no session {handle:#x}")),
@@ -69,13 +71,13 @@ fn send_mail<S: MapiString>(session: usize, message: *const Message<S>, flags: U
     }
     with_session(session, |session| {
         let done = if flags & MAPI_DIALOG != 0 {
-            session.display(&mail).map(|_| ())
+            session.display(&mail).map(|_| ()).map_err(|e| (MAPI_E_FAILURE, e))
         } else {
-            session.queue(&mail).map(|_| ())
+            session.queue(&mail).map(|_| ()).map_err(|e| (queue_code(&e), e))
         };
         match done {
             Ok(()) => SUCCESS_SUCCESS,
-            Err(e) => report_error(queue_code(&e), &e),
+            Err((code, e)) => report_error(code, &e),
         }
     })
 }

@@ -9,12 +9,16 @@
 //! The structures and their conversion build everywhere (and are unit
 //! tested on Linux); the exports exist on Windows only.
 
-// Only the exports use these; the unit tests run them on any platform.
+// Only the exports use these; the unit tests run them on any platform
+// (where the exports, their users, are absent).
 #[cfg(any(windows, test))]
+#[cfg_attr(not(windows), allow(dead_code))]
 mod ansi;
 #[cfg(any(windows, test))]
+#[cfg_attr(not(windows), allow(dead_code))]
 mod convert;
 #[cfg(any(windows, test))]
+#[cfg_attr(not(windows), allow(dead_code))]
 mod types;
 
 #[cfg(windows)]

@@ -134,7 +134,7 @@ for arch in "${arches[@]}"; do
         $prefix-dlltool -d $release_in/smtpbridge.def -D smtpbridge.dll -l $bin_in/libsmtpbridge-from-def.a &&
         $prefix-gcc $cflags examples/c/send_mail.c $bin_in/libsmtpbridge-from-def.a -o $bin_in/send_mail_def.exe &&
         $prefix-gcc $cflags -static-libgcc tests/windows/wintest.c $ldflags -lcrypt32 -lversion -o $bin_in/wintest.exe &&
-        $prefix-gcc $cflags -static-libgcc tests/windows/mapitest.c $ldflags -o $bin_in/mapitest.exe" ||
+        $prefix-gcc $cflags -static-libgcc tests/windows/mapitest.c $ldflags -lshell32 -o $bin_in/mapitest.exe" ||
         win_fail "$arch: a MinGW build failed"
 
     win_log "$arch: version resources"
@@ -244,8 +244,8 @@ PY
     # "Opening" an .eml copies it where this script looks for it.
     displayed="$documents/displayed-$arch.eml"
     rm -f "$displayed"
-    wine_run reg add 'HKCU\Software\Classes\.eml' /ve /d smtpbridge.test.eml /f
-    wine_run reg add 'HKCU\Software\Classes\smtpbridge.test.eml\shell\open\command' /ve \
+    wine_run reg add 'HKCR\.eml' /ve /d smtpbridge.test.eml /f
+    wine_run reg add 'HKCR\smtpbridge.test.eml\shell\open\command' /ve \
         /d "cmd.exe /c copy \"%1\" \"C:\\users\\root\\Documents\\displayed-$arch.eml\"" /f
     printf 'Overview: 3 open items\r\n' >"$documents/Übersicht €.txt"
     file1='C:\users\root\Documents\Invoice 2026-117.txt' file2='C:\users\root\Documents\Übersicht €.txt'

@@ -3,11 +3,11 @@
  * system's MAPI stub finds the default mail client in the registry
  * (smtpbridge register-mapi --default) and hands the calls on.
  *
- *   mapitest.exe mapi ARCH FILE1 FILE2 FILE2_NAME_UTF8
+ *   mapitest.exe mapi ARCH FILE1 FILE2 FILE2_NAME
  *       MAPIResolveName + MAPIFreeBuffer; MAPILogon, MAPISendMail (ANSI,
  *       To/CC/BCC, text, FILE1 and FILE2), MAPILogoff; MAPISendMailW without
  *       a session (display name with a comma, HTML, FILE1 and FILE2 named
- *       FILE2_NAME_UTF8); a missing file -> MAPI_E_ATTACHMENT_NOT_FOUND;
+ *       FILE2_NAME); a missing file -> MAPI_E_ATTACHMENT_NOT_FOUND;
  *       a bad class -> MAPI_E_BAD_RECIPTYPE; a name without address ->
  *       MAPI_E_UNKNOWN_RECIPIENT; MAPI_DIALOG -> SUCCESS_SUCCESS (an .eml
  *       written and opened, nothing sent).
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <windows.h>
+#include <shellapi.h>
 
 #include "smtpbridge.h"
 
@@ -110,7 +111,14 @@ static PWSTR wide(const char *utf8) {
     return out;
 }
 
-static int run_mapi(const char *arch, const char *file1, const char *file2, const char *file2_name) {
+static int run_mapi(const char *arch, const char *file1, const char *file2) {
+    /* The arguments as UTF-16 (argv is in the ANSI code page). */
+    int wargc = 0;
+    PWSTR *wargv = CommandLineToArgvW(GetCommandLineW(), &wargc);
+    if (!wargv || wargc != 6) {
+        printf("FAIL: CommandLineToArgvW\n");
+        return 1;
+    }
     HMODULE mapi = LoadLibraryA("mapi32.dll");
     if (!mapi) {
         printf("FAIL: LoadLibrary(mapi32.dll): %lu\n", GetLastError());
@@ -157,7 +165,7 @@ static int run_mapi(const char *arch, const char *file1, const char *file2, cons
         {0, MAPI_CC, wide("cc@example.com"), NULL, 0, NULL},
         {0, MAPI_BCC, NULL, wide("bcc@example.com"), 0, NULL},
     };
-    FileW files_w[2] = {{0, 0, (ULONG)-1, wide(file1), NULL, NULL}, {0, 0, (ULONG)-1, wide(file2), wide(file2_name), NULL}};
+    FileW files_w[2] = {{0, 0, (ULONG)-1, wargv[3], NULL, NULL}, {0, 0, (ULONG)-1, wargv[4], wargv[5], NULL}};
     snprintf(subject, sizeof subject, "MAPI wide (%s) Ä", arch);
     MessageW message_w = {0, wide(subject), wide("<p>Dear client,<br>your invoice is attached.</p>"), NULL, NULL, NULL, 0,
                           NULL, 3, recips_w, 2, files_w};
@@ -218,7 +226,7 @@ static int run_render(const char *data_dir, const char *json_file, const char *o
 }
 
 int main(int argc, char **argv) {
-    if (argc == 6 && strcmp(argv[1], "mapi") == 0) return run_mapi(argv[2], argv[3], argv[4], argv[5]);
+    if (argc == 6 && strcmp(argv[1], "mapi") == 0) return run_mapi(argv[2], argv[3], argv[4]);
     if (argc == 5 && strcmp(argv[1], "render") == 0) return run_render(argv[2], argv[3], argv[4]);
     fprintf(stderr, "usage: mapitest mapi ARCH FILE1 FILE2 FILE2_NAME | render DATA_DIR JSON OUT\n");
     return 2;
