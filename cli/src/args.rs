@@ -114,6 +114,26 @@ pub enum Command {
     /// Store, remove or show a user's credentials.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
+    /// Windows: register smtpbridge_mapi.dll as a Simple MAPI mail client
+    /// (HKLM\Software\Clients\Mail\smtpbridge: DLLPath, DLLPathEx).
+    RegisterMapi(RegisterMapiArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RegisterMapiArgs {
+    /// Remove the registration (and the default mail client, if it is smtpbridge).
+    #[arg(long)]
+    pub unregister: bool,
+    /// Also make smtpbridge the default mail client.
+    #[arg(long)]
+    pub default: bool,
+    /// Under HKEY_CURRENT_USER instead of HKEY_LOCAL_MACHINE (no administrator
+    /// rights needed; Windows' MAPI stub honours it, not every stub does).
+    #[arg(long)]
+    pub user: bool,
+    /// The provider DLL (default: smtpbridge_mapi.dll beside this program).
+    #[arg(long, value_name = "PATH")]
+    pub dll: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,12 +6,14 @@
 //!
 //! Layout: `args` (the command tree, clap derive), `run` (one function per
 //! command), `output` (human and `--json` printing), `merge` (CSV to merge
-//! recipients, with the progress bar). Exit codes are the library's result
+//! recipients, with the progress bar), `register` (the Simple MAPI provider's
+//! registration on Windows). Exit codes are the library's result
 //! codes (see [`args::EXIT_CODES`]).
 
 mod args;
 mod merge;
 mod output;
+mod register;
 mod run;
 
 use clap::Parser;

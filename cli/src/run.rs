@@ -126,6 +126,7 @@ pub fn run(cli: Cli) -> Outcome {
     let json = cli.json;
     let dir = cli.data_dir;
     match cli.command {
+        Command::RegisterMapi(args) => crate::register::register_mapi(args, json),
         Command::Config(command) => config(open(dir, Delivery::Held)?, command, json),
         Command::Test { profile, user } => test(open(dir, Delivery::Held)?, profile, user, json),
         Command::Send(args) => {

@@ -7,6 +7,7 @@
 #
 #   target/windows/x64/smtpbridge-<version>-windows-x64/
 #       smtpbridge.dll  libsmtpbridge.dll.a  smtpbridge.def  smtpbridge.exe
+#       smtpbridge_mapi.dll  (the Simple MAPI provider, docs/DROPIN.md)
 #       include/smtpbridge.h  include/smtpbridge.hpp  include/smtpbridge_message.hpp
 #       licenses/  (the licence texts of every crate linked in, and the Rust
 #                   standard library's and MinGW-w64's)
@@ -71,8 +72,10 @@ for arch in "${arches[@]}"; do
     mkdir -p "$folder/include" "$folder/licenses"
     in_chroot "$prefix-strip" -o "$WIN_SRC/target/windows/$arch/$name/smtpbridge.dll" \
         "$WIN_SRC/target/windows/cargo/$triple/release/smtpbridge.dll"
-    in_chroot "$prefix-strip" -o "$WIN_SRC/target/windows/$arch/$name/smtpbridge.exe" \
-        "$WIN_SRC/target/windows/cargo/$triple/release/smtpbridge.exe"
+    for image in smtpbridge.exe smtpbridge_mapi.dll; do
+        in_chroot "$prefix-strip" -o "$WIN_SRC/target/windows/$arch/$name/$image" \
+            "$WIN_SRC/target/windows/cargo/$triple/release/$image"
+    done
     cp "$built/libsmtpbridge.dll.a" "$folder/"
     cp "$REPO/include/smtpbridge.h" "$REPO/bindings/cpp/smtpbridge.hpp" "$REPO/bindings/cpp/smtpbridge_message.hpp" \
         "$folder/include/"
@@ -93,8 +96,17 @@ for arch in "${arches[@]}"; do
         diff <(echo "$header_functions") <(echo "$exports" | sort) >&2 || true
         win_fail "$arch: the DLL's exports differ from include/smtpbridge.h's functions (< header, > DLL)"
     fi
+    # The MAPI provider exports mapi.h's names undecorated (no @N on x86:
+    # the MAPI stub looks them up by plain name). (Rust exports the
+    # library's smtpb_* functions from it too.)
+    mapi_exports="$(in_chroot "$prefix-objdump" -p "$WIN_SRC/target/windows/$arch/$name/smtpbridge_mapi.dll" |
+        awk '/^\[Ordinal\/Name Pointer\] Table/ {on = 1; next} on && /^\t\[/ {print $NF; next} on && !/^\t/ {on = 0}')"
+    for symbol in MAPISendMail MAPISendMailW MAPILogon MAPILogoff MAPIResolveName MAPIFreeBuffer; do
+        echo "$mapi_exports" | grep -qx "$symbol" || win_fail "$arch: smtpbridge_mapi.dll does not export $symbol"
+    done
+    ! echo "$mapi_exports" | grep -q '@' || win_fail "$arch: smtpbridge_mapi.dll has decorated exports: $mapi_exports"
     # Nothing beyond the operating system: no MinGW runtime DLL.
-    for image in smtpbridge.dll smtpbridge.exe; do
+    for image in smtpbridge.dll smtpbridge.exe smtpbridge_mapi.dll; do
         imports="$(in_chroot "$prefix-objdump" -p "$WIN_SRC/target/windows/$arch/$name/$image" |
             sed -n 's/^\tDLL Name: //p' | tr 'A-Z' 'a-z' | sort -u | tr '\n' ' ')"
         for dll in $imports; do
@@ -106,7 +118,7 @@ for arch in "${arches[@]}"; do
         echo "$imports" >"$out/$image.imports.txt"
     done
     # The version resource, read back from the stripped images.
-    for image in smtpbridge.dll smtpbridge.exe; do
+    for image in smtpbridge.dll smtpbridge.exe smtpbridge_mapi.dll; do
         in_chroot "$prefix-windres" --input "$WIN_SRC/target/windows/$arch/$name/$image" --input-format=coff \
             --output-format=rc >"$out/$image.rc" || win_fail "$arch: no resources in $image"
         for want in "FILEVERSION ${version//./, }, 0" "\"FileVersion\", \"$version\"" "\"ProductVersion\", \"$version\"" \

@@ -21,6 +21,12 @@
 #     its migration from a raw key file), owner-only ACLs, STARTTLS + AUTH with
 #     SMTPCaFile, with the CA only in the Windows ROOT store, and refused
 #     when the CA is trusted nowhere, a send through Microsoft Graph (HTTPS),
+#   - tests/windows/mapitest.c: smtpbridge_mapi.dll registered as the default
+#     mail client (smtpbridge.exe register-mapi --default), called through
+#     Wine's mapi32.dll: MAPISendMail/MAPISendMailW with To/CC/BCC and two
+#     files, MAPI_DIALOG (an .eml opened, nothing sent), refusals (nothing
+#     queued); the same mail through the C ABI's smtpb_render is the same
+#     MIME (tests/windows/same_mime.py),
 #   - smtpbridge.exe: config set, send (with an attachment), outbox query, probe,
 #     and an OAuth2 browser sign-in (tests/windows/oauth_login.py: the
 #     library's loopback listener inside Wine, oidc-provider outside; needs
@@ -116,7 +122,7 @@ for arch in "${arches[@]}"; do
     release_in="$WIN_SRC/target/windows/$arch/smtpbridge-$version-windows-$arch"
     bin="$work/$arch" bin_in="$work_in/$arch"
     mkdir -p "$bin"
-    cp "$REPO/target/windows/$arch/smtpbridge-$version-windows-$arch/"smtpbridge.{dll,exe} "$bin/"
+    cp "$REPO/target/windows/$arch/smtpbridge-$version-windows-$arch/"smtpbridge{.dll,.exe,_mapi.dll} "$bin/"
     win_log "$arch: building the examples and tests with MinGW"
     cflags="-std=c99 -Wall -Wextra -Werror -pedantic -I$release_in/include"
     cxxflags="-std=c++17 -Wall -Wextra -Werror -pedantic -I$release_in/include -static-libgcc -static-libstdc++"
@@ -128,7 +134,8 @@ for arch in "${arches[@]}"; do
         $prefix-g++ $cxxflags bindings/cpp/test_message.cpp $ldflags -o $bin_in/test_message.exe &&
         $prefix-dlltool -d $release_in/smtpbridge.def -D smtpbridge.dll -l $bin_in/libsmtpbridge-from-def.a &&
         $prefix-gcc $cflags examples/c/send_mail.c $bin_in/libsmtpbridge-from-def.a -o $bin_in/send_mail_def.exe &&
-        $prefix-gcc $cflags -static-libgcc tests/windows/wintest.c $ldflags -lcrypt32 -lversion -ladvapi32 -o $bin_in/wintest.exe" ||
+        $prefix-gcc $cflags -static-libgcc tests/windows/wintest.c $ldflags -lcrypt32 -lversion -ladvapi32 -o $bin_in/wintest.exe &&
+        $prefix-gcc $cflags -static-libgcc tests/windows/mapitest.c $ldflags -lshell32 -o $bin_in/mapitest.exe" ||
         win_fail "$arch: a MinGW build failed"
 
     win_log "$arch: version resources"
@@ -223,6 +230,70 @@ PY
         --data-dir-host "$DRIVE_C/users/root/AppData/Local/$oauth_dir" --body-win 'C:\users\root\Documents\cli body.txt' \
         -- chroot "$WINCHROOT" /usr/bin/env -i PATH=/usr/bin:/bin LANG=C.UTF-8 "${WINE_ENV[@]}" wine "$bin_in/smtpbridge.exe" ||
         win_fail "$arch: OAuth2 sign-in under Wine"
+
+    win_log "$arch: Simple MAPI: smtpbridge_mapi.dll through Wine's mapi32.dll (tests/windows/mapitest.c)"
+    mapi_dir="C:\\users\\root\\AppData\\Local\\smtpbridge-mapi-$arch"
+    rm -rf "$DRIVE_C/users/root/AppData/Local/smtpbridge-mapi-$arch"
+    mapi_cli() { wine_run "$bin_in/smtpbridge.exe" --data-dir "$mapi_dir" --json "$@"; }
+    for setting in "SMTPServer 127.0.0.1" "SMTPServerPort $plain_port" "SMTPAuthentication None" \
+        "SMTPSenderEmail office@firm.example" "SMTPSenderName Office"; do
+        # shellcheck disable=SC2086
+        mapi_cli config set $setting >/dev/null
+    done
+    # The drop-in finds its data_dir here (ABI.md §19).
+    wine_run reg add 'HKCU\Software\smtpbridge' /v DataDir /d "$mapi_dir" /f
+    wine_run "$bin_in/smtpbridge.exe" register-mapi --default
+    # "Opening" an .eml copies it where this script looks for it.
+    displayed="$documents/displayed-$arch.eml"
+    rm -f "$displayed"
+    wine_run reg add 'HKCR\.eml' /ve /d smtpbridge.test.eml /f
+    wine_run reg add 'HKCR\smtpbridge.test.eml\shell\open\command' /ve \
+        /d "cmd.exe /c copy \"%1\" \"C:\\users\\root\\Documents\\displayed-$arch.eml\"" /f
+    printf 'Overview: 3 open items\r\n' >"$documents/Übersicht €.txt"
+    file1='C:\users\root\Documents\Invoice 2026-117.txt' file2='C:\users\root\Documents\Übersicht €.txt'
+    wine_run "$bin_in/mapitest.exe" mapi "$arch" "$file1" "$file2" 'Übersicht €.txt'
+    recipients=(--rcpt hans@example.com --rcpt cc@example.com --rcpt bcc@example.com --header "Cc=cc@example.com"
+        --from office@firm.example --header "From=Office <office@firm.example>"
+        --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt")
+    check_mail plain --subject "MAPI ANSI ($arch)" --count 1 "${recipients[@]}" --header "To=Hans Mueller <hans@example.com>" \
+        --attachment "Overview.txt=$documents/Übersicht €.txt" --body "your invoice is attached"
+    check_mail plain --subject "MAPI wide ($arch) Ä" --count 1 "${recipients[@]}" \
+        --header 'To="Müller, Hans" <hans@example.com>' --attachment "Übersicht €.txt=$documents/Übersicht €.txt" \
+        --body "<p>Dear client,<br>your invoice is attached.</p>"
+    check_mail plain --subject "MAPI dialog ($arch) Ä" --count 0
+    check_mail plain --subject "MAPI refused ($arch)" --count 0
+    # The outbox holds the two sent mails and nothing else: the refused ones were not queued.
+    mapi_cli outbox query --limit 10 >"$work/mapi-query-$arch.json"
+    "$PYTHON" - "$work/mapi-query-$arch.json" <<'PY' || win_fail "$arch: the MAPI outbox"
+import json, sys
+items = json.load(open(sys.argv[1]))["items"]
+assert sorted(item["state"] for item in items) == ["sent", "sent"], items
+print("ok: the outbox holds the 2 sent MAPI mails, nothing refused was queued")
+PY
+    for _ in $(seq 150); do [ -s "$displayed" ] && break; sleep 0.1; done
+    [ -s "$displayed" ] || win_fail "$arch: MAPI_DIALOG: no .eml was opened within 15 s"
+    echo "ok: MAPI_DIALOG wrote an .eml and opened it"
+    # The same mails through the C ABI (smtpb_render of the same message JSON).
+    for which in wide dialog; do
+        "$PYTHON" - "$work/mapi-$which-$arch.json" "$which" "$arch" <<'PY'
+import json, sys
+path, which, arch = sys.argv[1:]
+docs = "C:\\users\\root\\Documents\\"
+json.dump({
+    "to": [{"email": "hans@example.com", "name": "Müller, Hans"}], "cc": ["cc@example.com"], "bcc": ["bcc@example.com"],
+    "subject": f"MAPI {which} ({arch}) Ä", "html": "<p>Dear client,<br>your invoice is attached.</p>",
+    "attachments": [{"path": docs + "Invoice 2026-117.txt"}, {"path": docs + "Übersicht €.txt", "name": "Übersicht €.txt"}],
+}, open(path, "w", encoding="utf-8"), ensure_ascii=False)
+PY
+        wine_run "$bin_in/mapitest.exe" render "$mapi_dir" "$work_in/mapi-$which-$arch.json" "$work_in/c-abi-$which-$arch.eml"
+    done
+    wide_mail="$("$PYTHON" "$REPO/tests/windows/check_mail.py" "$work/mail" plain --subject "MAPI wide ($arch) Ä" --count 1 |
+        sed -n 's/.*(\([0-9]*\.eml\),.*/\1/p')"
+    "$PYTHON" "$REPO/tests/windows/same_mime.py" "$work/mail/plain/$wide_mail" "$work/c-abi-wide-$arch.eml" ||
+        win_fail "$arch: MAPISendMailW and the C ABI made different MIME"
+    "$PYTHON" "$REPO/tests/windows/same_mime.py" "$displayed" "$work/c-abi-dialog-$arch.eml" ||
+        win_fail "$arch: MAPI_DIALOG's .eml and the C ABI's rendering differ"
+    wine_run "$bin_in/smtpbridge.exe" register-mapi --unregister
 
     win_log "$arch: all passed"
 done

@@ -3,12 +3,15 @@
 
     python tests/windows/check_mail.py DIR SERVER --subject S --count N
         [--attachment NAME=FILE]... [--tls] [--auth USER] [--from ADDR]
+        [--header NAME=VALUE]... [--rcpt ADDR]...
 
 Waits (up to --timeout seconds, default 30) until SERVER ("plain" or "tls")
 has N messages with subject S, then fails if it has more; checks the newest
 of them, parsed with Python's email package: each attachment NAME (the
 decoded filename) is there with FILE's bytes, the message came over TLS
-(--tls), after AUTH as USER (--auth), from ADDR (--from). --count 0 checks
+(--tls), after AUTH as USER (--auth), from ADDR (--from), each header NAME
+has VALUE as decoded (--header), the envelope's recipients are exactly the
+--rcpt ADDRs (in any order), and the text or HTML body contains --body. --count 0 checks
 that no such message arrived. Prints one line on success; exits 1 naming
 what differs otherwise.
 """
@@ -43,6 +46,9 @@ def main() -> int:
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--auth")
     parser.add_argument("--from", dest="mail_from")
+    parser.add_argument("--header", action="append", default=[])
+    parser.add_argument("--rcpt", action="append", default=[])
+    parser.add_argument("--body")
     parser.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args()
     folder = args.dir / args.server
@@ -69,6 +75,16 @@ def main() -> int:
             problems.append(f"attachment {name!r}: found {len(parts)} (attachments: {names})")
         elif parts[0].get_payload(decode=True) != Path(file).read_bytes():
             problems.append(f"attachment {name!r}: its bytes differ from {file}")
+    for spec in args.header:
+        name, _, value = spec.partition("=")
+        if str(message[name]) != value:
+            problems.append(f"header {name}: {str(message[name])!r}, expected {value!r}")
+    if args.rcpt and sorted(meta["rcpt_tos"]) != sorted(args.rcpt):
+        problems.append(f"envelope recipients {meta['rcpt_tos']}, expected {args.rcpt}")
+    if args.body is not None:
+        body = message.get_body(("html", "plain"))
+        if body is None or args.body not in body.get_content():
+            problems.append(f"the body does not contain {args.body!r}")
     if args.tls and not (meta["tls_version"] or "").startswith("TLS"):
         problems.append(f"not received over TLS (tls_version {meta['tls_version']!r})")
     if args.auth is not None and meta["auth_user"] != args.auth:

@@ -1,0 +1,153 @@
+//! The process's one client, shared by every drop-in object and call.
+//!
+//! The client opens the data_dir (see [`crate::datadir`]) when the first
+//! user needs it and is shut down when the last one lets go: a MAPI
+//! session from `MAPILogon` to `MAPILogoff`, a COM `Application` while it
+//! lives, or a single call without either. The data_dir is opened the
+//! normal (exclusive) way, so another process holding it makes the call
+//! fail with BUSY naming the holder; a shared, submit-only open comes with
+//! the shared outbox (ABI.md §17).
+//!
+//! Delivery before the host moves on: a mail is made durable in the
+//! outbox, then the call waits up to [`DELIVERY_WAIT_MS`] for it to be sent
+//! or to fail for good. What is still queued then (a server that answered
+//! "try later", say) stays in the outbox and goes out with the next client
+//! of the data_dir: the next drop-in call, the command line, a host.
+
+use serde_json::Value;
+use smtpbridge::client::OPEN_DEFAULT;
+use smtpbridge::{Client, Code, Error, Result};
+use std::path::Path;
+#[cfg(windows)]
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::mail::Mail;
+
+/// How long a queued mail is waited for before the call returns.
+pub const DELIVERY_WAIT_MS: u32 = 20_000;
+
+struct Shared {
+    client: Option<Client>,
+    users: usize,
+}
+
+static SHARED: Mutex<Shared> = Mutex::new(Shared { client: None, users: 0 });
+
+fn shared() -> MutexGuard<'static, Shared> {
+    SHARED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One user of the process's client; the client closes when the last
+/// session is dropped.
+pub struct Session {
+    client: Option<Client>,
+}
+
+/// A mail handed to the outbox: its id and its status after the wait.
+pub struct Queued {
+    pub id: String,
+    pub status: Value,
+}
+
+impl Session {
+    /// Joins the process's client, opening it on the data_dir if no one
+    /// holds it.
+    pub fn open() -> Result<Session> {
+        let mut shared = shared();
+        let client = match &shared.client {
+            Some(client) => client.clone(),
+            None => {
+                let dir = crate::datadir::lookup()?;
+                let client = Client::open(Some(&dir), None, OPEN_DEFAULT)?;
+                shared.client = Some(client.clone());
+                client
+            }
+        };
+        shared.users += 1;
+        Ok(Session { client: Some(client) })
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("a session holds its client until dropped")
+    }
+
+    /// Queues the mail and waits for it (see the module's comment). A mail
+    /// that failed for good is the error of its status.
+    pub fn queue(&self, mail: &Mail) -> Result<Queued> {
+        mail.check()?;
+        let client = self.client();
+        let id = client.enqueue(&mail.to_json())?;
+        let status = match client.wait(&id, DELIVERY_WAIT_MS) {
+            Ok(status) => status,
+            Err(e) if e.code() == Code::Timeout => client.status(&id)?,
+            Err(e) => return Err(e),
+        };
+        let status: Value = serde_json::from_str(&status)
+            .map_err(|e| Error::internal(format!("the status of {id} is not JSON: {e}")))?;
+        if status["state"] == "failed" {
+            let code = status["error_code"].as_i64().and_then(|c| Code::from_i32(c as i32)).unwrap_or(Code::Internal);
+            let text = status["error"].as_str().unwrap_or("the message failed");
+            return Err(Error::new(code, format!("message {id}: {text}")));
+        }
+        Ok(Queued { id, status })
+    }
+
+    /// Writes the MIME the mail would be sent as to `path` (an `.eml`).
+    pub fn write_eml(&self, mail: &Mail, path: &Path) -> Result<()> {
+        mail.check()?;
+        let mime = self.client().render(&mail.to_json())?;
+        std::fs::write(path, mime).map_err(|e| Error::io("cannot write", path, &e))
+    }
+
+    /// Writes the mail as an `.eml` in the temporary folder and opens it
+    /// with the program Windows associates with `.eml`, for the user to
+    /// look at before sending. Nothing is queued. Returns the file.
+    #[cfg(windows)]
+    pub fn display(&self, mail: &Mail) -> Result<PathBuf> {
+        let path = display_path();
+        self.write_eml(mail, &path)?;
+        crate::shell::open(&path)?;
+        Ok(path)
+    }
+
+    /// The status JSON of a message (ABI.md §7).
+    pub fn status(&self, id: &str) -> Result<String> {
+        self.client().status(id)
+    }
+
+    /// Sets configuration keys from `Key=Value` lines.
+    pub fn configure(&self, lines: &str) -> Result<()> {
+        self.client().config_import_keys(lines)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        drop(self.client.take());
+        let mut shared = shared();
+        shared.users -= 1;
+        if shared.users == 0 {
+            if let Some(client) = shared.client.take() {
+                // Under the lock: a session opened meanwhile waits until
+                // the data_dir is free again.
+                let _ = client.shutdown(client.shutdown_grace_ms());
+            }
+        }
+    }
+}
+
+/// A new file name for a displayed mail: `%TEMP%\smtpbridge\mail-<time>-<pid>.eml`.
+#[cfg(windows)]
+fn display_path() -> PathBuf {
+    let folder = std::env::temp_dir().join("smtpbridge");
+    let _ = std::fs::create_dir_all(&folder);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    folder.join(format!("mail-{nanos}-{}.eml", std::process::id()))
+}
+
+/// An error as a host shows it: the result name, then the library's text
+/// (with its advice, where there is one).
+pub fn describe(error: &Error) -> String {
+    format!("{}: {}", error.code().name(), error.message())
+}
