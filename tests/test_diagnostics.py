@@ -10,6 +10,7 @@ import base64
 import logging
 import json
 import ssl
+import socket
 import threading
 import time
 from pathlib import Path
@@ -355,11 +356,23 @@ def test_advice_host_not_found(client):
 
 
 def test_advice_connection_timed_out(client):
-    # 192.0.2.1 (TEST-NET-1) is never routed: the connect runs out of time
-    # (or the network says unreachable at once, which is refused).
-    configure(client, ClosedPort(), SMTPServer="192.0.2.1", timeout_ms=500)
-    status, _ = failed(client, CONNECT)
-    assert advice_key(status) in ("connection_timed_out", "connection_refused")
+    # A loopback listener whose backlog is full and never accepted: Linux
+    # drops further SYNs, so the library's connect runs out of time.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        fillers = [socket.socket() for _ in range(4)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(address)
+            configure(client, ClosedPort(), SMTPServerPort=address[1], timeout_ms=500)
+            status, _ = failed(client, CONNECT)
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert advice_key(status) == "connection_timed_out"
 
 
 def test_test_connection_report_carries_advice(client):

@@ -112,7 +112,7 @@ def test_one_message_gives_queued_sending_sent_in_order(client):
         assert event["type"] == "state"
         assert event["reference"] == "CL-1001/DOC-7"
         assert event["batch_id"] is None
-        assert event["time"] is None or RFC3339_UTC.match(event["time"])
+        assert RFC3339_UTC.match(event["time"]), event
         assert event["possible_duplicate"] is False
         assert event["rejected_count"] == 0
     assert events[-1]["attempts"] == status["attempts"] == 1
@@ -393,7 +393,7 @@ def test_shutdown_with_a_hanging_final_dot_times_out_within_the_grace(data_dir):
     # Dropped after the final dot: it is kept, queued again, as a possible duplicate.
     with smtpbridge.Client(data_dir, paused=True) as again:
         status = again.status(id)
-    assert status["state"] in ("queued", "deferred")
+    assert status["state"] == "deferred"  # a session broken after the dot: TRANSIENT
     assert status["possible_duplicate"] is True
 
 
@@ -525,4 +525,5 @@ def test_shutdown_racing_a_shutdown_or_close_inside_the_callback_does_not_hang(d
     thread.join(20)
     assert not thread.is_alive(), f"shutdown and {inside} inside the callback hung: {outcome}"
     assert outcome.get("closed") is True, outcome
-    assert outcome.get("inside") in ("returned", "SMTPB_ERR_STATE"), outcome
+    # A second shutdown is OK, and close returns at once inside the callback.
+    assert outcome.get("inside") == "returned", outcome

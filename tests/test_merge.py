@@ -109,7 +109,7 @@ def test_two_hundred_recipients_each_get_their_own_message(merging, server):
             assert "<p>Dear Tom &amp; &lt;Jerry&gt;,</p>" in html_of(m)
             assert "Tom & <Jerry>" not in html_of(m)
         elif name.startswith("Quote"):
-            assert "Quote &quot;Q&quot;" in html_of(m) or "Quote &#34;Q&#34;" in html_of(m)
+            assert "Quote &quot;Q&quot;" in html_of(m)
         else:
             assert f"<p>Dear {name},</p><p>your invoice {ref} is due.</p>" in html_of(m)
         # Nobody sees another recipient's data.

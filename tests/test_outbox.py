@@ -116,7 +116,7 @@ def test_enqueue_returns_a_ulid_at_once_before_delivery(client):
         elapsed = time.monotonic() - started
         assert len(id) == 26 and ULID.match(id), id
         assert elapsed < 1.0, f"enqueue took {elapsed:.2f} s"
-        assert client.status(id)["state"] in ("queued", "sending")
+        wait_state(client, id, "sending")  # and it stays sending while the server is silent
 
 
 def test_enqueued_message_arrives_and_wait_returns_the_sent_status(client):
@@ -343,8 +343,10 @@ def test_retry_of_a_failed_message_queues_it_and_it_is_sent(client):
         configure(client, server)
         id = client.enqueue(message())
         assert client.wait(id, WAIT_MS)["state"] == "failed"
+        client.outbox_pause(None)  # so the state retry gives is seen before delivery moves it on
         client.retry(id)
-        assert client.status(id)["state"] in ("queued", "sending", "sent")
+        assert client.status(id)["state"] == "queued"
+        client.outbox_resume(None)
         status = client.wait(id, WAIT_MS)
         messages = server.wait_for(2)
     assert status["state"] == "sent"
@@ -716,8 +718,6 @@ def test_refused_oauth2_token_defers_needing_credentials_and_a_new_token_release
         client.credentials_set_oauth2("emp-42", OAUTH_USER, BAD_TOKEN)
         id = client.enqueue(message(user="emp-42"))
         poll(lambda: client.status(id)["attempts"] >= 3, 5, "three attempts")
-        status = client.status(id)
-        assert status["state"] in ("deferred", "sending")
         deferred = wait_state(client, id, "deferred")
         assert deferred["needs"] == "credentials"
         assert deferred["state"] != "failed"
