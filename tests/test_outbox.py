@@ -602,7 +602,8 @@ def test_send_limit_holds_the_third_message_deferred_until_reset(client):
         # is due again at once, so a later marker of another profile comes
         # after the outbox looked at it.
         client.retry(held["id"])
-        assert marker_arrives(client, server, profile="Other") == ["limited 0", "limited 1", "marker"]
+        *earlier, last = marker_arrives(client, server, profile="Other")
+        assert (sorted(earlier), last) == (["limited 0", "limited 1"], "marker")  # the first two in any order: two threads
         status = client.status(held["id"])
         assert (status["state"], status["error_code"]) == ("deferred", LIMIT)
         client.limits_reset()
@@ -696,7 +697,8 @@ def test_batch_per_minute_defers_the_third_message(client):
         assert held["error"]
         # Due again at once, still within the minute: held, and never aged out.
         client.retry(held["id"])
-        assert marker_arrives(client, server, profile="Other") == ["throttled 0", "throttled 1", "marker"]
+        *earlier, last = marker_arrives(client, server, profile="Other")
+        assert (sorted(earlier), last) == (["throttled 0", "throttled 1"], "marker")  # the first two in any order: two threads
         assert client.status(held["id"])["state"] == "deferred"
         assert client.outbox_stats()["failed"] == 0
         client.limits_reset()
