@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
+use crate::clock::SharedClock;
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 
@@ -118,6 +119,8 @@ pub struct CredentialStore {
     path: Option<PathBuf>,
     cipher: Aes256Gcm,
     file: StoreFile,
+    /// The time `updated_at` is taken from.
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -207,6 +210,12 @@ fn user_label(user_id: Option<&str>) -> String {
 }
 
 impl CredentialStore {
+    /// The store, taking the time a credential is stored from `clock`.
+    pub(crate) fn with_clock(mut self, clock: SharedClock) -> CredentialStore {
+        self.clock = clock;
+        self
+    }
+
     /// Opens the store at `path` (created on first write), or an in-memory
     /// store when `path` is `None`, with the master `secret`.
     pub fn open(path: Option<PathBuf>, secret: &[u8]) -> Result<CredentialStore> {
@@ -227,7 +236,7 @@ impl CredentialStore {
                     )));
                 }
                 let older = file.format < FORMAT;
-                let mut store = CredentialStore { path, cipher, file };
+                let mut store = CredentialStore { path, cipher, file, clock: crate::clock::system() };
                 if older {
                     store.migrate()?;
                 }
@@ -247,7 +256,7 @@ impl CredentialStore {
                     entries: Vec::new(),
                     client_secrets: Vec::new(),
                 };
-                let mut store = CredentialStore { path, cipher, file: file.clone() };
+                let mut store = CredentialStore { path, cipher, file: file.clone(), clock: crate::clock::system() };
                 // Written now, so that a later open with another secret is
                 // refused even before any credential is stored.
                 store.commit(file)?;
@@ -287,7 +296,7 @@ impl CredentialStore {
             username: username.to_string(),
             kind,
             expires_at,
-            updated_at: fsutil::unix_now(),
+            updated_at: self.clock.unix(),
             sealed: seal(&self.cipher, secret.as_bytes(), &aad)?,
             refresh: None,
             provider: None,
@@ -316,7 +325,7 @@ impl CredentialStore {
             username: username.to_string(),
             kind: SecretKind::Oauth2,
             expires_at,
-            updated_at: fsutil::unix_now(),
+            updated_at: self.clock.unix(),
             sealed: seal(&self.cipher, access_token.as_bytes(), &aad)?,
             refresh: Some(seal(&self.cipher, refresh_token.as_bytes(), &refresh_data(user_id, Some(provider)))?),
             provider: Some(provider.to_string()),

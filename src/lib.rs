@@ -30,6 +30,7 @@ pub mod advice;
 pub mod archive;
 pub mod bounded;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod delivery;

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::clock::SharedClock;
 use crate::config::ProfileSettings;
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
@@ -45,6 +46,8 @@ pub struct Limits {
     counted: Mutex<LimitsFile>,
     /// Messages started in the last minute, per profile.
     minute: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// The time the windows are measured in.
+    clock: SharedClock,
 }
 
 /// Usage of a profile's period limit, for the outbox statistics.
@@ -56,8 +59,9 @@ pub struct Usage {
 }
 
 impl Limits {
-    /// Reads the counters from `path` (`None` = in memory).
-    pub fn open(path: Option<PathBuf>) -> Result<Limits> {
+    /// Reads the counters from `path` (`None` = in memory); the windows
+    /// are measured with `clock`.
+    pub fn open(path: Option<PathBuf>, clock: SharedClock) -> Result<Limits> {
         let counted = match &path {
             Some(p) if p.exists() => {
                 let bytes = std::fs::read(p).map_err(|e| Error::io("cannot read", p, &e))?;
@@ -77,7 +81,7 @@ impl Limits {
             }
             _ => LimitsFile { format: FORMAT, profiles: BTreeMap::new() },
         };
-        Ok(Limits { path, counted: Mutex::new(counted), minute: Mutex::new(HashMap::new()) })
+        Ok(Limits { path, counted: Mutex::new(counted), minute: Mutex::new(HashMap::new()), clock })
     }
 
     fn save(&self, file: &LimitsFile) -> Result<()> {
@@ -110,7 +114,7 @@ impl Limits {
                 ),
             ));
         }
-        let now = fsutil::unix_now();
+        let now = self.clock.unix();
         let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
         let entries = counted.profiles.entry(name.clone()).or_default();
         entries.retain(|(at, _)| now - at < period);
@@ -156,13 +160,13 @@ impl Limits {
         if per_minute == 0 {
             return Ok(());
         }
-        let give_up = Instant::now() + wait;
+        let give_up = self.clock.instant() + wait;
         let name = settings.name.to_ascii_lowercase();
         loop {
             let next_free = {
                 let mut minute = self.minute.lock().unwrap_or_else(|e| e.into_inner());
                 let started = minute.entry(name.clone()).or_default();
-                let now = Instant::now();
+                let now = self.clock.instant();
                 while started.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
                     started.pop_front();
                 }
@@ -181,7 +185,7 @@ impl Limits {
                     ),
                 ));
             }
-            std::thread::sleep(next_free.saturating_duration_since(Instant::now()).min(Duration::from_millis(250)));
+            self.clock.sleep(next_free.saturating_duration_since(self.clock.instant()).min(Duration::from_millis(250)));
         }
     }
 
@@ -212,7 +216,7 @@ impl Limits {
     /// How much of its period limit a profile has used.
     pub fn usage(&self, settings: &ProfileSettings) -> Usage {
         let period = settings.send_limit_period.seconds() as i64;
-        let now = fsutil::unix_now();
+        let now = self.clock.unix();
         let counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
         let live: Vec<&(i64, u32)> = counted
             .profiles
@@ -229,20 +233,23 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, TestClock};
     use crate::config::Config;
 
-    fn settings(limit: &str, per_minute: &str) -> ProfileSettings {
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn settings(limit: &str, period: &str, per_minute: &str) -> ProfileSettings {
         let mut c = Config::new();
         c.set("SMTPSendLimit", Some(limit)).unwrap();
-        c.set("SMTPSendLimitPeriod", Some("Day")).unwrap();
+        c.set("SMTPSendLimitPeriod", Some(period)).unwrap();
         c.set("SMTPBatchPerMinute", Some(per_minute)).unwrap();
         c.settings("Default").unwrap()
     }
 
     #[test]
     fn a_message_is_sent_only_if_all_its_recipients_fit() {
-        let limits = Limits::open(None).unwrap();
-        let s = settings("5", "0");
+        let limits = Limits::open(None, crate::clock::system()).unwrap();
+        let s = settings("5", "Day", "0");
         assert!(limits.reserve(&s, 3).unwrap().is_some());
         let e = limits.reserve(&s, 3).unwrap_err();
         assert_eq!(e.code(), Code::Limit);
@@ -257,11 +264,67 @@ mod tests {
     }
 
     #[test]
+    fn the_period_rolls_recipient_by_recipient_as_their_messages_leave_the_window() {
+        let clock = TestClock::new();
+        let limits = Limits::open(None, clock.clone()).unwrap();
+        let s = settings("4", "Hour", "0");
+        let start = clock.unix();
+        limits.reserve(&s, 3).unwrap().unwrap();
+        clock.advance(HOUR / 2);
+        limits.reserve(&s, 1).unwrap().unwrap();
+        assert_eq!(limits.usage(&s), Usage { sent_in_period: 4, resets_at: Some(start + 3600) });
+        let e = limits.reserve(&s, 1).unwrap_err();
+        assert!(e.message().contains("4 of 4"), "{}", e.message());
+        // One second before the first message's hour is over: still full.
+        clock.advance(HOUR / 2 - Duration::from_secs(1));
+        assert_eq!(limits.reserve(&s, 1).unwrap_err().code(), Code::Limit);
+        // Its hour is over: its 3 recipients are free again, the later 1 is not.
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(limits.usage(&s).sent_in_period, 1);
+        limits.reserve(&s, 3).unwrap().unwrap();
+        assert_eq!(limits.reserve(&s, 1).unwrap_err().code(), Code::Limit);
+    }
+
+    #[test]
+    fn a_week_is_counted_as_seven_days_not_a_calendar_week() {
+        let clock = TestClock::new();
+        let limits = Limits::open(None, clock.clone()).unwrap();
+        let s = settings("1", "Week", "0");
+        limits.reserve(&s, 1).unwrap().unwrap();
+        clock.advance(HOUR * 24 * 7 - Duration::from_secs(1));
+        assert_eq!(limits.reserve(&s, 1).unwrap_err().code(), Code::Limit);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(limits.usage(&s).sent_in_period, 0);
+        assert!(limits.reserve(&s, 1).unwrap().is_some());
+    }
+
+    #[test]
     fn the_minute_throttle_refuses_when_it_cannot_wait() {
-        let limits = Limits::open(None).unwrap();
-        let s = settings("0", "2");
+        let clock = TestClock::new();
+        let limits = Limits::open(None, clock.clone()).unwrap();
+        let s = settings("0", "None", "2");
         limits.throttle(&s, Duration::ZERO).unwrap();
+        clock.advance(Duration::from_secs(10));
         limits.throttle(&s, Duration::ZERO).unwrap();
-        assert_eq!(limits.throttle(&s, Duration::from_millis(10)).unwrap_err().code(), Code::Limit);
+        // The first place frees up 50 s from now: not within 49 s.
+        let before = clock.instant();
+        assert_eq!(limits.throttle(&s, Duration::from_secs(49)).unwrap_err().code(), Code::Limit);
+        assert_eq!(clock.instant(), before, "it refused at once rather than waiting in vain");
+    }
+
+    #[test]
+    fn the_minute_throttle_waits_for_the_first_place_to_free_up() {
+        let clock = TestClock::new();
+        let limits = Limits::open(None, clock.clone()).unwrap();
+        let s = settings("0", "None", "2");
+        let start = clock.instant();
+        limits.throttle(&s, Duration::ZERO).unwrap();
+        clock.advance(Duration::from_secs(10));
+        limits.throttle(&s, Duration::ZERO).unwrap();
+        limits.throttle(&s, Duration::from_secs(50)).unwrap();
+        assert_eq!(clock.instant() - start, Duration::from_secs(60), "waited until the first one's minute was over");
+        // The next place is the second message's: 10 s later.
+        limits.throttle(&s, Duration::from_secs(10)).unwrap();
+        assert_eq!(clock.instant() - start, Duration::from_secs(70));
     }
 }

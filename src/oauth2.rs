@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::error::{Code, Error, Result};
-use crate::fsutil;
 use crate::http::{self, Http};
 
 /// The endpoints of an issuer, from its discovery document.
@@ -69,8 +68,8 @@ pub fn discover(http: &Http, issuer: &str) -> Result<Endpoints> {
 pub struct Tokens {
     pub access: Zeroizing<String>,
     pub refresh: Option<Zeroizing<String>>,
-    /// Unix seconds; 0 when the provider gave no `expires_in`.
-    pub expires_at: i64,
+    /// Seconds the access token lives, as the provider said (`expires_in`).
+    pub expires_in: Option<i64>,
     /// `preferred_username`, else `email`, from the ID token.
     pub username: Option<String>,
 }
@@ -137,12 +136,20 @@ pub fn token_request(http: &Http, token_url: &str, form: &[(&str, &str)]) -> std
     Ok(Tokens {
         access: Zeroizing::new(access.to_string()),
         refresh: doc.get("refresh_token").and_then(Value::as_str).map(|r| Zeroizing::new(r.to_string())),
-        // Saturated: an endpoint's `expires_in` of i64::MAX means "never".
-        expires_at: expires_in.map(|s| fsutil::unix_now().saturating_add(s.max(0))).unwrap_or(0),
+        expires_in,
         username: doc.get("id_token").and_then(Value::as_str).and_then(id_token_username),
     })
     // `doc` (holding the tokens) is dropped here; the body it came from
     // is zeroized with the response.
+}
+
+impl Tokens {
+    /// When the access token expires (Unix seconds) if it came at `now`;
+    /// 0 when the provider gave no `expires_in`.
+    pub fn expires_at(&self, now: i64) -> i64 {
+        // Saturated: an endpoint's `expires_in` of i64::MAX means "never".
+        self.expires_in.map(|s| now.saturating_add(s.max(0))).unwrap_or(0)
+    }
 }
 
 /// `preferred_username`, else `email`, from an ID token's claims. The

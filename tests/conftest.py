@@ -10,6 +10,9 @@ Helpers that tests import (``from conftest import ...``):
 - :func:`configure` points a client at a test server.
 - :func:`message` builds a message dict with harmless defaults.
 - :func:`expect_error` runs a call that must fail and checks its code.
+- :func:`marker_arrives` sends a marker through the outbox: the signal that
+  an older message was held, where a test would otherwise wait for nothing.
+- :func:`wait_until_in_call` waits until a thread is inside a library call.
 - constants ``OK``, ``INVALID_ARGUMENT`` … ``INTERNAL`` (ABI §2).
 """
 
@@ -19,6 +22,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
@@ -148,6 +152,44 @@ def expect_error(code: int, call: Callable[..., Any], *args: Any, **kwargs: Any)
         )
         return error
     raise AssertionError(f"expected {smtpbridge.result_name(code)}, but the call succeeded: {result!r}")
+
+
+def marker_arrives(client: "smtpbridge.Client", server: Any, timeout_ms: int = 10_000,
+                   **fields: Any) -> "list[str]":
+    """Enqueue a message with the subject "marker", wait until it is sent, and
+    return the subjects ``server`` has received, oldest first.
+
+    The positive signal that something was held: the outbox takes due mail
+    oldest first (by due time, then id), so a message that was due before
+    the marker was enqueued has been taken (``sending`` or later) by the time
+    the marker is sent. A test checks the held message's state and the
+    server's subjects right after, with no time to wait out.
+    """
+    id = client.enqueue(message(subject="marker", **fields))
+    status = client.wait(id, timeout_ms)
+    assert status["state"] == "sent", status
+    return [m.parsed["Subject"] for m in server.messages]
+
+
+def wait_until_in_call(thread: "threading.Thread", function: str, timeout: float = SAFETY_S) -> None:
+    """Wait until ``thread`` is inside ``function``: a C function the binding
+    calls through ``call_raw`` (``"smtpb_wait"``) or a binding method that calls
+    the library itself (``"shutdown"``), as the innermost Python frame of the
+    thread shows. The positive signal that a call is under way (blocked in the
+    library), where a test would otherwise sleep and hope.
+    """
+    def inside() -> bool:
+        frame = sys._current_frames().get(thread.ident or -1)
+        if frame is None:
+            return False
+        name = frame.f_code.co_name
+        return name == function or (name == "call_raw" and frame.f_locals.get("name") == function)
+
+    deadline = time.monotonic() + timeout
+    while not inside():
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise AssertionError(f"thread {thread.name} never got inside {function}")
+        time.sleep(0.005)
 
 
 def timed(call: Callable[..., Any], *args: Any, **kwargs: Any) -> "tuple[Any, float]":

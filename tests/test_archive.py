@@ -120,7 +120,7 @@ def test_a_message_without_archive_is_not_archived(dir_client, data_dir, server)
     server.wait_for(1, WAIT_S)
     assert status["archive"] is None
     archive = data_dir / "archive"
-    assert not archive.exists() or not any(archive.iterdir())
+    assert not archive.exists()  # made when a message asks for it
 
 
 def test_unsafe_attachment_names_are_made_safe_inside_the_folder(dir_client, tmp_path, server):
@@ -261,7 +261,7 @@ def test_in_memory_client_asking_for_an_archive_without_a_folder_is_config_error
     configure(client, server)
     error = expect_error(CONFIG, client.send, message(archive=True))
     assert error.status is None
-    assert "SMTPArchiveDir" in error.message or "archive" in error.message.lower()
+    assert "SMTPArchiveDir" in error.message, error.message
     expect_error(CONFIG, client.enqueue, message(archive=True))
     expect_error(CONFIG, client.merge, {"from": "anna@firm.example", "subject": "s", "text": "t",
                                         "archive": True}, [{"email": "x@example.com"}])
@@ -300,7 +300,7 @@ def test_archived_eml_carries_the_dkim_signature_as_sent(dir_client, tmp_path, s
     assert b"DKIM-Signature:" in m.raw
     check_archive(status, m.raw)
     eml = Path(status["archive"]["eml"]).read_bytes()
-    assert eml.startswith(b"DKIM-Signature:") or b"\r\nDKIM-Signature:" in eml
+    assert b"\r\nDKIM-Signature:" in eml
     signature = re.search(rb"DKIM-Signature:.*?(?=\r\n[^ \t])", eml, re.S).group(0)
     assert signature in m.raw
 

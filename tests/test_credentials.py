@@ -163,7 +163,7 @@ def test_garbage_credential_store_is_credentials_error_and_not_rewritten(data_di
     path.write_bytes(b"{ this is not json")
     with pytest.raises(smtpbridge.SmtpBridgeError) as info:
         smtpbridge.Client(data_dir, secret="m")
-    assert info.value.code in (CREDENTIALS, IO)
+    assert info.value.code == CREDENTIALS  # a tampered store (ABI §2)
     assert path.read_bytes() == b"{ this is not json"
 
 

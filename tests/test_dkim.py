@@ -82,7 +82,7 @@ def test_unusable_key_file_is_config_error_when_set(client, tmp_path):
     bad = tmp_path / "not-a-key.pem"
     bad.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     error = expect_error(CONFIG, client.config_set, "SMTPDkimKeyFile", str(bad))
-    assert "SMTPDkimKeyFile" in error.message or str(bad) in error.message
+    assert "SMTPDkimKeyFile" in error.message and str(bad) in error.message, error.message
 
 
 def test_missing_key_file_is_config_error_when_set(client, tmp_path):

@@ -117,7 +117,7 @@ def test_silent_server_during_the_implicit_tls_handshake_is_bounded(client):
     with scripted(client, Script(greeting=HANG), encryption="SSL", timeout_ms=TIMEOUT_MS):
         outcome, elapsed = timed(client.send, message())
     assert elapsed < SAFETY_S
-    assert getattr(outcome, "code", None) in (CONNECT, TLS), outcome
+    assert getattr(outcome, "code", None) == TLS, outcome  # the handshake ran out of time
 
 
 def test_ehlo_5xx_falls_back_to_helo_and_sends(client):
@@ -330,7 +330,7 @@ def test_a_4xx_for_one_recipient_after_a_pipelined_354_delivers_to_nobody(client
         configure(client, server)
         error = expect_error(TRANSIENT, client.send, message(to=["now@example.com", "later@example.com"]))
         assert "later@example.com" in error.message
-        time.sleep(0.3)
+        server.wait_closed(1)  # the client ended the session: no final dot can follow
         assert server.messages == []
         assert "DATA" in server.commands()
     assert error.status["state"] == "failed"

@@ -28,6 +28,7 @@ from conftest import (
     ClosedPort,
     configure,
     expect_error,
+    marker_arrives,
     message,
     timed,
 )
@@ -115,7 +116,7 @@ def test_enqueue_returns_a_ulid_at_once_before_delivery(client):
         elapsed = time.monotonic() - started
         assert len(id) == 26 and ULID.match(id), id
         assert elapsed < 1.0, f"enqueue took {elapsed:.2f} s"
-        assert client.status(id)["state"] in ("queued", "sending")
+        wait_state(client, id, "sending")  # and it stays sending while the server is silent
 
 
 def test_enqueued_message_arrives_and_wait_returns_the_sent_status(client):
@@ -187,10 +188,10 @@ def test_550_fails_at_once_with_the_reply(client):
         fast_retries(client)
         id = client.enqueue(message())
         status, elapsed = timed(client.wait, id, WAIT_MS)
-        time.sleep(0.3)  # a wrong retry would come within this time (100 ms backoff)
         assert len(server.messages) == 1
     assert elapsed < 3
-    assert status["state"] == "failed"
+    # Failed is final: no next attempt is planned.
+    assert status["state"] == "failed" and status["next_attempt_at"] is None
     assert status["attempts"] == 1
     assert status["error_code"] == REJECTED
     assert status["smtp_code"] == 550
@@ -242,7 +243,7 @@ def test_idle_pooled_connection_closed_by_the_server_loses_no_message(client):
         configure(client, server)
         fast_retries(client)
         first = client.wait(client.enqueue(message(subject="before")), WAIT_MS)
-        time.sleep(0.8)  # the server has closed the idle pooled connection by now
+        server.wait_closed(1)  # the server closed the idle pooled connection
         second = client.wait(client.enqueue(message(subject="after")), WAIT_MS)
         messages = server.wait_for(2)
     assert first["state"] == "sent" and second["state"] == "sent"
@@ -299,8 +300,8 @@ def test_cancel_a_queued_message(client):
         assert client.status(id)["state"] == "cancelled"
         assert client.wait(id, 0)["state"] == "cancelled"
         client.outbox_resume(None)
-        time.sleep(0.3)
-        assert server.messages == []
+        assert marker_arrives(client, server) == ["marker"]
+        assert client.status(id)["state"] == "cancelled"
         expect_error(STATE, client.retry, id)
 
 
@@ -342,8 +343,10 @@ def test_retry_of_a_failed_message_queues_it_and_it_is_sent(client):
         configure(client, server)
         id = client.enqueue(message())
         assert client.wait(id, WAIT_MS)["state"] == "failed"
+        client.outbox_pause(None)  # so the state retry gives is seen before delivery moves it on
         client.retry(id)
-        assert client.status(id)["state"] in ("queued", "sending", "sent")
+        assert client.status(id)["state"] == "queued"
+        client.outbox_resume(None)
         status = client.wait(id, WAIT_MS)
         messages = server.wait_for(2)
     assert status["state"] == "sent"
@@ -391,10 +394,8 @@ def test_idempotency_key_returns_the_first_id_and_sends_once(client):
         client.flush(WAIT_MS)
         third = client.enqueue(message(idempotency_key="DOC-7-send-1"))
         assert third == first
-        client.flush(WAIT_MS)
-        time.sleep(0.3)
-        assert len(server.messages) == 1
-    assert len(client.outbox_list()) == 1
+        assert marker_arrives(client, server) == ["Test message", "marker"]
+    assert len(client.outbox_list()) == 2  # the first message and the marker
 
 
 def test_idempotency_key_is_kept_across_reopen(data_dir):
@@ -405,9 +406,7 @@ def test_idempotency_key_is_kept_across_reopen(data_dir):
             assert first.wait(id, WAIT_MS)["state"] == "sent"
         with smtpbridge.Client(data_dir) as second:
             assert second.enqueue(message(idempotency_key="DOC-9-send-1")) == id
-            second.flush(WAIT_MS)
-            time.sleep(0.3)
-        assert len(server.messages) == 1
+            assert marker_arrives(second, server) == ["Test message", "marker"]
 
 
 def test_wait_on_a_message_that_is_not_final_is_timeout(client):
@@ -432,8 +431,8 @@ def test_batch_cancel_cancels_what_it_can(client):
         counts = client.batch_status(batch["batch_id"])
         assert counts["cancelled"] == 3 and counts["total"] == 3 and counts["queued"] == 0
         client.outbox_resume(None)
-        time.sleep(0.3)
-        assert server.messages == []
+        assert marker_arrives(client, server) == ["marker"]
+        assert client.batch_status(batch["batch_id"])["cancelled"] == 3
 
 
 # --- listing and stats --------------------------------------------------------------------
@@ -448,7 +447,6 @@ def test_outbox_list_by_state_and_stats_count(client):
         assert client.wait(sent, WAIT_MS)["state"] == "sent"
         client.outbox_pause(None)
         queued = client.enqueue(message(subject="held"))
-        time.sleep(0.2)
 
         def ids(state=None):
             return sorted(s["id"] for s in client.outbox_list(state))
@@ -487,8 +485,9 @@ def test_pause_of_one_profile_holds_only_its_messages(client):
         fast = client.enqueue(message(profile="Fast", subject="fast"))
         _, elapsed = timed(client.flush, WAIT_MS)
         assert elapsed < 5
+        # "fast" came after "slow": had "slow" been free to go, it would have
+        # been taken first.
         assert client.wait(fast, WAIT_MS)["state"] == "sent"
-        time.sleep(0.3)
         assert client.status(slow)["state"] == "queued"
         assert [m.parsed["Subject"] for m in server.messages] == ["fast"]
         assert lower(client.outbox_stats()["paused"]) == ["slow"]
@@ -506,9 +505,10 @@ def test_pause_of_all_holds_every_profile_and_flush_does_not_wait(client):
         ids = [client.enqueue(message(profile=p)) for p in ("One", "Two")]
         outcome, elapsed = timed(client.flush, WAIT_MS)
         assert outcome is None and elapsed < 2, (outcome, elapsed)
-        time.sleep(0.3)
+        # A direct send after them arrives, and they are still queued.
+        client.send(message(profile="One", subject="direct"))
         assert [client.status(i)["state"] for i in ids] == ["queued", "queued"]
-        assert server.messages == []
+        assert [m.parsed["Subject"] for m in server.messages] == ["direct"]
         assert client.outbox_stats()["paused"] == ["*"]
         client.outbox_resume(None)
         assert [client.wait(i, WAIT_MS)["state"] for i in ids] == ["sent", "sent"]
@@ -525,14 +525,14 @@ def test_pause_persists_across_reopen(data_dir):
             assert lower(second.outbox_stats()["paused"]) == ["default"]
             _, elapsed = timed(second.flush, WAIT_MS)
             assert elapsed < 2
-            time.sleep(0.3)
+            configure(second, server, profile="Other")
+            assert marker_arrives(second, server, profile="Other") == ["marker"]
             assert second.status(id)["state"] == "queued"
-            assert server.messages == []
             second.outbox_resume("Default")
             assert second.wait(id, WAIT_MS)["state"] == "sent"
         with smtpbridge.Client(data_dir) as third:
             assert third.outbox_stats()["paused"] == []
-        assert len(server.messages) == 1
+        assert len(server.messages) == 2
 
 
 def test_open_paused_sends_nothing_until_resume(data_dir):
@@ -542,12 +542,12 @@ def test_open_paused_sends_nothing_until_resume(data_dir):
             ids = [client.enqueue(message(subject=f"held {n}")) for n in range(2)]
             _, elapsed = timed(client.flush, WAIT_MS)
             assert elapsed < 2
-            time.sleep(0.4)
-            assert server.messages == []
+            # Pause never holds smtpb_send: a direct send after them arrives,
+            # and they are still queued.
+            assert client.send(message(subject="direct"))["state"] == "sent"
+            assert [m.parsed["Subject"] for m in server.messages] == ["direct"]
             assert [client.status(i)["state"] for i in ids] == ["queued", "queued"]
             assert "*" in client.outbox_stats()["paused"]
-            # Pause never holds smtpb_send.
-            assert client.send(message(subject="direct"))["state"] == "sent"
             client.outbox_resume(None)
             assert [client.wait(i, WAIT_MS)["state"] for i in ids] == ["sent", "sent"]
         assert sorted(m.parsed["Subject"] for m in server.messages) == ["direct", "held 0", "held 1"]
@@ -587,27 +587,29 @@ def wait_states(client, ids, want, timeout=5.0):
 def test_send_limit_holds_the_third_message_deferred_until_reset(client):
     with RecordingServer() as server:
         configure(client, server, SMTPSendLimit=2, SMTPSendLimitPeriod="Hour")
-        # A held message never ages out, even with a tiny max age.
-        fast_retries(client, SMTPRetryMaxAgeMs=500)
+        configure(client, server, profile="Other")
+        # A held message never ages out, even with a max age that is over
+        # before it is first held.
+        fast_retries(client, SMTPRetryMaxAgeMs=1)
         ids = [client.enqueue(message(subject=f"limited {n}")) for n in range(3)]
         statuses = wait_states(client, ids, ["sent", "sent", "deferred"])
         [held] = [s for s in statuses if s["state"] == "deferred"]
         assert held["error_code"] == LIMIT
         assert held["error"], "the reason belongs in error"
-        time.sleep(1.2)
-        assert client.status(held["id"])["state"] == "deferred"
-        assert len(server.messages) == 2
         profile = client.outbox_stats()["profiles"]["Default"]
         assert profile["sent_in_period"] == 2 and profile["limit"] == 2
-        # smtpb_retry of a limit-held message does not bypass the limit.
+        # smtpb_retry of a limit-held message does not bypass the limit: it
+        # is due again at once, so a later marker of another profile comes
+        # after the outbox looked at it.
         client.retry(held["id"])
-        time.sleep(0.5)
-        assert client.status(held["id"])["state"] == "deferred"
-        assert len(server.messages) == 2
+        *earlier, last = marker_arrives(client, server, profile="Other")
+        assert (sorted(earlier), last) == (["limited 0", "limited 1"], "marker")  # the first two in any order: two threads
+        status = client.status(held["id"])
+        assert (status["state"], status["error_code"]) == ("deferred", LIMIT)
         client.limits_reset()
         status = client.wait(held["id"], WAIT_MS)
         assert status["state"] == "sent"
-        assert len(server.wait_for(3)) == 3
+        assert len(server.wait_for(4)) == 4
 
 
 def test_limits_reset_of_one_profile_releases_only_its_messages(client):
@@ -622,9 +624,11 @@ def test_limits_reset_of_one_profile_releases_only_its_messages(client):
             assert [s["error_code"] for s in statuses if s["state"] == "deferred"] == [LIMIT]
         client.limits_reset("a")  # profile names match in any letter case
         assert [client.wait(i, WAIT_MS)["state"] for i in ids["A"]] == ["sent", "sent"]
-        time.sleep(0.5)
+        # Released along with A's, B's would have gone before a later marker.
+        configure(client, server, profile="Other")
+        subjects = marker_arrives(client, server, profile="Other")
         assert sorted(client.status(i)["state"] for i in ids["B"]) == ["deferred", "sent"]
-        assert len(server.messages) == 3
+        assert sorted(subjects) == ["A0", "A1", "B0", "marker"]
 
 
 def test_a_message_is_sent_only_if_all_its_recipients_fit(client):
@@ -636,7 +640,7 @@ def test_a_message_is_sent_only_if_all_its_recipients_fit(client):
         second = client.enqueue(message(to=["c@example.com", "d@example.com"]))
         held = wait_state(client, second, "deferred")
         assert held["error_code"] == LIMIT
-        time.sleep(0.3)
+        # Held before its attempt: a part sent would have arrived by now.
         assert len(server.messages) == 1, "no part of the second message may go out"
         client.limits_reset()
         assert client.wait(second, WAIT_MS)["state"] == "sent"
@@ -684,16 +688,19 @@ def test_send_limit_counter_survives_a_reopen(data_dir):
 def test_batch_per_minute_defers_the_third_message(client):
     with RecordingServer() as server:
         configure(client, server, SMTPBatchPerMinute=2)
-        fast_retries(client, SMTPRetryMaxAgeMs=500)
+        configure(client, server, profile="Other")
+        fast_retries(client, SMTPRetryMaxAgeMs=1)
         ids = [client.enqueue(message(subject=f"throttled {n}")) for n in range(3)]
         statuses = wait_states(client, ids, ["sent", "sent", "deferred"])
         [held] = [s for s in statuses if s["state"] == "deferred"]
         assert held["error_code"] == LIMIT
         assert held["error"]
-        time.sleep(1.0)
+        # Due again at once, still within the minute: held, and never aged out.
+        client.retry(held["id"])
+        *earlier, last = marker_arrives(client, server, profile="Other")
+        assert (sorted(earlier), last) == (["throttled 0", "throttled 1"], "marker")  # the first two in any order: two threads
         assert client.status(held["id"])["state"] == "deferred"
         assert client.outbox_stats()["failed"] == 0
-        assert len(server.messages) == 2
         client.limits_reset()
         assert client.wait(held["id"], WAIT_MS)["state"] == "sent"
 
@@ -713,8 +720,6 @@ def test_refused_oauth2_token_defers_needing_credentials_and_a_new_token_release
         client.credentials_set_oauth2("emp-42", OAUTH_USER, BAD_TOKEN)
         id = client.enqueue(message(user="emp-42"))
         poll(lambda: client.status(id)["attempts"] >= 3, 5, "three attempts")
-        status = client.status(id)
-        assert status["state"] in ("deferred", "sending")
         deferred = wait_state(client, id, "deferred")
         assert deferred["needs"] == "credentials"
         assert deferred["state"] != "failed"
@@ -753,12 +758,15 @@ def test_expired_oauth2_token_defers_needing_credentials_until_a_new_one(client)
         for id in ids:
             status = wait_state(client, id, "deferred")
             assert status["needs"] == "credentials"
-        poll(lambda: recorder.of_type("credentials_needed"), 3, "credentials_needed")
-        time.sleep(0.2)
+        # Events come in order: once the event of a later message is in, any
+        # credentials_needed of the two deferrals is too.
+        later = client.enqueue(message(user="emp-7", subject="expired 2"))
+        poll(lambda: any(e.get("id") == later for e in recorder.snapshot()), 3, "the later message's event")
+        ids.append(later)
         needed = recorder.of_type("credentials_needed")
         assert len(needed) == 1 and needed[0]["user_id"] == "emp-7", needed
         assert server.messages == []
         client.credentials_set_oauth2("emp-7", OAUTH_USER, GOOD_TOKEN, expires_at=int(time.time()) + 3600)
         statuses = [client.wait(id, 5000) for id in ids]
-        assert [s["state"] for s in statuses] == ["sent", "sent"]
-        assert len(server.wait_for(2)) == 2
+        assert [s["state"] for s in statuses] == ["sent"] * 3
+        assert len(server.wait_for(3)) == 3

@@ -98,10 +98,10 @@ def test_every_enqueued_message_survives_a_sigkill_and_is_delivered_once(data_di
             client.config_set("SMTPServerPort", server.port)  # the rest of the config persisted
             client.flush(30_000)
             statuses = wait_all(client, ids)
-            messages = server.wait_for(count, 10)
-            time.sleep(0.3)
-            messages = server.messages
+            server.wait_for(count, 10)
             assert len(client.outbox_list()) == count
+        # Closed: every thread of the client is joined, nothing more can come.
+        messages = server.messages
     assert [s["state"] for s in statuses] == ["sent"] * count
     received_ids = [message_id(m) for m in messages]
     assert len(set(received_ids)) == count, "a message was lost"

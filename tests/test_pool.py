@@ -4,8 +4,6 @@ to the next message")."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import smtpbridge
 
@@ -30,7 +28,7 @@ def test_send_after_the_server_closed_the_idle_connection_uses_a_new_one(client,
     with ScriptedServer(Script(idle_close_ms=300, idle_reply=idle_reply)) as server:
         configure(client, server)
         client.send(message(subject="before"))
-        time.sleep(0.8)  # the server has closed the pooled connection by now
+        server.wait_closed(1)  # the server closed the pooled connection
         status = client.send(message(subject="after"))
         messages = server.wait_for(2)
         assert server.connections == 2
@@ -43,7 +41,7 @@ def test_send_after_a_recording_server_dropped_the_session_succeeds(client):
     with RecordingServer(idle_timeout=0.3) as server:
         configure(client, server)
         client.send(message(subject="before"))
-        time.sleep(0.8)
+        server.wait_closed(1)  # aiosmtpd's idle timeout ended the pooled session
         client.send(message(subject="after"))
         assert len(server.wait_for(2)) == 2
         assert server.connections == 2

@@ -372,7 +372,10 @@ def test_scripted_idle_close() -> None:
 def test_scripted_stop_ends_hung_connections() -> None:
     server = ScriptedServer(Script(greeting=HANG))
     sock = socket.create_connection((server.host, server.port), TIMEOUT)
-    time.sleep(0.1)
+    deadline = time.monotonic() + TIMEOUT
+    while server.connections < 1:  # accepted, and hung in its greeting
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 1

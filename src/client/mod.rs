@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroizing;
 
+use crate::clock::SharedClock;
 use crate::config::{self, Config, SecretChange};
 use crate::credentials::{self, CredentialStore, SecretKind};
 use crate::error::{Code, Error, Result};
@@ -134,6 +135,17 @@ impl Client {
     /// memory) with the credential store's master `secret` (`None` = a
     /// random key file in data_dir).
     pub fn open(data_dir: Option<&Path>, secret: Option<&str>, flags: u32) -> Result<Client> {
+        Client::open_with_clock(data_dir, secret, flags, crate::clock::system())
+    }
+
+    /// [`Client::open`] with the clock its rules read (refresh margins,
+    /// limit windows, retention): the system's, or a test's.
+    pub(crate) fn open_with_clock(
+        data_dir: Option<&Path>,
+        secret: Option<&str>,
+        flags: u32,
+        clock: SharedClock,
+    ) -> Result<Client> {
         if flags & !OPEN_PAUSED != 0 {
             return Err(Error::invalid_argument(format!("flags: unknown open flags {:#x}", flags & !OPEN_PAUSED)));
         }
@@ -166,9 +178,10 @@ impl Client {
                 credentials::key_file_secret(data_dir, machine)?
             }
         };
-        let store = CredentialStore::open(data_dir.map(|d| d.join("credentials.json")), &secret)?;
-        let limits = Limits::open(data_dir.map(|d| d.join("limits.json")))?;
-        let outbox = Arc::new(Outbox::open(data_dir, flags & OPEN_PAUSED != 0)?);
+        let store =
+            CredentialStore::open(data_dir.map(|d| d.join("credentials.json")), &secret)?.with_clock(clock.clone());
+        let limits = Limits::open(data_dir.map(|d| d.join("limits.json")), clock.clone())?;
+        let outbox = Arc::new(Outbox::open(data_dir, flags & OPEN_PAUSED != 0)?.with_clock(clock.clone()));
         let global = config.global_settings();
         let threads = global.delivery_threads;
         let for_log = Arc::downgrade(&outbox);
@@ -193,7 +206,7 @@ impl Client {
                 shutdown_lock: Mutex::new(()),
                 log,
                 transcripts: TranscriptStore::open(data_dir),
-                oauth: oauth::OAuthState::default(),
+                oauth: oauth::OAuthState::new(clock),
             }),
         };
         {

@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use super::pipeline::LoginError;
 use super::Client;
+use crate::clock::SharedClock;
 use crate::config::{self, AuthModel, OAuth2Provider, ProfileSettings};
 use crate::credentials::SecretKind;
 use crate::error::{Code, Error, Result};
@@ -41,8 +42,9 @@ type AppToken = (Zeroizing<String>, i64, i64);
 type FlowWork = Box<dyn FnOnce(&Flow) -> std::result::Result<Tokens, Error> + Send>;
 
 /// The OAuth2 state of one client.
-#[derive(Default)]
 pub(crate) struct OAuthState {
+    /// The time refresh margins are measured in.
+    clock: SharedClock,
     discovery: Mutex<HashMap<String, Endpoints>>,
     http: Mutex<HashMap<HttpKey, Http>>,
     refresh_locks: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
@@ -62,6 +64,18 @@ struct Flow {
 }
 
 impl OAuthState {
+    pub(crate) fn new(clock: SharedClock) -> OAuthState {
+        OAuthState {
+            clock,
+            discovery: Default::default(),
+            http: Default::default(),
+            refresh_locks: Default::default(),
+            app_tokens: Default::default(),
+            app_lock: Default::default(),
+            flows: Default::default(),
+        }
+    }
+
     pub(crate) fn forget_app_tokens(&self) {
         self.app_tokens.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
@@ -404,11 +418,12 @@ impl Client {
             .or(tokens.username.clone())
             .unwrap_or_default();
         let provider = settings.oauth2_provider.name();
+        let expires_at = tokens.expires_at(self.oauth().clock.unix());
         match &tokens.refresh {
             Some(refresh) => {
-                store.set_oauth2_refreshable(user, &username, &tokens.access, tokens.expires_at, refresh, provider)
+                store.set_oauth2_refreshable(user, &username, &tokens.access, expires_at, refresh, provider)
             }
-            None => store.set(user, &username, &tokens.access, SecretKind::Oauth2, tokens.expires_at),
+            None => store.set(user, &username, &tokens.access, SecretKind::Oauth2, expires_at),
         }
     }
 
@@ -452,7 +467,7 @@ impl Client {
         let Some(_) = credential.refresh.as_ref().filter(|_| credential.kind == SecretKind::Oauth2) else {
             return Ok(None); // host-supplied token: as in 1.0
         };
-        let now = fsutil::unix_now();
+        let now = self.oauth().clock.unix();
         let stale = credential.secret.is_empty() || refresh_due(credential.expires_at, credential.stored_at, now);
         if !stale && !force {
             let info = OAuthInfo { refreshed: false, expires_at: credential.expires_at };
@@ -479,7 +494,7 @@ impl Client {
             .credentials()
             .get(user)?
             .ok_or_else(|| Error::credentials(format!("no credentials for {}", who(user))))?;
-        let now = fsutil::unix_now();
+        let now = self.oauth().clock.unix();
         // Someone refreshed while this thread waited: use their token.
         if credential.secret.as_str() != seen
             && !credential.secret.is_empty()
@@ -524,16 +539,17 @@ impl Client {
         };
         let next_refresh = tokens.refresh.clone().unwrap_or(refresh_token);
         let provider = credential.provider.clone().unwrap_or_else(|| settings.oauth2_provider.name().to_string());
+        let expires_at = tokens.expires_at(self.oauth().clock.unix());
         self.credentials().set_oauth2_refreshable(
             user,
             &username,
             &tokens.access,
-            tokens.expires_at,
+            expires_at,
             &next_refresh,
             &provider,
         )?;
         self.inner.credential_revision.fetch_add(1, Ordering::AcqRel);
-        let info = OAuthInfo { refreshed: true, expires_at: tokens.expires_at };
+        let info = OAuthInfo { refreshed: true, expires_at };
         Ok((username, tokens.access, info))
     }
 
@@ -548,7 +564,7 @@ impl Client {
         let username = self.credentials().shared_username_of(&settings.name).unwrap_or_default();
         let key = settings.name.to_ascii_lowercase();
         let _one = self.oauth().app_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let now = fsutil::unix_now();
+        let now = self.oauth().clock.unix();
         if !force {
             if let Some((token, expires_at, fetched_at)) =
                 self.oauth().app_tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
@@ -585,12 +601,13 @@ impl Client {
         let tokens = oauth2::token_request(&http, &endpoints.token, &form).map_err(|e| {
             LoginError::from(e.to_error(&format!("getting the app token of profile {}", settings.name)))
         })?;
+        let expires_at = tokens.expires_at(self.oauth().clock.unix());
         self.oauth()
             .app_tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (tokens.access.clone(), tokens.expires_at, now));
-        let info = OAuthInfo { refreshed: true, expires_at: tokens.expires_at };
+            .insert(key, (tokens.access.clone(), expires_at, now));
+        let info = OAuthInfo { refreshed: true, expires_at };
         Ok((username, tokens.access, info))
     }
 }
@@ -641,7 +658,149 @@ fn poll_device(
 
 #[cfg(test)]
 mod tests {
-    use super::refresh_due;
+    use super::*;
+    use crate::clock::{Clock, TestClock};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::AtomicUsize;
+
+    const USER: &str = "emp-42";
+
+    /// An OpenID issuer on 127.0.0.1 whose token endpoint answers every
+    /// refresh with a new access token of an hour, and counts them.
+    struct Issuer {
+        url: String,
+        refreshes: Arc<AtomicUsize>,
+    }
+
+    impl Issuer {
+        fn start() -> Issuer {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let refreshes = Arc::new(AtomicUsize::new(0));
+            let (base, count) = (url.clone(), refreshes.clone());
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { return };
+                    let mut reader = BufReader::new(stream);
+                    let (mut request, mut length) = (String::new(), 0);
+                    reader.read_line(&mut request).unwrap();
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        if header.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    let mut form = vec![0; length];
+                    reader.read_exact(&mut form).unwrap();
+                    let answer = if request.starts_with("GET /.well-known/openid-configuration ") {
+                        serde_json::json!({"issuer": base, "token_endpoint": format!("{base}/token")})
+                    } else {
+                        assert!(String::from_utf8_lossy(&form).contains("grant_type=refresh_token"));
+                        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                        serde_json::json!({"access_token": format!("refreshed-{n}"), "token_type": "Bearer", "expires_in": 3600})
+                    }
+                    .to_string();
+                    let mut stream = reader.into_inner();
+                    write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    )
+                    .unwrap();
+                }
+            });
+            Issuer { url, refreshes }
+        }
+
+        fn refreshes(&self) -> usize {
+            self.refreshes.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A client on `clock` with an OpenID profile at `issuer`.
+    fn client_of(issuer: &Issuer, clock: Arc<TestClock>) -> (Client, ProfileSettings) {
+        let client = Client::open_with_clock(None, Some("unit test secret"), 0, clock).unwrap();
+        for (key, value) in [
+            ("SMTPAuthModel", "OAuth2"),
+            ("SMTPOAuth2Provider", "OpenID"),
+            ("SMTPOAuth2Issuer", issuer.url.as_str()),
+            ("SMTPOAuth2ClientId", "unit-test"),
+        ] {
+            client.config_set(key, Some(value)).unwrap();
+        }
+        let settings = client.read_config().settings("Default").unwrap();
+        (client, settings)
+    }
+
+    /// Stores a refreshable access token that expires `lifetime` from now by `clock`.
+    fn store_token(client: &Client, clock: &TestClock, access: &str, lifetime: i64) {
+        let expires_at = clock.unix() + lifetime;
+        client
+            .credentials()
+            .set_oauth2_refreshable(Some(USER), "anna@example.test", access, expires_at, "r", "OpenID")
+            .unwrap();
+    }
+
+    /// The access token a login would use now, and whether it was refreshed for it.
+    fn token(client: &Client, settings: &ProfileSettings) -> (String, bool) {
+        let (_, access, info) = client.oauth_token(settings, Some(USER), false).map_err(|e| e.error).unwrap().unwrap();
+        (access.to_string(), info.refreshed)
+    }
+
+    #[test]
+    fn an_hours_token_is_refreshed_in_its_last_five_minutes_by_the_clock() {
+        let issuer = Issuer::start();
+        let clock = TestClock::new();
+        let (client, settings) = client_of(&issuer, clock.clone());
+        store_token(&client, &clock, "first", 3600);
+        clock.advance(Duration::from_secs(3600 - 301));
+        assert_eq!(token(&client, &settings), ("first".into(), false));
+        assert_eq!(issuer.refreshes(), 0);
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(token(&client, &settings), ("refreshed-1".into(), true));
+        assert_eq!(client.credentials().get(Some(USER)).unwrap().unwrap().expires_at, clock.unix() + 3600);
+        // The new token lives its own hour, by the same clock.
+        clock.advance(Duration::from_secs(3600 - 301));
+        assert_eq!(token(&client, &settings), ("refreshed-1".into(), false));
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(token(&client, &settings), ("refreshed-2".into(), true));
+        assert_eq!(issuer.refreshes(), 2);
+    }
+
+    #[test]
+    fn a_short_token_is_refreshed_after_half_its_life_not_for_every_session() {
+        let issuer = Issuer::start();
+        let clock = TestClock::new();
+        let (client, settings) = client_of(&issuer, clock.clone());
+        store_token(&client, &clock, "six seconds", 6);
+        assert_eq!(token(&client, &settings), ("six seconds".into(), false));
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(token(&client, &settings), ("six seconds".into(), false));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(token(&client, &settings), ("refreshed-1".into(), true));
+        assert_eq!(issuer.refreshes(), 1);
+    }
+
+    #[test]
+    fn concurrent_logins_of_one_user_refresh_once_when_the_token_is_due() {
+        let issuer = Issuer::start();
+        let clock = TestClock::new();
+        let (client, settings) = client_of(&issuer, clock.clone());
+        store_token(&client, &clock, "first", 3600);
+        clock.advance(Duration::from_secs(3400));
+        let tokens: Vec<String> = std::thread::scope(|scope| {
+            let logins: Vec<_> = (0..6).map(|_| scope.spawn(|| token(&client, &settings).0)).collect();
+            logins.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(tokens, vec!["refreshed-1".to_string(); 6]);
+        assert_eq!(issuer.refreshes(), 1);
+    }
 
     #[test]
     fn refresh_is_due_within_five_minutes_or_half_the_lifetime() {

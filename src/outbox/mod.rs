@@ -30,6 +30,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::clock::SharedClock;
 use crate::config::printable;
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
@@ -264,6 +265,8 @@ pub struct Outbox {
     purge_hook: Mutex<Option<Arc<PurgeHook>>>,
     /// Wakes the purge thread at shutdown.
     purge_wake: (Mutex<bool>, Condvar),
+    /// The time retention is measured in.
+    clock: SharedClock,
 }
 
 /// Reads a persisted set of names (`[]` when the file does not exist).
@@ -437,11 +440,18 @@ impl Outbox {
             warnings,
             purge_hook: Mutex::new(None),
             purge_wake: (Mutex::new(false), Condvar::new()),
+            clock: crate::clock::system(),
         };
         if !unfinished.is_empty() {
             keep_or_log(outbox.save_staging(&outbox.lock().staging));
         }
         Ok(outbox)
+    }
+
+    /// The outbox, measuring retention with `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Outbox {
+        self.clock = clock;
+        self
     }
 
     /// Warnings from open: damage in the spool that was recovered past
@@ -505,19 +515,7 @@ impl Outbox {
             if self.lock().stopping {
                 return;
             }
-            let (sent_days, failed_days) = retention();
-            let day = 86_400_000i64;
-            let now = now_ms();
-            if sent_days > 0 {
-                if let Err(e) = self.purge(now - sent_days as i64 * day, &[State::Sent, State::Cancelled]) {
-                    log::warn!("purging expired statuses: {}", e.message());
-                }
-            }
-            if failed_days > 0 {
-                if let Err(e) = self.purge(now - failed_days as i64 * day, &[State::Failed]) {
-                    log::warn!("purging expired statuses: {}", e.message());
-                }
-            }
+            self.purge_expired(retention());
             if let Err(e) = self.reclaim() {
                 log::warn!("compacting the outbox store: {}", e.message());
             }
@@ -529,6 +527,22 @@ impl Outbox {
             let (stop, _) = wake.wait_timeout(stop, PURGE_EVERY).unwrap_or_else(|e| e.into_inner());
             if *stop {
                 return;
+            }
+        }
+    }
+
+    /// Purges the final statuses older than their retention in days by the
+    /// clock: `(sent and cancelled, failed)`, 0 = kept for ever.
+    fn purge_expired(&self, (sent_days, failed_days): (u64, u64)) {
+        const DAY_MS: i64 = 86_400_000;
+        let now = self.clock.unix_ms();
+        for (days, states) in [(sent_days, &[State::Sent, State::Cancelled][..]), (failed_days, &[State::Failed][..])] {
+            if days == 0 {
+                continue;
+            }
+            let before = now.saturating_sub((days as i64).saturating_mul(DAY_MS));
+            if let Err(e) = self.purge(before, states) {
+                log::warn!("purging expired statuses: {}", e.message());
             }
         }
     }
@@ -1567,6 +1581,29 @@ mod tests {
         assert!(outbox.store().body(&id).unwrap().is_none());
         drop(outbox);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn final_statuses_are_kept_for_their_retention_by_the_clock_then_purged() {
+        const DAY: Duration = Duration::from_secs(86_400);
+        let clock = crate::clock::TestClock::new();
+        let outbox = Outbox::open(None, true).unwrap().with_clock(clock.clone());
+        let [sent, cancelled, failed, queued] = [State::Sent, State::Cancelled, State::Failed, State::Queued]
+            .map(|s| outbox.add(record(s), Vec::new()).unwrap().0);
+        let kept = |id: &String| outbox.status(id).is_ok();
+        clock.advance(30 * DAY - Duration::from_secs(1));
+        outbox.purge_expired((30, 90));
+        assert!([&sent, &cancelled, &failed, &queued].into_iter().all(kept), "30 days are not over yet");
+        clock.advance(Duration::from_secs(2));
+        outbox.purge_expired((30, 90));
+        assert!(!kept(&sent) && !kept(&cancelled), "sent and cancelled: 30 days");
+        assert!(kept(&failed) && kept(&queued));
+        clock.advance(60 * DAY);
+        outbox.purge_expired((30, 0));
+        assert!(kept(&failed), "0 days: failed statuses are kept for ever");
+        outbox.purge_expired((30, 90));
+        assert!(!kept(&failed), "failed: 90 days");
+        assert!(kept(&queued), "a message that is not final is never purged");
     }
 
     #[test]

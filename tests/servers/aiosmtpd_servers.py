@@ -159,17 +159,52 @@ class _Handler:
         return None
 
 
+class _SMTP(SMTP):
+    """aiosmtpd's SMTP session, telling its controller when its connection ends."""
+
+    def __init__(self, controller: "_Controller", *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._controller = controller
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        self._controller.closed.mark(self.connection_number)
+
+
+class ClosedConnections:
+    """The numbers of the connections that ended, which a test can wait for."""
+
+    def __init__(self) -> None:
+        self._numbers: set[int] = set()
+        self._changed = threading.Condition()
+
+    def mark(self, number: int) -> None:
+        with self._changed:
+            self._numbers.add(number)
+            self._changed.notify_all()
+
+    def wait_for(self, number: int, timeout: float) -> None:
+        """Wait until connection `number` has ended (`TimeoutError` if not in time)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: number in self._numbers, timeout):
+                raise TimeoutError(f"connection {number} was still open after {timeout}s")
+
+
 class _Controller(Controller):
     """A Controller that works with port 0 and numbers its connections."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.connections = 0
+        #: False during start()'s readiness probe, which is connection 0.
+        self.counting = False
+        self.closed = ClosedConnections()
         self.live_sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
 
     def factory(self) -> SMTP:
-        smtp = super().factory()
-        self.connections += 1
+        smtp = _SMTP(self, self.handler, **self.SMTP_kwargs)
+        if self.counting:
+            self.connections += 1
         smtp.connection_number = self.connections
         self.live_sessions.add(smtp)
         return smtp
@@ -200,7 +235,8 @@ class RecordingServer:
     idle_timeout       seconds before aiosmtpd closes an idle connection (silently).
 
     Attributes and methods: ``host``, ``port``, ``messages`` (a copy),
-    ``connections`` (count so far), ``wait_for(count, timeout)``, ``stop()``.
+    ``connections`` (count so far), ``wait_for(count, timeout)``,
+    ``wait_closed(connection, timeout)``, ``stop()``.
     """
 
     host = HOST
@@ -246,7 +282,7 @@ class RecordingServer:
             timeout=idle_timeout,
         )
         self._controller.start()
-        self._controller.connections = 0  # forget start()'s readiness probe
+        self._controller.counting = True  # start()'s readiness probe was connection 0
         self._running = True
         self.port: int = self._controller.port
 
@@ -271,6 +307,11 @@ class RecordingServer:
     def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedMessage]:
         """Wait until `count` messages arrived (`TimeoutError` if not in time)."""
         return self._log.wait_for(count, timeout)
+
+    def wait_closed(self, connection: int, timeout: float = 5.0) -> None:
+        """Wait until connection number `connection` (1-based) has ended, closed
+        by either side (`TimeoutError` if not in time)."""
+        self._controller.closed.wait_for(connection, timeout)
 
     def stop(self) -> None:
         """Close every client connection, then stop the server. Idempotent."""

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .aiosmtpd_servers import HOST, MessageLog, ReceivedMessage
+from .aiosmtpd_servers import HOST, ClosedConnections, MessageLog, ReceivedMessage
 
 DROP = "<drop>"
 """A reply that closes the connection instead of answering."""
@@ -108,7 +108,8 @@ class ScriptedServer:
 
     Listens once constructed; serves each connection in its own thread.
     ``host``, ``port``, ``messages``, ``lines``, ``commands()``,
-    ``connections``, ``wait_for(count, timeout)``, ``stop()``; a context manager.
+    ``connections``, ``wait_for(count, timeout)``, ``wait_closed(connection,
+    timeout)``, ``stop()``; a context manager.
     """
 
     host = HOST
@@ -119,6 +120,7 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._lines: list[ClientLine] = []
         self._log = MessageLog()
+        self._closed = ClosedConnections()
         self._connections = 0
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -153,6 +155,11 @@ class ScriptedServer:
     def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedMessage]:
         """Wait until `count` messages arrived (`TimeoutError` if not in time)."""
         return self._log.wait_for(count, timeout)
+
+    def wait_closed(self, connection: int, timeout: float = 5.0) -> None:
+        """Wait until connection number `connection` (1-based) has ended, closed
+        by either side (`TimeoutError` if not in time)."""
+        self._closed.wait_for(connection, timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting, end every connection and join the threads. Idempotent."""
@@ -235,6 +242,7 @@ class _Session:
             pass
         finally:
             self.sock.close()
+            self.server._closed.mark(self.number)
 
     # --- commands -------------------------------------------------------
 
