@@ -1,0 +1,125 @@
+//! Purging final statuses: on request and, as retention says, hourly.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+
+use super::ledger::now_ms;
+use super::query::{parse_state, parse_time};
+use super::Outbox;
+use crate::error::{Error, Result};
+use crate::status::State;
+
+/// A function told the ids of purged messages (e.g. to remove their
+/// transcripts).
+pub type PurgeHook = dyn Fn(&[String]) + Send + Sync;
+
+/// Retention in days (SMTPKeepSentDays, SMTPKeepFailedDays; 0 = for ever),
+/// read before each background purge.
+pub type RetentionFn = dyn Fn() -> (u64, u64) + Send + Sync;
+
+/// How often expired statuses are purged in the background.
+pub(super) const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Statuses deleted per transaction of a purge: delivery waits at most for
+/// one chunk.
+pub(super) const PURGE_CHUNK: usize = 500;
+
+impl Outbox {
+    /// The purge thread: expired statuses at start and every hour.
+    pub(super) fn purge_loop(&self, retention: &RetentionFn) {
+        loop {
+            if self.lock().stopping {
+                return;
+            }
+            let (sent_days, failed_days) = retention();
+            let day = 86_400_000i64;
+            let now = now_ms();
+            if sent_days > 0 {
+                if let Err(e) = self.purge(now - sent_days as i64 * day, &[State::Sent, State::Cancelled]) {
+                    log::warn!("purging expired statuses: {}", e.message());
+                }
+            }
+            if failed_days > 0 {
+                if let Err(e) = self.purge(now - failed_days as i64 * day, &[State::Failed]) {
+                    log::warn!("purging expired statuses: {}", e.message());
+                }
+            }
+            if let Err(e) = self.reclaim() {
+                log::warn!("compacting the outbox store: {}", e.message());
+            }
+            let (lock, wake) = &self.purge_wake;
+            let stop = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if *stop {
+                return;
+            }
+            let (stop, _) = wake.wait_timeout(stop, PURGE_EVERY).unwrap_or_else(|e| e.into_inner());
+            if *stop {
+                return;
+            }
+        }
+    }
+
+    /// Deletes the final statuses in `states` created before `before_ms`
+    /// (Unix ms), with their bytes, in transactions of [`PURGE_CHUNK`]
+    /// (delivery goes on between them), tells the purge hook their ids,
+    /// then gives the freed space back to the file system. Their ids are
+    /// NOT_FOUND afterwards and their idempotency keys free. Returns how
+    /// many were purged.
+    pub fn purge(&self, before_ms: i64, states: &[State]) -> Result<u64> {
+        let mut purged = 0u64;
+        let hook = self.purge_hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        loop {
+            let ids = self.store().purge_chunk(before_ms, states, PURGE_CHUNK)?;
+            purged += ids.len() as u64;
+            if let (Some(hook), false) = (&hook, ids.is_empty()) {
+                hook(&ids);
+            }
+            if ids.len() < PURGE_CHUNK || self.lock().stopping {
+                break;
+            }
+        }
+        if purged > 0 {
+            log::info!("purged {purged} statuses");
+            self.reclaim()?;
+        }
+        Ok(purged)
+    }
+
+    /// Gives the store's free pages (of purged statuses and of the bytes of
+    /// final messages) back to the file system, a step at a time, and
+    /// truncates the WAL. Each step is a transaction: a crash loses
+    /// nothing.
+    pub(super) fn reclaim(&self) -> Result<()> {
+        while self.store().reclaim_step(1024)? {
+            if self.lock().stopping {
+                return Ok(());
+            }
+        }
+        self.store().checkpoint()
+    }
+
+    /// `smtpb_outbox_purge`: `before` RFC 3339; `states_json` a JSON array
+    /// of final states (`None`: sent, cancelled, failed).
+    pub fn purge_request(&self, before: &str, states_json: Option<&str>) -> Result<Value> {
+        let before_ms = parse_time(before, "before")?;
+        let states = match states_json {
+            None => vec![State::Sent, State::Cancelled, State::Failed],
+            Some(text) => {
+                let names: Vec<String> = crate::json::parse(text, "states_json")?;
+                let mut states = Vec::new();
+                for name in &names {
+                    let s = parse_state(name, "states_json")?;
+                    if !s.is_final() {
+                        return Err(Error::invalid_argument(format!(
+                            "states_json: \"{name}\" is not final; only sent, cancelled and failed statuses can be purged"
+                        )));
+                    }
+                    states.push(s);
+                }
+                states
+            }
+        };
+        Self::check_running(&self.lock())?;
+        Ok(json!({"purged": self.purge(before_ms, &states)?}))
+    }
+}
