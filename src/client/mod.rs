@@ -2,6 +2,7 @@
 //! sessions and message statuses. Safe to share between threads.
 
 mod merge;
+pub use merge::{MergeRecipient, Merged};
 mod oauth;
 mod pipeline;
 mod render;
@@ -9,9 +10,12 @@ pub(crate) use oauth::OAuthInfo;
 #[allow(unused_imports)] // for the Graph transport
 pub(crate) use pipeline::LoginError;
 
+use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroizing;
@@ -23,7 +27,8 @@ use crate::fsutil;
 use crate::limits::Limits;
 use crate::logging::ClientLog;
 use crate::outbox::events::Callback;
-use crate::outbox::Outbox;
+use crate::outbox::{BatchCancel, BatchCounts, Outbox, Page, Query};
+use crate::status::{State, StateCounts, Status};
 use crate::transcript::TranscriptStore;
 use crate::transport::Pool;
 
@@ -75,7 +80,30 @@ impl Drop for Inner {
 /// far enough to be recorded.
 pub struct SendOutcome {
     pub result: Result<()>,
-    pub status: Option<Value>,
+    pub status: Option<Status>,
+}
+
+/// `smtpb_outbox_stats`: counts per state, the paused profiles (`*` =
+/// all), each profile's send limit, and the records lost to damage.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stats {
+    #[serde(flatten)]
+    pub counts: StateCounts,
+    pub damaged_records: i64,
+    pub paused: Vec<String>,
+    pub profiles: BTreeMap<String, ProfileUsage>,
+}
+
+/// A profile's send limit and what it has used of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProfileUsage {
+    /// SMTPSendLimit (0 = none).
+    pub limit: u32,
+    /// SMTPSendLimitPeriod.
+    pub period: &'static str,
+    /// When the oldest counted message leaves the window (RFC 3339).
+    pub resets_at: Option<String>,
+    pub sent_in_period: u64,
 }
 
 /// The outcome of a connection test: the result and the report.
@@ -270,7 +298,8 @@ impl Client {
         &self.inner.transcripts
     }
 
-    fn check_open(&self) -> Result<()> {
+    /// `SMTPB_ERR_STATE` once the client is shut down.
+    pub fn check_open(&self) -> Result<()> {
         if self.inner.shut_down.load(Ordering::Acquire) {
             Err(Error::state("the client is shut down"))
         } else {
@@ -565,27 +594,28 @@ impl Client {
     }
 
     /// The status of a message.
-    pub fn status(&self, id: &str) -> Result<String> {
+    pub fn status(&self, id: &str) -> Result<Status> {
         self.check_open()?;
-        Ok(self.inner.outbox.status(id)?.to_string())
+        self.inner.outbox.status(id)
     }
 
     /// The statuses of all messages, or of those in one state.
-    pub fn outbox_list(&self, state: Option<&str>) -> Result<String> {
+    pub fn outbox_list(&self, state: Option<State>) -> Result<Vec<Status>> {
         self.check_open()?;
-        Ok(self.inner.outbox.list(state)?.to_string())
+        self.inner.outbox.list(state)
     }
 
     /// One page of statuses, newest first (`smtpb_outbox_query`).
-    pub fn outbox_query(&self, query_json: &str) -> Result<String> {
+    pub fn outbox_query(&self, query: &Query) -> Result<Page<Status>> {
         self.check_open()?;
-        Ok(self.inner.outbox.query(query_json)?.to_string())
+        self.inner.outbox.query(query)
     }
 
-    /// Purges final statuses created before `before` (`smtpb_outbox_purge`).
-    pub fn outbox_purge(&self, before: &str, states_json: Option<&str>) -> Result<String> {
+    /// Purges the final statuses in `states` (empty: sent, cancelled and
+    /// failed) created before `before` (`smtpb_outbox_purge`); how many.
+    pub fn outbox_purge(&self, before: SystemTime, states: &[State]) -> Result<u64> {
         self.check_open()?;
-        Ok(self.inner.outbox.purge_request(before, states_json)?.to_string())
+        self.inner.outbox.purge_request(before, states)
     }
 
     /// Warnings from open (damage in the spool recovered past).
@@ -603,44 +633,40 @@ impl Client {
     }
 
     /// Counts per state, paused profiles, and each profile's send limit.
-    pub fn outbox_stats(&self) -> Result<String> {
+    pub fn outbox_stats(&self) -> Result<Stats> {
         self.check_open()?;
-        let (mut stats, paused, damaged) = self.inner.outbox.counts()?;
+        let counts = self.inner.outbox.counts()?;
         let config = self.read_config().clone();
-        let mut profiles = serde_json::Map::new();
+        let mut profiles = BTreeMap::new();
         for p in config.profiles() {
             let settings = config.settings(&p.name)?;
             let usage = self.inner.limits.usage(&settings);
             profiles.insert(
                 p.name.clone(),
-                json!({
-                    "sent_in_period": usage.sent_in_period,
-                    "limit": settings.send_limit,
-                    "period": settings.send_limit_period.name(),
-                    "resets_at": usage.resets_at.and_then(crate::fsutil::rfc3339_unix),
-                }),
+                ProfileUsage {
+                    limit: settings.send_limit,
+                    period: settings.send_limit_period.name(),
+                    resets_at: usage.resets_at.and_then(crate::fsutil::rfc3339_unix),
+                    sent_in_period: usage.sent_in_period,
+                },
             );
         }
         // Paused profiles by the names they were configured with.
         let paused: Vec<String> =
-            paused.into_iter().map(|p| config.profile(&p).map(|q| q.name.clone()).unwrap_or(p)).collect();
-        let object = stats.as_object_mut().expect("an object");
-        object.insert("paused".into(), json!(paused));
-        object.insert("profiles".into(), Value::Object(profiles));
-        object.insert("damaged_records".into(), json!(damaged));
-        Ok(stats.to_string())
+            counts.paused.into_iter().map(|p| config.profile(&p).map(|q| q.name.clone()).unwrap_or(p)).collect();
+        Ok(Stats { counts: counts.states, damaged_records: counts.damaged_records, paused, profiles })
     }
 
     /// Counts per state of a batch.
-    pub fn batch_status(&self, batch_id: &str) -> Result<String> {
+    pub fn batch_status(&self, batch_id: &str) -> Result<BatchCounts> {
         self.check_open()?;
-        Ok(self.inner.outbox.batch_status(batch_id)?.to_string())
+        self.inner.outbox.batch_status(batch_id)
     }
 
     /// Waits for a message to be final.
-    pub fn wait(&self, id: &str, timeout_ms: u32) -> Result<String> {
+    pub fn wait(&self, id: &str, timeout_ms: u32) -> Result<Status> {
         self.check_open()?;
-        Ok(self.inner.outbox.wait(id, timeout_ms)?.to_string())
+        self.inner.outbox.wait(id, timeout_ms)
     }
 
     /// Waits until nothing is queued or sending.
@@ -656,9 +682,9 @@ impl Client {
     }
 
     /// Cancels what it can of a batch.
-    pub fn batch_cancel(&self, batch_id: &str) -> Result<String> {
+    pub fn batch_cancel(&self, batch_id: &str) -> Result<BatchCancel> {
         self.check_open()?;
-        Ok(self.inner.outbox.batch_cancel(batch_id)?.to_string())
+        self.inner.outbox.batch_cancel(batch_id)
     }
 
     /// Failed → queued; deferred → due now.

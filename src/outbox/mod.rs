@@ -28,7 +28,6 @@ pub mod store;
 pub mod wal;
 mod workers;
 
-use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -38,12 +37,14 @@ use std::time::{Duration, Instant};
 use crate::config::printable;
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
-use crate::status::State;
+use crate::status::{State, Status};
 use events::Events;
 use ledger::{moved, now_ms, Ledger};
-pub use purge::{PurgeHook, RetentionFn};
+pub use purge::{purgeable, PurgeHook, RetentionFn};
+pub use query::{BatchCancel, BatchCounts, Counts, Cursor, Page};
 pub use retry::{Attempt, AttemptFn, RetryPolicy};
 pub use spool::Record;
+pub use store::Query;
 use store::{Opened, Store};
 use workers::state_event;
 
@@ -226,14 +227,14 @@ impl Outbox {
     /// Waits until message `id` is final; its status, or
     /// `SMTPB_ERR_TIMEOUT`. `timeout_ms` 0 = do not wait, `u32::MAX` = no
     /// limit.
-    pub fn wait(&self, id: &str, timeout_ms: u32) -> Result<Value> {
+    pub fn wait(&self, id: &str, timeout_ms: u32) -> Result<Status> {
         let deadline = (timeout_ms != u32::MAX).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
         let mut state = self.lock();
         loop {
             Self::check_running(&state)?;
             let record = self.record(&state, id)?;
             if record.status.state.is_final() {
-                return Ok(record.status.to_json());
+                return Ok(record.status);
             }
             state = self.wait_until(state, deadline, || format!("message {id} is not final yet"))?;
         }
@@ -291,30 +292,30 @@ impl Outbox {
         Ok(())
     }
 
-    /// Cancels what it can of a batch: `{"cancelled", "sending", "sent"}`.
-    pub fn batch_cancel(&self, batch_id: &str) -> Result<Value> {
+    /// Cancels what it can of a batch.
+    pub fn batch_cancel(&self, batch_id: &str) -> Result<BatchCancel> {
         Self::check_running(&self.lock())?;
         let members = self.members(batch_id)?;
         if members.is_empty() {
             return Err(Error::not_found(format!("no batch with id \"{}\"", printable(batch_id))));
         }
         let mut state = self.lock();
-        let (mut cancelled, mut sending, mut sent) = (0, 0, 0);
+        let mut done = BatchCancel::default();
         for (id, _) in members {
             let Ok(record) = self.record(&state, &id) else { continue };
             match record.status.state {
                 State::Queued | State::Deferred => {
                     self.commit(&mut state, moved(record, State::Cancelled, None))?;
-                    cancelled += 1;
+                    done.cancelled += 1;
                 }
-                State::Sending => sending += 1,
-                State::Sent => sent += 1,
+                State::Sending => done.sending += 1,
+                State::Sent => done.sent += 1,
                 _ => {}
             }
         }
         drop(state);
         self.notify();
-        Ok(json!({"cancelled": cancelled, "sending": sending, "sent": sent}))
+        Ok(done)
     }
 
     /// `failed` → `queued`; `deferred` → due now.

@@ -1,10 +1,8 @@
 //! Purging final statuses: on request and, as retention says, hourly.
 
-use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use super::ledger::now_ms;
-use super::query::{parse_state, parse_time};
+use super::ledger::{now_ms, time_to_ms};
 use super::Outbox;
 use crate::error::{Error, Result};
 use crate::status::State;
@@ -23,6 +21,18 @@ pub(super) const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Statuses deleted per transaction of a purge: delivery waits at most for
 /// one chunk.
 pub(super) const PURGE_CHUNK: usize = 500;
+
+/// Checks that every state in `states` is final: only final statuses can
+/// be purged.
+pub fn purgeable(states: &[State]) -> Result<()> {
+    match states.iter().find(|s| !s.is_final()) {
+        Some(s) => Err(Error::invalid_argument(format!(
+            "\"{}\" is not final; only sent, cancelled and failed statuses can be purged",
+            s.name()
+        ))),
+        None => Ok(()),
+    }
+}
 
 impl Outbox {
     /// The purge thread: expired statuses at start and every hour.
@@ -98,28 +108,13 @@ impl Outbox {
         self.store().checkpoint()
     }
 
-    /// `smtpb_outbox_purge`: `before` RFC 3339; `states_json` a JSON array
-    /// of final states (`None`: sent, cancelled, failed).
-    pub fn purge_request(&self, before: &str, states_json: Option<&str>) -> Result<Value> {
-        let before_ms = parse_time(before, "before")?;
-        let states = match states_json {
-            None => vec![State::Sent, State::Cancelled, State::Failed],
-            Some(text) => {
-                let names: Vec<String> = crate::json::parse(text, "states_json")?;
-                let mut states = Vec::new();
-                for name in &names {
-                    let s = parse_state(name, "states_json")?;
-                    if !s.is_final() {
-                        return Err(Error::invalid_argument(format!(
-                            "states_json: \"{name}\" is not final; only sent, cancelled and failed statuses can be purged"
-                        )));
-                    }
-                    states.push(s);
-                }
-                states
-            }
-        };
+    /// `smtpb_outbox_purge`: the final statuses in `states` (none given:
+    /// sent, cancelled, failed) created before `before`. Returns how many
+    /// were purged.
+    pub fn purge_request(&self, before: SystemTime, states: &[State]) -> Result<u64> {
+        purgeable(states)?;
+        let states = if states.is_empty() { &[State::Sent, State::Cancelled, State::Failed][..] } else { states };
         Self::check_running(&self.lock())?;
-        Ok(json!({"purged": self.purge(before_ms, &states)?}))
+        self.purge(time_to_ms(before), states)
     }
 }

@@ -1,105 +1,83 @@
 //! Reading statuses: one, a list, a page of a query, counts, batches.
 
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::collections::HashSet;
 
-use super::ledger::{time_to_ms, Ledger};
+use super::ledger::Ledger;
 use super::store::{state_code, Query};
 use super::{Outbox, Record};
 use crate::config::printable;
 use crate::error::{Error, Result};
-use crate::status::State;
+use crate::status::{State, StateCounts, Status};
 
-pub(super) fn parse_state(name: &str, what: &str) -> Result<State> {
-    State::ALL.iter().copied().find(|s| s.name() == name).ok_or_else(|| {
-        Error::invalid_argument(format!(
-            "{what}: state \"{}\": one of queued, sending, sent, deferred, failed, cancelled expected",
-            printable(name)
-        ))
-    })
+/// Where a page of [`Outbox::query`] ended: the next page starts after
+/// it. Opaque to the host (`next_cursor`, `cursor`): base64 of a version
+/// prefix and the last id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// The last id of the page before.
+    pub(crate) id: String,
 }
 
-/// Parses an RFC 3339 UTC time (`2026-11-22T10:00:00Z`) to Unix ms.
-pub(super) fn parse_time(text: &str, what: &str) -> Result<i64> {
-    humantime::parse_rfc3339_weak(text).map(time_to_ms).map_err(|_| {
-        Error::invalid_argument(format!(
-            "{what}: \"{}\" is not an RFC 3339 UTC time such as 2026-11-22T10:00:00Z",
-            printable(text)
-        ))
-    })
-}
+const CURSOR_PREFIX: &str = "q1.";
 
-pub(super) const CURSOR_PREFIX: &str = "q1.";
-
-pub(super) fn encode_cursor(id: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{id}"))
-}
-
-pub(super) fn decode_cursor(cursor: &str) -> Result<String> {
-    use base64::Engine;
-    let bad = || {
-        Error::invalid_argument(format!("query_json: cursor \"{}\" is not one this library made", printable(cursor)))
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let id = text.strip_prefix(CURSOR_PREFIX).ok_or_else(bad)?;
-    ulid::Ulid::from_string(id).map_err(|_| bad())?;
-    Ok(id.to_string())
-}
-
-/// Parses `smtpb_outbox_query`'s JSON, naming what is wrong.
-pub(super) fn parse_query(text: &str) -> Result<Query> {
-    const FIELDS: &str = "state, batch_id, reference, reference_prefix, profile, since, until, limit, cursor";
-    let map: crate::json::OrderedMap = crate::json::parse_object(text, "query_json")?;
-    let mut q = Query { limit: 100, ..Query::default() };
-    let text_of = |key: &str, v: &Value| -> Result<String> {
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| Error::invalid_argument(format!("query_json: \"{key}\" must be a string")))
-    };
-    for (key, value) in map.0 {
-        if value.is_null() {
-            continue;
-        }
-        match key.as_str() {
-            "state" => {
-                let list = value
-                    .as_array()
-                    .ok_or_else(|| Error::invalid_argument("query_json: \"state\" must be an array of state names"))?;
-                for v in list {
-                    let name = v.as_str().ok_or_else(|| {
-                        Error::invalid_argument("query_json: \"state\" must be an array of state names")
-                    })?;
-                    let s = parse_state(name, "query_json: \"state\"")?;
-                    if !q.states.contains(&s) {
-                        q.states.push(s);
-                    }
-                }
-            }
-            "batch_id" => q.batch_id = Some(text_of(&key, &value)?),
-            "reference" => q.reference = Some(text_of(&key, &value)?),
-            "reference_prefix" => q.reference_prefix = Some(text_of(&key, &value)?),
-            "profile" => q.profile = Some(text_of(&key, &value)?.to_ascii_lowercase()),
-            "since" => q.since_ms = Some(parse_time(&text_of(&key, &value)?, "query_json: \"since\"")?),
-            "until" => q.until_ms = Some(parse_time(&text_of(&key, &value)?, "query_json: \"until\"")?),
-            "limit" => {
-                q.limit = value.as_u64().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
-                    Error::invalid_argument(format!(
-                        "query_json: \"limit\" must be an integer from 1 to 1000, not {value}"
-                    ))
-                })? as usize
-            }
-            "cursor" => q.before_id = Some(decode_cursor(&text_of(&key, &value)?)?),
-            other => {
-                return Err(Error::invalid_argument(format!(
-                    "query_json: unknown field \"{}\"; expected one of {FIELDS}",
-                    printable(other)
-                )))
-            }
-        }
+impl Cursor {
+    /// The cursor as the host sees it.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{}", self.id))
     }
-    Ok(q)
+
+    /// A cursor this library made; `None` for any other text.
+    pub fn decode(text: &str) -> Option<Cursor> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let id = text.strip_prefix(CURSOR_PREFIX)?;
+        ulid::Ulid::from_string(id).ok()?;
+        Some(Cursor { id: id.to_string() })
+    }
+}
+
+impl Serialize for Cursor {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.encode().serialize(serializer)
+    }
+}
+
+/// One page of a query, newest first, and the cursor of the next page
+/// (`None` on the last).
+#[derive(Clone, Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<Cursor>,
+}
+
+/// A batch's messages per state (`smtpb_batch_status`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BatchCounts {
+    pub batch_id: String,
+    #[serde(flatten)]
+    pub counts: StateCounts,
+    pub total: u64,
+}
+
+/// What `smtpb_batch_cancel` did to a batch's messages: how many it
+/// cancelled, and how many it could not because they were sending or sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BatchCancel {
+    pub cancelled: u64,
+    pub sending: u64,
+    pub sent: u64,
+}
+
+/// The outbox's counts per state, its paused profiles (`*` = all) and the
+/// records lost to damage in the spool.
+#[derive(Clone, Debug)]
+pub struct Counts {
+    pub states: StateCounts,
+    pub paused: Vec<String>,
+    pub damaged_records: i64,
 }
 
 /// The state of a store code.
@@ -122,37 +100,36 @@ impl Outbox {
         self.store().get(id)?.ok_or_else(|| Self::not_found(id))
     }
 
-    /// The status JSON of a message.
-    pub fn status(&self, id: &str) -> Result<Value> {
+    /// The status of a message.
+    pub fn status(&self, id: &str) -> Result<Status> {
         let state = self.lock();
         if let Some(r) = state.entries.get(id) {
-            return Ok(r.status.to_json());
+            return Ok(r.status.clone());
         }
         drop(state);
-        Ok(self.store().get(id)?.ok_or_else(|| Self::not_found(id))?.status.to_json())
+        Ok(self.store().get(id)?.ok_or_else(|| Self::not_found(id))?.status)
     }
 
     /// Statuses read from the store, with the ones not final taken from
     /// memory (which is ahead of the store only while an outcome waits to
     /// be recorded).
-    pub(super) fn overlay(&self, records: Vec<Record>) -> Vec<Value> {
+    pub(super) fn overlay(&self, records: Vec<Record>) -> Vec<Status> {
         let state = self.lock();
         records
             .into_iter()
             .map(|r| match state.entries.get(&r.status.id) {
-                Some(live) => live.status.to_json(),
-                None => r.status.to_json(),
+                Some(live) => live.status.clone(),
+                None => r.status,
             })
             .collect()
     }
 
-    /// The statuses of every message, or of those in `state_name`, oldest
+    /// The statuses of every message, or of those in `wanted`, oldest
     /// first. For small outboxes: [`Outbox::query`] pages.
-    pub fn list(&self, state_name: Option<&str>) -> Result<Value> {
-        let wanted = state_name.map(|n| parse_state(n, "state")).transpose()?;
+    pub fn list(&self, wanted: Option<State>) -> Result<Vec<Status>> {
         let query = Query { states: wanted.into_iter().collect(), ..Query::default() };
         let (items, _) = self.overlay_page(&query, || Ok((self.store().list(wanted)?, false)), None, false)?;
-        Ok(Value::Array(items.into_iter().map(|(_, v)| v).collect()))
+        Ok(items)
     }
 
     /// The statuses `fetch` reads from the store (see [`Outbox::overlay`])
@@ -167,29 +144,28 @@ impl Outbox {
         fetch: impl FnOnce() -> Result<(Vec<Record>, bool)>,
         limit: Option<usize>,
         newest_first: bool,
-    ) -> Result<(Vec<(String, Value)>, bool)> {
-        let unstored: Vec<(String, Value)> = {
+    ) -> Result<(Vec<Status>, bool)> {
+        let unstored: Vec<Status> = {
             let state = self.lock();
             state
                 .unstored
                 .iter()
                 .filter_map(|id| state.entries.get(id))
                 .filter(|r| query.matches(r))
-                .map(|r| (r.status.id.clone(), r.status.to_json()))
+                .map(|r| r.status.clone())
                 .collect()
         };
         let (records, more) = fetch()?;
-        let ids: Vec<String> = records.iter().map(|r| r.status.id.clone()).collect();
-        let mut items: Vec<(String, Value)> = ids.into_iter().zip(self.overlay(records)).collect();
+        let mut items = self.overlay(records);
         if unstored.is_empty() {
             return Ok((items, more));
         }
-        let seen: HashSet<String> = items.iter().map(|(id, _)| id.clone()).collect();
-        items.extend(unstored.into_iter().filter(|(id, _)| !seen.contains(id)));
+        let seen: HashSet<String> = items.iter().map(|s| s.id.clone()).collect();
+        items.extend(unstored.into_iter().filter(|s| !seen.contains(&s.id)));
         if newest_first {
-            items.sort_by(|a, b| b.0.cmp(&a.0));
+            items.sort_by(|a, b| b.id.cmp(&a.id));
         } else {
-            items.sort_by(|a, b| a.0.cmp(&b.0));
+            items.sort_by(|a, b| a.id.cmp(&b.id));
         }
         let cut = limit.is_some_and(|n| items.len() > n);
         if let Some(n) = limit {
@@ -200,16 +176,15 @@ impl Outbox {
 
     /// `smtpb_outbox_query`: one page, newest first, and the cursor of the
     /// next.
-    pub fn query(&self, query_json: &str) -> Result<Value> {
-        let q = parse_query(query_json)?;
-        let (items, more) = self.overlay_page(&q, || self.store().query(&q), Some(q.limit), true)?;
-        let next = more.then(|| items.last().map(|(id, _)| encode_cursor(id))).flatten();
-        Ok(json!({"items": items.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), "next_cursor": next}))
+    pub fn query(&self, q: &Query) -> Result<Page<Status>> {
+        let (items, more) = self.overlay_page(q, || self.store().query(q), Some(q.limit), true)?;
+        let next_cursor = more.then(|| items.last().map(|s| Cursor { id: s.id.clone() })).flatten();
+        Ok(Page { items, next_cursor })
     }
 
     /// Counts per state, the paused profiles, and the records lost to
     /// damage in the spool.
-    pub fn counts(&self) -> Result<(Value, Vec<String>, i64)> {
+    pub fn counts(&self) -> Result<Counts> {
         // The store is read under the ledger's lock: a message stored in
         // between would otherwise be counted twice or not at all.
         let state = self.lock();
@@ -220,15 +195,15 @@ impl Outbox {
         for r in state.unstored.iter().filter_map(|id| state.entries.get(id)) {
             stored[state_code(r.status.state) as usize] += 1;
         }
-        let mut counts = serde_json::Map::new();
+        let mut states = StateCounts::default();
         for s in State::ALL {
-            counts.insert(s.name().into(), stored[state_code(s) as usize].max(0).into());
+            states.add(s, stored[state_code(s) as usize].max(0) as u64);
         }
         let mut paused: Vec<String> = state.paused.iter().cloned().collect();
         if state.open_paused && !paused.iter().any(|p| p == "*") {
             paused.insert(0, "*".into());
         }
-        Ok((Value::Object(counts), paused, damaged))
+        Ok(Counts { states, paused, damaged_records: damaged })
     }
 
     /// The ids and current states of a batch's messages.
@@ -245,21 +220,15 @@ impl Outbox {
     }
 
     /// Counts per state of a batch, plus `batch_id` and `total`.
-    pub fn batch_status(&self, batch_id: &str) -> Result<Value> {
+    pub fn batch_status(&self, batch_id: &str) -> Result<BatchCounts> {
         let members = self.members(batch_id)?;
         if members.is_empty() {
             return Err(Error::not_found(format!("no batch with id \"{}\"", printable(batch_id))));
         }
-        let mut counts = [0usize; 6];
+        let mut counts = StateCounts::default();
         for (_, s) in &members {
-            counts[state_code(*s) as usize] += 1;
+            counts.add(*s, 1);
         }
-        let mut out = serde_json::Map::new();
-        out.insert("batch_id".into(), batch_id.into());
-        out.insert("total".into(), members.len().into());
-        for s in State::ALL {
-            out.insert(s.name().into(), counts[state_code(s) as usize].into());
-        }
-        Ok(Value::Object(out))
+        Ok(BatchCounts { batch_id: batch_id.to_string(), counts, total: members.len() as u64 })
     }
 }

@@ -1,15 +1,14 @@
 //! What an attempt came to, and when a deferred message is tried again.
 
-use serde_json::Value;
-
 use super::Record;
 use crate::error::Error;
+use crate::status::ArchivePaths;
 
 /// What one delivery attempt came to.
 pub enum Attempt {
     /// The server took it. `archive` is the archive's paths, or why the
     /// copy could not be filed (the message is sent all the same).
-    Sent { delivery: crate::delivery::Delivery, archive: Option<std::result::Result<Value, Error>> },
+    Sent { delivery: crate::delivery::Delivery, archive: Option<std::result::Result<ArchivePaths, Error>> },
     /// It did not go out. `oauth_user` is set when the OAuth2 token of that
     /// credential (`None` = the shared one) was refused or expired;
     /// `failure` carries what the server said.

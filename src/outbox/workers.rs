@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use super::ledger::{moved, now_ms, time_to_ms, Bytes, Ledger};
 use super::{Attempt, AttemptFn, Outbox, Record, RetentionFn, RetryPolicy};
 use crate::error::{Code, Error, Result};
-use crate::status::State;
+use crate::status::{Refusal, ServerReply, State, Status};
 
 /// The event of a state change.
 pub(super) fn state_event(record: &Record) -> Value {
@@ -60,7 +60,7 @@ impl Outbox {
     /// (`smtpb_send`): the message goes `sent` or `failed`, never deferred.
     /// `bytes` are the message's, written with a failure when
     /// [`Outbox::add`] did not write them. Returns the message's status.
-    pub fn finish_now(&self, id: &str, outcome: Attempt, bytes: Arc<Vec<u8>>) -> Result<Value> {
+    pub fn finish_now(&self, id: &str, outcome: Attempt, bytes: Arc<Vec<u8>>) -> Result<Status> {
         let mut state = self.lock();
         let policy = RetryPolicy { initial_ms: 0, max_ms: 0, max_age_ms: 0 };
         let body = self.store().in_memory().then_some(bytes);
@@ -69,7 +69,7 @@ impl Outbox {
         // waiting for that. The delivery threads have nothing new to do.
         self.changed.notify_all();
         match applied? {
-            Some(record) => Ok(record.status.to_json()),
+            Some(record) => Ok(record.status),
             None => {
                 drop(state);
                 self.status(id)
@@ -101,7 +101,7 @@ impl Outbox {
         let (next_state, due) = match outcome {
             Attempt::Sent { delivery, archive } => {
                 s.sent_at = Some(SystemTime::now());
-                s.reply = delivery.reply;
+                s.reply = delivery.reply.as_ref().map(ServerReply::from);
                 s.transport = Some(delivery.transport.to_string());
                 s.http_status = delivery.http_status;
                 s.rejected = delivery.rejected;
@@ -135,7 +135,7 @@ impl Outbox {
                 s.advice = failure.as_ref().and_then(|f| f.advice.clone());
                 let mut not_before = None;
                 if let Some(f) = &failure {
-                    s.reply = f.reply.clone();
+                    s.reply = f.reply.as_ref().map(ServerReply::from);
                     s.transport = Some(f.transport.to_string());
                     s.http_status = f.http_status;
                     not_before = f.retry_after_ms.map(|ms| now_ms().saturating_add(ms.min(i64::MAX as u64) as i64));
@@ -143,7 +143,7 @@ impl Outbox {
                     s.rejected = f
                         .rejected
                         .iter()
-                        .map(|(address, reply)| crate::status::Refusal::reply(address.clone(), reply.clone()))
+                        .map(|(address, reply)| Refusal::reply(address.clone(), reply.into()))
                         .collect();
                 }
                 s.error_code = error.code();

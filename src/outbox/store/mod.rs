@@ -39,6 +39,7 @@ use super::spool::Record;
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 use crate::status::State;
+pub(crate) use query::MAX_LIMIT;
 pub use query::Query;
 
 /// WAL pages after which a commit folds the WAL into the database

@@ -4,11 +4,12 @@ use rusqlite::params;
 
 use super::{state_code, time_ms, ulid_floor, Store};
 use crate::error::Result;
+use crate::outbox::query::Cursor;
 use crate::outbox::spool::Record;
 use crate::status::State;
 
 /// The filters of `smtpb_outbox_query`, checked.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Query {
     pub states: Vec<State>,
     pub batch_id: Option<String>,
@@ -21,8 +22,28 @@ pub struct Query {
     /// Unix ms, exclusive.
     pub until_ms: Option<i64>,
     pub limit: usize,
-    /// Only ids below this one (the page before ended there).
-    pub before_id: Option<String>,
+    /// Only messages after this (older than the page before).
+    pub cursor: Option<Cursor>,
+}
+
+/// The largest page of a query.
+pub(crate) const MAX_LIMIT: usize = 1000;
+
+impl Default for Query {
+    /// Every message, in pages of 100.
+    fn default() -> Query {
+        Query {
+            states: Vec::new(),
+            batch_id: None,
+            reference: None,
+            reference_prefix: None,
+            profile: None,
+            since_ms: None,
+            until_ms: None,
+            limit: 100,
+            cursor: None,
+        }
+    }
 }
 
 impl Query {
@@ -42,7 +63,7 @@ impl Query {
             && self.profile.as_ref().is_none_or(|p| s.profile.to_ascii_lowercase() == *p)
             && self.since_ms.is_none_or(|t| created >= t)
             && self.until_ms.is_none_or(|t| created < t)
-            && self.before_id.as_ref().is_none_or(|b| s.id < *b)
+            && self.cursor.as_ref().is_none_or(|c| s.id < c.id)
     }
 }
 
@@ -156,8 +177,8 @@ impl Store {
             bind("id < ?", V::Text(ulid_floor(until + 60_000)), &mut values);
             bind("created_ms < ?", V::Integer(until), &mut values);
         }
-        if let Some(before) = &q.before_id {
-            bind("id < ?", V::Text(before.clone()), &mut values);
+        if let Some(cursor) = &q.cursor {
+            bind("id < ?", V::Text(cursor.id.clone()), &mut values);
         }
         let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
         // Known unreadable rows are read past; when more are found on the
