@@ -22,9 +22,9 @@ use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, LazyBu
 use crate::config::{Config, ProfileSettings};
 use crate::error::Error;
 use crate::ffi::wire;
+use crate::http::Http;
 use crate::status::State;
 use crate::Client;
-use crate::http::Http;
 
 /// A byte stream read in pieces of the fuzzer's choosing.
 #[derive(Debug)]

@@ -897,7 +897,9 @@ impl Session {
         loop {
             match self.round(from, &remaining, body, utf8, delivered.is_none()) {
                 Ok(round) => {
-                    rejected.extend(round.rejected.into_iter().map(|(address, reply)| Refusal::reply(address, reply.into())));
+                    rejected.extend(
+                        round.rejected.into_iter().map(|(address, reply)| Refusal::reply(address, reply.into())),
+                    );
                     delivered = Some(round.reply);
                     if round.carried.is_empty() {
                         break;

@@ -1,12 +1,17 @@
 //! Printing: the library's JSON as is with `--json` (stdout; errors as a
 //! JSON object on stderr), short human lines otherwise.
 
+use serde::Serialize;
 use serde_json::{json, Value};
+use smtpbridge::client::{Merged, Stats};
+use smtpbridge::outbox::{BatchCounts, Cursor};
+use smtpbridge::status::{State, Status};
 
-use crate::run::Failure;
+use crate::run::{Detail, Failure};
 
-pub fn json_value(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+/// Prints a value as the library's JSON (pretty).
+pub fn json_value<T: Serialize + ?Sized>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("output types serialise"));
 }
 
 /// A command that has nothing to show but that it worked.
@@ -27,74 +32,90 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// The advice of a status or report (diagnostics: `{"key", "text"}`).
+/// The advice of a report (diagnostics: `{"key", "text"}`).
 fn advice(detail: &Value) -> Option<&str> {
     detail.get("advice").and_then(|a| a.get("text")).and_then(Value::as_str)
 }
 
-pub fn status(status: &Value, json: bool) {
+/// The advice a status shows: while the message is failed or deferred.
+fn status_advice(status: &Status) -> Option<&str> {
+    status.advice.as_ref().filter(|_| matches!(status.state, State::Failed | State::Deferred)).map(|a| a.text.as_str())
+}
+
+fn or_dash(value: Option<impl ToString>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+pub fn status(status: &Status, json: bool) {
     if json {
         return json_value(status);
     }
-    println!("{} {}", status["id"].as_str().unwrap_or("?"), status["state"].as_str().unwrap_or("?"));
-    for field in ["reference", "profile", "recipients", "attempts", "smtp_code", "smtp_response", "error", "needs"] {
-        if !status[field].is_null() && status[field] != json!([]) {
-            println!("  {field}: {}", text(&status[field]));
+    println!("{} {}", status.id, status.state.name());
+    let reply = status.reply.as_ref();
+    let lines = [
+        ("reference", status.reference.clone()),
+        ("profile", Some(status.profile.clone())),
+        ("recipients", (!status.recipients.is_empty()).then(|| status.recipients.join(", "))),
+        ("attempts", Some(status.attempts.to_string())),
+        ("smtp_code", reply.map(|r| r.code.to_string())),
+        ("smtp_response", reply.map(|r| r.text.clone())),
+        ("error", status.error.clone()),
+        ("needs", status.needs.clone()),
+    ];
+    for (field, value) in lines {
+        if let Some(value) = value {
+            println!("  {field}: {value}");
         }
     }
-    for rejected in status["rejected"].as_array().into_iter().flatten() {
+    for rejected in &status.rejected {
+        let reply = rejected.reply.as_ref();
         println!(
             "  rejected: {} ({} {})",
-            text(&rejected["address"]),
-            text(&rejected["smtp_code"]),
-            text(&rejected["smtp_response"])
+            rejected.address,
+            or_dash(reply.map(|r| r.code)),
+            or_dash(reply.map(|r| r.text.as_str()))
         );
     }
-    if status["possible_duplicate"] == true {
+    if status.possible_duplicate {
         println!("  possible_duplicate: true");
     }
-    if let Some(advice) = advice(status) {
+    if let Some(advice) = status_advice(status) {
         println!("  advice: {advice}");
     }
 }
 
-pub fn status_list(list: &Value, json: bool) {
+pub fn status_list(list: &[Status], json: bool) {
     if json {
         return json_value(list);
     }
     println!("{:<26}  {:<9}  {:>3}  {:<30}  REFERENCE / ERROR", "ID", "STATE", "TRY", "RECIPIENTS");
-    for s in list.as_array().into_iter().flatten() {
-        let last = if s["error"].is_null() { text(&s["reference"]) } else { text(&s["error"]) };
-        println!(
-            "{:<26}  {:<9}  {:>3}  {:<30}  {last}",
-            text(&s["id"]),
-            text(&s["state"]),
-            text(&s["attempts"]),
-            text(&s["recipients"])
-        );
+    for s in list {
+        let last = or_dash(s.error.as_ref().or(s.reference.as_ref()));
+        println!("{:<26}  {:<9}  {:>3}  {:<30}  {last}", s.id, s.state.name(), s.attempts, s.recipients.join(", "));
     }
 }
 
-pub fn stats(stats: &Value, json: bool) {
+pub fn stats(stats: &Stats, json: bool) {
     if json {
         return json_value(stats);
     }
-    let counts: Vec<String> = ["queued", "sending", "sent", "deferred", "failed", "cancelled"]
-        .iter()
-        .map(|s| format!("{s} {}", text(&stats[*s])))
-        .collect();
+    let counts: Vec<String> =
+        [State::Queued, State::Sending, State::Sent, State::Deferred, State::Failed, State::Cancelled]
+            .iter()
+            .map(|s| format!("{} {}", s.name(), stats.counts.get(*s)))
+            .collect();
     println!("{}", counts.join(", "));
-    if stats["paused"].as_array().is_some_and(|p| !p.is_empty()) {
-        println!("paused: {}", text(&stats["paused"]));
+    if !stats.paused.is_empty() {
+        println!("paused: {}", stats.paused.join(", "));
     }
-    for (name, limit) in stats["profiles"].as_object().into_iter().flatten() {
-        if limit["limit"].as_u64().unwrap_or(0) > 0 {
+    for (name, limit) in &stats.profiles {
+        if limit.limit > 0 {
             println!(
                 "{name}: {} of {} per {} (resets {})",
-                text(&limit["sent_in_period"]),
-                text(&limit["limit"]),
-                text(&limit["period"]),
-                text(&limit["resets_at"])
+                limit.sent_in_period,
+                limit.limit,
+                limit.period,
+                or_dash(limit.resets_at.as_ref())
             );
         }
     }
@@ -120,23 +141,24 @@ pub fn credential(masked: &Value, json: bool) {
     }
 }
 
-pub fn merged(merged: &Value, counts: Option<&Value>, json: bool) {
+pub fn merged(merged: &Merged, outcome: Option<&BatchCounts>, json: bool) {
     if json {
-        let mut out = merged.clone();
-        if let Some(counts) = counts {
-            out["outcome"] = counts.clone();
+        /// The merge and, when the command followed it, the batch's counts.
+        #[derive(Serialize)]
+        struct Followed<'a> {
+            #[serde(flatten)]
+            merged: &'a Merged,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            outcome: Option<&'a BatchCounts>,
         }
-        return json_value(&out);
+        return json_value(&Followed { merged, outcome });
     }
-    println!("batch {}: {} messages", text(&merged["batch_id"]), text(&merged["count"]));
-    if let Some(c) = counts {
+    println!("batch {}: {} messages", merged.batch_id, merged.count);
+    if let Some(c) = outcome {
+        let c = &c.counts;
         println!(
             "sent {}, failed {}, deferred {}, queued {}, cancelled {}",
-            text(&c["sent"]),
-            text(&c["failed"]),
-            text(&c["deferred"]),
-            text(&c["queued"]),
-            text(&c["cancelled"])
+            c.sent, c.failed, c.deferred, c.queued, c.cancelled
         );
     }
 }
@@ -147,34 +169,42 @@ pub fn failure(failure: &Failure, json: bool) {
     let name = failure.code.name();
     if json {
         let mut out = json!({"error_code": failure.code as i32, "error_name": name, "error": failure.message});
-        if let Some(detail) = &failure.detail {
-            let field = if detail.get("stage").is_some() { "report" } else { "status" };
-            out[field] = detail.clone();
+        match &failure.detail {
+            Some(Detail::Status(status)) => out["status"] = serde_json::to_value(status).expect("a status"),
+            Some(Detail::Report(report)) => out["report"] = report.clone(),
+            None => {}
         }
         eprintln!("{out}");
         return;
     }
     eprintln!("error: {name}: {}", failure.message);
-    if let Some(detail) = &failure.detail {
-        if let Some(advice) = advice(detail) {
-            eprintln!("advice: {advice}");
-        }
-        if detail["state"] == "failed" {
-            if let Some(id) = detail["id"].as_str() {
+    match &failure.detail {
+        Some(Detail::Status(status)) => {
+            if let Some(advice) = status_advice(status) {
+                eprintln!("advice: {advice}");
+            }
+            if status.state == State::Failed {
+                let id = &status.id;
                 eprintln!("message {id} is recorded as failed; `smtpbridge outbox retry {id}` queues it again");
             }
         }
+        Some(Detail::Report(report)) => {
+            if let Some(advice) = advice(report) {
+                eprintln!("advice: {advice}");
+            }
+        }
+        None => {}
     }
 }
 
 /// One page (or, with --all, every page) of `outbox query`.
-pub fn query_page(items: &Value, next_cursor: &Value, json: bool) {
+pub fn query_page(page: &smtpbridge::outbox::Page<Status>, json: bool) {
     if json {
-        return json_value(&json!({"items": items, "next_cursor": next_cursor}));
+        return json_value(page);
     }
-    status_list(items, false);
-    if let Some(cursor) = next_cursor.as_str() {
-        println!("more: --cursor {cursor}");
+    status_list(&page.items, false);
+    if let Some(cursor) = &page.next_cursor {
+        println!("more: --cursor {}", Cursor::encode(cursor));
     }
 }
 

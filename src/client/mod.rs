@@ -15,9 +15,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 use zeroize::Zeroizing;
 
 use crate::config::{self, Config, SecretChange};

@@ -2,9 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{
-    clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out,
-};
+use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
 
 /// One page of statuses, newest first (by id, which sorts by creation
 /// time). `query_json`: an object whose fields are all optional:

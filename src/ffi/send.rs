@@ -2,9 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{
-    clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out,
-};
+use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
 
 /// Sends a message now and waits for the outcome. `message_json` is the
 /// message JSON of docs/REFERENCE.md (`to`/`cc`/`bcc`, `subject`, `html`

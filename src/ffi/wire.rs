@@ -143,8 +143,8 @@ mod tests {
         assert!(e.message().contains("cursor \"abc\" is not one this library made"), "{}", e.message());
         let e = parse_query(r#"{"colour": "red"}"#).unwrap_err();
         assert!(e.message().contains("unknown field \"colour\""), "{}", e.message());
-        let q = parse_query(r#"{"state": ["sent", "sent"], "profile": "Work", "since": "2026-11-22T10:00:00Z"}"#)
-            .unwrap();
+        let q =
+            parse_query(r#"{"state": ["sent", "sent"], "profile": "Work", "since": "2026-11-22T10:00:00Z"}"#).unwrap();
         assert_eq!((q.states, q.profile, q.limit), (vec![State::Sent], Some("work".into()), 100));
         assert_eq!(q.since_ms, Some(1_795_341_600_000));
     }

@@ -565,8 +565,12 @@ mod tests {
         }
     }
 
-    fn ids(page: &Value) -> Vec<String> {
-        page["items"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+    fn ids(page: &Page<Status>) -> Vec<String> {
+        page.items.iter().map(|s| s.id.clone()).collect()
+    }
+
+    fn query(states: &[State], limit: usize, cursor: Option<Cursor>) -> Query {
+        Query { states: states.to_vec(), limit, cursor, ..Query::default() }
     }
 
     #[test]
@@ -578,21 +582,21 @@ mod tests {
         let (id, bytes) = outbox.add(sending.clone(), b"the bytes".to_vec()).unwrap();
         assert!(outbox.store().get(&id).unwrap().is_none(), "not written before its outcome");
 
-        let (counts, _, _) = outbox.counts().unwrap();
-        assert_eq!((counts["sending"].as_i64(), counts["sent"].as_i64()), (Some(1), Some(1)));
-        assert_eq!(outbox.status(&id).unwrap()["state"], "sending");
-        let listed = outbox.list(Some("sending")).unwrap();
-        assert_eq!(listed.as_array().unwrap().len(), 1);
-        assert_eq!(outbox.list(None).unwrap().as_array().unwrap().len(), 2);
+        let counts = outbox.counts().unwrap().states;
+        assert_eq!((counts.sending, counts.sent), (1, 1));
+        assert_eq!(outbox.status(&id).unwrap().state, State::Sending);
+        assert_eq!(outbox.list(Some(State::Sending)).unwrap().len(), 1);
+        assert_eq!(outbox.list(None).unwrap().len(), 2);
         // Newest first, one a page: the unstored one, then the stored one.
-        let first = outbox.query(r#"{"limit": 1}"#).unwrap();
+        let first = outbox.query(&query(&[], 1, None)).unwrap();
         assert_eq!(ids(&first), vec![id.clone()]);
-        let cursor = first["next_cursor"].as_str().unwrap().to_string();
-        let second = outbox.query(&format!(r#"{{"limit": 1, "cursor": "{cursor}"}}"#)).unwrap();
+        let cursor = first.next_cursor.clone().unwrap();
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor.clone()));
+        let second = outbox.query(&query(&[], 1, Some(cursor))).unwrap();
         assert_eq!(ids(&second), vec![older.clone()]);
-        assert!(second["next_cursor"].is_null());
-        assert_eq!(ids(&outbox.query(r#"{"state": ["sent"]}"#).unwrap()), vec![older.clone()]);
-        assert_eq!(ids(&outbox.query(r#"{"state": ["sending"]}"#).unwrap()), vec![id.clone()]);
+        assert_eq!(second.next_cursor, None);
+        assert_eq!(ids(&outbox.query(&query(&[State::Sent], 100, None)).unwrap()), vec![older.clone()]);
+        assert_eq!(ids(&outbox.query(&query(&[State::Sending], 100, None)).unwrap()), vec![id.clone()]);
         // Its idempotency key is taken while it is in flight.
         let mut again = record(State::Sending);
         again.idempotency_key = Some("invoice-7".into());
@@ -601,14 +605,14 @@ mod tests {
         // Failed: written with its bytes, for smtpb_retry.
         let failed = Attempt::Failed { error: Error::new(Code::Rejected, "550 no"), failure: None, oauth_user: None };
         let status = outbox.finish_now(&id, failed, bytes).unwrap();
-        assert_eq!(status["state"], "failed");
+        assert_eq!(status.state, State::Failed);
         assert_eq!(outbox.store().body(&id).unwrap().as_deref(), Some(&b"the bytes"[..]));
         assert_eq!(outbox.store().get(&id).unwrap().unwrap().status.state, State::Failed);
-        let (counts, _, _) = outbox.counts().unwrap();
-        assert_eq!((counts["sending"].as_i64(), counts["failed"].as_i64()), (Some(0), Some(1)));
-        assert_eq!(ids(&outbox.query("{}").unwrap()), vec![id.clone(), older]);
+        let counts = outbox.counts().unwrap().states;
+        assert_eq!((counts.sending, counts.failed), (0, 1));
+        assert_eq!(ids(&outbox.query(&Query::default()).unwrap()), vec![id.clone(), older]);
         outbox.retry(&id).unwrap();
-        assert_eq!(outbox.status(&id).unwrap()["state"], "queued");
+        assert_eq!(outbox.status(&id).unwrap().state, State::Queued);
     }
 
     #[test]
@@ -626,16 +630,16 @@ mod tests {
             outbox.finish_now(&id, outcome, bytes).unwrap();
             ids.push(id);
         }
-        let (counts, _, _) = outbox.counts().unwrap();
-        assert_eq!(counts["sent"].as_u64(), Some(store::WRITE_BEHIND as u64 + 3));
-        assert_eq!(counts["failed"].as_u64(), Some(store::WRITE_BEHIND as u64 + 2));
+        let counts = outbox.counts().unwrap().states;
+        assert_eq!(counts.sent, store::WRITE_BEHIND as u64 + 3);
+        assert_eq!(counts.failed, store::WRITE_BEHIND as u64 + 2);
         let last = ids.last().unwrap();
         assert_eq!(outbox.store().body(last).unwrap(), None, "sent: its bytes are not kept");
         let failed = &ids[ids.len() - 2];
         assert_eq!(outbox.store().body(failed).unwrap(), Some(format!("message {}", ids.len() - 2).into_bytes()));
-        assert_eq!(outbox.list(None).unwrap().as_array().unwrap().len(), ids.len());
-        assert_eq!(outbox.status(last).unwrap()["state"], "sent");
-        assert_eq!(outbox.status(failed).unwrap()["state"], "failed");
+        assert_eq!(outbox.list(None).unwrap().len(), ids.len());
+        assert_eq!(outbox.status(last).unwrap().state, State::Sent);
+        assert_eq!(outbox.status(failed).unwrap().state, State::Failed);
     }
 
     #[test]
@@ -656,11 +660,11 @@ mod tests {
     fn a_sent_send_of_an_in_memory_client_is_stored_once_without_its_bytes() {
         let outbox = Outbox::open(None, true).unwrap();
         let (id, bytes) = outbox.add(record(State::Sending), b"the bytes".to_vec()).unwrap();
-        assert_eq!(outbox.finish_now(&id, sent(), bytes).unwrap()["state"], "sent");
+        assert_eq!(outbox.finish_now(&id, sent(), bytes).unwrap().state, State::Sent);
         assert!(outbox.store().body(&id).unwrap().is_none());
         assert_eq!(outbox.store().get(&id).unwrap().unwrap().status.state, State::Sent);
-        let (counts, _, _) = outbox.counts().unwrap();
-        assert_eq!((counts["sending"].as_i64(), counts["sent"].as_i64()), (Some(0), Some(1)));
+        let counts = outbox.counts().unwrap().states;
+        assert_eq!((counts.sending, counts.sent), (0, 1));
     }
 
     #[test]
@@ -672,7 +676,7 @@ mod tests {
         // A crash now: the next open queues it again, and needs its bytes.
         assert_eq!(outbox.store().get(&id).unwrap().unwrap().status.state, State::Sending);
         assert_eq!(outbox.store().body(&id).unwrap().as_deref(), Some(&b"the bytes"[..]));
-        assert_eq!(outbox.finish_now(&id, sent(), bytes).unwrap()["state"], "sent");
+        assert_eq!(outbox.finish_now(&id, sent(), bytes).unwrap().state, State::Sent);
         assert!(outbox.store().body(&id).unwrap().is_none());
         drop(outbox);
         let _ = std::fs::remove_dir_all(&dir);
@@ -691,7 +695,7 @@ mod tests {
         got.sort();
         sent.sort();
         assert_eq!(got, sent);
-        assert_eq!(outbox.status(&queued).unwrap()["state"], "queued");
+        assert_eq!(outbox.status(&queued).unwrap().state, State::Queued);
         assert_eq!(outbox.status(&sent[0]).unwrap_err().code(), Code::NotFound);
     }
 }

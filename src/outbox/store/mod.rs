@@ -39,8 +39,8 @@ use super::spool::Record;
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 use crate::status::State;
-pub(crate) use query::MAX_LIMIT;
 pub use query::Query;
+pub(crate) use query::MAX_LIMIT;
 
 /// WAL pages after which a commit folds the WAL into the database
 /// (a PASSIVE checkpoint): what damage to the WAL can cost is bounded by it.
