@@ -2,16 +2,26 @@
 //! JSON object on stderr), short human lines otherwise.
 
 use serde::Serialize;
-use serde_json::{json, Value};
-use smtpbridge::client::{Merged, Stats};
+use serde_json::json;
+use smtpbridge::client::{Merged, ProbeReport, SignedIn, Stats, TestReport};
+use smtpbridge::credentials::Masked;
 use smtpbridge::outbox::{BatchCounts, Cursor};
 use smtpbridge::status::{State, Status};
+use smtpbridge::transcript::Attempt;
 
 use crate::run::{Detail, Failure};
 
 /// Prints a value as the library's JSON (pretty).
 pub fn json_value<T: Serialize + ?Sized>(value: &T) {
     println!("{}", serde_json::to_string_pretty(value).expect("output types serialise"));
+}
+
+/// A JSON document of the library (the configuration), pretty.
+pub fn document(text: &str) {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => json_value(&value),
+        Err(_) => println!("{text}"),
+    }
 }
 
 /// A command that has nothing to show but that it worked.
@@ -21,20 +31,6 @@ pub fn done(line: &str, json: bool) {
     } else {
         println!("{line}");
     }
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
-        other => other.to_string(),
-    }
-}
-
-/// The advice of a report (diagnostics: `{"key", "text"}`).
-fn advice(detail: &Value) -> Option<&str> {
-    detail.get("advice").and_then(|a| a.get("text")).and_then(Value::as_str)
 }
 
 /// The advice a status shows: while the message is failed or deferred.
@@ -121,23 +117,52 @@ pub fn stats(stats: &Stats, json: bool) {
     }
 }
 
-pub fn test_report(report: &Value, json: bool) {
+fn list(items: &[String]) -> String {
+    items.join(", ")
+}
+
+pub fn test_report(report: &TestReport, json: bool) {
     if json {
         return json_value(report);
     }
-    let verdict = if report["ok"] == true { "ok" } else { "FAILED at" };
-    println!("{verdict} {} (profile {})", text(&report["stage"]), text(&report["profile"]));
-    for field in ["banner", "tls", "auth_mechanisms", "capabilities"] {
-        println!("  {field}: {}", text(&report[field]));
-    }
+    let verdict = if report.ok { "ok" } else { "FAILED at" };
+    let check = &report.check;
+    println!("{verdict} {} (profile {})", check.stage, report.profile);
+    println!("  banner: {}", or_dash(check.banner.as_ref()));
+    println!("  tls: {}", or_dash(check.tls));
+    println!("  auth_mechanisms: {}", list(&check.auth_mechanisms));
+    println!("  capabilities: {}", list(&check.capabilities));
 }
 
-pub fn credential(masked: &Value, json: bool) {
+pub fn credential(masked: &Masked, json: bool) {
     if json {
         return json_value(masked);
     }
-    for (field, value) in masked.as_object().into_iter().flatten() {
-        println!("{field}: {}", text(value));
+    let fields = [
+        ("expires_at", or_dash(masked.expires_at.as_ref())),
+        ("has_secret", masked.has_secret.to_string()),
+        ("kind", masked.kind.to_string()),
+        ("password", masked.password.to_string()),
+        ("provider", or_dash(masked.provider.as_ref())),
+        ("refreshable", masked.refreshable.to_string()),
+        ("updated_at", or_dash(masked.updated_at.as_ref())),
+        ("user_id", or_dash(masked.user_id.as_ref())),
+        ("username", masked.username.clone()),
+    ];
+    for (field, value) in fields {
+        println!("{field}: {value}");
+    }
+}
+
+/// A finished sign-in: the credential, and what to change when it cannot
+/// be refreshed.
+pub fn signed_in(signed_in: &SignedIn, json: bool) {
+    if json {
+        return json_value(signed_in);
+    }
+    credential(&signed_in.credential, false);
+    if let Some(advice) = &signed_in.advice {
+        println!("advice: {}", advice.text);
     }
 }
 
@@ -171,7 +196,8 @@ pub fn failure(failure: &Failure, json: bool) {
         let mut out = json!({"error_code": failure.code as i32, "error_name": name, "error": failure.message});
         match &failure.detail {
             Some(Detail::Status(status)) => out["status"] = serde_json::to_value(status).expect("a status"),
-            Some(Detail::Report(report)) => out["report"] = report.clone(),
+            Some(Detail::Test(report)) => out["report"] = serde_json::to_value(report).expect("a report"),
+            Some(Detail::Probe(report)) => out["report"] = serde_json::to_value(report).expect("a report"),
             None => {}
         }
         eprintln!("{out}");
@@ -188,12 +214,12 @@ pub fn failure(failure: &Failure, json: bool) {
                 eprintln!("message {id} is recorded as failed; `smtpbridge outbox retry {id}` queues it again");
             }
         }
-        Some(Detail::Report(report)) => {
-            if let Some(advice) = advice(report) {
-                eprintln!("advice: {advice}");
+        Some(Detail::Test(report)) => {
+            if let Some(advice) = &report.check.advice {
+                eprintln!("advice: {}", advice.text);
             }
         }
-        None => {}
+        Some(Detail::Probe(_)) | None => {}
     }
 }
 
@@ -209,42 +235,42 @@ pub fn query_page(page: &smtpbridge::outbox::Page<Status>, json: bool) {
 }
 
 /// A transcript: each attempt, then its lines (C client, S server, * notes).
-pub fn transcript(attempts: &Value, json: bool) {
+pub fn transcript(attempts: &[Attempt], json: bool) {
     if json {
         return json_value(attempts);
     }
-    for attempt in attempts.as_array().into_iter().flatten() {
+    for attempt in attempts {
         println!(
             "attempt {} at {} ({} {})",
-            text(&attempt["attempt"]),
-            text(&attempt["started_at"]),
-            text(&attempt["transport"]),
-            text(&attempt["server"])
+            attempt.attempt,
+            attempt.started_at,
+            attempt.transport,
+            or_dash(attempt.server.as_ref())
         );
-        for line in attempt["lines"].as_array().into_iter().flatten() {
-            println!("{:>7} ms {} {}", text(&line["ms"]), text(&line["dir"]), text(&line["text"]));
+        for line in &attempt.lines {
+            println!("{:>7} ms {} {}", line.ms, line.dir, line.text);
         }
     }
 }
 
 /// The probe of a host: a line per port, then the keys to set.
-pub fn probe_report(report: &Value, json: bool) {
+pub fn probe_report(report: &ProbeReport, json: bool) {
     if json {
         return json_value(report);
     }
-    for r in report["results"].as_array().into_iter().flatten() {
-        let verdict = if r["ok"] == true { "works".to_string() } else { format!("no: {}", text(&r["error"])) };
-        println!("{:>5} {:<5} {verdict}", text(&r["port"]), text(&r["encryption"]));
-        if let Some(advice) = advice(r) {
-            println!("      advice: {advice}");
+    for r in &report.results {
+        let verdict = if r.ok { "works".to_string() } else { format!("no: {}", or_dash(r.error.as_ref())) };
+        println!("{:>5} {:<5} {verdict}", r.port, r.encryption);
+        if let Some(advice) = &r.advice {
+            println!("      advice: {}", advice.text);
         }
     }
-    match report["suggested"].as_object() {
+    match &report.suggested {
         Some(keys) => {
             println!("suggested:");
-            for (key, value) in keys {
-                println!("  {key}={}", text(value));
-            }
+            println!("  SMTPServer={}", keys.server);
+            println!("  SMTPServerEncryption={}", keys.encryption);
+            println!("  SMTPServerPort={}", keys.port);
         }
         None => println!("suggested: nothing works"),
     }

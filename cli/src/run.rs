@@ -1,7 +1,7 @@
 //! One function per command, over [`smtpbridge::Client`].
 
 use serde_json::{json, Value};
-use smtpbridge::client::{OPEN_DEFAULT, OPEN_PAUSED};
+use smtpbridge::client::{ProbeReport, TestReport, OPEN_DEFAULT, OPEN_PAUSED};
 use smtpbridge::outbox::{purgeable, Cursor, Page, Query};
 use smtpbridge::status::{State, Status};
 use smtpbridge::{Client, Code, Error};
@@ -16,7 +16,8 @@ use crate::output;
 /// What came with a failure: the message's status, or a report.
 pub enum Detail {
     Status(Box<Status>),
-    Report(Value),
+    Test(Box<TestReport>),
+    Probe(Box<ProbeReport>),
 }
 
 impl From<Status> for Detail {
@@ -171,7 +172,7 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Credentials(command) => credentials(open(dir, Delivery::Held)?, command, json),
         Command::Transcript { id } => {
             let session = open(dir, Delivery::Held)?;
-            output::transcript(&parse(&session.client.transcript(&id)?), json);
+            output::transcript(&session.client.transcript(&id)?, json);
             Ok(())
         }
         Command::Login { user, browser: _, device, profile, timeout } => {
@@ -191,15 +192,11 @@ pub fn run(cli: Cli) -> Outcome {
             if let Some(report) = &outcome.report {
                 output::probe_report(report, json);
             }
-            outcome.result.map_err(|e| Failure::with_detail(e, outcome.report.map(Detail::Report)))
+            outcome.result.map_err(|e| Failure::with_detail(e, outcome.report.map(|r| Detail::Probe(Box::new(r)))))
         }
     }
 }
 
-/// Parses JSON the library produced.
-pub fn parse(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::String(text.to_string()))
-}
 
 fn config(session: Session, command: ConfigCommand, json: bool) -> Outcome {
     let client = &session.client;
@@ -213,7 +210,7 @@ fn config(session: Session, command: ConfigCommand, json: bool) -> Outcome {
             }
             output::done(&format!("imported {}", file.display()), json);
         }
-        ConfigCommand::Export => output::json_value(&parse(&client.config_export_json()?)),
+        ConfigCommand::Export => output::document(&client.config_export_json()?),
         ConfigCommand::Set { key, value, default } => {
             let name = key.rsplit('.').next().unwrap_or(&key);
             let secret = SECRET_KEYS.iter().any(|s| s.eq_ignore_ascii_case(name));
@@ -256,7 +253,7 @@ fn test(session: Session, profile: Option<String>, user: Option<String>, json: b
     if let Some(report) = &outcome.report {
         output::test_report(report, json);
     }
-    outcome.result.map_err(|e| Failure::with_detail(e, outcome.report.map(Detail::Report)))
+    outcome.result.map_err(|e| Failure::with_detail(e, outcome.report.map(|r| Detail::Test(Box::new(r)))))
 }
 
 fn absolute(path: &Path) -> Outcome<String> {
@@ -505,15 +502,13 @@ fn credentials(session: Session, command: CredentialsCommand, json: bool) -> Out
             };
             let password = read_secret(&format!("Password for {username}: "))?;
             client.credentials_set(user.as_deref(), &username, &password)?;
-            output::credential(&parse(&client.credentials_masked(user.as_deref())?), json);
+            output::credential(&client.credentials_masked(user.as_deref())?, json);
         }
         CredentialsCommand::Remove { user } => {
             client.credentials_remove(user.as_deref())?;
             output::done(&format!("removed the credential of {}", user.as_deref().unwrap_or("the shared user")), json);
         }
-        CredentialsCommand::Show { user } => {
-            output::credential(&parse(&client.credentials_masked(user.as_deref())?), json)
-        }
+        CredentialsCommand::Show { user } => output::credential(&client.credentials_masked(user.as_deref())?, json),
     }
     Ok(())
 }
@@ -528,14 +523,14 @@ fn login(
     timeout_s: u32,
     json: bool,
 ) -> Outcome {
-    let flow = parse(&client.oauth2_begin(profile, user, kind)?);
-    let flow_id = flow["flow_id"].as_str().unwrap_or_default().to_string();
-    match flow["authorize_url"].as_str() {
+    let flow = client.oauth2_begin(profile, user, kind)?;
+    let flow_id = flow.flow_id;
+    match &flow.authorize_url {
         Some(url) => eprintln!("Open this address in a browser on this computer and sign in:\n  {url}"),
         None => eprintln!(
             "On any device, open {} and enter the code {}",
-            flow["verification_uri"].as_str().unwrap_or("?"),
-            flow["user_code"].as_str().unwrap_or("?")
+            flow.verification_uri.as_deref().unwrap_or("?"),
+            flow.user_code.as_deref().unwrap_or("?")
         ),
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(u64::from(timeout_s));
@@ -544,8 +539,8 @@ fn login(
         // Waits in slices, so the deadline of the command holds.
         let slice = left.min(std::time::Duration::from_secs(5)).as_millis() as u32;
         match client.oauth2_complete(&flow_id, slice) {
-            Ok(masked) => {
-                output::credential(&parse(&masked), json);
+            Ok(signed_in) => {
+                output::signed_in(&signed_in, json);
                 return Ok(());
             }
             Err(e) if e.code() == Code::Timeout && !left.is_zero() => continue,

@@ -7,11 +7,10 @@ mod oauth;
 mod pipeline;
 mod render;
 pub(crate) use oauth::OAuthInfo;
+pub use oauth::{SignIn, SignedIn};
 #[allow(unused_imports)] // for the Graph transport
 pub(crate) use pipeline::LoginError;
 
-use serde::Serialize;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -22,17 +21,20 @@ use zeroize::Zeroizing;
 
 use crate::config::{self, Config, SecretChange};
 use crate::credentials::{self, CredentialStore, SecretKind};
+use crate::delivery::Check;
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 use crate::limits::Limits;
 use crate::logging::ClientLog;
 use crate::outbox::events::Callback;
 use crate::outbox::{BatchCancel, BatchCounts, Outbox, Page, Query};
-use crate::status::{State, StateCounts, Status};
+use crate::status::{State, Status};
 use crate::transcript::TranscriptStore;
 use crate::transport::Pool;
 
 mod probe;
+mod reports;
+pub use reports::{OAuth2Check, ProbeReport, ProbeResult, ProfileUsage, Stats, Suggested, TestReport};
 
 /// `smtpb_client_open` flag: resume delivery of what the spool holds.
 pub const OPEN_DEFAULT: u32 = 0;
@@ -83,33 +85,11 @@ pub struct SendOutcome {
     pub status: Option<Status>,
 }
 
-/// `smtpb_outbox_stats`: counts per state, the paused profiles (`*` =
-/// all), each profile's send limit, and the records lost to damage.
-#[derive(Clone, Debug, Serialize)]
-pub struct Stats {
-    #[serde(flatten)]
-    pub counts: StateCounts,
-    pub damaged_records: i64,
-    pub paused: Vec<String>,
-    pub profiles: BTreeMap<String, ProfileUsage>,
-}
-
-/// A profile's send limit and what it has used of it.
-#[derive(Clone, Debug, Serialize)]
-pub struct ProfileUsage {
-    /// SMTPSendLimit (0 = none).
-    pub limit: u32,
-    /// SMTPSendLimitPeriod.
-    pub period: &'static str,
-    /// When the oldest counted message leaves the window (RFC 3339).
-    pub resets_at: Option<String>,
-    pub sent_in_period: u64,
-}
-
-/// The outcome of a connection test: the result and the report.
-pub struct TestOutcome {
+/// The outcome of a connection test or a probe: the result and the
+/// report (none when the call failed before it reached a server).
+pub struct TestOutcome<R> {
     pub result: Result<()>,
-    pub report: Option<Value>,
+    pub report: Option<R>,
 }
 
 /// Takes the exclusive lock on `data_dir` (the file `lock`), and names
@@ -286,11 +266,10 @@ impl Client {
     }
 
     /// The redacted transcript of a message's attempts, as JSON.
-    pub fn transcript(&self, id: &str) -> Result<String> {
+    pub fn transcript(&self, id: &str) -> Result<Vec<crate::transcript::Attempt>> {
         self.check_open()?;
         self.inner.outbox.status(id)?;
-        let attempts = self.inner.transcripts.get(id)?;
-        serde_json::to_string(&attempts).map_err(|e| Error::internal(e.to_string()))
+        self.inner.transcripts.get(id)
     }
 
     /// The transcript store, for the status store's purge (`remove`).
@@ -547,9 +526,9 @@ impl Client {
     }
 
     /// The masked credential of `user_id`.
-    pub fn credentials_masked(&self, user_id: Option<&str>) -> Result<String> {
+    pub fn credentials_masked(&self, user_id: Option<&str>) -> Result<credentials::Masked> {
         self.check_open()?;
-        Ok(self.credentials().masked(user_id)?.to_string())
+        self.credentials().masked(user_id)
     }
 
     /// Adds a blacklist entry (an address or `@domain`).
@@ -574,10 +553,10 @@ impl Client {
         })
     }
 
-    /// The blacklist as a JSON array.
-    pub fn blacklist_list(&self) -> Result<String> {
+    /// The blacklist's entries.
+    pub fn blacklist_list(&self) -> Result<Vec<String>> {
         self.check_open()?;
-        Ok(serde_json::to_string(self.read_config().blacklist()).expect("strings serialise"))
+        Ok(self.read_config().blacklist().to_vec())
     }
 
     /// Clears the send-limit counters of a profile, or of all (`None`).
@@ -727,7 +706,7 @@ impl Client {
     /// Tests a profile's connection (`smtpb_test_connection`): a session
     /// up to AUTH (SMTP) or a token and the mailbox (Graph), then goodbye.
     #[allow(clippy::result_large_err)] // see delivery.rs
-    pub fn test_connection(&self, profile: Option<&str>, user_id: Option<&str>) -> TestOutcome {
+    pub fn test_connection(&self, profile: Option<&str>, user_id: Option<&str>) -> TestOutcome<TestReport> {
         let unreported = |e: Error| TestOutcome { result: Err(e), report: None };
         if let Err(e) = self.check_open() {
             return unreported(e);
@@ -742,33 +721,28 @@ impl Client {
             return unreported(e);
         }
         let mut managed = None;
-        let (result, mut fields) = match self.login_with(&settings, user_id, false) {
-            Err(e) => {
-                let mut fields = serde_json::Map::new();
-                fields.insert("stage".into(), "auth".into());
-                (Err(e.error), fields)
-            }
+        let auth = || Check { stage: "auth", ..Check::default() };
+        let (result, check) = match self.login_with(&settings, user_id, false) {
+            Err(e) => (Err(e.error), auth()),
             Ok((_, login, info))
                 if login.as_ref().is_some_and(|l| l.username.is_empty())
                     && settings.transport == config::Transport::Smtp
                     && settings.sender_email.is_none() =>
             {
                 managed = info;
-                let mut fields = serde_json::Map::new();
-                fields.insert("stage".into(), "auth".into());
                 let e = Error::credentials(format!(
                     "profile {}: SMTPOAuth2Flow=ClientCredentials logs in as SMTPUsername, else the sender; set \
                      SMTPUsername or SMTPSenderEmail to test the connection",
                     settings.name
                 ));
-                (Err(e), fields)
+                (Err(e), auth())
             }
             Ok((_, login, info)) => {
                 let login = pipeline::with_sender(login, settings.sender_email.as_deref().unwrap_or(""));
                 managed = info;
                 let refresh = || self.refreshed_login(&settings, user_id);
                 let report = transport.test(&settings, login.as_ref(), &refresh);
-                (report.result, report.fields)
+                (report.result, report.check)
             }
         };
         if let Err(e) = &result {
@@ -776,28 +750,18 @@ impl Client {
                 return unreported(e.clone());
             }
         }
-        let (error_code, error) = match &result {
-            Ok(()) => (0, None),
-            Err(e) => (e.code() as i32, Some(e.message().to_string())),
+        let oauth2 = (settings.auth_model == config::AuthModel::OAuth2).then(|| OAuth2Check {
+            expires_at: managed.and_then(|m| fsutil::rfc3339_unix(m.expires_at)),
+            refreshed: managed.is_some_and(|m| m.refreshed),
+        });
+        let report = TestReport {
+            check,
+            error: result.as_ref().err().map(|e| e.message().to_string()),
+            error_code: result.as_ref().err().map_or(Code::Ok, Error::code),
+            oauth2,
+            ok: result.is_ok(),
+            profile: settings.name.clone(),
         };
-        for (k, v) in
-            [("banner", Value::Null), ("capabilities", json!([])), ("tls", Value::Null), ("advice", Value::Null)]
-        {
-            fields.entry(k).or_insert(v);
-        }
-        fields.entry("auth_mechanisms").or_insert(json!([]));
-        let mut report = json!({"ok": result.is_ok(), "profile": settings.name});
-        if let Value::Object(map) = &mut report {
-            map.extend(fields);
-            map.insert("error_code".into(), json!(error_code));
-            map.insert("error".into(), json!(error));
-        }
-        if settings.auth_model == config::AuthModel::OAuth2 {
-            report["oauth2"] = json!({
-                "refreshed": managed.is_some_and(|m| m.refreshed),
-                "expires_at": managed.and_then(|m| fsutil::rfc3339_unix(m.expires_at)),
-            });
-        }
         TestOutcome { result, report: Some(report) }
     }
 }

@@ -228,7 +228,7 @@ pub unsafe extern "C" fn smtpb_test_connection(
     with_client("smtpb_test_connection", c, |client| {
         let outcome = client.test_connection(opt_str_arg(profile, "profile")?, opt_str_arg(user_id, "user_id")?);
         if let Some(report) = outcome.report {
-            write_out(out_report_json, report.to_string());
+            write_out(out_report_json, wire::to_json(&report));
         }
         outcome.result
     })
