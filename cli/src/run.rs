@@ -197,7 +197,6 @@ pub fn run(cli: Cli) -> Outcome {
     }
 }
 
-
 fn config(session: Session, command: ConfigCommand, json: bool) -> Outcome {
     let client = &session.client;
     match command {

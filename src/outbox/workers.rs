@@ -1,30 +1,29 @@
 //! The delivery threads: take the next due message, run its attempt,
 //! record the outcome.
 
-use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::events::Event;
 use super::ledger::{moved, now_ms, time_to_ms, Bytes, Ledger};
 use super::{Attempt, AttemptFn, Outbox, Record, RetentionFn, RetryPolicy};
 use crate::error::{Code, Error, Result};
 use crate::status::{Refusal, ServerReply, State, Status};
 
 /// The event of a state change.
-pub(super) fn state_event(record: &Record) -> Value {
+pub(super) fn state_event(record: &Record) -> Event {
     let s = &record.status;
-    json!({
-        "type": "state",
-        "id": s.id,
-        "batch_id": s.batch_id,
-        "reference": s.reference,
-        "state": s.state.name(),
-        "attempts": s.attempts,
-        "error_code": s.error_code as i32,
-        "error": s.error,
-        "possible_duplicate": s.possible_duplicate,
-        "rejected_count": s.rejected.len(),
-    })
+    Event::State {
+        attempts: s.attempts,
+        batch_id: s.batch_id.clone(),
+        error: s.error.clone(),
+        error_code: s.error_code,
+        id: s.id.clone(),
+        possible_duplicate: s.possible_duplicate,
+        reference: s.reference.clone(),
+        rejected_count: s.rejected.len(),
+        state: s.state,
+    }
 }
 
 impl Outbox {
@@ -176,7 +175,7 @@ impl Outbox {
             return Err(e);
         }
         if oauth_needed && state.credentials_noticed.insert(credential_user.clone()) {
-            self.events.emit(json!({"type": "credentials_needed", "user_id": credential_user, "profile": profile}));
+            self.events.emit(Event::CredentialsNeeded { profile, user_id: credential_user });
         }
         Ok(Some(record))
     }
