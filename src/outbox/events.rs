@@ -10,12 +10,12 @@
 //! it is called from inside that callback, which then finishes normally).
 
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{JoinHandle, ThreadId};
 
 use crate::error::Code;
+use crate::logging::LogLine;
 use crate::status::State;
 
 /// Events kept for a slow host before new ones are dropped.
@@ -62,11 +62,21 @@ struct Numbered {
     time: String,
 }
 
+/// A log line as the host receives it.
+#[derive(Serialize)]
+struct Counted {
+    #[serde(flatten)]
+    line: LogLine,
+    /// Lines dropped (the host was slow) since the one before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<u64>,
+}
+
 /// What the event thread delivers: an event, or a log line (to the log
 /// callback of `logging`, under the same rules).
 enum Item {
     Event(Numbered),
-    Log(Value),
+    Log(Counted),
 }
 
 #[derive(Default)]
@@ -175,7 +185,7 @@ impl Events {
     /// Queues a log line for the log callback; past [`MAX_PENDING`]
     /// pending lines new ones are dropped and the next one carries
     /// `"dropped": n`. Never blocks.
-    pub fn emit_log(&self, mut line: Value) {
+    pub fn emit_log(&self, line: LogLine) {
         let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.stop {
             return;
@@ -184,14 +194,10 @@ impl Events {
             queue.dropped_lines += 1;
             return;
         }
-        if queue.dropped_lines > 0 {
-            if let Some(object) = line.as_object_mut() {
-                object.insert("dropped".into(), queue.dropped_lines.into());
-            }
-            queue.dropped_lines = 0;
-        }
+        let dropped = (queue.dropped_lines > 0).then_some(queue.dropped_lines);
+        queue.dropped_lines = 0;
         queue.lines += 1;
-        queue.pending.push_back(Item::Log(line));
+        queue.pending.push_back(Item::Log(Counted { line, dropped }));
         self.shared.queued.notify_one();
     }
 
@@ -295,7 +301,7 @@ fn run(shared: Arc<Shared>) {
         if let Some(callback) = callback {
             let text = match &item {
                 Item::Event(event) => serde_json::to_string(event).expect("events serialise"),
-                Item::Log(line) => line.to_string(),
+                Item::Log(line) => serde_json::to_string(line).expect("log lines serialise"),
             };
             // A panic in a Rust callback must not end the thread.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&text)));
