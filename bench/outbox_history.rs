@@ -238,7 +238,8 @@ fn measure(root: &Path, backlog: usize) {
     client.config_set("SMTPKeepFailedDays", Some("30")).unwrap();
     let size = dir_mib(&dir);
     let t = Instant::now();
-    let purged = client.outbox_purge(SystemTime::now() - Duration::from_secs(30 * 86400), &[]).expect("purge");
+    let purged =
+        client.outbox_purge(SystemTime::now() - Duration::from_secs(30 * 86400), &State::FINAL).expect("purge");
     println!(
         "purge to 30 days: {purged} in {:.1} s; data_dir {size:.1} MiB -> {:.1} MiB",
         t.elapsed().as_secs_f64(),

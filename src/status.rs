@@ -28,6 +28,9 @@ pub enum State {
 }
 
 impl State {
+    /// The final states, whose statuses can be purged.
+    pub const FINAL: [State; 3] = [State::Sent, State::Cancelled, State::Failed];
+
     /// Every state, in the order statistics list them.
     pub const ALL: [State; 6] =
         [State::Queued, State::Sending, State::Sent, State::Deferred, State::Failed, State::Cancelled];

@@ -414,7 +414,10 @@ fn outbox(session: Session, command: OutboxCommand, json: bool) -> Outcome {
             }
         }
         OutboxCommand::Purge { before, state } => {
-            let states = state.iter().map(|s| state_arg(s, "state")).collect::<Outcome<Vec<_>>>()?;
+            let mut states = state.iter().map(|s| state_arg(s, "state")).collect::<Outcome<Vec<_>>>()?;
+            if states.is_empty() {
+                states = State::FINAL.to_vec();
+            }
             purgeable(&states).map_err(|e| e.context("--state"))?;
             let purged = client.outbox_purge(time_arg_at(&before, "before")?, &states)?;
             if json {

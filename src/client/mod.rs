@@ -590,8 +590,8 @@ impl Client {
         self.inner.outbox.query(query)
     }
 
-    /// Purges the final statuses in `states` (empty: sent, cancelled and
-    /// failed) created before `before` (`smtpb_outbox_purge`); how many.
+    /// Purges the final statuses in `states` (all: [`State::FINAL`])
+    /// created before `before` (`smtpb_outbox_purge`); how many.
     pub fn outbox_purge(&self, before: SystemTime, states: &[State]) -> Result<u64> {
         self.check_open()?;
         self.inner.outbox.purge_request(before, states)

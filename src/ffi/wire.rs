@@ -110,9 +110,9 @@ pub fn parse_query(text: &str) -> Result<Query> {
 }
 
 /// `smtpb_outbox_purge`'s `states_json`: an array of final state names
-/// (NULL: none given, which purges every final state).
+/// (NULL: every final state).
 pub fn parse_purge_states(states_json: Option<&str>) -> Result<Vec<State>> {
-    let Some(text) = states_json else { return Ok(Vec::new()) };
+    let Some(text) = states_json else { return Ok(State::FINAL.to_vec()) };
     let names: Vec<String> = json::parse(text, "states_json")?;
     let states = names.iter().map(|n| parse_state(n, "states_json")).collect::<Result<Vec<_>>>()?;
     purgeable(&states).map_err(|e| e.context("states_json"))?;
@@ -151,7 +151,8 @@ mod tests {
 
     #[test]
     fn purge_states_must_be_final() {
-        assert_eq!(parse_purge_states(None).unwrap(), Vec::new());
+        assert_eq!(parse_purge_states(None).unwrap(), State::FINAL.to_vec());
+        assert_eq!(parse_purge_states(Some("[]")).unwrap(), Vec::new());
         assert_eq!(parse_purge_states(Some(r#"["failed"]"#)).unwrap(), vec![State::Failed]);
         let e = parse_purge_states(Some(r#"["sent", "queued"]"#)).unwrap_err();
         assert_eq!(

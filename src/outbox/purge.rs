@@ -108,12 +108,11 @@ impl Outbox {
         self.store().checkpoint()
     }
 
-    /// `smtpb_outbox_purge`: the final statuses in `states` (none given:
-    /// sent, cancelled, failed) created before `before`. Returns how many
-    /// were purged.
+    /// `smtpb_outbox_purge`: the final statuses in `states` (see
+    /// [`State::FINAL`]) created before `before`. Returns how many were
+    /// purged.
     pub fn purge_request(&self, before: SystemTime, states: &[State]) -> Result<u64> {
         purgeable(states)?;
-        let states = if states.is_empty() { &[State::Sent, State::Cancelled, State::Failed][..] } else { states };
         Self::check_running(&self.lock())?;
         self.purge(time_to_ms(before), states)
     }
