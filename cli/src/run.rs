@@ -421,7 +421,7 @@ fn outbox(session: Session, command: OutboxCommand, json: bool) -> Outcome {
             purgeable(&states).map_err(|e| e.context("--state"))?;
             let purged = client.outbox_purge(time_arg_at(&before, "before")?, &states)?;
             if json {
-                output::json_value(&json!({"purged": purged}));
+                output::json_value(&smtpbridge::ffi::wire::Purged { purged });
             } else {
                 println!("{purged} statuses purged");
             }
