@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use smtpbridge::ffi::wire;
 use smtpbridge::outbox::spool::Record;
 use smtpbridge::outbox::store::Store;
 use smtpbridge::status::{State, Status};
@@ -202,13 +203,14 @@ fn measure(root: &Path, backlog: usize) {
     }
     println!("smtpb_status: {:.3} ms each ({rounds} random ids)", t.elapsed().as_secs_f64() * 1000.0 / rounds as f64);
 
-    // Query pages of 100.
+    // Query pages of 100, JSON in and out as smtpb_outbox_query has them.
     let page = |q: &str| {
         let t = Instant::now();
         let rounds = 50;
         let mut out = String::new();
         for _ in 0..rounds {
-            out = client.outbox_query(q).expect("query");
+            let query = wire::parse_query(q).expect("a query");
+            out = wire::to_json(&client.outbox_query(&query).expect("query"));
         }
         (t.elapsed().as_secs_f64() * 1000.0 / rounds as f64, out)
     };
@@ -236,8 +238,8 @@ fn measure(root: &Path, backlog: usize) {
     client.config_set("SMTPKeepFailedDays", Some("30")).unwrap();
     let size = dir_mib(&dir);
     let t = Instant::now();
-    let before = smtpbridge::fsutil::rfc3339(SystemTime::now() - Duration::from_secs(30 * 86400));
-    let purged = client.outbox_purge(&before, None).expect("purge");
+    let purged =
+        client.outbox_purge(SystemTime::now() - Duration::from_secs(30 * 86400), &State::FINAL).expect("purge");
     println!(
         "purge to 30 days: {purged} in {:.1} s; data_dir {size:.1} MiB -> {:.1} MiB",
         t.elapsed().as_secs_f64(),

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::status::ArchivePaths;
 
 /// The longest path Windows handles without long-path support, in UTF-16
 /// units, less one for the terminating NUL.
@@ -98,9 +99,9 @@ fn unique(dir: &Path, name: &str, used: &mut Vec<String>) -> String {
 }
 
 /// Files the sent message `bytes` in `root/<id>/`. `meta` is written to
-/// `meta.json` with the attachment names added. Returns the status's
-/// `archive` object (absolute paths).
-pub fn write(root: &Path, id: &str, bytes: &[u8], mut meta: Value) -> Result<Value> {
+/// `meta.json` with the attachment names added. Returns where the files
+/// are (absolute paths), the status's `archive`.
+pub fn write(root: &Path, id: &str, bytes: &[u8], mut meta: Value) -> Result<ArchivePaths> {
     let dir = root.join(id);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, &e))?;
     let dir = dir.canonicalize().map_err(|e| Error::io("cannot open", &dir, &e))?;
@@ -147,13 +148,13 @@ pub fn write(root: &Path, id: &str, bytes: &[u8], mut meta: Value) -> Result<Val
     }
     let meta_path = dir.join("meta.json");
     write(&meta_path, serde_json::to_string_pretty(&meta).expect("JSON").as_bytes())?;
-    Ok(json!({
-        "dir": dir.display().to_string(),
-        "html": html_path.display().to_string(),
-        "eml": eml_path.display().to_string(),
-        "meta": meta_path.display().to_string(),
-        "attachments": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-    }))
+    Ok(ArchivePaths {
+        attachments: files.iter().map(|p| p.display().to_string()).collect(),
+        dir: dir.display().to_string(),
+        eml: eml_path.display().to_string(),
+        html: html_path.display().to_string(),
+        meta: meta_path.display().to_string(),
+    })
 }
 
 #[cfg(test)]

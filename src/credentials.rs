@@ -18,7 +18,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -474,23 +474,26 @@ impl CredentialStore {
     }
 
     /// The masked view of `smtpb_credentials_masked`.
-    pub fn masked(&self, user_id: Option<&str>) -> Result<Value> {
+    pub fn masked(&self, user_id: Option<&str>) -> Result<Masked> {
         let entry = self
             .find(user_id)
             .ok_or_else(|| Error::not_found(format!("no credentials for {}", user_label(user_id))))?;
         // Opening it proves the entry is intact before reporting on it.
         let credential = self.get(user_id)?.expect("entry exists");
-        Ok(json!({
-            "user_id": user_id,
-            "username": entry.username,
-            "kind": match entry.kind { SecretKind::Password => "password", SecretKind::Oauth2 => "oauth2" },
-            "has_secret": !credential.secret.is_empty(),
-            "password": "********",
-            "expires_at": fsutil::rfc3339_unix(entry.expires_at),
-            "updated_at": fsutil::rfc3339_unix(entry.updated_at),
-            "refreshable": credential.refresh.as_ref().is_some_and(|r| !r.is_empty()),
-            "provider": entry.provider,
-        }))
+        Ok(Masked {
+            expires_at: fsutil::rfc3339_unix(entry.expires_at),
+            has_secret: !credential.secret.is_empty(),
+            kind: match entry.kind {
+                SecretKind::Password => "password",
+                SecretKind::Oauth2 => "oauth2",
+            },
+            password: "********",
+            provider: entry.provider.clone(),
+            refreshable: credential.refresh.as_ref().is_some_and(|r| !r.is_empty()),
+            updated_at: fsutil::rfc3339_unix(entry.updated_at),
+            user_id: user_id.map(str::to_string),
+            username: entry.username.clone(),
+        })
     }
 
     fn commit(&mut self, next: StoreFile) -> Result<()> {
@@ -501,6 +504,22 @@ impl CredentialStore {
         self.file = next;
         Ok(())
     }
+}
+
+/// A stored credential without its secret (`smtpb_credentials_masked`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Masked {
+    pub expires_at: Option<String>,
+    pub has_secret: bool,
+    /// `password` or `oauth2`.
+    pub kind: &'static str,
+    /// Always `********`.
+    pub password: &'static str,
+    pub provider: Option<String>,
+    pub refreshable: bool,
+    pub updated_at: Option<String>,
+    pub user_id: Option<String>,
+    pub username: String,
 }
 
 /// The key derivation a store names must be one this library can run in

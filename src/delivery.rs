@@ -11,7 +11,7 @@
 // boxing it would buy nothing (as in smtp.rs).
 #![allow(clippy::result_large_err)]
 
-use serde_json::{Map, Value};
+use serde::Serialize;
 
 use crate::config::ProfileSettings;
 use crate::error::{Code, Error, Result};
@@ -104,11 +104,38 @@ impl From<crate::smtp::Failure> for Failure {
 /// `Ok(None)` when there is nothing to refresh with.
 pub type Refresh<'a> = &'a dyn Fn() -> std::result::Result<Option<Login>, Failure>;
 
-/// What `smtpb_test_connection` found: the result, and the report's
-/// fields (`stage` and the transport's own).
+/// What `smtpb_test_connection` found: the result, and what the transport
+/// saw on the way.
 pub struct TestReport {
     pub result: Result<()>,
-    pub fields: Map<String, Value>,
+    pub check: Check,
+}
+
+/// What a transport saw in a connection test: the report's own fields.
+/// `stage` is the last stage passed, or on failure the one attempted
+/// (`connect`, `greeting`, `ehlo`, `tls`, `auth`, `done`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub advice: Option<crate::advice::Advice>,
+    pub auth_mechanisms: Vec<String>,
+    pub banner: Option<String>,
+    pub capabilities: Vec<String>,
+    pub stage: &'static str,
+    pub tls: Option<&'static str>,
+    /// Graph only.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphCheck>,
+}
+
+/// What a Graph connection test found besides a [`Check`]'s fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GraphCheck {
+    /// The HTTP status of the last request.
+    pub http_status: Option<u16>,
+    /// The mailbox's address, once it was read.
+    pub mailbox: Option<String>,
+    /// Always `graph`.
+    pub transport: &'static str,
 }
 
 /// One way of handing a built message to a server.

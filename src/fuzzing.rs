@@ -14,14 +14,17 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport};
 
 use crate::config::{Config, ProfileSettings};
 use crate::error::Error;
+use crate::ffi::wire;
 use crate::http::Http;
+use crate::status::State;
+use crate::Client;
 
 /// A byte stream read in pieces of the fuzzer's choosing.
 #[derive(Debug)]
@@ -404,9 +407,9 @@ pub fn warm_up() {
 /// `smtpb_outbox_query`'s query JSON.
 pub fn outbox_query(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    match client().outbox_query(text) {
+    match wire::parse_query(text).and_then(|q| client().outbox_query(&q)) {
         Ok(page) => {
-            let v: serde_json::Value = serde_json::from_str(&page).expect("the page is JSON");
+            let v: serde_json::Value = serde_json::from_str(&wire::to_json(&page)).expect("the page is JSON");
             assert!(v["items"].is_array());
         }
         Err(e) => check_error(&e),
@@ -421,9 +424,11 @@ pub fn outbox_purge(data: &[u8]) {
         Some((b, s)) => (b, Some(s)),
         None => (text, None),
     };
-    match client().outbox_purge(before, states) {
-        Ok(result) => {
-            let v: serde_json::Value = serde_json::from_str(&result).expect("the result is JSON");
+    let purge = |c: &Client| c.outbox_purge(wire::parse_time(before, "before")?, &wire::parse_purge_states(states)?);
+    match purge(client()) {
+        Ok(purged) => {
+            let v: serde_json::Value =
+                serde_json::from_str(&wire::to_json(&wire::Purged { purged })).expect("the result is JSON");
             assert!(v["purged"].is_u64());
         }
         Err(e) => check_error(&e),
@@ -441,14 +446,15 @@ pub fn merge(data: &[u8]) {
         return;
     }
     let c = client();
-    match c.merge(template, recipients) {
-        Ok(result) => {
-            let v: serde_json::Value = serde_json::from_str(&result).expect("the result is JSON");
+    match wire::parse_merge(template, recipients).and_then(|(t, r)| c.merge(t, &r)) {
+        Ok(merged) => {
+            let v: serde_json::Value = serde_json::from_str(&wire::to_json(&merged)).expect("the result is JSON");
             let batch = v["batch_id"].as_str().expect("a batch id");
             let count = v["count"].as_u64().expect("a count");
             assert_eq!(v["ids"].as_array().map(Vec::len), Some(count as usize));
             c.batch_cancel(batch).expect("a merged batch cancels");
-            c.outbox_purge("9999-12-31T00:00:00Z", Some(r#"["cancelled","failed"]"#)).expect("the purge");
+            c.outbox_purge(SystemTime::now() + Duration::from_secs(86_400), &[State::Cancelled, State::Failed])
+                .expect("the purge");
         }
         Err(e) => check_error(&e),
     }
@@ -581,7 +587,7 @@ mod tests {
             merge(&seed);
             let text = std::str::from_utf8(&seed).unwrap();
             let (t, r) = text.split_once('\0').unwrap();
-            assert!(client().merge(t, r).is_ok(), "{}", path.display());
+            assert!(wire::parse_merge(t, r).and_then(|(t, r)| client().merge(t, &r)).is_ok(), "{}", path.display());
         }
     }
 }

@@ -616,19 +616,13 @@ impl Transport for Graph {
                 }
             }
         })();
-        let serde_json::Value::Object(fields) = serde_json::json!({
-            "stage": stage,
-            "transport": NAME,
-            "http_status": http_status,
-            "mailbox": mailbox,
-            "banner": null,
-            "capabilities": [],
-            "tls": null,
-            "auth_mechanisms": ["Bearer"],
-        }) else {
-            unreachable!("an object literal")
+        let check = crate::delivery::Check {
+            auth_mechanisms: vec!["Bearer".into()],
+            stage,
+            graph: Some(crate::delivery::GraphCheck { http_status, mailbox, transport: NAME }),
+            ..crate::delivery::Check::default()
         };
-        TestReport { result, fields }
+        TestReport { result, check }
     }
 
     fn close_all(&self) {

@@ -16,7 +16,10 @@
 //! - [`smtp`]: the SMTP dialogue (deadlines, STARTTLS, AUTH, PIPELINING);
 //! - [`transport`]: pooled sessions per profile;
 //! - [`delivery`]: the delivery step, SMTP or [`graph`] (Microsoft Graph sendMail);
-//! - [`client`]: the client that ties them together;
+//! - [`client`]: the client that ties them together; it takes and returns
+//!   types ([`status::Status`], [`outbox::Page`], [`client::Stats`], …)
+//!   whose `Serialize` is the JSON the C ABI gives ([`ffi::wire`] reads and
+//!   writes that JSON);
 //! - [`logging`], [`transcript`], [`advice`]: diagnostics (log lines,
 //!   redacted dialogues, what to change).
 //!

@@ -28,7 +28,6 @@
 //! Never log a secret: the library's own lines carry no password, token,
 //! AUTH payload or message text.
 
-use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -72,7 +71,7 @@ pub fn parse_level(name: &str) -> u8 {
 
 /// Where a line is delivered to the host's callback (the client's event
 /// thread).
-pub type LineSink = Box<dyn Fn(Value) + Send + Sync>;
+pub type LineSink = Box<dyn Fn(LogLine) + Send + Sync>;
 
 /// The log routing of one client.
 pub struct ClientLog {
@@ -187,16 +186,29 @@ struct Line {
     profile: Option<String>,
 }
 
+/// A log line as the host's log callback receives it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    /// The message the line is about.
+    pub id: Option<String>,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub level: &'static str,
+    pub message: String,
+    pub profile: Option<String>,
+    pub target: String,
+    pub time: String,
+}
+
 impl Line {
-    fn to_json(&self) -> Value {
-        json!({
-            "time": self.time,
-            "level": level_name(self.level),
-            "target": self.target,
-            "message": self.message,
-            "id": self.id,
-            "profile": self.profile,
-        })
+    fn for_host(&self) -> LogLine {
+        LogLine {
+            id: self.id.clone(),
+            level: level_name(self.level),
+            message: self.message.clone(),
+            profile: self.profile.clone(),
+            target: self.target.clone(),
+            time: self.time.clone(),
+        }
     }
 
     /// The line as the log file writes it.
@@ -298,7 +310,7 @@ impl ClientLog {
         let level = level_number(line.level);
         let callback = self.callback_level.load(Ordering::Relaxed);
         if level <= callback && (own || callback >= 4) {
-            (self.sink)(line.to_json());
+            (self.sink)(line.for_host());
         }
         let file_level = self.file_level.load(Ordering::Relaxed);
         if level <= file_level && (own || file_level >= 4) {

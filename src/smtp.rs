@@ -73,6 +73,19 @@ pub struct Reply {
     pub lines: Vec<String>,
 }
 
+/// What a status keeps of a reply.
+impl From<Reply> for crate::status::ServerReply {
+    fn from(r: Reply) -> Self {
+        crate::status::ServerReply { code: r.code, enhanced: r.enhanced, text: r.text }
+    }
+}
+
+impl From<&Reply> for crate::status::ServerReply {
+    fn from(r: &Reply) -> Self {
+        crate::status::ServerReply { code: r.code, enhanced: r.enhanced.clone(), text: r.text.clone() }
+    }
+}
+
 impl Reply {
     pub fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
@@ -884,7 +897,9 @@ impl Session {
         loop {
             match self.round(from, &remaining, body, utf8, delivered.is_none()) {
                 Ok(round) => {
-                    rejected.extend(round.rejected.into_iter().map(|(address, reply)| Refusal::reply(address, reply)));
+                    rejected.extend(
+                        round.rejected.into_iter().map(|(address, reply)| Refusal::reply(address, reply.into())),
+                    );
                     delivered = Some(round.reply);
                     if round.carried.is_empty() {
                         break;
@@ -903,7 +918,7 @@ impl Session {
                         let error = f.message.clone();
                         rejected.push(Refusal {
                             address,
-                            reply: reply.or_else(|| f.reply.clone()),
+                            reply: reply.or_else(|| f.reply.clone()).map(Into::into),
                             error: Some(error),
                         });
                     }

@@ -1,12 +1,11 @@
 //! What happened to a message: the status a host reads back.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize, Serializer};
 use std::time::SystemTime;
 
+use crate::advice::Advice;
 use crate::error::Code;
 use crate::fsutil::rfc3339;
-use crate::smtp::Reply;
 
 /// A new message or batch id: a ULID, strictly increasing within the
 /// process, so ids sort by creation even within one millisecond.
@@ -29,9 +28,17 @@ pub enum State {
 }
 
 impl State {
+    /// The final states, whose statuses can be purged.
+    pub const FINAL: [State; 3] = [State::Sent, State::Cancelled, State::Failed];
+
     /// Every state, in the order statistics list them.
     pub const ALL: [State; 6] =
         [State::Queued, State::Sending, State::Sent, State::Deferred, State::Failed, State::Cancelled];
+
+    /// The state named `name` (lower case, as the status JSON names it).
+    pub fn from_name(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.name() == name)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -56,21 +63,64 @@ impl State {
     }
 }
 
+/// A server's reply as a status keeps it: the code, the RFC 3463 enhanced
+/// code when there was one, and the text (lines joined by a space).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerReply {
+    pub code: u16,
+    pub enhanced: Option<String>,
+    pub text: String,
+}
+
+/// Messages per state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StateCounts {
+    pub cancelled: u64,
+    pub deferred: u64,
+    pub failed: u64,
+    pub queued: u64,
+    pub sending: u64,
+    pub sent: u64,
+}
+
+impl StateCounts {
+    fn slot(&mut self, state: State) -> &mut u64 {
+        match state {
+            State::Queued => &mut self.queued,
+            State::Sending => &mut self.sending,
+            State::Sent => &mut self.sent,
+            State::Deferred => &mut self.deferred,
+            State::Failed => &mut self.failed,
+            State::Cancelled => &mut self.cancelled,
+        }
+    }
+
+    /// Counts `n` more messages in `state`.
+    pub fn add(&mut self, state: State, n: u64) {
+        *self.slot(state) += n;
+    }
+
+    /// The messages in `state`.
+    pub fn get(&self, state: State) -> u64 {
+        let mut copy = *self;
+        *copy.slot(state)
+    }
+}
+
 /// A recipient that did not get a message others got: refused by the
 /// server, or left over when a later transaction of the message failed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
     pub address: String,
     /// The server's reply for this recipient (none when the session broke).
-    pub reply: Option<Reply>,
+    pub reply: Option<ServerReply>,
     /// The library's account, when a later transaction failed.
-    #[serde(default)]
     pub error: Option<String>,
 }
 
 impl Refusal {
     /// A recipient the server refused with `reply`.
-    pub fn reply(address: String, reply: Reply) -> Refusal {
+    pub fn reply(address: String, reply: ServerReply) -> Refusal {
         Refusal { address, reply: Some(reply), error: None }
     }
 }
@@ -79,14 +129,14 @@ impl Refusal {
 /// recipients: the status's `test_mode`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestMode {
-    /// The test addresses that got it (the envelope).
-    pub redirected_to: Vec<String>,
     /// The recipients it had (to, cc and bcc, blacklisted ones left out).
     pub original: Vec<String>,
+    /// The test addresses that got it (the envelope).
+    pub redirected_to: Vec<String>,
 }
 
 /// The status of one message.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Status {
     pub id: String,
     pub reference: Option<String>,
@@ -96,7 +146,7 @@ pub struct Status {
     pub attempts: u32,
     pub message_id: String,
     /// The last reply that decided the outcome.
-    pub reply: Option<Reply>,
+    pub reply: Option<ServerReply>,
     pub error_code: Code,
     pub error: Option<String>,
     pub needs: Option<String>,
@@ -107,19 +157,16 @@ pub struct Status {
     pub created_at: SystemTime,
     pub sent_at: Option<SystemTime>,
     pub next_attempt_at: Option<SystemTime>,
-    pub archive: Option<Value>,
+    /// Where the sent copy was filed.
+    pub archive: Option<ArchivePaths>,
     /// What to change, for a failed or deferred message whose cause the
     /// library recognised (ABI §15).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub advice: Option<crate::advice::Advice>,
+    pub advice: Option<Advice>,
     /// How the last attempt delivered: `smtp` or `graph` (ABI §14).
-    #[serde(default)]
     pub transport: Option<String>,
     /// The HTTP status of the last Graph attempt.
-    #[serde(default)]
     pub http_status: Option<u16>,
     /// Test mode's redirection; `None` when test mode was off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_mode: Option<TestMode>,
 }
 
@@ -152,52 +199,120 @@ impl Status {
             test_mode: None,
         }
     }
+}
 
-    /// The status JSON of ABI §7.
-    pub fn to_json(&self) -> Value {
-        let rejected: Vec<Value> = self
-            .rejected
-            .iter()
-            .map(|r| {
-                let mut v = json!({
-                    "address": r.address,
-                    "smtp_code": r.reply.as_ref().map(|r| r.code),
-                    "enhanced_code": r.reply.as_ref().and_then(|r| r.enhanced.clone()),
-                    "smtp_response": r.reply.as_ref().map(|r| r.text.clone()),
-                });
-                if let Some(error) = &r.error {
-                    v["error"] = json!(error);
-                }
-                v
-            })
-            .collect();
-        json!({
-            "id": self.id,
-            "reference": self.reference,
-            "batch_id": self.batch_id,
-            "profile": self.profile,
-            "state": self.state.name(),
-            "attempts": self.attempts,
-            "message_id": self.message_id,
-            "smtp_code": self.reply.as_ref().map(|r| r.code),
-            "enhanced_code": self.reply.as_ref().and_then(|r| r.enhanced.clone()),
-            "smtp_response": self.reply.as_ref().map(|r| r.text.clone()),
-            "error_code": self.error_code as i32,
-            "error": self.error,
-            "needs": self.needs,
-            "recipients": self.recipients,
-            "blocked": self.blocked,
-            "rejected": rejected,
-            "partial": self.state == State::Sent && !self.rejected.is_empty(),
-            "possible_duplicate": self.possible_duplicate,
-            "created_at": rfc3339(self.created_at),
-            "sent_at": self.sent_at.map(rfc3339),
-            "next_attempt_at": self.next_attempt_at.map(rfc3339),
-            "archive": self.archive,
-            "advice": self.advice.as_ref().filter(|_| matches!(self.state, State::Failed | State::Deferred)),
-            "transport": self.transport,
-            "http_status": self.http_status,
-            "test_mode": self.test_mode,
-        })
+/// Where the archive filed a sent message (absolute paths): the status's
+/// `archive`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ArchivePaths {
+    pub attachments: Vec<String>,
+    pub dir: String,
+    pub eml: String,
+    pub html: String,
+    pub meta: String,
+}
+
+impl Serialize for Refusal {
+    /// `{"address", "smtp_code", "enhanced_code", "smtp_response"}`, and
+    /// `error` when the library has an account of its own.
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            address: &'a str,
+            enhanced_code: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'a str>,
+            smtp_code: Option<u16>,
+            smtp_response: Option<&'a str>,
+        }
+        let reply = self.reply.as_ref();
+        Json {
+            address: &self.address,
+            enhanced_code: reply.and_then(|r| r.enhanced.as_deref()),
+            error: self.error.as_deref(),
+            smtp_code: reply.map(|r| r.code),
+            smtp_response: reply.map(|r| r.text.as_str()),
+        }
+        .serialize(serializer)
+    }
+}
+
+fn rfc3339_opt<S: Serializer>(time: &Option<SystemTime>, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    time.map(rfc3339).serialize(serializer)
+}
+
+fn rfc3339_of<S: Serializer>(time: &SystemTime, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    rfc3339(*time).serialize(serializer)
+}
+
+impl Serialize for Status {
+    /// The status JSON of ABI §7 (the store keeps its own form, see
+    /// `outbox::spool`). `partial`: sent with some recipients refused;
+    /// `advice` only while the message is failed or deferred.
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        // Fields in the order of their names, as the JSON has always been.
+        #[derive(Serialize)]
+        struct Json<'a> {
+            advice: Option<&'a Advice>,
+            archive: &'a Option<ArchivePaths>,
+            attempts: u32,
+            batch_id: &'a Option<String>,
+            blocked: &'a [String],
+            #[serde(serialize_with = "rfc3339_of")]
+            created_at: &'a SystemTime,
+            enhanced_code: Option<&'a str>,
+            error: &'a Option<String>,
+            error_code: Code,
+            http_status: Option<u16>,
+            id: &'a str,
+            message_id: &'a str,
+            needs: &'a Option<String>,
+            #[serde(serialize_with = "rfc3339_opt")]
+            next_attempt_at: &'a Option<SystemTime>,
+            partial: bool,
+            possible_duplicate: bool,
+            profile: &'a str,
+            recipients: &'a [String],
+            reference: &'a Option<String>,
+            rejected: &'a [Refusal],
+            #[serde(serialize_with = "rfc3339_opt")]
+            sent_at: &'a Option<SystemTime>,
+            smtp_code: Option<u16>,
+            smtp_response: Option<&'a str>,
+            state: State,
+            test_mode: &'a Option<TestMode>,
+            transport: &'a Option<String>,
+        }
+        let reply = self.reply.as_ref();
+        Json {
+            advice: self.advice.as_ref().filter(|_| matches!(self.state, State::Failed | State::Deferred)),
+            archive: &self.archive,
+            attempts: self.attempts,
+            batch_id: &self.batch_id,
+            blocked: &self.blocked,
+            created_at: &self.created_at,
+            enhanced_code: reply.and_then(|r| r.enhanced.as_deref()),
+            error: &self.error,
+            error_code: self.error_code,
+            http_status: self.http_status,
+            id: &self.id,
+            message_id: &self.message_id,
+            needs: &self.needs,
+            next_attempt_at: &self.next_attempt_at,
+            partial: self.state == State::Sent && !self.rejected.is_empty(),
+            possible_duplicate: self.possible_duplicate,
+            profile: &self.profile,
+            recipients: &self.recipients,
+            reference: &self.reference,
+            rejected: &self.rejected,
+            sent_at: &self.sent_at,
+            smtp_code: reply.map(|r| r.code),
+            smtp_response: reply.map(|r| r.text.as_str()),
+            state: self.state,
+            test_mode: &self.test_mode,
+            transport: &self.transport,
+        }
+        .serialize(serializer)
     }
 }

@@ -210,17 +210,16 @@ impl crate::delivery::Transport for Pool {
                     crate::error::Error::new(f.code, format!("{}{suffix}", f.message))
                 })
         });
-        let serde_json::Value::Object(fields) = serde_json::json!({
-            "stage": probe.stage,
-            "banner": probe.banner,
-            "capabilities": probe.capabilities,
-            "tls": probe.tls,
-            "auth_mechanisms": probe.auth_mechanisms,
-            "advice": advice,
-        }) else {
-            unreachable!("an object literal")
+        let check = crate::delivery::Check {
+            advice,
+            auth_mechanisms: probe.auth_mechanisms,
+            banner: probe.banner,
+            capabilities: probe.capabilities,
+            stage: probe.stage,
+            tls: probe.tls,
+            graph: None,
         };
-        crate::delivery::TestReport { result, fields }
+        crate::delivery::TestReport { result, check }
     }
 
     fn close_all(&self) {

@@ -2,7 +2,12 @@
 //! driven by the batch's events.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
+use smtpbridge::address::{parse_entry, AddressList};
+use smtpbridge::client::MergeRecipient;
+use smtpbridge::json::OrderedMap;
+use smtpbridge::message::{MessageJson, PartSpec};
+use smtpbridge::status::State;
 use smtpbridge::Code;
 use std::path::Path;
 use std::sync::mpsc;
@@ -10,13 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::output;
-use crate::run::{failed_message, io_failure, parse, Failure, Outcome, Session};
+use crate::run::{failed_message, io_failure, Failure, Outcome, Session};
 
-/// Reads the recipients CSV (header row first) into `recipients_json`
-/// objects. Columns `email`, `name`, `cc`, `reference` and `attachments`
-/// (any letter case) are the recipient's; every other column is a field. `cc` and `attachments` hold several values separated by `;`;
-/// attachment paths are made absolute. Errors name the file, row and column.
-pub fn recipients_from_csv(path: &Path) -> Outcome<Vec<Value>> {
+/// Reads the recipients CSV (header row first) into merge recipients.
+/// Columns `email`, `name`, `cc`, `reference` and `attachments` (any letter
+/// case) are the recipient's; every other column is a field. `cc` and
+/// `attachments` hold several values separated by `;`; attachment paths are
+/// made absolute. Errors name the file, row and column.
+pub fn recipients_from_csv(path: &Path) -> Outcome<Vec<MergeRecipient>> {
     let mut reader =
         csv::ReaderBuilder::new().trim(csv::Trim::Headers).from_path(path).map_err(|e| csv_failure(path, &e))?;
     let headers = reader.headers().map_err(|e| csv_failure(path, &e))?.clone();
@@ -35,33 +41,27 @@ pub fn recipients_from_csv(path: &Path) -> Outcome<Vec<Value>> {
     for (index, row) in reader.records().enumerate() {
         let row = row.map_err(|e| csv_failure(path, &e))?;
         let line = row.position().map(|p| p.line()).unwrap_or(index as u64 + 2);
-        let mut recipient = Map::new();
-        let mut fields = Map::new();
+        let mut recipient = MergeRecipient::default();
+        let mut fields = Vec::new();
         for (name, value) in headers.iter().zip(row.iter()) {
-            let list = || value.split(';').map(str::trim).filter(|v| !v.is_empty()).collect::<Vec<_>>();
+            let list = || value.split(';').map(str::trim).filter(|v| !v.is_empty());
+            let given = (!value.is_empty()).then(|| value.to_string());
             match name.to_ascii_lowercase().as_str() {
-                "email" | "name" | "reference" => {
-                    if !value.is_empty() {
-                        recipient.insert(name.to_ascii_lowercase(), json!(value));
-                    }
-                }
-                "cc" => {
-                    recipient.insert("cc".into(), json!(list()));
-                }
+                "email" => recipient.email = value.to_string(),
+                "name" => recipient.name = given,
+                "reference" => recipient.reference = given,
+                "cc" => recipient.cc = AddressList(list().map(parse_entry).collect()),
                 "attachments" => {
-                    let paths = list()
-                        .into_iter()
+                    recipient.attachments = list()
                         .map(|p| {
                             let absolute =
                                 std::path::absolute(p).map_err(|e| io_failure("cannot resolve", Path::new(p), &e))?;
-                            Ok(json!({"path": absolute.to_string_lossy()}))
+                            let path = Some(absolute.to_string_lossy().into_owned());
+                            Ok(PartSpec { path, content_base64: None, name: None, content_type: None, cid: None })
                         })
                         .collect::<Outcome<Vec<_>>>()?;
-                    recipient.insert("attachments".into(), json!(paths));
                 }
-                _ => {
-                    fields.insert(name.to_string(), json!(value));
-                }
+                _ => fields.push((name.to_string(), Value::String(value.to_string()))),
             }
         }
         if row.get(email_column).unwrap_or("").is_empty() {
@@ -70,8 +70,8 @@ pub fn recipients_from_csv(path: &Path) -> Outcome<Vec<Value>> {
                 format!("{} line {line}: the email column is empty", path.display()),
             ));
         }
-        recipient.insert("fields".into(), Value::Object(fields));
-        recipients.push(Value::Object(recipient));
+        recipient.fields = Some(OrderedMap(fields));
+        recipients.push(recipient);
     }
     Ok(recipients)
 }
@@ -86,15 +86,21 @@ fn csv_failure(path: &Path, e: &csv::Error) -> Failure {
 /// Merges, then follows the batch until nothing of it is queued or sending
 /// (or `timeout` seconds pass): each event of the client wakes the loop,
 /// and the batch status (the truth) moves the bar.
-pub fn merge(session: Session, template: &str, recipients: &[Value], timeout: u32, json: bool) -> Outcome {
+pub fn merge(
+    session: Session,
+    template: MessageJson,
+    recipients: &[MergeRecipient],
+    timeout: u32,
+    json: bool,
+) -> Outcome {
     let client = &session.client;
     let (news, events) = mpsc::channel::<()>();
     client.set_event_callback(Some(Arc::new(move |_event: &str| {
         let _ = news.send(());
     })))?;
-    let merged = parse(&client.merge(template, &Value::Array(recipients.to_vec()).to_string())?);
-    let batch_id = merged["batch_id"].as_str().unwrap_or_default().to_string();
-    let total = merged["count"].as_u64().unwrap_or(0);
+    let merged = client.merge(template, recipients)?;
+    let batch_id = merged.batch_id.clone();
+    let total = merged.count as u64;
     if timeout == 0 {
         output::merged(&merged, None, json);
         return Ok(());
@@ -109,16 +115,11 @@ pub fn merge(session: Session, template: &str, recipients: &[Value], timeout: u3
     );
     let deadline = Instant::now() + Duration::from_secs(timeout as u64);
     let counts = loop {
-        let counts = parse(&client.batch_status(&batch_id)?);
-        let count = |state: &str| counts[state].as_u64().unwrap_or(0);
-        bar.set_position(count("sent") + count("failed") + count("cancelled"));
-        bar.set_message(format!(
-            "({} sent, {} failed, {} deferred)",
-            count("sent"),
-            count("failed"),
-            count("deferred")
-        ));
-        if count("queued") + count("sending") == 0 || Instant::now() >= deadline {
+        let counts = client.batch_status(&batch_id)?;
+        let c = &counts.counts;
+        bar.set_position(c.sent + c.failed + c.cancelled);
+        bar.set_message(format!("({} sent, {} failed, {} deferred)", c.sent, c.failed, c.deferred));
+        if c.queued + c.sending == 0 || Instant::now() >= deadline {
             break counts;
         }
         // Woken by the next event, at the latest after a second.
@@ -128,28 +129,25 @@ pub fn merge(session: Session, template: &str, recipients: &[Value], timeout: u3
     bar.finish();
     client.set_event_callback(None)?;
     output::merged(&merged, Some(&counts), json);
-    let count = |state: &str| counts[state].as_u64().unwrap_or(0);
-    if count("failed") > 0 {
-        for id in merged["ids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-            let status = parse(&client.status(id)?);
-            if status["state"] == "failed" {
-                return Err(failed_message(&status));
+    let c = &counts.counts;
+    if c.failed > 0 {
+        for id in &merged.ids {
+            let status = client.status(id)?;
+            if status.state == State::Failed {
+                return Err(failed_message(status));
             }
         }
     }
-    if count("queued") + count("sending") > 0 {
+    if c.queued + c.sending > 0 {
         return Err(Failure::new(
             Code::Timeout,
             format!("batch {batch_id}: not all delivered after {timeout} s; the rest stays in the outbox"),
         ));
     }
-    if count("deferred") > 0 {
+    if c.deferred > 0 {
         return Err(Failure::new(
             Code::Transient,
-            format!(
-                "batch {batch_id}: {} messages deferred; they stay in the outbox and are retried",
-                count("deferred")
-            ),
+            format!("batch {batch_id}: {} messages deferred; they stay in the outbox and are retried", c.deferred),
         ));
     }
     Ok(())

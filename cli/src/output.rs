@@ -1,12 +1,27 @@
 //! Printing: the library's JSON as is with `--json` (stdout; errors as a
 //! JSON object on stderr), short human lines otherwise.
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
+use smtpbridge::client::{Merged, ProbeReport, SignedIn, Stats, TestReport};
+use smtpbridge::credentials::Masked;
+use smtpbridge::outbox::{BatchCounts, Cursor};
+use smtpbridge::status::{State, Status};
+use smtpbridge::transcript::Attempt;
 
-use crate::run::Failure;
+use crate::run::{Detail, Failure};
 
-pub fn json_value(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+/// Prints a value as the library's JSON (pretty).
+pub fn json_value<T: Serialize + ?Sized>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("output types serialise"));
+}
+
+/// A JSON document of the library (the configuration), pretty.
+pub fn document(text: &str) {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => json_value(&value),
+        Err(_) => println!("{text}"),
+    }
 }
 
 /// A command that has nothing to show but that it worked.
@@ -18,125 +33,157 @@ pub fn done(line: &str, json: bool) {
     }
 }
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
-        other => other.to_string(),
-    }
+/// The advice a status shows: while the message is failed or deferred.
+fn status_advice(status: &Status) -> Option<&str> {
+    status.advice.as_ref().filter(|_| matches!(status.state, State::Failed | State::Deferred)).map(|a| a.text.as_str())
 }
 
-/// The advice of a status or report (diagnostics: `{"key", "text"}`).
-fn advice(detail: &Value) -> Option<&str> {
-    detail.get("advice").and_then(|a| a.get("text")).and_then(Value::as_str)
+fn or_dash(value: Option<impl ToString>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
-pub fn status(status: &Value, json: bool) {
+pub fn status(status: &Status, json: bool) {
     if json {
         return json_value(status);
     }
-    println!("{} {}", status["id"].as_str().unwrap_or("?"), status["state"].as_str().unwrap_or("?"));
-    for field in ["reference", "profile", "recipients", "attempts", "smtp_code", "smtp_response", "error", "needs"] {
-        if !status[field].is_null() && status[field] != json!([]) {
-            println!("  {field}: {}", text(&status[field]));
+    println!("{} {}", status.id, status.state.name());
+    let reply = status.reply.as_ref();
+    let lines = [
+        ("reference", status.reference.clone()),
+        ("profile", Some(status.profile.clone())),
+        ("recipients", (!status.recipients.is_empty()).then(|| status.recipients.join(", "))),
+        ("attempts", Some(status.attempts.to_string())),
+        ("smtp_code", reply.map(|r| r.code.to_string())),
+        ("smtp_response", reply.map(|r| r.text.clone())),
+        ("error", status.error.clone()),
+        ("needs", status.needs.clone()),
+    ];
+    for (field, value) in lines {
+        if let Some(value) = value {
+            println!("  {field}: {value}");
         }
     }
-    for rejected in status["rejected"].as_array().into_iter().flatten() {
+    for rejected in &status.rejected {
+        let reply = rejected.reply.as_ref();
         println!(
             "  rejected: {} ({} {})",
-            text(&rejected["address"]),
-            text(&rejected["smtp_code"]),
-            text(&rejected["smtp_response"])
+            rejected.address,
+            or_dash(reply.map(|r| r.code)),
+            or_dash(reply.map(|r| r.text.as_str()))
         );
     }
-    if status["possible_duplicate"] == true {
+    if status.possible_duplicate {
         println!("  possible_duplicate: true");
     }
-    if let Some(advice) = advice(status) {
+    if let Some(advice) = status_advice(status) {
         println!("  advice: {advice}");
     }
 }
 
-pub fn status_list(list: &Value, json: bool) {
+pub fn status_list(list: &[Status], json: bool) {
     if json {
         return json_value(list);
     }
     println!("{:<26}  {:<9}  {:>3}  {:<30}  REFERENCE / ERROR", "ID", "STATE", "TRY", "RECIPIENTS");
-    for s in list.as_array().into_iter().flatten() {
-        let last = if s["error"].is_null() { text(&s["reference"]) } else { text(&s["error"]) };
-        println!(
-            "{:<26}  {:<9}  {:>3}  {:<30}  {last}",
-            text(&s["id"]),
-            text(&s["state"]),
-            text(&s["attempts"]),
-            text(&s["recipients"])
-        );
+    for s in list {
+        let last = or_dash(s.error.as_ref().or(s.reference.as_ref()));
+        println!("{:<26}  {:<9}  {:>3}  {:<30}  {last}", s.id, s.state.name(), s.attempts, s.recipients.join(", "));
     }
 }
 
-pub fn stats(stats: &Value, json: bool) {
+pub fn stats(stats: &Stats, json: bool) {
     if json {
         return json_value(stats);
     }
-    let counts: Vec<String> = ["queued", "sending", "sent", "deferred", "failed", "cancelled"]
-        .iter()
-        .map(|s| format!("{s} {}", text(&stats[*s])))
-        .collect();
+    let counts: Vec<String> =
+        [State::Queued, State::Sending, State::Sent, State::Deferred, State::Failed, State::Cancelled]
+            .iter()
+            .map(|s| format!("{} {}", s.name(), stats.counts.get(*s)))
+            .collect();
     println!("{}", counts.join(", "));
-    if stats["paused"].as_array().is_some_and(|p| !p.is_empty()) {
-        println!("paused: {}", text(&stats["paused"]));
+    if !stats.paused.is_empty() {
+        println!("paused: {}", stats.paused.join(", "));
     }
-    for (name, limit) in stats["profiles"].as_object().into_iter().flatten() {
-        if limit["limit"].as_u64().unwrap_or(0) > 0 {
+    for (name, limit) in &stats.profiles {
+        if limit.limit > 0 {
             println!(
                 "{name}: {} of {} per {} (resets {})",
-                text(&limit["sent_in_period"]),
-                text(&limit["limit"]),
-                text(&limit["period"]),
-                text(&limit["resets_at"])
+                limit.sent_in_period,
+                limit.limit,
+                limit.period,
+                or_dash(limit.resets_at.as_ref())
             );
         }
     }
 }
 
-pub fn test_report(report: &Value, json: bool) {
+fn list(items: &[String]) -> String {
+    items.join(", ")
+}
+
+pub fn test_report(report: &TestReport, json: bool) {
     if json {
         return json_value(report);
     }
-    let verdict = if report["ok"] == true { "ok" } else { "FAILED at" };
-    println!("{verdict} {} (profile {})", text(&report["stage"]), text(&report["profile"]));
-    for field in ["banner", "tls", "auth_mechanisms", "capabilities"] {
-        println!("  {field}: {}", text(&report[field]));
-    }
+    let verdict = if report.ok { "ok" } else { "FAILED at" };
+    let check = &report.check;
+    println!("{verdict} {} (profile {})", check.stage, report.profile);
+    println!("  banner: {}", or_dash(check.banner.as_ref()));
+    println!("  tls: {}", or_dash(check.tls));
+    println!("  auth_mechanisms: {}", list(&check.auth_mechanisms));
+    println!("  capabilities: {}", list(&check.capabilities));
 }
 
-pub fn credential(masked: &Value, json: bool) {
+pub fn credential(masked: &Masked, json: bool) {
     if json {
         return json_value(masked);
     }
-    for (field, value) in masked.as_object().into_iter().flatten() {
-        println!("{field}: {}", text(value));
+    let fields = [
+        ("expires_at", or_dash(masked.expires_at.as_ref())),
+        ("has_secret", masked.has_secret.to_string()),
+        ("kind", masked.kind.to_string()),
+        ("password", masked.password.to_string()),
+        ("provider", or_dash(masked.provider.as_ref())),
+        ("refreshable", masked.refreshable.to_string()),
+        ("updated_at", or_dash(masked.updated_at.as_ref())),
+        ("user_id", or_dash(masked.user_id.as_ref())),
+        ("username", masked.username.clone()),
+    ];
+    for (field, value) in fields {
+        println!("{field}: {value}");
     }
 }
 
-pub fn merged(merged: &Value, counts: Option<&Value>, json: bool) {
+/// A finished sign-in: the credential, and what to change when it cannot
+/// be refreshed.
+pub fn signed_in(signed_in: &SignedIn, json: bool) {
     if json {
-        let mut out = merged.clone();
-        if let Some(counts) = counts {
-            out["outcome"] = counts.clone();
-        }
-        return json_value(&out);
+        return json_value(signed_in);
     }
-    println!("batch {}: {} messages", text(&merged["batch_id"]), text(&merged["count"]));
-    if let Some(c) = counts {
+    credential(&signed_in.credential, false);
+    if let Some(advice) = &signed_in.advice {
+        println!("advice: {}", advice.text);
+    }
+}
+
+pub fn merged(merged: &Merged, outcome: Option<&BatchCounts>, json: bool) {
+    if json {
+        /// The merge and, when the command followed it, the batch's counts.
+        #[derive(Serialize)]
+        struct Followed<'a> {
+            #[serde(flatten)]
+            merged: &'a Merged,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            outcome: Option<&'a BatchCounts>,
+        }
+        return json_value(&Followed { merged, outcome });
+    }
+    println!("batch {}: {} messages", merged.batch_id, merged.count);
+    if let Some(c) = outcome {
+        let c = &c.counts;
         println!(
             "sent {}, failed {}, deferred {}, queued {}, cancelled {}",
-            text(&c["sent"]),
-            text(&c["failed"]),
-            text(&c["deferred"]),
-            text(&c["queued"]),
-            text(&c["cancelled"])
+            c.sent, c.failed, c.deferred, c.queued, c.cancelled
         );
     }
 }
@@ -147,74 +194,83 @@ pub fn failure(failure: &Failure, json: bool) {
     let name = failure.code.name();
     if json {
         let mut out = json!({"error_code": failure.code as i32, "error_name": name, "error": failure.message});
-        if let Some(detail) = &failure.detail {
-            let field = if detail.get("stage").is_some() { "report" } else { "status" };
-            out[field] = detail.clone();
+        match &failure.detail {
+            Some(Detail::Status(status)) => out["status"] = serde_json::to_value(status).expect("a status"),
+            Some(Detail::Test(report)) => out["report"] = serde_json::to_value(report).expect("a report"),
+            Some(Detail::Probe(report)) => out["report"] = serde_json::to_value(report).expect("a report"),
+            None => {}
         }
         eprintln!("{out}");
         return;
     }
     eprintln!("error: {name}: {}", failure.message);
-    if let Some(detail) = &failure.detail {
-        if let Some(advice) = advice(detail) {
-            eprintln!("advice: {advice}");
-        }
-        if detail["state"] == "failed" {
-            if let Some(id) = detail["id"].as_str() {
+    match &failure.detail {
+        Some(Detail::Status(status)) => {
+            if let Some(advice) = status_advice(status) {
+                eprintln!("advice: {advice}");
+            }
+            if status.state == State::Failed {
+                let id = &status.id;
                 eprintln!("message {id} is recorded as failed; `smtpbridge outbox retry {id}` queues it again");
             }
         }
+        Some(Detail::Test(report)) => {
+            if let Some(advice) = &report.check.advice {
+                eprintln!("advice: {}", advice.text);
+            }
+        }
+        Some(Detail::Probe(_)) | None => {}
     }
 }
 
 /// One page (or, with --all, every page) of `outbox query`.
-pub fn query_page(items: &Value, next_cursor: &Value, json: bool) {
+pub fn query_page(page: &smtpbridge::outbox::Page<Status>, json: bool) {
     if json {
-        return json_value(&json!({"items": items, "next_cursor": next_cursor}));
+        return json_value(page);
     }
-    status_list(items, false);
-    if let Some(cursor) = next_cursor.as_str() {
-        println!("more: --cursor {cursor}");
+    status_list(&page.items, false);
+    if let Some(cursor) = &page.next_cursor {
+        println!("more: --cursor {}", Cursor::encode(cursor));
     }
 }
 
 /// A transcript: each attempt, then its lines (C client, S server, * notes).
-pub fn transcript(attempts: &Value, json: bool) {
+pub fn transcript(attempts: &[Attempt], json: bool) {
     if json {
         return json_value(attempts);
     }
-    for attempt in attempts.as_array().into_iter().flatten() {
+    for attempt in attempts {
         println!(
             "attempt {} at {} ({} {})",
-            text(&attempt["attempt"]),
-            text(&attempt["started_at"]),
-            text(&attempt["transport"]),
-            text(&attempt["server"])
+            attempt.attempt,
+            attempt.started_at,
+            attempt.transport,
+            or_dash(attempt.server.as_ref())
         );
-        for line in attempt["lines"].as_array().into_iter().flatten() {
-            println!("{:>7} ms {} {}", text(&line["ms"]), text(&line["dir"]), text(&line["text"]));
+        for line in &attempt.lines {
+            println!("{:>7} ms {} {}", line.ms, line.dir, line.text);
         }
     }
 }
 
 /// The probe of a host: a line per port, then the keys to set.
-pub fn probe_report(report: &Value, json: bool) {
+pub fn probe_report(report: &ProbeReport, json: bool) {
     if json {
         return json_value(report);
     }
-    for r in report["results"].as_array().into_iter().flatten() {
-        let verdict = if r["ok"] == true { "works".to_string() } else { format!("no: {}", text(&r["error"])) };
-        println!("{:>5} {:<5} {verdict}", text(&r["port"]), text(&r["encryption"]));
-        if let Some(advice) = advice(r) {
-            println!("      advice: {advice}");
+    for r in &report.results {
+        let verdict = if r.ok { "works".to_string() } else { format!("no: {}", or_dash(r.error.as_ref())) };
+        println!("{:>5} {:<5} {verdict}", r.port, r.encryption);
+        if let Some(advice) = &r.advice {
+            println!("      advice: {}", advice.text);
         }
     }
-    match report["suggested"].as_object() {
+    match &report.suggested {
         Some(keys) => {
             println!("suggested:");
-            for (key, value) in keys {
-                println!("  {key}={}", text(value));
-            }
+            println!("  SMTPServer={}", keys.server);
+            println!("  SMTPServerEncryption={}", keys.encryption);
+            println!("  SMTPServerPort={}", keys.port);
         }
         None => println!("suggested: nothing works"),
     }

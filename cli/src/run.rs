@@ -1,21 +1,37 @@
 //! One function per command, over [`smtpbridge::Client`].
 
 use serde_json::{json, Value};
-use smtpbridge::client::{OPEN_DEFAULT, OPEN_PAUSED};
+use smtpbridge::client::{ProbeReport, TestReport, OPEN_DEFAULT, OPEN_PAUSED};
+use smtpbridge::outbox::{purgeable, Cursor, Page, Query};
+use smtpbridge::status::{State, Status};
 use smtpbridge::{Client, Code, Error};
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 use zeroize::Zeroizing;
 
 use crate::args::{Cli, Command, ConfigCommand, CredentialsCommand, MessageArgs, OutboxCommand, RenderArgs, SendArgs};
 use crate::output;
+
+/// What came with a failure: the message's status, or a report.
+pub enum Detail {
+    Status(Box<Status>),
+    Test(Box<TestReport>),
+    Probe(Box<ProbeReport>),
+}
+
+impl From<Status> for Detail {
+    fn from(status: Status) -> Detail {
+        Detail::Status(Box::new(status))
+    }
+}
 
 /// Why a command failed: the result code (the exit status), the message, and
 /// the status or report that came with it.
 pub struct Failure {
     pub code: Code,
     pub message: String,
-    pub detail: Option<Value>,
+    pub detail: Option<Detail>,
 }
 
 impl Failure {
@@ -23,7 +39,7 @@ impl Failure {
         Failure { code, message: message.into(), detail: None }
     }
 
-    pub fn with_detail(error: Error, detail: Option<Value>) -> Failure {
+    pub fn with_detail(error: Error, detail: Option<Detail>) -> Failure {
         Failure { code: error.code(), message: error.message().to_string(), detail }
     }
 
@@ -138,7 +154,8 @@ pub fn run(cli: Cli) -> Outcome {
             // Read and check the input before the data directory is opened.
             let template = read_text(&args.template)?;
             let recipients = crate::merge::recipients_from_csv(&args.recipients)?;
-            crate::merge::merge(open(dir, Delivery::Run)?, &template, &recipients, args.timeout, json)
+            let template = smtpbridge::json::parse_object(&template, "template JSON")?;
+            crate::merge::merge(open(dir, Delivery::Run)?, template, &recipients, args.timeout, json)
         }
         Command::Outbox(command) => {
             let delivery = match command {
@@ -150,13 +167,13 @@ pub fn run(cli: Cli) -> Outcome {
         }
         Command::Status { id } => {
             let session = open(dir, Delivery::Held)?;
-            output::status(&parse(&session.client.status(&id)?), json);
+            output::status(&session.client.status(&id)?, json);
             Ok(())
         }
         Command::Credentials(command) => credentials(open(dir, Delivery::Held)?, command, json),
         Command::Transcript { id } => {
             let session = open(dir, Delivery::Held)?;
-            output::transcript(&parse(&session.client.transcript(&id)?), json);
+            output::transcript(&session.client.transcript(&id)?, json);
             Ok(())
         }
         Command::Login { user, browser: _, device, profile, timeout } => {
@@ -176,14 +193,9 @@ pub fn run(cli: Cli) -> Outcome {
             if let Some(report) = &outcome.report {
                 output::probe_report(report, json);
             }
-            outcome.result.map_err(|e| Failure::with_detail(e, outcome.report))
+            outcome.result.map_err(|e| Failure::with_detail(e, outcome.report.map(|r| Detail::Probe(Box::new(r)))))
         }
     }
-}
-
-/// Parses JSON the library produced.
-pub fn parse(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::String(text.to_string()))
 }
 
 fn config(session: Session, command: ConfigCommand, json: bool) -> Outcome {
@@ -198,7 +210,7 @@ fn config(session: Session, command: ConfigCommand, json: bool) -> Outcome {
             }
             output::done(&format!("imported {}", file.display()), json);
         }
-        ConfigCommand::Export => output::json_value(&parse(&client.config_export_json()?)),
+        ConfigCommand::Export => output::document(&client.config_export_json()?),
         ConfigCommand::Set { key, value, default } => {
             let name = key.rsplit('.').next().unwrap_or(&key);
             let secret = SECRET_KEYS.iter().any(|s| s.eq_ignore_ascii_case(name));
@@ -241,7 +253,7 @@ fn test(session: Session, profile: Option<String>, user: Option<String>, json: b
     if let Some(report) = &outcome.report {
         output::test_report(report, json);
     }
-    outcome.result.map_err(|e| Failure::with_detail(e, outcome.report))
+    outcome.result.map_err(|e| Failure::with_detail(e, outcome.report.map(|r| Detail::Test(Box::new(r)))))
 }
 
 fn absolute(path: &Path) -> Outcome<String> {
@@ -300,15 +312,17 @@ fn send(session: Session, args: SendArgs, json: bool) -> Outcome {
         let outcome = client.send(&message);
         return match outcome.result {
             Ok(()) => {
-                output::status(outcome.status.as_ref().unwrap_or(&Value::Null), json);
+                if let Some(status) = &outcome.status {
+                    output::status(status, json);
+                }
                 Ok(())
             }
-            Err(e) => Err(Failure::with_detail(e, outcome.status)),
+            Err(e) => Err(Failure::with_detail(e, outcome.status.map(Detail::from))),
         };
     }
     let id = client.enqueue(&message)?;
     if args.timeout == 0 {
-        output::status(&parse(&client.status(&id)?), json);
+        output::status(&client.status(&id)?, json);
         return Ok(());
     }
     wait_for(client, &id, args.timeout, json)
@@ -318,16 +332,15 @@ fn send(session: Session, args: SendArgs, json: bool) -> Outcome {
 /// message fails the command with its code.
 fn wait_for(client: &Client, id: &str, seconds: u32, json: bool) -> Outcome {
     match client.wait(id, seconds.saturating_mul(1000)) {
-        Ok(text) => {
-            let status = parse(&text);
-            if status["state"] == "failed" {
-                return Err(failed_message(&status));
+        Ok(status) => {
+            if status.state == State::Failed {
+                return Err(failed_message(status));
             }
             output::status(&status, json);
             Ok(())
         }
         Err(e) if e.code() == Code::Timeout => {
-            let status = client.status(id).map(|t| parse(&t)).ok();
+            let status = client.status(id).ok().map(Detail::from);
             Err(Failure::with_detail(
                 Error::new(
                     Code::Timeout,
@@ -341,21 +354,19 @@ fn wait_for(client: &Client, id: &str, seconds: u32, json: bool) -> Outcome {
 }
 
 /// The failure of a failed message, from its status.
-pub fn failed_message(status: &Value) -> Failure {
-    let code = status["error_code"].as_i64().and_then(|c| Code::from_i32(c as i32)).unwrap_or(Code::Internal);
-    let error = status["error"].as_str().unwrap_or("failed");
-    Failure {
-        code,
-        message: format!("message {}: {error}", status["id"].as_str().unwrap_or("?")),
-        detail: Some(status.clone()),
-    }
+pub fn failed_message(status: Status) -> Failure {
+    let message = format!("message {}: {}", status.id, status.error.as_deref().unwrap_or("failed"));
+    Failure { code: status.error_code, message, detail: Some(status.into()) }
 }
 
 fn outbox(session: Session, command: OutboxCommand, json: bool) -> Outcome {
     let client = &session.client;
     match command {
-        OutboxCommand::List { state } => output::status_list(&parse(&client.outbox_list(state.as_deref())?), json),
-        OutboxCommand::Stats => output::stats(&parse(&client.outbox_stats()?), json),
+        OutboxCommand::List { state } => {
+            let state = state.as_deref().map(|s| state_arg(s, "state")).transpose()?;
+            output::status_list(&client.outbox_list(state)?, json)
+        }
+        OutboxCommand::Stats => output::stats(&client.outbox_stats()?, json),
         OutboxCommand::Query {
             state,
             batch_id,
@@ -368,42 +379,52 @@ fn outbox(session: Session, command: OutboxCommand, json: bool) -> Outcome {
             all,
             cursor,
         } => {
-            let mut query = json!({"limit": limit, "cursor": cursor});
-            if !state.is_empty() {
-                query["state"] = json!(state);
-            }
-            let fields = [
-                ("batch_id", batch_id),
-                ("reference", reference),
-                ("reference_prefix", reference_prefix),
-                ("profile", profile),
-                ("since", since),
-                ("until", until),
-            ];
-            for (field, value) in fields {
-                if let Some(value) = value {
-                    query[field] = json!(value);
+            let mut states = Vec::new();
+            for name in &state {
+                let s = state_arg(name, "state")?;
+                if !states.contains(&s) {
+                    states.push(s);
                 }
             }
+            if !(1..=1000).contains(&limit) {
+                return Err(Failure::new(
+                    Code::InvalidArgument,
+                    format!("--limit must be an integer from 1 to 1000, not {limit}"),
+                ));
+            }
+            let mut query = Query {
+                states,
+                batch_id,
+                reference,
+                reference_prefix,
+                profile: profile.map(|p| p.to_ascii_lowercase()),
+                since_ms: since.as_deref().map(|t| time_arg(t, "since")).transpose()?,
+                until_ms: until.as_deref().map(|t| time_arg(t, "until")).transpose()?,
+                limit: limit as usize,
+                cursor: cursor.as_deref().map(cursor_arg).transpose()?,
+            };
             let mut items = Vec::new();
             loop {
-                let page = parse(&client.outbox_query(&query.to_string())?);
-                items.extend(page["items"].as_array().cloned().unwrap_or_default());
-                let next = page["next_cursor"].clone();
-                if !all || next.is_null() {
-                    output::query_page(&Value::Array(items), &next, json);
+                let page = client.outbox_query(&query)?;
+                items.extend(page.items);
+                if !all || page.next_cursor.is_none() {
+                    output::query_page(&Page { items, next_cursor: page.next_cursor }, json);
                     break;
                 }
-                query["cursor"] = next;
+                query.cursor = page.next_cursor;
             }
         }
         OutboxCommand::Purge { before, state } => {
-            let states = (!state.is_empty()).then(|| json!(state).to_string());
-            let purged = parse(&client.outbox_purge(&before, states.as_deref())?);
+            let mut states = state.iter().map(|s| state_arg(s, "state")).collect::<Outcome<Vec<_>>>()?;
+            if states.is_empty() {
+                states = State::FINAL.to_vec();
+            }
+            purgeable(&states).map_err(|e| e.context("--state"))?;
+            let purged = client.outbox_purge(time_arg_at(&before, "before")?, &states)?;
             if json {
-                output::json_value(&purged);
+                output::json_value(&smtpbridge::ffi::wire::Purged { purged });
             } else {
-                println!("{} statuses purged", purged["purged"]);
+                println!("{purged} statuses purged");
             }
         }
         OutboxCommand::Retry { id, wait } => {
@@ -419,7 +440,7 @@ fn outbox(session: Session, command: OutboxCommand, json: bool) -> Outcome {
         }
         OutboxCommand::Flush { timeout } => {
             client.flush(timeout.saturating_mul(1000))?;
-            output::stats(&parse(&client.outbox_stats()?), json);
+            output::stats(&client.outbox_stats()?, json);
         }
         OutboxCommand::Pause { profile } => {
             client.outbox_pause(profile.as_deref())?;
@@ -434,10 +455,41 @@ fn outbox(session: Session, command: OutboxCommand, json: bool) -> Outcome {
             // is due rather than cut a delivery off at exit.
             client.outbox_resume(None)?;
             client.flush(timeout.saturating_mul(1000))?;
-            output::stats(&parse(&client.outbox_stats()?), json);
+            output::stats(&client.outbox_stats()?, json);
         }
     }
     Ok(())
+}
+
+/// A state named on the command line.
+fn state_arg(name: &str, option: &str) -> Outcome<State> {
+    State::from_name(name).ok_or_else(|| {
+        Failure::new(
+            Code::InvalidArgument,
+            format!("--{option} {name}: one of queued, sending, sent, deferred, failed, cancelled expected"),
+        )
+    })
+}
+
+/// An RFC 3339 UTC time given on the command line.
+fn time_arg_at(text: &str, option: &str) -> Outcome<SystemTime> {
+    humantime::parse_rfc3339_weak(text).map_err(|_| {
+        Failure::new(
+            Code::InvalidArgument,
+            format!("--{option} {text}: not an RFC 3339 UTC time such as 2026-11-22T10:00:00Z"),
+        )
+    })
+}
+
+/// [`time_arg_at`] in Unix ms.
+fn time_arg(text: &str, option: &str) -> Outcome<i64> {
+    let time = time_arg_at(text, option)?;
+    Ok(time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0))
+}
+
+fn cursor_arg(text: &str) -> Outcome<Cursor> {
+    Cursor::decode(text)
+        .ok_or_else(|| Failure::new(Code::InvalidArgument, format!("--cursor {text}: not a cursor this library made")))
 }
 
 fn credentials(session: Session, command: CredentialsCommand, json: bool) -> Outcome {
@@ -453,15 +505,13 @@ fn credentials(session: Session, command: CredentialsCommand, json: bool) -> Out
             };
             let password = read_secret(&format!("Password for {username}: "))?;
             client.credentials_set(user.as_deref(), &username, &password)?;
-            output::credential(&parse(&client.credentials_masked(user.as_deref())?), json);
+            output::credential(&client.credentials_masked(user.as_deref())?, json);
         }
         CredentialsCommand::Remove { user } => {
             client.credentials_remove(user.as_deref())?;
             output::done(&format!("removed the credential of {}", user.as_deref().unwrap_or("the shared user")), json);
         }
-        CredentialsCommand::Show { user } => {
-            output::credential(&parse(&client.credentials_masked(user.as_deref())?), json)
-        }
+        CredentialsCommand::Show { user } => output::credential(&client.credentials_masked(user.as_deref())?, json),
     }
     Ok(())
 }
@@ -476,14 +526,14 @@ fn login(
     timeout_s: u32,
     json: bool,
 ) -> Outcome {
-    let flow = parse(&client.oauth2_begin(profile, user, kind)?);
-    let flow_id = flow["flow_id"].as_str().unwrap_or_default().to_string();
-    match flow["authorize_url"].as_str() {
+    let flow = client.oauth2_begin(profile, user, kind)?;
+    let flow_id = flow.flow_id;
+    match &flow.authorize_url {
         Some(url) => eprintln!("Open this address in a browser on this computer and sign in:\n  {url}"),
         None => eprintln!(
             "On any device, open {} and enter the code {}",
-            flow["verification_uri"].as_str().unwrap_or("?"),
-            flow["user_code"].as_str().unwrap_or("?")
+            flow.verification_uri.as_deref().unwrap_or("?"),
+            flow.user_code.as_deref().unwrap_or("?")
         ),
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(u64::from(timeout_s));
@@ -492,8 +542,8 @@ fn login(
         // Waits in slices, so the deadline of the command holds.
         let slice = left.min(std::time::Duration::from_secs(5)).as_millis() as u32;
         match client.oauth2_complete(&flow_id, slice) {
-            Ok(masked) => {
-                output::credential(&parse(&masked), json);
+            Ok(signed_in) => {
+                output::signed_in(&signed_in, json);
                 return Ok(());
             }
             Err(e) if e.code() == Code::Timeout && !left.is_zero() => continue,

@@ -14,8 +14,8 @@
 //! "try later", say) stays in the outbox and goes out with the next client
 //! of the data_dir: the next drop-in call, the command line, a host.
 
-use serde_json::Value;
 use smtpbridge::client::OPEN_DEFAULT;
+use smtpbridge::status::{State, Status};
 use smtpbridge::{Client, Code, Error, Result};
 use std::path::Path;
 #[cfg(windows)]
@@ -47,7 +47,7 @@ pub struct Session {
 /// A mail handed to the outbox: its id and its status after the wait.
 pub struct Queued {
     pub id: String,
-    pub status: Value,
+    pub status: Status,
 }
 
 impl Session {
@@ -83,12 +83,9 @@ impl Session {
             Err(e) if e.code() == Code::Timeout => client.status(&id)?,
             Err(e) => return Err(e),
         };
-        let status: Value = serde_json::from_str(&status)
-            .map_err(|e| Error::internal(format!("the status of {id} is not JSON: {e}")))?;
-        if status["state"] == "failed" {
-            let code = status["error_code"].as_i64().and_then(|c| Code::from_i32(c as i32)).unwrap_or(Code::Internal);
-            let text = status["error"].as_str().unwrap_or("the message failed");
-            return Err(Error::new(code, format!("message {id}: {text}")));
+        if status.state == State::Failed {
+            let text = status.error.as_deref().unwrap_or("the message failed");
+            return Err(Error::new(status.error_code, format!("message {id}: {text}")));
         }
         Ok(Queued { id, status })
     }
@@ -111,8 +108,8 @@ impl Session {
         Ok(path)
     }
 
-    /// The status JSON of a message (ABI.md §7).
-    pub fn status(&self, id: &str) -> Result<String> {
+    /// The status of a message (ABI.md §7).
+    pub fn status(&self, id: &str) -> Result<Status> {
         self.client().status(id)
     }
 

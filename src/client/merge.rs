@@ -8,8 +8,8 @@
 //! are HTML-escaped in `html`, inserted as they are in `subject` and
 //! `text` (where a line break in the subject is still refused).
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -21,21 +21,32 @@ use crate::message::{self, AddressSpec, MessageJson, MessageSpec, PartSpec};
 use crate::outbox::spool::Record;
 use crate::status::{State, Status};
 
-/// One recipient of a merge.
-#[derive(Debug, Deserialize)]
+/// One recipient of a merge (an element of `recipients_json`).
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MergeRecipient {
-    email: String,
+pub struct MergeRecipient {
+    pub email: String,
     #[serde(default)]
-    name: Option<String>,
+    pub name: Option<String>,
+    /// Placeholder values: strings, numbers or booleans.
     #[serde(default)]
-    fields: Option<OrderedMap>,
+    pub fields: Option<OrderedMap>,
     #[serde(default, deserialize_with = "json::objects")]
-    attachments: Vec<PartSpec>,
+    pub attachments: Vec<PartSpec>,
     #[serde(default)]
-    cc: crate::address::AddressList,
+    pub cc: crate::address::AddressList,
     #[serde(default)]
-    reference: Option<String>,
+    pub reference: Option<String>,
+}
+
+/// What a merge queued: the batch, and one message id per recipient, in
+/// the recipients' order (`smtpb_merge`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Merged {
+    pub batch_id: String,
+    /// Every message made, failed ones (blacklisted recipients) included.
+    pub count: usize,
+    pub ids: Vec<String>,
 }
 
 /// The names of the `{{Field}}` placeholders in `text`, in order.
@@ -95,17 +106,11 @@ fn field_values(index: usize, r: &MergeRecipient) -> Result<HashMap<String, Stri
 }
 
 impl Client {
-    /// Merges `template_json` with `recipients_json` and queues one message
-    /// per recipient under a new batch. Returns `{"batch_id", "ids",
-    /// "count"}`, `ids` aligned with the recipients.
-    pub fn merge(&self, template_json: &str, recipients_json: &str) -> Result<String> {
+    /// Merges the template `raw` (a message) with `recipients` and queues
+    /// one message per recipient under a new batch; `ids` aligned with the
+    /// recipients.
+    pub fn merge(&self, raw: MessageJson, recipients: &[MergeRecipient]) -> Result<Merged> {
         self.check_open()?;
-        let raw: MessageJson = json::parse_object(template_json, "template JSON")?;
-        let recipients: Vec<MergeRecipient> =
-            json::parse::<Vec<json::Object<MergeRecipient>>>(recipients_json, "recipients JSON")?
-                .into_iter()
-                .map(|o| o.0)
-                .collect();
         if !raw.to.is_empty() {
             return Err(Error::message_error(
                 "template: \"to\" comes from each recipient; leave it out of the template",
@@ -177,7 +182,7 @@ impl Client {
             outbox.abandon_batch(&batch_id);
             return Err(e);
         }
-        Ok(json!({"batch_id": batch_id, "count": ids.len(), "ids": ids}).to_string())
+        Ok(Merged { batch_id, count: ids.len(), ids })
     }
 
     fn merge_one(

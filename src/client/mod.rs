@@ -2,33 +2,40 @@
 //! sessions and message statuses. Safe to share between threads.
 
 mod merge;
+pub use merge::{MergeRecipient, Merged};
 mod oauth;
 mod pipeline;
 mod render;
 pub(crate) use oauth::OAuthInfo;
+pub use oauth::{SignIn, SignedIn};
 #[allow(unused_imports)] // for the Graph transport
 pub(crate) use pipeline::LoginError;
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 use zeroize::Zeroizing;
 
 use crate::clock::SharedClock;
 use crate::config::{self, Config, SecretChange};
 use crate::credentials::{self, CredentialStore, SecretKind};
+use crate::delivery::Check;
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 use crate::limits::Limits;
 use crate::logging::ClientLog;
 use crate::outbox::events::Callback;
-use crate::outbox::Outbox;
+use crate::outbox::{BatchCancel, BatchCounts, Outbox, Page, Query};
+use crate::status::{State, Status};
 use crate::transcript::TranscriptStore;
 use crate::transport::Pool;
 
 mod probe;
+mod reports;
+pub use reports::{OAuth2Check, ProbeReport, ProbeResult, ProfileUsage, Stats, Suggested, TestReport};
 
 /// `smtpb_client_open` flag: resume delivery of what the spool holds.
 pub const OPEN_DEFAULT: u32 = 0;
@@ -76,13 +83,14 @@ impl Drop for Inner {
 /// far enough to be recorded.
 pub struct SendOutcome {
     pub result: Result<()>,
-    pub status: Option<Value>,
+    pub status: Option<Status>,
 }
 
-/// The outcome of a connection test: the result and the report.
-pub struct TestOutcome {
+/// The outcome of a connection test or a probe: the result and the
+/// report (none when the call failed before it reached a server).
+pub struct TestOutcome<R> {
     pub result: Result<()>,
-    pub report: Option<Value>,
+    pub report: Option<R>,
 }
 
 /// Takes the exclusive lock on `data_dir` (the file `lock`), and names
@@ -286,11 +294,10 @@ impl Client {
     }
 
     /// The redacted transcript of a message's attempts, as JSON.
-    pub fn transcript(&self, id: &str) -> Result<String> {
+    pub fn transcript(&self, id: &str) -> Result<Vec<crate::transcript::Attempt>> {
         self.check_open()?;
         self.inner.outbox.status(id)?;
-        let attempts = self.inner.transcripts.get(id)?;
-        serde_json::to_string(&attempts).map_err(|e| Error::internal(e.to_string()))
+        self.inner.transcripts.get(id)
     }
 
     /// The transcript store, for the status store's purge (`remove`).
@@ -298,7 +305,8 @@ impl Client {
         &self.inner.transcripts
     }
 
-    fn check_open(&self) -> Result<()> {
+    /// `SMTPB_ERR_STATE` once the client is shut down.
+    pub fn check_open(&self) -> Result<()> {
         if self.inner.shut_down.load(Ordering::Acquire) {
             Err(Error::state("the client is shut down"))
         } else {
@@ -546,9 +554,9 @@ impl Client {
     }
 
     /// The masked credential of `user_id`.
-    pub fn credentials_masked(&self, user_id: Option<&str>) -> Result<String> {
+    pub fn credentials_masked(&self, user_id: Option<&str>) -> Result<credentials::Masked> {
         self.check_open()?;
-        Ok(self.credentials().masked(user_id)?.to_string())
+        self.credentials().masked(user_id)
     }
 
     /// Adds a blacklist entry (an address or `@domain`).
@@ -573,10 +581,10 @@ impl Client {
         })
     }
 
-    /// The blacklist as a JSON array.
-    pub fn blacklist_list(&self) -> Result<String> {
+    /// The blacklist's entries.
+    pub fn blacklist_list(&self) -> Result<Vec<String>> {
         self.check_open()?;
-        Ok(serde_json::to_string(self.read_config().blacklist()).expect("strings serialise"))
+        Ok(self.read_config().blacklist().to_vec())
     }
 
     /// Clears the send-limit counters of a profile, or of all (`None`).
@@ -593,27 +601,28 @@ impl Client {
     }
 
     /// The status of a message.
-    pub fn status(&self, id: &str) -> Result<String> {
+    pub fn status(&self, id: &str) -> Result<Status> {
         self.check_open()?;
-        Ok(self.inner.outbox.status(id)?.to_string())
+        self.inner.outbox.status(id)
     }
 
     /// The statuses of all messages, or of those in one state.
-    pub fn outbox_list(&self, state: Option<&str>) -> Result<String> {
+    pub fn outbox_list(&self, state: Option<State>) -> Result<Vec<Status>> {
         self.check_open()?;
-        Ok(self.inner.outbox.list(state)?.to_string())
+        self.inner.outbox.list(state)
     }
 
     /// One page of statuses, newest first (`smtpb_outbox_query`).
-    pub fn outbox_query(&self, query_json: &str) -> Result<String> {
+    pub fn outbox_query(&self, query: &Query) -> Result<Page<Status>> {
         self.check_open()?;
-        Ok(self.inner.outbox.query(query_json)?.to_string())
+        self.inner.outbox.query(query)
     }
 
-    /// Purges final statuses created before `before` (`smtpb_outbox_purge`).
-    pub fn outbox_purge(&self, before: &str, states_json: Option<&str>) -> Result<String> {
+    /// Purges the final statuses in `states` (all: [`State::FINAL`])
+    /// created before `before` (`smtpb_outbox_purge`); how many.
+    pub fn outbox_purge(&self, before: SystemTime, states: &[State]) -> Result<u64> {
         self.check_open()?;
-        Ok(self.inner.outbox.purge_request(before, states_json)?.to_string())
+        self.inner.outbox.purge_request(before, states)
     }
 
     /// Warnings from open (damage in the spool recovered past).
@@ -631,44 +640,40 @@ impl Client {
     }
 
     /// Counts per state, paused profiles, and each profile's send limit.
-    pub fn outbox_stats(&self) -> Result<String> {
+    pub fn outbox_stats(&self) -> Result<Stats> {
         self.check_open()?;
-        let (mut stats, paused, damaged) = self.inner.outbox.counts()?;
+        let counts = self.inner.outbox.counts()?;
         let config = self.read_config().clone();
-        let mut profiles = serde_json::Map::new();
+        let mut profiles = BTreeMap::new();
         for p in config.profiles() {
             let settings = config.settings(&p.name)?;
             let usage = self.inner.limits.usage(&settings);
             profiles.insert(
                 p.name.clone(),
-                json!({
-                    "sent_in_period": usage.sent_in_period,
-                    "limit": settings.send_limit,
-                    "period": settings.send_limit_period.name(),
-                    "resets_at": usage.resets_at.and_then(crate::fsutil::rfc3339_unix),
-                }),
+                ProfileUsage {
+                    limit: settings.send_limit,
+                    period: settings.send_limit_period.name(),
+                    resets_at: usage.resets_at.and_then(crate::fsutil::rfc3339_unix),
+                    sent_in_period: usage.sent_in_period,
+                },
             );
         }
         // Paused profiles by the names they were configured with.
         let paused: Vec<String> =
-            paused.into_iter().map(|p| config.profile(&p).map(|q| q.name.clone()).unwrap_or(p)).collect();
-        let object = stats.as_object_mut().expect("an object");
-        object.insert("paused".into(), json!(paused));
-        object.insert("profiles".into(), Value::Object(profiles));
-        object.insert("damaged_records".into(), json!(damaged));
-        Ok(stats.to_string())
+            counts.paused.into_iter().map(|p| config.profile(&p).map(|q| q.name.clone()).unwrap_or(p)).collect();
+        Ok(Stats { counts: counts.states, damaged_records: counts.damaged_records, paused, profiles })
     }
 
     /// Counts per state of a batch.
-    pub fn batch_status(&self, batch_id: &str) -> Result<String> {
+    pub fn batch_status(&self, batch_id: &str) -> Result<BatchCounts> {
         self.check_open()?;
-        Ok(self.inner.outbox.batch_status(batch_id)?.to_string())
+        self.inner.outbox.batch_status(batch_id)
     }
 
     /// Waits for a message to be final.
-    pub fn wait(&self, id: &str, timeout_ms: u32) -> Result<String> {
+    pub fn wait(&self, id: &str, timeout_ms: u32) -> Result<Status> {
         self.check_open()?;
-        Ok(self.inner.outbox.wait(id, timeout_ms)?.to_string())
+        self.inner.outbox.wait(id, timeout_ms)
     }
 
     /// Waits until nothing is queued or sending.
@@ -684,9 +689,9 @@ impl Client {
     }
 
     /// Cancels what it can of a batch.
-    pub fn batch_cancel(&self, batch_id: &str) -> Result<String> {
+    pub fn batch_cancel(&self, batch_id: &str) -> Result<BatchCancel> {
         self.check_open()?;
-        Ok(self.inner.outbox.batch_cancel(batch_id)?.to_string())
+        self.inner.outbox.batch_cancel(batch_id)
     }
 
     /// Failed → queued; deferred → due now.
@@ -729,7 +734,7 @@ impl Client {
     /// Tests a profile's connection (`smtpb_test_connection`): a session
     /// up to AUTH (SMTP) or a token and the mailbox (Graph), then goodbye.
     #[allow(clippy::result_large_err)] // see delivery.rs
-    pub fn test_connection(&self, profile: Option<&str>, user_id: Option<&str>) -> TestOutcome {
+    pub fn test_connection(&self, profile: Option<&str>, user_id: Option<&str>) -> TestOutcome<TestReport> {
         let unreported = |e: Error| TestOutcome { result: Err(e), report: None };
         if let Err(e) = self.check_open() {
             return unreported(e);
@@ -744,33 +749,28 @@ impl Client {
             return unreported(e);
         }
         let mut managed = None;
-        let (result, mut fields) = match self.login_with(&settings, user_id, false) {
-            Err(e) => {
-                let mut fields = serde_json::Map::new();
-                fields.insert("stage".into(), "auth".into());
-                (Err(e.error), fields)
-            }
+        let auth = || Check { stage: "auth", ..Check::default() };
+        let (result, check) = match self.login_with(&settings, user_id, false) {
+            Err(e) => (Err(e.error), auth()),
             Ok((_, login, info))
                 if login.as_ref().is_some_and(|l| l.username.is_empty())
                     && settings.transport == config::Transport::Smtp
                     && settings.sender_email.is_none() =>
             {
                 managed = info;
-                let mut fields = serde_json::Map::new();
-                fields.insert("stage".into(), "auth".into());
                 let e = Error::credentials(format!(
                     "profile {}: SMTPOAuth2Flow=ClientCredentials logs in as SMTPUsername, else the sender; set \
                      SMTPUsername or SMTPSenderEmail to test the connection",
                     settings.name
                 ));
-                (Err(e), fields)
+                (Err(e), auth())
             }
             Ok((_, login, info)) => {
                 let login = pipeline::with_sender(login, settings.sender_email.as_deref().unwrap_or(""));
                 managed = info;
                 let refresh = || self.refreshed_login(&settings, user_id);
                 let report = transport.test(&settings, login.as_ref(), &refresh);
-                (report.result, report.fields)
+                (report.result, report.check)
             }
         };
         if let Err(e) = &result {
@@ -778,28 +778,18 @@ impl Client {
                 return unreported(e.clone());
             }
         }
-        let (error_code, error) = match &result {
-            Ok(()) => (0, None),
-            Err(e) => (e.code() as i32, Some(e.message().to_string())),
+        let oauth2 = (settings.auth_model == config::AuthModel::OAuth2).then(|| OAuth2Check {
+            expires_at: managed.and_then(|m| fsutil::rfc3339_unix(m.expires_at)),
+            refreshed: managed.is_some_and(|m| m.refreshed),
+        });
+        let report = TestReport {
+            check,
+            error: result.as_ref().err().map(|e| e.message().to_string()),
+            error_code: result.as_ref().err().map_or(Code::Ok, Error::code),
+            oauth2,
+            ok: result.is_ok(),
+            profile: settings.name.clone(),
         };
-        for (k, v) in
-            [("banner", Value::Null), ("capabilities", json!([])), ("tls", Value::Null), ("advice", Value::Null)]
-        {
-            fields.entry(k).or_insert(v);
-        }
-        fields.entry("auth_mechanisms").or_insert(json!([]));
-        let mut report = json!({"ok": result.is_ok(), "profile": settings.name});
-        if let Value::Object(map) = &mut report {
-            map.extend(fields);
-            map.insert("error_code".into(), json!(error_code));
-            map.insert("error".into(), json!(error));
-        }
-        if settings.auth_model == config::AuthModel::OAuth2 {
-            report["oauth2"] = json!({
-                "refreshed": managed.is_some_and(|m| m.refreshed),
-                "expires_at": managed.and_then(|m| fsutil::rfc3339_unix(m.expires_at)),
-            });
-        }
         TestOutcome { result, report: Some(report) }
     }
 }

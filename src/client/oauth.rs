@@ -7,6 +7,7 @@
 //! are serialised by a per-credential mutex, so concurrent sends of one
 //! user make one request to the token endpoint and the others wait for it.
 
+use serde::Serialize;
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +20,7 @@ use super::pipeline::LoginError;
 use super::Client;
 use crate::clock::SharedClock;
 use crate::config::{self, AuthModel, OAuth2Provider, ProfileSettings};
-use crate::credentials::SecretKind;
+use crate::credentials::{Masked, SecretKind};
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 use crate::http::Http;
@@ -52,6 +53,33 @@ pub(crate) struct OAuthState {
     app_tokens: Mutex<HashMap<String, AppToken>>,
     app_lock: Mutex<()>,
     flows: Mutex<HashMap<String, Arc<Flow>>>,
+}
+
+/// A sign-in under way (`smtpb_oauth2_begin`): what the host shows the
+/// user. Fields that do not apply to the kind are `None`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SignIn {
+    /// Browser: the address the host opens in the user's browser.
+    pub authorize_url: Option<String>,
+    pub expires_at: Option<String>,
+    pub flow_id: String,
+    /// Device: how often the library polls, in seconds.
+    pub interval: Option<i64>,
+    /// `browser` or `device`.
+    pub kind: &'static str,
+    /// Device: the code the user enters at `verification_uri`.
+    pub user_code: Option<String>,
+    pub verification_uri: Option<String>,
+    pub verification_uri_complete: Option<String>,
+}
+
+/// A finished sign-in (`smtpb_oauth2_complete`): the stored credential,
+/// and what to change when the provider gave no refresh token.
+#[derive(Clone, Debug, Serialize)]
+pub struct SignedIn {
+    pub advice: Option<crate::advice::Advice>,
+    #[serde(flatten)]
+    pub credential: Masked,
 }
 
 struct Flow {
@@ -202,8 +230,9 @@ impl Client {
 
     // --- sign-in ---------------------------------------------------------
 
-    /// Starts a sign-in (`smtpb_oauth2_begin`); returns its JSON.
-    pub fn oauth2_begin(&self, profile: Option<&str>, user_id: Option<&str>, kind: &str) -> Result<String> {
+    /// Starts a sign-in (`smtpb_oauth2_begin`): `kind` `browser` or
+    /// `device`.
+    pub fn oauth2_begin(&self, profile: Option<&str>, user_id: Option<&str>, kind: &str) -> Result<SignIn> {
         self.check_open()?;
         super::check_user_id(user_id)?;
         let device = match kind.to_ascii_lowercase().as_str() {
@@ -240,7 +269,7 @@ impl Client {
             done: Condvar::new(),
             thread: Mutex::new(None),
         });
-        let (answer, work): (serde_json::Value, FlowWork) = if device {
+        let (answer, work): (SignIn, FlowWork) = if device {
             let url = endpoints.device_authorization.clone().ok_or_else(|| {
                 Error::config(format!("the issuer of profile {} offers no device flow", settings.name))
             })?;
@@ -263,12 +292,16 @@ impl Client {
             let expires_in = doc.get("expires_in").and_then(|v| v.as_i64()).unwrap_or(600).clamp(1, 86_400);
             let interval = doc.get("interval").and_then(|v| v.as_i64()).unwrap_or(5).clamp(1, 600);
             let expires_at = fsutil::unix_now() + expires_in;
-            let answer = serde_json::json!({
-                "flow_id": flow_id, "kind": "device", "authorize_url": null,
-                "verification_uri": verification, "user_code": user_code,
-                "verification_uri_complete": text("verification_uri_complete"),
-                "expires_at": fsutil::rfc3339_unix(expires_at), "interval": interval,
-            });
+            let answer = SignIn {
+                authorize_url: None,
+                expires_at: fsutil::rfc3339_unix(expires_at),
+                flow_id: flow_id.clone(),
+                interval: Some(interval),
+                kind: "device",
+                user_code: Some(user_code),
+                verification_uri: Some(verification),
+                verification_uri_complete: text("verification_uri_complete"),
+            };
             let token_url = endpoints.token.clone();
             let http = http.clone();
             let client_id = client_id.clone();
@@ -302,11 +335,16 @@ impl Client {
                 ],
             );
             let expires_at = fsutil::unix_now() + BROWSER_FLOW_S;
-            let answer = serde_json::json!({
-                "flow_id": flow_id, "kind": "browser", "authorize_url": url,
-                "verification_uri": null, "user_code": null,
-                "expires_at": fsutil::rfc3339_unix(expires_at), "interval": null,
-            });
+            let answer = SignIn {
+                authorize_url: Some(url),
+                expires_at: fsutil::rfc3339_unix(expires_at),
+                flow_id: flow_id.clone(),
+                interval: None,
+                kind: "browser",
+                user_code: None,
+                verification_uri: None,
+                verification_uri_complete: None,
+            };
             let token_url = endpoints.token.clone();
             let http = http.clone();
             let client_id = client_id.clone();
@@ -344,11 +382,11 @@ impl Client {
             .map_err(|e| Error::internal(format!("cannot start the sign-in thread: {e}")))?;
         *flow.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         self.oauth().flows.lock().unwrap_or_else(|e| e.into_inner()).insert(flow_id, flow);
-        Ok(answer.to_string())
+        Ok(answer)
     }
 
     /// Waits for a sign-in (`smtpb_oauth2_complete`); stores its tokens.
-    pub fn oauth2_complete(&self, flow_id: &str, timeout_ms: u32) -> Result<String> {
+    pub fn oauth2_complete(&self, flow_id: &str, timeout_ms: u32) -> Result<SignedIn> {
         self.check_open()?;
         let flow =
             self.oauth().flows.lock().unwrap_or_else(|e| e.into_inner()).get(flow_id).cloned().ok_or_else(|| {
@@ -379,19 +417,14 @@ impl Client {
         let refreshable = tokens.refresh.is_some();
         self.store_tokens(&settings, flow.user.as_deref(), tokens)?;
         self.credentials_changed();
-        let masked = self.credentials_masked(flow.user.as_deref())?;
+        let credential = self.credentials_masked(flow.user.as_deref())?;
         // A sign-in without a refresh token lasts one access token: say
         // what to change (in the result, so the host can show it now).
-        let mut doc: serde_json::Value = serde_json::from_str(&masked).map_err(|e| Error::internal(e.to_string()))?;
         if !refreshable {
             log::warn!("the sign-in of {} gave no refresh token (no offline_access)", who(flow.user.as_deref()));
         }
-        doc["advice"] = if refreshable {
-            serde_json::Value::Null
-        } else {
-            serde_json::json!(crate::advice::text_for("not_refreshable", &settings))
-        };
-        Ok(doc.to_string())
+        let advice = (!refreshable).then(|| crate::advice::text_for("not_refreshable", &settings));
+        Ok(SignedIn { advice, credential })
     }
 
     /// Cancels a sign-in (`smtpb_oauth2_cancel`).

@@ -17,7 +17,7 @@ use crate::message_bounds::{self, PartBudget};
 use crate::outbox::spool::Record;
 use crate::outbox::{Attempt, RetryPolicy};
 use crate::smtp::{Login, Mail};
-use crate::status::{State, Status, TestMode};
+use crate::status::{ArchivePaths, State, Status, TestMode};
 use crate::transport::PoolKey;
 
 /// Chooses the profile for a message (ABI §4 "Profile choice"): the
@@ -534,7 +534,7 @@ impl Client {
         record: &Record,
         bytes: &[u8],
         delivery: &Delivery,
-    ) -> Option<Result<serde_json::Value>> {
+    ) -> Option<Result<ArchivePaths>> {
         let root = match (&settings.archive_dir, &self.inner.data_dir) {
             (Some(dir), _) => dir.clone(),
             (None, Some(data_dir)) if record.archive => data_dir.join("archive"),
@@ -584,15 +584,14 @@ impl Client {
             // The idempotency key was used before: nothing new is sent, and
             // the answer is the first message's.
             let status = outbox.status(&recorded_id).ok();
-            let result = match status.as_ref().map(|s| (s["state"].as_str(), s["error_code"].as_i64())) {
-                Some((Some("failed"), Some(code))) => {
-                    let code = Code::from_i32(code as i32).unwrap_or(Code::Internal);
-                    let error = status.as_ref().and_then(|s| s["error"].as_str()).unwrap_or("").to_string();
-                    Err(Error::new(
-                        code,
-                        format!("idempotency_key was used by message {recorded_id}, which failed: {error}"),
-                    ))
-                }
+            let result = match &status {
+                Some(s) if s.state == State::Failed => Err(Error::new(
+                    s.error_code,
+                    format!(
+                        "idempotency_key was used by message {recorded_id}, which failed: {}",
+                        s.error.as_deref().unwrap_or("")
+                    ),
+                )),
                 _ => Ok(()),
             };
             return SendOutcome { result, status };

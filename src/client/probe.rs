@@ -8,10 +8,9 @@
 //! ports to others (`465=10465,587=10587,25=10025`), for tests and for
 //! servers on unusual ports.
 
-use serde_json::{json, Value};
 use std::time::Duration;
 
-use super::{pipeline, Client, TestOutcome};
+use super::{pipeline, Client, ProbeReport, ProbeResult, Suggested, TestOutcome};
 use crate::config::{self, Authentication, Config, Encryption};
 use crate::error::{Code, Error};
 use crate::smtp::{Probe, Session};
@@ -32,7 +31,7 @@ impl Client {
     /// Probes `host` (`smtpb_probe`). The report is written whatever the
     /// result, once the host name and settings were valid; the result is
     /// `SMTPB_OK` when some way works.
-    pub fn probe(&self, host: &str) -> TestOutcome {
+    pub fn probe(&self, host: &str) -> TestOutcome<ProbeReport> {
         let unreported = |e: Error| TestOutcome { result: Err(e), report: None };
         if let Err(e) = self.check_open() {
             return unreported(e);
@@ -59,7 +58,7 @@ impl Client {
             },
         };
         log::info!("probing {host} on ports 465, 587 and 25");
-        let results: Vec<Vec<Value>> = std::thread::scope(|scope| {
+        let results: Vec<Vec<ProbeResult>> = std::thread::scope(|scope| {
             let handles: Vec<_> = TRIES
                 .iter()
                 .map(|(port, encryption)| {
@@ -88,11 +87,10 @@ impl Client {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
         });
-        let results: Vec<Value> = results.into_iter().flatten().collect();
-        let with_tls = results.iter().find(|r| r["ok"] == true && r["encryption"] != "None");
-        let chosen = with_tls.or_else(|| results.iter().find(|r| r["ok"] == true));
-        let suggested = chosen
-            .map(|r| json!({"SMTPServer": host, "SMTPServerPort": r["port"], "SMTPServerEncryption": r["encryption"]}));
+        let results: Vec<ProbeResult> = results.into_iter().flatten().collect();
+        let with_tls = results.iter().find(|r| r.ok && r.encryption != "None");
+        let chosen = with_tls.or_else(|| results.iter().find(|r| r.ok));
+        let suggested = chosen.map(|r| Suggested { server: host.to_string(), encryption: r.encryption, port: r.port });
         let result = match &suggested {
             Some(_) => Ok(()),
             None => Err(Error::new(
@@ -100,11 +98,11 @@ impl Client {
                 format!("no way of sending through {host} worked (465 SSL, 587 TLS, 25 TLS or plain): see the report"),
             )),
         };
-        TestOutcome { result, report: Some(json!({"host": host, "results": results, "suggested": suggested})) }
+        TestOutcome { result, report: Some(ProbeReport { host: host.to_string(), results, suggested }) }
     }
 
     /// One try: its report entry, and the code it failed with.
-    fn probe_one(&self, settings: &crate::config::ProfileSettings) -> (Value, Option<Code>) {
+    fn probe_one(&self, settings: &crate::config::ProfileSettings) -> (ProbeResult, Option<Code>) {
         let mut probe = Probe { stage: "connect", ..Probe::default() };
         let outcome =
             self.inner.pool.tls_config(settings).map_err(|e| (e.code(), e.message().to_string(), None)).and_then(
@@ -125,17 +123,17 @@ impl Client {
             encryption_name(settings.encryption),
             error.as_deref().unwrap_or("works")
         );
-        let entry = json!({
-            "port": settings.port,
-            "encryption": encryption_name(settings.encryption),
-            "ok": ok,
-            "stage": probe.stage,
-            "banner": probe.banner,
-            "tls": probe.tls,
-            "auth_mechanisms": probe.auth_mechanisms,
-            "error": error,
-            "advice": advice,
-        });
+        let entry = ProbeResult {
+            advice,
+            auth_mechanisms: probe.auth_mechanisms,
+            banner: probe.banner,
+            encryption: encryption_name(settings.encryption),
+            error,
+            ok,
+            port: settings.port,
+            stage: probe.stage,
+            tls: probe.tls,
+        };
         (entry, code)
     }
 }

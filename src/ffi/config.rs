@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, with_client, write_out};
+use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
 
 /// Sets one configuration key. `key` is a key of the table in the
 /// documentation (any letter case), optionally prefixed `Profile.` for a
@@ -187,7 +187,7 @@ pub unsafe extern "C" fn smtpb_blacklist_list(c: *mut smtpb_client, out_json: *m
     clear_out(out_json);
     with_client("smtpb_blacklist_list", c, |client| {
         required_out(out_json, "out_json")?;
-        write_out(out_json, client.blacklist_list()?);
+        write_out(out_json, wire::to_json(&client.blacklist_list()?));
         Ok(())
     })
 }

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, with_client, write_out};
+use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
 
 /// Stores a username and password for `user_id` (the host's user or
 /// employee id; NULL = the shared credential, the same one SMTPUsername and
@@ -116,7 +116,7 @@ pub unsafe extern "C" fn smtpb_credentials_masked(
     clear_out(out_json);
     with_client("smtpb_credentials_masked", c, |client| {
         required_out(out_json, "out_json")?;
-        write_out(out_json, client.credentials_masked(opt_str_arg(user_id, "user_id")?)?);
+        write_out(out_json, wire::to_json(&client.credentials_masked(opt_str_arg(user_id, "user_id")?)?));
         Ok(())
     })
 }

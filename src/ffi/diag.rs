@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
-use super::{clear_out, required_out, smtpb_client, smtpb_result, str_arg, with_client, write_out};
+use super::{clear_out, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
 
 /// A log callback: `line_json` is borrowed for the call; `user_data` is
 /// what was passed to `smtpb_set_log_callback`.
@@ -92,7 +92,7 @@ pub unsafe extern "C" fn smtpb_transcript(
     clear_out(out_json);
     with_client("smtpb_transcript", c, |client| {
         required_out(out_json, "out_json")?;
-        write_out(out_json, client.transcript(str_arg(id, "id")?)?);
+        write_out(out_json, wire::to_json(&client.transcript(str_arg(id, "id")?)?));
         Ok(())
     })
 }
@@ -145,7 +145,7 @@ pub unsafe extern "C" fn smtpb_probe(
     with_client("smtpb_probe", c, |client| {
         let outcome = client.probe(str_arg(host, "host")?);
         if let Some(report) = outcome.report {
-            write_out(out_json, report.to_string());
+            write_out(out_json, wire::to_json(&report));
         }
         outcome.result
     })

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, with_client, write_out};
+use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
 
 /// One page of statuses, newest first (by id, which sorts by creation
 /// time). `query_json`: an object whose fields are all optional:
@@ -43,7 +43,9 @@ pub unsafe extern "C" fn smtpb_outbox_query(
     clear_out(out_json);
     with_client("smtpb_outbox_query", c, |client| {
         required_out(out_json, "out_json")?;
-        write_out(out_json, client.outbox_query(str_arg(query_json, "query_json")?)?);
+        let text = str_arg(query_json, "query_json")?;
+        client.check_open()?;
+        write_out(out_json, wire::to_json(&client.outbox_query(&wire::parse_query(text)?)?));
         Ok(())
     })
 }
@@ -85,8 +87,11 @@ pub unsafe extern "C" fn smtpb_outbox_purge(
 ) -> smtpb_result {
     clear_out(out_json);
     with_client("smtpb_outbox_purge", c, |client| {
-        let result = client.outbox_purge(str_arg(before, "before")?, opt_str_arg(states_json, "states_json")?)?;
-        write_out(out_json, result);
+        let (before, states_json) = (str_arg(before, "before")?, opt_str_arg(states_json, "states_json")?);
+        client.check_open()?;
+        let before = wire::parse_time(before, "before")?;
+        let purged = client.outbox_purge(before, &wire::parse_purge_states(states_json)?)?;
+        write_out(out_json, wire::to_json(&wire::Purged { purged }));
         Ok(())
     })
 }

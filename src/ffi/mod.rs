@@ -30,6 +30,7 @@ pub mod oauth2;
 pub mod outbox;
 pub mod send;
 pub mod version;
+pub mod wire;
 
 /// A result code: 0 (`SMTPB_OK`) or one of the `SMTPB_ERR_*` codes.
 /// Codes are never renumbered or reused; a host treats an unknown code as

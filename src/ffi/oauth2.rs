@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, with_client, write_out};
+use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
 
 /// Starts a sign-in of `user_id` (NULL: the shared credential; with
 /// SMTPCredentials=Shared always the shared one) with the OAuth2 settings
@@ -56,12 +56,12 @@ pub unsafe extern "C" fn smtpb_oauth2_begin(
     clear_out(out_json);
     with_client("smtpb_oauth2_begin", c, |client| {
         required_out(out_json, "out_json")?;
-        let json = client.oauth2_begin(
+        let sign_in = client.oauth2_begin(
             opt_str_arg(profile, "profile")?,
             opt_str_arg(user_id, "user_id")?,
             str_arg(kind, "kind")?,
         )?;
-        write_out(out_json, json);
+        write_out(out_json, wire::to_json(&sign_in));
         Ok(())
     })
 }
@@ -114,8 +114,8 @@ pub unsafe extern "C" fn smtpb_oauth2_complete(
     clear_out(out_json);
     with_client("smtpb_oauth2_complete", c, |client| {
         required_out(out_json, "out_json")?;
-        let json = client.oauth2_complete(str_arg(flow_id, "flow_id")?, timeout_ms)?;
-        write_out(out_json, json);
+        let signed_in = client.oauth2_complete(str_arg(flow_id, "flow_id")?, timeout_ms)?;
+        write_out(out_json, wire::to_json(&signed_in));
         Ok(())
     })
 }

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
-use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, with_client, write_out};
+use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
 
 /// Validates a message (as `smtpb_send` does), reads every attachment file
 /// into the spool (the host may delete its files once this returns), makes
@@ -65,7 +65,7 @@ pub unsafe extern "C" fn smtpb_batch_status(
     clear_out(out_json);
     with_client("smtpb_batch_status", c, |client| {
         required_out(out_json, "out_json")?;
-        write_out(out_json, client.batch_status(str_arg(batch_id, "batch_id")?)?);
+        write_out(out_json, wire::to_json(&client.batch_status(str_arg(batch_id, "batch_id")?)?));
         Ok(())
     })
 }
@@ -94,7 +94,10 @@ pub unsafe extern "C" fn smtpb_outbox_list(
     clear_out(out_json);
     with_client("smtpb_outbox_list", c, |client| {
         required_out(out_json, "out_json")?;
-        write_out(out_json, client.outbox_list(opt_str_arg(state, "state")?)?);
+        let state = opt_str_arg(state, "state")?;
+        client.check_open()?;
+        let state = state.map(|s| wire::parse_state(s, "state")).transpose()?;
+        write_out(out_json, wire::to_json(&client.outbox_list(state)?));
         Ok(())
     })
 }
@@ -122,7 +125,7 @@ pub unsafe extern "C" fn smtpb_outbox_stats(c: *mut smtpb_client, out_json: *mut
     clear_out(out_json);
     with_client("smtpb_outbox_stats", c, |client| {
         required_out(out_json, "out_json")?;
-        write_out(out_json, client.outbox_stats()?);
+        write_out(out_json, wire::to_json(&client.outbox_stats()?));
         Ok(())
     })
 }
@@ -150,7 +153,7 @@ pub unsafe extern "C" fn smtpb_wait(
 ) -> smtpb_result {
     clear_out(out_status_json);
     with_client("smtpb_wait", c, |client| {
-        write_out(out_status_json, client.wait(str_arg(id, "id")?, timeout_ms)?);
+        write_out(out_status_json, wire::to_json(&client.wait(str_arg(id, "id")?, timeout_ms)?));
         Ok(())
     })
 }
@@ -201,7 +204,7 @@ pub unsafe extern "C" fn smtpb_batch_cancel(
 ) -> smtpb_result {
     clear_out(out_json);
     with_client("smtpb_batch_cancel", c, |client| {
-        write_out(out_json, client.batch_cancel(str_arg(batch_id, "batch_id")?)?);
+        write_out(out_json, wire::to_json(&client.batch_cancel(str_arg(batch_id, "batch_id")?)?));
         Ok(())
     })
 }

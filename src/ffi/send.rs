@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, with_client, write_out};
+use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
 
 /// Sends a message now and waits for the outcome. `message_json` is the
 /// message JSON of docs/REFERENCE.md (`to`/`cc`/`bcc`, `subject`, `html`
@@ -153,7 +153,7 @@ pub unsafe extern "C" fn smtpb_send(
     with_client("smtpb_send", c, |client| {
         let outcome = client.send(str_arg(message_json, "message_json")?);
         if let Some(status) = outcome.status {
-            write_out(out_status_json, status.to_string());
+            write_out(out_status_json, wire::to_json(&status));
         }
         outcome.result
     })
@@ -179,7 +179,7 @@ pub unsafe extern "C" fn smtpb_status(
     clear_out(out_status_json);
     with_client("smtpb_status", c, |client| {
         required_out(out_status_json, "out_status_json")?;
-        write_out(out_status_json, client.status(str_arg(id, "id")?)?);
+        write_out(out_status_json, wire::to_json(&client.status(str_arg(id, "id")?)?));
         Ok(())
     })
 }
@@ -228,7 +228,7 @@ pub unsafe extern "C" fn smtpb_test_connection(
     with_client("smtpb_test_connection", c, |client| {
         let outcome = client.test_connection(opt_str_arg(profile, "profile")?, opt_str_arg(user_id, "user_id")?);
         if let Some(report) = outcome.report {
-            write_out(out_report_json, report.to_string());
+            write_out(out_report_json, wire::to_json(&report));
         }
         outcome.result
     })
@@ -269,9 +269,11 @@ pub unsafe extern "C" fn smtpb_merge(
 ) -> smtpb_result {
     clear_out(out_batch_json);
     with_client("smtpb_merge", c, |client| {
-        let batch =
-            client.merge(str_arg(template_json, "template_json")?, str_arg(recipients_json, "recipients_json")?)?;
-        write_out(out_batch_json, batch);
+        let (template_json, recipients_json) =
+            (str_arg(template_json, "template_json")?, str_arg(recipients_json, "recipients_json")?);
+        client.check_open()?;
+        let (template, recipients) = wire::parse_merge(template_json, recipients_json)?;
+        write_out(out_batch_json, wire::to_json(&client.merge(template, &recipients)?));
         Ok(())
     })
 }

@@ -9,10 +9,14 @@
 //! returns, the old callback is not running and never runs again (unless
 //! it is called from inside that callback, which then finishes normally).
 
-use serde_json::Value;
+use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{JoinHandle, ThreadId};
+
+use crate::error::Code;
+use crate::logging::LogLine;
+use crate::status::State;
 
 /// Events kept for a slow host before new ones are dropped.
 pub(crate) const MAX_PENDING: usize = 10_000;
@@ -24,11 +28,55 @@ pub type Callback = Arc<dyn Fn(&str) + Send + Sync>;
 /// close requested from inside the callback).
 pub type AfterCallback = Box<dyn FnOnce() + Send>;
 
+/// An event for the host (the JSON of ABI §6 events, without the fields
+/// the queue adds: `seq`, `time`, `dropped`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A message changed state.
+    State {
+        attempts: u32,
+        batch_id: Option<String>,
+        error: Option<String>,
+        error_code: Code,
+        id: String,
+        possible_duplicate: bool,
+        reference: Option<String>,
+        rejected_count: usize,
+        state: State,
+    },
+    /// Mail of `user_id` (`None`: the shared credential) waits for new
+    /// OAuth2 credentials; told once per user until they are set.
+    CredentialsNeeded { profile: String, user_id: Option<String> },
+}
+
+/// An event as the host receives it.
+#[derive(Serialize)]
+struct Numbered {
+    #[serde(flatten)]
+    event: Event,
+    /// Events dropped (the host was slow) since the one before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<u64>,
+    seq: u64,
+    time: String,
+}
+
+/// A log line as the host receives it.
+#[derive(Serialize)]
+struct Counted {
+    #[serde(flatten)]
+    line: LogLine,
+    /// Lines dropped (the host was slow) since the one before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<u64>,
+}
+
 /// What the event thread delivers: an event, or a log line (to the log
 /// callback of `logging`, under the same rules).
 enum Item {
-    Event(Value),
-    Log(Value),
+    Event(Numbered),
+    Log(Counted),
 }
 
 #[derive(Default)]
@@ -109,9 +157,9 @@ impl Events {
         *self.thread_id.lock().unwrap_or_else(|e| e.into_inner()) == Some(std::thread::current().id())
     }
 
-    /// Queues an event (an object; `seq` and `time` are added). With no
-    /// callback set it is not queued: nobody would receive it.
-    pub fn emit(&self, mut event: Value) {
+    /// Queues an event (`seq` and `time` are added). With no callback set
+    /// it is not queued: nobody would receive it.
+    pub fn emit(&self, event: Event) {
         let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.stop {
             return;
@@ -125,23 +173,19 @@ impl Events {
             return;
         }
         queue.seq += 1;
-        if let Some(object) = event.as_object_mut() {
-            object.insert("seq".into(), queue.seq.into());
-            object.insert("time".into(), crate::fsutil::rfc3339(std::time::SystemTime::now()).into());
-            if queue.dropped > 0 {
-                object.insert("dropped".into(), queue.dropped.into());
-                queue.dropped = 0;
-            }
-        }
+        let dropped = (queue.dropped > 0).then_some(queue.dropped);
+        queue.dropped = 0;
+        let time = crate::fsutil::rfc3339(std::time::SystemTime::now());
         queue.events += 1;
-        queue.pending.push_back(Item::Event(event));
+        let seq = queue.seq;
+        queue.pending.push_back(Item::Event(Numbered { event, dropped, seq, time }));
         self.shared.queued.notify_one();
     }
 
     /// Queues a log line for the log callback; past [`MAX_PENDING`]
     /// pending lines new ones are dropped and the next one carries
     /// `"dropped": n`. Never blocks.
-    pub fn emit_log(&self, mut line: Value) {
+    pub fn emit_log(&self, line: LogLine) {
         let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.stop {
             return;
@@ -150,14 +194,10 @@ impl Events {
             queue.dropped_lines += 1;
             return;
         }
-        if queue.dropped_lines > 0 {
-            if let Some(object) = line.as_object_mut() {
-                object.insert("dropped".into(), queue.dropped_lines.into());
-            }
-            queue.dropped_lines = 0;
-        }
+        let dropped = (queue.dropped_lines > 0).then_some(queue.dropped_lines);
+        queue.dropped_lines = 0;
         queue.lines += 1;
-        queue.pending.push_back(Item::Log(line));
+        queue.pending.push_back(Item::Log(Counted { line, dropped }));
         self.shared.queued.notify_one();
     }
 
@@ -249,17 +289,20 @@ fn run(shared: Arc<Shared>) {
                 queue = shared.queued.wait(queue).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let (callback, value) = {
+        let callback = {
             let mut slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
-            let (callback, value) = match item {
-                Item::Event(v) => (slot.callback.clone(), v),
-                Item::Log(v) => (slot.log_callback.clone(), v),
+            let callback = match &item {
+                Item::Event(_) => slot.callback.clone(),
+                Item::Log(_) => slot.log_callback.clone(),
             };
             slot.running = callback.is_some();
-            (callback, value)
+            callback
         };
         if let Some(callback) = callback {
-            let text = value.to_string();
+            let text = match &item {
+                Item::Event(event) => serde_json::to_string(event).expect("events serialise"),
+                Item::Log(line) => serde_json::to_string(line).expect("log lines serialise"),
+            };
             // A panic in a Rust callback must not end the thread.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&text)));
         }

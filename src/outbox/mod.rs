@@ -19,234 +19,35 @@
 pub mod damage;
 pub mod events;
 pub mod journal;
+mod ledger;
+mod purge;
+mod query;
+mod retry;
 pub mod spool;
 pub mod store;
 pub mod wal;
+mod workers;
 
-use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::clock::SharedClock;
 use crate::config::printable;
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
-use crate::status::State;
+use crate::status::{State, Status};
 use events::Events;
+use ledger::{moved, now_ms, Ledger};
+pub use purge::{purgeable, PurgeHook, RetentionFn};
+pub use query::{BatchCancel, BatchCounts, Counts, Cursor, Page};
+pub use retry::{Attempt, AttemptFn, RetryPolicy};
 pub use spool::Record;
-use store::{state_code, Opened, Query, Store};
-
-/// Unix milliseconds.
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-fn ms_to_time(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
-}
-
-fn time_to_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-/// What one delivery attempt came to.
-pub enum Attempt {
-    /// The server took it. `archive` is the archive's paths, or why the
-    /// copy could not be filed (the message is sent all the same).
-    Sent { delivery: crate::delivery::Delivery, archive: Option<std::result::Result<Value, Error>> },
-    /// It did not go out. `oauth_user` is set when the OAuth2 token of that
-    /// credential (`None` = the shared one) was refused or expired;
-    /// `failure` carries what the server said.
-    Failed { error: Error, failure: Option<crate::delivery::Failure>, oauth_user: Option<Option<String>> },
-    /// A send limit holds it until `until_ms` (Unix ms).
-    Held { until_ms: i64, reason: String },
-}
-
-/// The function a delivery thread runs for each attempt.
-pub type AttemptFn = dyn Fn(&Record, &[u8]) -> (Attempt, RetryPolicy) + Send + Sync;
-
-/// Retry settings (global keys), read when a message is deferred.
-#[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    pub initial_ms: u64,
-    pub max_ms: u64,
-    pub max_age_ms: u64,
-}
-
-impl Default for RetryPolicy {
-    /// The defaults of SMTPRetryInitialMs, SMTPRetryMaxMs, SMTPRetryMaxAgeMs.
-    fn default() -> Self {
-        RetryPolicy { initial_ms: 60_000, max_ms: 3_600_000, max_age_ms: 172_800_000 }
-    }
-}
-
-impl RetryPolicy {
-    /// The delay before attempt `attempts + 1`: exponential, capped, with
-    /// ±20 % jitter so that many deferred messages do not retry in step.
-    fn delay_ms(&self, attempts: u32) -> i64 {
-        let exp = self.initial_ms.saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
-        let base = exp.min(self.max_ms).max(1);
-        let mut r = [0u8; 2];
-        let _ = getrandom::fill(&mut r);
-        let jitter = (u16::from_le_bytes(r) as f64 / u16::MAX as f64) * 0.4 + 0.8;
-        (base as f64 * jitter) as i64
-    }
-}
-
-/// A message's bytes, shared with the attempt that sends them.
-type Bytes = Arc<Vec<u8>>;
-
-/// The messages that are not final, and what delivery needs to choose the
-/// next one without scanning: the statuses of final messages are only in
-/// the store.
-#[derive(Default)]
-struct Ledger {
-    /// Every message `queued`, `sending` or `deferred`.
-    entries: HashMap<String, Record>,
-    /// Queued and deferred messages per profile (lower case), by (next
-    /// attempt in Unix ms, id); queued mail is due at 0, so it goes in id
-    /// order: oldest first.
-    ready: HashMap<String, BTreeSet<(i64, String)>>,
-    /// Queued and deferred messages of batches still being merged, kept
-    /// out of `ready` until the merge is released.
-    staged: HashMap<String, BTreeSet<String>>,
-    /// Queued messages per profile (lower case), for flush.
-    queued: HashMap<String, usize>,
-    sending: usize,
-    /// Paused profiles (lower case), `*` for all; persisted.
-    paused: BTreeSet<String>,
-    /// SMTPB_OPEN_PAUSED: all paused until resume, not persisted.
-    open_paused: bool,
-    /// Profiles (lower case) held by a send limit: until (Unix ms), reason.
-    holds: HashMap<String, (i64, String)>,
-    /// Users told about with a `credentials_needed` event (once per user).
-    credentials_noticed: HashSet<Option<String>>,
-    /// Batches still being merged: their messages wait until the whole
-    /// merge is queued.
-    staging: HashSet<String>,
-    /// Outcomes of attempts the store could not record (the disk is full):
-    /// the message stays `sending` (as the store says) until they are.
-    unrecorded: HashMap<String, (Record, Option<Bytes>)>,
-    /// Messages in `entries` that are not in the store yet: `smtpb_send`
-    /// on an in-memory client, written once, when final (see
-    /// [`Outbox::add`]). Queries, counts and idempotency keys take them
-    /// from here meanwhile.
-    unstored: HashSet<String>,
-    stopping: bool,
-}
-
-fn is_active(state: State) -> bool {
-    matches!(state, State::Queued | State::Sending | State::Deferred)
-}
-
-/// The key of a message in `ready`: when it is due.
-fn due_ms(record: &Record) -> i64 {
-    record.status.next_attempt_at.map(time_to_ms).unwrap_or(0)
-}
-
-impl Ledger {
-    fn is_paused(&self, profile: &str) -> bool {
-        self.open_paused || self.paused.contains("*") || self.paused.contains(&profile.to_ascii_lowercase())
-    }
-
-    fn staged_batch<'a>(&self, record: &'a Record) -> Option<&'a String> {
-        record.status.batch_id.as_ref().filter(|b| self.staging.contains(*b))
-    }
-
-    /// Adds a message to the indexes of its state.
-    fn track(&mut self, record: &Record) {
-        let profile = record.status.profile.to_ascii_lowercase();
-        let id = record.status.id.clone();
-        match record.status.state {
-            State::Queued | State::Deferred => {
-                if record.status.state == State::Queued {
-                    *self.queued.entry(profile.clone()).or_default() += 1;
-                }
-                if let Some(batch) = self.staged_batch(record).cloned() {
-                    self.staged.entry(batch).or_default().insert(id);
-                } else {
-                    self.ready.entry(profile).or_default().insert((due_ms(record), id));
-                }
-            }
-            State::Sending => self.sending += 1,
-            _ => {}
-        }
-    }
-
-    /// Takes a message out of the indexes of its state.
-    fn untrack(&mut self, record: &Record) {
-        let profile = record.status.profile.to_ascii_lowercase();
-        match record.status.state {
-            State::Queued | State::Deferred => {
-                if record.status.state == State::Queued {
-                    if let Some(n) = self.queued.get_mut(&profile) {
-                        *n = n.saturating_sub(1);
-                    }
-                }
-                if let Some(set) = self.ready.get_mut(&profile) {
-                    if !set.remove(&(due_ms(record), record.status.id.clone())) {
-                        if let Some(batch) = &record.status.batch_id {
-                            if let Some(ids) = self.staged.get_mut(batch) {
-                                ids.remove(&record.status.id);
-                            }
-                        }
-                    }
-                } else if let Some(ids) = record.status.batch_id.as_ref().and_then(|b| self.staged.get_mut(b)) {
-                    ids.remove(&record.status.id);
-                }
-            }
-            State::Sending => self.sending = self.sending.saturating_sub(1),
-            _ => {}
-        }
-    }
-
-    /// Puts a message's new record in place: kept while it is not final.
-    fn replace(&mut self, record: Record) {
-        if let Some(old) = self.entries.remove(&record.status.id) {
-            self.untrack(&old);
-        }
-        if is_active(record.status.state) {
-            self.track(&record);
-            self.entries.insert(record.status.id.clone(), record);
-        }
-    }
-
-    /// Changes when a queued or deferred message is due (in memory only).
-    fn reschedule(&mut self, id: &str, due: i64) {
-        let Some(mut record) = self.entries.get(id).cloned() else { return };
-        record.status.next_attempt_at = Some(ms_to_time(due));
-        self.replace(record);
-    }
-}
-
-/// `record` moved to `state`; `due` (Unix ms) is when a deferred message
-/// is next tried (now when not given). Bytes go with the final states that
-/// no longer need them.
-fn moved(mut record: Record, state: State, due: Option<i64>) -> Record {
-    record.status.state = state;
-    record.status.next_attempt_at = (state == State::Deferred).then(|| ms_to_time(due.unwrap_or_else(now_ms)));
-    if !state.keeps_body() {
-        record.body_dropped = true;
-    }
-    record
-}
-
-/// A function told the ids of purged messages (e.g. to remove their
-/// transcripts).
-pub type PurgeHook = dyn Fn(&[String]) + Send + Sync;
-
-/// Retention in days (SMTPKeepSentDays, SMTPKeepFailedDays; 0 = for ever),
-/// read before each background purge.
-pub type RetentionFn = dyn Fn() -> (u64, u64) + Send + Sync;
-
-/// How often expired statuses are purged in the background.
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
-/// Statuses deleted per transaction of a purge: delivery waits at most for
-/// one chunk.
-const PURGE_CHUNK: usize = 500;
+pub use store::Query;
+use store::{Opened, Store};
+use workers::state_event;
 
 /// The outbox of one client.
 pub struct Outbox {
@@ -287,115 +88,6 @@ fn keep_or_log(written: Result<()>) {
     if let Err(e) = written {
         log::warn!("{}", e.message());
     }
-}
-
-/// The event of a state change.
-fn state_event(record: &Record) -> Value {
-    let s = &record.status;
-    json!({
-        "type": "state",
-        "id": s.id,
-        "batch_id": s.batch_id,
-        "reference": s.reference,
-        "state": s.state.name(),
-        "attempts": s.attempts,
-        "error_code": s.error_code as i32,
-        "error": s.error,
-        "possible_duplicate": s.possible_duplicate,
-        "rejected_count": s.rejected.len(),
-    })
-}
-
-fn parse_state(name: &str, what: &str) -> Result<State> {
-    State::ALL.iter().copied().find(|s| s.name() == name).ok_or_else(|| {
-        Error::invalid_argument(format!(
-            "{what}: state \"{}\": one of queued, sending, sent, deferred, failed, cancelled expected",
-            printable(name)
-        ))
-    })
-}
-
-/// Parses an RFC 3339 UTC time (`2026-11-22T10:00:00Z`) to Unix ms.
-fn parse_time(text: &str, what: &str) -> Result<i64> {
-    humantime::parse_rfc3339_weak(text).map(time_to_ms).map_err(|_| {
-        Error::invalid_argument(format!(
-            "{what}: \"{}\" is not an RFC 3339 UTC time such as 2026-11-22T10:00:00Z",
-            printable(text)
-        ))
-    })
-}
-
-const CURSOR_PREFIX: &str = "q1.";
-
-fn encode_cursor(id: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{id}"))
-}
-
-fn decode_cursor(cursor: &str) -> Result<String> {
-    use base64::Engine;
-    let bad = || {
-        Error::invalid_argument(format!("query_json: cursor \"{}\" is not one this library made", printable(cursor)))
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let id = text.strip_prefix(CURSOR_PREFIX).ok_or_else(bad)?;
-    ulid::Ulid::from_string(id).map_err(|_| bad())?;
-    Ok(id.to_string())
-}
-
-/// Parses `smtpb_outbox_query`'s JSON, naming what is wrong.
-fn parse_query(text: &str) -> Result<Query> {
-    const FIELDS: &str = "state, batch_id, reference, reference_prefix, profile, since, until, limit, cursor";
-    let map: crate::json::OrderedMap = crate::json::parse_object(text, "query_json")?;
-    let mut q = Query { limit: 100, ..Query::default() };
-    let text_of = |key: &str, v: &Value| -> Result<String> {
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| Error::invalid_argument(format!("query_json: \"{key}\" must be a string")))
-    };
-    for (key, value) in map.0 {
-        if value.is_null() {
-            continue;
-        }
-        match key.as_str() {
-            "state" => {
-                let list = value
-                    .as_array()
-                    .ok_or_else(|| Error::invalid_argument("query_json: \"state\" must be an array of state names"))?;
-                for v in list {
-                    let name = v.as_str().ok_or_else(|| {
-                        Error::invalid_argument("query_json: \"state\" must be an array of state names")
-                    })?;
-                    let s = parse_state(name, "query_json: \"state\"")?;
-                    if !q.states.contains(&s) {
-                        q.states.push(s);
-                    }
-                }
-            }
-            "batch_id" => q.batch_id = Some(text_of(&key, &value)?),
-            "reference" => q.reference = Some(text_of(&key, &value)?),
-            "reference_prefix" => q.reference_prefix = Some(text_of(&key, &value)?),
-            "profile" => q.profile = Some(text_of(&key, &value)?.to_ascii_lowercase()),
-            "since" => q.since_ms = Some(parse_time(&text_of(&key, &value)?, "query_json: \"since\"")?),
-            "until" => q.until_ms = Some(parse_time(&text_of(&key, &value)?, "query_json: \"until\"")?),
-            "limit" => {
-                q.limit = value.as_u64().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
-                    Error::invalid_argument(format!(
-                        "query_json: \"limit\" must be an integer from 1 to 1000, not {value}"
-                    ))
-                })? as usize
-            }
-            "cursor" => q.before_id = Some(decode_cursor(&text_of(&key, &value)?)?),
-            other => {
-                return Err(Error::invalid_argument(format!(
-                    "query_json: unknown field \"{}\"; expected one of {FIELDS}",
-                    printable(other)
-                )))
-            }
-        }
-    }
-    Ok(q)
 }
 
 impl Outbox {
@@ -481,136 +173,6 @@ impl Outbox {
         *self.purge_hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
-    /// Starts `threads` delivery threads running `attempt`, the event
-    /// thread, and the purge thread (expired statuses now and hourly, as
-    /// `retention` says).
-    pub fn start<F>(self: &Arc<Self>, threads: u32, retention: Arc<RetentionFn>, attempt: F) -> Result<()>
-    where
-        F: Fn(&Record, &[u8]) -> (Attempt, RetryPolicy) + Send + Sync + 'static,
-    {
-        self.events.start().map_err(|e| Error::internal(format!("cannot start the event thread: {e}")))?;
-        let attempt = Arc::new(attempt);
-        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
-        for n in 0..threads.max(1) {
-            let outbox = self.clone();
-            let attempt = attempt.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("smtpbridge-delivery-{n}"))
-                .spawn(move || outbox.deliver_loop(attempt.as_ref()))
-                .map_err(|e| Error::internal(format!("cannot start a delivery thread: {e}")))?;
-            workers.push(handle);
-        }
-        let outbox = self.clone();
-        let handle = std::thread::Builder::new()
-            .name("smtpbridge-purge".into())
-            .spawn(move || outbox.purge_loop(retention.as_ref()))
-            .map_err(|e| Error::internal(format!("cannot start the purge thread: {e}")))?;
-        workers.push(handle);
-        Ok(())
-    }
-
-    /// The purge thread: expired statuses at start and every hour.
-    fn purge_loop(&self, retention: &RetentionFn) {
-        loop {
-            if self.lock().stopping {
-                return;
-            }
-            self.purge_expired(retention());
-            if let Err(e) = self.reclaim() {
-                log::warn!("compacting the outbox store: {}", e.message());
-            }
-            let (lock, wake) = &self.purge_wake;
-            let stop = lock.lock().unwrap_or_else(|e| e.into_inner());
-            if *stop {
-                return;
-            }
-            let (stop, _) = wake.wait_timeout(stop, PURGE_EVERY).unwrap_or_else(|e| e.into_inner());
-            if *stop {
-                return;
-            }
-        }
-    }
-
-    /// Purges the final statuses older than their retention in days by the
-    /// clock: `(sent and cancelled, failed)`, 0 = kept for ever.
-    fn purge_expired(&self, (sent_days, failed_days): (u64, u64)) {
-        const DAY_MS: i64 = 86_400_000;
-        let now = self.clock.unix_ms();
-        for (days, states) in [(sent_days, &[State::Sent, State::Cancelled][..]), (failed_days, &[State::Failed][..])] {
-            if days == 0 {
-                continue;
-            }
-            let before = now.saturating_sub((days as i64).saturating_mul(DAY_MS));
-            if let Err(e) = self.purge(before, states) {
-                log::warn!("purging expired statuses: {}", e.message());
-            }
-        }
-    }
-
-    /// Deletes the final statuses in `states` created before `before_ms`
-    /// (Unix ms), with their bytes, in transactions of [`PURGE_CHUNK`]
-    /// (delivery goes on between them), tells the purge hook their ids,
-    /// then gives the freed space back to the file system. Their ids are
-    /// NOT_FOUND afterwards and their idempotency keys free. Returns how
-    /// many were purged.
-    pub fn purge(&self, before_ms: i64, states: &[State]) -> Result<u64> {
-        let mut purged = 0u64;
-        let hook = self.purge_hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        loop {
-            let ids = self.store().purge_chunk(before_ms, states, PURGE_CHUNK)?;
-            purged += ids.len() as u64;
-            if let (Some(hook), false) = (&hook, ids.is_empty()) {
-                hook(&ids);
-            }
-            if ids.len() < PURGE_CHUNK || self.lock().stopping {
-                break;
-            }
-        }
-        if purged > 0 {
-            log::info!("purged {purged} statuses");
-            self.reclaim()?;
-        }
-        Ok(purged)
-    }
-
-    /// Gives the store's free pages (of purged statuses and of the bytes of
-    /// final messages) back to the file system, a step at a time, and
-    /// truncates the WAL. Each step is a transaction: a crash loses
-    /// nothing.
-    fn reclaim(&self) -> Result<()> {
-        while self.store().reclaim_step(1024)? {
-            if self.lock().stopping {
-                return Ok(());
-            }
-        }
-        self.store().checkpoint()
-    }
-
-    /// `smtpb_outbox_purge`: `before` RFC 3339; `states_json` a JSON array
-    /// of final states (`None`: sent, cancelled, failed).
-    pub fn purge_request(&self, before: &str, states_json: Option<&str>) -> Result<Value> {
-        let before_ms = parse_time(before, "before")?;
-        let states = match states_json {
-            None => vec![State::Sent, State::Cancelled, State::Failed],
-            Some(text) => {
-                let names: Vec<String> = crate::json::parse(text, "states_json")?;
-                let mut states = Vec::new();
-                for name in &names {
-                    let s = parse_state(name, "states_json")?;
-                    if !s.is_final() {
-                        return Err(Error::invalid_argument(format!(
-                            "states_json: \"{name}\" is not final; only sent, cancelled and failed statuses can be purged"
-                        )));
-                    }
-                    states.push(s);
-                }
-                states
-            }
-        };
-        Self::check_running(&self.lock())?;
-        Ok(json!({"purged": self.purge(before_ms, &states)?}))
-    }
-
     /// Writes a new message (durable when it returns) in `record`'s state.
     /// Returns its id and bytes; or the id of the message with the same
     /// idempotency key instead, when there is one.
@@ -664,316 +226,6 @@ impl Outbox {
         Ok((id, Arc::new(bytes)))
     }
 
-    /// Applies the outcome of an attempt made outside the delivery threads
-    /// (`smtpb_send`): the message goes `sent` or `failed`, never deferred.
-    /// `bytes` are the message's, written with a failure when
-    /// [`Outbox::add`] did not write them. Returns the message's status.
-    pub fn finish_now(&self, id: &str, outcome: Attempt, bytes: Arc<Vec<u8>>) -> Result<Value> {
-        let mut state = self.lock();
-        let policy = RetryPolicy { initial_ms: 0, max_ms: 0, max_age_ms: 0 };
-        let body = self.store().in_memory().then_some(bytes);
-        let applied = self.apply(&mut state, id, outcome, &policy, false, body);
-        // The message is no longer `sending`: flush and shutdown may be
-        // waiting for that. The delivery threads have nothing new to do.
-        self.changed.notify_all();
-        match applied? {
-            Some(record) => Ok(record.status.to_json()),
-            None => {
-                drop(state);
-                self.status(id)
-            }
-        }
-    }
-
-    /// Records the outcome of an attempt; `retry` allows deferral. When the
-    /// store cannot record it, the message stays `sending` (as the store
-    /// says), marked `possible_duplicate` with the reason in `error`, and
-    /// the outcome is written as soon as the store takes it; a restart
-    /// before that sends it again as a possible duplicate.
-    /// `body` is written with the outcome when the message keeps its bytes
-    /// (see [`Outbox::add`]). Returns the message's new record (`None`
-    /// when it is not in memory).
-    fn apply(
-        &self,
-        state: &mut Ledger,
-        id: &str,
-        outcome: Attempt,
-        policy: &RetryPolicy,
-        retry: bool,
-        body: Option<Arc<Vec<u8>>>,
-    ) -> Result<Option<Record>> {
-        let Some(mut record) = state.entries.get(id).cloned() else { return Ok(None) };
-        let s = &mut record.status;
-        let profile = s.profile.clone();
-        let mut credential_user = record.user.clone();
-        let (next_state, due) = match outcome {
-            Attempt::Sent { delivery, archive } => {
-                s.sent_at = Some(SystemTime::now());
-                s.reply = delivery.reply;
-                s.transport = Some(delivery.transport.to_string());
-                s.http_status = delivery.http_status;
-                s.rejected = delivery.rejected;
-                s.error_code = Code::Ok;
-                s.error = None;
-                s.needs = None;
-                s.advice = None;
-                match archive {
-                    Some(Ok(paths)) => s.archive = Some(paths),
-                    Some(Err(e)) => {
-                        s.error_code = e.code();
-                        s.error = Some(format!("sent, but the archive copy failed: {}", e.message()));
-                    }
-                    None => {}
-                }
-                (State::Sent, None)
-            }
-            Attempt::Held { reason, .. } if !retry => {
-                s.error_code = Code::Limit;
-                s.error = Some(reason);
-                (State::Failed, None)
-            }
-            Attempt::Held { until_ms, reason } => {
-                s.advice = None;
-                s.error_code = Code::Limit;
-                s.error = Some(reason.clone());
-                state.holds.insert(profile.to_ascii_lowercase(), (until_ms, reason));
-                (State::Deferred, Some(until_ms))
-            }
-            Attempt::Failed { error, failure, oauth_user } => {
-                s.advice = failure.as_ref().and_then(|f| f.advice.clone());
-                let mut not_before = None;
-                if let Some(f) = &failure {
-                    s.reply = f.reply.clone();
-                    s.transport = Some(f.transport.to_string());
-                    s.http_status = f.http_status;
-                    not_before = f.retry_after_ms.map(|ms| now_ms().saturating_add(ms.min(i64::MAX as u64) as i64));
-                    s.possible_duplicate |= f.possible_duplicate;
-                    s.rejected = f
-                        .rejected
-                        .iter()
-                        .map(|(address, reply)| crate::status::Refusal::reply(address.clone(), reply.clone()))
-                        .collect();
-                }
-                s.error_code = error.code();
-                s.error = Some(error.message().to_string());
-                s.needs = oauth_user.is_some().then(|| "credentials".to_string());
-                if let Some(u) = oauth_user {
-                    credential_user = u;
-                }
-                let transient = s.needs.is_some() || matches!(error.code(), Code::Connect | Code::Transient);
-                let age = now_ms() - time_to_ms(s.created_at);
-                if retry && transient && (age as u64) < policy.max_age_ms {
-                    // Never earlier than the server asked (Retry-After).
-                    let delay = policy.delay_ms(s.attempts);
-                    let due = (now_ms() + delay).max(not_before.unwrap_or(0));
-                    log::info!(
-                        "message {id} deferred after attempt {}: retry in {} s",
-                        s.attempts,
-                        (due - now_ms()) / 1000
-                    );
-                    (State::Deferred, Some(due))
-                } else {
-                    (State::Failed, None)
-                }
-            }
-        };
-        let oauth_needed = record.status.needs.is_some();
-        let record = moved(record, next_state, due);
-        if let Err(e) = self.commit_with_body(state, record.clone(), body.as_deref().map(Vec::as_slice)) {
-            self.hold_unrecorded(state, record, body, &e);
-            return Err(e);
-        }
-        if oauth_needed && state.credentials_noticed.insert(credential_user.clone()) {
-            self.events.emit(json!({"type": "credentials_needed", "user_id": credential_user, "profile": profile}));
-        }
-        Ok(Some(record))
-    }
-
-    /// Keeps an outcome the store could not record, to write it later; the
-    /// message's status says what happened.
-    fn hold_unrecorded(&self, state: &mut Ledger, record: Record, body: Option<Arc<Vec<u8>>>, e: &Error) {
-        let id = record.status.id.clone();
-        if let Some(entry) = state.entries.get_mut(&id) {
-            entry.status.possible_duplicate = true;
-            entry.status.error = Some(format!(
-                "the attempt ended ({}), but the outbox could not record it: {}; until it can, the message \
-                 stays sending and, should the process end first, is sent again as a possible duplicate",
-                record.status.state.name(),
-                e.message()
-            ));
-            state.unrecorded.insert(id, (record, body));
-        }
-    }
-
-    /// Tries again to write the outcomes the store could not take.
-    fn record_unrecorded(&self, state: &mut Ledger) {
-        let pending: Vec<(Record, Option<Bytes>)> = state.unrecorded.values().cloned().collect();
-        for (record, body) in pending {
-            let id = record.status.id.clone();
-            if self.commit_with_body(state, record, body.as_deref().map(Vec::as_slice)).is_ok() {
-                state.unrecorded.remove(&id);
-            } else {
-                break;
-            }
-        }
-    }
-
-    /// Writes a message's new record, then (only once it is durable) puts
-    /// it in place and tells the host. Nothing changes when it fails.
-    fn commit(&self, state: &mut Ledger, record: Record) -> Result<()> {
-        self.commit_with_body(state, record, None)
-    }
-
-    /// [`Outbox::commit`], writing the message's bytes too when given.
-    fn commit_with_body(&self, state: &mut Ledger, record: Record, body: Option<&[u8]>) -> Result<()> {
-        let id = &record.status.id;
-        if state.unstored.contains(id) {
-            let bytes = if record.body_dropped { &[][..] } else { body.unwrap_or(&[]) };
-            self.store().insert(&record, bytes)?;
-            state.unstored.remove(id);
-        } else {
-            self.store().update_with_body(&record, body)?;
-        }
-        let event = state_event(&record);
-        state.replace(record);
-        self.events.emit(event);
-        Ok(())
-    }
-
-    /// The loop of one delivery thread.
-    fn deliver_loop(&self, attempt: &AttemptFn) {
-        loop {
-            let Some(record) = self.take_next() else { return };
-            let id = record.status.id.clone();
-            let read = self.store().body(&id).and_then(|b| {
-                b.ok_or_else(|| Error::new(Code::Io, "the message's bytes are no longer in the outbox store"))
-            });
-            let (outcome, policy) = match read {
-                // A panic in an attempt fails only this message.
-                Ok(bytes) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(&record, &bytes)))
-                    .unwrap_or_else(|_| {
-                        (
-                            Attempt::Failed {
-                                error: Error::internal("internal error while delivering this message"),
-                                failure: None,
-                                oauth_user: None,
-                            },
-                            RetryPolicy::default(),
-                        )
-                    }),
-                Err(error) => (Attempt::Failed { error, failure: None, oauth_user: None }, RetryPolicy::default()),
-            };
-            let mut state = self.lock();
-            // A failure is kept in `unrecorded` and written later.
-            let _ = self.apply(&mut state, &id, outcome, &policy, true, None);
-            drop(state);
-            self.notify();
-        }
-    }
-
-    /// Waits for the next message due for delivery and marks it `sending`;
-    /// `None` when the outbox stops. Looks only at the first due message of
-    /// each profile that is not paused: the cost does not grow with the
-    /// backlog.
-    fn take_next(&self) -> Option<Record> {
-        let mut state = self.lock();
-        loop {
-            if state.stopping {
-                return None;
-            }
-            if !state.unrecorded.is_empty() {
-                let before = state.unrecorded.len();
-                self.record_unrecorded(&mut state);
-                if state.unrecorded.len() < before {
-                    self.notify();
-                }
-            }
-            let now = now_ms();
-            let mut chosen: Option<(i64, String)> = None;
-            let mut wake_at = now + 1000;
-            let mut to_hold = Vec::new();
-            for (profile, set) in state.ready.iter() {
-                if state.is_paused(profile) {
-                    continue;
-                }
-                let hold = state.holds.get(profile).filter(|(until, _)| *until > now);
-                for (due, id) in set.iter() {
-                    if *due > now {
-                        wake_at = wake_at.min(*due);
-                        break;
-                    }
-                    if let Some((until, reason)) = hold {
-                        wake_at = wake_at.min(*until);
-                        let record = &state.entries[id];
-                        if record.status.state == State::Queued || record.status.error.as_ref() != Some(reason) {
-                            to_hold.push((id.clone(), *until, reason.clone()));
-                        }
-                        continue;
-                    }
-                    if chosen.as_ref().is_none_or(|c| (*due, id) < (c.0, &c.1)) {
-                        chosen = Some((*due, id.clone()));
-                    }
-                    break;
-                }
-            }
-            for (id, until, reason) in to_hold {
-                // Held by a send limit: deferred with the reason, once.
-                let Some(record) = state.entries.get(&id).cloned() else { continue };
-                let mut record = moved(record, State::Deferred, Some(until));
-                record.status.error_code = Code::Limit;
-                record.status.error = Some(reason);
-                if self.commit(&mut state, record).is_err() {
-                    // Not written: hold it in memory only; tried again later.
-                    state.reschedule(&id, until);
-                }
-            }
-            if let Some((_, id)) = chosen {
-                let mut record = moved(state.entries[&id].clone(), State::Sending, None);
-                record.status.attempts += 1;
-                let (written, full) = {
-                    let mut store = self.store();
-                    let written = store.update(&record);
-                    let full = written.is_err() && store.disk_full();
-                    (written, full)
-                };
-                if let (Err(e), false) = (&written, full) {
-                    // Not durable: do not send what a restart cannot account for.
-                    if let Some(entry) = state.entries.get_mut(&id) {
-                        entry.status.error = Some(e.message().to_string());
-                    }
-                    state.reschedule(&id, now + 1000);
-                    continue;
-                }
-                if full {
-                    // A full disk (ABI §20): the outbox drains all the
-                    // same. The store still says queued; the outcome is
-                    // written once there is room. Should the process end
-                    // before, the message goes again with its Message-ID.
-                    log::warn!("{} is sent although the disk is full (its sending state is not recorded)", id);
-                }
-                let event = state_event(&record);
-                state.replace(record.clone());
-                self.events.emit(event);
-                return Some(record);
-            }
-            let wait = Duration::from_millis((wake_at - now).clamp(1, 1000) as u64);
-            state = self.work.wait_timeout(state, wait).unwrap_or_else(|e| e.into_inner()).0;
-        }
-    }
-
-    fn not_found(id: &str) -> Error {
-        Error::not_found(format!("no message with id \"{}\"", printable(id)))
-    }
-
-    /// A message's record: from memory while it is not final, else from
-    /// the store.
-    fn record(&self, state: &Ledger, id: &str) -> Result<Record> {
-        if let Some(r) = state.entries.get(id) {
-            return Ok(r.clone());
-        }
-        self.store().get(id)?.ok_or_else(|| Self::not_found(id))
-    }
-
     fn check_running(state: &Ledger) -> Result<()> {
         if state.stopping {
             Err(Error::state("the client is shut down"))
@@ -982,158 +234,17 @@ impl Outbox {
         }
     }
 
-    /// The status JSON of a message.
-    pub fn status(&self, id: &str) -> Result<Value> {
-        let state = self.lock();
-        if let Some(r) = state.entries.get(id) {
-            return Ok(r.status.to_json());
-        }
-        drop(state);
-        Ok(self.store().get(id)?.ok_or_else(|| Self::not_found(id))?.status.to_json())
-    }
-
-    /// Statuses read from the store, with the ones not final taken from
-    /// memory (which is ahead of the store only while an outcome waits to
-    /// be recorded).
-    fn overlay(&self, records: Vec<Record>) -> Vec<Value> {
-        let state = self.lock();
-        records
-            .into_iter()
-            .map(|r| match state.entries.get(&r.status.id) {
-                Some(live) => live.status.to_json(),
-                None => r.status.to_json(),
-            })
-            .collect()
-    }
-
-    /// The statuses of every message, or of those in `state_name`, oldest
-    /// first. For small outboxes: [`Outbox::query`] pages.
-    pub fn list(&self, state_name: Option<&str>) -> Result<Value> {
-        let wanted = state_name.map(|n| parse_state(n, "state")).transpose()?;
-        let query = Query { states: wanted.into_iter().collect(), ..Query::default() };
-        let (items, _) = self.overlay_page(&query, || Ok((self.store().list(wanted)?, false)), None, false)?;
-        Ok(Value::Array(items.into_iter().map(|(_, v)| v).collect()))
-    }
-
-    /// The statuses `fetch` reads from the store (see [`Outbox::overlay`])
-    /// together with those of the messages not in the store yet that pass
-    /// `query`, in id order (`newest_first`, or oldest first), cut to
-    /// `limit`; and whether there are more (the store said so, or the cut
-    /// dropped some). The messages not stored are taken first: one stored
-    /// in between is then in what the store returns, and counted once.
-    fn overlay_page(
-        &self,
-        query: &Query,
-        fetch: impl FnOnce() -> Result<(Vec<Record>, bool)>,
-        limit: Option<usize>,
-        newest_first: bool,
-    ) -> Result<(Vec<(String, Value)>, bool)> {
-        let unstored: Vec<(String, Value)> = {
-            let state = self.lock();
-            state
-                .unstored
-                .iter()
-                .filter_map(|id| state.entries.get(id))
-                .filter(|r| query.matches(r))
-                .map(|r| (r.status.id.clone(), r.status.to_json()))
-                .collect()
-        };
-        let (records, more) = fetch()?;
-        let ids: Vec<String> = records.iter().map(|r| r.status.id.clone()).collect();
-        let mut items: Vec<(String, Value)> = ids.into_iter().zip(self.overlay(records)).collect();
-        if unstored.is_empty() {
-            return Ok((items, more));
-        }
-        let seen: HashSet<String> = items.iter().map(|(id, _)| id.clone()).collect();
-        items.extend(unstored.into_iter().filter(|(id, _)| !seen.contains(id)));
-        if newest_first {
-            items.sort_by(|a, b| b.0.cmp(&a.0));
-        } else {
-            items.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        let cut = limit.is_some_and(|n| items.len() > n);
-        if let Some(n) = limit {
-            items.truncate(n);
-        }
-        Ok((items, more || cut))
-    }
-
-    /// `smtpb_outbox_query`: one page, newest first, and the cursor of the
-    /// next.
-    pub fn query(&self, query_json: &str) -> Result<Value> {
-        let q = parse_query(query_json)?;
-        let (items, more) = self.overlay_page(&q, || self.store().query(&q), Some(q.limit), true)?;
-        let next = more.then(|| items.last().map(|(id, _)| encode_cursor(id))).flatten();
-        Ok(json!({"items": items.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), "next_cursor": next}))
-    }
-
-    /// Counts per state, the paused profiles, and the records lost to
-    /// damage in the spool.
-    pub fn counts(&self) -> Result<(Value, Vec<String>, i64)> {
-        // The store is read under the ledger's lock: a message stored in
-        // between would otherwise be counted twice or not at all.
-        let state = self.lock();
-        let (mut stored, damaged) = {
-            let store = self.store();
-            (store.counts()?, store.damaged_records())
-        };
-        for r in state.unstored.iter().filter_map(|id| state.entries.get(id)) {
-            stored[state_code(r.status.state) as usize] += 1;
-        }
-        let mut counts = serde_json::Map::new();
-        for s in State::ALL {
-            counts.insert(s.name().into(), stored[state_code(s) as usize].max(0).into());
-        }
-        let mut paused: Vec<String> = state.paused.iter().cloned().collect();
-        if state.open_paused && !paused.iter().any(|p| p == "*") {
-            paused.insert(0, "*".into());
-        }
-        Ok((Value::Object(counts), paused, damaged))
-    }
-
-    /// The ids and current states of a batch's messages.
-    fn members(&self, batch_id: &str) -> Result<Vec<(String, State)>> {
-        let stored = self.store().batch_members(batch_id)?;
-        let state = self.lock();
-        Ok(stored
-            .into_iter()
-            .map(|(id, code)| {
-                let s = state.entries.get(&id).map(|r| r.status.state).unwrap_or(State::ALL[code_index(code)]);
-                (id, s)
-            })
-            .collect())
-    }
-
-    /// Counts per state of a batch, plus `batch_id` and `total`.
-    pub fn batch_status(&self, batch_id: &str) -> Result<Value> {
-        let members = self.members(batch_id)?;
-        if members.is_empty() {
-            return Err(Error::not_found(format!("no batch with id \"{}\"", printable(batch_id))));
-        }
-        let mut counts = [0usize; 6];
-        for (_, s) in &members {
-            counts[state_code(*s) as usize] += 1;
-        }
-        let mut out = serde_json::Map::new();
-        out.insert("batch_id".into(), batch_id.into());
-        out.insert("total".into(), members.len().into());
-        for s in State::ALL {
-            out.insert(s.name().into(), counts[state_code(s) as usize].into());
-        }
-        Ok(Value::Object(out))
-    }
-
     /// Waits until message `id` is final; its status, or
     /// `SMTPB_ERR_TIMEOUT`. `timeout_ms` 0 = do not wait, `u32::MAX` = no
     /// limit.
-    pub fn wait(&self, id: &str, timeout_ms: u32) -> Result<Value> {
+    pub fn wait(&self, id: &str, timeout_ms: u32) -> Result<Status> {
         let deadline = (timeout_ms != u32::MAX).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
         let mut state = self.lock();
         loop {
             Self::check_running(&state)?;
             let record = self.record(&state, id)?;
             if record.status.state.is_final() {
-                return Ok(record.status.to_json());
+                return Ok(record.status);
             }
             state = self.wait_until(state, deadline, || format!("message {id} is not final yet"))?;
         }
@@ -1191,30 +302,30 @@ impl Outbox {
         Ok(())
     }
 
-    /// Cancels what it can of a batch: `{"cancelled", "sending", "sent"}`.
-    pub fn batch_cancel(&self, batch_id: &str) -> Result<Value> {
+    /// Cancels what it can of a batch.
+    pub fn batch_cancel(&self, batch_id: &str) -> Result<BatchCancel> {
         Self::check_running(&self.lock())?;
         let members = self.members(batch_id)?;
         if members.is_empty() {
             return Err(Error::not_found(format!("no batch with id \"{}\"", printable(batch_id))));
         }
         let mut state = self.lock();
-        let (mut cancelled, mut sending, mut sent) = (0, 0, 0);
+        let mut done = BatchCancel::default();
         for (id, _) in members {
             let Ok(record) = self.record(&state, &id) else { continue };
             match record.status.state {
                 State::Queued | State::Deferred => {
                     self.commit(&mut state, moved(record, State::Cancelled, None))?;
-                    cancelled += 1;
+                    done.cancelled += 1;
                 }
-                State::Sending => sending += 1,
-                State::Sent => sent += 1,
+                State::Sending => done.sending += 1,
+                State::Sent => done.sent += 1,
                 _ => {}
             }
         }
         drop(state);
         self.notify();
-        Ok(json!({"cancelled": cancelled, "sending": sending, "sent": sent}))
+        Ok(done)
     }
 
     /// `failed` → `queued`; `deferred` → due now.
@@ -1435,12 +546,6 @@ impl Outbox {
     }
 }
 
-/// The state of a store code.
-fn code_index(code: i64) -> usize {
-    // State::ALL is in the order of state_code.
-    (code.clamp(0, 5)) as usize
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1470,8 +575,12 @@ mod tests {
         }
     }
 
-    fn ids(page: &Value) -> Vec<String> {
-        page["items"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+    fn ids(page: &Page<Status>) -> Vec<String> {
+        page.items.iter().map(|s| s.id.clone()).collect()
+    }
+
+    fn query(states: &[State], limit: usize, cursor: Option<Cursor>) -> Query {
+        Query { states: states.to_vec(), limit, cursor, ..Query::default() }
     }
 
     #[test]
@@ -1483,21 +592,21 @@ mod tests {
         let (id, bytes) = outbox.add(sending.clone(), b"the bytes".to_vec()).unwrap();
         assert!(outbox.store().get(&id).unwrap().is_none(), "not written before its outcome");
 
-        let (counts, _, _) = outbox.counts().unwrap();
-        assert_eq!((counts["sending"].as_i64(), counts["sent"].as_i64()), (Some(1), Some(1)));
-        assert_eq!(outbox.status(&id).unwrap()["state"], "sending");
-        let listed = outbox.list(Some("sending")).unwrap();
-        assert_eq!(listed.as_array().unwrap().len(), 1);
-        assert_eq!(outbox.list(None).unwrap().as_array().unwrap().len(), 2);
+        let counts = outbox.counts().unwrap().states;
+        assert_eq!((counts.sending, counts.sent), (1, 1));
+        assert_eq!(outbox.status(&id).unwrap().state, State::Sending);
+        assert_eq!(outbox.list(Some(State::Sending)).unwrap().len(), 1);
+        assert_eq!(outbox.list(None).unwrap().len(), 2);
         // Newest first, one a page: the unstored one, then the stored one.
-        let first = outbox.query(r#"{"limit": 1}"#).unwrap();
+        let first = outbox.query(&query(&[], 1, None)).unwrap();
         assert_eq!(ids(&first), vec![id.clone()]);
-        let cursor = first["next_cursor"].as_str().unwrap().to_string();
-        let second = outbox.query(&format!(r#"{{"limit": 1, "cursor": "{cursor}"}}"#)).unwrap();
+        let cursor = first.next_cursor.clone().unwrap();
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor.clone()));
+        let second = outbox.query(&query(&[], 1, Some(cursor))).unwrap();
         assert_eq!(ids(&second), vec![older.clone()]);
-        assert!(second["next_cursor"].is_null());
-        assert_eq!(ids(&outbox.query(r#"{"state": ["sent"]}"#).unwrap()), vec![older.clone()]);
-        assert_eq!(ids(&outbox.query(r#"{"state": ["sending"]}"#).unwrap()), vec![id.clone()]);
+        assert_eq!(second.next_cursor, None);
+        assert_eq!(ids(&outbox.query(&query(&[State::Sent], 100, None)).unwrap()), vec![older.clone()]);
+        assert_eq!(ids(&outbox.query(&query(&[State::Sending], 100, None)).unwrap()), vec![id.clone()]);
         // Its idempotency key is taken while it is in flight.
         let mut again = record(State::Sending);
         again.idempotency_key = Some("invoice-7".into());
@@ -1506,14 +615,14 @@ mod tests {
         // Failed: written with its bytes, for smtpb_retry.
         let failed = Attempt::Failed { error: Error::new(Code::Rejected, "550 no"), failure: None, oauth_user: None };
         let status = outbox.finish_now(&id, failed, bytes).unwrap();
-        assert_eq!(status["state"], "failed");
+        assert_eq!(status.state, State::Failed);
         assert_eq!(outbox.store().body(&id).unwrap().as_deref(), Some(&b"the bytes"[..]));
         assert_eq!(outbox.store().get(&id).unwrap().unwrap().status.state, State::Failed);
-        let (counts, _, _) = outbox.counts().unwrap();
-        assert_eq!((counts["sending"].as_i64(), counts["failed"].as_i64()), (Some(0), Some(1)));
-        assert_eq!(ids(&outbox.query("{}").unwrap()), vec![id.clone(), older]);
+        let counts = outbox.counts().unwrap().states;
+        assert_eq!((counts.sending, counts.failed), (0, 1));
+        assert_eq!(ids(&outbox.query(&Query::default()).unwrap()), vec![id.clone(), older]);
         outbox.retry(&id).unwrap();
-        assert_eq!(outbox.status(&id).unwrap()["state"], "queued");
+        assert_eq!(outbox.status(&id).unwrap().state, State::Queued);
     }
 
     #[test]
@@ -1531,16 +640,16 @@ mod tests {
             outbox.finish_now(&id, outcome, bytes).unwrap();
             ids.push(id);
         }
-        let (counts, _, _) = outbox.counts().unwrap();
-        assert_eq!(counts["sent"].as_u64(), Some(store::WRITE_BEHIND as u64 + 3));
-        assert_eq!(counts["failed"].as_u64(), Some(store::WRITE_BEHIND as u64 + 2));
+        let counts = outbox.counts().unwrap().states;
+        assert_eq!(counts.sent, store::WRITE_BEHIND as u64 + 3);
+        assert_eq!(counts.failed, store::WRITE_BEHIND as u64 + 2);
         let last = ids.last().unwrap();
         assert_eq!(outbox.store().body(last).unwrap(), None, "sent: its bytes are not kept");
         let failed = &ids[ids.len() - 2];
         assert_eq!(outbox.store().body(failed).unwrap(), Some(format!("message {}", ids.len() - 2).into_bytes()));
-        assert_eq!(outbox.list(None).unwrap().as_array().unwrap().len(), ids.len());
-        assert_eq!(outbox.status(last).unwrap()["state"], "sent");
-        assert_eq!(outbox.status(failed).unwrap()["state"], "failed");
+        assert_eq!(outbox.list(None).unwrap().len(), ids.len());
+        assert_eq!(outbox.status(last).unwrap().state, State::Sent);
+        assert_eq!(outbox.status(failed).unwrap().state, State::Failed);
     }
 
     #[test]
@@ -1561,11 +670,11 @@ mod tests {
     fn a_sent_send_of_an_in_memory_client_is_stored_once_without_its_bytes() {
         let outbox = Outbox::open(None, true).unwrap();
         let (id, bytes) = outbox.add(record(State::Sending), b"the bytes".to_vec()).unwrap();
-        assert_eq!(outbox.finish_now(&id, sent(), bytes).unwrap()["state"], "sent");
+        assert_eq!(outbox.finish_now(&id, sent(), bytes).unwrap().state, State::Sent);
         assert!(outbox.store().body(&id).unwrap().is_none());
         assert_eq!(outbox.store().get(&id).unwrap().unwrap().status.state, State::Sent);
-        let (counts, _, _) = outbox.counts().unwrap();
-        assert_eq!((counts["sending"].as_i64(), counts["sent"].as_i64()), (Some(0), Some(1)));
+        let counts = outbox.counts().unwrap().states;
+        assert_eq!((counts.sending, counts.sent), (0, 1));
     }
 
     #[test]
@@ -1577,7 +686,7 @@ mod tests {
         // A crash now: the next open queues it again, and needs its bytes.
         assert_eq!(outbox.store().get(&id).unwrap().unwrap().status.state, State::Sending);
         assert_eq!(outbox.store().body(&id).unwrap().as_deref(), Some(&b"the bytes"[..]));
-        assert_eq!(outbox.finish_now(&id, sent(), bytes).unwrap()["state"], "sent");
+        assert_eq!(outbox.finish_now(&id, sent(), bytes).unwrap().state, State::Sent);
         assert!(outbox.store().body(&id).unwrap().is_none());
         drop(outbox);
         let _ = std::fs::remove_dir_all(&dir);
@@ -1619,7 +728,7 @@ mod tests {
         got.sort();
         sent.sort();
         assert_eq!(got, sent);
-        assert_eq!(outbox.status(&queued).unwrap()["state"], "queued");
+        assert_eq!(outbox.status(&queued).unwrap().state, State::Queued);
         assert_eq!(outbox.status(&sent[0]).unwrap_err().code(), Code::NotFound);
     }
 }

@@ -1,0 +1,49 @@
+//! What an attempt came to, and when a deferred message is tried again.
+
+use super::Record;
+use crate::error::Error;
+use crate::status::ArchivePaths;
+
+/// What one delivery attempt came to.
+pub enum Attempt {
+    /// The server took it. `archive` is the archive's paths, or why the
+    /// copy could not be filed (the message is sent all the same).
+    Sent { delivery: crate::delivery::Delivery, archive: Option<std::result::Result<ArchivePaths, Error>> },
+    /// It did not go out. `oauth_user` is set when the OAuth2 token of that
+    /// credential (`None` = the shared one) was refused or expired;
+    /// `failure` carries what the server said.
+    Failed { error: Error, failure: Option<crate::delivery::Failure>, oauth_user: Option<Option<String>> },
+    /// A send limit holds it until `until_ms` (Unix ms).
+    Held { until_ms: i64, reason: String },
+}
+
+/// The function a delivery thread runs for each attempt.
+pub type AttemptFn = dyn Fn(&Record, &[u8]) -> (Attempt, RetryPolicy) + Send + Sync;
+
+/// Retry settings (global keys), read when a message is deferred.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    pub max_age_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    /// The defaults of SMTPRetryInitialMs, SMTPRetryMaxMs, SMTPRetryMaxAgeMs.
+    fn default() -> Self {
+        RetryPolicy { initial_ms: 60_000, max_ms: 3_600_000, max_age_ms: 172_800_000 }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `attempts + 1`: exponential, capped, with
+    /// ±20 % jitter so that many deferred messages do not retry in step.
+    pub(super) fn delay_ms(&self, attempts: u32) -> i64 {
+        let exp = self.initial_ms.saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
+        let base = exp.min(self.max_ms).max(1);
+        let mut r = [0u8; 2];
+        let _ = getrandom::fill(&mut r);
+        let jitter = (u16::from_le_bytes(r) as f64 / u16::MAX as f64) * 0.4 + 0.8;
+        (base as f64 * jitter) as i64
+    }
+}
