@@ -14,7 +14,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AuthModel, Encryption, ProfileSettings};
-use crate::smtp::{Failure, Reply};
+use crate::failure::Failure;
+use crate::smtp::Reply;
 
 /// What to change, for a host to show.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -468,7 +468,7 @@ fn expect(reply: &Reply, ok: &[u16], what: &str) -> std::result::Result<u16, Fai
     let mut f = match reply.status {
         401 => {
             let mut f = failure(Code::Auth, format!("Graph refused the OAuth2 token ({what}: {detail})"));
-            f.oauth_refused = true;
+            f.token_refused = true;
             f
         }
         408 | 429 | 500..=599 => failure(Code::Transient, format!("Graph is busy or unavailable ({what}: {detail})")),
@@ -602,11 +602,11 @@ impl Transport for Graph {
                         stage = "done";
                         return Ok(());
                     }
-                    Err(f) if f.oauth_refused && !refreshed => {
+                    Err(f) if f.token_refused && !refreshed => {
                         refreshed = true;
                         match refresh() {
                             Ok(Some(fresh)) if fresh.secret != token => token = fresh.secret,
-                            Err(r) if !r.oauth_refused && r.code != Code::Credentials => return Err(r.error()),
+                            Err(r) if !r.token_refused && r.code != Code::Credentials => return Err(r.error()),
                             _ => return Err(f.error()),
                         }
                     }
@@ -824,14 +824,14 @@ impl Graph {
                         rejected: Vec::new(),
                     })
                 }
-                Err(f) if f.oauth_refused && !refreshed => {
+                Err(f) if f.token_refused && !refreshed => {
                     refreshed = true;
                     match refresh() {
                         Ok(Some(fresh)) if fresh.secret != token => token = fresh.secret,
                         Ok(_) => return Err(f),
                         // The token endpoint could not be reached: that is
                         // the outcome (CONNECT, retried).
-                        Err(r) if !r.oauth_refused && r.code != Code::Credentials => {
+                        Err(r) if !r.token_refused && r.code != Code::Credentials => {
                             return Err(Failure { transport: NAME, ..r });
                         }
                         // Refused too: AUTH, new credentials needed.

@@ -34,6 +34,7 @@ pub mod config;
 pub mod credentials;
 pub mod delivery;
 pub mod error;
+pub mod failure;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -120,7 +120,7 @@ impl Pool {
                 )
             });
             match session.send(mail) {
-                Err(f) if f.stale => {} // open a new session below
+                Err(f) if f.is_stale() => {} // open a new session below
                 result => {
                     self.give_back(key.clone(), session);
                     return result;
@@ -153,7 +153,7 @@ impl Pool {
 }
 
 fn failure_from(e: crate::error::Error, stage: &'static str) -> Failure {
-    Failure::new(e.code(), stage, e.message())
+    Failure::new("smtp", e.code(), e.message()).at(stage)
 }
 
 /// SMTP as the pipeline's delivery step.
@@ -183,7 +183,7 @@ impl crate::delivery::Transport for Pool {
     ) -> std::result::Result<crate::delivery::Delivery, crate::delivery::Failure> {
         let delivery = Pool::send(self, settings, key, login, mail).map_err(|mut f| {
             f.advice = crate::advice::for_failure(&f, settings);
-            crate::delivery::Failure::from(f)
+            f
         })?;
         Ok(crate::delivery::Delivery {
             transport: "smtp",

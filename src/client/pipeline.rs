@@ -11,6 +11,7 @@ use crate::config::{self, Authentication, Config, ProfileSettings};
 use crate::credentials::SecretKind;
 use crate::delivery::{self, Delivery, Transport};
 use crate::error::{Code, Error, Result};
+use crate::failure::Failure;
 use crate::fsutil;
 use crate::message::{self, BuildContext, MessageSpec};
 use crate::message_bounds::{self, PartBudget};
@@ -140,7 +141,7 @@ impl Client {
     ) -> std::result::Result<Option<Login>, delivery::Failure> {
         let refused = |error: Error, oauth: bool| {
             let mut f = delivery::Failure::new("oauth2", error.code(), error.message());
-            f.oauth_refused = oauth;
+            f.token_refused = oauth;
             f
         };
         match self.login_refreshed(settings, user) {
@@ -394,16 +395,16 @@ impl Client {
                     delivery.rejected.len()
                 )
             }
-            Attempt::Failed { error, .. } => {
-                log::warn!("attempt {} failed: {} ({})", record.status.attempts, error.message(), error.code().name())
+            Attempt::Failed { failure, .. } => {
+                log::warn!("attempt {} failed: {} ({})", record.status.attempts, failure.message, failure.code.name())
             }
             Attempt::Held { reason, .. } => log::info!("held: {reason}"),
         }
         if let Some(recording) = recording {
             let keep = match &outcome {
                 Attempt::Sent { .. } => mode == crate::transcript::Mode::All,
-                Attempt::Failed { error, .. } => {
-                    crate::transcript::note(|| format!("failed: {}", error.message()));
+                Attempt::Failed { failure, .. } => {
+                    crate::transcript::note(|| format!("failed: {}", failure.message));
                     true
                 }
                 // A limit held it: no dialogue to keep.
@@ -435,7 +436,7 @@ impl Client {
             max_ms: global.retry_max_ms,
             max_age_ms: global.retry_max_age_ms,
         };
-        let failed = |error: Error| Attempt::Failed { error, failure: None, oauth_user: None };
+        let failed = Attempt::failed;
         let settings = match settings {
             Ok(s) => s,
             Err(e) => {
@@ -476,14 +477,14 @@ impl Client {
             let (user, login_now, managed) = match login {
                 Err(LoginError { error, oauth, provider_error }) => {
                     // A refused refresh has advice of its own; nothing was said over SMTP.
-                    let failure = provider_error.and_then(|e| crate::advice::from_oauth_error(e, &settings)).map(|a| {
-                        let transport = self.transport(&settings).name();
-                        delivery::Failure {
-                            advice: Some(a),
-                            ..delivery::Failure::new(transport, error.code(), error.message())
-                        }
-                    });
-                    break Attempt::Failed { error, failure, oauth_user: oauth.then_some(credential_user) };
+                    let advice = provider_error.and_then(|e| crate::advice::from_oauth_error(e, &settings));
+                    let transport = if advice.is_some() { self.transport(&settings).name() } else { "" };
+                    let failure = Failure {
+                        advice,
+                        token_refused: oauth,
+                        ..Failure::new(transport, error.code(), error.message())
+                    };
+                    break Attempt::Failed { failure, credential: credential_user };
                 }
                 Ok((user, login_now, managed)) => (user, with_sender(login_now, &record.envelope_from), managed),
             };
@@ -505,18 +506,14 @@ impl Client {
             let no_refresh = || Ok(None);
             break match self.transport(&settings).send(&settings, &key, login_now.as_ref(), &no_refresh, &mail) {
                 Ok(delivery) => Attempt::Sent { archive: self.archive(&settings, record, bytes, &delivery), delivery },
-                Err(f) if f.oauth_refused && managed.is_some() && !retried => {
+                Err(f) if f.token_refused && managed.is_some() && !retried => {
                     // A token the server refused (revoked, or of unknown
                     // expiry and stale): refresh once and try again.
                     retried = true;
                     login = self.login_with(&settings, record.user.as_deref(), true);
                     continue;
                 }
-                Err(f) => Attempt::Failed {
-                    error: f.error(),
-                    oauth_user: f.oauth_refused.then(|| credential_user.clone()),
-                    failure: Some(f),
-                },
+                Err(failure) => Attempt::Failed { failure, credential: credential_user },
             };
         };
         if let (Attempt::Failed { .. }, Some(r)) = (&outcome, reservation) {
@@ -600,10 +597,10 @@ impl Client {
         let (outcome, _) = self.attempt(&record, &bytes, Duration::from_millis(timeout as u64));
         let result = match &outcome {
             Attempt::Sent { .. } => Ok(()),
-            Attempt::Failed { error, failure, .. } => {
+            Attempt::Failed { failure, .. } => {
                 // The host's error dialog shows this text: add what to change.
-                let advice = failure.as_ref().and_then(|f| f.advice.as_ref()).map(|a| a.suffix()).unwrap_or_default();
-                Err(Error::new(error.code(), format!("{}{advice}", error.message())))
+                let advice = failure.advice.as_ref().map(|a| a.suffix()).unwrap_or_default();
+                Err(Error::new(failure.code, format!("{}{advice}", failure.message)))
             }
             Attempt::Held { reason, .. } => Err(Error::new(Code::Limit, reason.clone())),
         };

@@ -56,12 +56,19 @@ pub enum Attempt {
     /// The server took it. `archive` is the archive's paths, or why the
     /// copy could not be filed (the message is sent all the same).
     Sent { delivery: crate::delivery::Delivery, archive: Option<std::result::Result<Value, Error>> },
-    /// It did not go out. `oauth_user` is set when the OAuth2 token of that
-    /// credential (`None` = the shared one) was refused or expired;
-    /// `failure` carries what the server said.
-    Failed { error: Error, failure: Option<crate::delivery::Failure>, oauth_user: Option<Option<String>> },
+    /// It did not go out: why, and the credential the attempt logged in
+    /// with (`None` = the shared one), which needs renewing when the
+    /// failure is a refused or expired OAuth2 token.
+    Failed { failure: crate::failure::Failure, credential: Option<String> },
     /// A send limit holds it until `until_ms` (Unix ms).
     Held { until_ms: i64, reason: String },
+}
+
+impl Attempt {
+    /// A failure of the library's own, before any transport was asked.
+    pub fn failed(error: Error) -> Attempt {
+        Attempt::Failed { failure: crate::failure::Failure::local(error), credential: None }
+    }
 }
 
 /// The function a delivery thread runs for each attempt.
@@ -725,14 +732,13 @@ impl Outbox {
                 state.holds.insert(profile.to_ascii_lowercase(), (until_ms, reason));
                 (State::Deferred, Some(until_ms))
             }
-            Attempt::Failed { error, failure, oauth_user } => {
-                s.advice = failure.as_ref().and_then(|f| f.advice.clone());
-                let mut not_before = None;
-                if let Some(f) = &failure {
+            Attempt::Failed { failure: f, credential } => {
+                s.advice = f.advice.clone();
+                // A refusal of the library's own names no transport.
+                if !f.transport.is_empty() {
                     s.reply = f.reply.clone();
                     s.transport = Some(f.transport.to_string());
                     s.http_status = f.http_status;
-                    not_before = f.retry_after_ms.map(|ms| now_ms().saturating_add(ms.min(i64::MAX as u64) as i64));
                     s.possible_duplicate |= f.possible_duplicate;
                     s.rejected = f
                         .rejected
@@ -740,13 +746,14 @@ impl Outbox {
                         .map(|(address, reply)| crate::status::Refusal::reply(address.clone(), reply.clone()))
                         .collect();
                 }
-                s.error_code = error.code();
-                s.error = Some(error.message().to_string());
-                s.needs = oauth_user.is_some().then(|| "credentials".to_string());
-                if let Some(u) = oauth_user {
-                    credential_user = u;
+                let not_before = f.retry_after_ms.map(|ms| now_ms().saturating_add(ms.min(i64::MAX as u64) as i64));
+                s.error_code = f.code;
+                s.error = Some(f.message.clone());
+                s.needs = f.token_refused().then(|| "credentials".to_string());
+                if f.token_refused() {
+                    credential_user = credential;
                 }
-                let transient = s.needs.is_some() || matches!(error.code(), Code::Connect | Code::Transient);
+                let transient = f.is_transient();
                 let age = now_ms() - time_to_ms(s.created_at);
                 if retry && transient && (age as u64) < policy.max_age_ms {
                     // Never earlier than the server asked (Retry-After).
@@ -839,15 +846,11 @@ impl Outbox {
                 Ok(bytes) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(&record, &bytes)))
                     .unwrap_or_else(|_| {
                         (
-                            Attempt::Failed {
-                                error: Error::internal("internal error while delivering this message"),
-                                failure: None,
-                                oauth_user: None,
-                            },
+                            Attempt::failed(Error::internal("internal error while delivering this message")),
                             RetryPolicy::default(),
                         )
                     }),
-                Err(error) => (Attempt::Failed { error, failure: None, oauth_user: None }, RetryPolicy::default()),
+                Err(error) => (Attempt::failed(error), RetryPolicy::default()),
             };
             let mut state = self.lock();
             // A failure is kept in `unrecorded` and written later.
@@ -1490,7 +1493,7 @@ mod tests {
         assert_eq!(outbox.add(again, b"x".to_vec()).unwrap().0, id);
 
         // Failed: written with its bytes, for smtpb_retry.
-        let failed = Attempt::Failed { error: Error::new(Code::Rejected, "550 no"), failure: None, oauth_user: None };
+        let failed = Attempt::failed(Error::new(Code::Rejected, "550 no"));
         let status = outbox.finish_now(&id, failed, bytes).unwrap();
         assert_eq!(status["state"], "failed");
         assert_eq!(outbox.store().body(&id).unwrap().as_deref(), Some(&b"the bytes"[..]));
@@ -1509,11 +1512,7 @@ mod tests {
         // Past one transaction's worth, and a few gathered still.
         for n in 0..(store::WRITE_BEHIND * 2 + 5) {
             let (id, bytes) = outbox.add(record(State::Sending), format!("message {n}").into_bytes()).unwrap();
-            let outcome = if n % 2 == 0 {
-                sent()
-            } else {
-                Attempt::Failed { error: Error::new(Code::Rejected, "550 no"), failure: None, oauth_user: None }
-            };
+            let outcome = if n % 2 == 0 { sent() } else { Attempt::failed(Error::new(Code::Rejected, "550 no")) };
             outbox.finish_now(&id, outcome, bytes).unwrap();
             ids.push(id);
         }
@@ -1532,8 +1531,7 @@ mod tests {
     #[test]
     fn failed_sends_gathered_in_memory_are_written_once_their_bytes_reach_4_mib() {
         let outbox = Outbox::open(None, true).unwrap();
-        let failed =
-            || Attempt::Failed { error: Error::new(Code::Rejected, "550 no"), failure: None, oauth_user: None };
+        let failed = || Attempt::failed(Error::new(Code::Rejected, "550 no"));
         let (first, bytes) = outbox.add(record(State::Sending), vec![b'a'; 3 << 20]).unwrap();
         outbox.finish_now(&first, failed(), bytes).unwrap();
         assert_eq!(outbox.store().gathered(), 1);

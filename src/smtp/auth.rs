@@ -6,7 +6,7 @@ use base64::Engine;
 use std::time::Instant;
 use zeroize::Zeroizing;
 
-use super::failure::{connect_failure, Failure};
+use super::failure::{connect_failure, failure, local, Failure};
 use super::io::IoFail;
 use super::session::Session;
 use super::Login;
@@ -26,7 +26,7 @@ impl Session {
             (Authentication::Optional, None) => return Ok(()),
             (Authentication::Optional, Some(_)) if self.caps.auth.is_empty() => return Ok(()),
             (Authentication::Required, None) => {
-                return Err(Failure::new(
+                return Err(failure(
                     Code::Credentials,
                     "auth",
                     "SMTPAuthentication=Required, but no credentials were found",
@@ -37,7 +37,7 @@ impl Session {
         if !self.is_tls() && !settings.allow_plaintext_auth {
             if self.caps.starttls {
                 // Encryption is to be had: say so, not "allow plaintext".
-                return Err(Failure::local(
+                return Err(local(
                     Code::Auth,
                     "auth",
                     "AUTH would go over an unencrypted connection, but the server offers STARTTLS: set \
@@ -45,15 +45,14 @@ impl Session {
                 )
                 .with_advice(Some(advice::plaintext_auth_with_starttls(settings))));
             }
-            return Err(Failure::local(
+            return Err(local(
                 Code::Auth,
                 "auth",
                 "AUTH would go over an unencrypted connection; use SSL or TLS, or set SMTPAllowPlaintextAuth=true",
             ));
         }
         let mechanism = choose_mechanism(settings.auth_model, &self.caps.auth).map_err(|m| {
-            Failure::local(Code::Auth, "auth", m)
-                .with_advice(Some(advice::text_for("auth_mechanism_unsupported", settings)))
+            local(Code::Auth, "auth", m).with_advice(Some(advice::text_for("auth_mechanism_unsupported", settings)))
         })?;
         log::info!("AUTH {mechanism} as {}", login.username);
         // The session breaking during AUTH is no refusal: CONNECT, retried.
@@ -106,7 +105,7 @@ impl Session {
                         B64.decode(reply.text.trim()).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
                     self.write(dummy, deadline).map_err(io)?;
                     let last = self.read_reply(deadline).map_err(io)?;
-                    let mut f = Failure::new(
+                    let mut f = failure(
                         Code::Auth,
                         "auth",
                         format!(
@@ -118,7 +117,7 @@ impl Session {
                     );
                     // SMTP AUTH switched off is no refused token: no
                     // refresh or new sign-in can help (advice smtp_auth_disabled).
-                    f.oauth_refused = !advice::smtp_auth_disabled(&last);
+                    f.token_refused = !advice::smtp_auth_disabled(&last);
                     return Err(f.with_reply(last));
                 }
                 reply
@@ -127,12 +126,12 @@ impl Session {
         if reply.code == 235 {
             return Ok(());
         }
-        let mut f = Failure::new(
+        let mut f = failure(
             Code::Auth,
             "auth",
             format!("the server refused authentication of {} ({mechanism}): {}", login.username, reply.summary()),
         );
-        f.oauth_refused = settings.auth_model == AuthModel::OAuth2 && !advice::smtp_auth_disabled(&reply);
+        f.token_refused = settings.auth_model == AuthModel::OAuth2 && !advice::smtp_auth_disabled(&reply);
         Err(f.with_reply(reply))
     }
 }

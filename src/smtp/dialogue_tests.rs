@@ -258,8 +258,7 @@ fn auth_is_not_sent_in_plaintext() {
 
 #[test]
 fn a_refused_oauth2_token_is_told_apart_from_other_refusals() {
-    let keys =
-        [("SMTPAuthentication", "Required"), ("SMTPAllowPlaintextAuth", "true"), ("SMTPAuthModel", "OAuth2")];
+    let keys = [("SMTPAuthentication", "Required"), ("SMTPAllowPlaintextAuth", "true"), ("SMTPAuthModel", "OAuth2")];
     let token = B64.encode("user=alice\x01auth=Bearer s3cret\x01\x01");
     let challenge = B64.encode(r#"{"status":"401","schemes":"bearer"}"#);
     let (result, mock) = open(
@@ -468,7 +467,8 @@ fn data_is_dot_stuffed_with_crlf_line_ends_and_the_final_dot() {
 #[test]
 fn a_reply_line_over_the_bound_breaks_the_session() {
     let long = format!("250-{}\n250 SIZE 10", "a".repeat(MAX_LINE));
-    let (result, mock) = open(&settings(&[]), None, vec![server(GREETING), client("EHLO client.example"), server(&long)]);
+    let (result, mock) =
+        open(&settings(&[]), None, vec![server(GREETING), client("EHLO client.example"), server(&long)]);
     let f = result.err().expect("too long");
     assert_eq!(f.code, Code::Connect);
     assert!(f.message.contains(&format!("longer than {MAX_LINE} bytes")), "{}", f.message);

@@ -24,6 +24,8 @@
 
 mod auth;
 mod capabilities;
+#[cfg(test)]
+mod dialogue_tests;
 mod failure;
 mod io;
 #[cfg(test)]

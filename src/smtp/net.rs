@@ -5,7 +5,7 @@ use rustls::ClientConnection;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use super::failure::Failure;
+use super::failure::{failure, Failure};
 use super::io::{is_timeout, remaining, tls_version_name, IoFail};
 use crate::advice;
 use crate::config::{Encryption, ProfileSettings};
@@ -27,7 +27,7 @@ pub(super) fn connect(
             "connection_refused"
         };
         transcript::note(|| m.clone());
-        Failure::new(Code::Connect, "connect", m).with_advice(Some(advice::text_for(key, settings)))
+        failure(Code::Connect, "connect", m).with_advice(Some(advice::text_for(key, settings)))
     };
     let addresses = resolve(host, port, deadline).map_err(fail)?;
     let mut last = None;
@@ -101,7 +101,7 @@ pub(super) fn tls_failure(
     };
     transcript::note(|| message.clone());
     log::warn!("{message}");
-    Failure::new(Code::Tls, "tls", message).with_advice(advice)
+    failure(Code::Tls, "tls", message).with_advice(advice)
 }
 
 /// Notes the negotiated TLS version and cipher, and the certificate.

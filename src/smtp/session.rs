@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::capabilities::Capabilities;
-use super::failure::{connect_failure, Failure};
+use super::failure::{connect_failure, failure, local, Failure};
 use super::io::{read_line_from, tls_flush, tls_handshake, tls_version_name, IoFail, IoResult, Stream};
 use super::net::{connect, tls_established, tls_failure};
 use super::reply::{Reply, ReplyBuilder};
@@ -57,9 +57,9 @@ impl Session {
         let timeout = Duration::from_millis(settings.timeout_ms as u64);
         let deadline = Instant::now() + timeout;
         let host =
-            settings.server.as_deref().ok_or_else(|| Failure::new(Code::Config, "connect", "SMTPServer is not set"))?;
+            settings.server.as_deref().ok_or_else(|| failure(Code::Config, "connect", "SMTPServer is not set"))?;
         let server_name =
-            crate::tls::server_name(settings, host).map_err(|e| Failure::new(Code::Config, "connect", e.message()))?;
+            crate::tls::server_name(settings, host).map_err(|e| failure(Code::Config, "connect", e.message()))?;
 
         probe.stage = "connect";
         transcript::set_server(&format!("{host}:{}", settings.port));
@@ -71,7 +71,7 @@ impl Session {
         let in_transaction = Arc::new(AtomicBool::new(false));
         let registration = sockets
             .register(&tcp, &in_transaction)
-            .ok_or_else(|| Failure::new(Code::Connect, "connect", "the client is shutting down"))?;
+            .ok_or_else(|| failure(Code::Connect, "connect", "the client is shutting down"))?;
         let stream = if settings.encryption == Encryption::Ssl {
             probe.stage = "tls";
             tls_handshake(tls.clone(), server_name.clone(), tcp, deadline).map_err(|e| {
@@ -155,7 +155,7 @@ impl Session {
             let silent = matches!(e, IoFail::Timeout) && self.buf.len() == self.start;
             let tls_record = self.buf.first().is_some_and(|b| matches!(b, 0x15 | 0x16));
             let mut f = if silent && implicit_port {
-                Failure::new(
+                failure(
                     Code::Connect,
                     "greeting",
                     format!(
@@ -176,7 +176,7 @@ impl Session {
         self.banner = greeting.text.clone();
         probe.banner = Some(greeting.text.clone());
         if greeting.code != 220 {
-            return Err(Failure::new(
+            return Err(failure(
                 Code::Connect,
                 "greeting",
                 format!("the server refused the session: {}", greeting.summary()),
@@ -234,15 +234,14 @@ impl Session {
                 self.caps = Capabilities::default();
                 return Ok(());
             }
-            return Err(Failure::new(
+            return Err(failure(
                 Code::Connect,
                 "ehlo",
                 format!("the server refused EHLO and HELO: {}", helo.summary()),
             )
             .with_reply(helo));
         }
-        Err(Failure::new(Code::Connect, "ehlo", format!("the server refused EHLO: {}", reply.summary()))
-            .with_reply(reply))
+        Err(failure(Code::Connect, "ehlo", format!("the server refused EHLO: {}", reply.summary())).with_reply(reply))
     }
 
     pub(super) fn starttls(
@@ -252,9 +251,9 @@ impl Session {
         name: rustls::pki_types::ServerName<'static>,
         deadline: Instant,
     ) -> Result<(), Failure> {
-        let fail = |e: IoFail| Failure::new(Code::Tls, "tls", format!("STARTTLS failed: {e}"));
+        let fail = |e: IoFail| failure(Code::Tls, "tls", format!("STARTTLS failed: {e}"));
         if !self.caps.starttls {
-            return Err(Failure::local(
+            return Err(local(
                 Code::Tls,
                 "tls",
                 "the server does not offer STARTTLS, and SMTPServerEncryption=TLS requires it (no fallback to plaintext)",
@@ -264,11 +263,11 @@ impl Session {
         self.write(b"STARTTLS\r\n", deadline).map_err(fail)?;
         let reply = self.read_reply(deadline).map_err(fail)?;
         if reply.code != 220 {
-            return Err(Failure::new(Code::Tls, "tls", format!("the server refused STARTTLS: {}", reply.summary()))
+            return Err(failure(Code::Tls, "tls", format!("the server refused STARTTLS: {}", reply.summary()))
                 .with_reply(reply));
         }
         if self.start < self.buf.len() {
-            return Err(Failure::new(
+            return Err(failure(
                 Code::Tls,
                 "tls",
                 format!(

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::failure::{transient, Failure};
+use super::failure::{failure, local, transient, Failure};
 use super::io::{IoFail, IoResult};
 use super::reply::Reply;
 use super::session::Session;
@@ -50,7 +50,7 @@ impl Session {
             if body.len() as u64 > limit {
                 // The library's own refusal: no server reply is invented
                 // for it, and nothing was sent (the session stays usable).
-                return Err(Failure::local(
+                return Err(local(
                     Code::Rejected,
                     "mail",
                     format!(
@@ -66,7 +66,7 @@ impl Session {
                 .chain(recipients.iter().map(String::as_str))
                 .find(|a| !a.is_ascii())
                 .unwrap_or(from);
-            return Err(Failure::local(
+            return Err(local(
                 Code::Message,
                 "mail",
                 format!(
@@ -142,7 +142,7 @@ impl Session {
         let pipelined = self.caps.pipelining;
         let deadline = Instant::now() + self.timeout;
         let stale_fail = |e: IoFail| {
-            let mut f = Failure::new(Code::Transient, "mail", format!("the connection broke at MAIL: {e}"));
+            let mut f = failure(Code::Transient, "mail", format!("the connection broke at MAIL: {e}"));
             f.stale = first && matches!(e, IoFail::Closed | IoFail::Io(_));
             f
         };
@@ -286,7 +286,7 @@ impl Session {
             self.transactions = u64::MAX;
             self.stream.shutdown();
             let expected = if command == "DATA" { "354" } else { "2xx" };
-            return Failure::new(
+            return failure(
                 Code::Transient,
                 stage,
                 format!(
@@ -310,7 +310,7 @@ impl Session {
             // The session is unusable; the pool will drop it.
             self.transactions = u64::MAX;
         }
-        Failure::new(code, stage, format!("{what}: {}", reply.summary())).with_reply(reply)
+        failure(code, stage, format!("{what}: {}", reply.summary())).with_reply(reply)
     }
 
     /// Writes the message dot-stuffed, with CRLF line ends only, followed
