@@ -14,6 +14,26 @@ use crate::advice::Advice;
 use crate::error::{Code, Error};
 use crate::smtp::Reply;
 
+/// A cause recognised where it was seen (below the reply a server gives),
+/// which the advice table turns into what to change.
+#[derive(Clone, Debug)]
+pub enum Cause {
+    /// An advice of the table by its key (`host_not_found`,
+    /// `starttls_unavailable`, `auth_mechanism_unsupported`, ...).
+    Key(&'static str),
+    /// A TLS handshake error: the certificate subject the server sent,
+    /// and the name checked.
+    Tls { error: rustls::Error, subject: Option<String>, checked: String },
+    /// SMTPServerEncryption=SSL on a port that speaks plain SMTP.
+    SslOnPlainPort,
+    /// Plain SMTP on the implicit-TLS port (the server waits for TLS).
+    PlainOnTlsPort,
+    /// AUTH would go out in plaintext though the server offers STARTTLS.
+    PlaintextAuthWithStarttls,
+    /// The message is larger than the SIZE the server announced.
+    MessageTooLarge(u64),
+}
+
 /// Why a delivery, or a step of it, did not succeed.
 #[derive(Clone, Debug)]
 pub struct Failure {
@@ -42,8 +62,11 @@ pub struct Failure {
     /// The server refused the OAuth2 token, or it expired: one refresh may
     /// help, else new credentials are needed.
     pub token_refused: bool,
-    /// What to change, when the cause was recognised.
+    /// What to change, when the transport named it (Graph).
     pub advice: Option<Advice>,
+    /// A cause the transport recognised where it saw it, for
+    /// [`crate::advice::for_failure`] to name what to change.
+    pub cause: Option<Cause>,
     /// A reused session turned out closed before the first command of the
     /// transaction was answered: nothing was committed, so a new session
     /// may try once more.
@@ -68,6 +91,7 @@ impl Failure {
             possible_duplicate: false,
             token_refused: false,
             advice: None,
+            cause: None,
             stale: false,
             local: false,
         }
@@ -113,8 +137,8 @@ impl Failure {
         self
     }
 
-    pub(crate) fn with_advice(mut self, advice: Option<Advice>) -> Failure {
-        self.advice = advice;
+    pub(crate) fn with_cause(mut self, cause: Option<Cause>) -> Failure {
+        self.cause = cause;
         self
     }
 

@@ -10,9 +10,9 @@ use super::failure::{connect_failure, failure, local, Failure};
 use super::io::IoFail;
 use super::session::Session;
 use super::Login;
-use crate::advice;
 use crate::config::{AuthModel, Authentication, ProfileSettings};
 use crate::error::Code;
+use crate::failure::Cause;
 
 impl Session {
     pub(super) fn authenticate(
@@ -43,7 +43,7 @@ impl Session {
                     "AUTH would go over an unencrypted connection, but the server offers STARTTLS: set \
                      SMTPServerEncryption=TLS",
                 )
-                .with_advice(Some(advice::plaintext_auth_with_starttls(settings))));
+                .with_cause(Some(Cause::PlaintextAuthWithStarttls)));
             }
             return Err(local(
                 Code::Auth,
@@ -51,9 +51,8 @@ impl Session {
                 "AUTH would go over an unencrypted connection; use SSL or TLS, or set SMTPAllowPlaintextAuth=true",
             ));
         }
-        let mechanism = choose_mechanism(settings.auth_model, &self.caps.auth).map_err(|m| {
-            local(Code::Auth, "auth", m).with_advice(Some(advice::text_for("auth_mechanism_unsupported", settings)))
-        })?;
+        let mechanism = choose_mechanism(settings.auth_model, &self.caps.auth)
+            .map_err(|m| local(Code::Auth, "auth", m).with_cause(Some(Cause::Key("auth_mechanism_unsupported"))))?;
         log::info!("AUTH {mechanism} as {}", login.username);
         // The session breaking during AUTH is no refusal: CONNECT, retried.
         let io = |e: IoFail| connect_failure("auth", &format!("during AUTH {mechanism}"), e);
@@ -117,7 +116,7 @@ impl Session {
                     );
                     // SMTP AUTH switched off is no refused token: no
                     // refresh or new sign-in can help (advice smtp_auth_disabled).
-                    f.token_refused = !advice::smtp_auth_disabled(&last);
+                    f.token_refused = !last.smtp_auth_disabled();
                     return Err(f.with_reply(last));
                 }
                 reply
@@ -131,7 +130,7 @@ impl Session {
             "auth",
             format!("the server refused authentication of {} ({mechanism}): {}", login.username, reply.summary()),
         );
-        f.token_refused = settings.auth_model == AuthModel::OAuth2 && !advice::smtp_auth_disabled(&reply);
+        f.token_refused = settings.auth_model == AuthModel::OAuth2 && !reply.smtp_auth_disabled();
         Err(f.with_reply(reply))
     }
 }

@@ -7,17 +7,12 @@ use std::time::{Duration, Instant};
 
 use super::failure::{failure, Failure};
 use super::io::{is_timeout, remaining, tls_version_name, IoFail};
-use crate::advice;
 use crate::config::{Encryption, ProfileSettings};
 use crate::error::Code;
+use crate::failure::Cause;
 use crate::transcript;
 
-pub(super) fn connect(
-    settings: &ProfileSettings,
-    host: &str,
-    port: u16,
-    deadline: Instant,
-) -> Result<TcpStream, Failure> {
+pub(super) fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Failure> {
     let fail = |m: String| {
         let key = if m.starts_with("timed out") {
             "connection_timed_out"
@@ -27,7 +22,7 @@ pub(super) fn connect(
             "connection_refused"
         };
         transcript::note(|| m.clone());
-        failure(Code::Connect, "connect", m).with_advice(Some(advice::text_for(key, settings)))
+        failure(Code::Connect, "connect", m).with_cause(Some(Cause::Key(key)))
     };
     let addresses = resolve(host, port, deadline).map_err(fail)?;
     let mut last = None;
@@ -91,17 +86,15 @@ pub(super) fn tls_failure(
         Some(s) => format!("{what}: {e} (certificate subject {s}, name checked {checked})"),
         None => format!("{what}: {e}"),
     };
-    let advice = match &e {
-        IoFail::Tls(error) => advice::from_tls_error(error, settings, subject.as_deref(), &checked),
+    let cause = match &e {
+        IoFail::Tls(error) => Some(Cause::Tls { error: error.clone(), subject, checked: checked.to_string() }),
         // SMTP text instead of a ServerHello: a plain port closed on us.
-        IoFail::Closed | IoFail::Protocol(_) if settings.encryption == Encryption::Ssl => {
-            Some(advice::ssl_on_plain_port(settings))
-        }
+        IoFail::Closed | IoFail::Protocol(_) if settings.encryption == Encryption::Ssl => Some(Cause::SslOnPlainPort),
         _ => None,
     };
     transcript::note(|| message.clone());
     log::warn!("{message}");
-    failure(Code::Tls, "tls", message).with_advice(advice)
+    failure(Code::Tls, "tls", message).with_cause(cause)
 }
 
 /// Notes the negotiated TLS version and cipher, and the certificate.

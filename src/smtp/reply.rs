@@ -41,6 +41,16 @@ impl Reply {
     pub(super) fn is_class(&self, expected: u16) -> bool {
         self.code / 100 == expected
     }
+    /// Microsoft's "SMTP AUTH is off" replies: 535 5.7.139, 550 5.7.30, or
+    /// "SmtpClientAuthentication is disabled" in the text. Answered to a
+    /// token, no refresh or new sign-in can help.
+    pub fn smtp_auth_disabled(&self) -> bool {
+        let e = self.enhanced.as_deref().unwrap_or("");
+        e == "5.7.139"
+            || (self.code == 550 && e == "5.7.30")
+            || self.text.to_ascii_lowercase().contains("smtpclientauthentication is disabled")
+    }
+
     /// `550 5.1.1 No such user`, for messages.
     pub fn summary(&self) -> String {
         match &self.enhanced {

@@ -13,9 +13,9 @@ use super::net::{connect, tls_established, tls_failure};
 use super::reply::{Reply, ReplyBuilder};
 use super::sockets::{Registration, Sockets};
 use super::{Login, Probe};
-use crate::advice;
 use crate::config::{Encryption, ProfileSettings};
 use crate::error::Code;
+use crate::failure::Cause;
 use crate::transcript;
 
 /// How long a greeting may take on the implicit-TLS port (465, or the port
@@ -63,7 +63,7 @@ impl Session {
 
         probe.stage = "connect";
         transcript::set_server(&format!("{host}:{}", settings.port));
-        let tcp = connect(settings, host, settings.port, deadline)?;
+        let tcp = connect(host, settings.port, deadline)?;
         let _ = tcp.set_nodelay(true);
         let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
         log::debug!("connected to {host}:{} ({peer})", settings.port);
@@ -168,7 +168,7 @@ impl Session {
                 connect_failure("greeting", &format!("waiting for the greeting of {host}:{}", settings.port), e)
             };
             if settings.encryption != Encryption::Ssl && (silent || tls_record) {
-                f.advice = Some(advice::plain_on_tls_port(settings));
+                f.cause = Some(Cause::PlainOnTlsPort);
             }
             transcript::note(|| f.message.clone());
             f
@@ -258,7 +258,7 @@ impl Session {
                 "tls",
                 "the server does not offer STARTTLS, and SMTPServerEncryption=TLS requires it (no fallback to plaintext)",
             )
-            .with_advice(Some(advice::text_for("starttls_unavailable", settings))));
+            .with_cause(Some(Cause::Key("starttls_unavailable"))));
         }
         self.write(b"STARTTLS\r\n", deadline).map_err(fail)?;
         let reply = self.read_reply(deadline).map_err(fail)?;

@@ -9,8 +9,8 @@ use super::io::{IoFail, IoResult};
 use super::reply::Reply;
 use super::session::Session;
 use super::{Delivery, Mail};
-use crate::advice;
 use crate::error::Code;
+use crate::failure::Cause;
 use crate::status::Refusal;
 use crate::transcript;
 
@@ -58,7 +58,7 @@ impl Session {
                         body.len()
                     ),
                 )
-                .with_advice(Some(advice::message_too_large(Some(limit)))));
+                .with_cause(Some(Cause::MessageTooLarge(limit))));
             }
         }
         if utf8 && !self.caps.smtputf8 {
