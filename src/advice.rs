@@ -11,29 +11,11 @@
 //! [`for_failure`] falls back to the server's reply
 //! ([`from_reply`]: enhanced status codes first, then the reply code).
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{AuthModel, Encryption, ProfileSettings};
 use crate::failure::{Cause, Failure};
-use crate::smtp::Reply;
+use crate::reply::Reply;
 
-/// What to change, for a host to show.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Advice {
-    pub key: String,
-    pub text: String,
-}
-
-impl Advice {
-    pub fn new(key: &str, text: impl Into<String>) -> Advice {
-        Advice { key: key.to_string(), text: text.into() }
-    }
-
-    /// The advice as it ends an error message: ` Advice (key): text`.
-    pub fn suffix(&self) -> String {
-        format!(" Advice ({}): {}", self.key, self.text)
-    }
-}
+pub use crate::failure::Advice;
 
 /// The advice for a failure: its own, else its recognised cause's, else
 /// the one its reply gives.

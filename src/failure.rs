@@ -10,9 +10,26 @@
 //! refresh), whether the server may have the message (a duplicate is
 //! possible), whether a reused session turned out closed (try a new one).
 
-use crate::advice::Advice;
 use crate::error::{Code, Error};
-use crate::smtp::Reply;
+use crate::reply::Reply;
+
+/// What to change, for a host to show.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Advice {
+    pub key: String,
+    pub text: String,
+}
+
+impl Advice {
+    pub fn new(key: &str, text: impl Into<String>) -> Advice {
+        Advice { key: key.to_string(), text: text.into() }
+    }
+
+    /// The advice as it ends an error message: ` Advice (key): text`.
+    pub fn suffix(&self) -> String {
+        format!(" Advice ({}): {}", self.key, self.text)
+    }
+}
 
 /// A cause recognised where it was seen (below the reply a server gives),
 /// which the advice table turns into what to change.

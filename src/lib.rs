@@ -48,6 +48,7 @@ pub mod message_bounds;
 pub mod oauth2;
 pub mod outbox;
 pub mod reference;
+pub mod reply;
 pub mod smtp;
 pub mod status;
 pub mod tls;

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use crate::error::Code;
 use crate::fsutil::rfc3339;
-use crate::smtp::Reply;
+use crate::reply::Reply;
 
 /// A new message or batch id: a ULID, strictly increasing within the
 /// process, so ids sort by creation even within one millisecond.

@@ -1,6 +1,6 @@
 //! What the server announced in its EHLO reply.
 
-use super::reply::Reply;
+use crate::reply::Reply;
 
 /// What the server announced in its EHLO reply.
 #[derive(Clone, Debug, Default)]

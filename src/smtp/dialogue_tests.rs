@@ -10,10 +10,10 @@ use zeroize::Zeroizing;
 
 use super::io::Stream;
 use super::mock::{client, server, MockStream, Step};
-use super::reply::MAX_LINE;
 use super::{Delivery, Failure, Login, Mail, Probe, Session};
 use crate::config::{Config, ProfileSettings};
 use crate::error::Code;
+use crate::reply::MAX_LINE;
 
 const GREETING: &str = "220 mail.example.com ESMTP";
 

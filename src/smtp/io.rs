@@ -7,7 +7,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::reply::MAX_LINE;
+use crate::reply::MAX_LINE;
 
 /// A failure of the transport below the protocol.
 #[derive(Debug)]

@@ -31,15 +31,16 @@ mod io;
 #[cfg(test)]
 mod mock;
 mod net;
-mod reply;
+mod parse;
 mod session;
 mod sockets;
 mod transaction;
 
+pub use crate::reply::Reply;
 pub use auth::choose_mechanism;
 pub use capabilities::Capabilities;
 pub use failure::Failure;
-pub use reply::{parse_replies, read_replies_from, Reply};
+pub use parse::{parse_replies, read_replies_from};
 pub use session::Session;
 pub use sockets::Sockets;
 

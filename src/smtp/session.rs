@@ -10,12 +10,12 @@ use super::capabilities::Capabilities;
 use super::failure::{connect_failure, failure, local, Failure};
 use super::io::{read_line_from, tls_flush, tls_handshake, tls_version_name, IoFail, IoResult, Stream};
 use super::net::{connect, tls_established, tls_failure};
-use super::reply::{Reply, ReplyBuilder};
 use super::sockets::{Registration, Sockets};
 use super::{Login, Probe};
 use crate::config::{Encryption, ProfileSettings};
 use crate::error::Code;
 use crate::failure::Cause;
+use crate::reply::{Reply, ReplyBuilder};
 use crate::transcript;
 
 /// How long a greeting may take on the implicit-TLS port (465, or the port

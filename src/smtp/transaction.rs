@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use super::failure::{failure, local, transient, Failure};
 use super::io::{IoFail, IoResult};
-use super::reply::Reply;
 use super::session::Session;
 use super::{Delivery, Mail};
 use crate::error::Code;
 use crate::failure::Cause;
+use crate::reply::Reply;
 use crate::status::Refusal;
 use crate::transcript;
 
