@@ -484,7 +484,7 @@ impl Client {
                         token_refused: oauth,
                         ..Failure::new(transport, error.code(), error.message())
                     };
-                    break Attempt::Failed { failure, credential: credential_user };
+                    break Attempt::Failed { failure: Box::new(failure), credential: credential_user };
                 }
                 Ok((user, login_now, managed)) => (user, with_sender(login_now, &record.envelope_from), managed),
             };
@@ -513,7 +513,7 @@ impl Client {
                     login = self.login_with(&settings, record.user.as_deref(), true);
                     continue;
                 }
-                Err(failure) => Attempt::Failed { failure, credential: credential_user },
+                Err(failure) => Attempt::Failed { failure: Box::new(failure), credential: credential_user },
             };
         };
         if let (Attempt::Failed { .. }, Some(r)) = (&outcome, reservation) {

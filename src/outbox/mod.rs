@@ -59,7 +59,7 @@ pub enum Attempt {
     /// It did not go out: why, and the credential the attempt logged in
     /// with (`None` = the shared one), which needs renewing when the
     /// failure is a refused or expired OAuth2 token.
-    Failed { failure: crate::failure::Failure, credential: Option<String> },
+    Failed { failure: Box<crate::failure::Failure>, credential: Option<String> },
     /// A send limit holds it until `until_ms` (Unix ms).
     Held { until_ms: i64, reason: String },
 }
@@ -67,7 +67,7 @@ pub enum Attempt {
 impl Attempt {
     /// A failure of the library's own, before any transport was asked.
     pub fn failed(error: Error) -> Attempt {
-        Attempt::Failed { failure: crate::failure::Failure::local(error), credential: None }
+        Attempt::Failed { failure: Box::new(crate::failure::Failure::local(error)), credential: None }
     }
 }
 

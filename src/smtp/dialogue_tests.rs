@@ -387,7 +387,7 @@ fn a_452_for_the_first_recipient_defers_the_message() {
             server("250 ok"),
         ],
     );
-    let f = send(&mut session, &["b@example.com"], b"hi").err().expect("deferred");
+    let f = send(&mut session, &["b@example.com"], b"hi").expect_err("deferred");
     assert_eq!((f.code, f.stage), (Code::Transient, "rcpt"));
     assert!(f.is_transient() && !f.is_permanent());
     assert!(session.reusable());
@@ -407,7 +407,7 @@ fn every_recipient_refused_is_permanent_and_rset() {
             server("250 ok"),
         ],
     );
-    let f = send(&mut session, &["b@example.com"], b"hi").err().expect("refused");
+    let f = send(&mut session, &["b@example.com"], b"hi").expect_err("refused");
     assert_eq!(f.code, Code::Rejected);
     assert!(f.is_permanent() && !f.is_transient());
     // A multi-line reply: its lines joined, the enhanced code once.
@@ -429,7 +429,7 @@ fn a_reply_of_the_wrong_class_is_transient_and_closes_the_session() {
             server("250 ok"),
         ],
     );
-    let f = send(&mut session, &["b@example.com"], b"hi").err().expect("out of step");
+    let f = send(&mut session, &["b@example.com"], b"hi").expect_err("out of step");
     assert_eq!(f.code, Code::Transient);
     assert!(f.message.contains("where 354 was expected"), "{}", f.message);
     // No RSET on a session out of step: it is closed and not reused.
@@ -494,7 +494,7 @@ fn a_session_closed_before_mail_is_stale() {
         ],
     );
     send(&mut session, &["b@example.com"], b"hi").expect("sent");
-    let f = send(&mut session, &["b@example.com"], b"hi").err().expect("closed");
+    let f = send(&mut session, &["b@example.com"], b"hi").expect_err("closed");
     assert!(f.is_stale(), "a reused session closed before MAIL is tried again: {f:?}");
     assert_eq!(mock.left(), vec![Step::Close]);
 }
