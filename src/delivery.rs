@@ -8,7 +8,7 @@
 //! SMTPTransport and never looks inside.
 
 // A failure carries replies and recipients; it is the rare path, and
-// boxing it would buy nothing (as in smtp.rs).
+// boxing it would buy nothing (as in smtp/mod.rs).
 #![allow(clippy::result_large_err)]
 
 use serde_json::{Map, Value};
@@ -16,7 +16,6 @@ use serde_json::{Map, Value};
 use crate::config::ProfileSettings;
 use crate::error::Result;
 use crate::smtp::{Login, Mail, Reply};
-use crate::transport::PoolKey;
 
 /// A message the server accepted.
 #[derive(Clone, Debug)]
@@ -33,6 +32,17 @@ pub struct Delivery {
 }
 
 pub use crate::failure::Failure;
+
+/// Whom a delivery logs in as, for a transport that keeps connections per
+/// login: the credential's user (`None`: the shared one, or none) and the
+/// credentials' revision when the login was read, so that a changed
+/// credential never reuses a connection made with the old one. SMTP pools
+/// its sessions by it; Graph holds no connection per login.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub user: Option<String>,
+    pub revision: u64,
+}
 
 /// Gets a fresh login when the server refused the current OAuth2 token:
 /// `Ok(None)` when there is nothing to refresh with.
@@ -58,12 +68,13 @@ pub trait Transport: Send + Sync {
     fn signs_dkim(&self) -> bool;
 
     /// Delivers one message. `login` is the profile's login for the
-    /// message's user (`None`: no authentication); `refresh` gets a new one
-    /// when the server refuses an OAuth2 token.
+    /// message's user (`None`: no authentication), `identity` whom it
+    /// names; `refresh` gets a new login when the server refuses an OAuth2
+    /// token.
     fn send(
         &self,
         settings: &ProfileSettings,
-        key: &PoolKey,
+        identity: &Identity,
         login: Option<&Login>,
         refresh: Refresh,
         mail: &Mail,

@@ -44,10 +44,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{AuthModel, Authentication, ProfileSettings};
-use crate::delivery::{Delivery, Failure, Refresh, TestReport, Transport};
+use crate::delivery::{Delivery, Failure, Identity, Refresh, TestReport, Transport};
 use crate::error::{Code, Error, Result};
 use crate::smtp::{Login, Mail};
-use crate::transport::PoolKey;
 
 /// SMTPGraphUrl's default.
 pub(crate) const DEFAULT_URL: &str = "https://graph.microsoft.com/v1.0";
@@ -548,12 +547,12 @@ impl Transport for Graph {
     fn send(
         &self,
         settings: &ProfileSettings,
-        key: &PoolKey,
+        _identity: &Identity,
         login: Option<&Login>,
         refresh: Refresh,
         mail: &Mail,
     ) -> std::result::Result<Delivery, Failure> {
-        self.send_message(settings, key, login, refresh, mail).map_err(|mut f| {
+        self.send_message(settings, login, refresh, mail).map_err(|mut f| {
             if f.advice.is_none() {
                 let code = f.server_code.as_deref().unwrap_or("");
                 f.advice = f.http_status.and_then(|status| crate::advice::from_graph(status, code, settings));
@@ -792,7 +791,6 @@ impl Graph {
     fn send_message(
         &self,
         settings: &ProfileSettings,
-        _key: &PoolKey,
         login: Option<&Login>,
         refresh: Refresh,
         mail: &Mail,

@@ -98,7 +98,7 @@ impl Pool {
     }
 
     /// Sends one message on a pooled or new session.
-    #[allow(clippy::result_large_err)] // see smtp.rs
+    #[allow(clippy::result_large_err)] // see smtp/mod.rs
     pub fn send(
         &self,
         settings: &ProfileSettings,
@@ -176,12 +176,13 @@ impl crate::delivery::Transport for Pool {
     fn send(
         &self,
         settings: &ProfileSettings,
-        key: &PoolKey,
+        identity: &crate::delivery::Identity,
         login: Option<&Login>,
         _refresh: crate::delivery::Refresh,
         mail: &Mail,
     ) -> std::result::Result<crate::delivery::Delivery, crate::delivery::Failure> {
-        let delivery = Pool::send(self, settings, key, login, mail).map_err(|mut f| {
+        let key = PoolKey::new(settings, identity.user.as_deref(), identity.revision);
+        let delivery = Pool::send(self, settings, &key, login, mail).map_err(|mut f| {
             f.advice = crate::advice::for_failure(&f, settings);
             f
         })?;

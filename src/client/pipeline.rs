@@ -19,7 +19,6 @@ use crate::outbox::spool::Record;
 use crate::outbox::{Attempt, RetryPolicy};
 use crate::smtp::{Login, Mail};
 use crate::status::{State, Status, TestMode};
-use crate::transport::PoolKey;
 
 /// Chooses the profile for a message (ABI §4 "Profile choice"): the
 /// explicit one; else the first enabled profile whose SMTPFilter matches
@@ -498,13 +497,13 @@ impl Client {
                 (Some(l), true) => Some(format!("app:{}", l.username)),
                 _ => user,
             };
-            let key = PoolKey::new(&settings, key_user.as_deref(), revision);
+            let identity = delivery::Identity { user: key_user, revision };
             let utf8 = !record.envelope_from.is_ascii() || record.envelope_to.iter().any(|a| !a.is_ascii());
             let mail = Mail { from: &record.envelope_from, to: &record.envelope_to, body: bytes, utf8 };
             // A refused token is refreshed once by the loop below, for
             // either transport; the transport itself does not refresh.
             let no_refresh = || Ok(None);
-            break match self.transport(&settings).send(&settings, &key, login_now.as_ref(), &no_refresh, &mail) {
+            break match self.transport(&settings).send(&settings, &identity, login_now.as_ref(), &no_refresh, &mail) {
                 Ok(delivery) => Attempt::Sent { archive: self.archive(&settings, record, bytes, &delivery), delivery },
                 Err(f) if f.token_refused && managed.is_some() && !retried => {
                     // A token the server refused (revoked, or of unknown
