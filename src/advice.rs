@@ -11,32 +11,32 @@
 //! [`for_failure`] falls back to the server's reply
 //! ([`from_reply`]: enhanced status codes first, then the reply code).
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{AuthModel, Encryption, ProfileSettings};
-use crate::smtp::{Failure, Reply};
+use crate::failure::{Cause, Failure};
+use crate::reply::Reply;
 
-/// What to change, for a host to show.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Advice {
-    pub key: String,
-    pub text: String,
-}
+pub use crate::failure::Advice;
 
-impl Advice {
-    pub fn new(key: &str, text: impl Into<String>) -> Advice {
-        Advice { key: key.to_string(), text: text.into() }
-    }
-
-    /// The advice as it ends an error message: ` Advice (key): text`.
-    pub fn suffix(&self) -> String {
-        format!(" Advice ({}): {}", self.key, self.text)
-    }
-}
-
-/// The advice for a failure: its own, else the one its reply gives.
+/// The advice for a failure: its own, else its recognised cause's, else
+/// the one its reply gives.
 pub fn for_failure(failure: &Failure, settings: &ProfileSettings) -> Option<Advice> {
-    failure.advice.clone().or_else(|| from_reply(failure.reply.as_ref()?, failure.stage, settings))
+    failure
+        .advice
+        .clone()
+        .or_else(|| from_cause(failure.cause.as_ref()?, settings))
+        .or_else(|| from_reply(failure.reply.as_ref()?, failure.stage, settings))
+}
+
+/// The advice for a cause a transport recognised.
+fn from_cause(cause: &Cause, settings: &ProfileSettings) -> Option<Advice> {
+    match cause {
+        Cause::Key(key) => Some(text_for(key, settings)),
+        Cause::Tls { error, subject, checked } => from_tls_error(error, settings, subject.as_deref(), checked),
+        Cause::SslOnPlainPort => Some(ssl_on_plain_port(settings)),
+        Cause::PlainOnTlsPort => Some(plain_on_tls_port(settings)),
+        Cause::PlaintextAuthWithStarttls => Some(plaintext_auth_with_starttls(settings)),
+        Cause::MessageTooLarge(limit) => Some(message_too_large(Some(*limit))),
+    }
 }
 
 /// Recognises a server's reply.
@@ -44,11 +44,11 @@ pub fn from_reply(reply: &Reply, stage: &str, settings: &ProfileSettings) -> Opt
     let e = reply.enhanced.as_deref().unwrap_or("");
     let code = reply.code;
     let text = reply.text.to_ascii_lowercase();
-    let key = if smtp_auth_disabled(reply) && settings.auth_model == AuthModel::OAuth2 {
+    let key = if reply.smtp_auth_disabled() && settings.auth_model == AuthModel::OAuth2 {
         // Answered to a token (XOAUTH2, OAUTHBEARER): SMTP AUTH itself is
         // off for the tenant or mailbox; no sign-in can change that.
         "smtp_auth_disabled"
-    } else if smtp_auth_disabled(reply) || (code == 534 && matches!(e, "5.7.9" | "5.7.14")) {
+    } else if reply.smtp_auth_disabled() || (code == 534 && matches!(e, "5.7.9" | "5.7.14")) {
         "basic_auth_disabled"
     } else if e == "5.7.4" || (code == 504 && stage == "auth") {
         "auth_mechanism_unsupported"
@@ -72,15 +72,6 @@ pub fn from_reply(reply: &Reply, stage: &str, settings: &ProfileSettings) -> Opt
         return None;
     };
     Some(text_for(key, settings))
-}
-
-/// Microsoft's "SMTP AUTH is off" replies: 535 5.7.139, 550 5.7.30, or
-/// "SmtpClientAuthentication is disabled" in the text.
-pub fn smtp_auth_disabled(reply: &Reply) -> bool {
-    let e = reply.enhanced.as_deref().unwrap_or("");
-    e == "5.7.139"
-        || (reply.code == 550 && e == "5.7.30")
-        || reply.text.to_ascii_lowercase().contains("smtpclientauthentication is disabled")
 }
 
 fn host_port(settings: &ProfileSettings) -> String {

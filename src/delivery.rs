@@ -8,15 +8,14 @@
 //! SMTPTransport and never looks inside.
 
 // A failure carries replies and recipients; it is the rare path, and
-// boxing it would buy nothing (as in smtp.rs).
+// boxing it would buy nothing (as in smtp/mod.rs).
 #![allow(clippy::result_large_err)]
 
 use serde::Serialize;
 
 use crate::config::ProfileSettings;
-use crate::error::{Code, Error, Result};
+use crate::error::Result;
 use crate::smtp::{Login, Mail, Reply};
-use crate::transport::PoolKey;
 
 /// A message the server accepted.
 #[derive(Clone, Debug)]
@@ -32,72 +31,17 @@ pub struct Delivery {
     pub rejected: Vec<crate::status::Refusal>,
 }
 
-/// Why a delivery did not succeed.
-#[derive(Clone, Debug)]
-pub struct Failure {
-    pub transport: &'static str,
-    pub code: Code,
-    pub message: String,
-    /// The SMTP reply behind the failure, if there was one.
-    pub reply: Option<Reply>,
-    /// The HTTP status behind the failure, if there was one.
-    pub http_status: Option<u16>,
-    /// The connection broke or stalled once the message had been handed
-    /// over: the server may have it.
-    pub possible_duplicate: bool,
-    /// An OAuth2 token the server refused (after one refresh, where the
-    /// transport refreshes): new credentials are needed.
-    pub oauth_refused: bool,
-    /// Recipients the server refused with a 5xx.
-    pub rejected: Vec<(String, Reply)>,
-    /// The server asked not to be tried again before this many ms from now
-    /// (HTTP `Retry-After`).
-    pub retry_after_ms: Option<u64>,
-    /// What to change, when the cause was recognised.
-    pub advice: Option<crate::advice::Advice>,
-    /// The server's own error code beside its status (Graph's `error.code`).
-    pub server_code: Option<String>,
-}
+pub use crate::failure::Failure;
 
-impl Failure {
-    pub fn new(transport: &'static str, code: Code, message: impl Into<String>) -> Failure {
-        Failure {
-            transport,
-            code,
-            message: message.into(),
-            reply: None,
-            http_status: None,
-            possible_duplicate: false,
-            oauth_refused: false,
-            rejected: Vec::new(),
-            retry_after_ms: None,
-            advice: None,
-            server_code: None,
-        }
-    }
-
-    /// The failure as the library's error (code and message).
-    pub fn error(&self) -> Error {
-        Error::new(self.code, self.message.clone())
-    }
-}
-
-impl From<crate::smtp::Failure> for Failure {
-    fn from(f: crate::smtp::Failure) -> Failure {
-        Failure {
-            advice: f.advice,
-            transport: "smtp",
-            code: f.code,
-            message: f.message,
-            reply: f.reply,
-            http_status: None,
-            possible_duplicate: f.possible_duplicate,
-            oauth_refused: f.oauth_refused,
-            rejected: f.rejected,
-            retry_after_ms: None,
-            server_code: None,
-        }
-    }
+/// Whom a delivery logs in as, for a transport that keeps connections per
+/// login: the credential's user (`None`: the shared one, or none) and the
+/// credentials' revision when the login was read, so that a changed
+/// credential never reuses a connection made with the old one. SMTP pools
+/// its sessions by it; Graph holds no connection per login.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub user: Option<String>,
+    pub revision: u64,
 }
 
 /// Gets a fresh login when the server refused the current OAuth2 token:
@@ -151,12 +95,13 @@ pub trait Transport: Send + Sync {
     fn signs_dkim(&self) -> bool;
 
     /// Delivers one message. `login` is the profile's login for the
-    /// message's user (`None`: no authentication); `refresh` gets a new one
-    /// when the server refuses an OAuth2 token.
+    /// message's user (`None`: no authentication), `identity` whom it
+    /// names; `refresh` gets a new login when the server refuses an OAuth2
+    /// token.
     fn send(
         &self,
         settings: &ProfileSettings,
-        key: &PoolKey,
+        identity: &Identity,
         login: Option<&Login>,
         refresh: Refresh,
         mail: &Mail,

@@ -44,10 +44,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{AuthModel, Authentication, ProfileSettings};
-use crate::delivery::{Delivery, Failure, Refresh, TestReport, Transport};
+use crate::delivery::{Delivery, Failure, Identity, Refresh, TestReport, Transport};
 use crate::error::{Code, Error, Result};
 use crate::smtp::{Login, Mail};
-use crate::transport::PoolKey;
 
 /// SMTPGraphUrl's default.
 pub(crate) const DEFAULT_URL: &str = "https://graph.microsoft.com/v1.0";
@@ -468,7 +467,7 @@ fn expect(reply: &Reply, ok: &[u16], what: &str) -> std::result::Result<u16, Fai
     let mut f = match reply.status {
         401 => {
             let mut f = failure(Code::Auth, format!("Graph refused the OAuth2 token ({what}: {detail})"));
-            f.oauth_refused = true;
+            f.token_refused = true;
             f
         }
         408 | 429 | 500..=599 => failure(Code::Transient, format!("Graph is busy or unavailable ({what}: {detail})")),
@@ -548,12 +547,12 @@ impl Transport for Graph {
     fn send(
         &self,
         settings: &ProfileSettings,
-        key: &PoolKey,
+        _identity: &Identity,
         login: Option<&Login>,
         refresh: Refresh,
         mail: &Mail,
     ) -> std::result::Result<Delivery, Failure> {
-        self.send_message(settings, key, login, refresh, mail).map_err(|mut f| {
+        self.send_message(settings, login, refresh, mail).map_err(|mut f| {
             if f.advice.is_none() {
                 let code = f.server_code.as_deref().unwrap_or("");
                 f.advice = f.http_status.and_then(|status| crate::advice::from_graph(status, code, settings));
@@ -602,11 +601,11 @@ impl Transport for Graph {
                         stage = "done";
                         return Ok(());
                     }
-                    Err(f) if f.oauth_refused && !refreshed => {
+                    Err(f) if f.token_refused && !refreshed => {
                         refreshed = true;
                         match refresh() {
                             Ok(Some(fresh)) if fresh.secret != token => token = fresh.secret,
-                            Err(r) if !r.oauth_refused && r.code != Code::Credentials => return Err(r.error()),
+                            Err(r) if !r.token_refused && r.code != Code::Credentials => return Err(r.error()),
                             _ => return Err(f.error()),
                         }
                     }
@@ -786,7 +785,6 @@ impl Graph {
     fn send_message(
         &self,
         settings: &ProfileSettings,
-        _key: &PoolKey,
         login: Option<&Login>,
         refresh: Refresh,
         mail: &Mail,
@@ -818,14 +816,14 @@ impl Graph {
                         rejected: Vec::new(),
                     })
                 }
-                Err(f) if f.oauth_refused && !refreshed => {
+                Err(f) if f.token_refused && !refreshed => {
                     refreshed = true;
                     match refresh() {
                         Ok(Some(fresh)) if fresh.secret != token => token = fresh.secret,
                         Ok(_) => return Err(f),
                         // The token endpoint could not be reached: that is
                         // the outcome (CONNECT, retried).
-                        Err(r) if !r.oauth_refused && r.code != Code::Credentials => {
+                        Err(r) if !r.token_refused && r.code != Code::Credentials => {
                             return Err(Failure { transport: NAME, ..r });
                         }
                         // Refused too: AUTH, new credentials needed.

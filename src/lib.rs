@@ -38,6 +38,7 @@ pub mod config;
 pub mod credentials;
 pub mod delivery;
 pub mod error;
+pub mod failure;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -51,6 +52,7 @@ pub mod message_bounds;
 pub mod oauth2;
 pub mod outbox;
 pub mod reference;
+pub mod reply;
 pub mod smtp;
 pub mod status;
 pub mod tls;

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use crate::advice::Advice;
 use crate::error::Code;
 use crate::fsutil::rfc3339;
+use crate::reply::Reply;
 
 /// A new message or batch id: a ULID, strictly increasing within the
 /// process, so ids sort by creation even within one millisecond.
@@ -70,6 +71,19 @@ pub struct ServerReply {
     pub code: u16,
     pub enhanced: Option<String>,
     pub text: String,
+}
+
+/// What a status keeps of a reply.
+impl From<Reply> for ServerReply {
+    fn from(r: Reply) -> Self {
+        ServerReply { code: r.code, enhanced: r.enhanced, text: r.text }
+    }
+}
+
+impl From<&Reply> for ServerReply {
+    fn from(r: &Reply) -> Self {
+        ServerReply { code: r.code, enhanced: r.enhanced.clone(), text: r.text.clone() }
+    }
 }
 
 /// Messages per state.

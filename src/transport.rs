@@ -98,7 +98,7 @@ impl Pool {
     }
 
     /// Sends one message on a pooled or new session.
-    #[allow(clippy::result_large_err)] // see smtp.rs
+    #[allow(clippy::result_large_err)] // see smtp/mod.rs
     pub fn send(
         &self,
         settings: &ProfileSettings,
@@ -120,7 +120,7 @@ impl Pool {
                 )
             });
             match session.send(mail) {
-                Err(f) if f.stale => {} // open a new session below
+                Err(f) if f.is_stale() => {} // open a new session below
                 result => {
                     self.give_back(key.clone(), session);
                     return result;
@@ -153,7 +153,7 @@ impl Pool {
 }
 
 fn failure_from(e: crate::error::Error, stage: &'static str) -> Failure {
-    Failure::new(e.code(), stage, e.message())
+    Failure::new("smtp", e.code(), e.message()).at(stage)
 }
 
 /// SMTP as the pipeline's delivery step.
@@ -176,14 +176,15 @@ impl crate::delivery::Transport for Pool {
     fn send(
         &self,
         settings: &ProfileSettings,
-        key: &PoolKey,
+        identity: &crate::delivery::Identity,
         login: Option<&Login>,
         _refresh: crate::delivery::Refresh,
         mail: &Mail,
     ) -> std::result::Result<crate::delivery::Delivery, crate::delivery::Failure> {
-        let delivery = Pool::send(self, settings, key, login, mail).map_err(|mut f| {
+        let key = PoolKey::new(settings, identity.user.as_deref(), identity.revision);
+        let delivery = Pool::send(self, settings, &key, login, mail).map_err(|mut f| {
             f.advice = crate::advice::for_failure(&f, settings);
-            crate::delivery::Failure::from(f)
+            f
         })?;
         Ok(crate::delivery::Delivery {
             transport: "smtp",

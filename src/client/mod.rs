@@ -260,11 +260,7 @@ impl Client {
                 client.attempt(record, bytes, std::time::Duration::ZERO)
             }
             None => (
-                crate::outbox::Attempt::Failed {
-                    error: Error::state("the client is closed"),
-                    failure: None,
-                    oauth_user: None,
-                },
+                crate::outbox::Attempt::failed(Error::state("the client is closed")),
                 crate::outbox::RetryPolicy::default(),
             ),
         })?;

@@ -11,6 +11,7 @@ use crate::config::{self, Authentication, Config, ProfileSettings};
 use crate::credentials::SecretKind;
 use crate::delivery::{self, Delivery, Transport};
 use crate::error::{Code, Error, Result};
+use crate::failure::Failure;
 use crate::fsutil;
 use crate::message::{self, BuildContext, MessageSpec};
 use crate::message_bounds::{self, PartBudget};
@@ -18,7 +19,6 @@ use crate::outbox::spool::Record;
 use crate::outbox::{Attempt, RetryPolicy};
 use crate::smtp::{Login, Mail};
 use crate::status::{ArchivePaths, State, Status, TestMode};
-use crate::transport::PoolKey;
 
 /// Chooses the profile for a message (ABI §4 "Profile choice"): the
 /// explicit one; else the first enabled profile whose SMTPFilter matches
@@ -140,7 +140,7 @@ impl Client {
     ) -> std::result::Result<Option<Login>, delivery::Failure> {
         let refused = |error: Error, oauth: bool| {
             let mut f = delivery::Failure::new("oauth2", error.code(), error.message());
-            f.oauth_refused = oauth;
+            f.token_refused = oauth;
             f
         };
         match self.login_refreshed(settings, user) {
@@ -394,16 +394,16 @@ impl Client {
                     delivery.rejected.len()
                 )
             }
-            Attempt::Failed { error, .. } => {
-                log::warn!("attempt {} failed: {} ({})", record.status.attempts, error.message(), error.code().name())
+            Attempt::Failed { failure, .. } => {
+                log::warn!("attempt {} failed: {} ({})", record.status.attempts, failure.message, failure.code.name())
             }
             Attempt::Held { reason, .. } => log::info!("held: {reason}"),
         }
         if let Some(recording) = recording {
             let keep = match &outcome {
                 Attempt::Sent { .. } => mode == crate::transcript::Mode::All,
-                Attempt::Failed { error, .. } => {
-                    crate::transcript::note(|| format!("failed: {}", error.message()));
+                Attempt::Failed { failure, .. } => {
+                    crate::transcript::note(|| format!("failed: {}", failure.message));
                     true
                 }
                 // A limit held it: no dialogue to keep.
@@ -435,7 +435,7 @@ impl Client {
             max_ms: global.retry_max_ms,
             max_age_ms: global.retry_max_age_ms,
         };
-        let failed = |error: Error| Attempt::Failed { error, failure: None, oauth_user: None };
+        let failed = Attempt::failed;
         let settings = match settings {
             Ok(s) => s,
             Err(e) => {
@@ -476,14 +476,14 @@ impl Client {
             let (user, login_now, managed) = match login {
                 Err(LoginError { error, oauth, provider_error }) => {
                     // A refused refresh has advice of its own; nothing was said over SMTP.
-                    let failure = provider_error.and_then(|e| crate::advice::from_oauth_error(e, &settings)).map(|a| {
-                        let transport = self.transport(&settings).name();
-                        delivery::Failure {
-                            advice: Some(a),
-                            ..delivery::Failure::new(transport, error.code(), error.message())
-                        }
-                    });
-                    break Attempt::Failed { error, failure, oauth_user: oauth.then_some(credential_user) };
+                    let advice = provider_error.and_then(|e| crate::advice::from_oauth_error(e, &settings));
+                    let transport = if advice.is_some() { self.transport(&settings).name() } else { "" };
+                    let failure = Failure {
+                        advice,
+                        token_refused: oauth,
+                        ..Failure::new(transport, error.code(), error.message())
+                    };
+                    break Attempt::Failed { failure: Box::new(failure), credential: credential_user };
                 }
                 Ok((user, login_now, managed)) => (user, with_sender(login_now, &record.envelope_from), managed),
             };
@@ -497,26 +497,22 @@ impl Client {
                 (Some(l), true) => Some(format!("app:{}", l.username)),
                 _ => user,
             };
-            let key = PoolKey::new(&settings, key_user.as_deref(), revision);
+            let identity = delivery::Identity { user: key_user, revision };
             let utf8 = !record.envelope_from.is_ascii() || record.envelope_to.iter().any(|a| !a.is_ascii());
             let mail = Mail { from: &record.envelope_from, to: &record.envelope_to, body: bytes, utf8 };
             // A refused token is refreshed once by the loop below, for
             // either transport; the transport itself does not refresh.
             let no_refresh = || Ok(None);
-            break match self.transport(&settings).send(&settings, &key, login_now.as_ref(), &no_refresh, &mail) {
+            break match self.transport(&settings).send(&settings, &identity, login_now.as_ref(), &no_refresh, &mail) {
                 Ok(delivery) => Attempt::Sent { archive: self.archive(&settings, record, bytes, &delivery), delivery },
-                Err(f) if f.oauth_refused && managed.is_some() && !retried => {
+                Err(f) if f.token_refused && managed.is_some() && !retried => {
                     // A token the server refused (revoked, or of unknown
                     // expiry and stale): refresh once and try again.
                     retried = true;
                     login = self.login_with(&settings, record.user.as_deref(), true);
                     continue;
                 }
-                Err(f) => Attempt::Failed {
-                    error: f.error(),
-                    oauth_user: f.oauth_refused.then(|| credential_user.clone()),
-                    failure: Some(f),
-                },
+                Err(failure) => Attempt::Failed { failure: Box::new(failure), credential: credential_user },
             };
         };
         if let (Attempt::Failed { .. }, Some(r)) = (&outcome, reservation) {
@@ -599,10 +595,10 @@ impl Client {
         let (outcome, _) = self.attempt(&record, &bytes, Duration::from_millis(timeout as u64));
         let result = match &outcome {
             Attempt::Sent { .. } => Ok(()),
-            Attempt::Failed { error, failure, .. } => {
+            Attempt::Failed { failure, .. } => {
                 // The host's error dialog shows this text: add what to change.
-                let advice = failure.as_ref().and_then(|f| f.advice.as_ref()).map(|a| a.suffix()).unwrap_or_default();
-                Err(Error::new(error.code(), format!("{}{advice}", error.message())))
+                let advice = failure.advice.as_ref().map(|a| a.suffix()).unwrap_or_default();
+                Err(Error::new(failure.code, format!("{}{advice}", failure.message)))
             }
             Attempt::Held { reason, .. } => Err(Error::new(Code::Limit, reason.clone())),
         };

@@ -613,7 +613,7 @@ mod tests {
         assert_eq!(outbox.add(again, b"x".to_vec()).unwrap().0, id);
 
         // Failed: written with its bytes, for smtpb_retry.
-        let failed = Attempt::Failed { error: Error::new(Code::Rejected, "550 no"), failure: None, oauth_user: None };
+        let failed = Attempt::failed(Error::new(Code::Rejected, "550 no"));
         let status = outbox.finish_now(&id, failed, bytes).unwrap();
         assert_eq!(status.state, State::Failed);
         assert_eq!(outbox.store().body(&id).unwrap().as_deref(), Some(&b"the bytes"[..]));
@@ -635,7 +635,7 @@ mod tests {
             let outcome = if n % 2 == 0 {
                 sent()
             } else {
-                Attempt::Failed { error: Error::new(Code::Rejected, "550 no"), failure: None, oauth_user: None }
+                Attempt::failed(Error::new(Code::Rejected, "550 no"))
             };
             outbox.finish_now(&id, outcome, bytes).unwrap();
             ids.push(id);
@@ -656,7 +656,7 @@ mod tests {
     fn failed_sends_gathered_in_memory_are_written_once_their_bytes_reach_4_mib() {
         let outbox = Outbox::open(None, true).unwrap();
         let failed =
-            || Attempt::Failed { error: Error::new(Code::Rejected, "550 no"), failure: None, oauth_user: None };
+            || Attempt::failed(Error::new(Code::Rejected, "550 no"));
         let (first, bytes) = outbox.add(record(State::Sending), vec![b'a'; 3 << 20]).unwrap();
         outbox.finish_now(&first, failed(), bytes).unwrap();
         assert_eq!(outbox.store().gathered(), 1);

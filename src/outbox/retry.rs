@@ -9,12 +9,19 @@ pub enum Attempt {
     /// The server took it. `archive` is the archive's paths, or why the
     /// copy could not be filed (the message is sent all the same).
     Sent { delivery: crate::delivery::Delivery, archive: Option<std::result::Result<ArchivePaths, Error>> },
-    /// It did not go out. `oauth_user` is set when the OAuth2 token of that
-    /// credential (`None` = the shared one) was refused or expired;
-    /// `failure` carries what the server said.
-    Failed { error: Error, failure: Option<crate::delivery::Failure>, oauth_user: Option<Option<String>> },
+    /// It did not go out: why, and the credential the attempt logged in
+    /// with (`None` = the shared one), which needs renewing when the
+    /// failure is a refused or expired OAuth2 token.
+    Failed { failure: Box<crate::failure::Failure>, credential: Option<String> },
     /// A send limit holds it until `until_ms` (Unix ms).
     Held { until_ms: i64, reason: String },
+}
+
+impl Attempt {
+    /// A failure of the library's own, before any transport was asked.
+    pub fn failed(error: Error) -> Attempt {
+        Attempt::Failed { failure: Box::new(crate::failure::Failure::local(error)), credential: None }
+    }
 }
 
 /// The function a delivery thread runs for each attempt.

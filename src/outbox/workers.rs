@@ -130,14 +130,13 @@ impl Outbox {
                 state.holds.insert(profile.to_ascii_lowercase(), (until_ms, reason));
                 (State::Deferred, Some(until_ms))
             }
-            Attempt::Failed { error, failure, oauth_user } => {
-                s.advice = failure.as_ref().and_then(|f| f.advice.clone());
-                let mut not_before = None;
-                if let Some(f) = &failure {
+            Attempt::Failed { failure: f, credential } => {
+                s.advice = f.advice.clone();
+                // A refusal of the library's own names no transport.
+                if !f.transport.is_empty() {
                     s.reply = f.reply.as_ref().map(ServerReply::from);
                     s.transport = Some(f.transport.to_string());
                     s.http_status = f.http_status;
-                    not_before = f.retry_after_ms.map(|ms| now_ms().saturating_add(ms.min(i64::MAX as u64) as i64));
                     s.possible_duplicate |= f.possible_duplicate;
                     s.rejected = f
                         .rejected
@@ -145,13 +144,14 @@ impl Outbox {
                         .map(|(address, reply)| Refusal::reply(address.clone(), reply.into()))
                         .collect();
                 }
-                s.error_code = error.code();
-                s.error = Some(error.message().to_string());
-                s.needs = oauth_user.is_some().then(|| "credentials".to_string());
-                if let Some(u) = oauth_user {
-                    credential_user = u;
+                let not_before = f.retry_after_ms.map(|ms| now_ms().saturating_add(ms.min(i64::MAX as u64) as i64));
+                s.error_code = f.code;
+                s.error = Some(f.message.clone());
+                s.needs = f.token_refused().then(|| "credentials".to_string());
+                if f.token_refused() {
+                    credential_user = credential;
                 }
-                let transient = s.needs.is_some() || matches!(error.code(), Code::Connect | Code::Transient);
+                let transient = f.is_transient();
                 let age = now_ms() - time_to_ms(s.created_at);
                 if retry && transient && (age as u64) < policy.max_age_ms {
                     // Never earlier than the server asked (Retry-After).
@@ -244,15 +244,11 @@ impl Outbox {
                 Ok(bytes) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(&record, &bytes)))
                     .unwrap_or_else(|_| {
                         (
-                            Attempt::Failed {
-                                error: Error::internal("internal error while delivering this message"),
-                                failure: None,
-                                oauth_user: None,
-                            },
+                            Attempt::failed(Error::internal("internal error while delivering this message")),
                             RetryPolicy::default(),
                         )
                     }),
-                Err(error) => (Attempt::Failed { error, failure: None, oauth_user: None }, RetryPolicy::default()),
+                Err(error) => (Attempt::failed(error), RetryPolicy::default()),
             };
             let mut state = self.lock();
             // A failure is kept in `unrecorded` and written later.
