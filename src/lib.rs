@@ -46,12 +46,15 @@ pub mod message;
 pub mod message_bounds;
 pub mod oauth2;
 pub mod outbox;
+pub mod pem;
 pub mod reference;
 pub mod smtp;
 pub mod status;
+pub mod text;
 pub mod tls;
 pub mod transcript;
 pub mod transport;
+pub mod url;
 
 #[allow(unsafe_code)]
 pub mod ffi;

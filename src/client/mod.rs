@@ -509,7 +509,7 @@ impl Client {
         self.check_open()?;
         if !self.credentials().remove(user_id)? {
             return Err(Error::not_found(match user_id {
-                Some(u) => format!("no credentials for user \"{}\"", config::printable(u)),
+                Some(u) => format!("no credentials for user \"{}\"", crate::text::printable(u)),
                 None => "no shared credential".into(),
             }));
         }
@@ -539,7 +539,7 @@ impl Client {
         self.update_config(|current| {
             let mut next = current.clone();
             if !next.blacklist_remove(entry)? {
-                return Err(Error::not_found(format!("\"{}\" is not on the blacklist", config::printable(entry))));
+                return Err(Error::not_found(format!("\"{}\" is not on the blacklist", crate::text::printable(entry))));
             }
             Ok((next, Vec::new()))
         })
@@ -556,7 +556,7 @@ impl Client {
         self.check_open()?;
         if let Some(p) = profile {
             if self.read_config().profile(p).is_none() {
-                return Err(Error::not_found(format!("no profile named \"{}\"", config::printable(p))));
+                return Err(Error::not_found(format!("no profile named \"{}\"", crate::text::printable(p))));
             }
         }
         self.inner.limits.reset(profile)?;
@@ -670,7 +670,7 @@ impl Client {
     fn check_profile(&self, profile: Option<&str>) -> Result<()> {
         match profile {
             Some(p) if self.read_config().profile(p).is_none() => {
-                Err(Error::not_found(format!("no profile named \"{}\"", config::printable(p))))
+                Err(Error::not_found(format!("no profile named \"{}\"", crate::text::printable(p))))
             }
             _ => Ok(()),
         }
@@ -778,9 +778,9 @@ impl Client {
 
 fn check_user_id(user_id: Option<&str>) -> Result<()> {
     match user_id {
-        Some(u) if u.is_empty() || config::check_text(u).is_err() => Err(Error::invalid_argument(format!(
+        Some(u) if u.is_empty() || crate::text::check_text(u).is_err() => Err(Error::invalid_argument(format!(
             "user_id \"{}\": a non-empty id without control characters expected",
-            config::printable(u)
+            crate::text::printable(u)
         ))),
         _ => Ok(()),
     }
