@@ -435,7 +435,7 @@ impl Client {
     /// SMTPUsername is its own, else the global one.
     pub fn config_get(&self, key: &str) -> Result<String> {
         self.check_open()?;
-        if config::key_def(key.rsplit('.').next().unwrap_or(key)).is_some_and(|d| d.name == "SMTPUsername") {
+        if config::key_def(key.rsplit('.').next().unwrap_or(key)).is_some_and(|d| d.key == config::Key::SMTPUsername) {
             // Validate the key (prefix rules) before answering from the store.
             self.read_config().get(key)?;
             let store = self.credentials();
@@ -595,11 +595,8 @@ impl Client {
 
     /// SMTPKeepSentDays and SMTPKeepFailedDays (0 = for ever).
     fn retention_days(&self) -> (u64, u64) {
-        let config = self.read_config();
-        let days = |key: &str, default: u64| {
-            config.get(key).ok().flatten().and_then(|v| v.parse::<u64>().ok()).unwrap_or(default)
-        };
-        (days("SMTPKeepSentDays", 30), days("SMTPKeepFailedDays", 90))
+        let global = self.read_config().global_settings();
+        (global.keep_sent_days, global.keep_failed_days)
     }
 
     /// Counts per state, paused profiles, and each profile's send limit.

@@ -79,10 +79,7 @@ pub(super) fn part_budget(config: &Config, explicit: Option<&str>) -> PartBudget
         .max_by_key(|s| s.max_message_bytes);
     match largest {
         Some(s) => PartBudget::new(s.max_message_bytes, s.name),
-        None => {
-            let default = config::key_def("SMTPMaxMessageBytes").and_then(|d| d.default).and_then(|v| v.parse().ok());
-            PartBudget::new(default.unwrap_or(u64::MAX), config::DEFAULT_PROFILE)
-        }
+        None => PartBudget::new(config::Key::SMTPMaxMessageBytes.default_number(), config::DEFAULT_PROFILE),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{check_profile_name, key_def, Config, KeyDef, Kind, Profile, Scope, SecretChange, KEYS};
+use super::{check_profile_name, key_def, Config, Key, KeyDef, Kind, Profile, Scope, SecretChange, KEYS};
 use crate::error::{Error, Result};
 use crate::json::{self, OrderedMap};
 use crate::text::printable;
@@ -79,10 +79,10 @@ impl Config {
     pub fn to_json(&self, username: impl Fn(Option<&str>) -> Option<String>) -> Value {
         let mut global = Map::new();
         for def in KEYS.iter().filter(|d| d.scope != Scope::Profile) {
-            let value = match def.name {
-                "SMTPUsername" => username(None),
-                "SMTPPassword" => None,
-                _ => self.global_value(def.name).map(str::to_string),
+            let value = match def.key {
+                Key::SMTPUsername => username(None),
+                Key::SMTPPassword => None,
+                _ => self.global_value(def.key).map(str::to_string),
             };
             if let Some(v) = value {
                 global.insert(def.name.to_string(), natural(def, &v));
@@ -99,7 +99,7 @@ impl Config {
                     m.insert(k.to_string(), natural(def, v));
                 }
                 if let Some(own) = username(Some(&p.name)) {
-                    m.insert("SMTPUsername".into(), Value::String(own));
+                    m.insert(Key::SMTPUsername.name().into(), Value::String(own));
                 }
                 Value::Object(m)
             })

@@ -55,6 +55,8 @@ pub enum Kind {
 /// One configuration key.
 #[derive(Debug)]
 pub struct KeyDef {
+    /// The key as code names it; `Key::X.def()` is this line.
+    pub key: Key,
     pub name: &'static str,
     pub scope: Scope,
     pub kind: Kind,
@@ -81,70 +83,98 @@ const TRANSPORT: &[(&str, &[&str])] = &[("SMTP", &["smtp"]), ("Graph", &["graph"
 
 const MS_MAX: u64 = u32::MAX as u64;
 
-macro_rules! key {
-    ($name:literal, $scope:ident, $kind:expr, $default:expr) => {
-        KeyDef { name: $name, scope: Scope::$scope, kind: $kind, default: $default }
+/// Defines the key table and [`Key`] together from one list, so that code
+/// names a key as `Key::SMTPServer` (a typo does not compile) and reads
+/// its line of [`KEYS`] with [`Key::def`].
+macro_rules! keys {
+    ($($name:ident: $scope:ident, $kind:expr, $default:expr;)*) => {
+        /// Every configuration key, by the name hosts spell it with.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Key {
+            $($name,)*
+        }
+
+        /// Every configuration key, in the order `export_json` writes them.
+        pub static KEYS: &[KeyDef] = &[
+            $(KeyDef { key: Key::$name, name: stringify!($name), scope: Scope::$scope, kind: $kind, default: $default },)*
+        ];
     };
 }
 
-/// Every configuration key, in the order `export_json` writes them.
-pub static KEYS: &[KeyDef] = &[
-    key!("SMTPServer", Profile, Kind::Host, None),
-    key!("SMTPServerPort", Profile, Kind::Number(1, 65535), None),
-    key!("SMTPServerEncryption", Profile, Kind::Enum(ENCRYPTION), Some("None")),
-    key!("SMTPAuthentication", Profile, Kind::Enum(AUTHENTICATION), Some("Required")),
-    key!("SMTPAuthModel", Profile, Kind::Enum(AUTH_MODEL), Some("Basic")),
-    key!("SMTPCredentials", Profile, Kind::Enum(CREDENTIALS), Some("PerUser")),
-    key!("SMTPTransport", Profile, Kind::Enum(TRANSPORT), Some("SMTP")),
-    key!("SMTPGraphUrl", Profile, Kind::GraphUrl, Some("https://graph.microsoft.com/v1.0")),
-    key!("SMTPGraphSaveToSentItems", Profile, Kind::Bool, Some("true")),
-    key!("SMTPGraphMailbox", Profile, Kind::Email, None),
-    key!("SMTPSenderName", Profile, Kind::Text, None),
-    key!("SMTPSenderEmail", Profile, Kind::Email, None),
-    key!("SMTPReplyTo", Profile, Kind::Email, None),
-    key!("SMTPConnectionTimeout", Profile, Kind::Number(1, MS_MAX), Some("30000")),
-    key!("SMTPBatchPerMinute", Profile, Kind::Number(0, 1_000_000), Some("0")),
-    key!("SMTPSendLimit", Profile, Kind::Number(0, MS_MAX), Some("0")),
-    key!("SMTPSendLimitPeriod", Profile, Kind::Enum(PERIOD), Some("None")),
-    key!("SMTPEnabled", Profile, Kind::Bool, Some("true")),
-    key!("SMTPDefault", Profile, Kind::Bool, None),
-    key!("SMTPFilter", Profile, Kind::Filter, None),
-    key!("SMTPMinTlsVersion", Profile, Kind::Enum(TLS_VERSION), Some("1.2")),
-    key!("SMTPCaFile", Profile, Kind::CaFile, None),
-    key!("SMTPTlsServerName", Profile, Kind::Host, None),
-    key!("SMTPAcceptInvalidCertificates", Profile, Kind::Bool, Some("false")),
-    key!("SMTPAllowPlaintextAuth", Profile, Kind::Bool, Some("false")),
-    key!("SMTPHeloName", Profile, Kind::Host, None),
-    key!("SMTPDkimDomain", Profile, Kind::Host, None),
-    key!("SMTPDkimSelector", Profile, Kind::Host, None),
-    key!("SMTPDkimKeyFile", Profile, Kind::DkimKeyFile, None),
-    key!("SMTPArchiveDir", Profile, Kind::Path, None),
-    key!("SMTPMaxMessageBytes", Profile, Kind::Number(1, MS_MAX), Some("36700160")),
-    key!("SMTPTestSubjectPrefix", Profile, Kind::Text, None),
-    key!("SMTPOAuth2Provider", Profile, Kind::Enum(OAUTH2_PROVIDER), Some("None")),
-    key!("SMTPOAuth2Issuer", Profile, Kind::Url, None),
-    key!("SMTPOAuth2Tenant", Profile, Kind::Host, Some("organizations")),
-    key!("SMTPOAuth2ClientId", Profile, Kind::Text, None),
-    key!("SMTPOAuth2ClientSecret", Profile, Kind::Secret, None),
-    key!("SMTPOAuth2Scopes", Profile, Kind::Text, None),
-    key!("SMTPOAuth2Flow", Profile, Kind::Enum(OAUTH2_FLOW), Some("Interactive")),
-    key!("SMTPUsername", Both, Kind::Text, None),
-    key!("SMTPPassword", Both, Kind::Secret, None),
-    key!("SMTPTestMode", Global, Kind::Bool, Some("false")),
-    key!("SMTPTestAddresses", Global, Kind::Emails, None),
-    key!("SMTPRetryInitialMs", Global, Kind::Number(1, MS_MAX), Some("60000")),
-    key!("SMTPRetryMaxMs", Global, Kind::Number(1, MS_MAX), Some("3600000")),
-    key!("SMTPRetryMaxAgeMs", Global, Kind::Number(1, MS_MAX), Some("172800000")),
-    key!("SMTPDeliveryThreads", Global, Kind::Number(1, 64), Some("2")),
-    key!("SMTPShutdownGraceMs", Global, Kind::Number(0, MS_MAX), Some("3000")),
-    key!("SMTPKeepSentDays", Global, Kind::Number(0, 36500), Some("30")),
-    key!("SMTPKeepFailedDays", Global, Kind::Number(0, 36500), Some("90")),
-    key!("SMTPLogFile", Global, Kind::Path, None),
-    key!("SMTPLogLevel", Global, Kind::Enum(LOG_LEVEL), Some("Info")),
-    key!("SMTPLogMaxBytes", Global, Kind::Number(4096, 1 << 40), Some("10485760")),
-    key!("SMTPTranscript", Global, Kind::Enum(TRANSCRIPT), Some("Failures")),
-    key!("SMTPProbePorts", Global, Kind::Text, None),
-];
+keys! {
+    SMTPServer: Profile, Kind::Host, None;
+    SMTPServerPort: Profile, Kind::Number(1, 65535), None;
+    SMTPServerEncryption: Profile, Kind::Enum(ENCRYPTION), Some("None");
+    SMTPAuthentication: Profile, Kind::Enum(AUTHENTICATION), Some("Required");
+    SMTPAuthModel: Profile, Kind::Enum(AUTH_MODEL), Some("Basic");
+    SMTPCredentials: Profile, Kind::Enum(CREDENTIALS), Some("PerUser");
+    SMTPTransport: Profile, Kind::Enum(TRANSPORT), Some("SMTP");
+    SMTPGraphUrl: Profile, Kind::GraphUrl, Some("https://graph.microsoft.com/v1.0");
+    SMTPGraphSaveToSentItems: Profile, Kind::Bool, Some("true");
+    SMTPGraphMailbox: Profile, Kind::Email, None;
+    SMTPSenderName: Profile, Kind::Text, None;
+    SMTPSenderEmail: Profile, Kind::Email, None;
+    SMTPReplyTo: Profile, Kind::Email, None;
+    SMTPConnectionTimeout: Profile, Kind::Number(1, MS_MAX), Some("30000");
+    SMTPBatchPerMinute: Profile, Kind::Number(0, 1_000_000), Some("0");
+    SMTPSendLimit: Profile, Kind::Number(0, MS_MAX), Some("0");
+    SMTPSendLimitPeriod: Profile, Kind::Enum(PERIOD), Some("None");
+    SMTPEnabled: Profile, Kind::Bool, Some("true");
+    SMTPDefault: Profile, Kind::Bool, None;
+    SMTPFilter: Profile, Kind::Filter, None;
+    SMTPMinTlsVersion: Profile, Kind::Enum(TLS_VERSION), Some("1.2");
+    SMTPCaFile: Profile, Kind::CaFile, None;
+    SMTPTlsServerName: Profile, Kind::Host, None;
+    SMTPAcceptInvalidCertificates: Profile, Kind::Bool, Some("false");
+    SMTPAllowPlaintextAuth: Profile, Kind::Bool, Some("false");
+    SMTPHeloName: Profile, Kind::Host, None;
+    SMTPDkimDomain: Profile, Kind::Host, None;
+    SMTPDkimSelector: Profile, Kind::Host, None;
+    SMTPDkimKeyFile: Profile, Kind::DkimKeyFile, None;
+    SMTPArchiveDir: Profile, Kind::Path, None;
+    SMTPMaxMessageBytes: Profile, Kind::Number(1, MS_MAX), Some("36700160");
+    SMTPTestSubjectPrefix: Profile, Kind::Text, None;
+    SMTPOAuth2Provider: Profile, Kind::Enum(OAUTH2_PROVIDER), Some("None");
+    SMTPOAuth2Issuer: Profile, Kind::Url, None;
+    SMTPOAuth2Tenant: Profile, Kind::Host, Some("organizations");
+    SMTPOAuth2ClientId: Profile, Kind::Text, None;
+    SMTPOAuth2ClientSecret: Profile, Kind::Secret, None;
+    SMTPOAuth2Scopes: Profile, Kind::Text, None;
+    SMTPOAuth2Flow: Profile, Kind::Enum(OAUTH2_FLOW), Some("Interactive");
+    SMTPUsername: Both, Kind::Text, None;
+    SMTPPassword: Both, Kind::Secret, None;
+    SMTPTestMode: Global, Kind::Bool, Some("false");
+    SMTPTestAddresses: Global, Kind::Emails, None;
+    SMTPRetryInitialMs: Global, Kind::Number(1, MS_MAX), Some("60000");
+    SMTPRetryMaxMs: Global, Kind::Number(1, MS_MAX), Some("3600000");
+    SMTPRetryMaxAgeMs: Global, Kind::Number(1, MS_MAX), Some("172800000");
+    SMTPDeliveryThreads: Global, Kind::Number(1, 64), Some("2");
+    SMTPShutdownGraceMs: Global, Kind::Number(0, MS_MAX), Some("3000");
+    SMTPKeepSentDays: Global, Kind::Number(0, 36500), Some("30");
+    SMTPKeepFailedDays: Global, Kind::Number(0, 36500), Some("90");
+    SMTPLogFile: Global, Kind::Path, None;
+    SMTPLogLevel: Global, Kind::Enum(LOG_LEVEL), Some("Info");
+    SMTPLogMaxBytes: Global, Kind::Number(4096, 1 << 40), Some("10485760");
+    SMTPTranscript: Global, Kind::Enum(TRANSCRIPT), Some("Failures");
+    SMTPProbePorts: Global, Kind::Text, None;
+}
+
+impl Key {
+    /// The key's line of [`KEYS`].
+    pub fn def(self) -> &'static KeyDef {
+        &KEYS[self as usize]
+    }
+
+    /// The key's name as hosts spell it.
+    pub fn name(self) -> &'static str {
+        self.def().name
+    }
+
+    /// The key's default as a number (0 when it has none).
+    pub fn default_number(self) -> u64 {
+        self.def().default.and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
 
 /// Parses SMTPProbePorts (`465=10465,587=10587,25=10025`): each standard
 /// port to the port used instead.

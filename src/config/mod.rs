@@ -48,8 +48,8 @@ impl Profile {
     }
 
     /// The value set for `key` (not its default).
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+    pub fn get(&self, key: Key) -> Option<&str> {
+        self.values.iter().find(|(k, _)| *k == key.name()).map(|(_, v)| v.as_str())
     }
 
     fn set(&mut self, key: &'static str, value: Option<String>) {
@@ -143,8 +143,8 @@ impl Config {
         }
     }
 
-    fn global_value(&self, key: &str) -> Option<&str> {
-        self.global.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+    fn global_value(&self, key: Key) -> Option<&str> {
+        self.global.iter().find(|(k, _)| *k == key.name()).map(|(_, v)| v.as_str())
     }
 
     /// Sets `key` (with an optional `Profile.` prefix) to `value`; `None`
@@ -164,7 +164,7 @@ impl Config {
             _ => None,
         };
         match def.kind {
-            Kind::Secret if def.name == "SMTPPassword" => {
+            Kind::Secret if def.key == Key::SMTPPassword => {
                 return Ok(SecretChange::Password { profile: own, password: normalized })
             }
             Kind::Secret => {
@@ -173,7 +173,7 @@ impl Config {
                 let name = self.profile_mut(profile).name.clone();
                 return Ok(SecretChange::ClientSecret { profile: name, secret: normalized });
             }
-            _ if def.name == "SMTPUsername" => {
+            _ if def.key == Key::SMTPUsername => {
                 return Ok(SecretChange::Username { profile: own, username: normalized })
             }
             _ => {}
@@ -187,9 +187,9 @@ impl Config {
             return Ok(SecretChange::None);
         }
         let profile_name = prefix.unwrap_or(DEFAULT_PROFILE);
-        if def.name == "SMTPDefault" && normalized.as_deref() == Some("true") {
+        if def.key == Key::SMTPDefault && normalized.as_deref() == Some("true") {
             for p in &mut self.profiles {
-                p.set("SMTPDefault", None);
+                p.set(Key::SMTPDefault.name(), None);
             }
         }
         self.profile_mut(profile_name).set(def.name, normalized);
@@ -205,7 +205,7 @@ impl Config {
             return Err(Error::config(format!("{} cannot be read back", def.name)));
         }
         if def.scope != Scope::Profile {
-            return Ok(self.global_value(def.name).or(def.default).map(str::to_string));
+            return Ok(self.global_value(def.key).or(def.default).map(str::to_string));
         }
         let name = prefix.unwrap_or(DEFAULT_PROFILE);
         match self.profile(name) {
@@ -217,31 +217,31 @@ impl Config {
     /// The effective value of a profile key: what is set, else the default,
     /// where some defaults depend on other keys.
     fn effective(&self, p: &Profile, def: &KeyDef) -> Option<String> {
-        if let Some(v) = p.get(def.name) {
+        if let Some(v) = p.get(def.key) {
             return Some(v.to_string());
         }
-        match def.name {
-            "SMTPServerPort" => Some(
-                match p.get("SMTPServerEncryption").unwrap_or("None") {
+        match def.key {
+            Key::SMTPServerPort => Some(
+                match p.get(Key::SMTPServerEncryption).unwrap_or("None") {
                     "SSL" => "465",
                     "TLS" => "587",
                     _ => "25",
                 }
                 .to_string(),
             ),
-            "SMTPDefault" => Some(self.is_default(p).to_string()),
-            "SMTPTlsServerName" => p.get("SMTPServer").map(str::to_string),
-            "SMTPHeloName" => Some(local_host_name()),
-            "SMTPOAuth2Issuer" => match p.get("SMTPOAuth2Provider") {
+            Key::SMTPDefault => Some(self.is_default(p).to_string()),
+            Key::SMTPTlsServerName => p.get(Key::SMTPServer).map(str::to_string),
+            Key::SMTPHeloName => Some(local_host_name()),
+            Key::SMTPOAuth2Issuer => match p.get(Key::SMTPOAuth2Provider) {
                 Some("Microsoft") => Some(format!(
                     "https://login.microsoftonline.com/{}/v2.0",
-                    p.get("SMTPOAuth2Tenant").unwrap_or("organizations")
+                    p.get(Key::SMTPOAuth2Tenant).unwrap_or("organizations")
                 )),
                 Some("Google") => Some("https://accounts.google.com".to_string()),
                 _ => None,
             },
-            "SMTPOAuth2Scopes" => match p.get("SMTPOAuth2Provider") {
-                Some("Microsoft") if p.get("SMTPTransport") == Some("Graph") => {
+            Key::SMTPOAuth2Scopes => match p.get(Key::SMTPOAuth2Provider) {
+                Some("Microsoft") if p.get(Key::SMTPTransport) == Some("Graph") => {
                     Some("https://graph.microsoft.com/Mail.Send offline_access".to_string())
                 }
                 Some("Microsoft") => Some("https://outlook.office.com/SMTP.Send offline_access".to_string()),
@@ -259,7 +259,7 @@ impl Config {
     /// Whether `p` is the default profile: the one marked SMTPDefault, or
     /// the first profile when none is marked.
     pub fn is_default(&self, p: &Profile) -> bool {
-        match self.profiles.iter().find(|q| q.get("SMTPDefault") == Some("true")) {
+        match self.profiles.iter().find(|q| q.get(Key::SMTPDefault) == Some("true")) {
             Some(d) => d.name.eq_ignore_ascii_case(&p.name),
             None => self.profiles.first().is_some_and(|f| f.name.eq_ignore_ascii_case(&p.name)),
         }

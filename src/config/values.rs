@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{KeyDef, Kind};
+use super::{Key, KeyDef, Kind};
 use crate::error::{Error, Result};
 use crate::text::{check_text, is_host_name, is_ip_literal, printable};
 
@@ -35,7 +35,7 @@ pub(super) fn normalize(def: &KeyDef, raw: &str) -> Result<Option<String>> {
             Some((canonical, _)) => Ok(Some(canonical.to_string())),
             None => {
                 let names: Vec<&str> = options.iter().map(|(c, _)| *c).collect();
-                let extra = if def.name == "SMTPServerEncryption" { " (blank = None; STARTTLS = TLS)" } else { "" };
+                let extra = if def.key == Key::SMTPServerEncryption { " (blank = None; STARTTLS = TLS)" } else { "" };
                 Err(bad(&format!("accepted values: {}{extra}", names.join(", "))))
             }
         };

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::{key_def, probe_port_map, Config, Profile};
+use super::{probe_port_map, Config, Key, Profile};
 use crate::error::{Error, Result};
 use crate::text::{local_host_name, printable};
 
@@ -58,23 +58,26 @@ impl Config {
     }
 
     fn read_global_settings(&self) -> GlobalSettings {
-        let num = |k: &str| self.get(k).ok().flatten().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let value = |k: Key| self.global_value(k).or(k.def().default).unwrap_or_default();
+        let num = |k: Key| value(k).parse::<u64>().unwrap_or(0);
         GlobalSettings {
-            test_mode: self.get("SMTPTestMode").ok().flatten().as_deref() == Some("true"),
+            test_mode: value(Key::SMTPTestMode) == "true",
             test_addresses: self
-                .global_value("SMTPTestAddresses")
+                .global_value(Key::SMTPTestAddresses)
                 .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
                 .unwrap_or_default(),
-            retry_initial_ms: num("SMTPRetryInitialMs"),
-            retry_max_ms: num("SMTPRetryMaxMs"),
-            retry_max_age_ms: num("SMTPRetryMaxAgeMs"),
-            delivery_threads: num("SMTPDeliveryThreads") as u32,
-            shutdown_grace_ms: num("SMTPShutdownGraceMs") as u32,
-            log_file: self.global_value("SMTPLogFile").filter(|v| !v.is_empty()).map(PathBuf::from),
-            log_level: crate::logging::parse_level(&self.get("SMTPLogLevel").ok().flatten().unwrap_or_default()),
-            log_max_bytes: num("SMTPLogMaxBytes"),
-            transcript: crate::transcript::Mode::parse(&self.get("SMTPTranscript").ok().flatten().unwrap_or_default()),
-            probe_ports: self.global_value("SMTPProbePorts").unwrap_or_default().to_string(),
+            retry_initial_ms: num(Key::SMTPRetryInitialMs),
+            retry_max_ms: num(Key::SMTPRetryMaxMs),
+            retry_max_age_ms: num(Key::SMTPRetryMaxAgeMs),
+            delivery_threads: num(Key::SMTPDeliveryThreads) as u32,
+            shutdown_grace_ms: num(Key::SMTPShutdownGraceMs) as u32,
+            keep_sent_days: num(Key::SMTPKeepSentDays),
+            keep_failed_days: num(Key::SMTPKeepFailedDays),
+            log_file: self.global_value(Key::SMTPLogFile).filter(|v| !v.is_empty()).map(PathBuf::from),
+            log_level: crate::logging::parse_level(value(Key::SMTPLogLevel)),
+            log_max_bytes: num(Key::SMTPLogMaxBytes),
+            transcript: crate::transcript::Mode::parse(value(Key::SMTPTranscript)),
+            probe_ports: self.global_value(Key::SMTPProbePorts).unwrap_or_default().to_string(),
         }
     }
 }
@@ -215,80 +218,80 @@ pub enum Transport {
 
 impl ProfileSettings {
     pub(super) fn read(config: &Config, p: &Profile) -> Result<ProfileSettings> {
-        let get = |k: &str| config.effective(p, key_def(k).expect("known key"));
-        let text = |k: &str| get(k).filter(|v| !v.is_empty());
-        let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        let flag = |k: &str| get(k).as_deref() == Some("true");
+        let get = |k: Key| config.effective(p, k.def());
+        let text = |k: Key| get(k).filter(|v| !v.is_empty());
+        let num = |k: Key| get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let flag = |k: Key| get(k).as_deref() == Some("true");
         Ok(ProfileSettings {
             name: p.name.clone(),
-            server: text("SMTPServer"),
-            port: num("SMTPServerPort") as u16,
+            server: text(Key::SMTPServer),
+            port: num(Key::SMTPServerPort) as u16,
             implicit_tls_port: config
-                .global_value("SMTPProbePorts")
+                .global_value(Key::SMTPProbePorts)
                 .and_then(|text| probe_port_map(text).ok()?.get(&465).copied())
                 .unwrap_or(465),
-            encryption: match get("SMTPServerEncryption").as_deref() {
+            encryption: match get(Key::SMTPServerEncryption).as_deref() {
                 Some("SSL") => Encryption::Ssl,
                 Some("TLS") => Encryption::StartTls,
                 _ => Encryption::None,
             },
-            authentication: match get("SMTPAuthentication").as_deref() {
+            authentication: match get(Key::SMTPAuthentication).as_deref() {
                 Some("None") => Authentication::None,
                 Some("Optional") => Authentication::Optional,
                 _ => Authentication::Required,
             },
-            auth_model: if get("SMTPAuthModel").as_deref() == Some("OAuth2") {
+            auth_model: if get(Key::SMTPAuthModel).as_deref() == Some("OAuth2") {
                 AuthModel::OAuth2
             } else {
                 AuthModel::Basic
             },
-            shared_credentials: get("SMTPCredentials").as_deref() == Some("Shared"),
-            transport: if get("SMTPTransport").as_deref() == Some("Graph") {
+            shared_credentials: get(Key::SMTPCredentials).as_deref() == Some("Shared"),
+            transport: if get(Key::SMTPTransport).as_deref() == Some("Graph") {
                 Transport::Graph
             } else {
                 Transport::Smtp
             },
-            graph_url: get("SMTPGraphUrl").unwrap_or_default(),
-            graph_save_to_sent_items: flag("SMTPGraphSaveToSentItems"),
-            graph_mailbox: text("SMTPGraphMailbox"),
-            graph_oauth2_provider: key_def("SMTPOAuth2Provider").and_then(|d| config.effective(p, d)),
-            graph_oauth2_flow: key_def("SMTPOAuth2Flow").and_then(|d| config.effective(p, d)),
-            sender_name: text("SMTPSenderName"),
-            sender_email: text("SMTPSenderEmail"),
-            reply_to: text("SMTPReplyTo"),
-            timeout_ms: num("SMTPConnectionTimeout") as u32,
-            batch_per_minute: num("SMTPBatchPerMinute") as u32,
-            send_limit: num("SMTPSendLimit") as u32,
-            send_limit_period: match get("SMTPSendLimitPeriod").as_deref() {
+            graph_url: get(Key::SMTPGraphUrl).unwrap_or_default(),
+            graph_save_to_sent_items: flag(Key::SMTPGraphSaveToSentItems),
+            graph_mailbox: text(Key::SMTPGraphMailbox),
+            graph_oauth2_provider: get(Key::SMTPOAuth2Provider),
+            graph_oauth2_flow: get(Key::SMTPOAuth2Flow),
+            sender_name: text(Key::SMTPSenderName),
+            sender_email: text(Key::SMTPSenderEmail),
+            reply_to: text(Key::SMTPReplyTo),
+            timeout_ms: num(Key::SMTPConnectionTimeout) as u32,
+            batch_per_minute: num(Key::SMTPBatchPerMinute) as u32,
+            send_limit: num(Key::SMTPSendLimit) as u32,
+            send_limit_period: match get(Key::SMTPSendLimitPeriod).as_deref() {
                 Some("Hour") => Period::Hour,
                 Some("Day") => Period::Day,
                 Some("Week") => Period::Week,
                 _ => Period::None,
             },
-            enabled: flag("SMTPEnabled"),
-            filter: text("SMTPFilter"),
-            min_tls13: get("SMTPMinTlsVersion").as_deref() == Some("1.3"),
-            ca_file: text("SMTPCaFile").map(PathBuf::from),
-            tls_server_name: text("SMTPTlsServerName"),
-            accept_invalid_certificates: flag("SMTPAcceptInvalidCertificates"),
-            allow_plaintext_auth: flag("SMTPAllowPlaintextAuth"),
-            helo_name: get("SMTPHeloName").unwrap_or_else(local_host_name),
-            dkim_domain: text("SMTPDkimDomain"),
-            dkim_selector: text("SMTPDkimSelector"),
-            dkim_key_file: text("SMTPDkimKeyFile").map(PathBuf::from),
-            archive_dir: text("SMTPArchiveDir").map(PathBuf::from),
-            max_message_bytes: num("SMTPMaxMessageBytes"),
-            test_subject_prefix: get("SMTPTestSubjectPrefix").unwrap_or_default(),
-            oauth2_provider: match get("SMTPOAuth2Provider").as_deref() {
+            enabled: flag(Key::SMTPEnabled),
+            filter: text(Key::SMTPFilter),
+            min_tls13: get(Key::SMTPMinTlsVersion).as_deref() == Some("1.3"),
+            ca_file: text(Key::SMTPCaFile).map(PathBuf::from),
+            tls_server_name: text(Key::SMTPTlsServerName),
+            accept_invalid_certificates: flag(Key::SMTPAcceptInvalidCertificates),
+            allow_plaintext_auth: flag(Key::SMTPAllowPlaintextAuth),
+            helo_name: get(Key::SMTPHeloName).unwrap_or_else(local_host_name),
+            dkim_domain: text(Key::SMTPDkimDomain),
+            dkim_selector: text(Key::SMTPDkimSelector),
+            dkim_key_file: text(Key::SMTPDkimKeyFile).map(PathBuf::from),
+            archive_dir: text(Key::SMTPArchiveDir).map(PathBuf::from),
+            max_message_bytes: num(Key::SMTPMaxMessageBytes),
+            test_subject_prefix: get(Key::SMTPTestSubjectPrefix).unwrap_or_default(),
+            oauth2_provider: match get(Key::SMTPOAuth2Provider).as_deref() {
                 Some("Microsoft") => OAuth2Provider::Microsoft,
                 Some("Google") => OAuth2Provider::Google,
                 Some("OpenID") => OAuth2Provider::OpenId,
                 _ => OAuth2Provider::None,
             },
-            oauth2_issuer: text("SMTPOAuth2Issuer"),
-            oauth2_client_id: text("SMTPOAuth2ClientId"),
-            oauth2_scopes: text("SMTPOAuth2Scopes"),
-            oauth2_client_credentials: get("SMTPOAuth2Flow").as_deref() == Some("ClientCredentials"),
+            oauth2_issuer: text(Key::SMTPOAuth2Issuer),
+            oauth2_client_id: text(Key::SMTPOAuth2ClientId),
+            oauth2_scopes: text(Key::SMTPOAuth2Scopes),
+            oauth2_client_credentials: get(Key::SMTPOAuth2Flow).as_deref() == Some("ClientCredentials"),
         })
     }
 
@@ -346,6 +349,9 @@ pub struct GlobalSettings {
     pub retry_max_age_ms: u64,
     pub delivery_threads: u32,
     pub shutdown_grace_ms: u32,
+    /// SMTPKeepSentDays and SMTPKeepFailedDays (0 = for ever).
+    pub keep_sent_days: u64,
+    pub keep_failed_days: u64,
     /// SMTPLogFile, SMTPLogLevel (1 error … 5 trace), SMTPLogMaxBytes.
     pub log_file: Option<PathBuf>,
     pub log_level: u8,
