@@ -15,11 +15,85 @@
 //! - Spaces and TABs around entries are dropped; CR, LF and other control
 //!   characters are kept, so validation refuses them.
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use lettre::message::Mailbox;
+use lettre::Address;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
 
-use crate::message::AddressSpec;
+use crate::error::{Error, Result};
+use crate::text::printable;
+
+/// An address as the host gives it: `"a@b"`, `"Name <a@b>"` (see
+/// [`split_list`]) or `{"email", "name"}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddressSpec {
+    pub email: String,
+    pub name: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for AddressSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct AddressVisitor;
+        impl<'de> Visitor<'de> for AddressVisitor {
+            type Value = AddressSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address string or {\"email\", \"name\"}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<AddressSpec, E> {
+                Ok(parse_entry(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<AddressSpec, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Object {
+                    email: String,
+                    #[serde(default)]
+                    name: Option<String>,
+                }
+                let o = Object::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(AddressSpec { email: o.email, name: o.name })
+            }
+        }
+        deserializer.deserialize_any(AddressVisitor)
+    }
+}
+
+/// Parses a mail address, refusing control characters and anything lettre
+/// would not put in a header.
+pub fn parse_address(text: &str) -> Result<Address> {
+    if text.chars().any(char::is_control) || text.trim() != text || text.is_empty() {
+        return Err(Error::message_error(format!("\"{}\" is not a valid mail address", printable(text))));
+    }
+    text.parse::<Address>()
+        .map_err(|e| Error::message_error(format!("\"{}\" is not a valid mail address: {e}", printable(text))))
+}
+
+/// `address` with its domain as A-labels (UTS #46, as IDNA 2008 mail
+/// expects): `user@bücher.example` becomes `user@xn--bcher-kva.example`.
+/// An ASCII domain is returned as it is; a domain that is no valid IDN is
+/// `SMTPB_ERR_MESSAGE` naming the address. The local part is kept: a
+/// non-ASCII one needs a server that offers SMTPUTF8.
+pub fn ascii_domain(address: &Address) -> Result<Address> {
+    let domain = address.domain();
+    if domain.is_ascii() {
+        return Ok(address.clone());
+    }
+    let ascii = idna::domain_to_ascii(domain).map_err(|_| {
+        Error::message_error(format!(
+            "\"{}\": the domain is not a valid international domain name",
+            printable(address.as_ref())
+        ))
+    })?;
+    Address::new(address.user(), ascii).map_err(|e| {
+        Error::message_error(format!("\"{}\" is not a valid mail address: {e}", printable(address.as_ref())))
+    })
+}
+
+/// `mailbox` with its domain as A-labels (see [`ascii_domain`]).
+pub fn ascii_mailbox(mailbox: &Mailbox) -> Result<Mailbox> {
+    Ok(Mailbox::new(mailbox.name.clone(), ascii_domain(&mailbox.email)?))
+}
 
 /// Splits a list of addresses at `;` and, after an address, at `,`.
 /// Returns the entries, trimmed, without empty ones.
@@ -179,6 +253,18 @@ impl<'de> Deserialize<'de> for AddressList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn international_domains_become_a_labels() {
+        let a: Address = "user@bücher.example".parse().unwrap();
+        assert_eq!(ascii_domain(&a).unwrap().to_string(), "user@xn--bcher-kva.example");
+        let a: Address = "user@MÜNCHEN.example".parse().unwrap();
+        assert_eq!(ascii_domain(&a).unwrap().to_string(), "user@xn--mnchen-3ya.example");
+        let a: Address = "plain@example.com".parse().unwrap();
+        assert_eq!(ascii_domain(&a).unwrap(), a);
+        let a: Address = "jörg@bücher.example".parse().unwrap();
+        assert_eq!(ascii_domain(&a).unwrap().to_string(), "jörg@xn--bcher-kva.example");
+    }
 
     fn spec(email: &str, name: Option<&str>) -> AddressSpec {
         AddressSpec { email: email.into(), name: name.map(str::to_string) }

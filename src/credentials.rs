@@ -204,7 +204,7 @@ fn same_user(stored: Option<&str>, asked: Option<&str>) -> bool {
 
 fn user_label(user_id: Option<&str>) -> String {
     match user_id {
-        Some(u) => format!("user \"{}\"", crate::config::printable(u)),
+        Some(u) => format!("user \"{}\"", crate::text::printable(u)),
         None => "the shared credential".to_string(),
     }
 }
@@ -535,7 +535,7 @@ fn check_parameters(path: Option<&Path>, file: &StoreFile, salt_len: usize) -> R
     if file.kdf != "pbkdf2-hmac-sha256" {
         return Err(out_of_range(
             "kdf",
-            format!("\"{}\"", crate::config::printable(&file.kdf)),
+            format!("\"{}\"", crate::text::printable(&file.kdf)),
             "pbkdf2-hmac-sha256".into(),
         ));
     }

@@ -114,13 +114,3 @@ pub trait Transport: Send + Sync {
     /// shutdown).
     fn close_all(&self);
 }
-
-/// Checks, when a whole configuration is given at once
-/// (`smtpb_config_load_json`, `smtpb_config_import_keys`), what a
-/// profile's transport needs beyond single keys.
-pub fn check_configured(settings: &ProfileSettings) -> Result<()> {
-    match settings.transport {
-        crate::config::Transport::Smtp => Ok(()),
-        crate::config::Transport::Graph => crate::graph::check_profile(settings),
-    }
-}

@@ -8,29 +8,59 @@
 
 use std::fmt;
 
-/// The result codes of the C ABI. The values are fixed by the contract and
-/// are never reused or renumbered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(i32)]
-pub enum Code {
-    Ok = 0,
-    InvalidArgument = 1,
-    Config = 2,
-    Credentials = 3,
-    Connect = 4,
-    Tls = 5,
-    Auth = 6,
-    Rejected = 7,
-    Transient = 8,
-    Message = 9,
-    NotFound = 10,
-    Limit = 11,
-    Blocked = 12,
-    Io = 13,
-    Timeout = 14,
-    State = 15,
-    Busy = 16,
-    Internal = 99,
+/// Defines [`Code`] from one list: each code's variant, value (fixed by
+/// the contract, never reused or renumbered), name as the header spells it
+/// and meaning (docs/REFERENCE.md). The header's `SMTPB_*` constants are
+/// tied to this list by const assertions in `src/ffi/mod.rs`.
+macro_rules! result_codes {
+    ($($variant:ident = $value:literal, $name:literal, $doc:literal;)*) => {
+        /// The result codes of the C ABI.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(i32)]
+        pub enum Code {
+            $(#[doc = $doc] $variant = $value,)*
+        }
+
+        impl Code {
+            /// Every code, in numeric order.
+            pub const ALL: [Code; [$($value),*].len()] = [$(Code::$variant),*];
+
+            /// The static name of the code as the header spells it.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $name,)*
+                }
+            }
+
+            /// What the code means, as docs/REFERENCE.md says it.
+            pub const fn doc(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $doc,)*
+                }
+            }
+        }
+    };
+}
+
+result_codes! {
+    Ok = 0, "SMTPB_OK", "success";
+    InvalidArgument = 1, "SMTPB_ERR_INVALID_ARGUMENT", "NULL, invalid UTF-8, malformed JSON, unknown field, wrong JSON type";
+    Config = 2, "SMTPB_ERR_CONFIG", "unknown key, bad value, conflicting or incomplete configuration, no profile fits";
+    Credentials = 3, "SMTPB_ERR_CREDENTIALS", "no credentials for the user, wrong master secret, tampered store";
+    Connect = 4, "SMTPB_ERR_CONNECT", "no session: DNS, TCP connect, no/slow/garbled greeting or EHLO, within the deadline";
+    Tls = 5, "SMTPB_ERR_TLS", "handshake or certificate failure; STARTTLS required but not offered or refused; bytes injected";
+    Auth = 6, "SMTPB_ERR_AUTH", "the server refused authentication, or AUTH would go over plaintext";
+    Rejected = 7, "SMTPB_ERR_REJECTED", "a permanent 5xx for the message (or for every recipient)";
+    Transient = 8, "SMTPB_ERR_TRANSIENT", "a 4xx, or an established session that broke or stalled";
+    Message = 9, "SMTPB_ERR_MESSAGE", "invalid message: bad address, control character in a header, bad attachment, no body, too large";
+    NotFound = 10, "SMTPB_ERR_NOT_FOUND", "unknown message id, batch, profile or user";
+    Limit = 11, "SMTPB_ERR_LIMIT", "a send limit is reached";
+    Blocked = 12, "SMTPB_ERR_BLOCKED", "every recipient is on the blacklist";
+    Io = 13, "SMTPB_ERR_IO", "data directory, spool, archive or file I/O failed; a store of a newer format";
+    Timeout = 14, "SMTPB_ERR_TIMEOUT", "a wait, flush or shutdown ran out of time (the work itself goes on)";
+    State = 15, "SMTPB_ERR_STATE", "not possible in the current state (cancel a sent message, a call after shutdown)";
+    Busy = 16, "SMTPB_ERR_BUSY", "the data directory is held by another client (the message names pid, host, user)";
+    Internal = 99, "SMTPB_ERR_INTERNAL", "a bug: a caught panic or broken invariant";
 }
 
 impl serde::Serialize for Code {
@@ -47,52 +77,6 @@ impl<'de> serde::Deserialize<'de> for Code {
 }
 
 impl Code {
-    /// Every code, in numeric order.
-    pub const ALL: [Code; 18] = [
-        Code::Ok,
-        Code::InvalidArgument,
-        Code::Config,
-        Code::Credentials,
-        Code::Connect,
-        Code::Tls,
-        Code::Auth,
-        Code::Rejected,
-        Code::Transient,
-        Code::Message,
-        Code::NotFound,
-        Code::Limit,
-        Code::Blocked,
-        Code::Io,
-        Code::Timeout,
-        Code::State,
-        Code::Busy,
-        Code::Internal,
-    ];
-
-    /// The static name of the code as the header spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Code::Ok => "SMTPB_OK",
-            Code::InvalidArgument => "SMTPB_ERR_INVALID_ARGUMENT",
-            Code::Config => "SMTPB_ERR_CONFIG",
-            Code::Credentials => "SMTPB_ERR_CREDENTIALS",
-            Code::Connect => "SMTPB_ERR_CONNECT",
-            Code::Tls => "SMTPB_ERR_TLS",
-            Code::Auth => "SMTPB_ERR_AUTH",
-            Code::Rejected => "SMTPB_ERR_REJECTED",
-            Code::Transient => "SMTPB_ERR_TRANSIENT",
-            Code::Message => "SMTPB_ERR_MESSAGE",
-            Code::NotFound => "SMTPB_ERR_NOT_FOUND",
-            Code::Limit => "SMTPB_ERR_LIMIT",
-            Code::Blocked => "SMTPB_ERR_BLOCKED",
-            Code::Io => "SMTPB_ERR_IO",
-            Code::Timeout => "SMTPB_ERR_TIMEOUT",
-            Code::State => "SMTPB_ERR_STATE",
-            Code::Busy => "SMTPB_ERR_BUSY",
-            Code::Internal => "SMTPB_ERR_INTERNAL",
-        }
-    }
-
     /// The code for a raw value, if it is one of ours.
     pub fn from_i32(value: i32) -> Option<Code> {
         Code::ALL.iter().copied().find(|c| *c as i32 == value)

@@ -244,7 +244,7 @@ pub fn oauth2_token(data: &[u8]) {
         Ok(tokens) => {
             assert!(tokens.expires_at(crate::fsutil::unix_now()) >= 0);
             if let Some(user) = &tokens.username {
-                assert!(crate::config::check_text(user).is_ok() && !user.is_empty());
+                assert!(crate::text::check_text(user).is_ok() && !user.is_empty());
             }
         }
         Err(e) => check_error(&e.to_error("refreshing the token")),
@@ -260,7 +260,7 @@ pub fn oauth2_discovery(data: &[u8]) {
             let urls =
                 [Some(&endpoints.token), endpoints.authorization.as_ref(), endpoints.device_authorization.as_ref()];
             for url in urls.into_iter().flatten() {
-                crate::http::check_url(url, "endpoint").expect("a discovered endpoint the library may call");
+                crate::url::check_url(url, "endpoint").expect("a discovered endpoint the library may call");
             }
         }
         Err(e) => check_error(&e),
@@ -271,7 +271,7 @@ pub fn oauth2_discovery(data: &[u8]) {
 pub fn id_token(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Some(user) = crate::oauth2::id_token_username(text) {
-        assert!(!user.is_empty() && crate::config::check_text(&user).is_ok());
+        assert!(!user.is_empty() && crate::text::check_text(&user).is_ok());
     }
 }
 
@@ -357,7 +357,7 @@ pub fn credentials(data: &[u8]) {
 pub fn dkim_pem(data: &[u8]) {
     let path = scratch().join("dkim.pem");
     std::fs::write(&path, data).expect("a scratch file");
-    let key = match crate::message::read_dkim_key(&path) {
+    let key = match crate::pem::read_dkim_key(&path) {
         Ok(key) => key,
         Err(e) => return check_error(&e),
     };
@@ -571,7 +571,7 @@ mod tests {
             dkim_pem(&seed);
             let file = scratch().join("seed.pem");
             std::fs::write(&file, &seed).unwrap();
-            assert!(crate::message::read_dkim_key(&file).is_ok(), "{}", path.display());
+            assert!(crate::pem::read_dkim_key(&file).is_ok(), "{}", path.display());
         }
     }
 

@@ -23,13 +23,13 @@
 //! Thread safety: [`Http`] is `Clone + Send + Sync`; clones share one
 //! keep-alive connection pool.
 
-use std::net::IpAddr;
 use std::time::Duration;
-use ureq::http::{HeaderMap, Method, Request, Uri};
+use ureq::http::{HeaderMap, Method, Request};
 use zeroize::Zeroizing;
 
 use crate::config::ProfileSettings;
 use crate::error::{Code, Error, Result};
+use crate::url::{check_url, url_host};
 
 /// The largest response body read (Graph's and token endpoints' answers
 /// are a few kilobytes).
@@ -94,44 +94,6 @@ impl HttpResponse {
     }
 }
 
-/// Whether `host` (as a URL spells it, brackets allowed) is loopback.
-pub fn is_loopback_host(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    bare.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
-}
-
-/// The host of `url` for messages ("login.microsoftonline.com"), or
-/// "(bad URL)".
-pub fn url_host(url: &str) -> String {
-    url.parse::<Uri>().ok().and_then(|u| u.host().map(str::to_string)).unwrap_or_else(|| "(bad URL)".into())
-}
-
-/// Checks that `url` may be requested: `https://`, or `http://` to a
-/// loopback host. `what` names the setting or document in the error.
-pub fn check_url(url: &str, what: &str) -> Result<()> {
-    let uri: Uri =
-        url.parse().map_err(|_| Error::config(format!("{what}: \"{}\" is not a URL", printable_url(url))))?;
-    let host = uri.host().ok_or_else(|| Error::config(format!("{what}: the URL has no host")))?;
-    match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
-        Some("https") => Ok(()),
-        Some("http") if is_loopback_host(host) => Ok(()),
-        Some("http") => Err(Error::config(format!(
-            "{what}: http:// is allowed only for a loopback address (127.0.0.1, ::1, localhost), not {host}; use https://"
-        ))),
-        _ => Err(Error::config(format!("{what}: an https:// URL expected"))),
-    }
-}
-
-/// The scheme, host and path of a URL, without query or fragment (which
-/// may carry codes), for error messages.
-fn printable_url(url: &str) -> String {
-    let cut = url.find(['?', '#']).unwrap_or(url.len());
-    crate::config::printable(&url[..cut]).to_string()
-}
-
 /// Percent-encodes `pairs` as `application/x-www-form-urlencoded`, into
 /// zeroized memory (the values may be secrets).
 pub fn form_encode(pairs: &[(&str, &str)]) -> Zeroizing<String> {
@@ -194,7 +156,7 @@ pub fn map_error(url: &str, err: ureq::Error) -> Error {
 fn root_certs(settings: &ProfileSettings) -> Result<ureq::tls::RootCerts> {
     let mut ders: Vec<Vec<u8>> = crate::tls::system_roots().iter().map(|c| c.as_ref().to_vec()).collect();
     if let Some(ca) = &settings.ca_file {
-        for cert in crate::tls::read_ca_file(ca).map_err(|e| e.context("SMTPCaFile"))? {
+        for cert in crate::pem::read_ca_file(ca).map_err(|e| e.context("SMTPCaFile"))? {
             ders.push(cert.as_ref().to_vec());
         }
     }
@@ -251,7 +213,7 @@ impl Http {
     /// The underlying agent, for requests the helpers below do not cover.
     /// Its configuration: no redirects followed, HTTP statuses are not
     /// errors, the profile's timeout for each whole request. Map its errors
-    /// with [`map_error`] and check URLs with [`check_url`] first.
+    /// with [`map_error`] and check URLs with [`check_url`](crate::url::check_url) first.
     pub fn agent(&self) -> &ureq::Agent {
         &self.agent
     }
@@ -263,7 +225,7 @@ impl Http {
 
     /// Sends any request: `method` ("GET", "POST", "PUT", ...), extra
     /// `headers`, and an optional body. The URL is checked with
-    /// [`check_url`] (`what` names it in errors).
+    /// [`check_url`](crate::url::check_url) (`what` names it in errors).
     pub fn request(
         &self,
         method: &str,
@@ -340,21 +302,6 @@ pub fn read_response(url: &str, response: ureq::http::Response<ureq::Body>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_https_or_loopback_http() {
-        assert!(check_url("https://login.example.com/x", "t").is_ok());
-        assert!(check_url("http://127.0.0.1:8080/x", "t").is_ok());
-        assert!(check_url("http://127.9.9.9/x", "t").is_ok());
-        assert!(check_url("http://[::1]:80/x", "t").is_ok());
-        assert!(check_url("http://localhost/x", "t").is_ok());
-        let e = check_url("http://login.example.com/x?code=secret", "SMTPOAuth2Issuer").unwrap_err();
-        assert_eq!(e.code(), Code::Config);
-        assert!(e.message().contains("SMTPOAuth2Issuer") && e.message().contains("login.example.com"));
-        assert!(!e.message().contains("secret"));
-        assert!(check_url("ftp://x.example/", "t").is_err());
-        assert!(check_url("not a url", "t").is_err());
-    }
 
     #[test]
     fn form_encoding() {

@@ -80,7 +80,7 @@ pub fn parse_object<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Res
 /// (control characters of the text it quotes escaped, as `\n`).
 pub fn parse<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T> {
     serde_json::from_str(text)
-        .map_err(|e| Error::invalid_argument(format!("{what}: {}", crate::config::printable(&e.to_string()))))
+        .map_err(|e| Error::invalid_argument(format!("{what}: {}", crate::text::printable(&e.to_string()))))
 }
 
 /// The natural JSON value of a scalar for error messages and string keys:

@@ -51,13 +51,16 @@ pub mod message;
 pub mod message_bounds;
 pub mod oauth2;
 pub mod outbox;
+pub mod pem;
 pub mod reference;
 pub mod reply;
 pub mod smtp;
 pub mod status;
+pub mod text;
 pub mod tls;
 pub mod transcript;
 pub mod transport;
+pub mod url;
 #[cfg(windows)]
 #[allow(unsafe_code)]
 mod winsec;

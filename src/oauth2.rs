@@ -35,12 +35,12 @@ pub struct Endpoints {
 /// (an endpoint that is not https:// outside loopback).
 pub fn discover(http: &Http, issuer: &str) -> Result<Endpoints> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-    http::check_url(&url, "SMTPOAuth2Issuer")?;
+    crate::url::check_url(&url, "SMTPOAuth2Issuer")?;
     let response = http.get_json(&url, "OpenID discovery", &[])?;
     if !response.is_success() {
         return Err(Error::new(
             Code::Connect,
-            format!("OpenID discovery at {} answered HTTP {}", http::url_host(&url), response.status),
+            format!("OpenID discovery at {} answered HTTP {}", crate::url::url_host(&url), response.status),
         ));
     }
     let doc = response.json("OpenID discovery")?;
@@ -48,13 +48,13 @@ pub fn discover(http: &Http, issuer: &str) -> Result<Endpoints> {
         match doc.get(name).and_then(Value::as_str) {
             None => Ok(None),
             Some(u) => {
-                http::check_url(u, &format!("the issuer's {name}"))?;
+                crate::url::check_url(u, &format!("the issuer's {name}"))?;
                 Ok(Some(u.to_string()))
             }
         }
     };
     let token = endpoint("token_endpoint")?.ok_or_else(|| {
-        Error::new(Code::Connect, format!("OpenID discovery at {} has no token_endpoint", http::url_host(&url)))
+        Error::new(Code::Connect, format!("OpenID discovery at {} has no token_endpoint", crate::url::url_host(&url)))
     })?;
     Ok(Endpoints {
         issuer: issuer.to_string(),
@@ -110,7 +110,7 @@ fn printable(text: &str) -> String {
 /// POSTs `form` to `token_url` and reads the answer.
 pub fn token_request(http: &Http, token_url: &str, form: &[(&str, &str)]) -> std::result::Result<Tokens, TokenError> {
     let response = http.post_form(token_url, "token endpoint", form).map_err(TokenError::Failed)?;
-    let host = http::url_host(token_url);
+    let host = crate::url::url_host(token_url);
     let doc = response.json("token endpoint").map_err(|_| {
         TokenError::Failed(Error::new(
             Code::Connect,
@@ -162,7 +162,7 @@ pub fn id_token_username(id_token: &str) -> Option<String> {
     ["preferred_username", "email"]
         .iter()
         .filter_map(|k| claims.get(*k).and_then(Value::as_str))
-        .find(|v| !v.is_empty() && crate::config::check_text(v).is_ok())
+        .find(|v| !v.is_empty() && crate::text::check_text(v).is_ok())
         .map(str::to_string)
 }
 

@@ -115,28 +115,6 @@ pub static KEY_DOCS: &[(&str, &str)] = &[
     ),
 ];
 
-/// What each result code means.
-pub static CODE_DOCS: &[(Code, &str)] = &[
-    (Code::Ok, "success"),
-    (Code::InvalidArgument, "NULL, invalid UTF-8, malformed JSON, unknown field, wrong JSON type"),
-    (Code::Config, "unknown key, bad value, conflicting or incomplete configuration, no profile fits"),
-    (Code::Credentials, "no credentials for the user, wrong master secret, tampered store"),
-    (Code::Connect, "no session: DNS, TCP connect, no/slow/garbled greeting or EHLO, within the deadline"),
-    (Code::Tls, "handshake or certificate failure; STARTTLS required but not offered or refused; bytes injected"),
-    (Code::Auth, "the server refused authentication, or AUTH would go over plaintext"),
-    (Code::Rejected, "a permanent 5xx for the message (or for every recipient)"),
-    (Code::Transient, "a 4xx, or an established session that broke or stalled"),
-    (Code::Message, "invalid message: bad address, control character in a header, bad attachment, no body, too large"),
-    (Code::NotFound, "unknown message id, batch, profile or user"),
-    (Code::Limit, "a send limit is reached"),
-    (Code::Blocked, "every recipient is on the blacklist"),
-    (Code::Io, "data directory, spool, archive or file I/O failed; a store of a newer format"),
-    (Code::Timeout, "a wait, flush or shutdown ran out of time (the work itself goes on)"),
-    (Code::State, "not possible in the current state (cancel a sent message, a call after shutdown)"),
-    (Code::Busy, "the data directory is held by another client (the message names pid, host, user)"),
-    (Code::Internal, "a bug: a caught panic or broken invariant"),
-];
-
 /// Every advice key (`"advice": {"key", "text"}`) and what it is
 /// recognised from. Keys are stable: hosts may translate them.
 pub static ADVICE_DOCS: &[(&str, &str)] = &[
@@ -233,8 +211,8 @@ pub fn keys_markdown() -> String {
 /// The result-code table of docs/REFERENCE.md.
 pub fn codes_markdown() -> String {
     let mut out = String::from("| code | name | meaning |\n|---|---|---|\n");
-    for (code, doc) in CODE_DOCS {
-        out.push_str(&format!("| {} | `{}` | {doc} |\n", *code as i32, code.name()));
+    for code in Code::ALL {
+        out.push_str(&format!("| {} | `{}` | {} |\n", code as i32, code.name(), code.doc()));
     }
     out
 }
@@ -269,9 +247,6 @@ mod tests {
         }
         for (name, _) in KEY_DOCS {
             assert!(KEYS.iter().any(|k| k.name == *name), "KEY_DOCS names {name}, which is not a key");
-        }
-        for code in Code::ALL {
-            assert!(CODE_DOCS.iter().any(|(c, _)| *c == code), "{} has no line in CODE_DOCS", code.name());
         }
         let advice = include_str!("advice.rs");
         for (key, _) in ADVICE_DOCS {

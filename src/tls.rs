@@ -4,11 +4,9 @@
 use once_cell::sync::Lazy;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::cell::RefCell;
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::ProfileSettings;
@@ -22,24 +20,6 @@ static SYSTEM_ROOTS: Lazy<Vec<CertificateDer<'static>>> = Lazy::new(|| rustls_na
 /// The operating system's trusted roots (read once per process).
 pub fn system_roots() -> &'static [CertificateDer<'static>] {
     &SYSTEM_ROOTS
-}
-
-/// The largest SMTPCaFile read (a system's whole bundle is about 200 KiB).
-pub(crate) const MAX_CA_FILE_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Reads the certificates of a PEM file; an unreadable file, one that is
-/// not a regular file or is over [`MAX_CA_FILE_BYTES`], or one with no
-/// certificate is an error naming the file.
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let bytes = crate::bounded::read(path, MAX_CA_FILE_BYTES)
-        .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::config(format!("{} is not a PEM certificate file: {e:?}", path.display())))?;
-    if certs.is_empty() {
-        return Err(Error::config(format!("{} holds no PEM certificate", path.display())));
-    }
-    Ok(certs)
 }
 
 /// The rustls client configuration for a profile.
@@ -67,7 +47,7 @@ pub fn client_config(settings: &ProfileSettings) -> Result<Arc<ClientConfig>> {
             roots.add_parsable_certificates(SYSTEM_ROOTS.iter().cloned());
         }
         if let Some(ca) = &settings.ca_file {
-            for cert in read_ca_file(ca).map_err(|e| e.context("SMTPCaFile"))? {
+            for cert in crate::pem::read_ca_file(ca).map_err(|e| e.context("SMTPCaFile"))? {
                 roots.add(cert).map_err(|e| {
                     Error::config(format!("SMTPCaFile: {} has an unusable certificate: {e}", ca.display()))
                 })?;

@@ -193,7 +193,7 @@ impl TranscriptStore {
     /// [`MAX_ATTEMPTS`].
     pub fn append(&self, id: &str, attempt: Attempt) -> Result<()> {
         if !is_id(id) {
-            return Err(Error::invalid_argument(format!("\"{}\" is not a message id", crate::config::printable(id))));
+            return Err(Error::invalid_argument(format!("\"{}\" is not a message id", crate::text::printable(id))));
         }
         let trim = |list: &mut Vec<Attempt>| {
             let extra = list.len().saturating_sub(MAX_ATTEMPTS);

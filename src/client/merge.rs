@@ -14,12 +14,13 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::Client;
-use crate::config::printable;
+use crate::address::AddressSpec;
 use crate::error::{Code, Error, Result};
 use crate::json::{self, OrderedMap};
-use crate::message::{self, AddressSpec, MessageJson, MessageSpec, PartSpec};
+use crate::message::{self, MessageJson, MessageSpec, PartSpec};
 use crate::outbox::spool::Record;
 use crate::status::{State, Status};
+use crate::text::printable;
 
 /// One recipient of a merge (an element of `recipients_json`).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -147,7 +148,7 @@ impl Client {
                 let missing = printable(missing);
                 return Err(Error::message_error(format!("{who}: no value for the field {{{{{missing}}}}}")));
             }
-            crate::config::check_text(&render(&template.subject, &values, false)).map_err(|c| {
+            crate::text::check_text(&render(&template.subject, &values, false)).map_err(|c| {
                 Error::message_error(format!("{who}: the merged subject has the control character {c:?}"))
             })?;
             for (j, part) in r.attachments.iter().enumerate() {

@@ -467,7 +467,7 @@ impl Client {
     /// SMTPUsername is its own, else the global one.
     pub fn config_get(&self, key: &str) -> Result<String> {
         self.check_open()?;
-        if config::key_def(key.rsplit('.').next().unwrap_or(key)).is_some_and(|d| d.name == "SMTPUsername") {
+        if config::key_def(key.rsplit('.').next().unwrap_or(key)).is_some_and(|d| d.key == config::Key::SMTPUsername) {
             // Validate the key (prefix rules) before answering from the store.
             self.read_config().get(key)?;
             let store = self.credentials();
@@ -541,7 +541,7 @@ impl Client {
         self.check_open()?;
         if !self.credentials().remove(user_id)? {
             return Err(Error::not_found(match user_id {
-                Some(u) => format!("no credentials for user \"{}\"", config::printable(u)),
+                Some(u) => format!("no credentials for user \"{}\"", crate::text::printable(u)),
                 None => "no shared credential".into(),
             }));
         }
@@ -571,7 +571,7 @@ impl Client {
         self.update_config(|current| {
             let mut next = current.clone();
             if !next.blacklist_remove(entry)? {
-                return Err(Error::not_found(format!("\"{}\" is not on the blacklist", config::printable(entry))));
+                return Err(Error::not_found(format!("\"{}\" is not on the blacklist", crate::text::printable(entry))));
             }
             Ok((next, Vec::new()))
         })
@@ -588,7 +588,7 @@ impl Client {
         self.check_open()?;
         if let Some(p) = profile {
             if self.read_config().profile(p).is_none() {
-                return Err(Error::not_found(format!("no profile named \"{}\"", config::printable(p))));
+                return Err(Error::not_found(format!("no profile named \"{}\"", crate::text::printable(p))));
             }
         }
         self.inner.limits.reset(profile)?;
@@ -628,11 +628,8 @@ impl Client {
 
     /// SMTPKeepSentDays and SMTPKeepFailedDays (0 = for ever).
     fn retention_days(&self) -> (u64, u64) {
-        let config = self.read_config();
-        let days = |key: &str, default: u64| {
-            config.get(key).ok().flatten().and_then(|v| v.parse::<u64>().ok()).unwrap_or(default)
-        };
-        (days("SMTPKeepSentDays", 30), days("SMTPKeepFailedDays", 90))
+        let global = self.read_config().global_settings();
+        (global.keep_sent_days, global.keep_failed_days)
     }
 
     /// Counts per state, paused profiles, and each profile's send limit.
@@ -699,7 +696,7 @@ impl Client {
     fn check_profile(&self, profile: Option<&str>) -> Result<()> {
         match profile {
             Some(p) if self.read_config().profile(p).is_none() => {
-                Err(Error::not_found(format!("no profile named \"{}\"", config::printable(p))))
+                Err(Error::not_found(format!("no profile named \"{}\"", crate::text::printable(p))))
             }
             _ => Ok(()),
         }
@@ -792,9 +789,9 @@ impl Client {
 
 fn check_user_id(user_id: Option<&str>) -> Result<()> {
     match user_id {
-        Some(u) if u.is_empty() || config::check_text(u).is_err() => Err(Error::invalid_argument(format!(
+        Some(u) if u.is_empty() || crate::text::check_text(u).is_err() => Err(Error::invalid_argument(format!(
             "user_id \"{}\": a non-empty id without control characters expected",
-            config::printable(u)
+            crate::text::printable(u)
         ))),
         _ => Ok(()),
     }

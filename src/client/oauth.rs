@@ -156,7 +156,7 @@ fn refresh_scope(settings: &ProfileSettings) -> Option<String> {
 
 fn who(user: Option<&str>) -> String {
     match user {
-        Some(u) => format!("user \"{}\"", config::printable(u)),
+        Some(u) => format!("user \"{}\"", crate::text::printable(u)),
         None => "the shared credential".to_string(),
     }
 }
@@ -241,7 +241,7 @@ impl Client {
             _ => {
                 return Err(Error::invalid_argument(format!(
                     "kind \"{}\": \"browser\" or \"device\" expected",
-                    config::printable(kind)
+                    crate::text::printable(kind)
                 )))
             }
         };
@@ -390,7 +390,7 @@ impl Client {
         self.check_open()?;
         let flow =
             self.oauth().flows.lock().unwrap_or_else(|e| e.into_inner()).get(flow_id).cloned().ok_or_else(|| {
-                Error::not_found(format!("no sign-in under way with flow_id \"{}\"", config::printable(flow_id)))
+                Error::not_found(format!("no sign-in under way with flow_id \"{}\"", crate::text::printable(flow_id)))
             })?;
         let guard = flow.result.lock().unwrap_or_else(|e| e.into_inner());
         let mut guard = if timeout_ms == u32::MAX {
@@ -431,7 +431,7 @@ impl Client {
     pub fn oauth2_cancel(&self, flow_id: &str) -> Result<()> {
         self.check_open()?;
         let flow = self.oauth().flows.lock().unwrap_or_else(|e| e.into_inner()).remove(flow_id).ok_or_else(|| {
-            Error::not_found(format!("no sign-in under way with flow_id \"{}\"", config::printable(flow_id)))
+            Error::not_found(format!("no sign-in under way with flow_id \"{}\"", crate::text::printable(flow_id)))
         })?;
         flow.cancelled.store(true, Ordering::Release);
         if let Some(handle) = flow.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -7,6 +7,7 @@ use lettre::message::Mailbox;
 use std::time::{Duration, SystemTime};
 
 use super::{Client, SendOutcome};
+use crate::address;
 use crate::config::{self, Authentication, Config, ProfileSettings};
 use crate::credentials::SecretKind;
 use crate::delivery::{self, Delivery, Transport};
@@ -78,10 +79,7 @@ pub(super) fn part_budget(config: &Config, explicit: Option<&str>) -> PartBudget
         .max_by_key(|s| s.max_message_bytes);
     match largest {
         Some(s) => PartBudget::new(s.max_message_bytes, s.name),
-        None => {
-            let default = config::key_def("SMTPMaxMessageBytes").and_then(|d| d.default).and_then(|v| v.parse().ok());
-            PartBudget::new(default.unwrap_or(u64::MAX), config::DEFAULT_PROFILE)
-        }
+        None => PartBudget::new(config::Key::SMTPMaxMessageBytes.default_number(), config::DEFAULT_PROFILE),
     }
 }
 
@@ -90,7 +88,7 @@ fn ascii_envelope(address: &str) -> Result<String> {
     if address.is_ascii() {
         return Ok(address.to_string());
     }
-    Ok(message::ascii_domain(&message::parse_address(address)?)?.to_string())
+    Ok(address::ascii_domain(&address::parse_address(address)?)?.to_string())
 }
 /// A login, and what it did about a token the library manages.
 pub(super) type ManagedLogin = (Option<String>, Option<Login>, Option<super::OAuthInfo>);
@@ -189,7 +187,7 @@ impl Client {
                     return Err(Error::credentials(format!(
                         "the OAuth2 credential of {} has no username, and the ID token named none",
                         match user {
-                            Some(u) => format!("user \"{}\"", config::printable(u)),
+                            Some(u) => format!("user \"{}\"", crate::text::printable(u)),
                             None => "the shared credential".to_string(),
                         }
                     ))
@@ -203,7 +201,7 @@ impl Client {
             Some((_, Some((profile, "")))) => {
                 format!("the shared credential of profile {profile} ({profile}.SMTPUsername/{profile}.SMTPPassword)")
             }
-            Some((u, _)) => format!("user \"{}\"", config::printable(u)),
+            Some((u, _)) => format!("user \"{}\"", crate::text::printable(u)),
             None => "the shared credential (SMTPUsername/SMTPPassword)".to_string(),
         };
         let Some(credential) = credential else {
@@ -263,7 +261,7 @@ impl Client {
             (Some(f), _) => f.clone(),
             (None, Some(email)) => Mailbox::new(
                 settings.sender_name.clone(),
-                message::parse_address(email).map_err(|e| e.context("SMTPSenderEmail"))?,
+                address::parse_address(email).map_err(|e| e.context("SMTPSenderEmail"))?,
             ),
             (None, None) => {
                 return Err(Error::message_error(format!(
@@ -275,7 +273,7 @@ impl Client {
         };
         let reply_to = match (&spec.reply_to, &settings.reply_to) {
             (Some(r), _) => Some(r.clone()),
-            (None, Some(r)) => Some(Mailbox::new(None, message::parse_address(r)?)),
+            (None, Some(r)) => Some(Mailbox::new(None, address::parse_address(r)?)),
             (None, None) => None,
         };
 
@@ -303,11 +301,11 @@ impl Client {
         // in the headers: every server takes those, with or without
         // SMTPUTF8 (the bytes are built before any server is asked).
         let envelope_to = envelope_to.iter().map(|a| ascii_envelope(a)).collect::<Result<Vec<_>>>()?;
-        let from = message::ascii_mailbox(&from).map_err(|e| e.context("from"))?;
-        let reply_to = reply_to.map(|r| message::ascii_mailbox(&r)).transpose().map_err(|e| e.context("reply_to"))?;
+        let from = address::ascii_mailbox(&from).map_err(|e| e.context("from"))?;
+        let reply_to = reply_to.map(|r| address::ascii_mailbox(&r)).transpose().map_err(|e| e.context("reply_to"))?;
         for (field, list) in [("to", &mut spec.to), ("cc", &mut spec.cc), ("bcc", &mut spec.bcc)] {
             for (i, r) in list.iter_mut().enumerate() {
-                r.mailbox = message::ascii_mailbox(&r.mailbox).map_err(|e| e.context(format!("{field}[{i}]")))?;
+                r.mailbox = address::ascii_mailbox(&r.mailbox).map_err(|e| e.context(format!("{field}[{i}]")))?;
             }
         }
         if spec.archive && settings.archive_dir.is_none() && self.inner.data_dir.is_none() {
@@ -324,7 +322,7 @@ impl Client {
             (Some(domain), Some(selector), Some(key)) if transport.signs_dkim() => Some(message::dkim_config(
                 domain,
                 selector,
-                message::read_dkim_key(key).map_err(|e| e.context("SMTPDkimKeyFile"))?,
+                crate::pem::read_dkim_key(key).map_err(|e| e.context("SMTPDkimKeyFile"))?,
             )),
             _ => None,
         };

@@ -78,6 +78,56 @@ pub const SMTPB_ERR_BUSY: smtpb_result = 16;
 /// A bug: a caught panic or a broken invariant.
 pub const SMTPB_ERR_INTERNAL: smtpb_result = 99;
 
+/// Ties each header constant to the code of the same name in the one list
+/// ([`crate::error::Code`]): same value, same name, every code once. The
+/// constants stay literal for cbindgen; a mismatch does not compile.
+macro_rules! tie_result_codes {
+    ($($constant:ident = $code:ident),* $(,)?) => {
+        $(const _: () = assert!(
+            $constant == crate::error::Code::$code as i32
+                && same_text(stringify!($constant), crate::error::Code::$code.name())
+        );)*
+        const _: () = assert!([$(stringify!($constant)),*].len() == crate::error::Code::ALL.len());
+    };
+}
+
+/// Whether two texts are equal, at compile time.
+const fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+tie_result_codes!(
+    SMTPB_OK = Ok,
+    SMTPB_ERR_INVALID_ARGUMENT = InvalidArgument,
+    SMTPB_ERR_CONFIG = Config,
+    SMTPB_ERR_CREDENTIALS = Credentials,
+    SMTPB_ERR_CONNECT = Connect,
+    SMTPB_ERR_TLS = Tls,
+    SMTPB_ERR_AUTH = Auth,
+    SMTPB_ERR_REJECTED = Rejected,
+    SMTPB_ERR_TRANSIENT = Transient,
+    SMTPB_ERR_MESSAGE = Message,
+    SMTPB_ERR_NOT_FOUND = NotFound,
+    SMTPB_ERR_LIMIT = Limit,
+    SMTPB_ERR_BLOCKED = Blocked,
+    SMTPB_ERR_IO = Io,
+    SMTPB_ERR_TIMEOUT = Timeout,
+    SMTPB_ERR_STATE = State,
+    SMTPB_ERR_BUSY = Busy,
+    SMTPB_ERR_INTERNAL = Internal,
+);
+
 /// The ABI version of this header; `smtpb_abi_version()` returns the
 /// library's.
 pub const SMTPB_ABI_VERSION: u32 = 1;

@@ -38,7 +38,12 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// The defaults of SMTPRetryInitialMs, SMTPRetryMaxMs, SMTPRetryMaxAgeMs.
     fn default() -> Self {
-        RetryPolicy { initial_ms: 60_000, max_ms: 3_600_000, max_age_ms: 172_800_000 }
+        use crate::config::Key;
+        RetryPolicy {
+            initial_ms: Key::SMTPRetryInitialMs.default_number(),
+            max_ms: Key::SMTPRetryMaxMs.default_number(),
+            max_age_ms: Key::SMTPRetryMaxAgeMs.default_number(),
+        }
     }
 }
 
