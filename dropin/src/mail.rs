@@ -3,7 +3,7 @@
 //! both drop-ins hand the core exactly what a C ABI host would.
 
 use serde_json::{json, Map, Value};
-use smtpbridge::message::parse_address;
+use smtpbridge::address::parse_address;
 use smtpbridge::{Code, Error, Result};
 
 /// Where a recipient goes (MAPI's `ulRecipClass`, Outlook's `Recipient.Type`).

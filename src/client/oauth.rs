@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use super::pipeline::LoginError;
 use super::Client;
 use crate::clock::SharedClock;
-use crate::config::{self, AuthModel, OAuth2Provider, ProfileSettings};
+use crate::config::{AuthModel, OAuth2Provider, ProfileSettings};
 use crate::credentials::{Masked, SecretKind};
 use crate::error::{Code, Error, Result};
 use crate::fsutil;

@@ -632,11 +632,7 @@ mod tests {
         // Past one transaction's worth, and a few gathered still.
         for n in 0..(store::WRITE_BEHIND * 2 + 5) {
             let (id, bytes) = outbox.add(record(State::Sending), format!("message {n}").into_bytes()).unwrap();
-            let outcome = if n % 2 == 0 {
-                sent()
-            } else {
-                Attempt::failed(Error::new(Code::Rejected, "550 no"))
-            };
+            let outcome = if n % 2 == 0 { sent() } else { Attempt::failed(Error::new(Code::Rejected, "550 no")) };
             outbox.finish_now(&id, outcome, bytes).unwrap();
             ids.push(id);
         }
@@ -655,8 +651,7 @@ mod tests {
     #[test]
     fn failed_sends_gathered_in_memory_are_written_once_their_bytes_reach_4_mib() {
         let outbox = Outbox::open(None, true).unwrap();
-        let failed =
-            || Attempt::failed(Error::new(Code::Rejected, "550 no"));
+        let failed = || Attempt::failed(Error::new(Code::Rejected, "550 no"));
         let (first, bytes) = outbox.add(record(State::Sending), vec![b'a'; 3 << 20]).unwrap();
         outbox.finish_now(&first, failed(), bytes).unwrap();
         assert_eq!(outbox.store().gathered(), 1);

@@ -5,6 +5,8 @@ use crate::error::Error;
 use crate::status::ArchivePaths;
 
 /// What one delivery attempt came to.
+// One value per attempt, moved once into the ledger: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Attempt {
     /// The server took it. `archive` is the archive's paths, or why the
     /// copy could not be filed (the message is sent all the same).
