@@ -70,7 +70,7 @@ impl ReplyBuilder {
     pub(crate) fn push(&mut self, line: &[u8]) -> std::result::Result<Option<Reply>, String> {
         let text = String::from_utf8_lossy(line).into_owned();
         let bytes = text.as_bytes();
-        let malformed = || format!("malformed reply line \"{}\"", crate::config::printable(&text));
+        let malformed = || format!("malformed reply line \"{}\"", crate::text::printable(&text));
         // RFC 5321 §4.2: three digits, the first 2 to 5 (1yz is unused in
         // SMTP). A code outside is a protocol error, not a refusal.
         if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) || !(b'2'..=b'5').contains(&bytes[0]) {

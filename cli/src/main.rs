@@ -12,6 +12,7 @@
 
 mod args;
 mod merge;
+mod outcome;
 mod output;
 mod register;
 mod run;

@@ -14,8 +14,8 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::outcome::{failed_message, io_failure, Failure, Outcome, Session};
 use crate::output;
-use crate::run::{failed_message, io_failure, Failure, Outcome, Session};
 
 /// Reads the recipients CSV (header row first) into merge recipients.
 /// Columns `email`, `name`, `cc`, `reference` and `attachments` (any letter

@@ -9,7 +9,7 @@ use smtpbridge::outbox::{BatchCounts, Cursor};
 use smtpbridge::status::{State, Status};
 use smtpbridge::transcript::Attempt;
 
-use crate::run::{Detail, Failure};
+use crate::outcome::{Detail, Failure};
 
 /// Prints a value as the library's JSON (pretty).
 pub fn json_value<T: Serialize + ?Sized>(value: &T) {

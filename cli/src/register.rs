@@ -8,7 +8,7 @@
 use smtpbridge::Code;
 
 use crate::args::RegisterMapiArgs;
-use crate::run::{Failure, Outcome};
+use crate::outcome::{Failure, Outcome};
 
 /// The client's key under `Software\Clients\Mail`, and its display name.
 const CLIENT: &str = "smtpbridge";
@@ -67,7 +67,7 @@ mod registry {
         HKEY_CURRENT_USER, HKEY_LOCAL_MACHINE, KEY_WRITE, REG_OPTION_NON_VOLATILE, REG_SZ, RRF_RT_REG_SZ,
     };
 
-    use crate::run::{Failure, Outcome};
+    use crate::outcome::{Failure, Outcome};
 
     #[derive(Clone, Copy)]
     pub enum Root {

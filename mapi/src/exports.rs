@@ -177,7 +177,7 @@ pub extern "system" fn MAPIResolveName(
             return report(MAPI_E_UNKNOWN_RECIPIENT, "lpszName is NULL");
         };
         let spec = smtpbridge::address::parse_entry(&text);
-        if let Err(e) = smtpbridge::message::parse_address(&spec.email) {
+        if let Err(e) = smtpbridge::address::parse_address(&spec.email) {
             return report_error(MAPI_E_UNKNOWN_RECIPIENT, &e);
         }
         let display = spec.name.unwrap_or_else(|| spec.email.clone());

@@ -29,9 +29,7 @@ mod view;
 pub use keys::*;
 pub use view::*;
 
-/// Lives in [`crate::text`]; re-exported for the call sites in `smtp.rs`
-/// and `outbox/mod.rs`, which are being split by concept at the same time.
-pub use crate::text::printable;
+use crate::text::printable;
 use values::{normalize, normalize_blacklist_entry};
 use view::Derived;
 

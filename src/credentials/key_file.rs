@@ -90,7 +90,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<KeyFile> {
         [MAGIC, format, ..] => Err(Error::credentials(format!(
             "the key file {} has format {}; this library reads format {FORMAT}",
             path.display(),
-            crate::config::printable(format)
+            crate::text::printable(format)
         ))),
         _ => Err(damaged(path, "neither a raw nor a protected key")),
     }

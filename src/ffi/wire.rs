@@ -9,13 +9,13 @@ use serde_json::Value;
 use std::time::SystemTime;
 
 use crate::client::MergeRecipient;
-use crate::config::printable;
 use crate::error::{Error, Result};
 use crate::json::{self, OrderedMap};
 use crate::message::MessageJson;
 use crate::outbox::store::MAX_LIMIT;
 use crate::outbox::{purgeable, Cursor, Query};
 use crate::status::State;
+use crate::text::printable;
 
 /// The JSON text of an output.
 pub fn to_json<T: Serialize + ?Sized>(value: &T) -> String {

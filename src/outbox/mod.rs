@@ -35,10 +35,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::clock::SharedClock;
-use crate::config::printable;
 use crate::error::{Code, Error, Result};
 use crate::fsutil;
 use crate::status::{State, Status};
+use crate::text::printable;
 use events::Events;
 use ledger::{moved, now_ms, Ledger};
 pub use purge::{purgeable, PurgeHook, RetentionFn};

@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use super::ledger::Ledger;
 use super::store::{state_code, Query};
 use super::{Outbox, Record};
-use crate::config::printable;
 use crate::error::{Error, Result};
 use crate::status::{State, StateCounts, Status};
+use crate::text::printable;
 
 /// Where a page of [`Outbox::query`] ended: the next page starts after
 /// it. Opaque to the host (`next_cursor`, `cursor`): base64 of a version

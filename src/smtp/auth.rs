@@ -111,7 +111,7 @@ impl Session {
                             "the server refused the OAuth2 token of {} ({mechanism}): {} {}",
                             login.username,
                             last.summary(),
-                            crate::config::printable(&detail)
+                            crate::text::printable(&detail)
                         ),
                     );
                     // SMTP AUTH switched off is no refused token: no

@@ -71,7 +71,7 @@ impl Session {
                 "mail",
                 format!(
                     "the address {} has a non-ASCII local part, and the server does not offer SMTPUTF8",
-                    crate::config::printable(address)
+                    crate::text::printable(address)
                 ),
             ));
         }
