@@ -106,7 +106,8 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # Memcheck: any invalid access, or a definite/indirect leak, fails the step.
 # ("Possibly lost"/"still reachable" are the library's process-wide state,
 # e.g. the certificate store loaded once, which lives until exit.)
-VALGRIND=(valgrind --quiet --error-exitcode=97 --leak-check=full
+# examples/valgrind.supp: one false report of LLVM's code, explained there.
+VALGRIND=(valgrind --quiet --error-exitcode=97 --leak-check=full --suppressions=examples/valgrind.supp
     --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect)
 
 echo
