@@ -4,8 +4,7 @@ use std::ffi::c_char;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use super::{boundary, enter, opt_path_arg, opt_str_arg, smtpb_client, smtpb_result};
-use crate::error::Error;
+use super::{enter, ffi_export, opt_path_arg, opt_str_arg, smtpb_client, smtpb_result};
 use crate::Client;
 
 /// Opens a client.
@@ -81,14 +80,8 @@ pub unsafe extern "C" fn smtpb_client_open(
     flags: u32,
     out: *mut *mut smtpb_client,
 ) -> smtpb_result {
-    if !out.is_null() {
-        *out = std::ptr::null_mut();
-    }
     let mut warnings = Vec::new();
-    let result = boundary("smtpb_client_open", || {
-        if out.is_null() {
-            return Err(Error::invalid_argument("out is NULL"));
-        }
+    let result = ffi_export!(out out => {
         let dir = opt_path_arg(data_dir, "data_dir")?;
         let secret = opt_str_arg(secret, "secret")?;
         let client = Client::open(dir.as_deref(), secret, flags)?;
@@ -121,7 +114,7 @@ pub unsafe extern "C" fn smtpb_client_open(
 /// `c` is NULL or a client not yet closed.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_client_shutdown(c: *mut smtpb_client, grace_ms: u32) -> smtpb_result {
-    boundary("smtpb_client_shutdown", || match enter(c) {
+    ffi_export!(=> match enter(c) {
         Ok((_call, client)) => client.shutdown(grace_ms),
         // Being closed: the close shuts it down.
         Err(e) if e.code() == crate::error::Code::State => Ok(()),
@@ -149,7 +142,7 @@ pub unsafe extern "C" fn smtpb_client_close(c: *mut smtpb_client) {
     if c.is_null() {
         return;
     }
-    let _ = boundary("smtpb_client_close", || {
+    let _ = ffi_export!(=> {
         let handle = &*c;
         {
             let _calls = handle.calls.lock().unwrap_or_else(|e| e.into_inner());

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
+use super::{ffi_export, opt_str_arg, smtpb_client, smtpb_result, str_arg, wire};
 
 /// Sets one configuration key. `key` is a key of the table in the
 /// documentation (any letter case), optionally prefixed `Profile.` for a
@@ -50,7 +50,7 @@ pub unsafe extern "C" fn smtpb_config_set(
     key: *const c_char,
     value: *const c_char,
 ) -> smtpb_result {
-    with_client("smtpb_config_set", c, |client| client.config_set(str_arg(key, "key")?, opt_str_arg(value, "value")?))
+    ffi_export!(client c => |client| client.config_set(str_arg(key, "key")?, opt_str_arg(value, "value")?))
 }
 
 /// Reads the effective value of a key, defaults included ("" when the key
@@ -74,13 +74,7 @@ pub unsafe extern "C" fn smtpb_config_get(
     key: *const c_char,
     out_value: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_value);
-    with_client("smtpb_config_get", c, |client| {
-        required_out(out_value, "out_value")?;
-        let value = client.config_get(str_arg(key, "key")?)?;
-        write_out(out_value, value);
-        Ok(())
-    })
+    ffi_export!(client c, out out_value => |client| client.config_get(str_arg(key, "key")?)?)
 }
 
 /// Applies a host's configuration table given as `Key=Value` lines (LF or
@@ -98,7 +92,7 @@ pub unsafe extern "C" fn smtpb_config_get(
 /// `c` is NULL or an open client; `lines` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_config_import_keys(c: *mut smtpb_client, lines: *const c_char) -> smtpb_result {
-    with_client("smtpb_config_import_keys", c, |client| client.config_import_keys(str_arg(lines, "lines")?))
+    ffi_export!(client c => |client| client.config_import_keys(str_arg(lines, "lines")?))
 }
 
 /// Replaces the whole configuration, atomically, with the JSON shape
@@ -117,7 +111,7 @@ pub unsafe extern "C" fn smtpb_config_import_keys(c: *mut smtpb_client, lines: *
 /// `c` is NULL or an open client; `json` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_config_load_json(c: *mut smtpb_client, json: *const c_char) -> smtpb_result {
-    with_client("smtpb_config_load_json", c, |client| client.config_load_json(str_arg(json, "json")?))
+    ffi_export!(client c => |client| client.config_load_json(str_arg(json, "json")?))
 }
 
 /// Writes the configuration in the shape `smtpb_config_load_json` takes,
@@ -133,12 +127,7 @@ pub unsafe extern "C" fn smtpb_config_load_json(c: *mut smtpb_client, json: *con
 /// `c` is NULL or an open client; `out_json` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_config_export_json(c: *mut smtpb_client, out_json: *mut *mut c_char) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_config_export_json", c, |client| {
-        required_out(out_json, "out_json")?;
-        write_out(out_json, client.config_export_json()?);
-        Ok(())
-    })
+    ffi_export!(client c, out out_json => |client| client.config_export_json()?)
 }
 
 /// Adds a blacklist entry: an address ("gone@example.com", any letter
@@ -155,7 +144,7 @@ pub unsafe extern "C" fn smtpb_config_export_json(c: *mut smtpb_client, out_json
 /// `c` is NULL or an open client; `entry` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_blacklist_add(c: *mut smtpb_client, entry: *const c_char) -> smtpb_result {
-    with_client("smtpb_blacklist_add", c, |client| client.blacklist_add(str_arg(entry, "entry")?))
+    ffi_export!(client c => |client| client.blacklist_add(str_arg(entry, "entry")?))
 }
 
 /// Removes a blacklist entry.
@@ -169,7 +158,7 @@ pub unsafe extern "C" fn smtpb_blacklist_add(c: *mut smtpb_client, entry: *const
 /// `c` is NULL or an open client; `entry` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_blacklist_remove(c: *mut smtpb_client, entry: *const c_char) -> smtpb_result {
-    with_client("smtpb_blacklist_remove", c, |client| client.blacklist_remove(str_arg(entry, "entry")?))
+    ffi_export!(client c => |client| client.blacklist_remove(str_arg(entry, "entry")?))
 }
 
 /// Lists the blacklist as a JSON array of strings (addresses in lower
@@ -184,10 +173,5 @@ pub unsafe extern "C" fn smtpb_blacklist_remove(c: *mut smtpb_client, entry: *co
 /// `c` is NULL or an open client; `out_json` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_blacklist_list(c: *mut smtpb_client, out_json: *mut *mut c_char) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_blacklist_list", c, |client| {
-        required_out(out_json, "out_json")?;
-        write_out(out_json, wire::to_json(&client.blacklist_list()?));
-        Ok(())
-    })
+    ffi_export!(client c, out out_json => |client| wire::to_json(&client.blacklist_list()?))
 }

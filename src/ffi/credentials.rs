@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
+use super::{ffi_export, opt_str_arg, smtpb_client, smtpb_result, str_arg, wire};
 
 /// Stores a username and password for `user_id` (the host's user or
 /// employee id; NULL = the shared credential, the same one SMTPUsername and
@@ -40,7 +40,7 @@ pub unsafe extern "C" fn smtpb_credentials_set(
     username: *const c_char,
     password: *const c_char,
 ) -> smtpb_result {
-    with_client("smtpb_credentials_set", c, |client| {
+    ffi_export!(client c => |client| {
         client.credentials_set(
             opt_str_arg(user_id, "user_id")?,
             str_arg(username, "username")?,
@@ -68,7 +68,7 @@ pub unsafe extern "C" fn smtpb_credentials_set_oauth2(
     access_token: *const c_char,
     expires_at: i64,
 ) -> smtpb_result {
-    with_client("smtpb_credentials_set_oauth2", c, |client| {
+    ffi_export!(client c => |client| {
         client.credentials_set_oauth2(
             opt_str_arg(user_id, "user_id")?,
             str_arg(username, "username")?,
@@ -87,7 +87,7 @@ pub unsafe extern "C" fn smtpb_credentials_set_oauth2(
 /// `c` is NULL or an open client; `user_id` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_credentials_remove(c: *mut smtpb_client, user_id: *const c_char) -> smtpb_result {
-    with_client("smtpb_credentials_remove", c, |client| client.credentials_remove(opt_str_arg(user_id, "user_id")?))
+    ffi_export!(client c => |client| client.credentials_remove(opt_str_arg(user_id, "user_id")?))
 }
 
 /// Describes the credential of `user_id` (NULL = shared) without its
@@ -113,10 +113,5 @@ pub unsafe extern "C" fn smtpb_credentials_masked(
     user_id: *const c_char,
     out_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_credentials_masked", c, |client| {
-        required_out(out_json, "out_json")?;
-        write_out(out_json, wire::to_json(&client.credentials_masked(opt_str_arg(user_id, "user_id")?)?));
-        Ok(())
-    })
+    ffi_export!(client c, out out_json => |client| wire::to_json(&client.credentials_masked(opt_str_arg(user_id, "user_id")?)?))
 }

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
-use super::{clear_out, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
+use super::{ffi_export, smtpb_client, smtpb_result, str_arg, wire, write_out};
 
 /// A log callback: `line_json` is borrowed for the call; `user_data` is
 /// what was passed to `smtpb_set_log_callback`.
@@ -45,7 +45,7 @@ pub unsafe extern "C" fn smtpb_set_log_callback(
     min_level: i32,
     user_data: *mut c_void,
 ) -> smtpb_result {
-    with_client("smtpb_set_log_callback", c, |client| {
+    ffi_export!(client c => |client| {
         let callback = callback.map(|f| {
             let data = user_data as usize;
             Arc::new(move |line: &str| {
@@ -89,12 +89,7 @@ pub unsafe extern "C" fn smtpb_transcript(
     id: *const c_char,
     out_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_transcript", c, |client| {
-        required_out(out_json, "out_json")?;
-        write_out(out_json, wire::to_json(&client.transcript(str_arg(id, "id")?)?));
-        Ok(())
-    })
+    ffi_export!(client c, out out_json => |client| wire::to_json(&client.transcript(str_arg(id, "id")?)?))
 }
 
 /// Finds working settings for a host name (a settings screen's "detect"
@@ -141,8 +136,7 @@ pub unsafe extern "C" fn smtpb_probe(
     host: *const c_char,
     out_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_probe", c, |client| {
+    ffi_export!(client c, fills out_json => |client| {
         let outcome = client.probe(str_arg(host, "host")?);
         if let Some(report) = outcome.report {
             write_out(out_json, wire::to_json(&report));

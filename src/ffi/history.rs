@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
+use super::{ffi_export, opt_str_arg, smtpb_client, smtpb_result, str_arg, wire, write_out};
 
 /// One page of statuses, newest first (by id, which sorts by creation
 /// time). `query_json`: an object whose fields are all optional:
@@ -40,13 +40,10 @@ pub unsafe extern "C" fn smtpb_outbox_query(
     query_json: *const c_char,
     out_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_outbox_query", c, |client| {
-        required_out(out_json, "out_json")?;
+    ffi_export!(client c, out out_json => |client| {
         let text = str_arg(query_json, "query_json")?;
         client.check_open()?;
-        write_out(out_json, wire::to_json(&client.outbox_query(&wire::parse_query(text)?)?));
-        Ok(())
+        wire::to_json(&client.outbox_query(&wire::parse_query(text)?)?)
     })
 }
 
@@ -85,8 +82,7 @@ pub unsafe extern "C" fn smtpb_outbox_purge(
     states_json: *const c_char,
     out_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_outbox_purge", c, |client| {
+    ffi_export!(client c, fills out_json => |client| {
         let (before, states_json) = (str_arg(before, "before")?, opt_str_arg(states_json, "states_json")?);
         client.check_open()?;
         let before = wire::parse_time(before, "before")?;

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{opt_str_arg, smtpb_client, smtpb_result, with_client};
+use super::{ffi_export, opt_str_arg, smtpb_client, smtpb_result};
 
 /// Resets the send-limit counters (SMTPSendLimit per SMTPSendLimitPeriod,
 /// and the SMTPBatchPerMinute window) of `profile` (any letter case), or of
@@ -18,5 +18,5 @@ use super::{opt_str_arg, smtpb_client, smtpb_result, with_client};
 /// `c` is NULL or an open client; `profile` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_limits_reset(c: *mut smtpb_client, profile: *const c_char) -> smtpb_result {
-    with_client("smtpb_limits_reset", c, |client| client.limits_reset(opt_str_arg(profile, "profile")?))
+    ffi_export!(client c => |client| client.limits_reset(opt_str_arg(profile, "profile")?))
 }

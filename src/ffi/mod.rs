@@ -1,8 +1,9 @@
 //! The C ABI: the only module with `unsafe` and `extern "C"`.
 //!
-//! Every export runs its body inside [`boundary`]: a panic is caught and
-//! becomes `SMTPB_ERR_INTERNAL`, a failure sets the thread's last error, a
-//! success clears it. Pointer arguments are checked and converted here and
+//! Every export's body is one [`ffi_export!`]: a panic is caught and
+//! becomes `SMTPB_ERR_INTERNAL` naming the export, a failure sets the
+//! thread's last error, a success clears it; the client and out-pointers
+//! are checked there. Pointer arguments are checked and converted here and
 //! nowhere else; the core never sees a raw pointer. No business logic
 //! lives in this module: each export checks, converts, calls the core and
 //! maps the result.
@@ -217,8 +218,17 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// The export that `path` names: the last segment of the path of the
+/// function [`ffi_export!`] declares inside it
+/// (`smtpbridge::ffi::send::smtpb_send::here` → `smtpb_send`).
+fn export_name(path: &str) -> &str {
+    let path = path.strip_suffix("::here").unwrap_or(path);
+    path.rsplit("::").next().unwrap_or(path)
+}
+
 /// Runs an export's body: catches panics, maps the result to a code and
-/// sets or clears the thread's last error.
+/// sets or clears the thread's last error. `function` is the export's
+/// path; its name is read from it only when a panic is reported.
 fn boundary(function: &str, body: impl FnOnce() -> Result<()>) -> smtpb_result {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => {
@@ -230,11 +240,69 @@ fn boundary(function: &str, body: impl FnOnce() -> Result<()>) -> smtpb_result {
             e.code() as smtpb_result
         }
         Err(payload) => {
-            set_last_error(&format!("internal error in {function}: {}", panic_message(payload.as_ref())));
+            set_last_error(&format!(
+                "internal error in {}: {}",
+                export_name(function),
+                panic_message(payload.as_ref())
+            ));
             SMTPB_ERR_INTERNAL
         }
     }
 }
+
+/// The body of an export, which names itself once: by its `fn` item.
+///
+/// The `pub unsafe extern "C" fn` stays a plain item (cbindgen reads it
+/// without expanding macros); its body is one `ffi_export!` that gives it
+/// the panic boundary, the mapping of the result to a code and the last
+/// error, the NULL checks of the client and of out-pointers, and the
+/// clearing of out-pointers on entry:
+///
+/// - `ffi_export!(client c => |client| body)`: `c` is entered as a call on
+///   the client (NULL is `SMTPB_ERR_INVALID_ARGUMENT`, a client being
+///   closed `SMTPB_ERR_STATE`), its log lines go to it; `body` is a
+///   `Result<()>`.
+/// - `client c, out o => |client| text`: `*o` is set to NULL on entry and
+///   is required (NULL names `o`); `text` (a `String`, `?` allowed) is
+///   written to it when the body succeeds.
+/// - `client c, fills o => |client| body`: `*o` is set to NULL on entry and
+///   may be NULL; `body` writes it itself (with [`write_out`], which skips a
+///   NULL `o`), also on failure where the contract says so.
+/// - `out o => body` and `=> body`: no client; `*o` (a pointer of any
+///   type) set to NULL on entry and required.
+macro_rules! ffi_export {
+    (@path) => {{
+        fn here() {}
+        ::std::any::type_name_of_val(&here)
+    }};
+    (client $c:ident => |$client:ident| $body:expr) => {
+        $crate::ffi::with_client(ffi_export!(@path), $c, |$client| $body)
+    };
+    (client $c:ident, out $out:ident => |$client:ident| $text:expr) => {{
+        $crate::ffi::clear_out($out);
+        $crate::ffi::with_client(ffi_export!(@path), $c, |$client| {
+            $crate::ffi::required_out($out, stringify!($out))?;
+            let text: String = $text;
+            $crate::ffi::write_out($out, text);
+            Ok(())
+        })
+    }};
+    (client $c:ident, fills $out:ident => |$client:ident| $body:expr) => {{
+        $crate::ffi::clear_out($out);
+        $crate::ffi::with_client(ffi_export!(@path), $c, |$client| $body)
+    }};
+    (out $out:ident => $body:expr) => {{
+        $crate::ffi::clear_out($out);
+        $crate::ffi::boundary(ffi_export!(@path), || {
+            $crate::ffi::required_out($out, stringify!($out))?;
+            $body
+        })
+    }};
+    (=> $body:expr) => {
+        $crate::ffi::boundary(ffi_export!(@path), || $body)
+    };
+}
+use ffi_export;
 
 /// Borrows a required string argument.
 ///
@@ -277,7 +345,7 @@ unsafe fn opt_path_arg(ptr: *const c_char, name: &str) -> Result<Option<PathBuf>
 ///
 /// # Safety
 /// `out` is NULL or valid for a write.
-unsafe fn clear_out(out: *mut *mut c_char) {
+unsafe fn clear_out<T>(out: *mut *mut T) {
     if !out.is_null() {
         *out = ptr::null_mut();
     }
@@ -296,7 +364,7 @@ unsafe fn write_out(out: *mut *mut c_char, value: String) {
 }
 
 /// Checks that a required out-pointer is not NULL.
-fn required_out(out: *mut *mut c_char, name: &str) -> Result<()> {
+fn required_out<T>(out: *mut *mut T, name: &str) -> Result<()> {
     if out.is_null() {
         Err(Error::invalid_argument(format!("{name} is NULL")))
     } else {
@@ -356,14 +424,35 @@ unsafe fn with_client(function: &str, c: *mut smtpb_client, body: impl FnOnce(&C
 mod tests {
     use super::*;
 
+    /// An export as the ABI's are written, which panics.
+    unsafe extern "C" fn smtpb_test_panics(out: *mut *mut c_char) -> smtpb_result {
+        ffi_export!(out out => panic!("boom"))
+    }
+
+    fn last_error() -> String {
+        unsafe { CStr::from_ptr(last_error_ptr()) }.to_str().unwrap().to_string()
+    }
+
     #[test]
-    fn a_panic_becomes_internal_with_a_message() {
-        let code = boundary("smtpb_test", || panic!("boom"));
-        assert_eq!(code, SMTPB_ERR_INTERNAL);
-        let message = unsafe { CStr::from_ptr(last_error_ptr()) }.to_str().unwrap().to_string();
-        assert!(message.contains("smtpb_test") && message.contains("boom"), "{message}");
+    fn a_panic_becomes_internal_naming_the_export() {
+        let mut out: *mut c_char = 1 as *mut c_char;
+        assert_eq!(unsafe { smtpb_test_panics(&mut out) }, SMTPB_ERR_INTERNAL);
+        assert!(out.is_null(), "the out-pointer is cleared on entry");
+        assert_eq!(last_error(), "internal error in smtpb_test_panics: boom");
         assert_eq!(boundary("smtpb_test", || Ok(())), SMTPB_OK);
-        assert_eq!(unsafe { CStr::from_ptr(last_error_ptr()) }.to_bytes(), b"");
+        assert_eq!(last_error(), "");
+    }
+
+    #[test]
+    fn a_null_out_pointer_is_named() {
+        assert_eq!(unsafe { smtpb_test_panics(ptr::null_mut()) }, SMTPB_ERR_INVALID_ARGUMENT);
+        assert_eq!(last_error(), "out is NULL");
+    }
+
+    #[test]
+    fn an_export_is_named_by_its_path() {
+        assert_eq!(export_name("smtpbridge::ffi::send::smtpb_send::here"), "smtpb_send");
+        assert_eq!(export_name("smtpb_send"), "smtpb_send");
     }
 
     #[test]

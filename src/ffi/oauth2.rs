@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
+use super::{ffi_export, opt_str_arg, smtpb_client, smtpb_result, str_arg, wire};
 
 /// Starts a sign-in of `user_id` (NULL: the shared credential; with
 /// SMTPCredentials=Shared always the shared one) with the OAuth2 settings
@@ -53,16 +53,13 @@ pub unsafe extern "C" fn smtpb_oauth2_begin(
     kind: *const c_char,
     out_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_oauth2_begin", c, |client| {
-        required_out(out_json, "out_json")?;
+    ffi_export!(client c, out out_json => |client| {
         let sign_in = client.oauth2_begin(
             opt_str_arg(profile, "profile")?,
             opt_str_arg(user_id, "user_id")?,
             str_arg(kind, "kind")?,
         )?;
-        write_out(out_json, wire::to_json(&sign_in));
-        Ok(())
+        wire::to_json(&sign_in)
     })
 }
 
@@ -111,12 +108,9 @@ pub unsafe extern "C" fn smtpb_oauth2_complete(
     timeout_ms: u32,
     out_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_oauth2_complete", c, |client| {
-        required_out(out_json, "out_json")?;
+    ffi_export!(client c, out out_json => |client| {
         let signed_in = client.oauth2_complete(str_arg(flow_id, "flow_id")?, timeout_ms)?;
-        write_out(out_json, wire::to_json(&signed_in));
-        Ok(())
+        wire::to_json(&signed_in)
     })
 }
 
@@ -130,7 +124,7 @@ pub unsafe extern "C" fn smtpb_oauth2_complete(
 /// `c` is NULL or an open client; `flow_id` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_oauth2_cancel(c: *mut smtpb_client, flow_id: *const c_char) -> smtpb_result {
-    with_client("smtpb_oauth2_cancel", c, |client| client.oauth2_cancel(str_arg(flow_id, "flow_id")?))
+    ffi_export!(client c => |client| client.oauth2_cancel(str_arg(flow_id, "flow_id")?))
 }
 
 /// Stores a refresh token the host obtained itself (for example with
@@ -156,7 +150,7 @@ pub unsafe extern "C" fn smtpb_credentials_set_oauth2_refresh(
     username: *const c_char,
     refresh_token: *const c_char,
 ) -> smtpb_result {
-    with_client("smtpb_credentials_set_oauth2_refresh", c, |client| {
+    ffi_export!(client c => |client| {
         client.credentials_set_oauth2_refresh(
             opt_str_arg(user_id, "user_id")?,
             str_arg(username, "username")?,

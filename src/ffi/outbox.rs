@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
-use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
+use super::{ffi_export, opt_str_arg, smtpb_client, smtpb_result, str_arg, wire, write_out};
 
 /// Validates a message (as `smtpb_send` does), reads every attachment file
 /// into the spool (the host may delete its files once this returns), makes
@@ -36,8 +36,7 @@ pub unsafe extern "C" fn smtpb_enqueue(
     message_json: *const c_char,
     out_id: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_id);
-    with_client("smtpb_enqueue", c, |client| {
+    ffi_export!(client c, fills out_id => |client| {
         let id = client.enqueue(str_arg(message_json, "message_json")?)?;
         write_out(out_id, id);
         Ok(())
@@ -62,12 +61,7 @@ pub unsafe extern "C" fn smtpb_batch_status(
     batch_id: *const c_char,
     out_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_batch_status", c, |client| {
-        required_out(out_json, "out_json")?;
-        write_out(out_json, wire::to_json(&client.batch_status(str_arg(batch_id, "batch_id")?)?));
-        Ok(())
-    })
+    ffi_export!(client c, out out_json => |client| wire::to_json(&client.batch_status(str_arg(batch_id, "batch_id")?)?))
 }
 
 /// The statuses of the messages in `state` (`queued`, `sending`, `sent`,
@@ -91,14 +85,11 @@ pub unsafe extern "C" fn smtpb_outbox_list(
     state: *const c_char,
     out_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_outbox_list", c, |client| {
-        required_out(out_json, "out_json")?;
+    ffi_export!(client c, out out_json => |client| {
         let state = opt_str_arg(state, "state")?;
         client.check_open()?;
         let state = state.map(|s| wire::parse_state(s, "state")).transpose()?;
-        write_out(out_json, wire::to_json(&client.outbox_list(state)?));
-        Ok(())
+        wire::to_json(&client.outbox_list(state)?)
     })
 }
 
@@ -122,12 +113,7 @@ pub unsafe extern "C" fn smtpb_outbox_list(
 /// `c` is NULL or an open client; `out_json` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_outbox_stats(c: *mut smtpb_client, out_json: *mut *mut c_char) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_outbox_stats", c, |client| {
-        required_out(out_json, "out_json")?;
-        write_out(out_json, wire::to_json(&client.outbox_stats()?));
-        Ok(())
-    })
+    ffi_export!(client c, out out_json => |client| wire::to_json(&client.outbox_stats()?))
 }
 
 /// Waits until message `id` reaches a final state (`sent`, `failed`,
@@ -151,8 +137,7 @@ pub unsafe extern "C" fn smtpb_wait(
     timeout_ms: u32,
     out_status_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_status_json);
-    with_client("smtpb_wait", c, |client| {
+    ffi_export!(client c, fills out_status_json => |client| {
         write_out(out_status_json, wire::to_json(&client.wait(str_arg(id, "id")?, timeout_ms)?));
         Ok(())
     })
@@ -169,7 +154,7 @@ pub unsafe extern "C" fn smtpb_wait(
 /// `c` is NULL or an open client.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_flush(c: *mut smtpb_client, timeout_ms: u32) -> smtpb_result {
-    with_client("smtpb_flush", c, |client| client.flush(timeout_ms))
+    ffi_export!(client c => |client| client.flush(timeout_ms))
 }
 
 /// Cancels a `queued` or `deferred` message.
@@ -181,7 +166,7 @@ pub unsafe extern "C" fn smtpb_flush(c: *mut smtpb_client, timeout_ms: u32) -> s
 /// `c` is NULL or an open client; `id` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_cancel(c: *mut smtpb_client, id: *const c_char) -> smtpb_result {
-    with_client("smtpb_cancel", c, |client| client.cancel(str_arg(id, "id")?))
+    ffi_export!(client c => |client| client.cancel(str_arg(id, "id")?))
 }
 
 /// Cancels what it can of a batch and writes `{"cancelled", "sending",
@@ -202,8 +187,7 @@ pub unsafe extern "C" fn smtpb_batch_cancel(
     batch_id: *const c_char,
     out_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_json);
-    with_client("smtpb_batch_cancel", c, |client| {
+    ffi_export!(client c, fills out_json => |client| {
         write_out(out_json, wire::to_json(&client.batch_cancel(str_arg(batch_id, "batch_id")?)?));
         Ok(())
     })
@@ -220,7 +204,7 @@ pub unsafe extern "C" fn smtpb_batch_cancel(
 /// `c` is NULL or an open client; `id` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_retry(c: *mut smtpb_client, id: *const c_char) -> smtpb_result {
-    with_client("smtpb_retry", c, |client| client.retry(str_arg(id, "id")?))
+    ffi_export!(client c => |client| client.retry(str_arg(id, "id")?))
 }
 
 /// Pauses delivery of `profile` (NULL = all): its messages stay `queued`.
@@ -233,7 +217,7 @@ pub unsafe extern "C" fn smtpb_retry(c: *mut smtpb_client, id: *const c_char) ->
 /// `c` is NULL or an open client; `profile` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_outbox_pause(c: *mut smtpb_client, profile: *const c_char) -> smtpb_result {
-    with_client("smtpb_outbox_pause", c, |client| client.outbox_pause(opt_str_arg(profile, "profile")?))
+    ffi_export!(client c => |client| client.outbox_pause(opt_str_arg(profile, "profile")?))
 }
 
 /// Resumes delivery of `profile`; NULL resumes all, including the pause of
@@ -246,7 +230,7 @@ pub unsafe extern "C" fn smtpb_outbox_pause(c: *mut smtpb_client, profile: *cons
 /// `c` is NULL or an open client; `profile` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_outbox_resume(c: *mut smtpb_client, profile: *const c_char) -> smtpb_result {
-    with_client("smtpb_outbox_resume", c, |client| client.outbox_resume(opt_str_arg(profile, "profile")?))
+    ffi_export!(client c => |client| client.outbox_resume(opt_str_arg(profile, "profile")?))
 }
 
 /// The event callback: `event_json` is borrowed for the call; `user_data`
@@ -284,7 +268,7 @@ pub unsafe extern "C" fn smtpb_set_event_callback(
     callback: smtpb_event_fn,
     user_data: *mut c_void,
 ) -> smtpb_result {
-    with_client("smtpb_set_event_callback", c, |client| {
+    ffi_export!(client c => |client| {
         let callback = callback.map(|f| {
             let data = user_data as usize;
             Arc::new(move |event: &str| {

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{clear_out, opt_str_arg, required_out, smtpb_client, smtpb_result, str_arg, wire, with_client, write_out};
+use super::{ffi_export, opt_str_arg, smtpb_client, smtpb_result, str_arg, wire, write_out};
 
 /// Sends a message now and waits for the outcome. `message_json` is the
 /// message JSON of docs/REFERENCE.md (`to`/`cc`/`bcc`, `subject`, `html`
@@ -149,8 +149,7 @@ pub unsafe extern "C" fn smtpb_send(
     message_json: *const c_char,
     out_status_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_status_json);
-    with_client("smtpb_send", c, |client| {
+    ffi_export!(client c, fills out_status_json => |client| {
         let outcome = client.send(str_arg(message_json, "message_json")?);
         if let Some(status) = outcome.status {
             write_out(out_status_json, wire::to_json(&status));
@@ -176,12 +175,7 @@ pub unsafe extern "C" fn smtpb_status(
     id: *const c_char,
     out_status_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_status_json);
-    with_client("smtpb_status", c, |client| {
-        required_out(out_status_json, "out_status_json")?;
-        write_out(out_status_json, wire::to_json(&client.status(str_arg(id, "id")?)?));
-        Ok(())
-    })
+    ffi_export!(client c, out out_status_json => |client| wire::to_json(&client.status(str_arg(id, "id")?)?))
 }
 
 /// Tests a profile's settings the way a settings screen's "test" button
@@ -224,8 +218,7 @@ pub unsafe extern "C" fn smtpb_test_connection(
     user_id: *const c_char,
     out_report_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_report_json);
-    with_client("smtpb_test_connection", c, |client| {
+    ffi_export!(client c, fills out_report_json => |client| {
         let outcome = client.test_connection(opt_str_arg(profile, "profile")?, opt_str_arg(user_id, "user_id")?);
         if let Some(report) = outcome.report {
             write_out(out_report_json, wire::to_json(&report));
@@ -267,8 +260,7 @@ pub unsafe extern "C" fn smtpb_merge(
     recipients_json: *const c_char,
     out_batch_json: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_batch_json);
-    with_client("smtpb_merge", c, |client| {
+    ffi_export!(client c, fills out_batch_json => |client| {
         let (template_json, recipients_json) =
             (str_arg(template_json, "template_json")?, str_arg(recipients_json, "recipients_json")?);
         client.check_open()?;
@@ -307,12 +299,7 @@ pub unsafe extern "C" fn smtpb_render(
     message_json: *const c_char,
     out_eml: *mut *mut c_char,
 ) -> smtpb_result {
-    clear_out(out_eml);
-    with_client("smtpb_render", c, |client| {
-        required_out(out_eml, "out_eml")?;
-        write_out(out_eml, client.render(str_arg(message_json, "message_json")?)?);
-        Ok(())
-    })
+    ffi_export!(client c, out out_eml => |client| client.render(str_arg(message_json, "message_json")?)?)
 }
 
 /// Checks a message and the settings it would use, without sending or
@@ -341,5 +328,5 @@ pub unsafe extern "C" fn smtpb_render(
 /// NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_validate(c: *mut smtpb_client, message_json: *const c_char) -> smtpb_result {
-    with_client("smtpb_validate", c, |client| client.validate(str_arg(message_json, "message_json")?))
+    ffi_export!(client c => |client| client.validate(str_arg(message_json, "message_json")?))
 }
