@@ -32,7 +32,7 @@ echo "== the bindings mirror every function of include/smtpbridge.h"
 unmirrored=()
 for function in $(grep -oE 'SMTPB_CALL smtpb_[a-z0-9_]+' include/smtpbridge.h | cut -d' ' -f2); do
     grep -q "\b$function(" bindings/cpp/smtpbridge.hpp || unmirrored+=("bindings/cpp/smtpbridge.hpp: $function")
-    grep -q "extern .* $function(" bindings/csharp/SmtpBridge.cs || unmirrored+=("bindings/csharp/SmtpBridge.cs: $function")
+    grep -q "extern .* $function(" bindings/csharp/SmtpBridge.Native.cs || unmirrored+=("bindings/csharp/SmtpBridge.Native.cs: $function")
 done
 [ ${#unmirrored[@]} -eq 0 ] || fail "functions without a wrapper:$(printf '\n  %s' "${unmirrored[@]}")"
 echo "ok"
@@ -119,7 +119,8 @@ run "$CXX" "${CXXFLAGS[@]}" bindings/cpp/test_smtpbridge.cpp "${LDFLAGS[@]}" -o 
 run "$CXX" "${CXXFLAGS[@]}" "${SANITIZE[@]}" bindings/cpp/test_smtpbridge.cpp "${LDFLAGS[@]}" \
     -o "$work/test_smtpbridge_asan"
 # The C# test: bindings and test in one assembly, library from LD_LIBRARY_PATH.
-CSHARP_BINDINGS=(-r:System.Runtime.Serialization bindings/csharp/SmtpBridge.cs bindings/csharp/SmtpBridge.Typed.cs)
+CSHARP_BINDINGS=(-r:System.Runtime.Serialization bindings/csharp/SmtpBridge.cs bindings/csharp/SmtpBridge.Native.cs
+    bindings/csharp/SmtpBridge.Typed.cs)
 run mcs -warn:4 -warnaserror -out:"$work/SmtpBridgeTests.exe" \
     "${CSHARP_BINDINGS[@]}" bindings/csharp/tests/SmtpBridgeTests.cs
 # The C# example as shipped: SmtpBridge.Net.dll with its dllmap config and

@@ -5,7 +5,7 @@ libraries the builds made (it builds nothing in Rust):
     python3 scripts/package.py [nuget|wheels|all] [--out DIR] [--linux-only]
 
 - ``SmtpBridge.<version>.nupkg``: lib/net462/ and lib/netstandard2.0/ hold
-  SmtpBridge.Net.dll (bindings/csharp/SmtpBridge.cs and SmtpBridge.Typed.cs,
+  SmtpBridge.Net.dll (bindings/csharp/SmtpBridge.cs, SmtpBridge.Native.cs and SmtpBridge.Typed.cs,
   compiled once by Mono's mcs against the .NET Framework 4.6.2 reference
   assemblies; it references only mscorlib and System.Runtime.Serialization,
   which .NET Standard 2.0 provides, so the same file serves both folders),
@@ -122,7 +122,7 @@ def compile_assembly(work: Path) -> Tuple[Path, Path]:
     dll, doc = work / "SmtpBridge.Net.dll", work / "SmtpBridge.Net.xml"
     command = ["mcs", "-sdk:4.6.2-api", "-target:library", "-warn:4", "-warnaserror", "-nowarn:1591",
                "-r:System.Runtime.Serialization", f"-out:{dll}", f"-doc:{doc}",
-               str(CSHARP / "SmtpBridge.cs"), str(CSHARP / "SmtpBridge.Typed.cs")]
+               *(str(CSHARP / name) for name in ("SmtpBridge.cs", "SmtpBridge.Native.cs", "SmtpBridge.Typed.cs"))]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         fail("mcs failed:\n" + done.stdout + done.stderr)

@@ -180,7 +180,7 @@ def test_one_version_everywhere(tmp_path: Path) -> None:
     exe = tmp_path / "Versions.exe"
     built = subprocess.run(
         ["mcs", "-r:System.Runtime.Serialization", f"-out:{exe}", str(csharp / "SmtpBridge.cs"),
-         str(csharp / "SmtpBridge.Typed.cs"), str(program)],
+         str(csharp / "SmtpBridge.Native.cs"), str(csharp / "SmtpBridge.Typed.cs"), str(program)],
         capture_output=True, text=True, timeout=120,
     )
     assert built.returncode == 0, built.stdout + built.stderr

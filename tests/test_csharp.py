@@ -22,7 +22,7 @@ from servers import ScriptedServer
 from servers.scripted import Script
 
 CSHARP = ROOT / "bindings" / "csharp"
-BINDINGS = [CSHARP / "SmtpBridge.cs", CSHARP / "SmtpBridge.Typed.cs"]
+BINDINGS = [CSHARP / "SmtpBridge.cs", CSHARP / "SmtpBridge.Native.cs", CSHARP / "SmtpBridge.Typed.cs"]
 WINDOWS_NAME = "C:\\docs\\inv.pdf"  # a file name on Linux: backslashes and a colon in the JSON
 
 

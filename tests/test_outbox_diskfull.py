@@ -79,10 +79,13 @@ def test_calls_that_fail_on_a_full_disk_change_nothing(small_disk):
 def test_a_delivered_message_whose_sent_record_cannot_be_written_says_so(small_disk):
     data_dir = small_disk / "d"
     with GatedServer() as server:
+        with smtpbridge.Client(data_dir, paused=True) as client:  # the delivery threads are read at open
+            configure(client, server, SMTPDeliveryThreads=1)
         with smtpbridge.Client(data_dir) as client:
-            configure(client, server)
             id = client.enqueue(message(subject="delivered on a full disk"))
             assert server.arrived.wait(20), "the message never arrived"
+            # The one delivery thread holds it: the next message waits behind it.
+            next_id = client.enqueue(message(subject="the next one"))
             filler = fill(small_disk)
             server.release.set()
             deadline = time.monotonic() + 10
@@ -95,12 +98,17 @@ def test_a_delivered_message_whose_sent_record_cannot_be_written_says_so(small_d
             assert status["state"] == "sending", status
             assert status["possible_duplicate"] is True, status
             assert "could not record" in status["error"], status
-            time.sleep(1.5)
-            assert len(server.messages) == 1, "it was sent again while the process lives"
+            # The thread went on to the next message, and did not take the first again.
+            deadline = time.monotonic() + 10
+            while len(server.messages) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            subjects = [m["Subject"] for m in server.messages]
+            assert subjects == ["delivered on a full disk", "the next one"], "it was sent again while the process lives"
             filler.unlink()
             final = client.wait(id, 10_000)
             assert final["state"] == "sent", final
-        assert len(server.messages) == 1
+            assert client.wait(next_id, 10_000)["state"] == "sent"
+        assert len(server.messages) == 2
     with smtpbridge.Client(data_dir, paused=True) as client:
         assert client.status(id)["state"] == "sent"
 

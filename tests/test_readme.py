@@ -48,7 +48,8 @@ def build_and_command(language: str, source: Path, work: Path) -> list[str]:
             f"-L{libdir}", "-lsmtpbridge", f"-Wl,-rpath,{libdir}", "-o", str(work / "first_cpp"))
         return [str(work / "first_cpp")]
     if language == "csharp":
-        run("mcs", "-nologo", f"-out:{work / 'First.exe'}", "bindings/csharp/SmtpBridge.cs", str(source))
+        run("mcs", "-nologo", f"-out:{work / 'First.exe'}", "bindings/csharp/SmtpBridge.cs",
+            "bindings/csharp/SmtpBridge.Native.cs", str(source))
         return ["mono", str(work / "First.exe")]
     return [sys.executable, str(source)]
 

@@ -9,7 +9,7 @@
 //
 // Build and run (Mono; see examples/run_all.sh):
 //   mcs -r:System.Runtime.Serialization -target:library -out:build/SmtpBridge.Net.dll \
-//       bindings/csharp/SmtpBridge.cs bindings/csharp/SmtpBridge.Typed.cs
+//       bindings/csharp/SmtpBridge.cs bindings/csharp/SmtpBridge.Native.cs bindings/csharp/SmtpBridge.Typed.cs
 //   mcs -r:build/SmtpBridge.Net.dll -out:build/SendMail.exe examples/csharp/SendMail.cs
 //   LD_LIBRARY_PATH=target/release mono build/SendMail.exe PORT /abs/file.pdf
 

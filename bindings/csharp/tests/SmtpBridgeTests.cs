@@ -1,7 +1,8 @@
 // SmtpBridgeTests: exercises SmtpBridge.Client against a loopback SMTP server
 // without TLS or AUTH (e.g. examples/smtp_server.py). Sends exactly one mail.
 //
-//   mcs -out:/tmp/t.exe bindings/csharp/SmtpBridge.cs bindings/csharp/tests/SmtpBridgeTests.cs
+//   mcs -out:/tmp/t.exe bindings/csharp/SmtpBridge.cs bindings/csharp/SmtpBridge.Native.cs \
+//       bindings/csharp/tests/SmtpBridgeTests.cs
 //   LD_LIBRARY_PATH=target/release mono /tmp/t.exe PORT CLOSED_PORT   (CLOSED_PORT: nothing listens there)
 //
 // Exit code 0 when every check passes.

@@ -3,7 +3,7 @@
 // runs this program and checks what the server received.
 //
 //   mcs -r:System.Runtime.Serialization -out:t.exe bindings/csharp/SmtpBridge.cs \
-//       bindings/csharp/SmtpBridge.Typed.cs bindings/csharp/tests/TypedTests.cs
+//       bindings/csharp/SmtpBridge.Native.cs bindings/csharp/SmtpBridge.Typed.cs bindings/csharp/tests/TypedTests.cs
 //   LD_LIBRARY_PATH=target/release mono t.exe PORT CLOSED_PORT WORKDIR
 //
 // WORKDIR holds "C:\docs\inv.pdf" (a file whose name is a Windows path).
