@@ -10,7 +10,7 @@
 //! paths stay under 260 UTF-16 units.
 
 use mail_parser::{MessageParser, MimeHeaders};
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -98,10 +98,37 @@ fn unique(dir: &Path, name: &str, used: &mut Vec<String>) -> String {
     candidate
 }
 
+/// `meta.json` of a sent copy: what the message's status said when it was
+/// sent, the envelope, and what the archive holds. Fields in byte order, as
+/// every version wrote them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct ArchiveMeta {
+    /// The attachments' file names in the folder (filled by [`write`]).
+    pub attachments: Vec<String>,
+    pub batch_id: Option<String>,
+    pub envelope_to: Vec<String>,
+    pub from: String,
+    /// Graph's HTTP status; null over SMTP.
+    pub http_status: Option<u16>,
+    pub id: String,
+    pub message_id: String,
+    pub profile: String,
+    pub recipients: Vec<String>,
+    pub reference: Option<String>,
+    /// RFC 3339 UTC.
+    pub sent_at: String,
+    pub smtp_response: Option<String>,
+    /// The message's Subject as sent (filled by [`write`]).
+    pub subject: Option<String>,
+    /// `"smtp"` or `"graph"`.
+    pub transport: &'static str,
+}
+
 /// Files the sent message `bytes` in `root/<id>/`. `meta` is written to
-/// `meta.json` with the attachment names added. Returns where the files
-/// are (absolute paths), the status's `archive`.
-pub fn write(root: &Path, id: &str, bytes: &[u8], mut meta: Value) -> Result<ArchivePaths> {
+/// `meta.json` with the subject and attachment names added. Returns where
+/// the files are (absolute paths), the status's `archive`.
+pub fn write(root: &Path, id: &str, bytes: &[u8], mut meta: ArchiveMeta) -> Result<ArchivePaths> {
     let dir = root.join(id);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, &e))?;
     let dir = dir.canonicalize().map_err(|e| Error::io("cannot open", &dir, &e))?;
@@ -140,12 +167,8 @@ pub fn write(root: &Path, id: &str, bytes: &[u8], mut meta: Value) -> Result<Arc
     let eml_path = dir.join("message.eml");
     write(&eml_path, bytes)?;
 
-    let names: Vec<String> =
-        files.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
-    if let Some(object) = meta.as_object_mut() {
-        object.insert("subject".into(), message.subject().into());
-        object.insert("attachments".into(), json!(names));
-    }
+    meta.attachments = files.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+    meta.subject = message.subject().map(str::to_string);
     let meta_path = dir.join("meta.json");
     write(&meta_path, serde_json::to_string_pretty(&meta).expect("JSON").as_bytes())?;
     Ok(ArchivePaths {

@@ -16,14 +16,6 @@ pub fn json_value<T: Serialize + ?Sized>(value: &T) {
     println!("{}", serde_json::to_string_pretty(value).expect("output types serialise"));
 }
 
-/// A JSON document of the library (the configuration), pretty.
-pub fn document(text: &str) {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(value) => json_value(&value),
-        Err(_) => println!("{text}"),
-    }
-}
-
 /// A command that has nothing to show but that it worked.
 pub fn done(line: &str, json: bool) {
     if json {

@@ -141,7 +141,7 @@ fn config(session: Session, command: ConfigCommand, json: bool) -> Outcome {
             }
             output::done(&format!("imported {}", file.display()), json);
         }
-        ConfigCommand::Export => output::document(&client.config_export_json()?),
+        ConfigCommand::Export => output::json_value(&client.config_export()?),
         ConfigCommand::Set { key, value, default } => {
             let name = key.rsplit('.').next().unwrap_or(&key);
             let secret = SECRET_KEYS.iter().any(|s| s.eq_ignore_ascii_case(name));

@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use zeroize::Zeroizing;
 
 use crate::clock::SharedClock;
-use crate::config::{self, Config, SecretChange};
+use crate::config::{self, Config, ConfigExport, SecretChange};
 use crate::credentials::{self, CredentialStore, SecretKind};
 use crate::delivery::Check;
 use crate::error::{Code, Error, Result};
@@ -397,7 +397,7 @@ impl Client {
             }
             if let Some(dir) = &self.inner.data_dir {
                 let text =
-                    serde_json::to_vec_pretty(&next.to_json(|_| None)).map_err(|e| Error::internal(e.to_string()))?;
+                    serde_json::to_vec_pretty(&next.export(|_| None)).map_err(|e| Error::internal(e.to_string()))?;
                 fsutil::atomic_write(&config::config_path(dir), &text, false)?;
             }
             *config = Arc::new(next);
@@ -493,15 +493,15 @@ impl Client {
         self.update_config(|_| Ok((next, changes)))
     }
 
-    /// The configuration as JSON, without secrets.
-    pub fn config_export_json(&self) -> Result<String> {
+    /// The configuration without secrets (`smtpb_config_export_json`).
+    pub fn config_export(&self) -> Result<ConfigExport> {
         self.check_open()?;
         let store = self.credentials();
         let username = |profile: Option<&str>| match profile {
             Some(p) => store.profile_username(p),
             None => store.shared_username(),
         };
-        Ok(self.read_config().to_json(username).to_string())
+        Ok(self.read_config().export(username))
     }
 
     /// Stores a password credential for `user_id` (`None` = shared).

@@ -535,20 +535,21 @@ impl Client {
             _ => return None,
         };
         let s = &record.status;
-        let meta = serde_json::json!({
-            "id": s.id,
-            "message_id": s.message_id,
-            "reference": s.reference,
-            "batch_id": s.batch_id,
-            "profile": s.profile,
-            "from": record.envelope_from,
-            "recipients": s.recipients,
-            "envelope_to": record.envelope_to,
-            "sent_at": fsutil::rfc3339(SystemTime::now()),
-            "smtp_response": delivery.reply.as_ref().map(|r| r.text.clone()),
-            "transport": delivery.transport,
-            "http_status": delivery.http_status,
-        });
+        let meta = crate::archive::ArchiveMeta {
+            id: s.id.clone(),
+            message_id: s.message_id.clone(),
+            reference: s.reference.clone(),
+            batch_id: s.batch_id.clone(),
+            profile: s.profile.clone(),
+            from: record.envelope_from.clone(),
+            recipients: s.recipients.clone(),
+            envelope_to: record.envelope_to.clone(),
+            sent_at: fsutil::rfc3339(SystemTime::now()),
+            smtp_response: delivery.reply.as_ref().map(|r| r.text.clone()),
+            transport: delivery.transport,
+            http_status: delivery.http_status,
+            ..Default::default()
+        };
         Some(crate::archive::write(&root, &s.id, bytes, meta))
     }
 

@@ -1,7 +1,10 @@
 //! The JSON shape of `smtpb_config_load_json` and
 //! `smtpb_config_export_json`: natural types, no secret.
 
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{check_profile_name, key_def, Config, Key, KeyDef, Kind, Profile, Scope, SecretChange, KEYS};
 use crate::error::{Error, Result};
@@ -71,40 +74,90 @@ impl Config {
         Ok((config, changes))
     }
 
-    /// The JSON shape of `smtpb_config_export_json`: natural types, no
-    /// secret, loadable by [`Config::from_json`]. `username` gives the
-    /// shared credential's username of a profile (its own, not the global
-    /// one) or, for `None`, the global one: they are kept in the
-    /// credential store.
-    pub fn to_json(&self, username: impl Fn(Option<&str>) -> Option<String>) -> Value {
-        let mut global = Map::new();
-        for def in KEYS.iter().filter(|d| d.scope != Scope::Profile) {
-            let value = match def.key {
-                Key::SMTPUsername => username(None),
-                Key::SMTPPassword => None,
-                _ => self.global_value(def.key).map(str::to_string),
-            };
-            if let Some(v) = value {
-                global.insert(def.name.to_string(), natural(def, &v));
-            }
-        }
-        let profiles: Vec<Value> = self
+    /// The shape of `smtpb_config_export_json` (and of `config.json` in
+    /// data_dir): natural types, no secret, loadable by
+    /// [`Config::from_json`]. `username` gives the shared credential's
+    /// username of a profile (its own, not the global one) or, for `None`,
+    /// the global one: they are kept in the credential store.
+    pub fn export(&self, username: impl Fn(Option<&str>) -> Option<String>) -> ConfigExport {
+        let global = KEYS
+            .iter()
+            .filter(|d| d.scope != Scope::Profile)
+            .filter_map(|def| {
+                let value = match def.key {
+                    Key::SMTPUsername => username(None),
+                    Key::SMTPPassword => None,
+                    _ => self.global_value(def.key).map(str::to_string),
+                };
+                value.map(|v| (def.name, Setting::natural(def, &v)))
+            })
+            .collect();
+        let profiles = self
             .profiles
             .iter()
             .map(|p| {
-                let mut m = Map::new();
-                m.insert("name".into(), Value::String(p.name.clone()));
-                for (k, v) in &p.values {
-                    let def = key_def(k).expect("stored keys come from the table");
-                    m.insert(k.to_string(), natural(def, v));
-                }
+                let mut values: BTreeMap<&'static str, Setting> = p
+                    .values
+                    .iter()
+                    .map(|(k, v)| {
+                        let def = key_def(k).expect("stored keys come from the table");
+                        (def.name, Setting::natural(def, v))
+                    })
+                    .collect();
                 if let Some(own) = username(Some(&p.name)) {
-                    m.insert(Key::SMTPUsername.name().into(), Value::String(own));
+                    values.insert(Key::SMTPUsername.name(), Setting::Text(own));
                 }
-                Value::Object(m)
+                ProfileExport { values, name: p.name.clone() }
             })
             .collect();
-        json!({"global": global, "profiles": profiles, "blacklist": self.blacklist})
+        ConfigExport { blacklist: self.blacklist.clone(), global, profiles }
+    }
+}
+
+/// The configuration as `smtpb_config_export_json` writes it:
+/// `{"blacklist": [...], "global": {...}, "profiles": [{..., "name"}]}`,
+/// each object's keys in byte order (as every version wrote them).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct ConfigExport {
+    /// Addresses in lower case and `@domain` entries.
+    pub blacklist: Vec<String>,
+    /// The global keys that have a value.
+    pub global: BTreeMap<&'static str, Setting>,
+    /// Each profile's own values, and its name.
+    pub profiles: Vec<ProfileExport>,
+}
+
+/// A profile of [`ConfigExport`]: its keys (all start with `SMTP`, so they
+/// come before `name`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct ProfileExport {
+    #[serde(flatten)]
+    pub values: BTreeMap<&'static str, Setting>,
+    pub name: String,
+}
+
+/// A key's value in its natural JSON type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum Setting {
+    Bool(bool),
+    Number(u64),
+    Text(String),
+}
+
+impl Setting {
+    /// A stored value in its key's natural type.
+    fn natural(def: &KeyDef, value: &str) -> Setting {
+        match def.kind {
+            Kind::Bool => Setting::Bool(value == "true"),
+            Kind::Number(..) => {
+                value.parse::<u64>().map(Setting::Number).unwrap_or_else(|_| Setting::Text(value.into()))
+            }
+            _ => Setting::Text(value.to_string()),
+        }
     }
 }
 
@@ -136,14 +189,5 @@ fn kind_word(kind: Kind) -> &'static str {
         Kind::Bool => "boolean (or string)",
         Kind::Number(..) => "number (or string)",
         _ => "string",
-    }
-}
-
-/// A stored value in its natural JSON type.
-fn natural(def: &KeyDef, value: &str) -> Value {
-    match def.kind {
-        Kind::Bool => Value::Bool(value == "true"),
-        Kind::Number(..) => value.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::String(value.into())),
-        _ => Value::String(value.to_string()),
     }
 }

@@ -26,6 +26,7 @@ mod keys;
 mod values;
 mod view;
 
+pub use json::{ConfigExport, ProfileExport, Setting};
 pub use keys::*;
 pub use view::*;
 
@@ -417,9 +418,9 @@ mod tests {
         assert_eq!(change, SecretChange::Username { profile: None, username: Some("anna".into()) });
         let (_, changes) = Config::from_json(r#"{"profiles":[{"name":"B","SMTPUsername":"bob"}]}"#).unwrap();
         assert_eq!(changes, vec![SecretChange::Username { profile: Some("B".into()), username: Some("bob".into()) }]);
-        let v = c.to_json(|p| p.map(|p| format!("own-{p}")));
-        assert_eq!(v["profiles"][0]["SMTPUsername"], "own-backup");
-        assert!(v["global"].get("SMTPUsername").is_none());
+        let v = c.export(|p| p.map(|p| format!("own-{p}")));
+        assert_eq!(v.profiles[0].values["SMTPUsername"], Setting::Text("own-backup".into()));
+        assert!(!v.global.contains_key("SMTPUsername"));
         assert!(c.set("Backup.SMTPTestMode", Some("true")).is_err());
     }
 
@@ -431,11 +432,18 @@ mod tests {
         c.set("Backup.SMTPEnabled", Some("false")).unwrap();
         c.set("SMTPTestMode", Some("true")).unwrap();
         c.blacklist_add("@Spam.example").unwrap();
-        let v = c.to_json(|p| p.is_none().then(|| "anna".to_string()));
-        assert_eq!(v["profiles"][0]["SMTPServerPort"], 2525);
-        assert_eq!(v["global"]["SMTPUsername"], "anna");
-        assert!(v["global"].get("SMTPPassword").is_none());
-        let (back, _) = Config::from_json(&v.to_string()).unwrap();
+        let v = c.export(|p| p.is_none().then(|| "anna".to_string()));
+        assert_eq!(v.profiles[0].values["SMTPServerPort"], Setting::Number(2525));
+        assert_eq!(v.global["SMTPUsername"], Setting::Text("anna".into()));
+        assert!(!v.global.contains_key("SMTPPassword"));
+        let text = serde_json::to_string(&v).unwrap();
+        // Each object's keys in byte order, as every version wrote them.
+        let expected = r#"{"blacklist":["@spam.example"],"global":{"SMTPTestMode":true,"SMTPUsername":"anna"},"#
+            .to_string()
+            + r#""profiles":[{"SMTPServer":"a.example","SMTPServerPort":2525,"name":"Default"},"#
+            + r#"{"SMTPEnabled":false,"name":"Backup"}]}"#;
+        assert_eq!(text, expected);
+        let (back, _) = Config::from_json(&text).unwrap();
         assert_eq!(back, c);
     }
 

@@ -127,7 +127,7 @@ pub unsafe extern "C" fn smtpb_config_load_json(c: *mut smtpb_client, json: *con
 /// `c` is NULL or an open client; `out_json` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn smtpb_config_export_json(c: *mut smtpb_client, out_json: *mut *mut c_char) -> smtpb_result {
-    ffi_export!(client c, out out_json => |client| client.config_export_json()?)
+    ffi_export!(client c, out out_json => |client| wire::to_json(&client.config_export()?))
 }
 
 /// Adds a blacklist entry: an address ("gone@example.com", any letter
