@@ -508,6 +508,7 @@ impl CredentialStore {
 
 /// A stored credential without its secret (`smtpb_credentials_masked`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Masked {
     pub expires_at: Option<String>,
     pub has_secret: bool,

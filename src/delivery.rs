@@ -59,6 +59,7 @@ pub struct TestReport {
 /// `stage` is the last stage passed, or on failure the one attempted
 /// (`connect`, `greeting`, `ehlo`, `tls`, `auth`, `done`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Check {
     pub advice: Option<crate::advice::Advice>,
     pub auth_mechanisms: Vec<String>,
@@ -73,6 +74,7 @@ pub struct Check {
 
 /// What a Graph connection test found besides a [`Check`]'s fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct GraphCheck {
     /// The HTTP status of the last request.
     pub http_status: Option<u16>,

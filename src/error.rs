@@ -69,6 +69,20 @@ impl serde::Serialize for Code {
     }
 }
 
+/// A result code in JSON: its number.
+#[cfg(test)]
+impl schemars::JsonSchema for Code {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Code".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "integer", "description": "a result code (0: none)"})
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for Code {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Code, D::Error> {
         let value = i32::deserialize(deserializer)?;

@@ -15,6 +15,7 @@ use crate::reply::Reply;
 
 /// What to change, for a host to show.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Advice {
     pub key: String,
     pub text: String,

@@ -188,6 +188,7 @@ struct Line {
 
 /// A log line as the host's log callback receives it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct LogLine {
     /// The message the line is about.
     pub id: Option<String>,

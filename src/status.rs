@@ -18,6 +18,7 @@ pub fn new_id() -> String {
 
 /// The states of a message, as the status JSON names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Queued,
@@ -88,6 +89,7 @@ impl From<&Reply> for ServerReply {
 
 /// Messages per state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct StateCounts {
     pub cancelled: u64,
     pub deferred: u64,
@@ -142,6 +144,7 @@ impl Refusal {
 /// Where test mode (SMTPTestMode) sent a message instead of its own
 /// recipients: the status's `test_mode`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct TestMode {
     /// The recipients it had (to, cc and bcc, blacklisted ones left out).
     pub original: Vec<String>,
@@ -218,6 +221,7 @@ impl Status {
 /// Where the archive filed a sent message (absolute paths): the status's
 /// `archive`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct ArchivePaths {
     pub attachments: Vec<String>,
@@ -227,21 +231,25 @@ pub struct ArchivePaths {
     pub meta: String,
 }
 
+/// A refused recipient as the status JSON shows it: `{"address",
+/// "smtp_code", "enhanced_code", "smtp_response"}`, and `error` when the
+/// library has an account of its own.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+struct RefusalJson<'a> {
+    address: &'a str,
+    enhanced_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, schemars(with = "String"))]
+    error: Option<&'a str>,
+    smtp_code: Option<u16>,
+    smtp_response: Option<&'a str>,
+}
+
 impl Serialize for Refusal {
-    /// `{"address", "smtp_code", "enhanced_code", "smtp_response"}`, and
-    /// `error` when the library has an account of its own.
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Json<'a> {
-            address: &'a str,
-            enhanced_code: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error: Option<&'a str>,
-            smtp_code: Option<u16>,
-            smtp_response: Option<&'a str>,
-        }
         let reply = self.reply.as_ref();
-        Json {
+        RefusalJson {
             address: &self.address,
             enhanced_code: reply.and_then(|r| r.enhanced.as_deref()),
             error: self.error.as_deref(),
@@ -252,6 +260,23 @@ impl Serialize for Refusal {
     }
 }
 
+/// The schema of a type whose JSON is written by a `…Json` struct.
+macro_rules! schema_as {
+    ($type:ty => $json:ident) => {
+        #[cfg(test)]
+        impl schemars::JsonSchema for $type {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($type).into()
+            }
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                $json::json_schema(generator)
+            }
+        }
+    };
+}
+schema_as!(Refusal => RefusalJson);
+schema_as!(Status => StatusJson);
+
 fn rfc3339_opt<S: Serializer>(time: &Option<SystemTime>, serializer: S) -> std::result::Result<S::Ok, S::Error> {
     time.map(rfc3339).serialize(serializer)
 }
@@ -260,46 +285,51 @@ fn rfc3339_of<S: Serializer>(time: &SystemTime, serializer: S) -> std::result::R
     rfc3339(*time).serialize(serializer)
 }
 
+/// The status JSON of ABI §7 (the store keeps its own form, see
+/// `outbox::spool`). `partial`: sent with some recipients refused;
+/// `advice` only while the message is failed or deferred. Fields in the
+/// order of their names, as the JSON has always been.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+struct StatusJson<'a> {
+    advice: Option<&'a Advice>,
+    archive: &'a Option<ArchivePaths>,
+    attempts: u32,
+    batch_id: &'a Option<String>,
+    blocked: &'a [String],
+    #[serde(serialize_with = "rfc3339_of")]
+    #[cfg_attr(test, schemars(with = "String"))]
+    created_at: &'a SystemTime,
+    enhanced_code: Option<&'a str>,
+    error: &'a Option<String>,
+    error_code: Code,
+    http_status: Option<u16>,
+    id: &'a str,
+    message_id: &'a str,
+    needs: &'a Option<String>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
+    next_attempt_at: &'a Option<SystemTime>,
+    partial: bool,
+    possible_duplicate: bool,
+    profile: &'a str,
+    recipients: &'a [String],
+    reference: &'a Option<String>,
+    rejected: &'a [Refusal],
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
+    sent_at: &'a Option<SystemTime>,
+    smtp_code: Option<u16>,
+    smtp_response: Option<&'a str>,
+    state: State,
+    test_mode: &'a Option<TestMode>,
+    transport: &'a Option<String>,
+}
+
 impl Serialize for Status {
-    /// The status JSON of ABI §7 (the store keeps its own form, see
-    /// `outbox::spool`). `partial`: sent with some recipients refused;
-    /// `advice` only while the message is failed or deferred.
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        // Fields in the order of their names, as the JSON has always been.
-        #[derive(Serialize)]
-        struct Json<'a> {
-            advice: Option<&'a Advice>,
-            archive: &'a Option<ArchivePaths>,
-            attempts: u32,
-            batch_id: &'a Option<String>,
-            blocked: &'a [String],
-            #[serde(serialize_with = "rfc3339_of")]
-            created_at: &'a SystemTime,
-            enhanced_code: Option<&'a str>,
-            error: &'a Option<String>,
-            error_code: Code,
-            http_status: Option<u16>,
-            id: &'a str,
-            message_id: &'a str,
-            needs: &'a Option<String>,
-            #[serde(serialize_with = "rfc3339_opt")]
-            next_attempt_at: &'a Option<SystemTime>,
-            partial: bool,
-            possible_duplicate: bool,
-            profile: &'a str,
-            recipients: &'a [String],
-            reference: &'a Option<String>,
-            rejected: &'a [Refusal],
-            #[serde(serialize_with = "rfc3339_opt")]
-            sent_at: &'a Option<SystemTime>,
-            smtp_code: Option<u16>,
-            smtp_response: Option<&'a str>,
-            state: State,
-            test_mode: &'a Option<TestMode>,
-            transport: &'a Option<String>,
-        }
         let reply = self.reply.as_ref();
-        Json {
+        StatusJson {
             advice: self.advice.as_ref().filter(|_| matches!(self.state, State::Failed | State::Deferred)),
             archive: &self.archive,
             attempts: self.attempts,

@@ -50,6 +50,7 @@ impl Mode {
 
 /// One line of a transcript.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Line {
     /// Milliseconds since the attempt started.
     pub ms: u64,
@@ -60,6 +61,7 @@ pub struct Line {
 
 /// One attempt's dialogue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Attempt {
     pub attempt: u32,
     pub started_at: String,

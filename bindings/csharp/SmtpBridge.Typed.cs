@@ -276,6 +276,10 @@ namespace SmtpBridge
 
         [DataMember(Name = "smtp_response")]
         public string SmtpResponse { get; set; }
+
+        /// <summary>The library's own account of the refusal, when it has one; else null.</summary>
+        [DataMember(Name = "error")]
+        public string Error { get; set; }
     }
 
     /// <summary>Where test mode (SMTPTestMode) sent a message instead of its own recipients.</summary>
@@ -303,6 +307,10 @@ namespace SmtpBridge
 
         [DataMember(Name = "eml")]
         public string Eml { get; set; }
+
+        /// <summary>meta.json: the message's record as filed.</summary>
+        [DataMember(Name = "meta")]
+        public string Meta { get; set; }
 
         [DataMember(Name = "attachments")]
         public List<string> Attachments { get; set; }
@@ -367,6 +375,10 @@ namespace SmtpBridge
         [DataMember(Name = "advice")] public Advice Advice { get; set; }
         /// <summary>1.2: where test mode sent the message instead; null when test mode was off.</summary>
         [DataMember(Name = "test_mode")] public TestModeInfo TestMode { get; set; }
+        /// <summary>How the last attempt delivered: "smtp" or "graph"; null before one.</summary>
+        [DataMember(Name = "transport")] public string Transport { get; set; }
+        /// <summary>The HTTP status of the last Microsoft Graph attempt; else null.</summary>
+        [DataMember(Name = "http_status")] public int? HttpStatus { get; set; }
 
         public MessageState State { get { return Parse.State(StateName); } }
 
@@ -410,6 +422,15 @@ namespace SmtpBridge
         }
     }
 
+    /// <summary>The token a connection test of an OAuth2 profile used.</summary>
+    [DataContract]
+    public sealed class OAuth2Check
+    {
+        [DataMember(Name = "expires_at")] public string ExpiresAtText { get; set; }
+        /// <summary>The test refreshed the token first.</summary>
+        [DataMember(Name = "refreshed")] public bool Refreshed { get; set; }
+    }
+
     /// <summary>The report of a connection test (docs/REFERENCE.md, "Other shapes").</summary>
     [DataContract]
     public sealed class TestReport
@@ -426,6 +447,14 @@ namespace SmtpBridge
         [DataMember(Name = "error_code")] public int ErrorCode { get; set; }
         [DataMember(Name = "error")] public string Error { get; set; }
         [DataMember(Name = "advice")] public Advice Advice { get; set; }
+        /// <summary>An OAuth2 profile's token; null for other profiles.</summary>
+        [DataMember(Name = "oauth2")] public OAuth2Check OAuth2 { get; set; }
+        /// <summary>Microsoft Graph profiles: "graph"; else null.</summary>
+        [DataMember(Name = "transport")] public string Transport { get; set; }
+        /// <summary>Microsoft Graph profiles: the HTTP status of the last request.</summary>
+        [DataMember(Name = "http_status")] public int? HttpStatus { get; set; }
+        /// <summary>Microsoft Graph profiles: the mailbox's address, once it was read.</summary>
+        [DataMember(Name = "mailbox")] public string Mailbox { get; set; }
 
         public static TestReport FromJson(string json)
         {

@@ -43,6 +43,7 @@ pub struct MergeRecipient {
 /// What a merge queued: the batch, and one message id per recipient, in
 /// the recipients' order (`smtpb_merge`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Merged {
     pub batch_id: String,
     /// Every message made, failed ones (blacklisted recipients) included.

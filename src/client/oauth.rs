@@ -58,6 +58,7 @@ pub(crate) struct OAuthState {
 /// A sign-in under way (`smtpb_oauth2_begin`): what the host shows the
 /// user. Fields that do not apply to the kind are `None`.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct SignIn {
     /// Browser: the address the host opens in the user's browser.
     pub authorize_url: Option<String>,
@@ -76,6 +77,7 @@ pub struct SignIn {
 /// A finished sign-in (`smtpb_oauth2_complete`): the stored credential,
 /// and what to change when the provider gave no refresh token.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct SignedIn {
     pub advice: Option<crate::advice::Advice>,
     #[serde(flatten)]

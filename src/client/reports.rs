@@ -12,6 +12,7 @@ use crate::status::StateCounts;
 /// `smtpb_outbox_stats`: counts per state, the paused profiles (`*` =
 /// all), each profile's send limit, and the records lost to damage.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Stats {
     #[serde(flatten)]
     pub counts: StateCounts,
@@ -22,6 +23,7 @@ pub struct Stats {
 
 /// A profile's send limit and what it has used of it.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ProfileUsage {
     /// SMTPSendLimit (0 = none).
     pub limit: u32,
@@ -35,12 +37,14 @@ pub struct ProfileUsage {
 /// `smtpb_test_connection`'s report: what the transport saw, the
 /// result, and for an OAuth2 profile the token used.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct TestReport {
     #[serde(flatten)]
     pub check: Check,
     pub error: Option<String>,
     pub error_code: Code,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, schemars(with = "OAuth2Check"))]
     pub oauth2: Option<OAuth2Check>,
     pub ok: bool,
     pub profile: String,
@@ -48,6 +52,7 @@ pub struct TestReport {
 
 /// The token a connection test of an OAuth2 profile used.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct OAuth2Check {
     pub expires_at: Option<String>,
     /// The test refreshed it first.
@@ -57,6 +62,7 @@ pub struct OAuth2Check {
 /// `smtpb_probe`'s report: each port and encryption tried, and the keys
 /// to set (`None` when nothing worked).
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ProbeReport {
     pub host: String,
     pub results: Vec<ProbeResult>,
@@ -65,6 +71,7 @@ pub struct ProbeReport {
 
 /// One port and encryption a probe tried.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ProbeResult {
     pub advice: Option<Advice>,
     pub auth_mechanisms: Vec<String>,
@@ -80,6 +87,7 @@ pub struct ProbeResult {
 
 /// The keys a probe suggests, by their configuration names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Suggested {
     #[serde(rename = "SMTPServer")]
     pub server: String,

@@ -29,6 +29,8 @@ pub mod history;
 pub mod limits;
 pub mod oauth2;
 pub mod outbox;
+#[cfg(test)]
+mod schema;
 pub mod send;
 pub mod version;
 pub mod wire;

@@ -24,6 +24,7 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
 
 /// `smtpb_outbox_purge`'s result.
 #[derive(Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Purged {
     pub purged: u64,
 }

@@ -31,6 +31,7 @@ pub type AfterCallback = Box<dyn FnOnce() + Send>;
 /// An event for the host (the JSON of ABI §6 events, without the fields
 /// the queue adds: `seq`, `time`, `dropped`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A message changed state.
@@ -52,11 +53,13 @@ pub enum Event {
 
 /// An event as the host receives it.
 #[derive(Serialize)]
-struct Numbered {
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub(crate) struct Numbered {
     #[serde(flatten)]
     event: Event,
     /// Events dropped (the host was slow) since the one before.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, schemars(with = "u64"))]
     dropped: Option<u64>,
     seq: u64,
     time: String,
@@ -64,11 +67,13 @@ struct Numbered {
 
 /// A log line as the host receives it.
 #[derive(Serialize)]
-struct Counted {
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub(crate) struct Counted {
     #[serde(flatten)]
     line: LogLine,
     /// Lines dropped (the host was slow) since the one before.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, schemars(with = "u64"))]
     dropped: Option<u64>,
 }
 

@@ -45,9 +45,24 @@ impl Serialize for Cursor {
     }
 }
 
+/// A cursor in JSON: the opaque text.
+#[cfg(test)]
+impl schemars::JsonSchema for Cursor {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cursor".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(generator)
+    }
+}
+
 /// One page of a query, newest first, and the cursor of the next page
 /// (`None` on the last).
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<Cursor>,
@@ -55,6 +70,7 @@ pub struct Page<T> {
 
 /// A batch's messages per state (`smtpb_batch_status`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct BatchCounts {
     pub batch_id: String,
     #[serde(flatten)]
@@ -65,6 +81,7 @@ pub struct BatchCounts {
 /// What `smtpb_batch_cancel` did to a batch's messages: how many it
 /// cancelled, and how many it could not because they were sending or sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct BatchCancel {
     pub cancelled: u64,
     pub sending: u64,

@@ -1,9 +1,12 @@
 """The shapes of the library's JSON output (docs/REFERENCE.md), as TypedDicts.
 
 The Client's methods return plain dicts parsed from the library's JSON; these
-types say what they hold, for type checkers and editors. Fields the library
-adds in later versions appear in the dicts too (and in these types, as
-optional keys, once they are documented); an unknown ``state`` is not final.
+types say what they hold, for type checkers and editors. Each is exactly its
+shape in docs/schema/ (generated from the library's types; checked by
+tests/test_schemas.py): a key that is always there is required, a key that
+may be left out is not, and a value that may be null is Optional. Fields a
+later library adds appear in the dicts too; an unknown ``state`` is not
+final.
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ State = Literal["queued", "sending", "sent", "deferred", "failed", "cancelled"]
 FINAL_STATES = frozenset({"sent", "failed", "cancelled"})
 
 
-class Rejected(TypedDict):
+class _RejectedAdditions(TypedDict, total=False):
+    error: str
+    """The library's own account of the refusal, when it has one."""
+
+
+class Rejected(_RejectedAdditions):
     """A recipient the server refused while others were accepted."""
 
     address: str
@@ -31,6 +39,7 @@ class Archive(TypedDict):
     dir: str
     html: str
     eml: str
+    meta: str
     attachments: List[str]
 
 
@@ -48,15 +57,7 @@ class Redirection(TypedDict):
     original: List[str]
 
 
-class _StatusAdditions(TypedDict, total=False):
-    advice: Advice
-    transport: str
-    http_status: int
-    test_mode: Optional[Redirection]
-    """1.2: test mode's redirection; None when test mode was off."""
-
-
-class Status(_StatusAdditions):
+class Status(TypedDict):
     """The status of a message (``send``, ``status``, ``wait``, ``outbox_list``)."""
 
     id: str
@@ -65,7 +66,7 @@ class Status(_StatusAdditions):
     profile: str
     state: str
     attempts: int
-    message_id: Optional[str]
+    message_id: str
     smtp_code: Optional[int]
     enhanced_code: Optional[str]
     smtp_response: Optional[str]
@@ -77,26 +78,22 @@ class Status(_StatusAdditions):
     rejected: List[Rejected]
     partial: bool
     possible_duplicate: bool
-    created_at: Optional[str]
+    created_at: str
     sent_at: Optional[str]
     next_attempt_at: Optional[str]
     archive: Optional[Archive]
+    advice: Optional[Advice]
+    """Only while the message is failed or deferred."""
+    transport: Optional[str]
+    http_status: Optional[int]
+    test_mode: Optional[Redirection]
+    """Test mode's redirection; None when test mode was off."""
 
 
-class _EventAdditions(TypedDict, total=False):
-    type: str
-    """``credentials_needed`` (with ``user_id`` and ``profile``); absent for a state change."""
+class _EventFields(TypedDict, total=False):
     dropped: int
-    user_id: Optional[str]
-    profile: Optional[str]
-
-
-class Event(_EventAdditions, total=False):
-    """An event given to the event callback. A ``credentials_needed`` event
-    carries ``type``, ``user_id`` and ``profile``; a state change the rest."""
-
-    seq: int
-    time: Optional[str]
+    """Events dropped (the host was slow) since the one before; absent when none."""
+    # "state" events
     id: str
     batch_id: Optional[str]
     reference: Optional[str]
@@ -106,6 +103,19 @@ class Event(_EventAdditions, total=False):
     error: Optional[str]
     possible_duplicate: bool
     rejected_count: int
+    # "credentials_needed" events
+    user_id: Optional[str]
+    profile: str
+
+
+class Event(_EventFields):
+    """An event given to the event callback: ``type`` is ``state`` (a
+    message's new state: ``id`` … ``rejected_count``) or
+    ``credentials_needed`` (``user_id`` and ``profile``)."""
+
+    type: str
+    seq: int
+    time: str
 
 
 class MergeResult(TypedDict):
@@ -143,7 +153,8 @@ class ProfileLimit(TypedDict):
 
 
 class OutboxStats(TypedDict):
-    """Counts per state, paused profiles (``"*"`` = all) and send limits."""
+    """Counts per state, paused profiles (``"*"`` = all), send limits, and
+    the records lost to damage found at open."""
 
     queued: int
     sending: int
@@ -151,12 +162,27 @@ class OutboxStats(TypedDict):
     deferred: int
     failed: int
     cancelled: int
+    damaged_records: int
     paused: List[str]
     profiles: Dict[str, ProfileLimit]
+    # Further keys of smtpb_outbox_stats go here, as in docs/schema/outbox_stats.json.
+
+
+class OAuth2Check(TypedDict):
+    """The token a connection test of an OAuth2 profile used."""
+
+    expires_at: Optional[str]
+    refreshed: bool
+    """The test refreshed it first."""
 
 
 class _ReportAdditions(TypedDict, total=False):
-    advice: Advice
+    oauth2: OAuth2Check
+    """An OAuth2 profile's token; absent for other profiles."""
+    # Microsoft Graph profiles only:
+    http_status: Optional[int]
+    mailbox: Optional[str]
+    transport: str
 
 
 class TestReport(_ReportAdditions):
@@ -171,9 +197,10 @@ class TestReport(_ReportAdditions):
     auth_mechanisms: List[str]
     error_code: int
     error: Optional[str]
+    advice: Optional[Advice]
 
 
-class MaskedCredential(TypedDict, total=False):
+class MaskedCredential(TypedDict):
     """A credential with its secret masked (``credentials_masked``)."""
 
     user_id: Optional[str]
@@ -187,7 +214,7 @@ class MaskedCredential(TypedDict, total=False):
     provider: Optional[str]
 
 
-class SignedIn(MaskedCredential, total=False):
+class SignedIn(MaskedCredential):
     """``oauth2_complete``'s result: the masked credential and ``advice``
     (None, or ``not_refreshable`` when the provider gave no refresh token)."""
 
@@ -206,13 +233,13 @@ class TranscriptAttempt(TypedDict):
     """One attempt's redacted dialogue (``smtpb_transcript``)."""
 
     attempt: int
-    started_at: Optional[str]
+    started_at: str
     transport: str
     server: Optional[str]
     lines: List[TranscriptLine]
 
 
-class ProbeResult(TypedDict, total=False):
+class ProbeResult(TypedDict):
     """One port tried by ``smtpb_probe``."""
 
     port: int
@@ -226,12 +253,16 @@ class ProbeResult(TypedDict, total=False):
     advice: Optional[Advice]
 
 
+Suggested = TypedDict("Suggested", {"SMTPServer": str, "SMTPServerEncryption": str, "SMTPServerPort": int})
+"""The keys a probe suggests, by their configuration names."""
+
+
 class ProbeReport(TypedDict):
     """``smtpb_probe``: every port tried and the keys to set (``suggested``)."""
 
     host: str
     results: List[ProbeResult]
-    suggested: Optional[Dict[str, object]]
+    suggested: Optional[Suggested]
 
 
 class QueryPage(TypedDict):
@@ -241,7 +272,12 @@ class QueryPage(TypedDict):
     next_cursor: Optional[str]
 
 
-class LogLine(TypedDict):
+class _LogLineAdditions(TypedDict, total=False):
+    dropped: int
+    """Lines dropped (the host was slow) since the one before; absent when none."""
+
+
+class LogLine(_LogLineAdditions):
     """One library log line (``smtpb_set_log_callback``)."""
 
     time: str
@@ -260,6 +296,7 @@ class OAuth2Flow(TypedDict):
     kind: str
     authorize_url: Optional[str]
     verification_uri: Optional[str]
+    verification_uri_complete: Optional[str]
     user_code: Optional[str]
     expires_at: Optional[str]
     interval: Optional[int]
