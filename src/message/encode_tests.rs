@@ -154,3 +154,19 @@ fn lettre_encode_base64(data: &[u8], out: &mut String) {
     let body = lettre::message::Body::new_with_encoding(data.to_vec(), ContentTransferEncoding::Base64).unwrap();
     out.push_str(std::str::from_utf8(body.as_ref()).unwrap());
 }
+
+#[test]
+fn literal_runs_stop_at_the_first_byte_to_escape_wherever_it_is() {
+    for len in 0..40 {
+        for at in 0..len {
+            for b in [b'=', b'\r', b'\n', 0x7f, 0x80, 0xff, 0x1f, 0] {
+                let mut bytes = vec![b'a'; len];
+                bytes[at] = b;
+                assert_eq!(literal_run(&bytes), at, "{b:#x} at {at} of {len}");
+            }
+            let mut tabs = vec![b'~'; len];
+            tabs[at] = b'\t';
+            assert_eq!(literal_run(&tabs), len);
+        }
+    }
+}

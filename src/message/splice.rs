@@ -8,6 +8,8 @@
 use lettre::message::header::ContentTransferEncoding;
 use lettre::message::Body;
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use super::encode::{self, Base64Lines};
 use crate::error::{Error, Result};
@@ -24,7 +26,7 @@ enum Content<'a> {
 
 /// The bodies of one message, waiting for lettre's formatted bytes.
 pub(super) struct Splices<'a> {
-    /// The placeholders' common start, 128 random bits; `None` under DKIM.
+    /// The placeholders' common start; `None` under DKIM.
     prefix: Option<String>,
     parts: Vec<(Vec<u8>, Content<'a>)>,
 }
@@ -33,21 +35,12 @@ impl<'a> Splices<'a> {
     /// Bodies spliced in after formatting, or (`signed`: DKIM) encoded
     /// into lettre's parts.
     pub(super) fn new(signed: bool) -> Result<Self> {
-        let prefix = if signed {
-            None
-        } else {
-            let mut random = [0u8; 16];
-            getrandom::fill(&mut random).map_err(|e| Error::internal(format!("no random numbers from the OS: {e}")))?;
-            Some(random.iter().fold(String::from("SMTPBRIDGEPART"), |mut s, b| {
-                s.push_str(&format!("{b:02x}"));
-                s
-            }))
-        };
+        let prefix = if signed { None } else { Some(placeholder_prefix()?) };
         Ok(Splices { prefix, parts: Vec::new() })
     }
 
-    /// A placeholder no message text can contain by chance, and none a
-    /// prefix of another.
+    /// A placeholder no message text can contain by chance (see
+    /// [`placeholder_prefix`]), and none a prefix of another.
     fn placeholder(&mut self, content: Content<'a>, encoding: ContentTransferEncoding) -> Option<Body> {
         let prefix = self.prefix.as_ref()?;
         let token = format!("{prefix}-{:08}-", self.parts.len()).into_bytes();
@@ -108,6 +101,23 @@ impl<'a> Splices<'a> {
         out.extend_from_slice(&formatted[done..]);
         Ok(out)
     }
+}
+
+/// The start of every placeholder: 128 random bits, drawn once per
+/// process (the host never sees them), and a count, so that no message
+/// costs a call for random numbers.
+fn placeholder_prefix() -> Result<String> {
+    static RANDOM: OnceLock<String> = OnceLock::new();
+    static MESSAGES: AtomicU64 = AtomicU64::new(0);
+    let random = match RANDOM.get() {
+        Some(r) => r,
+        None => {
+            let mut bytes = [0u8; 16];
+            getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no random numbers from the OS: {e}")))?;
+            RANDOM.get_or_init(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
+        }
+    };
+    Ok(format!("SMTPBRIDGEPART{random}-{:016x}", MESSAGES.fetch_add(1, Ordering::Relaxed)))
 }
 
 /// The length of base64 in 76-character lines joined by CRLF.
