@@ -66,7 +66,7 @@ pub(super) fn choose(text: &str) -> ContentTransferEncoding {
 /// About how many bytes `text` takes encoded (for reserving the buffer).
 pub(super) fn estimated_len(text: &str, encoding: ContentTransferEncoding) -> usize {
     match encoding {
-        ContentTransferEncoding::Base64 => (text.len() + 2) / 3 * 4 * (LINE + 2) / LINE + 4,
+        ContentTransferEncoding::Base64 => text.len().div_ceil(3) * 4 * (LINE + 2) / LINE + 4,
         _ => text.len() + text.len() / 16 + 8,
     }
 }
