@@ -9,12 +9,15 @@
 # A VARIANT is a mode of bench/bench.c built against this library (send,
 # send-off, send4, big: the 5 MiB attachment), PROGRAM:MODE for another
 # build of the bench (say, bench.c built against an earlier release of the
-# library), or the reference: smtp-source (the 10 KB message, 1 session)
-# or smtp-source-big (the 5 MiB one), made as bench/run.sh makes them:
+# library), or a reference: smtp-source (the 10 KB message, 1 session),
+# smtp-source-big (the 5 MiB one), made as bench/run.sh makes them, or
+# pipelined-long / pipelined-lines (bench/pipelined.c, the minimal
+# pipelined client, sending the MIME of bench send / bench send-lines):
 #
 #   bench/compare.sh 9 3000 send send-off smtp-source
 #   bench/compare.sh 9 3000 send /tmp/bench-1.0:send
 #   bench/compare.sh 5 20 big /tmp/bench-1.0:big smtp-source-big
+#   bench/compare.sh 9 3000 send pipelined-long send-lines pipelined-lines
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 [ $# -ge 3 ] || { echo "usage: bench/compare.sh ROUNDS COUNT VARIANT..." >&2; exit 2; }
@@ -37,6 +40,7 @@ for _ in $(seq 100); do
 done
 cc -O2 -std=c99 -Wall -Wextra -Werror -Iinclude bench/bench.c -Ltarget/release -lsmtpbridge -lpthread \
    -Wl,-rpath,"$PWD/target/release" -o "$work/bench"
+cc -O2 -std=c99 -Wall -Wextra -Werror bench/pipelined.c -o "$work/pipelined"
 
 # The messages: the 5 MiB attachment and the reference clients' files.
 python3 bench/messages.py "$work"
@@ -66,6 +70,7 @@ for ((r = 0; r < rounds; r++)); do
         case "$v" in
             smtp-source) source_rate "$work/msg.eml" ;;
             smtp-source-big) source_rate "$work/big.eml" ;;
+            pipelined-long | pipelined-lines) "$work/pipelined" "$port" "$count" "$work/${v#pipelined-}.eml" ;;
             *) "$program" "$mode" "$port" "$count" "${args[@]}" ;;
         esac | awk -v i="$i" '{ for (f = 1; f <= NF; f++) if ($f ~ /\/s$/) { sub(/\/s$/, "", $f); print i, $f } }' \
             >> "$work/rates"

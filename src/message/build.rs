@@ -1,12 +1,14 @@
-//! The MIME bytes sent: lettre builds and DKIM-signs them; large parts
-//! are spliced in after formatting so they are not held twice.
+//! The MIME bytes sent: lettre builds the headers and the MIME tree and
+//! DKIM-signs; the bodies are encoded straight into the final bytes.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, Mailboxes, MultiPart, SinglePart};
 use lettre::Address;
+use std::borrow::Cow;
 
+use super::splice::{part_body, Splices};
 use super::*;
 use crate::error::{Error, Result};
 use crate::message_bounds;
@@ -60,8 +62,8 @@ pub struct BuildContext<'a> {
     pub dkim: Option<&'a lettre::message::dkim::DkimConfig>,
 }
 
-/// Line ends as LF only: lettre turns every LF into CRLF, so a lone CR
-/// must not survive (SMTP smuggling).
+/// Line ends as LF only (what an HTML-to-text conversion and the tests
+/// compare with).
 pub(super) fn normalize_newlines(text: &str) -> String {
     if !text.contains('\r') {
         return text.to_string();
@@ -71,12 +73,12 @@ pub(super) fn normalize_newlines(text: &str) -> String {
 
 /// Builds the exact bytes to send. The attachments' and inline parts'
 /// bytes move into the message (the spec keeps their names and types), so
-/// that a large attachment is not held twice while it is encoded.
+/// that a large attachment is not held twice while it is encoded; text
+/// bodies are encoded once, into the final bytes.
 pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
     if let Some(raw) = spec.raw.take() {
         return build_raw(raw, ctx);
     }
-    let mut large: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     // The SMTP envelope is the pipeline's; lettre only needs one that is
     // valid (a message with Bcc alone has no To or Cc to derive it from).
     let recipients: Vec<Address> = spec.all_recipients().map(|r| r.mailbox.email.clone()).collect();
@@ -107,13 +109,17 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
             builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("X-Original-To"), original.clone()));
     }
 
-    let text = spec.text.as_deref().map(normalize_newlines);
-    let html = spec.html.as_deref().map(normalize_newlines);
-    let body = match (text, html) {
-        (Some(text), None) => Body::Single(SinglePart::plain(text)),
+    // The bodies are encoded after lettre formats the rest (see splice.rs).
+    let mut splices = Splices::new(ctx.dkim.is_some())?;
+    let body = match (spec.text.as_deref(), spec.html.as_deref()) {
+        (Some(text), None) => Body::Single(SinglePart::plain(splices.text(Cow::Borrowed(text)))),
         (text, Some(html)) => {
-            let text = text.unwrap_or_else(|| normalize_newlines(&nanohtml2text::html2text(&html)));
-            let html_part = SinglePart::html(html);
+            let text = match text {
+                Some(text) => Cow::Borrowed(text),
+                None => Cow::Owned(nanohtml2text::html2text(&normalize_newlines(html))),
+            };
+            let text_part = SinglePart::plain(splices.text(text));
+            let html_part = SinglePart::html(splices.text(Cow::Borrowed(html)));
             let rich = if spec.inline.is_empty() {
                 Body::Single(html_part)
             } else {
@@ -128,7 +134,7 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
                 }
                 Body::Multi(related)
             };
-            let alternative = MultiPart::alternative().singlepart(SinglePart::plain(text));
+            let alternative = MultiPart::alternative().singlepart(text_part);
             Body::Multi(match rich {
                 Body::Single(p) => alternative.singlepart(p),
                 Body::Multi(m) => alternative.multipart(m),
@@ -144,22 +150,8 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
             Body::Multi(m) => MultiPart::mixed().multipart(m),
         };
         for part in &mut spec.attachments {
-            let bytes = std::mem::take(&mut part.bytes);
-            let content_type = part.content_type.clone();
-            let attachment = Attachment::new(part.name.clone());
-            // Large parts are encoded once, straight into the final bytes
-            // (see `splice`); not under DKIM, whose body hash lettre
-            // computes over the message it holds, nor for message/* parts,
-            // which must not be base64 (RFC 2046 §5.2.1).
-            mixed = if ctx.dkim.is_none() && bytes.len() >= SPLICE_MIN_BYTES && !part.is_message {
-                let token = splice_token()?;
-                let placeholder =
-                    lettre::message::Body::dangerous_pre_encoded(token.clone(), ContentTransferEncoding::Base64);
-                large.push((token, bytes));
-                mixed.singlepart(attachment.body(placeholder, content_type))
-            } else {
-                mixed.singlepart(attachment.body(part_body(bytes, part.is_message), content_type))
-            };
+            let body = splices.attachment(std::mem::take(&mut part.bytes), part.is_message);
+            mixed = mixed.singlepart(Attachment::new(part.name.clone()).body(body, part.content_type.clone()));
         }
         Body::Multi(mixed)
     };
@@ -175,7 +167,7 @@ pub fn build(spec: &mut MessageSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
     if let Some((name, len)) = message_bounds::long_header_line(&formatted) {
         return Err(long_header_error(spec, &name, len));
     }
-    splice(formatted, large)
+    splices.into_bytes(formatted)
 }
 
 /// `SMTPB_ERR_MESSAGE` for a header whose line would be `len` octets after
@@ -212,24 +204,6 @@ pub(super) fn long_header_error(spec: &MessageSpec, header: &str, len: usize) ->
     ))
 }
 
-/// The body of an attachment or inline part. A file's bytes are base64,
-/// always: lettre would send bytes that happen to be ASCII as 7bit with
-/// their line ends as they are, so the file would not arrive as it was
-/// (the DATA writer makes every line end CRLF) and Graph would be given
-/// bare line ends. A message/* part may not be base64 (RFC 2046 §5.2.1):
-/// as text its line ends become CRLF, as the text bodies' do; bytes that
-/// are not UTF-8 lettre sends as base64.
-pub(super) fn part_body(bytes: Vec<u8>, is_message: bool) -> lettre::message::Body {
-    if !is_message {
-        return lettre::message::Body::new_with_encoding(bytes, ContentTransferEncoding::Base64)
-            .unwrap_or_else(lettre::message::Body::new);
-    }
-    match String::from_utf8(bytes) {
-        Ok(text) => lettre::message::Body::new(normalize_newlines(&text)),
-        Err(e) => lettre::message::Body::new(e.into_bytes()),
-    }
-}
-
 /// The bytes of a host's own message: the headers it lacks in front
 /// (From, Date, Message-ID, and X-Original-To in test mode), then its own.
 pub(super) fn build_raw(raw: RawMime, ctx: &BuildContext) -> Result<Vec<u8>> {
@@ -261,53 +235,6 @@ pub(super) fn build_raw(raw: RawMime, ctx: &BuildContext) -> Result<Vec<u8>> {
 pub(super) enum Body {
     Single(SinglePart),
     Multi(MultiPart),
-}
-
-/// Attachments from this size on are encoded by [`splice`].
-pub(super) const SPLICE_MIN_BYTES: usize = 64 * 1024;
-/// Base64 line length, as lettre writes it.
-pub(super) const B64_LINE: usize = 76;
-
-/// A placeholder no message text can contain by chance (128 random bits).
-pub(super) fn splice_token() -> Result<Vec<u8>> {
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(|e| Error::internal(format!("no random numbers from the OS: {e}")))?;
-    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("SMTPBRIDGEPART{hex}").into_bytes())
-}
-
-/// The formatted message with each placeholder replaced by its part's
-/// base64 (76-character lines, as lettre writes them). Building a large
-/// attachment this way holds its bytes and the final message, once each,
-/// instead of lettre's encoded copy beside a formatted copy.
-pub(super) fn splice(formatted: Vec<u8>, large: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<u8>> {
-    if large.is_empty() {
-        return Ok(formatted);
-    }
-    let encoded_len = |n: usize| {
-        let chars = n.div_ceil(3) * 4;
-        chars + chars.div_ceil(B64_LINE).saturating_sub(1) * 2
-    };
-    let total = large.iter().fold(formatted.len(), |t, (token, raw)| t - token.len() + encoded_len(raw.len()));
-    let mut out = Vec::with_capacity(total);
-    let mut rest = &formatted[..];
-    for (token, raw) in large {
-        let at =
-            memchr::memmem::find(rest, &token).ok_or_else(|| Error::internal("a part placeholder went missing"))?;
-        out.extend_from_slice(&rest[..at]);
-        let mut line = [0u8; B64_LINE];
-        for (i, chunk) in raw.chunks(B64_LINE / 4 * 3).enumerate() {
-            if i > 0 {
-                out.extend_from_slice(b"\r\n");
-            }
-            let n = B64.encode_slice(chunk, &mut line).expect("a 76-byte buffer holds 57 bytes of base64");
-            out.extend_from_slice(&line[..n]);
-        }
-        rest = &rest[at + token.len()..];
-    }
-    out.extend_from_slice(rest);
-    debug_assert_eq!(out.len(), total);
-    Ok(out)
 }
 
 /// The DKIM settings every signed message uses: relaxed/relaxed

@@ -21,7 +21,9 @@ use crate::text::{check_text, printable};
 
 mod attachments;
 mod build;
+mod encode;
 mod raw;
+mod splice;
 
 pub use attachments::read_part;
 use build::*;

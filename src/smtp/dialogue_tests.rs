@@ -506,3 +506,59 @@ fn quit_is_sent_when_the_session_ends() {
     assert!(mock.is_shut());
     assert_done(&mock);
 }
+
+/// DATA's bytes line by line, as the writer made them before it worked in
+/// one pass: the reference for the test below.
+fn stuffed_line_by_line(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            out.push(b'.');
+        }
+        let end = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+        out.extend_from_slice(&rest[..end]);
+        out.extend_from_slice(b"\r\n");
+        let skip = match &rest[end..] {
+            [b'\r', b'\n', ..] => 2,
+            [] => 0,
+            _ => 1,
+        };
+        rest = &rest[end + skip..];
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[test]
+fn one_pass_dot_stuffing_sends_what_line_by_line_did_for_random_bodies() {
+    use super::transaction::{dot_stuffed, CHUNK};
+    const PIECES: &[&[u8]] = &[b"\r\n", b"\r", b"\n", b".", b"..", b"a", b"From ", b"\r\n.", b"\n.\r", b" "];
+    let mut seed = 0x2545_f491_4f6d_dd1du64;
+    let mut below = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut out = Vec::new();
+    for round in 0..2000 {
+        let mut body = Vec::new();
+        for _ in 0..below(40) {
+            match below(12) {
+                // Runs that cross the write size, so that the pieces are joined right.
+                0 if round % 10 == 0 => body.extend(std::iter::repeat_n(b'x', CHUNK / 3 + below(CHUNK))),
+                0 | 1 => body.extend(std::iter::repeat_n(b'y', below(100))),
+                _ => body.extend_from_slice(PIECES[below(PIECES.len())]),
+            }
+        }
+        let mut sent = Vec::new();
+        out.clear();
+        dot_stuffed(&body, &mut out, &mut |bytes| {
+            sent.extend_from_slice(bytes);
+            Ok(())
+        })
+        .expect("written");
+        assert!(sent == stuffed_line_by_line(&body), "round {round}: {:?}", String::from_utf8_lossy(&body));
+    }
+}

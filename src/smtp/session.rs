@@ -41,6 +41,9 @@ pub struct Session {
     pub transactions: u64,
     /// The server answered DATA with 354 and waits for the message.
     pub(super) data_mode: bool,
+    /// What DATA had to change in a message (doubled dots, line ends),
+    /// kept for the next message.
+    pub(super) data: Vec<u8>,
 }
 
 impl Session {
@@ -107,6 +110,7 @@ impl Session {
             idle_since: Instant::now(),
             transactions: 0,
             data_mode: false,
+            data: Vec::new(),
         }
     }
 

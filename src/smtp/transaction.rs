@@ -316,35 +316,66 @@ impl Session {
     }
 
     /// Writes the message dot-stuffed, with CRLF line ends only, followed
-    /// by `.` on a line of its own.
+    /// by `.` on a line of its own. One pass over the message finds its
+    /// line ends (memchr): runs of lines that need nothing (CRLF, no dot in
+    /// front) go out as they are, at least [`CHUNK`] at a time; only a
+    /// doubled dot or a lone CR or LF made CRLF is copied, into the
+    /// session's buffer, which the next message reuses.
     pub(super) fn write_data(&mut self, body: &[u8], deadline: Instant) -> IoResult<()> {
-        let mut out = Vec::with_capacity(CHUNK + 1024);
-        let mut rest = body;
-        while !rest.is_empty() {
-            // One line at a time: its text is copied whole, its end (CRLF,
-            // lone CR or lone LF) written as CRLF, a leading dot doubled.
-            if rest[0] == b'.' {
-                out.push(b'.');
-            }
-            let end = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
-            out.extend_from_slice(&rest[..end]);
-            out.extend_from_slice(b"\r\n");
-            let skip = match &rest[end..] {
-                [b'\r', b'\n', ..] => 2,
-                [] => 0,
-                _ => 1,
-            };
-            rest = &rest[end + skip..];
-            if out.len() >= CHUNK {
-                self.stream.write_all(&out, deadline)?;
-                out.clear();
-            }
+        let mut out = std::mem::take(&mut self.data);
+        out.clear();
+        let result = dot_stuffed(body, &mut out, &mut |bytes| self.stream.write_all(bytes, deadline));
+        if out.capacity() <= 2 * CHUNK {
+            self.data = out;
         }
-        out.extend_from_slice(b".\r\n");
         // The content never enters a transcript: only its size.
         transcript::note(|| format!("DATA: {} bytes", body.len()));
-        self.stream.write_all(&out, deadline)
+        result
     }
+}
+
+/// `body` as DATA sends it (see [`Session::write_data`]), handed to `write`
+/// in pieces; `out` holds what had to be changed.
+pub(super) fn dot_stuffed(
+    body: &[u8],
+    out: &mut Vec<u8>,
+    write: &mut dyn FnMut(&[u8]) -> IoResult<()>,
+) -> IoResult<()> {
+    // body[..done] is written or in `out`; body[done..at] goes as it is.
+    let mut done = 0;
+    let mut at = 0;
+    if body.first() == Some(&b'.') {
+        out.push(b'.');
+    }
+    while let Some(found) = memchr::memchr2(b'\r', b'\n', &body[at..]) {
+        let end = at + found;
+        let crlf = body[end] == b'\r' && body.get(end + 1) == Some(&b'\n');
+        at = end + if crlf { 2 } else { 1 };
+        if !crlf {
+            out.extend_from_slice(&body[done..end]);
+            out.extend_from_slice(b"\r\n");
+            done = at;
+        }
+        if body.get(at) == Some(&b'.') {
+            out.extend_from_slice(&body[done..at]);
+            out.push(b'.');
+            done = at;
+        }
+        if out.len() + (at - done) >= CHUNK {
+            if !out.is_empty() {
+                write(out)?;
+                out.clear();
+            }
+            write(&body[done..at])?;
+            done = at;
+        }
+    }
+    out.extend_from_slice(&body[done..]);
+    if !matches!(body.last(), None | Some(b'\n') | Some(b'\r')) {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    write(out)
 }
 
 /// What one transaction of a message did.
