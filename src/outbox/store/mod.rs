@@ -459,6 +459,56 @@ impl Store {
         self.write(|conn| insert_row(conn, record, Some(body).filter(|b| !b.is_empty())))
     }
 
+    /// Writes new messages with their bytes in one transaction (a group
+    /// commit, see [`super::group`]); for each, whether it was written:
+    /// false when its idempotency key is already taken (by an earlier
+    /// message, or one before it in `rows`). Durable when it returns if
+    /// `synced`; else written without waiting for the disk (the WAL is
+    /// fsynced by the next synced commit, and a process that dies keeps
+    /// what it wrote: only a crash of the machine can lose it).
+    pub fn insert_group(&mut self, rows: &[(&Record, &[u8])], synced: bool) -> Result<Vec<bool>> {
+        self.flush()?;
+        let relaxed = !synced && self.path.is_some();
+        if relaxed {
+            self.set_synchronous("NORMAL")?;
+        }
+        let result = self.write(|conn| {
+            let mut written = Vec::with_capacity(rows.len());
+            for (record, body) in rows {
+                let body = Some(*body).filter(|b| !b.is_empty());
+                if record.idempotency_key.is_none() {
+                    insert_row(conn, record, body)?;
+                    written.push(true);
+                    continue;
+                }
+                // A taken key undoes this row only.
+                conn.prepare_cached("SAVEPOINT row")?.execute([])?;
+                match insert_row(conn, record, body) {
+                    Ok(()) => written.push(true),
+                    Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                        conn.prepare_cached("ROLLBACK TO row")?.execute([])?;
+                        written.push(false);
+                    }
+                    Err(e) => return Err(e),
+                }
+                conn.prepare_cached("RELEASE row")?.execute([])?;
+            }
+            Ok(written)
+        });
+        if relaxed {
+            self.set_synchronous("FULL")?;
+        }
+        result
+    }
+
+    fn set_synchronous(&self, level: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(&format!("PRAGMA synchronous = {level}"))
+            .and_then(|mut stmt| stmt.execute([]))
+            .map(drop)
+            .map_err(|e| self.error("cannot write", e))
+    }
+
     /// How many final records are gathered and not written yet.
     #[cfg(test)]
     pub(crate) fn gathered(&self) -> usize {
