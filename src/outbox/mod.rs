@@ -616,6 +616,31 @@ mod tests {
     }
 
     #[test]
+    fn an_in_memory_client_keeps_the_newest_final_statuses_and_tells_the_hook_the_rest() {
+        let outbox = Outbox::open(None, true).unwrap();
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let sink = told.clone();
+        outbox.set_purge_hook(Arc::new(move |ids: &[String]| sink.lock().unwrap().extend_from_slice(ids)));
+        let (queued, _) = outbox.add(record(State::Queued), b"bytes".to_vec()).unwrap();
+        let ids: Vec<String> = (0..store::MEMORY_KEPT + 100)
+            .map(|_| {
+                let (id, bytes) = outbox.add(record(State::Sending), b"x".to_vec()).unwrap();
+                outbox.finish_now(&id, sent(), bytes).unwrap();
+                id
+            })
+            .collect();
+        let counts = outbox.counts().unwrap().states;
+        assert_eq!((counts.sent, counts.queued), (store::MEMORY_KEPT as u64, 1));
+        let (forgotten, kept) = ids.split_at(100);
+        assert!(forgotten.iter().all(|id| outbox.status(id).unwrap_err().code() == Code::NotFound));
+        assert!(kept.iter().all(|id| outbox.status(id).is_ok()));
+        assert_eq!(outbox.status(&queued).unwrap().state, State::Queued, "what is not final is never forgotten");
+        // Told in the same order, up to the last write's gathered records.
+        let told = told.lock().unwrap().clone();
+        assert!(!told.is_empty() && told.len() <= 100 && told[..] == forgotten[..told.len()], "{}", told.len());
+    }
+
+    #[test]
     fn a_sent_send_of_an_in_memory_client_is_stored_once_without_its_bytes() {
         let outbox = Outbox::open(None, true).unwrap();
         let (id, bytes) = outbox.add(record(State::Sending), b"the bytes".to_vec()).unwrap();

@@ -16,7 +16,8 @@
 //! An in-memory client's store is SQLite in memory (nothing of it
 //! outlives the process): final records are gathered and written
 //! [`WRITE_BEHIND`] to a transaction, or before the next read or other
-//! write (see [`Store::insert`]).
+//! write (see [`Store::insert`]); it keeps the newest [`MEMORY_KEPT`]
+//! final statuses and forgets older ones.
 //!
 //! `PRAGMA user_version` is the format: 2 (format 1 was the journal, see
 //! [`super::journal`]). A store of a newer format is refused, naming both
@@ -120,11 +121,20 @@ pub struct Store {
     damaged_unsaved: Cell<i64>,
     /// Whether the last write failed because the disk is full.
     disk_full: Cell<bool>,
+    /// In memory only: final statuses forgotten beyond [`MEMORY_KEPT`],
+    /// not yet told to the purge hook.
+    forgotten: RefCell<Vec<String>>,
 }
 
 /// Final records an in-memory store gathers before writing them in one
 /// transaction.
 pub(crate) const WRITE_BEHIND: usize = 64;
+
+/// The final statuses an in-memory store keeps, the newest: an older one
+/// is forgotten (as a purge would) when newer ones are written, so that a
+/// client open for months holds no more than these. SMTPKeepSentDays and
+/// SMTPKeepFailedDays purge sooner, as in a durable store.
+pub const MEMORY_KEPT: usize = 10_000;
 
 /// The bytes of failed messages an in-memory store gathers before writing
 /// them, whatever their number: gathered bytes are a second copy in memory.
@@ -278,6 +288,7 @@ impl Store {
             bad_rows: RefCell::default(),
             damaged_unsaved: Cell::new(0),
             disk_full: Cell::new(false),
+            forgotten: RefCell::default(),
         }
     }
 
@@ -516,20 +527,29 @@ impl Store {
     }
 
     /// Writes the gathered final records of an in-memory store, in one
-    /// transaction; they stay gathered if it fails.
+    /// transaction; they stay gathered if it fails. The oldest final
+    /// statuses beyond [`MEMORY_KEPT`] go in the same transaction (see
+    /// [`Store::take_forgotten`]).
     fn flush(&self) -> Result<()> {
         let mut pending = self.pending.borrow_mut();
         if pending.is_empty() {
             return Ok(());
         }
-        self.write(|conn| {
+        let forgotten = self.write(|conn| {
             for (record, body) in pending.iter() {
                 insert_row(conn, record, Some(body.as_slice()).filter(|b| !b.is_empty()))?;
             }
-            Ok(())
+            forget_beyond_kept(conn)
         })?;
         pending.clear();
+        self.forgotten.borrow_mut().extend(forgotten);
         Ok(())
+    }
+
+    /// The ids of the final statuses an in-memory store forgot (beyond
+    /// [`MEMORY_KEPT`]) since the last call: their transcripts go too.
+    pub fn take_forgotten(&self) -> Vec<String> {
+        std::mem::take(&mut *self.forgotten.borrow_mut())
     }
 
     /// Writes a message's new state; its bytes go when it no longer needs
@@ -545,6 +565,7 @@ impl Store {
         self.flush()?;
         let text = serde_json::to_string(record).map_err(|e| Error::internal(format!("store record: {e}")))?;
         let s = &record.status;
+        let in_memory = self.path.is_none();
         self.write(|conn| {
             conn.prepare_cached("UPDATE messages SET state = ?2, record = ?3, idem = ?4 WHERE id = ?1")?
                 .execute(params![s.id, state_code(s.state), text, record.idempotency_key])?;
@@ -553,6 +574,9 @@ impl Store {
             } else if let Some(bytes) = body.filter(|b| !b.is_empty()) {
                 conn.prepare_cached("INSERT OR REPLACE INTO bodies (id, bytes) VALUES (?1, ?2)")?
                     .execute(params![s.id, bytes])?;
+            }
+            if in_memory && s.state.is_final() {
+                self.forgotten.borrow_mut().extend(forget_beyond_kept(conn)?);
             }
             Ok(())
         })
@@ -730,6 +754,23 @@ fn insert_row(conn: &Connection, record: &Record, body: Option<&[u8]>) -> rusqli
         conn.prepare_cached("INSERT INTO bodies (id, bytes) VALUES (?1, ?2)")?.execute(params![s.id, bytes])?;
     }
     Ok(())
+}
+
+/// Deletes the oldest final statuses beyond [`MEMORY_KEPT`] (of an
+/// in-memory store); their ids.
+fn forget_beyond_kept(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let finals: i64 =
+        conn.prepare_cached("SELECT sum(n) FROM counts WHERE state IN (2, 4, 5)")?.query_row([], |row| row.get(0))?;
+    let excess = finals - MEMORY_KEPT as i64;
+    if excess <= 0 {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(
+        "DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE state IN (2, 4, 5) \
+         ORDER BY id LIMIT ?1) RETURNING id",
+    )?;
+    let ids = stmt.query_map(params![excess], |row| row.get::<_, String>(0))?.collect();
+    ids
 }
 
 /// The smallest ULID (text) of Unix ms `ms`.
