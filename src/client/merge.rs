@@ -185,11 +185,15 @@ impl Client {
         let mut first = 0;
         let written = (|| {
             for (i, r) in recipients.iter().enumerate() {
-                let new = self.merge_one(&config, &template, i, r, &batch_id).map_err(|e| e.context(format!("recipients[{i}]")))?;
+                let new = self
+                    .merge_one(&config, &template, i, r, &batch_id)
+                    .map_err(|e| e.context(format!("recipients[{i}]")))?;
                 chunk_bytes += new.1.len();
                 chunk.push(new);
                 if chunk.len() >= MERGE_CHUNK || chunk_bytes >= MERGE_CHUNK_BYTES || i + 1 == recipients.len() {
-                    let added = outbox.add_all(std::mem::take(&mut chunk)).map_err(|e| e.context(format!("recipients[{first}..={i}]")))?;
+                    let added = outbox
+                        .add_all(std::mem::take(&mut chunk))
+                        .map_err(|e| e.context(format!("recipients[{first}..={i}]")))?;
                     ids.extend(added.into_iter().map(|(id, _)| id));
                     chunk_bytes = 0;
                     first = i + 1;

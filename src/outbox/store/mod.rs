@@ -134,7 +134,7 @@ pub(crate) const WRITE_BEHIND: usize = 64;
 /// is forgotten (as a purge would) when newer ones are written, so that a
 /// client open for months holds no more than these. SMTPKeepSentDays and
 /// SMTPKeepFailedDays purge sooner, as in a durable store.
-pub const MEMORY_KEPT: usize = 10_000;
+pub(crate) const MEMORY_KEPT: usize = 10_000;
 
 /// The bytes of failed messages an in-memory store gathers before writing
 /// them, whatever their number: gathered bytes are a second copy in memory.
