@@ -8,8 +8,9 @@
 //! `smtpb_retry`). `counts` holds the number of messages per state, kept
 //! by triggers in the same transactions, so statistics and open never
 //! count the history. Every write is one transaction and, with WAL and
-//! `synchronous=FULL`, one fsync of the WAL before it returns: durable when
-//! the call returns, and a crash at any point leaves the last committed
+//! `synchronous=FULL`, one fsync of the WAL before it returns (new
+//! messages of concurrent callers share one: [`Store::insert_group`]):
+//! durable when the call returns, and a crash at any point leaves the last committed
 //! transaction (SQLite's WAL frames carry checksums; a torn frame is
 //! ignored at the next open).
 //!
