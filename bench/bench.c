@@ -13,6 +13,9 @@
  *   bench big       PORT N FILE       a message with FILE attached, N times (prints peak memory)
  *   bench durable   PORT N DIR        smtpb_send on a client with a data_dir
  *   bench outbox    PORT N DIR        durable enqueue with the outbox paused, then the drain
+ *   bench enqueue   PORT N DIR T      durable enqueue from T threads on one client, the outbox paused
+ *   bench profiles  PORT N K          smtpb_send with K profiles configured (K-1 filters that do not match)
+ *   bench uptime    PORT N [All]      smtpb_send N times on one in-memory client, RSS at 20k, 200k, 1M
  *   bench open      PORT N DIR        smtpb_client_open with N messages queued
  *   bench merge     PORT N DIR        smtpb_merge of N recipients into the durable outbox
  *   bench dkim      PORT N KEY        smtpb_send signed with an RSA key
@@ -112,14 +115,30 @@ static void send_loop(smtpb_client *c, const char *json, int n) {
     for (int i = 0; i < n; i++) check(smtpb_send(c, json, NULL), "smtpb_send");
 }
 
-struct worker { smtpb_client *c; int n; };
+struct worker { smtpb_client *c; int n; int enqueue; };
 
 static const char *send_json = message;
 
 static void *worker_main(void *arg) {
     struct worker *w = arg;
-    send_loop(w->c, send_json, w->n);
+    if (w->enqueue)
+        for (int i = 0; i < w->n; i++) check(smtpb_enqueue(w->c, message, NULL), "smtpb_enqueue");
+    else
+        send_loop(w->c, send_json, w->n);
     return NULL;
+}
+
+/* Runs `threads` workers (at most 8), n messages in all. */
+static void run_workers(smtpb_client *c, int threads, int n, int enqueue) {
+    pthread_t ids[8];
+    struct worker w[8];
+    for (int i = 0; i < threads; i++) {
+        w[i].c = c;
+        w[i].n = n / threads;
+        w[i].enqueue = enqueue;
+        pthread_create(&ids[i], NULL, worker_main, &w[i]);
+    }
+    for (int i = 0; i < threads; i++) pthread_join(ids[i], NULL);
 }
 
 int main(int argc, char **argv) {
@@ -156,14 +175,7 @@ int main(int argc, char **argv) {
         if (threads == 1) {
             send_loop(c, send_json, n);
         } else {
-            pthread_t ids[4];
-            struct worker w[4];
-            for (int i = 0; i < 4; i++) {
-                w[i].c = c;
-                w[i].n = n / 4;
-                pthread_create(&ids[i], NULL, worker_main, &w[i]);
-            }
-            for (int i = 0; i < 4; i++) pthread_join(ids[i], NULL);
+            run_workers(c, 4, n, 0);
         }
         double took = now() - t;
         const char *name = threads == 4 ? "smtpbridge: smtpb_send, 4 threads, 4 connections"
@@ -193,17 +205,61 @@ int main(int argc, char **argv) {
         send_loop(c, message, 1);
         double t = now();
         send_loop(c, message, n);
-        report("smtpbridge: smtpb_send, durable (data_dir)", n, now() - t, "two fdatasyncs a message");
+        report("smtpbridge: smtpb_send, durable (data_dir)", n, now() - t, NULL);
         smtpb_client_close(c);
     } else if (!strcmp(mode, "outbox")) {
         smtpb_client *c = open_client(arg, SMTPB_OPEN_PAUSED);
         double t = now();
         for (int i = 0; i < n; i++) check(smtpb_enqueue(c, message, NULL), "smtpb_enqueue");
-        report("smtpbridge: smtpb_enqueue, durable", n, now() - t, "outbox paused; one fdatasync a message");
+        report("smtpbridge: smtpb_enqueue, durable", n, now() - t, "outbox paused");
         t = now();
         check(smtpb_outbox_resume(c, NULL), "smtpb_outbox_resume");
         check(smtpb_flush(c, UINT32_MAX), "smtpb_flush");
         report("smtpbridge: drain of the queue (1 thread)", n, now() - t, NULL);
+        smtpb_client_close(c);
+    } else if (!strcmp(mode, "enqueue")) {
+        int threads = arg && argc > 5 ? atoi(argv[5]) : 1;
+        if (threads < 1 || threads > 8) threads = 1;
+        smtpb_client *c = open_client(arg, SMTPB_OPEN_PAUSED);
+        check(smtpb_enqueue(c, message, NULL), "smtpb_enqueue"); /* warm-up */
+        double t = now();
+        run_workers(c, threads, n, 1);
+        snprintf(notes, sizeof notes, "%d thread(s), outbox paused", threads);
+        report("smtpbridge: smtpb_enqueue, durable", n / threads * threads, now() - t, notes);
+        smtpb_client_close(c);
+    } else if (!strcmp(mode, "profiles")) {
+        int k = arg ? atoi(arg) : 1;
+        smtpb_client *c = open_client(NULL, SMTPB_OPEN_DEFAULT);
+        check(smtpb_config_set(c, "SMTPTranscript", "Off"), "SMTPTranscript");
+        for (int i = 1; i < k; i++) {
+            char key[64], value[64];
+            snprintf(key, sizeof key, "P%d.SMTPServer", i);
+            check(smtpb_config_set(c, key, "127.0.0.1"), key);
+            snprintf(key, sizeof key, "P%d.SMTPFilter", i);
+            snprintf(value, sizeof value, "@p%d.example", i);
+            check(smtpb_config_set(c, key, value), key);
+        }
+        send_loop(c, message, 1);
+        double t = now();
+        send_loop(c, message, n);
+        snprintf(notes, sizeof notes, "%d profile(s)", k);
+        report("smtpbridge: smtpb_send, profiles configured", n, now() - t, notes);
+        smtpb_client_close(c);
+    } else if (!strcmp(mode, "uptime")) {
+        smtpb_client *c = open_client(NULL, SMTPB_OPEN_DEFAULT);
+        if (arg) check(smtpb_config_set(c, "SMTPTranscript", arg), "SMTPTranscript");
+        send_loop(c, message, 1);
+        printf("idle RSS %.1f MiB (SMTPTranscript=%s)\n", rss_kb() / 1024.0, arg ? arg : "Failures");
+        double t = now();
+        int done = 0;
+        const int marks[] = {20000, 200000, 1000000};
+        for (int m = 0; m < 3 && marks[m] <= n; m++) {
+            send_loop(c, message, marks[m] - done);
+            done = marks[m];
+            snprintf(notes, sizeof notes, "RSS %.1f MiB", rss_kb() / 1024.0);
+            report("smtpbridge: smtpb_send, one in-memory client", done, now() - t, notes);
+            fflush(stdout);
+        }
         smtpb_client_close(c);
     } else if (!strcmp(mode, "open")) {
         smtpb_client *c = open_client(arg, SMTPB_OPEN_PAUSED);

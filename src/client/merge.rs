@@ -3,8 +3,9 @@
 //!
 //! The merge is checked whole before anything is queued: every recipient's
 //! address, every attachment path, and a value for every placeholder. Then
-//! each recipient's message is rendered, built and made durable one at a
-//! time, so a merge of thousands never holds their bodies at once. Values
+//! each recipient's message is rendered and built, and the messages are
+//! made durable [`MERGE_CHUNK`] to a transaction (or 8 MiB of them), so a
+//! merge of thousands never holds their bodies at once. Values
 //! are HTML-escaped in `html`, inserted as they are in `subject` and
 //! `text` (where a line break in the subject is still refused).
 
@@ -19,8 +20,16 @@ use crate::error::{Code, Error, Result};
 use crate::json::{self, OrderedMap};
 use crate::message::{self, MessageJson, MessageSpec, PartSpec};
 use crate::outbox::spool::Record;
+use crate::outbox::New;
 use crate::status::{State, Status};
 use crate::text::printable;
+
+/// Messages of a merge written in one transaction, at most.
+const MERGE_CHUNK: usize = 512;
+
+/// The bytes of the messages of a merge gathered before they are written,
+/// whatever their number.
+const MERGE_CHUNK_BYTES: usize = 8 << 20;
 
 /// One recipient of a merge (an element of `recipients_json`).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -171,22 +180,36 @@ impl Client {
         // fails half-way goes out.
         let outbox = &self.inner.outbox;
         outbox.stage_batch(&batch_id)?;
-        for (i, r) in recipients.iter().enumerate() {
-            match self.merge_one(&config, &template, i, r, &batch_id) {
-                Ok(id) => ids.push(id),
-                Err(e) => {
-                    outbox.abandon_batch(&batch_id);
-                    return Err(e.context(format!("recipients[{i}]")));
+        // Written MERGE_CHUNK messages (or MERGE_CHUNK_BYTES) a transaction.
+        let mut chunk: Vec<New> = Vec::new();
+        let mut chunk_bytes = 0;
+        let mut first = 0;
+        let written = (|| {
+            for (i, r) in recipients.iter().enumerate() {
+                let new = self
+                    .merge_one(&config, &template, i, r, &batch_id)
+                    .map_err(|e| e.context(format!("recipients[{i}]")))?;
+                chunk_bytes += new.1.len();
+                chunk.push(new);
+                if chunk.len() >= MERGE_CHUNK || chunk_bytes >= MERGE_CHUNK_BYTES || i + 1 == recipients.len() {
+                    let added = outbox
+                        .add_all(std::mem::take(&mut chunk))
+                        .map_err(|e| e.context(format!("recipients[{first}..={i}]")))?;
+                    ids.extend(added.into_iter().map(|(id, _)| id));
+                    chunk_bytes = 0;
+                    first = i + 1;
                 }
             }
-        }
-        if let Err(e) = outbox.release_batch(&batch_id) {
+            outbox.release_batch(&batch_id)
+        })();
+        if let Err(e) = written {
             outbox.abandon_batch(&batch_id);
             return Err(e);
         }
         Ok(Merged { batch_id, count: ids.len(), ids })
     }
 
+    /// The message of recipient `i`, rendered and built (not yet written).
     fn merge_one(
         &self,
         config: &crate::config::Config,
@@ -194,7 +217,7 @@ impl Client {
         i: usize,
         r: &MergeRecipient,
         batch_id: &str,
-    ) -> Result<String> {
+    ) -> Result<New> {
         let values = field_values(i, r)?;
         let mut spec = template.clone();
         spec.subject = render(&template.subject, &values, false);
@@ -212,13 +235,10 @@ impl Client {
         match self.prepare(config, &mut spec, State::Queued) {
             Ok((mut record, bytes)) => {
                 record.status.batch_id = Some(batch_id.to_string());
-                self.inner.outbox.add(record, bytes).map(|(id, _)| id)
+                Ok((record, bytes))
             }
-            Err(e) if e.code() == Code::Blocked => {
-                // Recorded as failed so that ids stay aligned.
-                let record = blocked_record(&spec, r, batch_id, &e);
-                self.inner.outbox.add(record, Vec::new()).map(|(id, _)| id)
-            }
+            // Recorded as failed so that ids stay aligned.
+            Err(e) if e.code() == Code::Blocked => Ok((blocked_record(&spec, r, batch_id, &e), Vec::new())),
             Err(e) => Err(e),
         }
     }

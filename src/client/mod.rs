@@ -733,7 +733,7 @@ impl Client {
             return unreported(e);
         }
         let config = self.read_config().clone();
-        let settings = match pipeline::choose_profile(&config, profile, None) {
+        let settings = match config.choose_profile(profile, None) {
             Ok(s) => s,
             Err(e) => return unreported(e),
         };

@@ -248,7 +248,7 @@ impl Client {
             }
         };
         let config = self.read_config().clone();
-        let settings = super::pipeline::choose_profile(&config, profile, None)?;
+        let settings = config.choose_profile(profile, None)?;
         let client_id = self.check_oauth_profile(&settings)?;
         if settings.oauth2_client_credentials {
             return Err(Error::config(format!(
@@ -476,7 +476,7 @@ impl Client {
         }
         let provider = {
             let config = self.read_config();
-            super::pipeline::choose_profile(&config, None, None).map(|s| s.oauth2_provider.name()).unwrap_or("OpenID")
+            config.choose_profile(None, None).map(|s| s.oauth2_provider.name()).unwrap_or("OpenID")
         };
         self.credentials().set_oauth2_refreshable(user_id, username, "", 0, refresh_token, provider)?;
         self.credentials_changed();

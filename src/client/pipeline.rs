@@ -21,39 +21,6 @@ use crate::outbox::{Attempt, RetryPolicy};
 use crate::smtp::{Login, Mail};
 use crate::status::{ArchivePaths, State, Status, TestMode};
 
-/// Chooses the profile for a message (ABI §4 "Profile choice"): the
-/// explicit one; else the first enabled profile whose SMTPFilter matches
-/// the sender; else the enabled default; else the first enabled.
-pub(super) fn choose_profile(config: &Config, explicit: Option<&str>, sender: Option<&str>) -> Result<ProfileSettings> {
-    if let Some(name) = explicit {
-        let settings = config.settings(name)?;
-        if !settings.enabled {
-            return Err(Error::config(format!("profile {} is disabled (SMTPEnabled=false)", settings.name)));
-        }
-        return Ok(settings);
-    }
-    let enabled: Vec<ProfileSettings> = config
-        .profiles()
-        .iter()
-        .map(|p| config.settings(&p.name))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .filter(|s| s.enabled)
-        .collect();
-    if let Some(sender) = sender {
-        if let Some(s) = enabled.iter().find(|s| s.filter_matches(sender)) {
-            return Ok(s.clone());
-        }
-    }
-    if let Some(s) = enabled.iter().find(|s| config.profile(&s.name).is_some_and(|p| config.is_default(p))) {
-        return Ok(s.clone());
-    }
-    enabled
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::config("no enabled profile: set SMTPServer (and SMTPEnabled) for at least one profile"))
-}
-
 /// Puts SMTPTestSubjectPrefix before a redirected message's subject, with
 /// a space between unless the prefix ends in one.
 fn prefix_subject(subject: &mut String, prefix: &str) {
@@ -71,12 +38,7 @@ pub(super) fn part_budget(config: &Config, explicit: Option<&str>) -> PartBudget
     if let Some(s) = explicit.and_then(|name| config.settings(name).ok()) {
         return PartBudget::new(s.max_message_bytes, s.name);
     }
-    let largest = config
-        .profiles()
-        .iter()
-        .filter_map(|p| config.settings(&p.name).ok())
-        .filter(|s| s.enabled)
-        .max_by_key(|s| s.max_message_bytes);
+    let largest = config.largest_enabled();
     match largest {
         Some(s) => PartBudget::new(s.max_message_bytes, s.name),
         None => PartBudget::new(config::Key::SMTPMaxMessageBytes.default_number(), config::DEFAULT_PROFILE),
@@ -254,7 +216,7 @@ impl Client {
             ("bcc", spec.bcc.len()),
         ])?;
         let sender = spec.from.as_ref().map(|m| m.email.to_string());
-        let settings = choose_profile(config, spec.profile.as_deref(), sender.as_deref())?;
+        let settings = config.choose_profile(spec.profile.as_deref(), sender.as_deref())?;
         let transport = self.transport(&settings);
         transport.check(&settings)?;
         let from = match (&spec.from, &settings.sender_email) {

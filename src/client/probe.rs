@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::{pipeline, Client, ProbeReport, ProbeResult, Suggested, TestOutcome};
+use super::{Client, ProbeReport, ProbeResult, Suggested, TestOutcome};
 use crate::config::{self, Authentication, Config, Encryption};
 use crate::error::{Code, Error};
 use crate::smtp::{Probe, Session};
@@ -50,7 +50,7 @@ impl Client {
         };
         // Trust settings, timeout and EHLO name of the profile a message
         // would use, or the defaults.
-        let base = match pipeline::choose_profile(&config, None, None) {
+        let base = match config.choose_profile(None, None) {
             Ok(s) => s,
             Err(_) => match scratch.settings(config::DEFAULT_PROFILE) {
                 Ok(s) => s,

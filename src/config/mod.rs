@@ -13,6 +13,7 @@
 //! - `keys.rs`: the table ([`KEYS`], [`Key`]) and profile names;
 //! - `values.rs`: each value checked and normalised when it is set;
 //! - `view.rs`: the typed settings the library reads;
+//! - `choice.rs`: profile choice, indexed once per configuration;
 //! - `json.rs`: the JSON shape of `smtpb_config_load_json` and
 //!   `smtpb_config_export_json`.
 
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::text::local_host_name;
 
+mod choice;
 mod json;
 mod keys;
 mod values;

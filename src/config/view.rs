@@ -18,6 +18,8 @@ pub(super) struct Derived {
     global: std::sync::OnceLock<GlobalSettings>,
     /// By profile name in lower case.
     profiles: Mutex<HashMap<String, ProfileSettings>>,
+    /// The enabled profiles, indexed for profile choice.
+    pub(super) choice: std::sync::OnceLock<Result<super::choice::Choice>>,
 }
 
 impl Clone for Derived {

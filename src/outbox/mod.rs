@@ -18,6 +18,7 @@
 
 pub mod damage;
 pub mod events;
+mod group;
 pub mod journal;
 mod ledger;
 mod purge;
@@ -40,6 +41,7 @@ use crate::fsutil;
 use crate::status::{State, Status};
 use crate::text::printable;
 use events::Events;
+pub use group::New;
 use ledger::{moved, now_ms, Ledger};
 pub use purge::{purgeable, PurgeHook, RetentionFn};
 pub use query::{BatchCancel, BatchCounts, Counts, Cursor, Page};
@@ -47,7 +49,6 @@ pub use retry::{Attempt, AttemptFn, RetryPolicy};
 pub use spool::Record;
 pub use store::Query;
 use store::{Opened, Store};
-use workers::state_event;
 
 /// The outbox of one client.
 pub struct Outbox {
@@ -57,6 +58,10 @@ pub struct Outbox {
     /// Wakes the delivery threads: there may be work for them.
     work: Condvar,
     store: Mutex<Store>,
+    /// New messages waiting for the next group commit.
+    group: Mutex<Vec<group::Entry>>,
+    /// Whether the store lives in memory (fixed at open).
+    in_memory: bool,
     pub events: Events,
     workers: Mutex<Vec<JoinHandle<()>>>,
     paused_path: Option<PathBuf>,
@@ -124,7 +129,9 @@ impl Outbox {
             state: Mutex::new(state),
             changed: Condvar::new(),
             work: Condvar::new(),
+            in_memory: store.in_memory(),
             store: Mutex::new(store),
+            group: Mutex::default(),
             events: Events::new(),
             workers: Mutex::new(Vec::new()),
             paused_path,
@@ -171,59 +178,6 @@ impl Outbox {
     /// [`Outbox::start`], which starts the first background purge.
     pub fn set_purge_hook(&self, hook: Arc<PurgeHook>) {
         *self.purge_hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
-    }
-
-    /// Writes a new message (durable when it returns) in `record`'s state.
-    /// Returns its id and bytes; or the id of the message with the same
-    /// idempotency key instead, when there is one.
-    ///
-    /// A message `sending` now (`smtpb_send`) in an in-memory store is
-    /// written once, when [`Outbox::finish_now`] has its outcome (its
-    /// bytes only if it failed, for `smtpb_retry`): nothing there survives
-    /// the process, so no restart can need it written sooner.
-    pub fn add(&self, record: Record, bytes: Vec<u8>) -> Result<(String, Arc<Vec<u8>>)> {
-        let mut state = self.lock();
-        if state.stopping {
-            return Err(Error::state("the client is shut down"));
-        }
-        if let Some(key) = &record.idempotency_key {
-            let unstored = state
-                .unstored
-                .iter()
-                .find(|id| state.entries.get(*id).is_some_and(|r| r.idempotency_key.as_ref() == Some(key)));
-            if let Some(id) = unstored {
-                return Ok((id.clone(), Arc::new(Vec::new())));
-            }
-            if let Some(id) = self.store().idempotent(key)? {
-                return Ok((id, Arc::new(Vec::new())));
-            }
-        }
-        let unstored = {
-            let mut store = self.store();
-            let later = record.status.state == State::Sending && store.in_memory();
-            if !later {
-                store.insert(&record, &bytes)?;
-            }
-            later
-        };
-        let id = record.status.id.clone();
-        if unstored {
-            state.unstored.insert(id.clone());
-        }
-        let event = state_event(&record);
-        // Work for the delivery threads: queued or deferred, and not held
-        // back with a merge under way.
-        let ready =
-            matches!(record.status.state, State::Queued | State::Deferred) && state.staged_batch(&record).is_none();
-        state.replace(record);
-        // Emitted under the lock, so no delivery thread can report this
-        // message's next state first.
-        self.events.emit(event);
-        drop(state);
-        if ready {
-            self.notify();
-        }
-        Ok((id, Arc::new(bytes)))
     }
 
     fn check_running(state: &Ledger) -> Result<()> {
@@ -659,6 +613,31 @@ mod tests {
         outbox.finish_now(&second, failed(), bytes).unwrap();
         assert_eq!(outbox.store().gathered(), 0, "4 MiB gathered: written");
         assert_eq!(outbox.store().body(&second).unwrap().map(|b| b.len()), Some(1 << 20));
+    }
+
+    #[test]
+    fn an_in_memory_client_keeps_the_newest_final_statuses_and_tells_the_hook_the_rest() {
+        let outbox = Outbox::open(None, true).unwrap();
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let sink = told.clone();
+        outbox.set_purge_hook(Arc::new(move |ids: &[String]| sink.lock().unwrap().extend_from_slice(ids)));
+        let (queued, _) = outbox.add(record(State::Queued), b"bytes".to_vec()).unwrap();
+        let ids: Vec<String> = (0..store::MEMORY_KEPT + 100)
+            .map(|_| {
+                let (id, bytes) = outbox.add(record(State::Sending), b"x".to_vec()).unwrap();
+                outbox.finish_now(&id, sent(), bytes).unwrap();
+                id
+            })
+            .collect();
+        let counts = outbox.counts().unwrap().states;
+        assert_eq!((counts.sent, counts.queued), (store::MEMORY_KEPT as u64, 1));
+        let (forgotten, kept) = ids.split_at(100);
+        assert!(forgotten.iter().all(|id| outbox.status(id).unwrap_err().code() == Code::NotFound));
+        assert!(kept.iter().all(|id| outbox.status(id).is_ok()));
+        assert_eq!(outbox.status(&queued).unwrap().state, State::Queued, "what is not final is never forgotten");
+        // Told in the same order, up to the last write's gathered records.
+        let told = told.lock().unwrap().clone();
+        assert!(!told.is_empty() && told.len() <= 100 && told[..] == forgotten[..told.len()], "{}", told.len());
     }
 
     #[test]

@@ -228,7 +228,22 @@ impl Outbox {
         let event = state_event(&record);
         state.replace(record);
         self.events.emit(event);
+        if self.in_memory {
+            self.tell_forgotten();
+        }
         Ok(())
+    }
+
+    /// Tells the purge hook the final statuses an in-memory store forgot
+    /// (see [`super::store::MEMORY_KEPT`]): their transcripts go with them.
+    fn tell_forgotten(&self) {
+        let forgotten = self.store().take_forgotten();
+        if forgotten.is_empty() {
+            return;
+        }
+        if let Some(hook) = self.purge_hook.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            hook(&forgotten);
+        }
     }
 
     /// The loop of one delivery thread.

@@ -8,15 +8,17 @@
 //! `smtpb_retry`). `counts` holds the number of messages per state, kept
 //! by triggers in the same transactions, so statistics and open never
 //! count the history. Every write is one transaction and, with WAL and
-//! `synchronous=FULL`, one fsync of the WAL before it returns: durable when
-//! the call returns, and a crash at any point leaves the last committed
+//! `synchronous=FULL`, one fsync of the WAL before it returns (new
+//! messages of concurrent callers share one: [`Store::insert_group`]):
+//! durable when the call returns, and a crash at any point leaves the last committed
 //! transaction (SQLite's WAL frames carry checksums; a torn frame is
 //! ignored at the next open).
 //!
 //! An in-memory client's store is SQLite in memory (nothing of it
 //! outlives the process): final records are gathered and written
 //! [`WRITE_BEHIND`] to a transaction, or before the next read or other
-//! write (see [`Store::insert`]).
+//! write (see [`Store::insert`]); it keeps the newest [`MEMORY_KEPT`]
+//! final statuses and forgets older ones.
 //!
 //! `PRAGMA user_version` is the format: 2 (format 1 was the journal, see
 //! [`super::journal`]). A store of a newer format is refused, naming both
@@ -120,11 +122,20 @@ pub struct Store {
     damaged_unsaved: Cell<i64>,
     /// Whether the last write failed because the disk is full.
     disk_full: Cell<bool>,
+    /// In memory only: final statuses forgotten beyond [`MEMORY_KEPT`],
+    /// not yet told to the purge hook.
+    forgotten: RefCell<Vec<String>>,
 }
 
 /// Final records an in-memory store gathers before writing them in one
 /// transaction.
 pub(crate) const WRITE_BEHIND: usize = 64;
+
+/// The final statuses an in-memory store keeps, the newest: an older one
+/// is forgotten (as a purge would) when newer ones are written, so that a
+/// client open for months holds no more than these. SMTPKeepSentDays and
+/// SMTPKeepFailedDays purge sooner, as in a durable store.
+pub(crate) const MEMORY_KEPT: usize = 10_000;
 
 /// The bytes of failed messages an in-memory store gathers before writing
 /// them, whatever their number: gathered bytes are a second copy in memory.
@@ -278,6 +289,7 @@ impl Store {
             bad_rows: RefCell::default(),
             damaged_unsaved: Cell::new(0),
             disk_full: Cell::new(false),
+            forgotten: RefCell::default(),
         }
     }
 
@@ -459,6 +471,56 @@ impl Store {
         self.write(|conn| insert_row(conn, record, Some(body).filter(|b| !b.is_empty())))
     }
 
+    /// Writes new messages with their bytes in one transaction (a group
+    /// commit, see [`super::group`]); for each, whether it was written:
+    /// false when its idempotency key is already taken (by an earlier
+    /// message, or one before it in `rows`). Durable when it returns if
+    /// `synced`; else written without waiting for the disk (the WAL is
+    /// fsynced by the next synced commit, and a process that dies keeps
+    /// what it wrote: only a crash of the machine can lose it).
+    pub fn insert_group(&mut self, rows: &[(&Record, &[u8])], synced: bool) -> Result<Vec<bool>> {
+        self.flush()?;
+        let relaxed = !synced && self.path.is_some();
+        if relaxed {
+            self.set_synchronous("NORMAL")?;
+        }
+        let result = self.write(|conn| {
+            let mut written = Vec::with_capacity(rows.len());
+            for (record, body) in rows {
+                let body = Some(*body).filter(|b| !b.is_empty());
+                if record.idempotency_key.is_none() {
+                    insert_row(conn, record, body)?;
+                    written.push(true);
+                    continue;
+                }
+                // A taken key undoes this row only.
+                conn.prepare_cached("SAVEPOINT row")?.execute([])?;
+                match insert_row(conn, record, body) {
+                    Ok(()) => written.push(true),
+                    Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                        conn.prepare_cached("ROLLBACK TO row")?.execute([])?;
+                        written.push(false);
+                    }
+                    Err(e) => return Err(e),
+                }
+                conn.prepare_cached("RELEASE row")?.execute([])?;
+            }
+            Ok(written)
+        });
+        if relaxed {
+            self.set_synchronous("FULL")?;
+        }
+        result
+    }
+
+    fn set_synchronous(&self, level: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(&format!("PRAGMA synchronous = {level}"))
+            .and_then(|mut stmt| stmt.execute([]))
+            .map(drop)
+            .map_err(|e| self.error("cannot write", e))
+    }
+
     /// How many final records are gathered and not written yet.
     #[cfg(test)]
     pub(crate) fn gathered(&self) -> usize {
@@ -466,20 +528,29 @@ impl Store {
     }
 
     /// Writes the gathered final records of an in-memory store, in one
-    /// transaction; they stay gathered if it fails.
+    /// transaction; they stay gathered if it fails. The oldest final
+    /// statuses beyond [`MEMORY_KEPT`] go in the same transaction (see
+    /// [`Store::take_forgotten`]).
     fn flush(&self) -> Result<()> {
         let mut pending = self.pending.borrow_mut();
         if pending.is_empty() {
             return Ok(());
         }
-        self.write(|conn| {
+        let forgotten = self.write(|conn| {
             for (record, body) in pending.iter() {
                 insert_row(conn, record, Some(body.as_slice()).filter(|b| !b.is_empty()))?;
             }
-            Ok(())
+            forget_beyond_kept(conn)
         })?;
         pending.clear();
+        self.forgotten.borrow_mut().extend(forgotten);
         Ok(())
+    }
+
+    /// The ids of the final statuses an in-memory store forgot (beyond
+    /// [`MEMORY_KEPT`]) since the last call: their transcripts go too.
+    pub fn take_forgotten(&self) -> Vec<String> {
+        std::mem::take(&mut *self.forgotten.borrow_mut())
     }
 
     /// Writes a message's new state; its bytes go when it no longer needs
@@ -495,6 +566,7 @@ impl Store {
         self.flush()?;
         let text = serde_json::to_string(record).map_err(|e| Error::internal(format!("store record: {e}")))?;
         let s = &record.status;
+        let in_memory = self.path.is_none();
         self.write(|conn| {
             conn.prepare_cached("UPDATE messages SET state = ?2, record = ?3, idem = ?4 WHERE id = ?1")?
                 .execute(params![s.id, state_code(s.state), text, record.idempotency_key])?;
@@ -503,6 +575,9 @@ impl Store {
             } else if let Some(bytes) = body.filter(|b| !b.is_empty()) {
                 conn.prepare_cached("INSERT OR REPLACE INTO bodies (id, bytes) VALUES (?1, ?2)")?
                     .execute(params![s.id, bytes])?;
+            }
+            if in_memory && s.state.is_final() {
+                self.forgotten.borrow_mut().extend(forget_beyond_kept(conn)?);
             }
             Ok(())
         })
@@ -680,6 +755,23 @@ fn insert_row(conn: &Connection, record: &Record, body: Option<&[u8]>) -> rusqli
         conn.prepare_cached("INSERT INTO bodies (id, bytes) VALUES (?1, ?2)")?.execute(params![s.id, bytes])?;
     }
     Ok(())
+}
+
+/// Deletes the oldest final statuses beyond [`MEMORY_KEPT`] (of an
+/// in-memory store); their ids.
+fn forget_beyond_kept(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let finals: i64 =
+        conn.prepare_cached("SELECT sum(n) FROM counts WHERE state IN (2, 4, 5)")?.query_row([], |row| row.get(0))?;
+    let excess = finals - MEMORY_KEPT as i64;
+    if excess <= 0 {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(
+        "DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE state IN (2, 4, 5) \
+         ORDER BY id LIMIT ?1) RETURNING id",
+    )?;
+    let ids = stmt.query_map(params![excess], |row| row.get::<_, String>(0))?.collect();
+    ids
 }
 
 /// The smallest ULID (text) of Unix ms `ms`.
