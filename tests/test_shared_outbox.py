@@ -339,3 +339,19 @@ def test_the_first_exclusive_open_after_sharing_clients_died_sends_what_they_lef
         assert client.wait(id, int(ARRIVE_S * 1000))["state"] == "sent"
         assert client.outbox_stats()["delivery"]["holder"]["pid"] == os.getpid()
     assert subjects(server) == ["left behind"]
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_settings_and_credentials_set_by_one_process_are_used_by_the_deliverer(spawn):
+    with RecordingServer(users={"anna": "shared-outbox-pw"}, auth_require_tls=False, auth_required=True) as server:
+        deliverer = spawn("shared")
+        delivering(deliverer)
+        host = spawn("shared,submit_only")
+        point_at(host, server.port, SMTPAuthentication="Required", SMTPAllowPlaintextAuth=True)
+        host.call("credentials_set", user_id=None, username="anna", password="shared-outbox-pw")
+        assert deliverer.call("config_get", key="SMTPServerPort") == str(server.port)
+        id = host.call("enqueue", message=message(subject="with the credential of another process"))
+        assert host.call("wait", id=id, timeout_ms=int(ARRIVE_S * 1000))["state"] == "sent"
+        [received] = server.messages
+        assert received.auth_user == "anna"
+        assert received.parsed["Subject"] == "with the credential of another process"
