@@ -355,3 +355,60 @@ def test_settings_and_credentials_set_by_one_process_are_used_by_the_deliverer(s
         [received] = server.messages
         assert received.auth_user == "anna"
         assert received.parsed["Subject"] == "with the credential of another process"
+
+
+def test_random_kills_of_three_processes_lose_no_acknowledged_message(spawn, data_dir, server):
+    """2 processes enqueue, 1 delivers; each round one of them is SIGKILLed at a
+    random point while commands are in flight, then started again. Every
+    enqueue a process acknowledged arrives; a message arrives twice only as a
+    possible duplicate, with one Message-ID. SMTPBRIDGE_SHARED_ROUNDS sets
+    the rounds (default 12; the release check runs 200)."""
+    import random
+
+    import smtpbridge
+
+    rounds = int(os.environ.get("SMTPBRIDGE_SHARED_ROUNDS", "12"))
+    rng = random.Random(int(os.environ.get("SMTPBRIDGE_SHARED_SEED", "24")))
+    roles = {"deliverer": "shared", "host 0": "shared,submit_only", "host 1": "shared,submit_only"}
+    children = {name: spawn(flags) for name, flags in roles.items()}
+    point_at(children["deliverer"], server.port)
+    acked: Dict[str, str] = {}
+    for round_ in range(rounds):
+        pending: Dict[str, List[str]] = {}
+        for name in ("host 0", "host 1"):
+            child = children[name]
+            assert child.proc.stdin is not None
+            pending[name] = []
+            for n in range(4):
+                subject = f"round {round_} {name} message {n}"
+                pending[name].append(subject)
+                child.proc.stdin.write(json.dumps({"op": "enqueue", "message": message(subject=subject)}) + "\n")
+            child.proc.stdin.flush()
+        time.sleep(rng.uniform(0.0, 0.3))  # the random point of the kill
+        victim = rng.choice(sorted(children))
+        children[victim].kill()
+        for name in ("host 0", "host 1"):
+            child = children[name]
+            deadline = time.monotonic() + (0.0 if name == victim else CALL_S)
+            for subject in pending[name]:
+                try:
+                    reply = child.replies.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                assert "result" in reply, reply
+                acked[subject] = reply["result"]
+        children[victim] = spawn(roles[victim])
+    for child in children.values():
+        child.close()
+    with smtpbridge.Client(data_dir) as client:
+        for subject, id in acked.items():
+            assert client.wait(id, int(ARRIVE_S * 1000))["state"] == "sent", subject
+        received: Dict[str, set] = {}
+        for m in server.messages:
+            received.setdefault(m.parsed["Subject"], set()).add(m.parsed["Message-ID"])
+        assert set(acked) <= set(received), sorted(set(acked) - set(received))
+        assert all(len(mids) == 1 for mids in received.values()), "a duplicate with a new Message-ID"
+        names = subjects(server)
+        for subject, id in acked.items():
+            if names.count(subject) > 1:
+                assert client.status(id)["possible_duplicate"] is True, subject
