@@ -339,3 +339,47 @@ impl Store {
 pub(crate) fn changed_elsewhere(id: &str, now: State) -> Error {
     Error::new(Code::State, format!("message {id} was changed by another client meanwhile: it is {} now", now.name()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str) -> Member {
+        Member { id: id.into(), pid: std::process::id(), host: crate::host::host_name(), user: "anna".into() }
+    }
+
+    #[test]
+    fn one_client_holds_the_lease_until_its_heartbeat_is_stale_then_another_takes_it() {
+        let store = Store::open(None).unwrap().store;
+        let (a, b) = (member("a"), member("b"));
+        let now = 1_000_000;
+        assert_eq!(store.lease(&a, now).unwrap(), (true, None));
+        assert_eq!(store.lease(&b, now + 100).unwrap(), (false, None), "a lives: b waits");
+        assert_eq!(store.lease(&a, now + 1_000).unwrap(), (true, None), "renewed");
+        assert_eq!(store.lease_holder(now + 1_000 + STALE_MS - 1).unwrap().unwrap().member, a);
+        // a's heartbeat is STALE_MS old: b takes over, told whom from.
+        let (held, from) = store.lease(&b, now + 1_000 + STALE_MS).unwrap();
+        assert!(held);
+        assert_eq!(from.unwrap().member, a);
+        assert_eq!(store.lease(&a, now + 1_000 + STALE_MS + 1).unwrap(), (false, None), "a lost it");
+        store.leave(&b).unwrap();
+        assert_eq!(store.lease_holder(now + 1_000 + STALE_MS + 2).unwrap(), None, "a close gives it up");
+    }
+
+    #[test]
+    fn a_holder_whose_process_is_gone_is_replaced_at_once() {
+        let store = Store::open(None).unwrap().store;
+        let mut gone = member("gone");
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--list")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        gone.pid = child.id();
+        child.wait().unwrap();
+        assert_eq!(store.lease(&gone, 1_000).unwrap(), (true, None));
+        let (held, from) = store.lease(&member("next"), 1_001).unwrap();
+        assert!(held, "a fresh heartbeat of a dead pid does not keep the lease");
+        assert_eq!(from.unwrap().member.id, "gone");
+    }
+}
