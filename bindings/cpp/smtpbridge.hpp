@@ -35,13 +35,18 @@ inline constexpr std::uint32_t abi_version_required = SMTPB_ABI_VERSION;
 inline constexpr std::uint32_t abi_version_required = 1;
 #endif
 
-// Flags of Client::open (SMTPB_OPEN_DEFAULT, SMTPB_OPEN_PAUSED).
+// Flags of Client::open (SMTPB_OPEN_DEFAULT, SMTPB_OPEN_PAUSED, SMTPB_OPEN_SHARED,
+// SMTPB_OPEN_SUBMIT_ONLY).
 #ifdef SMTPB_OPEN_DEFAULT
 inline constexpr std::uint32_t open_default = SMTPB_OPEN_DEFAULT;
 inline constexpr std::uint32_t open_paused = SMTPB_OPEN_PAUSED;
+inline constexpr std::uint32_t open_shared = SMTPB_OPEN_SHARED;
+inline constexpr std::uint32_t open_submit_only = SMTPB_OPEN_SUBMIT_ONLY;
 #else
 inline constexpr std::uint32_t open_default = 0;
 inline constexpr std::uint32_t open_paused = 1;
+inline constexpr std::uint32_t open_shared = 2;
+inline constexpr std::uint32_t open_submit_only = 4;
 #endif
 
 // A timeout without limit (UINT32_MAX ms); 0 = do not wait.
@@ -475,12 +480,21 @@ public:
     // returns the previous fn is not running (unless this is called from
     // inside it: then it finishes normally) and never runs again. fn may
     // call this client, close() included; an exception it throws is dropped.
-    void set_event_callback(EventCallback fn) {
+    void set_event_callback(EventCallback fn) { set_event_hook(std::move(fn), smtpb_set_event_callback); }
+
+    // smtpb_set_event_callback_all: as set_event_callback, for every message
+    // of the data_dir, also those other clients and processes queued.
+    void set_event_callback_all(EventCallback fn) { set_event_hook(std::move(fn), smtpb_set_event_callback_all); }
+
+  private:
+    void set_event_hook(EventCallback fn, decltype(&smtpb_set_event_callback) set) {
         std::unique_ptr<detail::EventHook> hook;
         if (fn) hook.reset(new detail::EventHook{std::move(fn)});
-        detail::check(smtpb_set_event_callback(handle(), hook ? detail::dispatch_event : nullptr, hook.get()));
+        detail::check(set(handle(), hook ? detail::dispatch_event : nullptr, hook.get()));
         detail::release_hook(std::exchange(hook_, std::move(hook)));
     }
+
+  public:
 
     // smtpb_set_log_callback: call fn with each log line's JSON ({"time",
     // "level", "target", "message", "id", "profile"}) at or above min_level

@@ -301,6 +301,10 @@ namespace SmtpBridge
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int smtpb_set_event_callback(ClientHandle c, EventFn fn, IntPtr userData);
 
+        // 1.2: one outbox for several processes.
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_set_event_callback_all(ClientHandle c, EventFn fn, IntPtr userData);
+
         // 1.1: diagnostics. The log callback has the event callback's C type.
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int smtpb_set_log_callback(ClientHandle c, EventFn fn, int minLevel, IntPtr userData);

@@ -63,6 +63,10 @@ namespace SmtpBridge
         Default = 0,
         /// <summary>SMTPB_OPEN_PAUSED: the outbox stays paused until OutboxResume(null).</summary>
         Paused = 1,
+        /// <summary>SMTPB_OPEN_SHARED: other processes of this machine may open the same data_dir.</summary>
+        Shared = 2,
+        /// <summary>SMTPB_OPEN_SUBMIT_ONLY: this client never delivers; it queues, reads and manages.</summary>
+        SubmitOnly = 4,
     }
 
     /// <summary>Receives each event of a client as JSON (docs/REFERENCE.md, "Events"), on the client's event thread.</summary>
@@ -554,15 +558,32 @@ namespace SmtpBridge
         /// </summary>
         public void SetEventCallback(EventCallback callback)
         {
+            SetEventHook(callback, false);
+        }
+
+        /// <summary>
+        /// smtpb_set_event_callback_all: like SetEventCallback, for every
+        /// message of the data_dir, also those other clients and processes
+        /// queued (a data_dir opened with OpenFlags.Shared).
+        /// </summary>
+        public void SetEventCallbackAll(EventCallback callback)
+        {
+            SetEventHook(callback, true);
+        }
+
+        private void SetEventHook(EventCallback callback, bool all)
+        {
             lock (eventLock)
             {
                 GCHandle hook = callback != null ? GCHandle.Alloc(callback) : default(GCHandle);
                 int code;
                 try
                 {
-                    code = NativeMethods.smtpb_set_event_callback(
-                        Handle, callback != null ? EventThunk : null,
-                        callback != null ? GCHandle.ToIntPtr(hook) : IntPtr.Zero);
+                    NativeMethods.EventFn thunk = callback != null ? EventThunk : null;
+                    IntPtr data = callback != null ? GCHandle.ToIntPtr(hook) : IntPtr.Zero;
+                    code = all
+                        ? NativeMethods.smtpb_set_event_callback_all(Handle, thunk, data)
+                        : NativeMethods.smtpb_set_event_callback(Handle, thunk, data);
                 }
                 catch
                 {

@@ -18,7 +18,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::workers::state_event;
 use super::{Outbox, Record};
 use crate::error::{Error, Result};
 use crate::status::State;
@@ -60,7 +59,8 @@ impl Outbox {
         {
             let state = self.lock();
             Self::check_running(&state)?;
-            for (record, bytes) in news {
+            for (mut record, bytes) in news {
+                self.stamp_new(&mut record);
                 let taken = match &record.idempotency_key {
                     Some(key) => {
                         let unstored = state
@@ -146,13 +146,12 @@ impl Outbox {
     /// the delivery threads have work (queued or deferred, and not held
     /// back with a merge under way).
     fn track_new(&self, state: &mut super::Ledger, record: Record) -> bool {
-        let event = state_event(&record);
         let ready =
             matches!(record.status.state, State::Queued | State::Deferred) && state.staged_batch(&record).is_none();
-        state.replace(record);
         // Emitted under the lock, so no delivery thread can report this
         // message's next state first.
-        self.events.emit(event);
+        self.emit_state(&record);
+        state.replace(record);
         ready
     }
 

@@ -5,8 +5,10 @@
  *   wintest store TAG PLAIN_PORT      data_dir and attachment on C:\ paths
  *       with non-ASCII names (given in UTF-8), credentials stored and read
  *       back masked, a message queued while paused survives close + reopen
- *       and is sent, a second open of a held data_dir is SMTPB_ERR_BUSY,
- *       log and event callbacks (SMTPB_CALL) fire.
+ *       and is sent, a second open of a held data_dir is SMTPB_ERR_BUSY
+ *       naming the holder's user (exclusive or SMTPB_OPEN_SHARED), two shared
+ *       clients of one data_dir open and one holds the delivery lease, log
+ *       and event callbacks (SMTPB_CALL) fire.
  *   wintest tls TAG TLS_PORT CA_PEM   STARTTLS + AUTH: refused with
  *       SMTPB_ERR_TLS while the test CA is trusted nowhere, sent with
  *       SMTPCaFile = CA_PEM (a C:\ path).
@@ -53,6 +55,8 @@ static void check(int ok, const char *what, smtpb_result rc) {
     }
     fflush(stdout);
 }
+
+static int test_shared(const char *base);
 
 /* A UTF-8 copy of a wide string (malloc'd). */
 static char *utf8(const wchar_t *wide) {
@@ -188,10 +192,16 @@ static int store(const char *tag, const char *port) {
     smtpb_string_free(masked);
 
     rc = smtpb_client_open(dir, NULL, SMTPB_OPEN_DEFAULT, &second);
-    check(rc == SMTPB_ERR_BUSY && second == NULL && strstr(smtpb_last_error(), "pid") != NULL,
-          "a second open of the held data_dir is SMTPB_ERR_BUSY naming the holder", rc);
+    check(rc == SMTPB_ERR_BUSY && second == NULL && strstr(smtpb_last_error(), "pid") != NULL &&
+              strstr(smtpb_last_error(), "user ") != NULL && strstr(smtpb_last_error(), "unknown") == NULL,
+          "a second open of the held data_dir is SMTPB_ERR_BUSY naming the holder and its user", rc);
     printf("  (%s)\n", smtpb_last_error());
     if (second != NULL) smtpb_client_close(second);
+    rc = smtpb_client_open(dir, NULL, SMTPB_OPEN_SHARED, &second);
+    check(rc == SMTPB_ERR_BUSY && second == NULL,
+          "a shared open of an exclusively held data_dir is SMTPB_ERR_BUSY (LockFileEx shared vs exclusive)", rc);
+    if (second != NULL) smtpb_client_close(second);
+    check(test_shared(dir) == 0, "two shared clients of one data_dir: one holds the delivery lease", SMTPB_OK);
 
     snprintf(subject, sizeof subject, "Windows outbox across reopen (%s)", tag);
     snprintf(message, sizeof message,
@@ -715,6 +725,33 @@ static int keyfile(const char *tag) {
     remove_tree(wdir);
     free(wdir);
     return failures != 0;
+}
+
+/* Two clients open one data_dir with SMTPB_OPEN_SHARED (shared LockFileEx);
+ * within 5 s the outbox statistics of the second name this process as the
+ * delivery lease's holder. */
+static int test_shared(const char *base) {
+    char dir[1024], pid[32], *stats = NULL;
+    smtpb_client *one = NULL, *two = NULL;
+    smtpb_result rc;
+    int held = 0;
+    snprintf(dir, sizeof dir, "%s-shared", base);
+    snprintf(pid, sizeof pid, "\"pid\":%lu", (unsigned long)GetCurrentProcessId());
+    rc = smtpb_client_open(dir, NULL, SMTPB_OPEN_SHARED, &one);
+    check(rc == SMTPB_OK, "a shared open", rc);
+    rc = smtpb_client_open(dir, NULL, SMTPB_OPEN_SHARED | SMTPB_OPEN_SUBMIT_ONLY, &two);
+    check(rc == SMTPB_OK, "a second, submit-only shared open of the same data_dir", rc);
+    for (int i = 0; i < 100 && !held && one != NULL && two != NULL; i++) {
+        if (smtpb_outbox_stats(two, &stats) == SMTPB_OK) {
+            held = strstr(stats, pid) != NULL;
+            if (held) printf("  (%s)\n", strstr(stats, "\"delivery\""));
+            smtpb_string_free(stats);
+        }
+        if (!held) Sleep(50);
+    }
+    smtpb_client_close(two);
+    smtpb_client_close(one);
+    return held ? 0 : 1;
 }
 
 int main(int argc, char **argv) {

@@ -40,6 +40,12 @@ OPEN_DEFAULT = 0
 OPEN_PAUSED = 1
 """``SMTPB_OPEN_PAUSED``: open with the outbox paused until ``smtpb_outbox_resume``."""
 
+OPEN_SHARED = 2
+"""``SMTPB_OPEN_SHARED``: other processes of this machine may open the same data_dir (ABI §17)."""
+
+OPEN_SUBMIT_ONLY = 4
+"""``SMTPB_OPEN_SUBMIT_ONLY``: this client never delivers; it queues, reads and manages."""
+
 INFINITE = 0xFFFFFFFF
 """A timeout of ``UINT32_MAX`` milliseconds: no limit."""
 
@@ -110,6 +116,7 @@ SIGNATURES: Tuple[Tuple[str, Tuple[Any, ...], Any], ...] = (
     ("smtpb_blacklist_remove",      (client_p, c_char_p),                              smtpb_result),
     ("smtpb_blacklist_list",        (client_p, char_pp),                               smtpb_result),
     ("smtpb_set_event_callback",    (client_p, smtpb_event_fn, c_void_p),              smtpb_result),
+    ("smtpb_set_event_callback_all", (client_p, smtpb_event_fn, c_void_p),             smtpb_result),
     # 1.1: diagnostics
     ("smtpb_set_log_callback",      (client_p, smtpb_log_fn, c_int32, c_void_p),       smtpb_result),
     ("smtpb_transcript",            (client_p, c_char_p, char_pp),                     smtpb_result),
