@@ -7,7 +7,8 @@
 //! Layout: `args` (the command tree, clap derive), `run` (one function per
 //! command), `output` (human and `--json` printing), `merge` (CSV to merge
 //! recipients, with the progress bar), `register` (the Simple MAPI provider's
-//! registration on Windows). Exit codes are the library's result
+//! registration on Windows), `service` (the background delivery service:
+//! run, install as a systemd unit or Windows service, status). Exit codes are the library's result
 //! codes (see [`args::EXIT_CODES`]).
 
 mod args;
@@ -16,6 +17,7 @@ mod outcome;
 mod output;
 mod register;
 mod run;
+mod service;
 
 use clap::Parser;
 use std::process::ExitCode;

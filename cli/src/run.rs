@@ -30,7 +30,7 @@ enum Delivery {
 
 /// The data directory: `--data-dir`, else `$SMTPBRIDGE_DATA_DIR`, else the
 /// platform's per-user data folder; made absolute.
-fn data_dir(given: Option<PathBuf>) -> Outcome<PathBuf> {
+pub fn data_dir(given: Option<PathBuf>) -> Outcome<PathBuf> {
     let dir = match given.or_else(|| std::env::var_os("SMTPBRIDGE_DATA_DIR").map(PathBuf::from)) {
         Some(dir) => dir,
         None => directories::ProjectDirs::from("", "", "smtpbridge")
@@ -41,10 +41,15 @@ fn data_dir(given: Option<PathBuf>) -> Outcome<PathBuf> {
 }
 
 fn open(cli_dir: Option<PathBuf>, delivery: Delivery) -> Outcome<Session> {
-    let dir = data_dir(cli_dir)?;
-    let secret = std::env::var("SMTPBRIDGE_SECRET").ok().map(Zeroizing::new);
     let flags = if delivery == Delivery::Run { OPEN_DEFAULT } else { OPEN_PAUSED };
-    let client = Client::open(Some(&dir), secret.as_deref().map(String::as_str), flags)?;
+    open_dir(&data_dir(cli_dir)?, flags)
+}
+
+/// Opens `dir` with the library's open `flags`; the master secret is
+/// SMTPBRIDGE_SECRET, else the data directory's key file.
+pub fn open_dir(dir: &Path, flags: u32) -> Outcome<Session> {
+    let secret = std::env::var("SMTPBRIDGE_SECRET").ok().map(Zeroizing::new);
+    let client = Client::open(Some(dir), secret.as_deref().map(String::as_str), flags)?;
     Ok(Session { client })
 }
 
@@ -74,6 +79,7 @@ pub fn run(cli: Cli) -> Outcome {
     let dir = cli.data_dir;
     match cli.command {
         Command::RegisterMapi(args) => crate::register::register_mapi(args, json),
+        Command::Service(command) => crate::service::service(dir, command, json),
         Command::Config(command) => config(open(dir, Delivery::Held)?, command, json),
         Command::Test { profile, user } => test(open(dir, Delivery::Held)?, profile, user, json),
         Command::Send(args) => {
