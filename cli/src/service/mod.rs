@@ -11,9 +11,9 @@
 //! SMTPShutdownGraceMs and lets the data directory go.
 
 mod log;
-mod status;
 #[cfg(unix)]
 mod signals;
+mod status;
 #[cfg(not(windows))]
 mod systemd;
 #[cfg(windows)]

@@ -124,10 +124,7 @@ fn systemctl(user: bool, args: &[&str]) -> Outcome {
     if user {
         command.arg("--user");
     }
-    let done = command
-        .args(args)
-        .output()
-        .map_err(|e| Failure::new(Code::Io, format!("cannot run systemctl: {e}")))?;
+    let done = command.args(args).output().map_err(|e| Failure::new(Code::Io, format!("cannot run systemctl: {e}")))?;
     if !done.status.success() {
         return Err(Failure::new(
             Code::Io,
@@ -163,10 +160,12 @@ pub fn install(dir: &Path, user: bool, unit_dir: Option<PathBuf>, json: bool) ->
     use std::os::unix::fs::MetadataExt;
     let given_folder = unit_dir.is_some();
     let folder = unit_folder(user, unit_dir)?;
-    // ReadWritePaths must name a folder that exists when the unit starts.
-    std::fs::create_dir_all(dir).map_err(|e| io_failure("cannot create", dir, &e))?;
+    // A data directory that does not exist yet is made by this command,
+    // owned by whoever runs it.
     let owner = std::fs::metadata(dir).map(|m| (m.uid(), m.gid())).ok();
     let text = unit_text(&this_program()?, dir, user, owner)?;
+    // ReadWritePaths must name a folder that exists when the unit starts.
+    std::fs::create_dir_all(dir).map_err(|e| io_failure("cannot create", dir, &e))?;
     std::fs::create_dir_all(&folder).map_err(|e| io_failure("cannot create", &folder, &e))?;
     let unit = folder.join(unit_name());
     std::fs::write(&unit, text).map_err(|e| io_failure("cannot write", &unit, &e))?;
@@ -203,10 +202,14 @@ pub fn uninstall(user: bool, unit_dir: Option<PathBuf>, json: bool) -> Outcome {
 mod tests {
     use super::*;
 
+    fn ok<T>(outcome: Outcome<T>) -> T {
+        outcome.unwrap_or_else(|failure| panic!("{}", failure.message))
+    }
+
     #[test]
     fn specifiers_variables_and_quotes_are_escaped() {
-        assert_eq!(quoted(r#"/srv/50% "a"\b$HOME"#, true, "x").unwrap(), r#""/srv/50%% \"a\"\\b$$HOME""#);
-        assert_eq!(quoted("/srv/$x", false, "x").unwrap(), r#""/srv/$x""#);
+        assert_eq!(ok(quoted(r#"/srv/50% "a"\b$HOME"#, true, "x")), r#""/srv/50%% \"a\"\\b$$HOME""#);
+        assert_eq!(ok(quoted("/srv/$x", false, "x")), r#""/srv/$x""#);
         let refused = quoted("/srv/a\nb", true, "the data directory").err().unwrap();
         assert_eq!(refused.code, Code::InvalidArgument);
         assert!(refused.message.contains("the data directory /srv/a\\nb"), "{}", refused.message);
@@ -214,13 +217,13 @@ mod tests {
 
     #[test]
     fn a_system_unit_runs_as_the_data_directory_owner_and_a_user_unit_is_not_sandboxed_by_root_options() {
-        let system = unit_text(Path::new("/usr/bin/smtpbridge"), Path::new("/srv/mail"), false, Some((1000, 100))).unwrap();
+        let system = ok(unit_text(Path::new("/usr/bin/smtpbridge"), Path::new("/srv/mail"), false, Some((1000, 100))));
         assert!(system.contains("ExecStart=\"/usr/bin/smtpbridge\" service run --data-dir \"/srv/mail\"\n"));
         assert!(system.contains("User=1000\nGroup=100\n") && system.contains("ReadWritePaths=\"/srv/mail\"\n"));
         assert!(system.ends_with("WantedBy=multi-user.target\n"));
-        let root = unit_text(Path::new("/usr/bin/smtpbridge"), Path::new("/srv/mail"), false, Some((0, 0))).unwrap();
+        let root = ok(unit_text(Path::new("/usr/bin/smtpbridge"), Path::new("/srv/mail"), false, Some((0, 0))));
         assert!(!root.contains("User="));
-        let user = unit_text(Path::new("/usr/bin/smtpbridge"), Path::new("/srv/mail"), true, Some((1000, 100))).unwrap();
+        let user = ok(unit_text(Path::new("/usr/bin/smtpbridge"), Path::new("/srv/mail"), true, Some((1000, 100))));
         assert!(!user.contains("User=") && !user.contains("ProtectSystem") && user.contains("NoNewPrivileges=yes"));
         assert!(user.ends_with("WantedBy=default.target\n"));
     }
