@@ -3,8 +3,9 @@
 # under Wine's service control manager (services.exe, sc.exe). A mail is
 # queued by one smtpbridge.exe process while delivery is held; the service,
 # installed with `service install` and started with `sc start`, delivers it;
-# `sc stop` stops it cleanly (the log's closing lines); `service uninstall`
-# removes it (`sc query` then knows no such service).
+# `sc stop` stops it cleanly (the log's closing lines); started again with
+# `net start`, `service uninstall` stops and removes it (`sc query` then
+# knows no such service).
 svc_dir="C:\\users\\root\\AppData\\Local\\smtpbridge-service-$arch"
 svc_dir_host="$DRIVE_C/users/root/AppData/Local/smtpbridge-service-$arch"
 rm -rf "$svc_dir_host"
@@ -47,6 +48,10 @@ assert lines[-3:] == ["stop requested (service stop): closing the client",
                       "lease released: deliveries ended, the data directory is free", "stopped"], lines
 print("ok: the service delivered, logged and stopped cleanly; status:", status["service"])
 PY
+# Started again with `net start`, then uninstalled while it runs: uninstall stops it first.
+wine_run net start smtpbridge
+wait_state RUNNING
 svc service uninstall
+tail -n 1 "$svc_dir_host/service.log" | grep -q ' stopped$' || win_fail "$arch: uninstall did not stop the service cleanly"
 [ -z "$(sc_state)" ] || win_fail "$arch: the service is still known after uninstall: $(sc_state)"
 echo "ok: service uninstall removed the service"
