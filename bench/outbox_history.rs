@@ -60,6 +60,8 @@ fn record(created_ms: u64, state: State, n: usize) -> Record {
         idempotency_key: n.is_multiple_of(4).then(|| format!("K-{n}")),
         archive: false,
         body_dropped: state != State::Queued,
+        origin: None,
+        writer: None,
     }
 }
 

@@ -74,6 +74,22 @@
 #define SMTPB_OPEN_PAUSED 1
 
 /**
+ * `smtpb_client_open` flag: other clients, in this and other processes
+ * of this machine, may open the same data_dir with this flag too (ABI
+ * §17). Exclusive and shared opens exclude each other (BUSY naming the
+ * holder). One sharing client at a time delivers the outbox (the holder
+ * of the delivery lease); every client can queue, send, read and manage.
+ */
+#define SMTPB_OPEN_SHARED 2
+
+/**
+ * `smtpb_client_open` flag: this client never delivers queued mail and
+ * cannot `smtpb_send`: it queues, reads and manages; a sharing client that
+ * delivers sends what it queues.
+ */
+#define SMTPB_OPEN_SUBMIT_ONLY 4
+
+/**
  * A client: one data directory with its configuration, credential store,
  * pooled connections and message statuses.
  *
@@ -91,6 +107,7 @@
  * smtpb_cancel, smtpb_batch_cancel, smtpb_retry, smtpb_outbox_pause,
  * smtpb_outbox_resume, smtpb_limits_reset, smtpb_blacklist_add,
  * smtpb_blacklist_remove, smtpb_blacklist_list, smtpb_set_event_callback,
+ * smtpb_set_event_callback_all,
  * smtpb_set_log_callback, smtpb_transcript, smtpb_probe,
  * smtpb_oauth2_begin, smtpb_oauth2_complete, smtpb_oauth2_cancel,
  * smtpb_credentials_set_oauth2_refresh.
@@ -219,7 +236,8 @@ extern "C" {
  *
  * `data_dir`: absolute UTF-8 path of the folder for configuration,
  * credential store, outbox spool and archive; created if missing; held
- * with an exclusive lock for the client's life. NULL = an in-memory client
+ * with an exclusive lock for the client's life (shared with other
+ * sharing clients under `SMTPB_OPEN_SHARED`). NULL = an in-memory client
  * (nothing survives the process). `secret`: the master secret of the
  * credential store; NULL = a random 256-bit key file created once in
  * data_dir, readable by its owner only (for an in-memory client: a random
@@ -230,8 +248,29 @@ extern "C" {
  * migrated at open (same key, no plaintext copy kept), and one DPAPI
  * cannot open (another account or machine, or changed) is
  * `SMTPB_ERR_CREDENTIALS` naming it. There a data_dir inside the user's
- * profile also gets an owner-only ACL (the user and SYSTEM). `flags`: `SMTPB_OPEN_DEFAULT` (0) or
- * `SMTPB_OPEN_PAUSED` (1).
+ * profile also gets an owner-only ACL (the user and SYSTEM). `flags`: `SMTPB_OPEN_DEFAULT` (0), or
+ * any of `SMTPB_OPEN_PAUSED` (1), `SMTPB_OPEN_SHARED` (2), `SMTPB_OPEN_SUBMIT_ONLY` (4, only with
+ * `SMTPB_OPEN_SHARED`).
+ *
+ * **Several processes, one outbox** (`SMTPB_OPEN_SHARED`): any number of
+ * clients in any number of processes of this machine open the same
+ * data_dir; every call works from each. One of them at a time delivers
+ * the outbox: the holder of the delivery lease kept in the store (never a
+ * submit-only client). When it closes, another takes over at once; when
+ * its process dies, within 5 s (its heartbeat is 3 s old, or its pid is
+ * gone), and messages it was sending are queued again as
+ * `possible_duplicate`. A status another process writes is seen by
+ * `smtpb_status`/`smtpb_wait` within 200 ms; configuration and
+ * credential changes at the next call; send limits and
+ * SMTPBatchPerMinute are counted across the processes. A submit-only
+ * client queues, reads and manages; its `smtpb_send` is
+ * `SMTPB_ERR_STATE`. An exclusive and a shared open exclude each other
+ * (`SMTPB_ERR_BUSY` naming the holder's pid, host and user).
+ *
+ * A data_dir on a network file system (NFS, SMB/CIFS, a UNC path or a
+ * network drive) is refused with `SMTPB_ERR_IO` naming the path and why,
+ * unless the open is exclusive and config.json sets
+ * `SMTPAllowNetworkDataDir=true`.
  *
  * Ownership: `data_dir` and `secret` are borrowed for the call. On success
  * `*out` is a new client the caller ends with `smtpb_client_close`; on
@@ -270,14 +309,17 @@ extern "C" {
  * kept beside it as `journal.log.v1-migrated-<seconds>`.
  *
  * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL `out`, bad UTF-8, relative
- * data_dir, unknown flag); `SMTPB_ERR_BUSY` (data_dir is held by another
- * client; the message names its pid, host and user); `SMTPB_ERR_CREDENTIALS`
+ * data_dir, unknown flag, `SMTPB_OPEN_SHARED` without data_dir,
+ * `SMTPB_OPEN_SUBMIT_ONLY` without `SMTPB_OPEN_SHARED`); `SMTPB_ERR_BUSY`
+ * (data_dir is held by another client, exclusively or in the other mode;
+ * the message names its pid, host and user); `SMTPB_ERR_CREDENTIALS`
  * (wrong master secret or tampered store; at once, naming the file and
  * the field, for a store whose key derivation is out of range: a kdf
  * other than pbkdf2-hmac-sha256, PBKDF2 iterations outside 1 to
  * 10,000,000, a salt outside 8 to 64 bytes); `SMTPB_ERR_IO` (data_dir cannot
- * be created or read, or holds a store or spool of a newer format: the
- * message names both versions and nothing is written).
+ * be created or read, is on a network file system, or holds a store or
+ * spool of a newer format: the message names both versions and nothing
+ * is written).
  *
  * # Safety
  * String arguments are NULL or NUL-terminated; `out` is NULL or writable.
@@ -961,6 +1003,10 @@ smtpb_result SMTPB_CALL smtpb_outbox_list(smtpb_client *c, const char *state, ch
  * the open, a final one when a query, list or status first reads it);
  * 0 for a sound spool. Counts are kept by the store, so this does not
  * scan the history.
+ * `"delivery": {"holder": {"pid", "host", "user", "since"} | null}`: the
+ * process that delivers the outbox (this one, for a client that holds its
+ * data_dir exclusively; the delivery lease's holder on a shared data_dir;
+ * null when no sharing client that may deliver is open).
  *
  * Ownership: on success `*out_json` is the caller's to free with
  * `smtpb_string_free`.
@@ -1088,6 +1134,12 @@ smtpb_result SMTPB_CALL smtpb_outbox_resume(smtpb_client *c, const char *profile
  * (no C++/.NET exception, no longjmp) and must not wait on a thread that
  * may be in close or flush.
  *
+ * On a shared data_dir (`SMTPB_OPEN_SHARED`) the events of the messages
+ * this client queued reach it whichever process delivers them: a change
+ * another process makes is noticed within 200 ms (the change log the
+ * store keeps is read every 200 ms); several changes in between may come
+ * as the last state only.
+ *
  * Ownership: `user_data` stays the host's; the library only passes it
  * back.
  *
@@ -1098,6 +1150,25 @@ smtpb_result SMTPB_CALL smtpb_outbox_resume(smtpb_client *c, const char *profile
  * from another thread with `user_data` until it is replaced.
  */
 smtpb_result SMTPB_CALL smtpb_set_event_callback(smtpb_client *c, smtpb_event_fn callback, void *user_data);
+
+/**
+ * Like `smtpb_set_event_callback`, but for every message of the data_dir,
+ * including those other clients and processes queued (a monitor of a
+ * shared data_dir). It replaces the callback set by either function; for
+ * a client that does not share its data_dir it is the same as
+ * `smtpb_set_event_callback`.
+ *
+ * Ownership: `user_data` stays the host's; the library only passes it
+ * back.
+ *
+ * Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL client); `SMTPB_ERR_STATE`.
+ *
+ * # Safety
+ * As `smtpb_set_event_callback`.
+ */
+smtpb_result SMTPB_CALL smtpb_set_event_callback_all(smtpb_client *c,
+                                          smtpb_event_fn callback,
+                                          void *user_data);
 
 /**
  * Sends a message now and waits for the outcome. `message_json` is the

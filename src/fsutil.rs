@@ -73,3 +73,11 @@ pub(crate) const MAX_RFC3339_UNIX: i64 = 253_402_300_799;
 pub fn rfc3339_unix(seconds: i64) -> Option<String> {
     (seconds > 0 && seconds <= MAX_RFC3339_UNIX).then(|| rfc3339(UNIX_EPOCH + Duration::from_secs(seconds as u64)))
 }
+
+/// What tells a file's versions apart cheaply: its modification time and
+/// length (`None` when it does not exist). A file another process
+/// replaced has a new stamp.
+pub fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}

@@ -43,6 +43,7 @@ pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod graph;
+pub mod host;
 pub mod http;
 pub mod json;
 pub mod limits;

@@ -8,10 +8,16 @@
 //! sending at once cannot overshoot the limit together, and given back if
 //! the server does not take the message. Counting happens only while a
 //! profile has a limit set.
+//!
+//! On a shared data_dir (ABI §17) every process counts in the same files:
+//! each use takes the file lock `limits.lock`, reads `limits.json` again,
+//! and writes it before the lock goes; the per-minute starts are kept in
+//! `throttle.json` (Unix ms per profile) the same way. Two processes
+//! therefore never both take the last place.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -43,6 +49,9 @@ pub struct Reservation {
 /// The send limits of one client.
 pub struct Limits {
     path: Option<PathBuf>,
+    /// A shared data_dir: the counters are read and written under the
+    /// file lock at every use.
+    shared: bool,
     counted: Mutex<LimitsFile>,
     /// Messages started in the last minute, per profile.
     minute: Mutex<HashMap<String, VecDeque<Instant>>>,
@@ -62,26 +71,29 @@ impl Limits {
     /// Reads the counters from `path` (`None` = in memory); the windows
     /// are measured with `clock`.
     pub fn open(path: Option<PathBuf>, clock: SharedClock) -> Result<Limits> {
-        let counted = match &path {
-            Some(p) if p.exists() => {
-                let bytes = std::fs::read(p).map_err(|e| Error::io("cannot read", p, &e))?;
-                let file: LimitsFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::new(Code::Io, format!("{} is damaged: {e}", p.display())))?;
-                if file.format > FORMAT {
-                    return Err(Error::new(
-                        Code::Io,
-                        format!(
-                            "{} has format {}; this library reads format {FORMAT} and older",
-                            p.display(),
-                            file.format
-                        ),
-                    ));
-                }
-                file
+        let counted = read_file(path.as_deref())?;
+        Ok(Limits { path, shared: false, counted: Mutex::new(counted), minute: Mutex::new(HashMap::new()), clock })
+    }
+
+    /// Counters shared with the other processes of the data_dir.
+    pub fn shared(mut self) -> Limits {
+        self.shared = self.path.is_some();
+        self
+    }
+
+    /// Runs `f` on the counters; on a shared data_dir under the file lock,
+    /// with the counters read again first.
+    fn counted<T>(&self, f: impl FnOnce(&mut LimitsFile) -> Result<T>) -> Result<T> {
+        let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+        let _lock = match (&self.path, self.shared) {
+            (Some(p), true) => {
+                let lock = lock_file(&p.with_file_name("limits.lock"))?;
+                *counted = read_file(Some(p))?;
+                Some(lock)
             }
-            _ => LimitsFile { format: FORMAT, profiles: BTreeMap::new() },
+            _ => None,
         };
-        Ok(Limits { path, counted: Mutex::new(counted), minute: Mutex::new(HashMap::new()), clock })
+        f(&mut counted)
     }
 
     fn save(&self, file: &LimitsFile) -> Result<()> {
@@ -115,42 +127,44 @@ impl Limits {
             ));
         }
         let now = self.clock.unix();
-        let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
-        let entries = counted.profiles.entry(name.clone()).or_default();
-        entries.retain(|(at, _)| now - at < period);
-        let used: u64 = entries.iter().map(|(_, n)| *n as u64).sum();
-        if used + recipients as u64 > limit as u64 {
-            let resets = entries.first().map(|(at, _)| at + period).unwrap_or(now);
-            return Err(Error::new(
-                Code::Limit,
-                format!(
-                    "send limit of profile {} reached: {used} of {limit} recipients per {} used; room again at {}",
-                    settings.name,
-                    settings.send_limit_period.name().to_ascii_lowercase(),
-                    fsutil::rfc3339_unix(resets).unwrap_or_default()
-                ),
-            ));
-        }
-        entries.push((now, recipients));
-        if let Err(e) = self.save(&counted) {
-            // Not counted durably: not counted at all.
-            if let Some(entries) = counted.profiles.get_mut(&name) {
-                entries.pop();
+        self.counted(|counted| {
+            let entries = counted.profiles.entry(name.clone()).or_default();
+            entries.retain(|(at, _)| now - at < period);
+            let used: u64 = entries.iter().map(|(_, n)| *n as u64).sum();
+            if used + recipients as u64 > limit as u64 {
+                let resets = entries.first().map(|(at, _)| at + period).unwrap_or(now);
+                return Err(Error::new(
+                    Code::Limit,
+                    format!(
+                        "send limit of profile {} reached: {used} of {limit} recipients per {} used; room again at {}",
+                        settings.name,
+                        settings.send_limit_period.name().to_ascii_lowercase(),
+                        fsutil::rfc3339_unix(resets).unwrap_or_default()
+                    ),
+                ));
             }
-            return Err(e);
-        }
-        Ok(Some(Reservation { profile: name, at: now, count: recipients }))
+            entries.push((now, recipients));
+            if let Err(e) = self.save(counted) {
+                // Not counted durably: not counted at all.
+                if let Some(entries) = counted.profiles.get_mut(&name) {
+                    entries.pop();
+                }
+                return Err(e);
+            }
+            Ok(Some(Reservation { profile: name.clone(), at: now, count: recipients }))
+        })
     }
 
     /// Gives back recipients the server did not take.
     pub fn release(&self, reservation: Reservation) -> Result<()> {
-        let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entries) = counted.profiles.get_mut(&reservation.profile) {
-            if let Some(i) = entries.iter().position(|(at, n)| *at == reservation.at && *n == reservation.count) {
-                entries.remove(i);
+        self.counted(|counted| {
+            if let Some(entries) = counted.profiles.get_mut(&reservation.profile) {
+                if let Some(i) = entries.iter().position(|(at, n)| *at == reservation.at && *n == reservation.count) {
+                    entries.remove(i);
+                }
             }
-        }
-        self.save(&counted)
+            self.save(counted)
+        })
     }
 
     /// Waits for a place in the profile's per-minute rate, for at most
@@ -163,18 +177,9 @@ impl Limits {
         let give_up = self.clock.instant() + wait;
         let name = settings.name.to_ascii_lowercase();
         loop {
-            let next_free = {
-                let mut minute = self.minute.lock().unwrap_or_else(|e| e.into_inner());
-                let started = minute.entry(name.clone()).or_default();
-                let now = self.clock.instant();
-                while started.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
-                    started.pop_front();
-                }
-                if started.len() < per_minute {
-                    started.push_back(now);
-                    return Ok(());
-                }
-                started[0] + Duration::from_secs(60)
+            let next_free = match self.minute_place(&name, per_minute)? {
+                None => return Ok(()),
+                Some(wait) => self.clock.instant() + wait,
             };
             if next_free > give_up {
                 return Err(Error::new(
@@ -189,20 +194,68 @@ impl Limits {
         }
     }
 
+    /// Takes a place in the profile's per-minute rate: `None` when one
+    /// was free, else how long until the first one frees up.
+    fn minute_place(&self, name: &str, per_minute: usize) -> Result<Option<Duration>> {
+        let minute = Duration::from_secs(60);
+        if let (Some(path), true) = (&self.path, self.shared) {
+            return self.counted(|_| {
+                let throttle = path.with_file_name("throttle.json");
+                let mut starts = read_throttle(&throttle)?;
+                let now = self.clock.unix_ms();
+                let started = starts.entry(name.to_string()).or_default();
+                started.retain(|at| now - at < minute.as_millis() as i64);
+                if started.len() >= per_minute {
+                    let first = started.iter().min().copied().unwrap_or(now);
+                    return Ok(Some(Duration::from_millis((first + 60_000 - now).max(0) as u64)));
+                }
+                started.push(now);
+                starts.retain(|_, v| !v.is_empty());
+                let bytes = serde_json::to_vec(&starts).map_err(|e| Error::internal(e.to_string()))?;
+                fsutil::atomic_write(&throttle, &bytes, false)?;
+                Ok(None)
+            });
+        }
+        let mut minutes = self.minute.lock().unwrap_or_else(|e| e.into_inner());
+        let started = minutes.entry(name.to_string()).or_default();
+        let now = self.clock.instant();
+        while started.front().is_some_and(|t| now.duration_since(*t) >= minute) {
+            started.pop_front();
+        }
+        if started.len() < per_minute {
+            started.push_back(now);
+            return Ok(None);
+        }
+        Ok(Some((started[0] + minute).saturating_duration_since(now)))
+    }
+
     /// Clears the counters of one profile (any letter case), or of all.
     pub fn reset(&self, profile: Option<&str>) -> Result<()> {
-        let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = counted.clone();
-        match profile {
-            Some(p) => {
-                next.profiles.remove(&p.to_ascii_lowercase());
+        self.counted(|counted| {
+            let mut next = counted.clone();
+            match profile {
+                Some(p) => {
+                    next.profiles.remove(&p.to_ascii_lowercase());
+                }
+                None => next.profiles.clear(),
             }
-            None => next.profiles.clear(),
-        }
-        // Saved under the lock, so no reservation's save can interleave.
-        self.save(&next)?;
-        *counted = next;
-        drop(counted);
+            // Saved under the lock, so no reservation's save can interleave.
+            self.save(&next)?;
+            *counted = next;
+            if let (Some(path), true) = (&self.path, self.shared) {
+                let throttle = path.with_file_name("throttle.json");
+                let mut starts = read_throttle(&throttle)?;
+                match profile {
+                    Some(p) => {
+                        starts.remove(&p.to_ascii_lowercase());
+                    }
+                    None => starts.clear(),
+                }
+                let bytes = serde_json::to_vec(&starts).map_err(|e| Error::internal(e.to_string()))?;
+                fsutil::atomic_write(&throttle, &bytes, false)?;
+            }
+            Ok(())
+        })?;
         let mut minute = self.minute.lock().unwrap_or_else(|e| e.into_inner());
         match profile {
             Some(p) => {
@@ -217,17 +270,65 @@ impl Limits {
     pub fn usage(&self, settings: &ProfileSettings) -> Usage {
         let period = settings.send_limit_period.seconds() as i64;
         let now = self.clock.unix();
-        let counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
-        let live: Vec<&(i64, u32)> = counted
-            .profiles
-            .get(&settings.name.to_ascii_lowercase())
-            .map(|e| e.iter().filter(|(at, _)| period > 0 && now - at < period).collect())
-            .unwrap_or_default();
-        Usage {
-            sent_in_period: live.iter().map(|(_, n)| *n as u64).sum(),
-            resets_at: live.first().map(|(at, _)| at + period),
-        }
+        let usage = self.counted(|counted| {
+            let live: Vec<&(i64, u32)> = counted
+                .profiles
+                .get(&settings.name.to_ascii_lowercase())
+                .map(|e| e.iter().filter(|(at, _)| period > 0 && now - at < period).collect())
+                .unwrap_or_default();
+            Ok(Usage {
+                sent_in_period: live.iter().map(|(_, n)| *n as u64).sum(),
+                resets_at: live.first().map(|(at, _)| at + period),
+            })
+        });
+        usage.unwrap_or_else(|e| {
+            log::warn!("{}", e.message());
+            Usage { sent_in_period: 0, resets_at: None }
+        })
     }
+}
+
+/// Reads `limits.json` (empty counters when it does not exist).
+fn read_file(path: Option<&Path>) -> Result<LimitsFile> {
+    match path {
+        Some(p) if p.exists() => {
+            let bytes = std::fs::read(p).map_err(|e| Error::io("cannot read", p, &e))?;
+            let file: LimitsFile = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::new(Code::Io, format!("{} is damaged: {e}", p.display())))?;
+            if file.format > FORMAT {
+                return Err(Error::new(
+                    Code::Io,
+                    format!("{} has format {}; this library reads format {FORMAT} and older", p.display(), file.format),
+                ));
+            }
+            Ok(file)
+        }
+        _ => Ok(LimitsFile { format: FORMAT, profiles: BTreeMap::new() }),
+    }
+}
+
+/// Reads `throttle.json`: per profile, the Unix ms of each message started
+/// in the last minute.
+fn read_throttle(path: &Path) -> Result<BTreeMap<String, Vec<i64>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::new(Code::Io, format!("{} is damaged: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(Error::io("cannot read", path, &e)),
+    }
+}
+
+/// Takes the file lock at `path` (waits for the other processes' turn).
+fn lock_file(path: &Path) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io("cannot open", path, &e))?;
+    file.lock().map_err(|e| Error::io("cannot lock", path, &e))?;
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -113,6 +113,11 @@ pub static KEY_DOCS: &[(&str, &str)] = &[
         "Windows only (ignored elsewhere): DPAPI scope of `master.key` with a NULL secret, `User` or `Machine` \
          (any account of the machine; a service account always gets `Machine`); applied at the next open.",
     ),
+    (
+        "SMTPAllowNetworkDataDir",
+        "`true` lets an exclusive client open a data_dir on a network file system (SMB/CIFS, NFS, a UNC path), \
+         which is otherwise refused with IO; never with `SMTPB_OPEN_SHARED` (read at open).",
+    ),
 ];
 
 /// Every advice key (`"advice": {"key", "text"}`) and what it is

@@ -141,7 +141,7 @@ def test_a_store_of_a_newer_format_is_refused_and_never_written(data_dir):
         client.enqueue(message())
     db = data_dir / "spool" / "outbox.db"
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.execute("PRAGMA user_version = 7")
     conn.commit()
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -149,9 +149,34 @@ def test_a_store_of_a_newer_format_is_refused_and_never_written(data_dir):
     before = {p.name: p.read_bytes() for p in db.parent.iterdir() if p.is_file()}
     error = expect_error(IO, smtpbridge.Client, data_dir)
     text = error.message.replace(str(data_dir), "")
-    assert re.search(r"(?<!\d)7(?!\d)", text) and re.search(r"(?<!\d)2(?!\d)", text), error.message
+    assert re.search(r"(?<!\d)7(?!\d)", text) and re.search(r"(?<!\d)3(?!\d)", text), error.message
     after = {p.name: p.read_bytes() for p in db.parent.iterdir() if p.is_file()}
     assert after == before
+
+
+def test_a_format_2_store_of_library_1_1_opens_and_gains_the_tables_of_a_shared_data_dir(data_dir):
+    with smtpbridge.Client(data_dir, paused=True) as client:
+        configure(client, ClosedPort())
+        queued = client.enqueue(message())
+    db = data_dir / "spool" / "outbox.db"
+    conn = sqlite3.connect(db)
+    # Back to what 1.1 wrote: format 2, without the tables of format 3.
+    conn.executescript(
+        "DROP TRIGGER messages_shared_insert; DROP TRIGGER messages_shared_update;"
+        "DROP TABLE clients; DROP TABLE lease; DROP TABLE changes; PRAGMA user_version = 2;"
+    )
+    conn.commit()
+    conn.close()
+    with smtpbridge.Client(data_dir, paused=True, shared=True) as client:
+        assert client.status(queued)["state"] == "queued"
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"clients", "lease", "changes", "messages"} <= tables
+    # Closed: the shared client left no trace of itself.
+    assert conn.execute("SELECT count(*) FROM clients").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM lease").fetchone()[0] == 0
+    conn.close()
 
 
 # --- damage ---------------------------------------------------------------------------

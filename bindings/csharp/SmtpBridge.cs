@@ -63,6 +63,10 @@ namespace SmtpBridge
         Default = 0,
         /// <summary>SMTPB_OPEN_PAUSED: the outbox stays paused until OutboxResume(null).</summary>
         Paused = 1,
+        /// <summary>SMTPB_OPEN_SHARED: other processes of this machine may open the same data_dir.</summary>
+        Shared = 2,
+        /// <summary>SMTPB_OPEN_SUBMIT_ONLY: this client never delivers; it queues, reads and manages.</summary>
+        SubmitOnly = 4,
     }
 
     /// <summary>Receives each event of a client as JSON (docs/REFERENCE.md, "Events"), on the client's event thread.</summary>

@@ -239,6 +239,8 @@ fn blocked_record(spec: &MessageSpec, r: &MergeRecipient, batch_id: &str, e: &Er
         idempotency_key: None,
         archive: false,
         body_dropped: true,
+        origin: None,
+        writer: None,
     }
 }
 

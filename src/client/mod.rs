@@ -35,12 +35,21 @@ use crate::transport::Pool;
 
 mod probe;
 mod reports;
-pub use reports::{OAuth2Check, ProbeReport, ProbeResult, ProfileUsage, Stats, Suggested, TestReport};
+mod shared;
+pub use reports::{
+    Delivery, DeliveryHolder, OAuth2Check, ProbeReport, ProbeResult, ProfileUsage, Stats, Suggested, TestReport,
+};
 
 /// `smtpb_client_open` flag: resume delivery of what the spool holds.
 pub const OPEN_DEFAULT: u32 = 0;
 /// `smtpb_client_open` flag: open with the outbox paused.
 pub const OPEN_PAUSED: u32 = 1;
+/// `smtpb_client_open` flag: share the data_dir with other clients and
+/// processes of this machine (ABI §17).
+pub const OPEN_SHARED: u32 = 2;
+/// `smtpb_client_open` flag: never deliver (queue, read and manage only).
+pub const OPEN_SUBMIT_ONLY: u32 = 4;
+const OPEN_FLAGS: u32 = OPEN_PAUSED | OPEN_SHARED | OPEN_SUBMIT_ONLY;
 
 /// A client of the library. Cloning shares it.
 #[derive(Clone)]
@@ -50,8 +59,15 @@ pub struct Client {
 
 struct Inner {
     data_dir: Option<PathBuf>,
-    /// Held for the client's life: the exclusive lock on data_dir.
+    /// Held for the client's life: the lock on data_dir (exclusive, or
+    /// shared with the other sharing clients).
     _lock: Option<File>,
+    /// A shared data_dir: the files other processes change (see [`shared`]).
+    shared: Option<shared::Watched>,
+    /// `SMTPB_OPEN_SUBMIT_ONLY`.
+    submit_only: bool,
+    /// When the client was opened.
+    opened_at: SystemTime,
     /// Replaced whole on every change: a reader holds its snapshot.
     config: RwLock<Arc<Config>>,
     credentials: Mutex<CredentialStore>,
@@ -93,12 +109,13 @@ pub struct TestOutcome<R> {
     pub report: Option<R>,
 }
 
-/// Takes the exclusive lock on `data_dir` (the file `lock`), and names
-/// the holder in `lock.owner`: a separate file, because on Windows a locked
-/// file cannot be read by another process. The lock alone excludes: when
+/// Takes the lock on `data_dir` (the file `lock`): exclusive, or with
+/// `shared` one that other sharing clients hold too; and names the holder
+/// in `lock.owner`: a separate file, because on Windows a locked file
+/// cannot be read by another process. The lock alone excludes: when
 /// `lock.owner` cannot be written (a full disk) the open goes on, and a
 /// client refused BUSY names the holder as unknown.
-fn lock_data_dir(dir: &Path) -> Result<File> {
+fn lock_data_dir(dir: &Path, shared: bool) -> Result<File> {
     let path = dir.join("lock");
     let owner_path = dir.join("lock.owner");
     let file = std::fs::OpenOptions::new()
@@ -108,15 +125,21 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .map_err(|e| Error::io("cannot open", &path, &e))?;
-    match file.try_lock() {
+    let locked = if shared { file.try_lock_shared() } else { file.try_lock() };
+    match locked {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let holder = std::fs::read_to_string(&owner_path).unwrap_or_default();
             let holder = holder.trim();
+            let how = if shared {
+                "it is held exclusively; to share it, every client opens it with SMTPB_OPEN_SHARED"
+            } else {
+                "to share it, every client opens it with SMTPB_OPEN_SHARED"
+            };
             return Err(Error::new(
                 Code::Busy,
                 format!(
-                    "the data directory {} is in use by another client ({})",
+                    "the data directory {} is in use by another client ({}); {how}",
                     dir.display(),
                     if holder.is_empty() { "holder unknown" } else { holder }
                 ),
@@ -125,10 +148,11 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
         Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("cannot lock", &path, &e)),
     }
     let who = format!(
-        "pid {}, host {}, user {}",
+        "pid {}, host {}, user {}{}",
         std::process::id(),
-        gethostname::gethostname().to_string_lossy(),
-        std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into())
+        crate::host::host_name(),
+        crate::host::user_name(),
+        if shared { ", shared" } else { "" }
     );
     if let Err(e) = fsutil::atomic_write(&owner_path, who.as_bytes(), false) {
         // A stale owner would name the wrong holder.
@@ -154,8 +178,20 @@ impl Client {
         flags: u32,
         clock: SharedClock,
     ) -> Result<Client> {
-        if flags & !OPEN_PAUSED != 0 {
-            return Err(Error::invalid_argument(format!("flags: unknown open flags {:#x}", flags & !OPEN_PAUSED)));
+        if flags & !OPEN_FLAGS != 0 {
+            return Err(Error::invalid_argument(format!("flags: unknown open flags {:#x}", flags & !OPEN_FLAGS)));
+        }
+        let shared = flags & OPEN_SHARED != 0;
+        if shared && data_dir.is_none() {
+            return Err(Error::invalid_argument(
+                "flags: SMTPB_OPEN_SHARED needs a data_dir (an in-memory client has nothing to share)",
+            ));
+        }
+        if flags & OPEN_SUBMIT_ONLY != 0 && !shared {
+            return Err(Error::invalid_argument(
+                "flags: SMTPB_OPEN_SUBMIT_ONLY needs SMTPB_OPEN_SHARED (a client that holds the data_dir alone and \
+                 never delivers would leave its mail queued)",
+            ));
         }
         if let Some(dir) = data_dir {
             if !dir.is_absolute() {
@@ -169,16 +205,17 @@ impl Client {
         // Before any file is made in it, so that they all inherit it.
         #[cfg(windows)]
         let private = data_dir.map(crate::winsec::make_private_if_in_profile);
-        let lock = data_dir.map(lock_data_dir).transpose()?;
-        let config = match data_dir.map(config::config_path) {
-            Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, &e))?;
-                Config::from_json(&text)
-                    .map_err(|e| Error::new(Code::Io, format!("{} is damaged: {}", path.display(), e.message())))?
-                    .0
-            }
-            _ => Config::new(),
+        // Stamped before they are read: a change made meanwhile is read
+        // again at the first call.
+        let stamps = data_dir.filter(|_| shared).map(shared::Stamps::of);
+        let config = match data_dir {
+            Some(dir) => shared::read_config(dir)?,
+            None => Config::new(),
         };
+        if let Some(dir) = data_dir {
+            shared::check_local(dir, shared, &config)?;
+        }
+        let lock = data_dir.map(|d| lock_data_dir(d, shared)).transpose()?;
         let secret: Zeroizing<Vec<u8>> = match secret {
             Some(s) => Zeroizing::new(s.as_bytes().to_vec()),
             None => {
@@ -188,8 +225,14 @@ impl Client {
         };
         let store =
             CredentialStore::open(data_dir.map(|d| d.join("credentials.json")), &secret)?.with_clock(clock.clone());
-        let limits = Limits::open(data_dir.map(|d| d.join("limits.json")), clock.clone())?;
-        let outbox = Arc::new(Outbox::open(data_dir, flags & OPEN_PAUSED != 0)?.with_clock(clock.clone()));
+        let mut limits = Limits::open(data_dir.map(|d| d.join("limits.json")), clock.clone())?;
+        let submit_only = flags & OPEN_SUBMIT_ONLY != 0;
+        let sharing = shared.then(|| crate::outbox::Sharing::new(!submit_only));
+        if shared {
+            limits = limits.shared();
+        }
+        let outbox =
+            Arc::new(Outbox::open_shared(data_dir, flags & OPEN_PAUSED != 0, sharing)?.with_clock(clock.clone()));
         let global = config.global_settings();
         let threads = global.delivery_threads;
         let for_log = Arc::downgrade(&outbox);
@@ -203,6 +246,9 @@ impl Client {
             inner: Arc::new(Inner {
                 data_dir: data_dir.map(Path::to_path_buf),
                 _lock: lock,
+                shared: stamps.map(|stamps| shared::Watched::new(stamps, secret.clone(), clock.clone())),
+                submit_only,
+                opened_at: SystemTime::now(),
                 config: RwLock::new(Arc::new(config)),
                 credentials: Mutex::new(store),
                 credential_revision: AtomicU64::new(0),
@@ -373,12 +419,20 @@ impl Client {
     }
 
     /// The configuration now: a snapshot that later changes do not touch.
+    /// On a shared data_dir, read again first if another process changed it.
     fn read_config(&self) -> Arc<Config> {
+        self.reload_config_if_changed();
         self.inner.config.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The credential store; on a shared data_dir read again first if
+    /// another process changed it.
     fn credentials(&self) -> std::sync::MutexGuard<'_, CredentialStore> {
-        self.inner.credentials.lock().unwrap_or_else(|e| e.into_inner())
+        let mut store = self.inner.credentials.lock().unwrap_or_else(|e| e.into_inner());
+        if self.reload_credentials_if_changed(&mut store) {
+            self.close_idle();
+        }
+        store
     }
 
     /// Changes the configuration: `change` makes the next one from the
@@ -386,6 +440,7 @@ impl Client {
     /// each other), it is persisted, then swapped in; the secret changes
     /// that came with it go to the credential store.
     fn update_config(&self, change: impl FnOnce(&Config) -> Result<(Config, Vec<SecretChange>)>) -> Result<()> {
+        self.reload_config_if_changed();
         let mut config = self.inner.config.write().unwrap_or_else(|e| e.into_inner());
         let (next, changes) = change(&config)?;
         if **config != next {
@@ -399,6 +454,7 @@ impl Client {
                 let text =
                     serde_json::to_vec_pretty(&next.to_json(|_| None)).map_err(|e| Error::internal(e.to_string()))?;
                 fsutil::atomic_write(&config::config_path(dir), &text, false)?;
+                self.config_written();
             }
             *config = Arc::new(next);
             let global = config.global_settings();
@@ -437,6 +493,7 @@ impl Client {
     }
 
     fn credentials_changed(&self) {
+        self.credentials_written();
         self.inner.credential_revision.fetch_add(1, Ordering::AcqRel);
         self.close_idle();
         self.inner.outbox.release_credentials();
@@ -654,7 +711,8 @@ impl Client {
         // Paused profiles by the names they were configured with.
         let paused: Vec<String> =
             counts.paused.into_iter().map(|p| config.profile(&p).map(|q| q.name.clone()).unwrap_or(p)).collect();
-        Ok(Stats { counts: counts.states, damaged_records: counts.damaged_records, paused, profiles })
+        let delivery = Delivery { holder: self.delivery_holder()? };
+        Ok(Stats { counts: counts.states, damaged_records: counts.damaged_records, paused, profiles, delivery })
     }
 
     /// Counts per state of a batch.
@@ -720,6 +778,16 @@ impl Client {
     /// old callback is not running and never runs again.
     pub fn set_event_callback(&self, callback: Option<Callback>) -> Result<()> {
         self.check_open()?;
+        self.inner.outbox.set_all_events(false);
+        self.inner.outbox.events.set_callback(callback);
+        Ok(())
+    }
+
+    /// [`Client::set_event_callback`] for the events of every message of
+    /// the data_dir, including those other clients queued.
+    pub fn set_event_callback_all(&self, callback: Option<Callback>) -> Result<()> {
+        self.check_open()?;
+        self.inner.outbox.set_all_events(callback.is_some());
         self.inner.outbox.events.set_callback(callback);
         Ok(())
     }

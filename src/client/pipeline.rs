@@ -359,6 +359,8 @@ impl Client {
             idempotency_key: spec.idempotency_key.clone(),
             archive: spec.archive,
             body_dropped: false,
+            origin: None,
+            writer: None,
         };
         Ok((record, bytes))
     }
@@ -555,7 +557,7 @@ impl Client {
     /// Sends a message now and waits for the outcome (`smtpb_send`).
     pub fn send(&self, message_json: &str) -> SendOutcome {
         let unrecorded = |e: Error| SendOutcome { result: Err(e), status: None };
-        if let Err(e) = self.check_open() {
+        if let Err(e) = self.check_open().and_then(|_| self.check_may_send()) {
             return unrecorded(e);
         }
         let config = self.read_config().clone();

@@ -18,6 +18,25 @@ pub struct Stats {
     pub damaged_records: i64,
     pub paused: Vec<String>,
     pub profiles: BTreeMap<String, ProfileUsage>,
+    pub delivery: Delivery,
+}
+
+/// `"delivery"` of the outbox statistics: who delivers the outbox.
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivery {
+    /// The client that delivers (an exclusive client: itself; a shared
+    /// data_dir: the holder of the delivery lease), `None` when none does.
+    pub holder: Option<DeliveryHolder>,
+}
+
+/// The process that delivers the outbox.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeliveryHolder {
+    pub pid: u32,
+    pub host: String,
+    pub user: String,
+    /// Since when it delivers (RFC 3339).
+    pub since: String,
 }
 
 /// A profile's send limit and what it has used of it.

@@ -159,6 +159,7 @@ keys! {
     SMTPTranscript: Global, Kind::Enum(TRANSCRIPT), Some("Failures");
     SMTPProbePorts: Global, Kind::Text, None;
     SMTPMasterKeyScope: Global, Kind::Enum(KEY_SCOPE), Some("User");
+    SMTPAllowNetworkDataDir: Global, Kind::Bool, Some("false");
 }
 
 impl Key {

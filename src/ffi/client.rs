@@ -12,7 +12,8 @@ use crate::Client;
 ///
 /// `data_dir`: absolute UTF-8 path of the folder for configuration,
 /// credential store, outbox spool and archive; created if missing; held
-/// with an exclusive lock for the client's life. NULL = an in-memory client
+/// with an exclusive lock for the client's life (shared with other
+/// sharing clients under `SMTPB_OPEN_SHARED`). NULL = an in-memory client
 /// (nothing survives the process). `secret`: the master secret of the
 /// credential store; NULL = a random 256-bit key file created once in
 /// data_dir, readable by its owner only (for an in-memory client: a random
@@ -23,8 +24,29 @@ use crate::Client;
 /// migrated at open (same key, no plaintext copy kept), and one DPAPI
 /// cannot open (another account or machine, or changed) is
 /// `SMTPB_ERR_CREDENTIALS` naming it. There a data_dir inside the user's
-/// profile also gets an owner-only ACL (the user and SYSTEM). `flags`: `SMTPB_OPEN_DEFAULT` (0) or
-/// `SMTPB_OPEN_PAUSED` (1).
+/// profile also gets an owner-only ACL (the user and SYSTEM). `flags`: `SMTPB_OPEN_DEFAULT` (0), or
+/// any of `SMTPB_OPEN_PAUSED` (1), `SMTPB_OPEN_SHARED` (2), `SMTPB_OPEN_SUBMIT_ONLY` (4, only with
+/// `SMTPB_OPEN_SHARED`).
+///
+/// **Several processes, one outbox** (`SMTPB_OPEN_SHARED`): any number of
+/// clients in any number of processes of this machine open the same
+/// data_dir; every call works from each. One of them at a time delivers
+/// the outbox: the holder of the delivery lease kept in the store (never a
+/// submit-only client). When it closes, another takes over at once; when
+/// its process dies, within 5 s (its heartbeat is 3 s old, or its pid is
+/// gone), and messages it was sending are queued again as
+/// `possible_duplicate`. A status another process writes is seen by
+/// `smtpb_status`/`smtpb_wait` within 200 ms; configuration and
+/// credential changes at the next call; send limits and
+/// SMTPBatchPerMinute are counted across the processes. A submit-only
+/// client queues, reads and manages; its `smtpb_send` is
+/// `SMTPB_ERR_STATE`. An exclusive and a shared open exclude each other
+/// (`SMTPB_ERR_BUSY` naming the holder's pid, host and user).
+///
+/// A data_dir on a network file system (NFS, SMB/CIFS, a UNC path or a
+/// network drive) is refused with `SMTPB_ERR_IO` naming the path and why,
+/// unless the open is exclusive and config.json sets
+/// `SMTPAllowNetworkDataDir=true`.
 ///
 /// Ownership: `data_dir` and `secret` are borrowed for the call. On success
 /// `*out` is a new client the caller ends with `smtpb_client_close`; on
@@ -63,14 +85,17 @@ use crate::Client;
 /// kept beside it as `journal.log.v1-migrated-<seconds>`.
 ///
 /// Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL `out`, bad UTF-8, relative
-/// data_dir, unknown flag); `SMTPB_ERR_BUSY` (data_dir is held by another
-/// client; the message names its pid, host and user); `SMTPB_ERR_CREDENTIALS`
+/// data_dir, unknown flag, `SMTPB_OPEN_SHARED` without data_dir,
+/// `SMTPB_OPEN_SUBMIT_ONLY` without `SMTPB_OPEN_SHARED`); `SMTPB_ERR_BUSY`
+/// (data_dir is held by another client, exclusively or in the other mode;
+/// the message names its pid, host and user); `SMTPB_ERR_CREDENTIALS`
 /// (wrong master secret or tampered store; at once, naming the file and
 /// the field, for a store whose key derivation is out of range: a kdf
 /// other than pbkdf2-hmac-sha256, PBKDF2 iterations outside 1 to
 /// 10,000,000, a salt outside 8 to 64 bytes); `SMTPB_ERR_IO` (data_dir cannot
-/// be created or read, or holds a store or spool of a newer format: the
-/// message names both versions and nothing is written).
+/// be created or read, is on a network file system, or holds a store or
+/// spool of a newer format: the message names both versions and nothing
+/// is written).
 ///
 /// # Safety
 /// String arguments are NULL or NUL-terminated; `out` is NULL or writable.

@@ -141,6 +141,16 @@ pub const SMTPB_OPEN_DEFAULT: u32 = 0;
 /// `smtpb_client_open` flag: open with the outbox paused until
 /// `smtpb_outbox_resume`.
 pub const SMTPB_OPEN_PAUSED: u32 = 1;
+/// `smtpb_client_open` flag: other clients, in this and other processes
+/// of this machine, may open the same data_dir with this flag too (ABI
+/// §17). Exclusive and shared opens exclude each other (BUSY naming the
+/// holder). One sharing client at a time delivers the outbox (the holder
+/// of the delivery lease); every client can queue, send, read and manage.
+pub const SMTPB_OPEN_SHARED: u32 = 2;
+/// `smtpb_client_open` flag: this client never delivers queued mail and
+/// cannot `smtpb_send`: it queues, reads and manages; a sharing client that
+/// delivers sends what it queues.
+pub const SMTPB_OPEN_SUBMIT_ONLY: u32 = 4;
 
 // The header's values are literals (cbindgen evaluates no paths); they
 // must be the core's.
@@ -148,6 +158,8 @@ const _: () = assert!(SMTPB_ABI_VERSION == crate::ABI_VERSION);
 const _: () = assert!(SMTPB_ABI_MINOR == crate::ABI_MINOR);
 const _: () = assert!(SMTPB_OPEN_DEFAULT == crate::client::OPEN_DEFAULT);
 const _: () = assert!(SMTPB_OPEN_PAUSED == crate::client::OPEN_PAUSED);
+const _: () = assert!(SMTPB_OPEN_SHARED == crate::client::OPEN_SHARED);
+const _: () = assert!(SMTPB_OPEN_SUBMIT_ONLY == crate::client::OPEN_SUBMIT_ONLY);
 
 /// A client: one data directory with its configuration, credential store,
 /// pooled connections and message statuses.
@@ -166,6 +178,7 @@ const _: () = assert!(SMTPB_OPEN_PAUSED == crate::client::OPEN_PAUSED);
 /// smtpb_cancel, smtpb_batch_cancel, smtpb_retry, smtpb_outbox_pause,
 /// smtpb_outbox_resume, smtpb_limits_reset, smtpb_blacklist_add,
 /// smtpb_blacklist_remove, smtpb_blacklist_list, smtpb_set_event_callback,
+/// smtpb_set_event_callback_all,
 /// smtpb_set_log_callback, smtpb_transcript, smtpb_probe,
 /// smtpb_oauth2_begin, smtpb_oauth2_complete, smtpb_oauth2_cancel,
 /// smtpb_credentials_set_oauth2_refresh.

@@ -112,6 +112,10 @@ pub unsafe extern "C" fn smtpb_outbox_list(
 /// the open, a final one when a query, list or status first reads it);
 /// 0 for a sound spool. Counts are kept by the store, so this does not
 /// scan the history.
+/// `"delivery": {"holder": {"pid", "host", "user", "since"} | null}`: the
+/// process that delivers the outbox (this one, for a client that holds its
+/// data_dir exclusively; the delivery lease's holder on a shared data_dir;
+/// null when no sharing client that may deliver is open).
 ///
 /// Ownership: on success `*out_json` is the caller's to free with
 /// `smtpb_string_free`.
@@ -270,6 +274,12 @@ pub type smtpb_event_fn = Option<unsafe extern "C" fn(event_json: *const c_char,
 /// (no C++/.NET exception, no longjmp) and must not wait on a thread that
 /// may be in close or flush.
 ///
+/// On a shared data_dir (`SMTPB_OPEN_SHARED`) the events of the messages
+/// this client queued reach it whichever process delivers them: a change
+/// another process makes is noticed within 200 ms (the change log the
+/// store keeps is read every 200 ms); several changes in between may come
+/// as the last state only.
+///
 /// Ownership: `user_data` stays the host's; the library only passes it
 /// back.
 ///
@@ -284,16 +294,42 @@ pub unsafe extern "C" fn smtpb_set_event_callback(
     callback: smtpb_event_fn,
     user_data: *mut c_void,
 ) -> smtpb_result {
-    with_client("smtpb_set_event_callback", c, |client| {
-        let callback = callback.map(|f| {
-            let data = user_data as usize;
-            Arc::new(move |event: &str| {
-                let text = CString::new(event).unwrap_or_default();
-                // SAFETY: the host promised `f` may be called with its
-                // user_data until it is replaced.
-                unsafe { f(text.as_ptr(), data as *mut c_void) }
-            }) as crate::outbox::events::Callback
-        });
-        client.set_event_callback(callback)
+    with_client("smtpb_set_event_callback", c, |client| client.set_event_callback(event_callback(callback, user_data)))
+}
+
+/// Like `smtpb_set_event_callback`, but for every message of the data_dir,
+/// including those other clients and processes queued (a monitor of a
+/// shared data_dir). It replaces the callback set by either function; for
+/// a client that does not share its data_dir it is the same as
+/// `smtpb_set_event_callback`.
+///
+/// Ownership: `user_data` stays the host's; the library only passes it
+/// back.
+///
+/// Errors: `SMTPB_ERR_INVALID_ARGUMENT` (NULL client); `SMTPB_ERR_STATE`.
+///
+/// # Safety
+/// As `smtpb_set_event_callback`.
+#[no_mangle]
+pub unsafe extern "C" fn smtpb_set_event_callback_all(
+    c: *mut smtpb_client,
+    callback: smtpb_event_fn,
+    user_data: *mut c_void,
+) -> smtpb_result {
+    with_client("smtpb_set_event_callback_all", c, |client| {
+        client.set_event_callback_all(event_callback(callback, user_data))
+    })
+}
+
+/// The host's callback and its `user_data` as the core's callback.
+fn event_callback(callback: smtpb_event_fn, user_data: *mut c_void) -> Option<crate::outbox::events::Callback> {
+    callback.map(|f| {
+        let data = user_data as usize;
+        Arc::new(move |event: &str| {
+            let text = CString::new(event).unwrap_or_default();
+            // SAFETY: the host promised `f` may be called with its
+            // user_data until it is replaced.
+            unsafe { f(text.as_ptr(), data as *mut c_void) }
+        }) as crate::outbox::events::Callback
     })
 }

@@ -138,6 +138,13 @@ impl Ledger {
         }
     }
 
+    /// Drops a message from the view (it is gone from the store).
+    pub(super) fn forget(&mut self, id: &str) {
+        if let Some(old) = self.entries.remove(id) {
+            self.untrack(&old);
+        }
+    }
+
     /// Changes when a queued or deferred message is due (in memory only).
     pub(super) fn reschedule(&mut self, id: &str, due: i64) {
         let Some(mut record) = self.entries.get(id).cloned() else { return };

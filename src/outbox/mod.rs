@@ -23,6 +23,7 @@ mod ledger;
 mod purge;
 mod query;
 mod retry;
+pub mod shared;
 pub mod spool;
 pub mod store;
 pub mod wal;
@@ -44,10 +45,10 @@ use ledger::{moved, now_ms, Ledger};
 pub use purge::{purgeable, PurgeHook, RetentionFn};
 pub use query::{BatchCancel, BatchCounts, Counts, Cursor, Page};
 pub use retry::{Attempt, AttemptFn, RetryPolicy};
+pub use shared::Sharing;
 pub use spool::Record;
 pub use store::Query;
 use store::{Opened, Store};
-use workers::state_event;
 
 /// The outbox of one client.
 pub struct Outbox {
@@ -68,6 +69,8 @@ pub struct Outbox {
     purge_wake: (Mutex<bool>, Condvar),
     /// The time retention is measured in.
     clock: SharedClock,
+    /// A client of a shared data_dir (`SMTPB_OPEN_SHARED`), see [`shared`].
+    sharing: Option<Sharing>,
 }
 
 /// Reads a persisted set of names (`[]` when the file does not exist).
@@ -95,7 +98,16 @@ impl Outbox {
     /// (migrating a version-1 journal), loads what is not final, and
     /// queues again what was `sending` when the last process ended.
     pub fn open(data_dir: Option<&Path>, open_paused: bool) -> Result<Outbox> {
+        Outbox::open_shared(data_dir, open_paused, None)
+    }
+
+    /// [`Outbox::open`] for a client of a shared data_dir when `sharing`
+    /// is given: it joins the clients of the data_dir, and leaves messages
+    /// `sending` to the delivery lease's holder, which queues again those
+    /// whose client is gone.
+    pub fn open_shared(data_dir: Option<&Path>, open_paused: bool, sharing: Option<Sharing>) -> Result<Outbox> {
         let Opened { mut store, active, warnings } = Store::open(data_dir)?;
+        let exclusive = sharing.is_none();
         let paused_path = data_dir.map(|d| d.join("spool").join("paused.json"));
         let staging_path = data_dir.map(|d| d.join("spool").join("staging.json"));
         let paused: BTreeSet<String> = read_set(paused_path.as_deref())?;
@@ -111,7 +123,7 @@ impl Outbox {
                 record.idempotency_key = None;
                 keep_or_log(store.update(&record));
             }
-            if record.status.state == State::Sending {
+            if record.status.state == State::Sending && exclusive {
                 // The process ended during this attempt: the server may
                 // have the message. Send it again with the same Message-ID.
                 record.status.state = State::Queued;
@@ -133,7 +145,11 @@ impl Outbox {
             purge_hook: Mutex::new(None),
             purge_wake: (Mutex::new(false), Condvar::new()),
             clock: crate::clock::system(),
+            sharing,
         };
+        if data_dir.is_some() {
+            outbox.join()?;
+        }
         if !unfinished.is_empty() {
             keep_or_log(outbox.save_staging(&outbox.lock().staging));
         }
@@ -181,7 +197,8 @@ impl Outbox {
     /// written once, when [`Outbox::finish_now`] has its outcome (its
     /// bytes only if it failed, for `smtpb_retry`): nothing there survives
     /// the process, so no restart can need it written sooner.
-    pub fn add(&self, record: Record, bytes: Vec<u8>) -> Result<(String, Arc<Vec<u8>>)> {
+    pub fn add(&self, mut record: Record, bytes: Vec<u8>) -> Result<(String, Arc<Vec<u8>>)> {
+        self.stamp_new(&mut record);
         let mut state = self.lock();
         if state.stopping {
             return Err(Error::state("the client is shut down"));
@@ -210,15 +227,14 @@ impl Outbox {
         if unstored {
             state.unstored.insert(id.clone());
         }
-        let event = state_event(&record);
         // Work for the delivery threads: queued or deferred, and not held
         // back with a merge under way.
         let ready =
             matches!(record.status.state, State::Queued | State::Deferred) && state.staged_batch(&record).is_none();
-        state.replace(record);
         // Emitted under the lock, so no delivery thread can report this
         // message's next state first.
-        self.events.emit(event);
+        self.emit_state(&record);
+        state.replace(record);
         drop(state);
         if ready {
             self.notify();
@@ -239,6 +255,7 @@ impl Outbox {
     /// limit.
     pub fn wait(&self, id: &str, timeout_ms: u32) -> Result<Status> {
         let deadline = (timeout_ms != u32::MAX).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+        self.catch_up();
         let mut state = self.lock();
         loop {
             Self::check_running(&state)?;
@@ -254,6 +271,7 @@ impl Outbox {
     /// `sending`.
     pub fn flush(&self, timeout_ms: u32) -> Result<()> {
         let deadline = (timeout_ms != u32::MAX).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+        self.catch_up();
         let mut state = self.lock();
         loop {
             Self::check_running(&state)?;
@@ -286,6 +304,7 @@ impl Outbox {
 
     /// Cancels a `queued` or `deferred` message.
     pub fn cancel(&self, id: &str) -> Result<()> {
+        self.catch_up();
         let mut state = self.lock();
         Self::check_running(&state)?;
         let record = self.record(&state, id)?;
@@ -304,6 +323,7 @@ impl Outbox {
 
     /// Cancels what it can of a batch.
     pub fn batch_cancel(&self, batch_id: &str) -> Result<BatchCancel> {
+        self.catch_up();
         Self::check_running(&self.lock())?;
         let members = self.members(batch_id)?;
         if members.is_empty() {
@@ -314,10 +334,17 @@ impl Outbox {
         for (id, _) in members {
             let Ok(record) = self.record(&state, &id) else { continue };
             match record.status.state {
-                State::Queued | State::Deferred => {
-                    self.commit(&mut state, moved(record, State::Cancelled, None))?;
-                    done.cancelled += 1;
-                }
+                State::Queued | State::Deferred => match self.commit(&mut state, moved(record, State::Cancelled, None))
+                {
+                    Ok(()) => done.cancelled += 1,
+                    // Another client took it meanwhile: counted as it is now.
+                    Err(e) if e.code() == Code::State => match self.record(&state, &id).map(|r| r.status.state) {
+                        Ok(State::Sending) => done.sending += 1,
+                        Ok(State::Sent) => done.sent += 1,
+                        _ => {}
+                    },
+                    Err(e) => return Err(e),
+                },
                 State::Sending => done.sending += 1,
                 State::Sent => done.sent += 1,
                 _ => {}
@@ -330,6 +357,7 @@ impl Outbox {
 
     /// `failed` → `queued`; `deferred` → due now.
     pub fn retry(&self, id: &str) -> Result<()> {
+        self.catch_up();
         let mut state = self.lock();
         Self::check_running(&state)?;
         let record = self.record(&state, id)?;
@@ -421,18 +449,23 @@ impl Outbox {
     /// Pauses delivery of a profile (`None` = all); persisted. When the
     /// pause cannot be saved, nothing changes.
     pub fn pause(&self, profile: Option<&str>) -> Result<()> {
+        self.catch_up();
         let mut state = self.lock();
         Self::check_running(&state)?;
         let mut paused = state.paused.clone();
         paused.insert(profile.map(str::to_ascii_lowercase).unwrap_or_else(|| "*".into()));
         self.save_paused(&paused)?;
         state.paused = paused;
+        drop(state);
+        // Another client's delivery sees it at its next catch-up.
+        self.paused_written();
         Ok(())
     }
 
     /// Resumes a profile (`None` = all, and the SMTPB_OPEN_PAUSED pause).
     /// When the change cannot be saved, nothing changes.
     pub fn resume(&self, profile: Option<&str>) -> Result<()> {
+        self.catch_up();
         let mut state = self.lock();
         Self::check_running(&state)?;
         let mut paused = state.paused.clone();
@@ -444,6 +477,7 @@ impl Outbox {
         }
         if paused != state.paused || !self.paused_path.as_ref().is_some_and(|p| p.exists()) {
             self.save_paused(&paused)?;
+            self.paused_written();
         }
         state.paused = paused;
         if profile.is_none() {
@@ -541,6 +575,7 @@ impl Outbox {
         for w in workers {
             let _ = w.join();
         }
+        self.leave();
         self.events.stop();
         in_time
     }
@@ -560,6 +595,8 @@ mod tests {
             idempotency_key: None,
             archive: false,
             body_dropped: false,
+            origin: None,
+            writer: None,
         }
     }
 

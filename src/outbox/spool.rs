@@ -28,6 +28,14 @@ pub struct Record {
     /// Set once the spool no longer holds the message's bytes.
     #[serde(default)]
     pub body_dropped: bool,
+    /// On a shared data_dir: the client that queued the message (its
+    /// events go there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// On a shared data_dir: the client that wrote this record last; of a
+    /// `sending` message, the client sending it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
 }
 
 /// A server reply as the store keeps it. `lines` is written empty: the

@@ -46,6 +46,7 @@ impl Outbox {
                 .map_err(|e| Error::internal(format!("cannot start a delivery thread: {e}")))?;
             workers.push(handle);
         }
+        workers.extend(self.start_sharing()?);
         let outbox = self.clone();
         let handle = std::thread::Builder::new()
             .name("smtpbridge-purge".into())
@@ -171,7 +172,11 @@ impl Outbox {
         let oauth_needed = record.status.needs.is_some();
         let record = moved(record, next_state, due);
         if let Err(e) = self.commit_with_body(state, record.clone(), body.as_deref().map(Vec::as_slice)) {
-            self.hold_unrecorded(state, record, body, &e);
+            // Changed by another client (queued again by a new lease
+            // holder that took this client for gone): its record stands.
+            if !matches!(e.code(), Code::State | Code::NotFound) {
+                self.hold_unrecorded(state, record, body, &e);
+            }
             return Err(e);
         }
         if oauth_needed && state.credentials_noticed.insert(credential_user.clone()) {
@@ -216,18 +221,24 @@ impl Outbox {
     }
 
     /// [`Outbox::commit`], writing the message's bytes too when given.
-    pub(super) fn commit_with_body(&self, state: &mut Ledger, record: Record, body: Option<&[u8]>) -> Result<()> {
-        let id = &record.status.id;
-        if state.unstored.contains(id) {
+    pub(super) fn commit_with_body(&self, state: &mut Ledger, mut record: Record, body: Option<&[u8]>) -> Result<()> {
+        let id = record.status.id.clone();
+        if state.unstored.contains(&id) {
             let bytes = if record.body_dropped { &[][..] } else { body.unwrap_or(&[]) };
             self.store().insert(&record, bytes)?;
-            state.unstored.remove(id);
+            state.unstored.remove(&id);
         } else {
-            self.store().update_with_body(&record, body)?;
+            let prior = state.entries.get(&id).map(|r| r.status.state);
+            let written = self.write_record(&mut self.store(), &mut record, body, prior, false);
+            if let Err(e) = written {
+                if matches!(e.code(), Code::State | Code::NotFound) {
+                    self.refresh(state, &id);
+                }
+                return Err(e);
+            }
         }
-        let event = state_event(&record);
+        self.emit_state(&record);
         state.replace(record);
-        self.events.emit(event);
         Ok(())
     }
 
@@ -267,6 +278,11 @@ impl Outbox {
         loop {
             if state.stopping {
                 return None;
+            }
+            if !self.may_deliver_now() {
+                // A sharing client that does not hold the delivery lease.
+                state = self.work.wait_timeout(state, Duration::from_secs(1)).unwrap_or_else(|e| e.into_inner()).0;
+                continue;
             }
             if !state.unrecorded.is_empty() {
                 let before = state.unrecorded.len();
@@ -315,14 +331,21 @@ impl Outbox {
                 }
             }
             if let Some((_, id)) = chosen {
+                let prior = state.entries[&id].status.state;
                 let mut record = moved(state.entries[&id].clone(), State::Sending, None);
                 record.status.attempts += 1;
                 let (written, full) = {
                     let mut store = self.store();
-                    let written = store.update(&record);
+                    let written = self.write_record(&mut store, &mut record, None, Some(prior), true);
                     let full = written.is_err() && store.disk_full();
                     (written, full)
                 };
+                if matches!(&written, Err(e) if matches!(e.code(), Code::State | Code::NotFound)) {
+                    // Cancelled or changed by another client meanwhile, or
+                    // the lease is gone: this client's view catches up.
+                    self.refresh(&mut state, &id);
+                    continue;
+                }
                 if let (Err(e), false) = (&written, full) {
                     // Not durable: do not send what a restart cannot account for.
                     if let Some(entry) = state.entries.get_mut(&id) {
@@ -338,9 +361,8 @@ impl Outbox {
                     // before, the message goes again with its Message-ID.
                     log::warn!("{} is sent although the disk is full (its sending state is not recorded)", id);
                 }
-                let event = state_event(&record);
+                self.emit_state(&record);
                 state.replace(record.clone());
-                self.events.emit(event);
                 return Some(record);
             }
             let wait = Duration::from_millis((wake_at - now).clamp(1, 1000) as u64);

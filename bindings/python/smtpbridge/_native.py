@@ -40,6 +40,12 @@ OPEN_DEFAULT = 0
 OPEN_PAUSED = 1
 """``SMTPB_OPEN_PAUSED``: open with the outbox paused until ``smtpb_outbox_resume``."""
 
+OPEN_SHARED = 2
+"""``SMTPB_OPEN_SHARED``: other processes of this machine may open the same data_dir (ABI §17)."""
+
+OPEN_SUBMIT_ONLY = 4
+"""``SMTPB_OPEN_SUBMIT_ONLY``: this client never delivers; it queues, reads and manages."""
+
 INFINITE = 0xFFFFFFFF
 """A timeout of ``UINT32_MAX`` milliseconds: no limit."""
 

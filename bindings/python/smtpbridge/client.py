@@ -12,7 +12,7 @@ from ctypes import byref, c_void_p
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union, cast
 
 from . import _native as native
-from ._native import OPEN_DEFAULT, OPEN_PAUSED, OK, client_p, smtpb_event_fn, smtpb_log_fn
+from ._native import OPEN_DEFAULT, OPEN_PAUSED, OPEN_SHARED, OPEN_SUBMIT_ONLY, OK, client_p, smtpb_event_fn, smtpb_log_fn
 from .errors import InternalError, InvalidArgumentError, StateError
 from .message import EmailMessage, Span, name_the_field, prepare, serialise
 from .types import (
@@ -199,7 +199,12 @@ class Client:
     """
 
     def __init__(
-        self, data_dir: Optional[StrPath] = None, secret: Optional[str] = None, paused: bool = False
+        self,
+        data_dir: Optional[StrPath] = None,
+        secret: Optional[str] = None,
+        paused: bool = False,
+        shared: bool = False,
+        submit_only: bool = False,
     ) -> None:
         """``smtpb_client_open``: open the client whose state lives in ``data_dir``.
 
@@ -208,6 +213,9 @@ class Client:
         credential store's master secret; None uses a random key file in
         ``data_dir``. ``paused`` opens with the outbox paused until
         :meth:`outbox_resume`, so the callback and settings can be set first.
+        ``shared`` (``SMTPB_OPEN_SHARED``) lets other processes of this machine
+        open the same ``data_dir``; ``submit_only`` (``SMTPB_OPEN_SUBMIT_ONLY``)
+        makes a client that never delivers.
         Raises InvalidArgumentError (e.g. a relative path), BusyError (the
         directory is held by another client), SmtpIOError, CredentialsError.
         """
@@ -216,7 +224,11 @@ class Client:
         self._on_log: Optional[Callable[[LogLine], None]] = None
         self._log_thunk = _log_thunk(weakref.ref(self))
         handle = client_p()
-        flags = OPEN_PAUSED if paused else OPEN_DEFAULT
+        flags = (
+            (OPEN_PAUSED if paused else OPEN_DEFAULT)
+            | (OPEN_SHARED if shared else 0)
+            | (OPEN_SUBMIT_ONLY if submit_only else 0)
+        )
         native.check(
             native.lib.smtpb_client_open(
                 _path(data_dir, "data_dir"), _text(secret, "secret"), flags, byref(handle)

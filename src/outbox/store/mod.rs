@@ -18,8 +18,9 @@
 //! [`WRITE_BEHIND`] to a transaction, or before the next read or other
 //! write (see [`Store::insert`]).
 //!
-//! `PRAGMA user_version` is the format: 2 (format 1 was the journal, see
-//! [`super::journal`]). A store of a newer format is refused, naming both
+//! `PRAGMA user_version` is the format: 3 (format 1 was the journal, see
+//! [`super::journal`]; format 3 added the tables of a shared data_dir, see
+//! [`shared`], and a format-2 store gains them at open). A store of a newer format is refused, naming both
 //! versions, before anything is written. A journal found at open is
 //! migrated in one transaction, then renamed to
 //! `journal.log.v1-migrated-<unix seconds>` (the copy kept); a crash
@@ -32,6 +33,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 mod query;
+mod shared;
 
 use super::damage;
 use super::journal;
@@ -41,13 +43,15 @@ use crate::fsutil;
 use crate::status::State;
 pub use query::Query;
 pub(crate) use query::MAX_LIMIT;
+pub(crate) use shared::changed_elsewhere;
+pub use shared::{Change, Holder, Member};
 
 /// WAL pages after which a commit folds the WAL into the database
 /// (a PASSIVE checkpoint): what damage to the WAL can cost is bounded by it.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 256;
 
 /// The store format this library writes.
-pub(crate) const FORMAT: u32 = 2;
+pub(crate) const FORMAT: u32 = 3;
 
 /// Prepared statements kept: the dozen of the send path, and the
 /// query variants of `smtpb_outbox_query` beside them.
@@ -101,6 +105,13 @@ pub(crate) fn state_code(state: State) -> i64 {
     }
 }
 
+/// The state of a number in the store.
+pub(crate) fn state_of(code: i64) -> Option<State> {
+    [State::Queued, State::Sending, State::Sent, State::Deferred, State::Failed, State::Cancelled]
+        .into_iter()
+        .find(|s| state_code(*s) == code)
+}
+
 fn time_ms(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -151,6 +162,7 @@ impl Store {
             let conn = Connection::open_in_memory().map_err(|e| sql_error(None, "cannot open", e))?;
             conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
             conn.execute_batch(SCHEMA).map_err(|e| sql_error(None, "cannot create", e))?;
+            conn.execute_batch(shared::SCHEMA).map_err(|e| sql_error(None, "cannot create", e))?;
             return Ok(Opened { store: Store::new(conn, None), active: Vec::new(), warnings: Vec::new() });
         };
         let dir = data_dir.join("spool");
@@ -203,6 +215,7 @@ impl Store {
         if needs_setup {
             let tx = store.conn.transaction().map_err(|e| sql_error(Some(&path), "cannot write", e))?;
             tx.execute_batch(SCHEMA).map_err(|e| sql_error(Some(&path), "cannot create", e))?;
+            tx.execute_batch(shared::SCHEMA).map_err(|e| sql_error(Some(&path), "cannot create", e))?;
             if let Some(replayed) = &journal {
                 let lost: u64 = replayed.damage.iter().map(|d| d.records).sum();
                 for (record, body) in &replayed.messages {
@@ -215,6 +228,9 @@ impl Store {
             }
             tx.pragma_update(None, "user_version", FORMAT).map_err(|e| sql_error(Some(&path), "cannot write", e))?;
             tx.commit().map_err(|e| sql_error(Some(&path), "cannot write", e))?;
+        }
+        if format.is_some_and(|v| (1..FORMAT).contains(&v)) {
+            store.migrate_to_shared();
         }
         if let Some(replayed) = &journal {
             for d in &replayed.damage {
@@ -344,6 +360,20 @@ impl Store {
         match saved {
             Ok(_) => self.damaged_unsaved.set(0),
             Err(e) => log::warn!("records lost to damage, counted in memory only: {}", e.message()),
+        }
+    }
+
+    /// Format 2 → 3: adds the tables of a shared data_dir, in one
+    /// transaction. A store that cannot take them (read-only, a full disk)
+    /// stays format 2 and serves an exclusive client; a shared open of it
+    /// fails at its first write to them.
+    fn migrate_to_shared(&mut self) {
+        let migrated = self.write(|conn| {
+            conn.execute_batch(shared::SCHEMA)?;
+            conn.pragma_update(None, "user_version", FORMAT)
+        });
+        if let Err(e) = migrated {
+            log::warn!("{}; the store keeps format 2 until it can", e.message());
         }
     }
 

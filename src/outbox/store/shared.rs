@@ -1,0 +1,341 @@
+//! What the store keeps for a data_dir shared by several processes
+//! (ABI §17; format 3): the clients open on it, the delivery lease, and
+//! a log of changes to messages.
+//!
+//! - `clients`: one row per sharing client (its id, pid, host, user and
+//!   heartbeat), written at open and every second, deleted at close.
+//! - `lease`: at most one row, the client that delivers the outbox. It is
+//!   renewed with the heartbeat; a holder whose heartbeat is
+//!   [`STALE_MS`] old, or whose process is gone from this machine, is
+//!   replaced by the next sharing client that may deliver.
+//! - `changes`: one row per message written while any sharing client is
+//!   open (triggers, so every write path logs in its own transaction):
+//!   the message id, its state, the client that queued it (`origin`) and
+//!   the client that wrote it (`writer`). Sharing clients read the rows
+//!   after the last one they saw, to bring their view up to date and to
+//!   tell their host; rows older than [`CHANGES_KEPT_MS`] are pruned.
+//!   With no sharing client open the triggers log nothing.
+//!
+//! The writer of a `sending` message is the client sending it: a
+//! `sending` message whose writer is not a live client (or that names
+//! none) is an orphan of a process that died during its attempt.
+
+use rusqlite::{params, OptionalExtension};
+use std::collections::HashSet;
+
+use super::{state_code, Store};
+use crate::error::{Code, Error, Result};
+use crate::outbox::spool::Record;
+use crate::status::State;
+
+/// A heartbeat this old (ms) marks its client as gone.
+pub(crate) const STALE_MS: i64 = 3_000;
+
+/// How long (ms) rows of the change log are kept: a sharing client that
+/// did not look for longer reads the whole outbox again.
+pub(crate) const CHANGES_KEPT_MS: i64 = 60_000;
+
+/// The tables of format 3, added to a format-2 store by the migration.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS clients (
+  id TEXT PRIMARY KEY NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  user TEXT NOT NULL,
+  opened_ms INTEGER NOT NULL,
+  heartbeat_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lease (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  client TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  user TEXT NOT NULL,
+  since_ms INTEGER NOT NULL,
+  heartbeat_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL,
+  state INTEGER NOT NULL,
+  origin TEXT,
+  writer TEXT,
+  ms INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS messages_shared_insert AFTER INSERT ON messages
+WHEN EXISTS (SELECT 1 FROM clients) BEGIN
+  INSERT INTO changes (id, state, origin, writer, ms) VALUES (new.id, new.state,
+    json_extract(new.record, '$.origin'), json_extract(new.record, '$.writer'),
+    CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
+END;
+CREATE TRIGGER IF NOT EXISTS messages_shared_update AFTER UPDATE OF record ON messages
+WHEN EXISTS (SELECT 1 FROM clients) BEGIN
+  INSERT INTO changes (id, state, origin, writer, ms) VALUES (new.id, new.state,
+    json_extract(new.record, '$.origin'), json_extract(new.record, '$.writer'),
+    CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
+END;
+";
+
+/// A client open on a shared data_dir.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub pid: u32,
+    pub host: String,
+    pub user: String,
+}
+
+/// The holder of the delivery lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub member: Member,
+    /// Unix ms it took the lease.
+    pub since_ms: i64,
+}
+
+/// One row of the change log.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub seq: i64,
+    pub id: String,
+    pub state: i64,
+    pub origin: Option<String>,
+    pub writer: Option<String>,
+}
+
+/// Whether a client whose last heartbeat was at `heartbeat_ms` is alive:
+/// its heartbeat is fresh and, on this machine, its process runs.
+fn alive(pid: u32, host: &str, heartbeat_ms: i64, now_ms: i64) -> bool {
+    now_ms - heartbeat_ms < STALE_MS && (host != crate::host::host_name() || crate::host::pid_alive(pid))
+}
+
+fn member(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Member> {
+    Ok(Member { id: row.get(at)?, pid: row.get(at + 1)?, host: row.get(at + 2)?, user: row.get(at + 3)? })
+}
+
+impl Store {
+    /// Adds `me` to the clients of the data_dir (or renews its row) and
+    /// deletes the rows of clients that are gone.
+    pub fn heartbeat(&self, me: &Member, now_ms: i64) -> Result<()> {
+        let gone = self.gone_clients(now_ms)?;
+        self.write(|conn| {
+            for id in &gone {
+                conn.prepare_cached("DELETE FROM clients WHERE id = ?1")?.execute(params![id])?;
+            }
+            conn.prepare_cached(
+                "INSERT INTO clients (id, pid, host, user, opened_ms, heartbeat_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
+                 ON CONFLICT(id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
+            )?
+            .execute(params![me.id, me.pid, me.host, me.user, now_ms])?;
+            conn.prepare_cached("DELETE FROM changes WHERE ms < ?1")?.execute(params![now_ms - CHANGES_KEPT_MS])?;
+            Ok(())
+        })
+    }
+
+    /// The ids of clients whose rows remain but who are gone.
+    fn gone_clients(&self, now_ms: i64) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, pid, host, heartbeat_ms FROM clients")
+            .map_err(|e| self.error("cannot read", e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, String>(2)?, r.get(3)?)))
+            .map_err(|e| self.error("cannot read", e))?;
+        let mut gone = Vec::new();
+        for row in rows {
+            let (id, pid, host, beat) = row.map_err(|e| self.error("cannot read", e))?;
+            if !alive(pid, &host, beat, now_ms) {
+                gone.push(id);
+            }
+        }
+        Ok(gone)
+    }
+
+    /// The ids of the clients alive now.
+    pub fn live_clients(&self, now_ms: i64) -> Result<HashSet<String>> {
+        let gone: HashSet<String> = self.gone_clients(now_ms)?.into_iter().collect();
+        let mut stmt = self.conn.prepare_cached("SELECT id FROM clients").map_err(|e| self.error("cannot read", e))?;
+        let ids = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.error("cannot read", e))?;
+        let mut live = HashSet::new();
+        for id in ids {
+            let id = id.map_err(|e| self.error("cannot read", e))?;
+            if !gone.contains(&id) {
+                live.insert(id);
+            }
+        }
+        Ok(live)
+    }
+
+    /// Takes or renews the delivery lease for `me`: renewed when `me`
+    /// holds it, taken when nobody does or its holder is gone. Returns
+    /// whether `me` holds it now and, when it was just taken from a client
+    /// that is gone, that client. One transaction.
+    pub fn lease(&self, me: &Member, now_ms: i64) -> Result<(bool, Option<Holder>)> {
+        let holder = self.lease_row()?;
+        match &holder {
+            Some((h, _)) if h.member.id == me.id => {
+                self.write(|conn| {
+                    conn.prepare_cached("UPDATE lease SET heartbeat_ms = ?2 WHERE one = 1 AND client = ?1")?
+                        .execute(params![me.id, now_ms])
+                })?;
+                return Ok((true, None));
+            }
+            Some((h, beat)) if alive(h.member.pid, &h.member.host, *beat, now_ms) => return Ok((false, None)),
+            _ => {}
+        }
+        // Taken only if the row is still the one judged above: two clients
+        // taking over at once cannot both win.
+        let previous = holder.as_ref().map(|(h, beat)| (h.member.id.clone(), *beat));
+        let taken = self.write(|conn| {
+            let current: Option<(String, i64)> = conn
+                .prepare_cached("SELECT client, heartbeat_ms FROM lease WHERE one = 1")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if current != previous {
+                return Ok(false);
+            }
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO lease (one, client, pid, host, user, since_ms, heartbeat_ms) \
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?5)",
+            )?
+            .execute(params![me.id, me.pid, me.host, me.user, now_ms])?;
+            Ok(true)
+        })?;
+        Ok((taken, if taken { holder.map(|(h, _)| h) } else { None }))
+    }
+
+    /// Gives the lease up, if `me` holds it, and leaves the clients.
+    pub fn leave(&self, me: &Member) -> Result<()> {
+        self.write(|conn| {
+            conn.prepare_cached("DELETE FROM lease WHERE client = ?1")?.execute(params![me.id])?;
+            conn.prepare_cached("DELETE FROM clients WHERE id = ?1")?.execute(params![me.id])?;
+            Ok(())
+        })
+    }
+
+    /// Forgets every sharing client, the lease and the change log: an
+    /// exclusive open, which no sharing client can be beside.
+    pub fn forget_sharing(&self) -> Result<()> {
+        let left: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM clients) OR EXISTS (SELECT 1 FROM lease) OR EXISTS (SELECT 1 FROM changes)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.error("cannot read", e))?;
+        if !left {
+            return Ok(());
+        }
+        self.write(|conn| conn.execute_batch("DELETE FROM clients; DELETE FROM lease; DELETE FROM changes;"))
+    }
+
+    fn lease_row(&self) -> Result<Option<(Holder, i64)>> {
+        self.conn
+            .prepare_cached("SELECT client, pid, host, user, since_ms, heartbeat_ms FROM lease WHERE one = 1")
+            .and_then(|mut stmt| {
+                stmt.query_row([], |r| Ok((Holder { member: member(r, 0)?, since_ms: r.get(4)? }, r.get(5)?)))
+                    .optional()
+            })
+            .map_err(|e| self.error("cannot read", e))
+    }
+
+    /// The holder of the delivery lease, if it is alive.
+    pub fn lease_holder(&self, now_ms: i64) -> Result<Option<Holder>> {
+        Ok(self.lease_row()?.filter(|(h, beat)| alive(h.member.pid, &h.member.host, *beat, now_ms)).map(|(h, _)| h))
+    }
+
+    /// Writes `record` only if the message is in state `expected` now (and,
+    /// with `lease_of`, only while that client holds the lease); whether
+    /// it was written. Its bytes go as [`Store::update_with_body`] says.
+    pub fn update_if(
+        &mut self,
+        record: &Record,
+        body: Option<&[u8]>,
+        expected: State,
+        lease_of: Option<&str>,
+    ) -> Result<bool> {
+        let text = serde_json::to_string(record).map_err(|e| Error::internal(format!("store record: {e}")))?;
+        let s = &record.status;
+        self.write(|conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE messages SET state = ?2, record = ?3, idem = ?4 WHERE id = ?1 AND state = ?5 \
+                     AND (?6 IS NULL OR EXISTS (SELECT 1 FROM lease WHERE one = 1 AND client = ?6))",
+                )?
+                .execute(params![
+                    s.id,
+                    state_code(s.state),
+                    text,
+                    record.idempotency_key,
+                    state_code(expected),
+                    lease_of
+                ])?;
+            if changed == 1 {
+                if record.body_dropped {
+                    conn.prepare_cached("DELETE FROM bodies WHERE id = ?1")?.execute(params![s.id])?;
+                } else if let Some(bytes) = body.filter(|b| !b.is_empty()) {
+                    conn.prepare_cached("INSERT OR REPLACE INTO bodies (id, bytes) VALUES (?1, ?2)")?
+                        .execute(params![s.id, bytes])?;
+                }
+            }
+            Ok(changed == 1)
+        })
+    }
+
+    /// The changes after `seq`, oldest first, and whether rows after `seq`
+    /// were pruned before they were read (the reader must then read the
+    /// whole outbox again).
+    pub fn changes_since(&self, seq: i64) -> Result<(Vec<Change>, bool)> {
+        let e = |e| self.error("cannot read", e);
+        let first: Option<i64> = self.conn.query_row("SELECT min(seq) FROM changes", [], |r| r.get(0)).map_err(e)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, id, state, origin, writer FROM changes WHERE seq > ?1 ORDER BY seq")
+            .map_err(e)?;
+        let rows = stmt
+            .query_map(params![seq], |r| {
+                Ok(Change { seq: r.get(0)?, id: r.get(1)?, state: r.get(2)?, origin: r.get(3)?, writer: r.get(4)? })
+            })
+            .map_err(e)?;
+        let changes = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(e)?;
+        // The rows after `seq` start later: the ones between were pruned unseen.
+        let missed = first.is_some_and(|f| f > seq + 1);
+        Ok((changes, missed))
+    }
+
+    /// The last row of the change log (0 when it is empty).
+    pub fn last_change(&self) -> Result<i64> {
+        self.conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| r.get(0))
+            .map_err(|e| self.error("cannot read", e))
+    }
+
+    /// Every message `sending` now.
+    pub fn sending(&self) -> Result<Vec<Record>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT rowid, record FROM messages INDEXED BY messages_state WHERE state = ?1")
+            .map_err(|e| self.error("cannot read", e))?;
+        let rows = stmt
+            .query_map(params![state_code(State::Sending)], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| self.error("cannot read", e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (rowid, text) = row.map_err(|e| self.error("cannot read", e))?;
+            out.extend(self.parse_row(rowid, &text));
+        }
+        Ok(out)
+    }
+
+    /// Every message not final now, oldest first.
+    pub fn reload_active(&self) -> Result<Vec<Record>> {
+        self.active()
+    }
+}
+
+/// The error of a write refused because another client changed the
+/// message first.
+pub(crate) fn changed_elsewhere(id: &str, now: State) -> Error {
+    Error::new(Code::State, format!("message {id} was changed by another client meanwhile: it is {} now", now.name()))
+}
