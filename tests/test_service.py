@@ -3,9 +3,11 @@ process (``service run``), stopped by SIGTERM/SIGINT as systemd and a
 terminal stop it, its log, ``service status``, and the systemd unit that
 ``service install`` writes (checked by ``systemd-analyze verify``).
 
-Mail is queued by this process (a paused client, which never delivers)
-before the service starts; the service delivers it to a recording server on
-127.0.0.1 and the assertions are on what the server received.
+Mail is queued by this process before the service starts (a paused
+client) and while it runs (a shared, submit-only client, as a host opens
+the data directory beside the service); the service delivers it to a
+recording server on 127.0.0.1 and the assertions are on what the server
+received.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, Dict, List
 import pytest
 
 import smtpbridge
-from conftest import BUSY, CONNECT, INVALID_ARGUMENT, IO, NOT_FOUND, ROOT, SENDER, ClosedPort, configure, message
+from conftest import CONNECT, INVALID_ARGUMENT, IO, NOT_FOUND, ROOT, SENDER, ClosedPort, configure, message
 from servers import RecordingServer
 
 CLI = Path(os.environ.get("SMTPBRIDGE_TEST_CLI") or ROOT / "target" / "release" / "smtpbridge")
@@ -108,23 +110,34 @@ def stop(service: subprocess.Popen, signum: int) -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_service_run_delivers_the_outbox_and_a_stop_signal_ends_it_cleanly(
+def test_service_run_delivers_what_any_process_queues_and_a_stop_signal_ends_it_cleanly(
         data_dir: Path, tmp_path: Path, signum: int) -> None:
     log = tmp_path / "service.log"
     with RecordingServer() as server:
-        ids = queue(data_dir, server.port, ["First", "Second", "Third"])
+        ids = queue(data_dir, server.port, ["Before 1", "Before 2"])
         service = start(data_dir, log)
         try:
-            received = server.wait_for(3, TIMEOUT_S)
-            assert sorted(m.parsed["Subject"] for m in received) == ["First", "Second", "Third"]
+            server.wait_for(2, TIMEOUT_S)
+            # A host beside the running service: it queues, the service sends.
+            with smtpbridge.Client(data_dir, shared=True, submit_only=True) as host:
+                ids.append(host.enqueue(message(subject="While running")))
+                assert host.wait(ids[-1], int(TIMEOUT_S * 1000))["state"] == "sent"
+            # The administrator's command line beside it: queues and waits, the service sends.
+            body = tmp_path / "body.txt"
+            body.write_text("from the command line")
+            sent = cli_json(data_dir, "send", "--queue", "--timeout", "20", "--from", SENDER, "--to",
+                            "client@example.com", "--subject", "From the CLI", "--text", str(body))
+            assert sent["state"] == "sent"
+            ids.append(sent["id"])
+            received = server.wait_for(4, TIMEOUT_S)
+            assert sorted(m.parsed["Subject"] for m in received) == [
+                "Before 1", "Before 2", "From the CLI", "While running"]
             assert all(m.parsed["From"] == SENDER for m in received)
             for id in ids:
                 wait_for_log(log, f"message {id} sent (attempts 1)", service)
-            # The data directory is the service's while it runs: another
-            # client is refused, naming the service's process.
-            held = cli(data_dir, "--json", "service", "status")
-            assert held.returncode == BUSY, (held.stdout, held.stderr)
-            assert f"pid {service.pid}" in json.loads(held.stderr.strip().splitlines()[-1])["error"]
+            # status, beside the service, names it as the lease holder.
+            running = cli_json(data_dir, "service", "status")
+            assert running["holder"]["pid"] == service.pid, running
         finally:
             if service.poll() is None:
                 stop(service, signum)
@@ -133,14 +146,38 @@ def test_service_run_delivers_the_outbox_and_a_stop_signal_ends_it_cleanly(
         assert texts[0].startswith(f"start: smtpbridge {smtpbridge.version()} service, pid {service.pid}, "
                                    f"data directory {data_dir}")
         assert texts[-3:] == [f"stop requested ({name}): closing the client",
-                              "lease released: deliveries ended, the data directory is free", "stopped"]
-        # Stopped: nobody holds the data directory, and the status says so.
+                              "lease released: deliveries ended, the data directory is closed", "stopped"]
+        # Stopped: nobody holds the lease, and the status says so.
         status = cli_json(data_dir, "service", "status")
         assert status["holder"] is None
-        assert status["counts"] == {"queued": 0, "sending": 0, "sent": 3, "deferred": 0, "failed": 0,
+        assert status["counts"] == {"queued": 0, "sending": 0, "sent": 4, "deferred": 0, "failed": 0,
                                     "cancelled": 0}
         assert status["last_failure"] is None
-        assert len(server.messages) == 3
+        assert len(server.messages) == 4
+
+
+def test_a_second_service_waits_for_the_lease_and_takes_it_when_the_first_stops(
+        data_dir: Path, tmp_path: Path) -> None:
+    with RecordingServer() as server:
+        queue(data_dir, server.port, [])
+        first = start(data_dir, tmp_path / "first.log")
+        second = subprocess.Popen([str(CLI), "--data-dir", str(data_dir), "service", "run", "--log",
+                                   str(tmp_path / "second.log")], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for_log(tmp_path / "second.log", f"waiting for the lease: pid {first.pid}, host ", second)
+            stop(first, signal.SIGTERM)
+            # A holder that closed hands over within the lease's 5 s.
+            wait_for_log(tmp_path / "second.log", "lease taken", second, timeout=10)
+            assert cli_json(data_dir, "service", "status")["holder"]["pid"] == second.pid
+            with smtpbridge.Client(data_dir, shared=True, submit_only=True) as host:
+                id = host.enqueue(message(subject="After the handover"))
+                assert host.wait(id, int(TIMEOUT_S * 1000))["state"] == "sent"
+            assert [m.parsed["Subject"] for m in server.wait_for(1, TIMEOUT_S)] == ["After the handover"]
+        finally:
+            for service in (first, second):
+                if service.poll() is None:
+                    stop(service, signal.SIGTERM)
 
 
 def test_status_names_the_last_failure_and_the_log_its_error(data_dir: Path, tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 //! `smtpbridge`: the administrator's command line over the library's safe
 //! Rust API ([`smtpbridge::Client`]). It tests settings, sends, watches and
-//! controls the outbox and stores credentials in a data directory that no
-//! host program holds at the time (the library locks a data directory for
-//! one client: a host that has it open makes every command exit 16, BUSY).
+//! controls the outbox and stores credentials in a data directory, which it
+//! opens shared (beside hosts and the service that opened it shared; a host
+//! that holds it exclusively makes every command exit 16, BUSY).
 //!
 //! Layout: `args` (the command tree, clap derive), `run` (one function per
 //! command), `output` (human and `--json` printing), `merge` (CSV to merge

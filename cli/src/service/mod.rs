@@ -4,11 +4,13 @@
 //! `status`.
 //!
 //! `run` is one loop on every platform ([`deliver`]): open the data
-//! directory so that this process delivers, write each delivery result to
-//! the service log (`log`), wait for the platform's stop (SIGTERM/SIGINT in
-//! `signals`; the service control manager or Ctrl+C in `windows`), then
-//! close the client, which ends the deliveries under way within
-//! SMTPShutdownGraceMs and lets the data directory go.
+//! directory shared (hosts open it `SMTPB_OPEN_SHARED |
+//! SMTPB_OPEN_SUBMIT_ONLY` beside it), write each delivery result of every
+//! message to the service log (`log`), and the delivery lease as it is
+//! taken, lost or held by another; wait for the platform's stop
+//! (SIGTERM/SIGINT in `signals`; the service control manager or Ctrl+C in
+//! `windows`), then close the client, which ends the deliveries under way
+//! within SMTPShutdownGraceMs and releases the lease.
 
 mod log;
 #[cfg(unix)]
@@ -19,8 +21,11 @@ mod systemd;
 #[cfg(windows)]
 mod windows;
 
-use smtpbridge::client::OPEN_DEFAULT;
+use smtpbridge::client::{DeliveryHolder, OPEN_SHARED};
+use smtpbridge::Client;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
 
 use crate::args::ServiceCommand;
 use crate::outcome::{Failure, Outcome};
@@ -44,8 +49,8 @@ pub fn service(dir: Option<PathBuf>, command: ServiceCommand, json: bool) -> Out
 fn run(dir: &Path, log: Option<PathBuf>) -> Outcome {
     // Before any thread starts, so that every thread of the process leaves
     // the stop signals to the one that waits for them.
-    let stop = signals::StopSignals::block()?;
-    deliver(dir, log, || stop.wait())
+    let signals = signals::StopSignals::block()?;
+    deliver(dir, log, &signals.watch())
 }
 
 #[cfg(windows)]
@@ -75,11 +80,14 @@ fn uninstall(user: bool, unit_dir: Option<PathBuf>, json: bool) -> Outcome {
     windows::uninstall(json)
 }
 
-/// Delivers the outbox of `dir` until `wait_for_stop` returns (the reason,
+/// How often the service looks who holds the delivery lease, for the log.
+const LEASE_CHECK: Duration = Duration::from_secs(1);
+
+/// Delivers the outbox of `dir` until a stop arrives on `stops` (the reason,
 /// for the log), then closes the client. Every step is in the log; a
 /// failure to open is logged and returned (the service manager restarts
 /// the service on failure).
-pub fn deliver(dir: &Path, log: Option<PathBuf>, wait_for_stop: impl FnOnce() -> Outcome<String>) -> Outcome {
+pub fn deliver(dir: &Path, log: Option<PathBuf>, stops: &Receiver<Outcome<String>>) -> Outcome {
     let log = ServiceLog::open(dir, log.as_deref())?;
     log.line(&format!(
         "start: smtpbridge {} service, pid {}, data directory {}",
@@ -87,7 +95,7 @@ pub fn deliver(dir: &Path, log: Option<PathBuf>, wait_for_stop: impl FnOnce() ->
         std::process::id(),
         dir.display()
     ));
-    let outcome = deliver_logged(dir, &log, wait_for_stop);
+    let outcome = deliver_logged(dir, &log, stops);
     match &outcome {
         Ok(()) => log.line("stopped"),
         Err(failure) => log.line(&format!("stopped on an error: {}", failure.message)),
@@ -95,12 +103,12 @@ pub fn deliver(dir: &Path, log: Option<PathBuf>, wait_for_stop: impl FnOnce() ->
     outcome
 }
 
-fn deliver_logged(dir: &Path, log: &ServiceLog, wait_for_stop: impl FnOnce() -> Outcome<String>) -> Outcome {
-    let session = crate::run::open_dir(dir, OPEN_DEFAULT)?;
+fn deliver_logged(dir: &Path, log: &ServiceLog, stops: &Receiver<Outcome<String>>) -> Outcome {
+    let session = crate::run::open_dir(dir, OPEN_SHARED)?;
     let client = &session.client;
     let events = log.clone();
-    client.set_event_callback(Some(std::sync::Arc::new(move |event: &str| events.event(event))))?;
-    log.line("lease taken: this process delivers the outbox (the data directory is held exclusively)");
+    // Every message of the data directory, whichever process queued it.
+    client.set_event_callback_all(Some(std::sync::Arc::new(move |event: &str| events.event(event))))?;
     let stats = client.outbox_stats()?;
     log.line(&format!(
         "outbox: {} queued, {} deferred, {} sending",
@@ -108,17 +116,75 @@ fn deliver_logged(dir: &Path, log: &ServiceLog, wait_for_stop: impl FnOnce() -> 
         stats.counts.get(smtpbridge::status::State::Deferred),
         stats.counts.get(smtpbridge::status::State::Sending)
     ));
-    let reason = wait_for_stop()?;
+    let mut lease = Lease::Unknown;
+    let reason = loop {
+        lease = lease.check(client, log);
+        match stops.recv_timeout(LEASE_CHECK) {
+            Ok(reason) => break reason?,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Failure::new(smtpbridge::Code::Internal, "the stop channel closed"))
+            }
+        }
+    };
     log.line(&format!("stop requested ({reason}): closing the client"));
     let grace = client.shutdown_grace_ms();
     let closed = client.shutdown(grace);
     drop(session);
+    let held = if lease == Lease::Held { "lease released: " } else { "" };
     match closed {
-        Ok(()) => log.line("lease released: deliveries ended, the data directory is free"),
+        Ok(()) => log.line(&format!("{held}deliveries ended, the data directory is closed")),
         // Only a transaction cut off at the grace: its message is deferred.
-        Err(e) => log.line(&format!("lease released; {}", e.message())),
+        Err(e) => log.line(&format!("{held}{}", e.message())),
     }
     Ok(())
+}
+
+/// What the service last logged of the delivery lease.
+#[derive(Clone, PartialEq)]
+enum Lease {
+    Unknown,
+    Held,
+    /// Another client holds it (its pid), or nobody (`None`).
+    Elsewhere(Option<u32>),
+}
+
+impl Lease {
+    /// Looks who holds the lease and logs a change.
+    fn check(self, client: &Client, log: &ServiceLog) -> Lease {
+        let holder = match client.outbox_stats() {
+            Ok(stats) => stats.delivery.holder,
+            Err(e) => {
+                log.line(&format!("cannot read who delivers: {}", e.message()));
+                return self;
+            }
+        };
+        let now = match &holder {
+            Some(h) if h.pid == std::process::id() => Lease::Held,
+            other => Lease::Elsewhere(other.as_ref().map(|h| h.pid)),
+        };
+        if now != self {
+            log.line(&match (&now, &holder) {
+                (Lease::Held, _) => "lease taken: this process delivers the outbox".to_string(),
+                (_, Some(h)) => format!("{}: {}", lost_or_waiting(&self), holder_text(h)),
+                (_, None) => format!("{}: nobody holds it", lost_or_waiting(&self)),
+            });
+        }
+        now
+    }
+}
+
+fn lost_or_waiting(before: &Lease) -> &'static str {
+    if *before == Lease::Held {
+        "lease lost, waiting to take it again"
+    } else {
+        "waiting for the lease"
+    }
+}
+
+/// A lease holder as the log and `status` name it.
+pub fn holder_text(h: &DeliveryHolder) -> String {
+    format!("pid {}, host {}, user {}, since {}", h.pid, h.host, h.user, h.since)
 }
 
 /// A path for a unit file or a service command line: UTF-8.

@@ -1,10 +1,12 @@
 //! The Unix stop: SIGTERM (systemd's stop, `kill`) and SIGINT (Ctrl+C).
 //! Both are blocked in the main thread before any other thread exists, so
-//! every thread inherits the mask and none is interrupted; the main thread
-//! then sleeps in `sigwait` until one arrives. No handler, no polling.
+//! every thread inherits the mask and none is interrupted; one thread then
+//! sleeps in `sigwait` until one arrives and sends its name on a channel.
+//! No handler, no polling.
 #![allow(unsafe_code)]
 
 use smtpbridge::Code;
+use std::sync::mpsc::{channel, Receiver};
 
 use crate::outcome::{Failure, Outcome};
 
@@ -36,8 +38,20 @@ impl StopSignals {
         Ok(StopSignals { set })
     }
 
+    /// A thread that waits for the signals; the channel gets the first.
+    pub fn watch(self) -> Receiver<Outcome<String>> {
+        let (stop, stops) = channel();
+        std::thread::Builder::new()
+            .name("stop signals".into())
+            .spawn(move || {
+                let _ = stop.send(self.wait());
+            })
+            .expect("a thread for the stop signals");
+        stops
+    }
+
     /// Sleeps until SIGTERM or SIGINT arrives; returns its name.
-    pub fn wait(&self) -> Outcome<String> {
+    fn wait(&self) -> Outcome<String> {
         let mut signal: libc::c_int = 0;
         // SAFETY: the set was initialised in `block`; sigwait writes the
         // signal number into a local.

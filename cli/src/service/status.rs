@@ -2,7 +2,7 @@
 //! by state, the last failure and, on Windows, the service's state.
 
 use serde_json::{json, Value};
-use smtpbridge::client::OPEN_PAUSED;
+use smtpbridge::client::{OPEN_SHARED, OPEN_SUBMIT_ONLY};
 use smtpbridge::outbox::Query;
 use smtpbridge::status::State;
 use std::path::Path;
@@ -13,12 +13,11 @@ use crate::outcome::Outcome;
 const FAILURES: [State; 2] = [State::Failed, State::Deferred];
 
 pub fn status(dir: &Path, json: bool) -> Outcome {
-    let session = crate::run::open_dir(dir, OPEN_PAUSED)?;
+    // Beside a running service and hosts; never delivers itself.
+    let session = crate::run::open_dir(dir, OPEN_SHARED | OPEN_SUBMIT_ONLY)?;
     let client = &session.client;
     let stats = client.outbox_stats()?;
-    // The lease holder as the library's stats name it (`delivery.holder`).
-    let holder = serde_json::to_value(&stats).ok().and_then(|s| s.pointer("/delivery/holder").cloned());
-    let holder = holder.filter(|h| !h.is_null());
+    let holder = stats.delivery.holder;
     let counts: serde_json::Map<String, Value> =
         State::ALL.iter().map(|s| (s.name().to_string(), json!(stats.counts.get(*s)))).collect();
     let query = Query { states: FAILURES.to_vec(), limit: 1, ..Query::default() };
@@ -33,13 +32,7 @@ pub fn status(dir: &Path, json: bool) -> Outcome {
         return Ok(());
     }
     match &holder {
-        Some(h) => println!(
-            "delivering: pid {}, host {}, user {}, since {}",
-            h["pid"],
-            h["host"].as_str().unwrap_or("?"),
-            h["user"].as_str().unwrap_or("?"),
-            h["since"].as_str().unwrap_or("?")
-        ),
+        Some(h) => println!("delivering: {}", super::holder_text(h)),
         None => println!("delivering: nobody (no client holds the delivery lease)"),
     }
     let counts: Vec<String> = State::ALL.iter().map(|s| format!("{} {}", s.name(), stats.counts.get(*s))).collect();

@@ -230,13 +230,13 @@ struct Launch {
 static LAUNCH: Mutex<Option<Launch>> = Mutex::new(None);
 static OUTCOME: Mutex<Option<Outcome>> = Mutex::new(None);
 /// Where a stop (from the SCM or Ctrl+C) is sent.
-static STOP: Mutex<Option<Sender<String>>> = Mutex::new(None);
+static STOP: Mutex<Option<Sender<Outcome<String>>>> = Mutex::new(None);
 /// The status handle of the running service (a pointer kept as an integer).
 static STATUS: Mutex<usize> = Mutex::new(0);
 
 fn request_stop(reason: &str) {
     if let Some(stop) = STOP.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        let _ = stop.send(reason.to_string());
+        let _ = stop.send(Ok(reason.to_string()));
     }
 }
 
@@ -244,9 +244,7 @@ fn request_stop(reason: &str) {
 fn deliver_until_stopped(dir: &Path, log: Option<PathBuf>) -> Outcome {
     let (stop, stopped) = channel();
     *STOP.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
-    super::deliver(dir, log, move || {
-        stopped.recv().map_err(|_| Failure::new(Code::Internal, "the stop channel closed"))
-    })
+    super::deliver(dir, log, &stopped)
 }
 
 pub fn run(dir: &Path, log: Option<PathBuf>) -> Outcome {
