@@ -2,7 +2,9 @@
 # $plain_port, wine_run, check_mail): smtpbridge.exe as a Windows service
 # under Wine's service control manager (services.exe, sc.exe). A mail is
 # queued by one smtpbridge.exe process while delivery is held; the service,
-# installed with `service install` and started with `sc start`, delivers it;
+# installed with `service install` and started with `sc start`, delivers it
+# and a second one that another smtpbridge.exe process queues while it runs
+# (the data directory shared, ABI.md §17); `service status` names it;
 # `sc stop` stops it cleanly (the log's closing lines); started again with
 # `net start`, `service uninstall` stops and removes it (`sc query` then
 # knows no such service).
@@ -33,6 +35,16 @@ wine_run sc start smtpbridge
 wait_state RUNNING
 echo "ok: sc query smtpbridge: RUNNING"
 check_mail plain --subject "Service delivery ($arch)" --count 1 --from office@firm.example
+svc --json service status >"$work/service-running-$arch.json"
+"$PYTHON" - "$work/service-running-$arch.json" <<'PY' || win_fail "$arch: service status while it runs"
+import json, sys
+status = json.load(open(sys.argv[1]))
+assert status["service"] == "running" and status["holder"]["pid"] > 0, status
+print("ok: service status names the lease holder:", status["holder"])
+PY
+svc send --queue --timeout 30 --to client@example.com --subject "Queued beside the service ($arch)" \
+    --text 'C:\users\root\Documents\cli body.txt' >/dev/null
+check_mail plain --subject "Queued beside the service ($arch)" --count 1 --from office@firm.example
 wine_run sc stop smtpbridge
 wait_state STOPPED
 echo "ok: sc stop smtpbridge: STOPPED"
@@ -41,11 +53,11 @@ svc --json service status | tee "$work/service-status-$arch.json"
 import json, sys
 status = json.load(open(sys.argv[1]))
 assert status["holder"] is None and status["service"] == "stopped", status
-assert status["counts"]["sent"] == 1 and status["counts"]["queued"] == 0, status
+assert status["counts"]["sent"] == 2 and status["counts"]["queued"] == 0, status
 lines = [line.split(" ", 1)[1] for line in open(sys.argv[2], encoding="utf-8").read().splitlines()]
-assert any(line.startswith("message ") and line.endswith(" sent (attempts 1)") for line in lines), lines
+assert sum(line.startswith("message ") and line.endswith(" sent (attempts 1)") for line in lines) == 2, lines
 assert lines[-3:] == ["stop requested (service stop): closing the client",
-                      "lease released: deliveries ended, the data directory is free", "stopped"], lines
+                      "lease released: deliveries ended, the data directory is closed", "stopped"], lines
 print("ok: the service delivered, logged and stopped cleanly; status:", status["service"])
 PY
 # Started again with `net start`, then uninstalled while it runs: uninstall stops it first.
