@@ -74,6 +74,16 @@ def enqueue_rate(work: Path, port: int, processes: int, total: int) -> float:
     return seconds
 
 
+def exclusive_enqueue_seconds(work: Path, port: int, count: int) -> float:
+    data_dir = work / "enqueue-exclusive"
+    configure(data_dir, port)
+    with smtpbridge.Client(data_dir, paused=True) as client:
+        started = time.monotonic()
+        for _ in range(count):
+            client.enqueue(MESSAGE)
+        return time.monotonic() - started
+
+
 def drain_seconds(work: Path, port: int, shared: bool, count: int) -> float:
     data_dir = work / f"drain-{'shared' if shared else 'exclusive'}"
     configure(data_dir, port)
@@ -94,6 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
     args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
     if not shutil.which("smtp-sink"):
         sys.exit("smtp-sink is missing (apt-get install postfix)")
     with socket.socket() as probe:
@@ -109,10 +120,12 @@ def main() -> None:
                 time.sleep(0.05)
         n = args.messages
         with tempfile.TemporaryDirectory() as work:
-            rows = []
+            rows = [("smtpb_enqueue, exclusive data_dir, 1 process (1.1 behaviour)", n,
+                     exclusive_enqueue_seconds(Path(work), port, n))]
             for processes in (1, 2, 4):
                 seconds = enqueue_rate(Path(work), port, processes, n)
-                rows.append((f"smtpb_enqueue, shared data_dir, {processes} process(es)", n, seconds))
+                label = f"{processes} process" + ("es" if processes > 1 else "")
+                rows.append((f"smtpb_enqueue, shared data_dir, {label}", n, seconds))
             for shared in (False, True):
                 seconds = drain_seconds(Path(work), port, shared, n)
                 mode = "shared (SMTPB_OPEN_SHARED, holds the lease)" if shared else "exclusive"
