@@ -2,7 +2,7 @@
 two enqueuers (submit-only sharing clients, ``tests/chaos_enqueuer.py``) and
 one deliverer (``smtpbridge service run``) on one data_dir; at random points
 one of the three is SIGKILLed and started again, for ``SMTPBRIDGE_CHAOS_ROUNDS``
-rounds (default 200, bounded by ``SMTPBRIDGE_CHAOS_SECONDS``, default 150).
+rounds (default 200, bounded by ``SMTPBRIDGE_CHAOS_SECONDS``, default 170).
 Then the deliverer drains the outbox and is stopped with SIGTERM.
 
 Checked on what the recording server received:
@@ -35,7 +35,7 @@ from servers import RecordingServer
 
 CLI = Path(os.environ.get("SMTPBRIDGE_TEST_CLI") or ROOT / "target" / "release" / "smtpbridge")
 ROUNDS = int(os.environ.get("SMTPBRIDGE_CHAOS_ROUNDS", "200"))
-BUDGET_S = float(os.environ.get("SMTPBRIDGE_CHAOS_SECONDS", "150"))
+BUDGET_S = float(os.environ.get("SMTPBRIDGE_CHAOS_SECONDS", "170"))
 #: The longest a drained outbox may take once the kills stop.
 DRAIN_S = 60.0
 
