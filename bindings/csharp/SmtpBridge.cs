@@ -558,15 +558,32 @@ namespace SmtpBridge
         /// </summary>
         public void SetEventCallback(EventCallback callback)
         {
+            SetEventHook(callback, false);
+        }
+
+        /// <summary>
+        /// smtpb_set_event_callback_all: like SetEventCallback, for every
+        /// message of the data_dir, also those other clients and processes
+        /// queued (a data_dir opened with OpenFlags.Shared).
+        /// </summary>
+        public void SetEventCallbackAll(EventCallback callback)
+        {
+            SetEventHook(callback, true);
+        }
+
+        private void SetEventHook(EventCallback callback, bool all)
+        {
             lock (eventLock)
             {
                 GCHandle hook = callback != null ? GCHandle.Alloc(callback) : default(GCHandle);
                 int code;
                 try
                 {
-                    code = NativeMethods.smtpb_set_event_callback(
-                        Handle, callback != null ? EventThunk : null,
-                        callback != null ? GCHandle.ToIntPtr(hook) : IntPtr.Zero);
+                    NativeMethods.EventFn thunk = callback != null ? EventThunk : null;
+                    IntPtr data = callback != null ? GCHandle.ToIntPtr(hook) : IntPtr.Zero;
+                    code = all
+                        ? NativeMethods.smtpb_set_event_callback_all(Handle, thunk, data)
+                        : NativeMethods.smtpb_set_event_callback(Handle, thunk, data);
                 }
                 catch
                 {
@@ -1003,6 +1020,10 @@ namespace SmtpBridge
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int smtpb_set_event_callback(ClientHandle c, EventFn fn, IntPtr userData);
+
+        // 1.2: one outbox for several processes.
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int smtpb_set_event_callback_all(ClientHandle c, EventFn fn, IntPtr userData);
 
         // 1.1: diagnostics. The log callback has the event callback's C type.
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]

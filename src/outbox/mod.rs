@@ -109,7 +109,10 @@ impl Outbox {
         let Opened { mut store, active, warnings } = Store::open(data_dir)?;
         let exclusive = sharing.is_none();
         let paused_path = data_dir.map(|d| d.join("spool").join("paused.json"));
-        let staging_path = data_dir.map(|d| d.join("spool").join("staging.json"));
+        // Merges under way are this process's own: on a shared data_dir
+        // another process's staging.json may name a live merge, which an
+        // open must not cancel (see docs/DESIGN.md, known limits).
+        let staging_path = data_dir.filter(|_| exclusive).map(|d| d.join("spool").join("staging.json"));
         let paused: BTreeSet<String> = read_set(paused_path.as_deref())?;
         // Merges that never finished (the process ended during the call):
         // the host never got their ids, so none of their mail may go out.

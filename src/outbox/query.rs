@@ -102,6 +102,7 @@ impl Outbox {
 
     /// The status of a message.
     pub fn status(&self, id: &str) -> Result<Status> {
+        self.catch_up();
         let state = self.lock();
         if let Some(r) = state.entries.get(id) {
             return Ok(r.status.clone());
@@ -127,6 +128,7 @@ impl Outbox {
     /// The statuses of every message, or of those in `wanted`, oldest
     /// first. For small outboxes: [`Outbox::query`] pages.
     pub fn list(&self, wanted: Option<State>) -> Result<Vec<Status>> {
+        self.catch_up();
         let query = Query { states: wanted.into_iter().collect(), ..Query::default() };
         let (items, _) = self.overlay_page(&query, || Ok((self.store().list(wanted)?, false)), None, false)?;
         Ok(items)
@@ -177,6 +179,7 @@ impl Outbox {
     /// `smtpb_outbox_query`: one page, newest first, and the cursor of the
     /// next.
     pub fn query(&self, q: &Query) -> Result<Page<Status>> {
+        self.catch_up();
         let (items, more) = self.overlay_page(q, || self.store().query(q), Some(q.limit), true)?;
         let next_cursor = more.then(|| items.last().map(|s| Cursor { id: s.id.clone() })).flatten();
         Ok(Page { items, next_cursor })
@@ -187,6 +190,7 @@ impl Outbox {
     pub fn counts(&self) -> Result<Counts> {
         // The store is read under the ledger's lock: a message stored in
         // between would otherwise be counted twice or not at all.
+        self.catch_up();
         let state = self.lock();
         let (mut stored, damaged) = {
             let store = self.store();
@@ -208,6 +212,7 @@ impl Outbox {
 
     /// The ids and current states of a batch's messages.
     pub(super) fn members(&self, batch_id: &str) -> Result<Vec<(String, State)>> {
+        self.catch_up();
         let stored = self.store().batch_members(batch_id)?;
         let state = self.lock();
         Ok(stored

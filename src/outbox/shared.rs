@@ -198,7 +198,14 @@ impl Outbox {
             *seen = change.seq;
             let record = match self.store().get(&change.id) {
                 Ok(Some(record)) => record,
-                Ok(None) => continue,
+                Ok(None) => {
+                    // Purged since: gone from the view too.
+                    if !state.unrecorded.contains_key(&change.id) && !state.unstored.contains(&change.id) {
+                        state.forget(&change.id);
+                    }
+                    changed = true;
+                    continue;
+                }
                 Err(e) => {
                     log::warn!("{}", e.message());
                     continue;

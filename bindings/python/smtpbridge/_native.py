@@ -116,6 +116,7 @@ SIGNATURES: Tuple[Tuple[str, Tuple[Any, ...], Any], ...] = (
     ("smtpb_blacklist_remove",      (client_p, c_char_p),                              smtpb_result),
     ("smtpb_blacklist_list",        (client_p, char_pp),                               smtpb_result),
     ("smtpb_set_event_callback",    (client_p, smtpb_event_fn, c_void_p),              smtpb_result),
+    ("smtpb_set_event_callback_all", (client_p, smtpb_event_fn, c_void_p),             smtpb_result),
     # 1.1: diagnostics
     ("smtpb_set_log_callback",      (client_p, smtpb_log_fn, c_int32, c_void_p),       smtpb_result),
     ("smtpb_transcript",            (client_p, c_char_p, char_pp),                     smtpb_result),

@@ -689,6 +689,14 @@ class Client:
         library. When this returns, the previous ``fn`` is not running and
         never runs again.
         """
+        self._set_event_callback(native.lib.smtpb_set_event_callback, fn)
+
+    def set_event_callback_all(self, fn: Optional[EventCallback]) -> None:
+        """``smtpb_set_event_callback_all``: like :meth:`set_event_callback`, for every message of
+        the data_dir, also those other clients and processes queued (a shared data_dir)."""
+        self._set_event_callback(native.lib.smtpb_set_event_callback_all, fn)
+
+    def _set_event_callback(self, setter: Any, fn: Optional[EventCallback]) -> None:
         handle = self._handle()
         previous, self._on_event = self._on_event, fn
         try:
@@ -696,7 +704,7 @@ class Client:
             # replacing or clearing from inside a callback never frees the
             # thunk that is running.
             thunk = self._thunk if fn is not None else smtpb_event_fn()
-            native.check(native.lib.smtpb_set_event_callback(handle, thunk, None))
+            native.check(setter(handle, thunk, None))
         except BaseException:
             self._on_event = previous
             raise
