@@ -20,7 +20,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&tmp, path)?;
+        replace(&tmp, path)?;
         sync_dir(dir)
     })();
     result.map_err(|e| {
@@ -28,6 +28,29 @@ pub fn atomic_write(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
         Error::io("cannot write", path, &e)
     })
 }
+
+/// Renames `from` over `to`. On Windows a rename fails with access denied
+/// while another handle has `to` open (a sharing client of another
+/// process reading the configuration, where the file system lacks POSIX
+/// rename semantics, as Wine's does): such a reader closes within
+/// moments, so the rename is tried again for up to about 2 s.
+fn replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut delay = Duration::from_millis(1);
+    let mut waited = Duration::ZERO;
+    loop {
+        match fs::rename(from, to) {
+            Err(e) if cfg!(windows) && e.kind() == std::io::ErrorKind::PermissionDenied && waited < RENAME_PATIENCE => {
+                std::thread::sleep(delay);
+                waited += delay;
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long [`replace`] waits for a reader of the target to let go.
+const RENAME_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Creates (truncating) a file, owner-only when `private`.
 pub fn create_file(path: &Path, private: bool) -> std::io::Result<File> {

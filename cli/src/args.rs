@@ -117,6 +117,44 @@ pub enum Command {
     /// Windows: register smtpbridge_mapi.dll as a Simple MAPI mail client
     /// (HKLM\Software\Clients\Mail\smtpbridge: DLLPath, DLLPathEx).
     RegisterMapi(RegisterMapiArgs),
+    /// Deliver the outbox in the background: run it until stopped, install
+    /// it as a systemd unit or a Windows service, or show its state.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Deliver the outbox until stopped (SIGTERM or SIGINT; on Windows a
+    /// stop from the service control manager, or Ctrl+C in a console).
+    Run {
+        /// Where to write the service log (`-` = stderr). Default:
+        /// service.log in the data directory.
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+    },
+    /// Register the service: a systemd unit on Linux (enabled and started
+    /// when systemd runs), a Windows service started with Windows.
+    Install {
+        /// A systemd user unit (~/.config/systemd/user) instead of a system one.
+        #[arg(long)]
+        user: bool,
+        /// Write the unit into DIR and register nothing (Linux).
+        #[arg(long, value_name = "DIR")]
+        unit_dir: Option<PathBuf>,
+    },
+    /// Stop the service and remove its registration.
+    Uninstall {
+        /// The systemd user unit instead of the system one.
+        #[arg(long)]
+        user: bool,
+        /// Remove the unit from DIR and unregister nothing (Linux).
+        #[arg(long, value_name = "DIR")]
+        unit_dir: Option<PathBuf>,
+    },
+    /// Who delivers (the lease holder), the queue by state, the last failure
+    /// and, on Windows, the service's state.
+    Status,
 }
 
 #[derive(Args, Debug)]

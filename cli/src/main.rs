@@ -1,13 +1,14 @@
 //! `smtpbridge`: the administrator's command line over the library's safe
 //! Rust API ([`smtpbridge::Client`]). It tests settings, sends, watches and
-//! controls the outbox and stores credentials in a data directory that no
-//! host program holds at the time (the library locks a data directory for
-//! one client: a host that has it open makes every command exit 16, BUSY).
+//! controls the outbox and stores credentials in a data directory, which it
+//! opens shared (beside hosts and the service that opened it shared; a host
+//! that holds it exclusively makes every command exit 16, BUSY).
 //!
 //! Layout: `args` (the command tree, clap derive), `run` (one function per
 //! command), `output` (human and `--json` printing), `merge` (CSV to merge
 //! recipients, with the progress bar), `register` (the Simple MAPI provider's
-//! registration on Windows). Exit codes are the library's result
+//! registration on Windows), `service` (the background delivery service:
+//! run, install as a systemd unit or Windows service, status). Exit codes are the library's result
 //! codes (see [`args::EXIT_CODES`]).
 
 mod args;
@@ -16,6 +17,7 @@ mod outcome;
 mod output;
 mod register;
 mod run;
+mod service;
 
 use clap::Parser;
 use std::process::ExitCode;

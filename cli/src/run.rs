@@ -1,7 +1,7 @@
 //! One function per command, over [`smtpbridge::Client`].
 
 use serde_json::{json, Value};
-use smtpbridge::client::{OPEN_DEFAULT, OPEN_PAUSED};
+use smtpbridge::client::{OPEN_PAUSED, OPEN_SHARED, OPEN_SUBMIT_ONLY};
 use smtpbridge::outbox::{purgeable, Cursor, Page, Query};
 use smtpbridge::status::State;
 use smtpbridge::{Client, Code, Error};
@@ -18,19 +18,33 @@ use crate::output;
 /// would stay in the shell history and the process list).
 const SECRET_KEYS: [&str; 2] = ["SMTPPassword", "SMTPOAuth2ClientSecret"];
 
-/// Whether the opened client delivers what the outbox holds. Commands that
-/// only look or change settings open it paused, so that a short run never
-/// starts a delivery it would cut off at exit; `smtpb_send` is never held
-/// by a pause.
+/// Whether the opened client delivers what the outbox holds. Every command
+/// opens the data directory shared (ABI.md §17), so it works beside a host
+/// or `smtpbridge service run` that has it open shared. Commands that only
+/// look or change settings open it submit-only and paused, so that a short
+/// run never takes the delivery lease nor starts a delivery it would cut
+/// off at exit; `send` (one attempt now) may send but holds the outbox;
+/// commands that wait for delivery deliver, or leave it to the lease holder.
 #[derive(Clone, Copy, PartialEq)]
 enum Delivery {
     Held,
+    SendNow,
     Run,
+}
+
+impl Delivery {
+    fn flags(self) -> u32 {
+        match self {
+            Delivery::Held => OPEN_SHARED | OPEN_SUBMIT_ONLY | OPEN_PAUSED,
+            Delivery::SendNow => OPEN_SHARED | OPEN_PAUSED,
+            Delivery::Run => OPEN_SHARED,
+        }
+    }
 }
 
 /// The data directory: `--data-dir`, else `$SMTPBRIDGE_DATA_DIR`, else the
 /// platform's per-user data folder; made absolute.
-fn data_dir(given: Option<PathBuf>) -> Outcome<PathBuf> {
+pub fn data_dir(given: Option<PathBuf>) -> Outcome<PathBuf> {
     let dir = match given.or_else(|| std::env::var_os("SMTPBRIDGE_DATA_DIR").map(PathBuf::from)) {
         Some(dir) => dir,
         None => directories::ProjectDirs::from("", "", "smtpbridge")
@@ -41,10 +55,14 @@ fn data_dir(given: Option<PathBuf>) -> Outcome<PathBuf> {
 }
 
 fn open(cli_dir: Option<PathBuf>, delivery: Delivery) -> Outcome<Session> {
-    let dir = data_dir(cli_dir)?;
+    open_dir(&data_dir(cli_dir)?, delivery.flags())
+}
+
+/// Opens `dir` with the library's open `flags`; the master secret is
+/// SMTPBRIDGE_SECRET, else the data directory's key file.
+pub fn open_dir(dir: &Path, flags: u32) -> Outcome<Session> {
     let secret = std::env::var("SMTPBRIDGE_SECRET").ok().map(Zeroizing::new);
-    let flags = if delivery == Delivery::Run { OPEN_DEFAULT } else { OPEN_PAUSED };
-    let client = Client::open(Some(&dir), secret.as_deref().map(String::as_str), flags)?;
+    let client = Client::open(Some(dir), secret.as_deref().map(String::as_str), flags)?;
     Ok(Session { client })
 }
 
@@ -74,10 +92,11 @@ pub fn run(cli: Cli) -> Outcome {
     let dir = cli.data_dir;
     match cli.command {
         Command::RegisterMapi(args) => crate::register::register_mapi(args, json),
+        Command::Service(command) => crate::service::service(dir, command, json),
         Command::Config(command) => config(open(dir, Delivery::Held)?, command, json),
         Command::Test { profile, user } => test(open(dir, Delivery::Held)?, profile, user, json),
         Command::Send(args) => {
-            let delivery = if args.queue { Delivery::Run } else { Delivery::Held };
+            let delivery = if args.queue { Delivery::Run } else { Delivery::SendNow };
             send(open(dir, delivery)?, *args, json)
         }
         Command::Render(args) => render(open(dir, Delivery::Held)?, *args),
@@ -92,6 +111,7 @@ pub fn run(cli: Cli) -> Outcome {
             let delivery = match command {
                 OutboxCommand::Flush { .. } => Delivery::Run,
                 OutboxCommand::Retry { wait, .. } if wait > 0 => Delivery::Run,
+                OutboxCommand::Resume { profile: None, .. } => Delivery::Run,
                 _ => Delivery::Held,
             };
             outbox(open(dir, delivery)?, command, json)
@@ -376,8 +396,8 @@ fn outbox(session: Session, command: OutboxCommand, json: bool) -> Outcome {
             output::done(&format!("resumed {profile}"), json);
         }
         OutboxCommand::Resume { profile: None, timeout } => {
-            // Resuming all lifts this command's own hold too: deliver what
-            // is due rather than cut a delivery off at exit.
+            // Deliver what is due now (or let the lease holder deliver it),
+            // rather than leave at once.
             client.outbox_resume(None)?;
             client.flush(timeout.saturating_mul(1000))?;
             output::stats(&client.outbox_stats()?, json);

@@ -28,6 +28,8 @@
 #     queued); the same mail through the C ABI's smtpb_render is the same
 #     MIME (tests/windows/same_mime.py),
 #   - smtpbridge.exe: config set, send (with an attachment), outbox query, probe,
+#     `service install`, `sc start`/`net start`, `sc stop`, `service status` and
+#     `uninstall` under Wine's service control manager (tests/windows/service.sh),
 #     and an OAuth2 browser sign-in (tests/windows/oauth_login.py: the
 #     library's loopback listener inside Wine, oidc-provider outside; needs
 #     Node.js and `npm ci` in tests/servers/oidc, as the Linux tests do).
@@ -222,6 +224,9 @@ assert suggested["SMTPServerEncryption"] == "None", report
 assert int(suggested["SMTPServerPort"]) == int(sys.argv[2]), report
 print("ok: probe suggests", suggested)
 PY
+
+    win_log "$arch: smtpbridge.exe as a Windows service under Wine's SCM (tests/windows/service.sh)"
+    source "$REPO/tests/windows/service.sh"
 
     win_log "$arch: OAuth2 browser sign-in with smtpbridge.exe (tests/windows/oauth_login.py)"
     oauth_dir="smtpbridge-oauth-$arch"
