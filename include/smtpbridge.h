@@ -238,7 +238,9 @@ extern "C" {
  * credential store, outbox spool and archive; created if missing; held
  * with an exclusive lock for the client's life (shared with other
  * sharing clients under `SMTPB_OPEN_SHARED`). NULL = an in-memory client
- * (nothing survives the process). `secret`: the master secret of the
+ * (nothing survives the process; it keeps the newest 10,000 final
+ * statuses with their transcripts, older ones are forgotten as after a
+ * purge: `SMTPB_ERR_NOT_FOUND`). `secret`: the master secret of the
  * credential store; NULL = a random 256-bit key file created once in
  * data_dir, readable by its owner only (for an in-memory client: a random
  * key for this client's life). On Windows that file (`master.key`) holds
