@@ -113,6 +113,11 @@ impl Session {
         self.client().status(id)
     }
 
+    /// A configuration key's value (ABI.md §5).
+    pub fn config(&self, key: &str) -> Result<String> {
+        self.client().config_get(key)
+    }
+
     /// Sets configuration keys from `Key=Value` lines.
     pub fn configure(&self, lines: &str) -> Result<()> {
         self.client().config_import_keys(lines)
