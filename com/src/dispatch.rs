@@ -66,7 +66,7 @@ static VTBL: DispatchVtbl =
 
 /// A COM object: the vtable pointer first, as COM expects.
 #[repr(C)]
-struct Object {
+pub struct Object {
     vtbl: &'static DispatchVtbl,
     refs: AtomicU32,
     inner: Arc<dyn Automation>,
@@ -338,9 +338,10 @@ fn bstr(text: &str) -> BSTR {
 /// # Safety
 /// `out` is an initialised VARIANT the caller owns.
 unsafe fn put_variant(out: &mut VARIANT, value: Value) {
-    // SAFETY: as the caller promises.
+    // SAFETY: as the caller promises; then the VARIANT is empty and
+    // written as the type it is given.
     unsafe { VariantClear(out) };
-    let inner = &mut out.Anonymous.Anonymous;
+    let inner = unsafe { &mut out.Anonymous.Anonymous };
     match value {
         Value::Empty => inner.vt = VT_EMPTY,
         Value::Bool(b) => {
