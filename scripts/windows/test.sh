@@ -318,7 +318,10 @@ PY
     wine_run reg add 'HKCR\smtpbridge.test.eml\shell\open\command' /ve \
         /d "cmd.exe /c copy \"%1\" \"C:\\users\\root\\Documents\\com-displayed-$arch.eml\"" /f
     wine_run "$system\\cscript.exe" //nologo "Z:${WIN_SRC//\//\\}\\tests\\windows\\comtest.vbs" "$arch" "$file1" "$file2" \
-        'C:\users\root\Documents' "$com_dir"
+        'C:\users\root\Documents' "$com_dir" | tee "$work/comtest-$arch.log"
+    # A VBScript runtime error ends Wine's cscript silently with exit code 0: the last line tells.
+    tr -d '\r' <"$work/comtest-$arch.log" | grep -qx "comtest.vbs: ok ($arch)" ||
+        win_fail "$arch: comtest.vbs did not run to its end (see $work/comtest-$arch.log)"
     check_mail plain --subject "COM ($arch) Ä" --count 1 --rcpt hans@example.com --rcpt cc@example.com \
         --rcpt cc2@example.com --rcpt bcc@example.com --from office@firm.example \
         --header "From=Office <office@firm.example>" --header 'To="Müller, Hans" <hans@example.com>' \
