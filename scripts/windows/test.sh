@@ -30,7 +30,7 @@
 #   - tests/windows/comtest.vbs: smtpbridge_com.dll registered with the
 #     architecture's regsvr32 and driven by its cscript: a MailItem with
 #     To/CC/BCC, HTMLBody and two files sent, its status by EntryID, errors for
-#     an unsupported member, olMSG and a send error; SaveAs and Display write
+#     an unsupported member, olMSG and send errors (with advice); SaveAs and Display write
 #     the same MIME as MAPI and the C ABI; per-user registration,
 #   - smtpbridge.exe: config set, send (with an attachment), outbox query, probe,
 #     and an OAuth2 browser sign-in (tests/windows/oauth_login.py: the
@@ -318,7 +318,7 @@ PY
     wine_run reg add 'HKCR\smtpbridge.test.eml\shell\open\command' /ve \
         /d "cmd.exe /c copy \"%1\" \"C:\\users\\root\\Documents\\com-displayed-$arch.eml\"" /f
     wine_run "$system\\cscript.exe" //nologo "Z:${WIN_SRC//\//\\}\\tests\\windows\\comtest.vbs" "$arch" "$file1" "$file2" \
-        'C:\users\root\Documents' "$com_dir" | tee "$work/comtest-$arch.log"
+        'C:\users\root\Documents' "$com_dir" "$tls_port" "$ca_win" | tee "$work/comtest-$arch.log"
     # A VBScript runtime error ends Wine's cscript silently with exit code 0: the last line tells.
     tr -d '\r' <"$work/comtest-$arch.log" | grep -qx "comtest.vbs: ok ($arch)" ||
         win_fail "$arch: comtest.vbs did not run to its end (see $work/comtest-$arch.log)"
@@ -329,6 +329,7 @@ PY
         --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt" \
         --attachment "Übersicht €.txt=$documents/Übersicht €.txt" --body "<p>Dear client,<br>your invoice is attached.</p>"
     check_mail plain --subject "COM too large ($arch)" --count 0
+    check_mail tls --subject "COM refused ($arch)" --count 0
     # SaveAs and Display sent nothing: the one "MAPI wide" mail is MAPISendMailW's.
     check_mail plain --subject "MAPI wide ($arch) Ä" --count 1
     for _ in $(seq 150); do [ -s "$com_displayed" ] && break; sleep 0.1; done

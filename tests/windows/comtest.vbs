@@ -2,24 +2,28 @@
 ' run by scripts/windows/test.sh with Wine's cscript (64-bit, and 32-bit from
 ' C:\windows\syswow64 with the x86 DLL):
 '
-'   cscript //nologo comtest.vbs ARCH FILE1 FILE2 DOCS DATADIR
+'   cscript //nologo comtest.vbs ARCH FILE1 FILE2 DOCS DATADIR TLSPORT CAFILE
 '
 ' Sends "COM (ARCH) Ä" (To/CC/BCC with display names, a recipient added as CC,
 ' HTMLBody, FILE1 and FILE2 as "Übersicht €.txt") and reads its status by
 ' EntryID; writes DOCS\com-saved-ARCH.eml by SaveAs(…, 3) and displays the
 ' same mail (the mail of tests/windows/mapitest.c's MAPISendMailW); checks that
-' an unsupported member, olMSG and a send error raise errors naming them.
+' an unsupported member, olMSG, a mail over SMTPMaxMessageBytes and a send
+' refused by the STARTTLS server at TLSPORT (wrong password) raise errors
+' naming them, the last with the library's advice.
 ' The server side is checked by check_mail.py and same_mime.py. Exits 1 at
 ' the first failure.
 Option Explicit
 
 Const DISP_E_EXCEPTION = &H80020009
-Dim arch, file1, file2, docs, dataDir
+Dim arch, file1, file2, docs, dataDir, tlsPort, ca
 arch = WScript.Arguments(0)
 file1 = WScript.Arguments(1)
 file2 = WScript.Arguments(2)
 docs = WScript.Arguments(3)
 dataDir = WScript.Arguments(4)
+tlsPort = WScript.Arguments(5)
+ca = WScript.Arguments(6)
 
 Sub Check(condition, text)
     If Not condition Then
@@ -119,6 +123,21 @@ CheckError "Send of a mail over SMTPMaxMessageBytes", "SMTPMaxMessageBytes of pr
 Check large.EntryID = "", "a refused mail has an EntryID"
 On Error GoTo 0
 app.Configure "SMTPMaxMessageBytes=36700160"
+
+' A mail that fails for good: the STARTTLS server refuses the password.
+app.Configure "SMTPServerPort=" & tlsPort & vbCrLf & "SMTPServerEncryption=TLS" & vbCrLf & "SMTPCaFile=" & ca & vbCrLf & _
+    "SMTPAuthentication=Required" & vbCrLf & "SMTPUsername=anna" & vbCrLf & "SMTPPassword=wrong-pass-123"
+Dim refused
+Set refused = app.CreateItem(0)
+refused.To = "client@example.com"
+refused.Subject = "COM refused (" & arch & ")"
+refused.Body = "The server refuses this sender's password."
+On Error Resume Next
+refused.Send
+Check Left(Err.Description, 16) = "SMTPB_ERR_AUTH: ", "the send error's description: " & Err.Description
+Check InStr(Err.Description, "wrong-pass-123") = 0, "the password is in the error: " & Err.Description
+CheckError "Send refused by the server", "Advice (auth_failed): The server refused the username or password."
+On Error GoTo 0
 ns.Logoff
 app.Quit
 WScript.Echo "comtest.vbs: ok (" & arch & ")"
