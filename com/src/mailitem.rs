@@ -37,6 +37,7 @@ static MAIL_ITEM: Class = Class {
         Member { name: "Display", params: &["Modal"] },
         Member { name: "EntryID", params: &[] },
         Member { name: "Sent", params: &[] },
+        Member { name: "Importance", params: &[] },
     ],
 };
 
@@ -50,6 +51,33 @@ struct Fields {
     html_body: String,
     sent_on_behalf_of: String,
     entry_id: Option<String>,
+    importance: Importance,
+}
+
+/// Outlook's `olImportanceLow` (0), `olImportanceNormal` (1) and
+/// `olImportanceHigh` (2); other than normal, it is sent as the
+/// `Importance` and `X-Priority` headers, as Outlook does.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Importance {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+impl Importance {
+    fn from_int(value: i32) -> Option<Importance> {
+        [Importance::Low, Importance::Normal, Importance::High].get(usize::try_from(value).ok()?).copied()
+    }
+
+    fn headers(self) -> Vec<(String, String)> {
+        let (importance, priority) = match self {
+            Importance::Low => ("Low", "5"),
+            Importance::Normal => return Vec::new(),
+            Importance::High => ("High", "1"),
+        };
+        vec![("Importance".into(), importance.into()), ("X-Priority".into(), priority.into())]
+    }
 }
 
 /// A mail being written: `Application.CreateItem(0)`.
@@ -99,6 +127,7 @@ impl MailItem {
             subject: fields.subject.clone(),
             body,
             attachments: lock(&self.attachments).iter().map(|a| a.attachment.clone()).collect(),
+            headers: fields.importance.headers(),
         }
     }
 
@@ -151,6 +180,12 @@ impl Automation for MailItem {
     }
 
     fn call(&self, name: &'static str, call: Call, args: &Args) -> Result<Value, Fault> {
+        if let (Call::Put(value), "Importance") = (&call, name) {
+            let importance = automation::int(value).and_then(Importance::from_int);
+            lock(&self.fields).importance =
+                importance.ok_or_else(|| args.fault(format_args!("{value:?} is not 0, 1 or 2")))?;
+            return Ok(Value::Empty);
+        }
         if let Call::Put(value) = &call {
             let mut fields = lock(&self.fields);
             let field = text_field(&mut fields, name).ok_or_else(|| args.fault("cannot be set"))?;
@@ -160,6 +195,7 @@ impl Automation for MailItem {
         let fields = lock(&self.fields);
         let (to, cc, bcc, entry_id) =
             (fields.to.clone(), fields.cc.clone(), fields.bcc.clone(), fields.entry_id.clone());
+        let importance = fields.importance as i32;
         drop(fields);
         match name {
             "To" => Ok(Value::Text(self.line(&to, RecipientClass::To))),
@@ -173,6 +209,7 @@ impl Automation for MailItem {
             "Display" => self.display(),
             "EntryID" => Ok(Value::Text(entry_id.unwrap_or_default())),
             "Sent" => Ok(Value::Bool(entry_id.is_some())),
+            "Importance" => Ok(Value::Int(importance)),
             _ => Ok(Value::Text(text_field(&mut lock(&self.fields), name).map(|f| f.clone()).unwrap_or_default())),
         }
     }
@@ -444,6 +481,10 @@ mod tests {
         put(&item, "Body", "plain");
         put(&item, "HTMLBody", "<p>Dear client</p>");
         put(&item, "SentOnBehalfOfName", "Office <office@firm.example>");
+        call(&item, "Importance", Call::Put(Value::Int(2)), vec![]).unwrap();
+        assert!(matches!(get(&item, "Importance", vec![]), Value::Int(2)));
+        let bad = call(&item, "Importance", Call::Put(Value::Int(7)), vec![]).unwrap_err();
+        assert_eq!(bad.0, "MailItem.Importance: Int(7) is not 0, 1 or 2");
         assert_eq!(text(get(&item, "subject", vec![])), "Invoice 117");
         let recipients = object(get(&item, "Recipients", vec![]));
         let added = object(get(&*recipients, "Add", vec![Value::Text("Boss <boss@firm.example>".into())]));
@@ -480,6 +521,10 @@ mod tests {
         assert_eq!(mail.from, Some(Recipient::Typed("Office <office@firm.example>".into())));
         assert_eq!(mail.reply_to.as_deref(), Some("replies@firm.example"));
         assert_eq!(mail.body, Some(Body::Html("<p>Dear client</p>".into())));
+        assert_eq!(
+            mail.headers,
+            vec![("Importance".to_string(), "High".to_string()), ("X-Priority".to_string(), "1".to_string())]
+        );
         assert_eq!(
             mail.attachments,
             vec![

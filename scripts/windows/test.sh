@@ -325,7 +325,7 @@ PY
     check_mail plain --subject "COM ($arch) Ä" --count 1 --rcpt hans@example.com --rcpt cc@example.com \
         --rcpt cc2@example.com --rcpt bcc@example.com --from office@firm.example \
         --header "From=Office <office@firm.example>" --header 'To="Müller, Hans" <hans@example.com>' \
-        --header "Cc=cc@example.com, Second CC <cc2@example.com>" \
+        --header "Cc=cc@example.com, Second CC <cc2@example.com>" --header "Importance=High" --header "X-Priority=1" \
         --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt" \
         --attachment "Übersicht €.txt=$documents/Übersicht €.txt" --body "<p>Dear client,<br>your invoice is attached.</p>"
     check_mail plain --subject "COM too large ($arch)" --count 0
@@ -344,6 +344,7 @@ json.dump({
     "to": [{"email": "hans@example.com", "name": "Müller, Hans"}], "cc": ["cc@example.com", "Second CC <cc2@example.com>"],
     "bcc": ["bcc@example.com"], "subject": f"COM ({arch}) Ä", "html": "<p>Dear client,<br>your invoice is attached.</p>",
     "attachments": [{"path": docs + "Invoice 2026-117.txt"}, {"path": docs + "Übersicht €.txt", "name": "Übersicht €.txt"}],
+    "headers": {"Importance": "High", "X-Priority": "1"},
 }, open(path, "w", encoding="utf-8"), ensure_ascii=False)
 PY
     wine_run "$bin_in/mapitest.exe" render "$com_dir" "$work_in/com-$arch.json" "$work_in/c-abi-com-$arch.eml"

@@ -70,6 +70,7 @@ Check second.Address = "cc2@example.com", "Recipient.Address " & second.Address
 Check mail.cc = "cc@example.com; Second CC <cc2@example.com>", "MailItem.CC " & mail.CC
 mail.Subject = "COM (" & arch & ") " & Chr(196)
 mail.HTMLBody = html
+mail.Importance = 2
 mail.Attachments.Add file1
 mail.Attachments.Add file2, 1, , overview
 Check mail.Attachments.Count = 2, "Attachments.Count " & mail.Attachments.Count
