@@ -22,6 +22,10 @@ pub struct Class {
     pub members: &'static [Member],
 }
 
+/// The default member's DISPID (`oleauto.h`).
+const DISPID_VALUE: i32 = 0;
+/// The DISPID of `_NewEnum`, the enumerator `For Each` asks for (`oleauto.h`).
+pub const DISPID_NEWENUM: i32 = -4;
 /// DISPIDs from here on name members no class has (see [`dispid`]).
 const UNKNOWN_BASE: i32 = 0x4000_0000;
 /// How many unknown names a process remembers; beyond, they are unknown
@@ -35,6 +39,9 @@ impl Class {
     /// supported by smtpbridge") instead of the script host's generic
     /// "Object doesn't support this property or method".
     pub fn dispid(&self, name: &str) -> Option<i32> {
+        if name.eq_ignore_ascii_case("_NewEnum") {
+            return Some(DISPID_NEWENUM);
+        }
         if let Some(index) = self.members.iter().position(|m| m.name.eq_ignore_ascii_case(name)) {
             return Some(index as i32 + 1);
         }
@@ -50,10 +57,15 @@ impl Class {
         Some(UNKNOWN_BASE + index as i32)
     }
 
-    /// The member of a DISPID, or the name of an unknown member.
+    /// The member of a DISPID, or the name of an unknown member. DISPID 0
+    /// (DISPID_VALUE, the default member: `mail.Attachments(1)`) is a
+    /// collection's `Item`.
     pub fn member(&self, dispid: i32) -> Result<&'static Member, String> {
         if dispid >= 1 && (dispid as usize) <= self.members.len() {
             return Ok(&self.members[dispid as usize - 1]);
+        }
+        if dispid == DISPID_VALUE {
+            return self.members.iter().find(|m| m.name == "Item").ok_or_else(|| "(default member)".to_string());
         }
         let unknown = UNKNOWN.lock().unwrap_or_else(|e| e.into_inner());
         let name = dispid
@@ -124,6 +136,11 @@ pub trait Automation: Send + Sync {
     fn class(&self) -> &'static Class;
     /// Answers a call of the member `name` (as the class spells it).
     fn call(&self, name: &'static str, call: Call, args: &Args) -> Result<Value, Fault>;
+
+    /// A collection's items, for `For Each`; None for other objects.
+    fn items(&self) -> Option<Vec<Value>> {
+        None
+    }
 }
 
 /// Answers a call of a DISPID: a member the class does not have is an
@@ -219,8 +236,11 @@ pub fn int(value: &Value) -> Option<i32> {
 mod tests {
     use super::*;
 
-    static MEMBERS: [Member; 2] =
-        [Member { name: "Subject", params: &[] }, Member { name: "Add", params: &["Source", "DisplayName"] }];
+    static MEMBERS: [Member; 3] = [
+        Member { name: "Subject", params: &[] },
+        Member { name: "Add", params: &["Source", "DisplayName"] },
+        Member { name: "Item", params: &["Index"] },
+    ];
     static CLASS: Class = Class { name: "Thing", members: &MEMBERS };
 
     #[test]
@@ -233,6 +253,7 @@ mod tests {
         assert_eq!(CLASS.dispid("savesentmessagefolder"), Some(unknown));
         assert_eq!(CLASS.member(unknown).err().as_deref(), Some("SaveSentMessageFolder"));
         assert_eq!(CLASS.member(1).unwrap().name, "Subject");
+        assert_eq!(CLASS.member(0).unwrap().name, "Item");
     }
 
     #[test]

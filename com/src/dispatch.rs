@@ -20,10 +20,11 @@ use windows_sys::Win32::System::Ole::DISPID_PROPERTYPUT;
 use windows_sys::Win32::System::Variant::{
     VariantChangeType, VariantClear, VariantCopyInd, VARIANT, VT_BOOL, VT_BSTR, VT_CY, VT_DECIMAL, VT_DISPATCH,
     VT_EMPTY, VT_ERROR, VT_I1, VT_I2, VT_I4, VT_I8, VT_INT, VT_NULL, VT_R4, VT_R8, VT_UI1, VT_UI2, VT_UI4, VT_UI8,
-    VT_UINT,
+    VT_UINT, VT_UNKNOWN,
 };
 
-use crate::automation::{self, Automation, Call, Fault, Value};
+use crate::automation::{self, Automation, Call, Fault, Value, DISPID_NEWENUM};
+use crate::enumerator::new_enumerator;
 
 pub const IID_IDISPATCH: GUID = GUID::from_u128(0x00020400_0000_0000_c000_000000000046);
 const DISPID_UNKNOWN: i32 = -1;
@@ -218,11 +219,29 @@ unsafe extern "system" fn invoke(
         };
         // SAFETY: `this` is live (COM's contract).
         let object = unsafe { &*this }.inner.clone();
-        match automation::invoke(&*object, dispid, call, values) {
-            Ok(value) => {
+        let answer = if dispid == DISPID_NEWENUM {
+            enumerate(&*object)
+        } else {
+            automation::invoke(&*object, dispid, call, values).map(Answer::Value)
+        };
+        match answer {
+            Ok(Answer::Value(value)) => {
                 if !result.is_null() {
                     // SAFETY: checked non-NULL; the caller passes an initialised VARIANT.
                     unsafe { put_variant(&mut *result, value) };
+                }
+                S_OK
+            }
+            Ok(Answer::Enumerator(items)) => {
+                if result.is_null() {
+                    return E_POINTER;
+                }
+                // SAFETY: checked non-NULL; the caller passes an initialised VARIANT.
+                unsafe {
+                    VariantClear(result);
+                    let inner = &mut (*result).Anonymous.Anonymous;
+                    inner.vt = VT_UNKNOWN;
+                    inner.Anonymous.punkVal = new_enumerator(items, 0);
                 }
                 S_OK
             }
@@ -235,6 +254,20 @@ unsafe extern "system" fn invoke(
             }
         }
     })
+}
+
+/// What a call gives back: a value, or for `_NewEnum` the items to enumerate.
+enum Answer {
+    Value(Value),
+    Enumerator(Arc<Vec<Value>>),
+}
+
+/// `_NewEnum` of a collection (`For Each`).
+fn enumerate(object: &dyn Automation) -> Result<Answer, Fault> {
+    match object.items() {
+        Some(items) => Ok(Answer::Enumerator(Arc::new(items))),
+        None => Err(Fault(format!("For Each over {} is not supported by smtpbridge", object.class().name))),
+    }
 }
 
 /// # Safety
@@ -337,7 +370,7 @@ fn bstr(text: &str) -> BSTR {
 ///
 /// # Safety
 /// `out` is an initialised VARIANT the caller owns.
-unsafe fn put_variant(out: &mut VARIANT, value: Value) {
+pub unsafe fn put_variant(out: &mut VARIANT, value: Value) {
     // SAFETY: as the caller promises; then the VARIANT is empty and
     // written as the type it is given.
     unsafe { VariantClear(out) };

@@ -22,6 +22,8 @@ mod objects;
 #[cfg(windows)]
 mod dispatch;
 #[cfg(windows)]
+mod enumerator;
+#[cfg(windows)]
 mod register;
 #[cfg(windows)]
 mod server;

@@ -282,6 +282,9 @@ impl Automation for Recipients {
             _ => unreachable!("Recipients has no member {name}"),
         }
     }
+    fn items(&self) -> Option<Vec<Value>> {
+        Some(lock(&self.list).iter().map(|r| Value::Object(r.clone())).collect())
+    }
 }
 
 static RECIPIENT: Class = Class {
@@ -404,6 +407,9 @@ impl Automation for Attachments {
             _ => unreachable!("Attachments has no member {name}"),
         }
     }
+    fn items(&self) -> Option<Vec<Value>> {
+        Some(lock(&self.list).iter().map(|a| Value::Object(a.clone())).collect())
+    }
 }
 
 static ATTACHMENT: Class = Class {
@@ -503,6 +509,8 @@ mod tests {
         get(&*attachments, "Add", named);
         get(&*attachments, "Add", vec![Value::Text(r"C:\docs\Übersicht.txt".into())]);
         assert!(matches!(get(&*attachments, "Count", vec![]), Value::Int(2)));
+        assert_eq!(attachments.items().map(|items| items.len()), Some(2));
+        assert!(item.items().is_none());
         let first = object(get(&*attachments, "Item", vec![Value::Int(1)]));
         assert_eq!(text(get(&*first, "FileName", vec![])), "Rechnung 117.pdf");
         assert_eq!(text(get(&*first, "DisplayName", vec![])), "Invoice.pdf");
