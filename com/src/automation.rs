@@ -149,11 +149,16 @@ pub fn invoke(object: &dyn Automation, dispid: i32, call: Call, args: Vec<Value>
     let class = object.class();
     let member =
         class.member(dispid).map_err(|name| Fault(format!("{}.{name} is not supported by smtpbridge", class.name)))?;
-    object.call(
-        member.name,
-        call,
-        &Args { class: class.name, member: member.name, params: member.params, values: args },
-    )
+    let args_of = |values| Args { class: class.name, member: member.name, params: member.params, values };
+    // `mail.Attachments(1)`: arguments to a property that takes none go to
+    // the default member of what it gives (as OLE Automation does).
+    if member.params.is_empty() && !args.is_empty() && matches!(call, Call::Get) {
+        return match object.call(member.name, call, &args_of(Vec::new()))? {
+            Value::Object(inner) => invoke(&*inner, DISPID_VALUE, Call::Get, args),
+            _ => Err(args_of(args).fault("takes no arguments")),
+        };
+    }
+    object.call(member.name, call, &args_of(args))
 }
 
 /// The arguments of a call, by position (named ones already placed).
@@ -254,6 +259,7 @@ mod tests {
         assert_eq!(CLASS.member(unknown).err().as_deref(), Some("SaveSentMessageFolder"));
         assert_eq!(CLASS.member(1).unwrap().name, "Subject");
         assert_eq!(CLASS.member(0).unwrap().name, "Item");
+        assert_eq!(CLASS.member(DISPID_VALUE).unwrap().name, "Item");
     }
 
     #[test]

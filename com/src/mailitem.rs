@@ -512,6 +512,10 @@ mod tests {
         assert_eq!(attachments.items().map(|items| items.len()), Some(2));
         assert!(item.items().is_none());
         let first = object(get(&*attachments, "Item", vec![Value::Int(1)]));
+        let second = object(get(&item, "Attachments", vec![Value::Int(2)]));
+        assert_eq!(text(get(&*second, "FileName", vec![])), "Übersicht.txt");
+        let subject = call(&item, "Subject", Call::Get, vec![Value::Int(2)]).unwrap_err();
+        assert_eq!(subject.0, "MailItem.Subject: takes no arguments");
         assert_eq!(text(get(&*first, "FileName", vec![])), "Rechnung 117.pdf");
         assert_eq!(text(get(&*first, "DisplayName", vec![])), "Invoice.pdf");
         let missing = call(&*attachments, "Item", Call::Get, vec![Value::Int(3)]).unwrap_err();
