@@ -75,7 +75,6 @@ mail.Attachments.Add file1
 mail.Attachments.Add file2, 1, , overview
 Check mail.Attachments.Count = 2, "Attachments.Count " & mail.Attachments.Count
 Check mail.Attachments.Item(2).DisplayName = overview, "Attachment.DisplayName " & mail.Attachments.Item(2).DisplayName
-Check mail.Attachments(1).FileName = "Invoice 2026-117.txt", "Attachments(1).FileName " & mail.Attachments(1).FileName
 Dim each, names
 For Each each In mail.Attachments
     names = names & each.FileName & "|"
