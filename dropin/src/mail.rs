@@ -70,6 +70,8 @@ pub struct Mail {
     pub subject: String,
     pub body: Option<Body>,
     pub attachments: Vec<Attachment>,
+    /// Headers of the host's own (`Importance` from COM).
+    pub headers: Vec<(String, String)>,
 }
 
 /// Whether a note's text is HTML: it names one of the elements every HTML
@@ -156,6 +158,10 @@ impl Mail {
                 .collect();
             message.insert("attachments".into(), Value::Array(files));
         }
+        if !self.headers.is_empty() {
+            let headers = self.headers.iter().map(|(name, value)| (name.clone(), json!(value))).collect();
+            message.insert("headers".into(), Value::Object(headers));
+        }
         Value::Object(message).to_string()
     }
 }
@@ -204,6 +210,7 @@ mod tests {
                 Attachment { path: "/tmp/a.pdf".into(), name: Some("Rechnung.pdf".into()) },
                 Attachment { path: "/tmp/b.txt".into(), name: None },
             ],
+            headers: vec![("Importance".into(), "High".into())],
         };
         let value: Value = serde_json::from_str(&mail.to_json()).unwrap();
         assert_eq!(
@@ -214,7 +221,8 @@ mod tests {
                 "bcc": ["c@example.com"],
                 "subject": "Invoice",
                 "html": "<p>Hi</p>",
-                "attachments": [{"path": "/tmp/a.pdf", "name": "Rechnung.pdf"}, {"path": "/tmp/b.txt"}]
+                "attachments": [{"path": "/tmp/a.pdf", "name": "Rechnung.pdf"}, {"path": "/tmp/b.txt"}],
+                "headers": {"Importance": "High"}
             })
         );
     }

@@ -73,7 +73,7 @@ impl Session {
     }
 
     /// Queues the mail and waits for it (see the module's comment). A mail
-    /// that failed for good is the error of its status.
+    /// that failed for good is the error of its status, with its advice.
     pub fn queue(&self, mail: &Mail) -> Result<Queued> {
         mail.check()?;
         let client = self.client();
@@ -84,8 +84,10 @@ impl Session {
             Err(e) => return Err(e),
         };
         if status.state == State::Failed {
+            // As smtpb_send's error text: the failure, then its advice.
             let text = status.error.as_deref().unwrap_or("the message failed");
-            return Err(Error::new(status.error_code, format!("message {id}: {text}")));
+            let advice = status.advice.as_ref().map(|a| a.suffix()).unwrap_or_default();
+            return Err(Error::new(status.error_code, format!("message {id}: {text}{advice}")));
         }
         Ok(Queued { id, status })
     }
@@ -111,6 +113,11 @@ impl Session {
     /// The status of a message (ABI.md §7).
     pub fn status(&self, id: &str) -> Result<Status> {
         self.client().status(id)
+    }
+
+    /// A configuration key's value (ABI.md §5).
+    pub fn config(&self, key: &str) -> Result<String> {
+        self.client().config_get(key)
     }
 
     /// Sets configuration keys from `Key=Value` lines.

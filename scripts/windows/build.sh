@@ -8,6 +8,7 @@
 #   target/windows/x64/smtpbridge-<version>-windows-x64/
 #       smtpbridge.dll  libsmtpbridge.dll.a  smtpbridge.def  smtpbridge.exe
 #       smtpbridge_mapi.dll  (the Simple MAPI provider, docs/DROPIN.md)
+#       smtpbridge_com.dll   (the COM automation server SmtpBridge.Application, docs/DROPIN.md)
 #       include/smtpbridge.h  include/smtpbridge.hpp  include/smtpbridge_message.hpp
 #       licenses/  (the licence texts of every crate linked in, and the Rust
 #                   standard library's and MinGW-w64's)
@@ -72,7 +73,7 @@ for arch in "${arches[@]}"; do
     mkdir -p "$folder/include" "$folder/licenses"
     in_chroot "$prefix-strip" -o "$WIN_SRC/target/windows/$arch/$name/smtpbridge.dll" \
         "$WIN_SRC/target/windows/cargo/$triple/release/smtpbridge.dll"
-    for image in smtpbridge.exe smtpbridge_mapi.dll; do
+    for image in smtpbridge.exe smtpbridge_mapi.dll smtpbridge_com.dll; do
         in_chroot "$prefix-strip" -o "$WIN_SRC/target/windows/$arch/$name/$image" \
             "$WIN_SRC/target/windows/cargo/$triple/release/$image"
     done
@@ -105,8 +106,15 @@ for arch in "${arches[@]}"; do
         echo "$mapi_exports" | grep -qx "$symbol" || win_fail "$arch: smtpbridge_mapi.dll does not export $symbol"
     done
     ! echo "$mapi_exports" | grep -q '@' || win_fail "$arch: smtpbridge_mapi.dll has decorated exports: $mapi_exports"
+    # The COM server exports what COM and regsvr32 look up, undecorated.
+    com_exports="$(in_chroot "$prefix-objdump" -p "$WIN_SRC/target/windows/$arch/$name/smtpbridge_com.dll" |
+        awk '/^\[Ordinal\/Name Pointer\] Table/ {on = 1; next} on && /^\t\[/ {print $NF; next} on && !/^\t/ {on = 0}')"
+    for symbol in DllGetClassObject DllCanUnloadNow DllRegisterServer DllUnregisterServer DllInstall; do
+        echo "$com_exports" | grep -qx "$symbol" || win_fail "$arch: smtpbridge_com.dll does not export $symbol"
+    done
+    ! echo "$com_exports" | grep -q '@' || win_fail "$arch: smtpbridge_com.dll has decorated exports: $com_exports"
     # Nothing beyond the operating system: no MinGW runtime DLL.
-    for image in smtpbridge.dll smtpbridge.exe smtpbridge_mapi.dll; do
+    for image in smtpbridge.dll smtpbridge.exe smtpbridge_mapi.dll smtpbridge_com.dll; do
         imports="$(in_chroot "$prefix-objdump" -p "$WIN_SRC/target/windows/$arch/$name/$image" |
             sed -n 's/^\tDLL Name: //p' | tr 'A-Z' 'a-z' | sort -u | tr '\n' ' ')"
         for dll in $imports; do
@@ -118,7 +126,7 @@ for arch in "${arches[@]}"; do
         echo "$imports" >"$out/$image.imports.txt"
     done
     # The version resource, read back from the stripped images.
-    for image in smtpbridge.dll smtpbridge.exe smtpbridge_mapi.dll; do
+    for image in smtpbridge.dll smtpbridge.exe smtpbridge_mapi.dll smtpbridge_com.dll; do
         in_chroot "$prefix-windres" --input "$WIN_SRC/target/windows/$arch/$name/$image" --input-format=coff \
             --output-format=rc >"$out/$image.rc" || win_fail "$arch: no resources in $image"
         for want in "FILEVERSION ${version//./, }, 0" "\"FileVersion\", \"$version\"" "\"ProductVersion\", \"$version\"" \

@@ -27,6 +27,11 @@
 #     files, MAPI_DIALOG (an .eml opened, nothing sent), refusals (nothing
 #     queued); the same mail through the C ABI's smtpb_render is the same
 #     MIME (tests/windows/same_mime.py),
+#   - tests/windows/comtest.vbs: smtpbridge_com.dll registered with the
+#     architecture's regsvr32 and driven by its cscript: a MailItem with
+#     To/CC/BCC, HTMLBody and two files sent, its status by EntryID, errors for
+#     an unsupported member, olMSG and send errors (with advice); SaveAs and Display write
+#     the same MIME as MAPI and the C ABI; per-user registration,
 #   - smtpbridge.exe: config set, send (with an attachment), outbox query, probe,
 #     `service install`, `sc start`/`net start`, `sc stop`, `service status` and
 #     `uninstall` under Wine's service control manager (tests/windows/service.sh),
@@ -124,7 +129,7 @@ for arch in "${arches[@]}"; do
     release_in="$WIN_SRC/target/windows/$arch/smtpbridge-$version-windows-$arch"
     bin="$work/$arch" bin_in="$work_in/$arch"
     mkdir -p "$bin"
-    cp "$REPO/target/windows/$arch/smtpbridge-$version-windows-$arch/"smtpbridge{.dll,.exe,_mapi.dll} "$bin/"
+    cp "$REPO/target/windows/$arch/smtpbridge-$version-windows-$arch/"smtpbridge{.dll,.exe,_mapi.dll,_com.dll} "$bin/"
     win_log "$arch: building the examples and tests with MinGW"
     cflags="-std=c99 -Wall -Wextra -Werror -pedantic -I$release_in/include"
     cxxflags="-std=c++17 -Wall -Wextra -Werror -pedantic -I$release_in/include -static-libgcc -static-libstdc++"
@@ -299,6 +304,71 @@ PY
     "$PYTHON" "$REPO/tests/windows/same_mime.py" "$displayed" "$work/c-abi-dialog-$arch.eml" ||
         win_fail "$arch: MAPI_DIALOG's .eml and the C ABI's rendering differ"
     wine_run "$bin_in/smtpbridge.exe" register-mapi --unregister
+
+    win_log "$arch: COM: SmtpBridge.Application from VBScript (tests/windows/comtest.vbs)"
+    com_dir="C:\\users\\root\\AppData\\Local\\smtpbridge-com-$arch"
+    rm -rf "$DRIVE_C/users/root/AppData/Local/smtpbridge-com-$arch"
+    for setting in "SMTPServer 127.0.0.1" "SMTPServerPort $plain_port" "SMTPAuthentication None" \
+        "SMTPSenderEmail office@firm.example" "SMTPSenderName Office"; do
+        # shellcheck disable=SC2086
+        wine_run "$bin_in/smtpbridge.exe" --data-dir "$com_dir" --json config set $setting >/dev/null
+    done
+    wine_run reg add 'HKCU\Software\smtpbridge' /v DataDir /d "$com_dir" /f
+    # The architecture's own regsvr32, cscript and reg (32-bit ones from syswow64).
+    case "$arch" in x64) system='C:\windows\system32' ;; x86) system='C:\windows\syswow64' ;; esac
+    com_dll="Z:${bin_in//\//\\}\\smtpbridge_com.dll"
+    wine_run "$system\\regsvr32.exe" /s "$com_dll"
+    com_displayed="$documents/com-displayed-$arch.eml"
+    rm -f "$com_displayed" "$documents/com-saved-$arch.eml"
+    wine_run reg add 'HKCR\smtpbridge.test.eml\shell\open\command' /ve \
+        /d "cmd.exe /c copy \"%1\" \"C:\\users\\root\\Documents\\com-displayed-$arch.eml\"" /f
+    wine_run "$system\\cscript.exe" //nologo "Z:${WIN_SRC//\//\\}\\tests\\windows\\comtest.vbs" "$arch" "$file1" "$file2" \
+        'C:\users\root\Documents' "$com_dir" "$tls_port" "$ca_win" | tee "$work/comtest-$arch.log"
+    # A VBScript runtime error ends Wine's cscript silently with exit code 0: the last line tells.
+    tr -d '\r' <"$work/comtest-$arch.log" | grep -qx "comtest.vbs: ok ($arch)" ||
+        win_fail "$arch: comtest.vbs did not run to its end (see $work/comtest-$arch.log)"
+    check_mail plain --subject "COM ($arch) Ä" --count 1 --rcpt hans@example.com --rcpt cc@example.com \
+        --rcpt cc2@example.com --rcpt bcc@example.com --from office@firm.example \
+        --header "From=Office <office@firm.example>" --header 'To="Müller, Hans" <hans@example.com>' \
+        --header "Cc=cc@example.com, Second CC <cc2@example.com>" --header "Importance=High" --header "X-Priority=1" \
+        --attachment "Invoice 2026-117.txt=$documents/Invoice 2026-117.txt" \
+        --attachment "Übersicht €.txt=$documents/Übersicht €.txt" --body "<p>Dear client,<br>your invoice is attached.</p>"
+    check_mail plain --subject "COM too large ($arch)" --count 0
+    check_mail tls --subject "COM refused ($arch)" --count 0
+    # SaveAs and Display sent nothing: the one "MAPI wide" mail is MAPISendMailW's.
+    check_mail plain --subject "MAPI wide ($arch) Ä" --count 1
+    for _ in $(seq 150); do [ -s "$com_displayed" ] && break; sleep 0.1; done
+    [ -s "$com_displayed" ] || win_fail "$arch: MailItem.Display: no .eml was opened within 15 s"
+    echo "ok: MailItem.Display wrote an .eml and opened it"
+    # The COM mail through the C ABI (smtpb_render of the same message JSON).
+    "$PYTHON" - "$work/com-$arch.json" "$arch" <<'PY'
+import json, sys
+path, arch = sys.argv[1:]
+docs = "C:\\users\\root\\Documents\\"
+json.dump({
+    "to": [{"email": "hans@example.com", "name": "Müller, Hans"}], "cc": ["cc@example.com", "Second CC <cc2@example.com>"],
+    "bcc": ["bcc@example.com"], "subject": f"COM ({arch}) Ä", "html": "<p>Dear client,<br>your invoice is attached.</p>",
+    "attachments": [{"path": docs + "Invoice 2026-117.txt"}, {"path": docs + "Übersicht €.txt", "name": "Übersicht €.txt"}],
+    "headers": {"Importance": "High", "X-Priority": "1"},
+}, open(path, "w", encoding="utf-8"), ensure_ascii=False)
+PY
+    wine_run "$bin_in/mapitest.exe" render "$com_dir" "$work_in/com-$arch.json" "$work_in/c-abi-com-$arch.eml"
+    com_mail="$("$PYTHON" "$REPO/tests/windows/check_mail.py" "$work/mail" plain --subject "COM ($arch) Ä" --count 1 |
+        sed -n 's/.*(\([0-9]*\.eml\),.*/\1/p')"
+    "$PYTHON" "$REPO/tests/windows/same_mime.py" "$work/mail/plain/$com_mail" "$work/c-abi-com-$arch.eml" ||
+        win_fail "$arch: MailItem.Send and the C ABI made different MIME"
+    # One mail through Simple MAPI (sent), the C ABI (rendered) and COM (SaveAs, Display).
+    "$PYTHON" "$REPO/tests/windows/same_mime.py" "$work/mail/plain/$wide_mail" "$work/c-abi-wide-$arch.eml" \
+        "$documents/com-saved-$arch.eml" "$com_displayed" || win_fail "$arch: COM, MAPI and the C ABI made different MIME"
+    # Per-user registration (regsvr32 /n /i:user), where no administrator is needed.
+    com_key='HKCU\Software\Classes\CLSID\{B45463DD-655F-4D18-9AD5-55B0E786CABE}\InprocServer32'
+    wine_run "$system\\regsvr32.exe" /s /u "$com_dll"
+    wine_run "$system\\regsvr32.exe" /s /n /i:user "$com_dll"
+    wine_run "$system\\reg.exe" query "$com_key" /v ThreadingModel
+    wine_run "$system\\regsvr32.exe" /s /u /n /i:user "$com_dll"
+    ! in_chroot env "${WINE_ENV[@]}" wine "$system\\reg.exe" query "$com_key" >/dev/null 2>&1 ||
+        win_fail "$arch: regsvr32 /u /n /i:user left $com_key"
+    echo "ok: registered and unregistered per user"
 
     win_log "$arch: all passed"
 done

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Checks that two mails are the same MIME apart from ids, dates and boundaries.
+"""Checks that mails are the same MIME apart from ids, dates and boundaries.
 
-    python tests/windows/same_mime.py A.eml B.eml
+    python tests/windows/same_mime.py A.eml B.eml [C.eml]...
+
+(Every mail is compared with the first: the same mail sent through Simple
+MAPI, rendered through the C ABI, saved and displayed through COM.)
 
 Both are parsed with Python's email package; for every part, in order, the
 headers (names and decoded values) and the decoded content must be equal,
@@ -38,7 +41,14 @@ def outline(path: Path) -> list:
 
 
 def main() -> int:
-    a, b = Path(sys.argv[1]), Path(sys.argv[2])
+    if len(sys.argv) < 3:
+        print("same_mime: FAIL: give two mails or more", file=sys.stderr)
+        return 2
+    first, *others = [Path(arg) for arg in sys.argv[1:]]
+    return max(compare(first, other) for other in others)
+
+
+def compare(a: Path, b: Path) -> int:
     left, right = outline(a), outline(b)
     if len(left) != len(right):
         print(f"same_mime: FAIL: {a} has {len(left)} parts, {b} {len(right)}", file=sys.stderr)
