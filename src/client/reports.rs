@@ -24,6 +24,7 @@ pub struct Stats {
 
 /// `"delivery"` of the outbox statistics: who delivers the outbox.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Delivery {
     /// The client that delivers (an exclusive client: itself; a shared
     /// data_dir: the holder of the delivery lease), `None` when none does.
@@ -32,6 +33,7 @@ pub struct Delivery {
 
 /// The process that delivers the outbox.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct DeliveryHolder {
     pub pid: u32,
     pub host: String,

@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn a_panic_becomes_internal_naming_the_export() {
-        let mut out: *mut c_char = 1 as *mut c_char;
+        let mut out: *mut c_char = std::ptr::dangling_mut::<c_char>();
         assert_eq!(unsafe { smtpb_test_panics(&mut out) }, SMTPB_ERR_INTERNAL);
         assert!(out.is_null(), "the out-pointer is cleared on entry");
         assert_eq!(last_error(), "internal error in smtpb_test_panics: boom");
