@@ -21,7 +21,8 @@
  *   Windows), whatever the host compiler's default.
  * - Within ABI version 1, things are only added, never renamed, removed or
  *   given a new meaning. Check smtpb_abi_version() == SMTPB_ABI_VERSION at
- *   load, and smtpb_abi_minor() >= 1 before calling a version 1.1 function.
+ *   load, and smtpb_abi_minor() >= 1 before calling a version 1.1 function
+ *   (>= 2 for a version 1.2 function or open flag).
  */
 
 #ifndef SMTPBRIDGE_H
@@ -57,10 +58,10 @@
 #define SMTPB_ABI_VERSION 1
 
 /**
- * The minor ABI version of this header (1: the version 1.1 additions);
- * `smtpb_abi_minor()` returns the library's.
+ * The minor ABI version of this header (1: the version 1.1 additions; 2:
+ * the version 1.2 additions); `smtpb_abi_minor()` returns the library's.
  */
-#define SMTPB_ABI_MINOR 1
+#define SMTPB_ABI_MINOR 2
 
 /**
  * `smtpb_client_open` flag: resume delivery of what the spool holds.
@@ -1471,9 +1472,12 @@ uint32_t SMTPB_CALL smtpb_abi_version(void);
 /**
  * The minor ABI version of the loaded library: 1 for a library with the
  * version 1.1 functions (OAuth2 sign-in, diagnostics, outbox queries,
- * ...). Within ABI version 1 functions are only added, so a host built
- * with a newer header calls a 1.1 function only when
- * `smtpb_abi_minor() >= 1`; a library without this function is 1.0.
+ * ...), 2 with the version 1.2 ones (`SMTPB_OPEN_SHARED`,
+ * `smtpb_set_event_callback_all`, `smtpb_render`, `smtpb_validate`).
+ * Within ABI version 1 functions are only added, so a host built with a
+ * newer header calls a 1.1 function only when `smtpb_abi_minor() >= 1`,
+ * a 1.2 one only when it is `>= 2`; a library without this function is
+ * 1.0.
  *
  * Thread safety: any thread, any time; never changes the last error.
  */

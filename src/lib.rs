@@ -77,4 +77,4 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The ABI version this library implements.
 pub const ABI_VERSION: u32 = 1;
 /// The minor ABI version: the additions of version 1.1 are present.
-pub const ABI_MINOR: u32 = 1;
+pub const ABI_MINOR: u32 = 2;

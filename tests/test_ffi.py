@@ -41,10 +41,10 @@ def test_abi_version_is_1():
     assert native.lib.smtpb_abi_version() == 1
 
 
-def test_abi_minor_is_1_and_matches_the_header():
+def test_abi_minor_is_2_and_matches_the_header():
     header = (Path(__file__).resolve().parents[1] / "include" / "smtpbridge.h").read_text()
-    assert re.search(r"#define SMTPB_ABI_MINOR 1\b", header)
-    assert native.lib.smtpb_abi_minor() == 1
+    assert re.search(r"#define SMTPB_ABI_MINOR 2\b", header)
+    assert native.lib.smtpb_abi_minor() == 2
 
 
 def test_version_is_a_nonempty_static_string():

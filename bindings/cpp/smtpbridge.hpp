@@ -58,7 +58,7 @@ using EventCallback = std::function<void(const std::string &event_json)>;
 // smtpb_abi_version: the loaded library's ABI version.
 inline std::uint32_t abi_version() noexcept { return smtpb_abi_version(); }
 
-// smtpb_abi_minor: 1 when the version 1.1 functions exist.
+// smtpb_abi_minor: 1 when the version 1.1 functions exist, 2 with the 1.2 ones.
 inline std::uint32_t abi_minor() noexcept { return smtpb_abi_minor(); }
 
 // smtpb_version: the loaded library's version, e.g. "1.2.0".

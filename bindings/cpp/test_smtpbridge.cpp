@@ -70,7 +70,7 @@ static std::optional<std::string> expect_error(int line, smtpb_result code, cons
 
 static void test_library() {
     CHECK(smtpbridge::abi_version() == smtpbridge::abi_version_required);
-    CHECK(smtpbridge::abi_minor() >= 1);
+    CHECK(smtpbridge::abi_minor() >= 2);
     CHECK(smtpbridge::version() == SMTPB_VERSION);
     CHECK(std::string(smtpbridge::result_name(SMTPB_ERR_TLS)) == "SMTPB_ERR_TLS");
     CHECK(std::string(smtpbridge::result_name(12345)) == "SMTPB_ERR_UNKNOWN");

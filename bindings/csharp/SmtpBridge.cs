@@ -162,7 +162,7 @@ namespace SmtpBridge
             get { return NativeMethods.smtpb_abi_version(); }
         }
 
-        /// <summary>smtpb_abi_minor: 1 when the version 1.1 functions exist; 0 for a 1.0 library.</summary>
+        /// <summary>smtpb_abi_minor: 2 when the version 1.2 functions exist, 1 for a 1.1 library, 0 for a 1.0 one.</summary>
         public static uint AbiMinor
         {
             get

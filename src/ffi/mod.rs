@@ -135,9 +135,9 @@ tie_result_codes!(
 /// library's.
 pub const SMTPB_ABI_VERSION: u32 = 1;
 
-/// The minor ABI version of this header (1: the version 1.1 additions);
-/// `smtpb_abi_minor()` returns the library's.
-pub const SMTPB_ABI_MINOR: u32 = 1;
+/// The minor ABI version of this header (1: the version 1.1 additions; 2:
+/// the version 1.2 additions); `smtpb_abi_minor()` returns the library's.
+pub const SMTPB_ABI_MINOR: u32 = 2;
 
 /// `smtpb_client_open` flag: resume delivery of what the spool holds.
 pub const SMTPB_OPEN_DEFAULT: u32 = 0;

@@ -16,9 +16,12 @@ pub extern "C" fn smtpb_abi_version() -> u32 {
 
 /// The minor ABI version of the loaded library: 1 for a library with the
 /// version 1.1 functions (OAuth2 sign-in, diagnostics, outbox queries,
-/// ...). Within ABI version 1 functions are only added, so a host built
-/// with a newer header calls a 1.1 function only when
-/// `smtpb_abi_minor() >= 1`; a library without this function is 1.0.
+/// ...), 2 with the version 1.2 ones (`SMTPB_OPEN_SHARED`,
+/// `smtpb_set_event_callback_all`, `smtpb_render`, `smtpb_validate`).
+/// Within ABI version 1 functions are only added, so a host built with a
+/// newer header calls a 1.1 function only when `smtpb_abi_minor() >= 1`,
+/// a 1.2 one only when it is `>= 2`; a library without this function is
+/// 1.0.
 ///
 /// Thread safety: any thread, any time; never changes the last error.
 #[no_mangle]

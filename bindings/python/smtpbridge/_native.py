@@ -265,7 +265,7 @@ def abi_version() -> int:
 
 
 def abi_minor() -> int:
-    """``smtpb_abi_minor()``: 1 when the version 1.1 functions exist; 0 for a 1.0 library (which lacks it)."""
+    """``smtpb_abi_minor()``: 2 when the version 1.2 functions exist, 1 for a 1.1 library, 0 for a 1.0 one (which lacks it)."""
     try:
         return int(lib.smtpb_abi_minor())
     except MissingFunctionError:

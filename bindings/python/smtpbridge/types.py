@@ -152,6 +152,22 @@ class ProfileLimit(TypedDict):
     resets_at: Optional[str]
 
 
+class DeliveryHolder(TypedDict):
+    """The process that delivers the outbox."""
+
+    pid: int
+    host: str
+    user: str
+    since: str
+
+
+class Delivery(TypedDict):
+    """Who delivers the outbox: this client (exclusive), the holder of a
+    shared data_dir's delivery lease, or nobody (``None``)."""
+
+    holder: Optional[DeliveryHolder]
+
+
 class OutboxStats(TypedDict):
     """Counts per state, paused profiles (``"*"`` = all), send limits, and
     the records lost to damage found at open."""
@@ -165,6 +181,7 @@ class OutboxStats(TypedDict):
     damaged_records: int
     paused: List[str]
     profiles: Dict[str, ProfileLimit]
+    delivery: Delivery
     # Further keys of smtpb_outbox_stats go here, as in docs/schema/outbox_stats.json.
 
 
