@@ -3,10 +3,11 @@
 //! The client opens the data_dir (see [`crate::datadir`]) when the first
 //! user needs it and is shut down when the last one lets go: a MAPI
 //! session from `MAPILogon` to `MAPILogoff`, a COM `Application` while it
-//! lives, or a single call without either. The data_dir is opened the
-//! normal (exclusive) way, so another process holding it makes the call
-//! fail with BUSY naming the holder; a shared, submit-only open comes with
-//! the shared outbox (ABI.md §17).
+//! lives, or a single call without either. The data_dir is opened shared
+//! (ABI.md §17, §19): submit-only when another process (the background
+//! service, say) holds its delivery lease, so the mail waits for that
+//! process; else as a client that may deliver. A host that holds the
+//! data_dir exclusively makes the call fail with BUSY naming the holder.
 //!
 //! Delivery before the host moves on: a mail is made durable in the
 //! outbox, then the call waits up to [`DELIVERY_WAIT_MS`] for it to be sent
@@ -14,7 +15,7 @@
 //! "try later", say) stays in the outbox and goes out with the next client
 //! of the data_dir: the next drop-in call, the command line, a host.
 
-use smtpbridge::client::OPEN_DEFAULT;
+use smtpbridge::client::{OPEN_SHARED, OPEN_SUBMIT_ONLY};
 use smtpbridge::status::{State, Status};
 use smtpbridge::{Client, Code, Error, Result};
 use std::path::Path;
@@ -59,7 +60,7 @@ impl Session {
             Some(client) => client.clone(),
             None => {
                 let dir = crate::datadir::lookup()?;
-                let client = Client::open(Some(&dir), None, OPEN_DEFAULT)?;
+                let client = open_shared(&dir)?;
                 shared.client = Some(client.clone());
                 client
             }
@@ -139,6 +140,17 @@ impl Drop for Session {
             }
         }
     }
+}
+
+/// Opens the data_dir shared: submit-only when another process delivers
+/// its outbox, else as a client that may take the delivery lease.
+fn open_shared(dir: &Path) -> Result<Client> {
+    let submitter = Client::open(Some(dir), None, OPEN_SHARED | OPEN_SUBMIT_ONLY)?;
+    if submitter.outbox_stats()?.delivery.holder.is_some() {
+        return Ok(submitter);
+    }
+    submitter.shutdown(0)?;
+    Client::open(Some(dir), None, OPEN_SHARED)
 }
 
 /// A new file name for a displayed mail: `%TEMP%\smtpbridge\mail-<time>-<pid>.eml`.
