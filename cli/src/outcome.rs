@@ -1,12 +1,13 @@
 //! What a command comes to (a failure with its exit code and the status or
-//! report that came with it), the open client a command works on, and the
-//! files the user names.
+//! report that came with it), the data directory and the open client a
+//! command works on, and the files the user names.
 
 use smtpbridge::client::{ProbeReport, TestReport};
 use smtpbridge::status::Status;
 use smtpbridge::{Client, Code, Error};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 /// What came with a failure: the message's status, or a report.
 pub enum Detail {
@@ -82,4 +83,24 @@ pub fn read_text(path: &Path) -> Outcome<String> {
 pub fn failed_message(status: Status) -> Failure {
     let message = format!("message {}: {}", status.id, status.error.as_deref().unwrap_or("failed"));
     Failure { code: status.error_code, message, detail: Some(status.into()) }
+}
+
+/// The data directory: `--data-dir`, else `$SMTPBRIDGE_DATA_DIR`, else the
+/// platform's per-user data folder; made absolute.
+pub fn data_dir(given: Option<PathBuf>) -> Outcome<PathBuf> {
+    let dir = match given.or_else(|| std::env::var_os("SMTPBRIDGE_DATA_DIR").map(PathBuf::from)) {
+        Some(dir) => dir,
+        None => directories::ProjectDirs::from("", "", "smtpbridge")
+            .map(|p| p.data_dir().to_path_buf())
+            .ok_or_else(|| Failure::new(Code::InvalidArgument, "no home folder to keep data in: give --data-dir"))?,
+    };
+    std::path::absolute(&dir).map_err(|e| io_failure("cannot resolve", &dir, &e))
+}
+
+/// Opens `dir` with the library's open `flags`; the master secret is
+/// SMTPBRIDGE_SECRET, else the data directory's key file.
+pub fn open_dir(dir: &Path, flags: u32) -> Outcome<Session> {
+    let secret = std::env::var("SMTPBRIDGE_SECRET").ok().map(Zeroizing::new);
+    let client = Client::open(Some(dir), secret.as_deref().map(String::as_str), flags)?;
+    Ok(Session { client })
 }

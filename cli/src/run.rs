@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use zeroize::Zeroizing;
 
 use crate::args::{Cli, Command, ConfigCommand, CredentialsCommand, MessageArgs, OutboxCommand, RenderArgs, SendArgs};
-use crate::outcome::{failed_message, io_failure, read_text, Detail, Failure, Outcome, Session};
+use crate::outcome::{data_dir, failed_message, io_failure, open_dir, read_text, Detail, Failure, Outcome, Session};
 use crate::output;
 
 /// Keys whose value is a secret: never taken from the command line (it
@@ -42,28 +42,8 @@ impl Delivery {
     }
 }
 
-/// The data directory: `--data-dir`, else `$SMTPBRIDGE_DATA_DIR`, else the
-/// platform's per-user data folder; made absolute.
-pub fn data_dir(given: Option<PathBuf>) -> Outcome<PathBuf> {
-    let dir = match given.or_else(|| std::env::var_os("SMTPBRIDGE_DATA_DIR").map(PathBuf::from)) {
-        Some(dir) => dir,
-        None => directories::ProjectDirs::from("", "", "smtpbridge")
-            .map(|p| p.data_dir().to_path_buf())
-            .ok_or_else(|| Failure::new(Code::InvalidArgument, "no home folder to keep data in: give --data-dir"))?,
-    };
-    std::path::absolute(&dir).map_err(|e| io_failure("cannot resolve", &dir, &e))
-}
-
 fn open(cli_dir: Option<PathBuf>, delivery: Delivery) -> Outcome<Session> {
     open_dir(&data_dir(cli_dir)?, delivery.flags())
-}
-
-/// Opens `dir` with the library's open `flags`; the master secret is
-/// SMTPBRIDGE_SECRET, else the data directory's key file.
-pub fn open_dir(dir: &Path, flags: u32) -> Outcome<Session> {
-    let secret = std::env::var("SMTPBRIDGE_SECRET").ok().map(Zeroizing::new);
-    let client = Client::open(Some(dir), secret.as_deref().map(String::as_str), flags)?;
-    Ok(Session { client })
 }
 
 /// Reads a secret: from a prompt on the terminal, or from the first line

@@ -36,7 +36,7 @@ use log::ServiceLog;
 pub const NAME: &str = "smtpbridge";
 
 pub fn service(dir: Option<PathBuf>, command: ServiceCommand, json: bool) -> Outcome {
-    let dir = crate::run::data_dir(dir)?;
+    let dir = crate::outcome::data_dir(dir)?;
     match command {
         ServiceCommand::Run { log } => run(&dir, log),
         ServiceCommand::Install { user, unit_dir } => install(&dir, user, unit_dir, json),
@@ -104,7 +104,7 @@ pub fn deliver(dir: &Path, log: Option<PathBuf>, stops: &Receiver<Outcome<String
 }
 
 fn deliver_logged(dir: &Path, log: &ServiceLog, stops: &Receiver<Outcome<String>>) -> Outcome {
-    let session = crate::run::open_dir(dir, OPEN_SHARED)?;
+    let session = crate::outcome::open_dir(dir, OPEN_SHARED)?;
     let client = &session.client;
     let events = log.clone();
     // Every message of the data directory, whichever process queued it.

@@ -14,7 +14,7 @@ const FAILURES: [State; 2] = [State::Failed, State::Deferred];
 
 pub fn status(dir: &Path, json: bool) -> Outcome {
     // Beside a running service and hosts; never delivers itself.
-    let session = crate::run::open_dir(dir, OPEN_SHARED | OPEN_SUBMIT_ONLY)?;
+    let session = crate::outcome::open_dir(dir, OPEN_SHARED | OPEN_SUBMIT_ONLY)?;
     let client = &session.client;
     let stats = client.outbox_stats()?;
     let holder = stats.delivery.holder;
