@@ -75,9 +75,9 @@ mail.Attachments.Add file1
 mail.Attachments.Add file2, 1, , overview
 Check mail.Attachments.Count = 2, "Attachments.Count " & mail.Attachments.Count
 Check mail.Attachments.Item(2).DisplayName = overview, "Attachment.DisplayName " & mail.Attachments.Item(2).DisplayName
-Dim each, names
-For Each each In mail.Attachments
-    names = names & each.FileName & "|"
+Dim attachment, names
+For Each attachment In mail.Attachments
+    names = names & attachment.FileName & "|"
 Next
 Check names = "Invoice 2026-117.txt|" & overview & "|", "For Each over Attachments: " & names
 mail.Send
