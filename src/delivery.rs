@@ -98,18 +98,19 @@ pub trait Transport: Send + Sync {
 
     /// Delivers one message. `login` is the profile's login for the
     /// message's user (`None`: no authentication), `identity` whom it
-    /// names; `refresh` gets a new login when the server refuses an OAuth2
-    /// token.
+    /// names. A refused OAuth2 token is the failure's `token_refused`: the
+    /// send pipeline refreshes the login once and calls again, the same way
+    /// for every transport.
     fn send(
         &self,
         settings: &ProfileSettings,
         identity: &Identity,
         login: Option<&Login>,
-        refresh: Refresh,
         mail: &Mail,
     ) -> std::result::Result<Delivery, Failure>;
 
-    /// Connects and authenticates without sending (`smtpb_test_connection`).
+    /// Connects and authenticates without sending (`smtpb_test_connection`);
+    /// `refresh` gets a new login when the server refuses an OAuth2 token.
     fn test(&self, settings: &ProfileSettings, login: Option<&Login>, refresh: Refresh) -> TestReport;
 
     /// Ends every idle connection (configuration or credentials changed,

@@ -178,7 +178,6 @@ impl crate::delivery::Transport for Pool {
         settings: &ProfileSettings,
         identity: &crate::delivery::Identity,
         login: Option<&Login>,
-        _refresh: crate::delivery::Refresh,
         mail: &Mail,
     ) -> std::result::Result<crate::delivery::Delivery, crate::delivery::Failure> {
         let key = PoolKey::new(settings, identity.user.as_deref(), identity.revision);

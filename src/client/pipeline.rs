@@ -462,10 +462,9 @@ impl Client {
             let identity = delivery::Identity { user: key_user, revision };
             let utf8 = !record.envelope_from.is_ascii() || record.envelope_to.iter().any(|a| !a.is_ascii());
             let mail = Mail { from: &record.envelope_from, to: &record.envelope_to, body: bytes, utf8 };
-            // A refused token is refreshed once by the loop below, for
-            // either transport; the transport itself does not refresh.
-            let no_refresh = || Ok(None);
-            break match self.transport(&settings).send(&settings, &identity, login_now.as_ref(), &no_refresh, &mail) {
+            // A refused token is refreshed once by this loop, for either
+            // transport.
+            break match self.transport(&settings).send(&settings, &identity, login_now.as_ref(), &mail) {
                 Ok(delivery) => Attempt::Sent { archive: self.archive(&settings, record, bytes, &delivery), delivery },
                 Err(f) if f.token_refused && managed.is_some() && !retried => {
                     // A token the server refused (revoked, or of unknown

@@ -96,10 +96,9 @@ impl Transport for Graph {
         settings: &ProfileSettings,
         _identity: &Identity,
         login: Option<&Login>,
-        refresh: Refresh,
         mail: &Mail,
     ) -> std::result::Result<Delivery, Failure> {
-        self.send_message(settings, login, refresh, mail).map_err(|mut f| {
+        self.send_message(settings, login, mail).map_err(|mut f| {
             if f.advice.is_none() {
                 let code = f.server_code.as_deref().unwrap_or("");
                 f.advice = f.http_status.and_then(|status| crate::advice::from_graph(status, code, settings));

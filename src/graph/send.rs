@@ -6,7 +6,7 @@ use base64::Engine;
 
 use super::*;
 use crate::config::ProfileSettings;
-use crate::delivery::{Delivery, Failure, Refresh};
+use crate::delivery::{Delivery, Failure};
 use crate::error::{Code, Error};
 use crate::smtp::{Login, Mail};
 
@@ -203,7 +203,6 @@ impl Graph {
         &self,
         settings: &ProfileSettings,
         login: Option<&Login>,
-        refresh: Refresh,
         mail: &Mail,
     ) -> std::result::Result<Delivery, Failure> {
         let config = |e: Error| failure(e.code(), e.message());
@@ -212,8 +211,8 @@ impl Graph {
         crate::transcript::set_server(&crate::url::url_host(&settings.graph_url));
         let link = self.link(settings)?;
         let mime = recipients_in_headers(mail.body, mail.to);
-        let mut token = match login {
-            Some(l) => l.secret.clone(),
+        let token = match login {
+            Some(l) => &l.secret,
             None => {
                 return Err(failure(
                     Code::Credentials,
@@ -221,38 +220,8 @@ impl Graph {
                 ))
             }
         };
-        let mut refreshed = false;
         let _turn = link.turn.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            match self.deliver(&link.agent, &base, &token, &mime, settings) {
-                Ok(status) => {
-                    return Ok(Delivery {
-                        transport: NAME,
-                        reply: None,
-                        http_status: Some(status),
-                        rejected: Vec::new(),
-                    })
-                }
-                Err(f) if f.token_refused && !refreshed => {
-                    refreshed = true;
-                    match refresh() {
-                        Ok(Some(fresh)) if fresh.secret != token => token = fresh.secret,
-                        Ok(_) => return Err(f),
-                        // The token endpoint could not be reached: that is
-                        // the outcome (CONNECT, retried).
-                        Err(r) if !r.token_refused && r.code != Code::Credentials => {
-                            return Err(Failure { transport: NAME, ..r });
-                        }
-                        // Refused too: AUTH, new credentials needed.
-                        Err(r) => {
-                            let mut f = f;
-                            f.message = format!("{}; the refresh failed too: {}", f.message, r.message);
-                            return Err(f);
-                        }
-                    }
-                }
-                Err(f) => return Err(f),
-            }
-        }
+        let status = self.deliver(&link.agent, &base, token, &mime, settings)?;
+        Ok(Delivery { transport: NAME, reply: None, http_status: Some(status), rejected: Vec::new() })
     }
 }
