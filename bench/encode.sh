@@ -17,24 +17,7 @@ source "$(dirname "$0")/../scripts/env.sh"
 for tool in smtp-sink valgrind; do
     command -v "$tool" >/dev/null || { echo "error: $tool is missing (apt-get install postfix valgrind)" >&2; exit 1; }
 done
-build_library
-work="$(mktemp -d)"
-sink=""
-cleanup() { [ -n "$sink" ] && kill "$sink" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-smtp-sink -u "$(id -un)" "127.0.0.1:$port" 1024 &
-sink=$!
-for _ in $(seq 100); do
-    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$port" \
-        2>/dev/null && break
-    sleep 0.05
-done
-cc -O2 -std=c99 -Wall -Wextra -Werror -Iinclude bench/bench.c -Ltarget/release -lsmtpbridge -lpthread \
-   -Wl,-rpath,"$PWD/target/release" -o "$work/bench"
-cc -O2 -std=c99 -Wall -Wextra -Werror bench/pipelined.c -o "$work/pipelined"
-python3 bench/messages.py "$work"
+source bench/common.sh  # scripts/env.sh made the repository the working folder
 
 collected() { # callgrind arguments... -> instructions collected
     valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null |
