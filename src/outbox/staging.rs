@@ -259,6 +259,17 @@ mod tests {
         got.sort();
         assert_eq!(got, ids, "released: ready at the next catch-up");
         assert!(deliverer.lock().staging.is_empty());
+
+        // A merge that fails midway: cancelled, and staged no more.
+        merger.stage_batch("batch-2").unwrap();
+        let (failed, _) = merger.add(merged("batch-2", "k#2").0, b"x".to_vec()).unwrap();
+        merger.abandon_batch("batch-2");
+        assert!(merger.store().staged().unwrap().is_empty());
+        deliverer.catch_up();
+        assert_eq!(deliverer.status(&failed).unwrap().state, State::Cancelled);
+        let view = deliverer.lock();
+        assert!(view.staging.is_empty() && view.staged.is_empty());
+        drop(view);
         drop((deliverer, merger));
         let _ = std::fs::remove_dir_all(&dir);
     }
