@@ -12,7 +12,11 @@ command ``{"op": name, ...arguments}``: a method of
 ``{"result": value}`` or ``{"error": code, "message": text}``; the ops
 ``events`` and ``events_all`` set the event callback (or the callback for
 every message), after which each event is printed as ``{"event": {...}}``
-when it comes; ``close`` closes the client and ends the child. Needs
+when it comes; ``stop_at_merge`` sets an event callback that prints each
+event and, at the first event of a batch (a merge has written its first
+messages), stops the whole process with SIGSTOP, so that a test holds it
+inside ``smtpb_merge`` (then continues it with SIGCONT, or kills it);
+``close`` closes the client and ends the child. Needs
 SMTPBRIDGE_LIBRARY (conftest sets it; the child inherits it).
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -37,6 +42,20 @@ def emit(obj: Any) -> None:
     with _out:
         sys.stdout.write(json.dumps(obj) + "\n")
         sys.stdout.flush()
+
+
+def stopping_at_merge() -> Any:
+    """An event callback: prints each event, and stops this process at the
+    first event of a batch (once)."""
+    stopped = threading.Event()
+
+    def on_event(event: Any) -> None:
+        emit({"event": event})
+        if event.get("batch_id") and not stopped.is_set():
+            stopped.set()
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    return on_event
 
 
 def main() -> None:
@@ -58,6 +77,9 @@ def main() -> None:
                 result = None
             elif op == "events_all":
                 client.set_event_callback_all(lambda event: emit({"event": event}))
+                result = None
+            elif op == "stop_at_merge":
+                client.set_event_callback(stopping_at_merge())
                 result = None
             elif op == "close":
                 client.close()

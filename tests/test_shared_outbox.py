@@ -10,6 +10,8 @@ import getpass
 import json
 import os
 import queue
+import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -69,10 +71,17 @@ class Child:
                 self.replies.put(obj)
 
     def call(self, op: str, **args: Any) -> Any:
+        self.send(op, **args)
+        return self.reply()
+
+    def send(self, op: str, **args: Any) -> None:
+        """Starts a command; :meth:`reply` waits for its answer."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
         self.proc.stdin.flush()
-        reply = self.replies.get(timeout=CALL_S)
+
+    def reply(self, timeout: float = CALL_S) -> Any:
+        reply = self.replies.get(timeout=timeout)
         if "error" in reply:
             raise ChildError(reply["error"], reply["message"])
         return reply["result"]
@@ -412,3 +421,90 @@ def test_random_kills_of_three_processes_lose_no_acknowledged_message(spawn, dat
         for subject, id in acked.items():
             if names.count(subject) > 1:
                 assert client.status(id)["possible_duplicate"] is True, subject
+
+
+#: Recipients of the merges below: several group commits (512 a transaction).
+MERGED = 2000
+
+
+def merge_stopped_midway(spawn: Callable[..., Child], data_dir: Path) -> "tuple[Child, str, int]":
+    """A submit-only process that merges MERGED recipients and is stopped
+    (SIGSTOP) inside ``smtpb_merge`` once its first messages are written;
+    returns it, the batch id and how many of its messages are written."""
+    merger = spawn("shared,submit_only")
+    merger.call("stop_at_merge")
+    recipients = [{"email": f"r{i:04d}@example.com", "fields": {"N": f"{i:04d}"}} for i in range(MERGED)]
+    template = {"from": "anna@firm.example", "subject": "merged {{N}}", "text": "Dear {{N}}",
+                "idempotency_key": "merge-run"}
+    merger.send("merge", template=template, recipients=recipients)
+    batch_id = merger.wait_event(lambda e: bool(e.get("batch_id")))["batch_id"]
+    until(lambda: process_state(merger.pid) == "T", SAFETY_S, "the merging process is stopped")
+    assert merger.replies.empty(), "smtpb_merge has not returned"
+    staged = store_rows(data_dir, "SELECT batch_id, pid FROM staged")
+    [(written,)] = store_rows(data_dir, "SELECT count(*) FROM messages WHERE batch_id = ?", batch_id)
+    # Staged until the merge releases it, which the stopped process has not.
+    assert staged == [(batch_id, merger.pid)]
+    assert 0 < written <= MERGED
+    return merger, batch_id, written
+
+
+def store_rows(data_dir: Path, sql: str, *args: Any) -> List[tuple]:
+    """Rows of the outbox store, read beside its clients."""
+    db = sqlite3.connect(data_dir / "spool" / "outbox.db")
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def process_state(pid: int) -> str:
+    """The state letter of process ``pid`` (``T``: stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP of a child process")
+def test_a_merge_is_held_back_in_every_process_until_it_returns(spawn, data_dir, server):
+    deliverer = spawn("shared")
+    point_at(deliverer, server.port)
+    delivering(deliverer)
+    merger, batch_id, written = merge_stopped_midway(spawn, data_dir)
+    # The deliverer sees the messages written so far (batch_status catches
+    # up with the other processes first), queued, and takes none: the
+    # marker, queued after them, goes first, where mail due before it
+    # would be taken first.
+    counts = deliverer.call("batch_status", batch_id=batch_id)
+    assert (counts["total"], counts["queued"]) == (written, written)
+    marker = deliverer.call("enqueue", message=message(subject="marker"))
+    assert deliverer.call("wait", id=marker, timeout_ms=int(ARRIVE_S * 1000))["state"] == "sent"
+    assert subjects(server) == ["marker"]
+
+    os.kill(merger.pid, signal.SIGCONT)
+    merged = merger.reply(timeout=ARRIVE_S)
+    assert (merged["batch_id"], merged["count"]) == (batch_id, MERGED)
+    server.wait_for(MERGED + 1, 4 * ARRIVE_S)
+    expected = sorted(f"merged {i:04d}" for i in range(MERGED))
+    assert sorted(subjects(server)[1:]) == expected, "every message of the merge arrived once, after the marker"
+    assert deliverer.call("batch_status", batch_id=batch_id)["sent"] == MERGED
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP of a child process")
+def test_a_merge_whose_process_is_killed_midway_is_cancelled_by_the_deliverer(spawn, data_dir, server):
+    deliverer = spawn("shared")
+    point_at(deliverer, server.port)
+    delivering(deliverer)
+    merger, batch_id, written = merge_stopped_midway(spawn, data_dir)
+    merger.kill()
+    killed = time.monotonic()
+    until(lambda: deliverer.call("batch_status", batch_id=batch_id)["cancelled"] == written, 6.0,
+          "the deliverer cancelled the merge's messages")
+    # The lease holder looks at every heartbeat (1 s).
+    assert time.monotonic() - killed < 3.0
+    cancelled = deliverer.call("outbox_query", batch_id=batch_id, limit=1000)["items"]
+    assert {(s["state"], s["error"]) for s in cancelled} == {("cancelled", "the merge that made this message did not finish")}
+    assert store_rows(data_dir, "SELECT * FROM staged") == [], "the merge is forgotten"
+    # Nothing of it was sent, and its idempotency keys are free again.
+    marker = deliverer.call("enqueue", message=message(subject="marker", idempotency_key="merge-run#0"))
+    assert deliverer.call("wait", id=marker, timeout_ms=int(ARRIVE_S * 1000))["state"] == "sent"
+    assert deliverer.call("status", id=marker).get("batch_id") is None, "a new message, not the merge's"
+    assert subjects(server) == ["marker"]

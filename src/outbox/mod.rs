@@ -26,11 +26,12 @@ mod query;
 mod retry;
 pub mod shared;
 pub mod spool;
+mod staging;
 pub mod store;
 pub mod wal;
 mod workers;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -93,10 +94,12 @@ fn read_set(path: Option<&Path>) -> Result<BTreeSet<String>> {
 /// A change made at open that cannot be written (a full disk): the
 /// ledger holds it and the next write of the message records it; the
 /// store keeps the old state, which the next open reads the same way.
-fn keep_or_log(written: Result<()>) {
-    if let Err(e) = written {
+/// Whether it was written.
+fn keep_or_log(written: Result<()>) -> bool {
+    if let Err(e) = &written {
         log::warn!("{}", e.message());
     }
+    written.is_ok()
 }
 
 impl Outbox {
@@ -115,22 +118,26 @@ impl Outbox {
         let Opened { mut store, active, warnings } = Store::open(data_dir)?;
         let exclusive = sharing.is_none();
         let paused_path = data_dir.map(|d| d.join("spool").join("paused.json"));
-        // Merges under way are this process's own: on a shared data_dir
-        // another process's staging.json may name a live merge, which an
-        // open must not cancel (see docs/DESIGN.md, known limits).
+        // An exclusive client's merges under way are in staging.json; a
+        // sharing client's in the store, where the lease holder ends those
+        // of processes that are gone (see [`staging`]).
         let staging_path = data_dir.filter(|_| exclusive).map(|d| d.join("spool").join("staging.json"));
         let paused: BTreeSet<String> = read_set(paused_path.as_deref())?;
         // Merges that never finished (the process ended during the call):
         // the host never got their ids, so none of their mail may go out.
-        let unfinished: BTreeSet<String> = read_set(staging_path.as_deref())?;
+        // An exclusive open has no sharing client beside it: every merge
+        // the store names staged ended with its process too.
+        let mut unfinished: BTreeSet<String> = read_set(staging_path.as_deref())?;
+        let shared_unfinished: Vec<String> =
+            if exclusive { store.staged()?.into_iter().map(|m| m.batch_id).collect() } else { Vec::new() };
+        unfinished.extend(shared_unfinished.iter().cloned());
         let mut state = Ledger { paused, open_paused, ..Ledger::default() };
+        let mut all_cancelled = true;
         for mut record in active {
             let in_unfinished_merge = record.status.batch_id.as_ref().is_some_and(|b| unfinished.contains(b));
             if in_unfinished_merge {
-                record = moved(record, State::Cancelled, None);
-                record.status.error = Some("the merge that made this message did not finish".into());
-                record.idempotency_key = None;
-                keep_or_log(store.update(&record));
+                record = staging::cancelled_unfinished(record);
+                all_cancelled &= keep_or_log(store.update(&record));
             }
             if record.status.state == State::Sending && exclusive {
                 // The process ended during this attempt: the server may
@@ -161,8 +168,20 @@ impl Outbox {
         if data_dir.is_some() {
             outbox.join()?;
         }
+        // Forgotten once cancelled; a cancellation not written (a full
+        // disk) is done again by the next open.
         if !unfinished.is_empty() {
-            keep_or_log(outbox.save_staging(&outbox.lock().staging));
+            let staging = {
+                let mut state = outbox.lock();
+                if !all_cancelled {
+                    state.staging.extend(unfinished);
+                }
+                state.staging.clone()
+            };
+            keep_or_log(outbox.save_staging(&staging));
+            for batch in shared_unfinished.iter().filter(|_| all_cancelled) {
+                keep_or_log(outbox.store().unstage(batch));
+            }
         }
         Ok(outbox)
     }
@@ -339,68 +358,6 @@ impl Outbox {
                 "message {id} is {}; only failed or deferred mail can be retried",
                 other.name()
             ))),
-        }
-    }
-
-    /// Holds the messages of `batch_id` back until [`Outbox::release_batch`]
-    /// (a merge being queued). Persisted, so that a merge cut short by the
-    /// end of the process is cancelled at the next open.
-    pub fn stage_batch(&self, batch_id: &str) -> Result<()> {
-        let mut state = self.lock();
-        let mut staging = state.staging.clone();
-        staging.insert(batch_id.to_string());
-        self.save_staging(&staging)?;
-        state.staging = staging;
-        Ok(())
-    }
-
-    /// Lets the messages of a staged batch go.
-    pub fn release_batch(&self, batch_id: &str) -> Result<()> {
-        let mut state = self.lock();
-        let mut staging = state.staging.clone();
-        staging.remove(batch_id);
-        // Still staged on disk when this fails: kept staged here too, or a
-        // restart would cancel mail this run had sent.
-        self.save_staging(&staging)?;
-        state.staging = staging;
-        let ids = state.staged.remove(batch_id).unwrap_or_default();
-        for id in ids {
-            if let Some(record) = state.entries.get(&id).cloned() {
-                state.replace(record);
-            }
-        }
-        drop(state);
-        self.notify();
-        Ok(())
-    }
-
-    /// Cancels every message of a staged batch that failed to merge and
-    /// forgets their idempotency keys; the batch stays staged (on disk
-    /// too, if a cancellation could not be written).
-    pub fn abandon_batch(&self, batch_id: &str) {
-        let mut state = self.lock();
-        let members: Vec<Record> =
-            state.entries.values().filter(|r| r.status.batch_id.as_deref() == Some(batch_id)).cloned().collect();
-        let mut all_written = true;
-        for record in members {
-            let mut record = moved(record, State::Cancelled, None);
-            record.idempotency_key = None;
-            all_written &= self.commit(&mut state, record).is_ok();
-        }
-        if all_written {
-            let mut staging = state.staging.clone();
-            staging.remove(batch_id);
-            if self.save_staging(&staging).is_ok() {
-                state.staging = staging;
-                state.staged.remove(batch_id);
-            }
-        }
-    }
-
-    fn save_staging(&self, staging: &HashSet<String>) -> Result<()> {
-        match &self.staging_path {
-            Some(p) => fsutil::atomic_write(p, &serde_json::to_vec(staging).expect("strings"), false),
-            None => Ok(()),
         }
     }
 

@@ -81,6 +81,11 @@ impl Sharing {
     }
 }
 
+/// Whether `record` belongs to a batch whose merge is under way.
+fn staged_batch(store: &Store, record: &Record) -> Result<bool> {
+    record.status.batch_id.as_deref().map_or(Ok(false), |b| store.is_staged(b))
+}
+
 impl Outbox {
     /// Whether this client's delivery threads may take queued mail now.
     pub(super) fn may_deliver_now(&self) -> bool {
@@ -144,6 +149,9 @@ impl Outbox {
         }
         let id = &record.status.id;
         match store.get(id)? {
+            Some(now) if now.status.state == prior && lease && staged_batch(store, &now)? => {
+                Err(Error::state(format!("message {id} belongs to a merge that has not finished yet")))
+            }
             Some(now) if now.status.state == prior && lease => {
                 s.holds_lease.store(false, Ordering::Release);
                 Err(Error::state("this client no longer holds the delivery lease"))
@@ -226,6 +234,9 @@ impl Outbox {
             }
         }
         drop(seen);
+        // Read after the log: every batch a message read above was staged
+        // in is still staged now, unless it was released meanwhile.
+        changed |= self.sync_staging(&mut state);
         self.reload_paused(&mut state, s);
         drop(state);
         if changed {
@@ -289,6 +300,7 @@ impl Outbox {
             *s.seen.lock().unwrap_or_else(|e| e.into_inner()) = store.last_change()?;
         }
         self.reload(&mut state);
+        self.sync_staging(&mut state);
         self.reload_paused(&mut state, s);
         Ok(())
     }
@@ -358,6 +370,7 @@ impl Outbox {
                 }
                 if held {
                     self.requeue_orphans(now);
+                    self.cancel_dead_merges(now);
                     if !was {
                         self.notify();
                     }

@@ -356,8 +356,12 @@ impl Outbox {
                     (written, full)
                 };
                 if matches!(&written, Err(e) if matches!(e.code(), Code::State | Code::NotFound)) {
-                    // Cancelled or changed by another client meanwhile, or
-                    // the lease is gone: this client's view catches up.
+                    // Cancelled or changed by another client meanwhile, its
+                    // merge not finished, or the lease gone: this client's
+                    // view catches up.
+                    if self.sharing.is_some() {
+                        self.sync_staging(&mut state);
+                    }
                     self.refresh(&mut state, &id);
                     continue;
                 }

@@ -46,7 +46,7 @@ use crate::status::State;
 pub use query::Query;
 pub(crate) use query::MAX_LIMIT;
 pub(crate) use shared::changed_elsewhere;
-pub use shared::{Change, Holder, Member};
+pub use shared::{Change, Holder, Member, Staged};
 
 /// WAL pages after which a commit folds the WAL into the database
 /// (a PASSIVE checkpoint): what damage to the WAL can cost is bounded by it.
@@ -240,7 +240,9 @@ impl Store {
             tx.pragma_update(None, "user_version", FORMAT).map_err(|e| sql_error(Some(&path), "cannot write", e))?;
             tx.commit().map_err(|e| sql_error(Some(&path), "cannot write", e))?;
         }
-        if format.is_some_and(|v| (1..FORMAT).contains(&v)) {
+        // A format-3 store made before merges were staged in it gains
+        // that table too.
+        if format.is_some_and(|v| (1..FORMAT).contains(&v)) || (format == Some(FORMAT) && !store.has_staged()?) {
             store.migrate_to_shared();
         }
         if let Some(replayed) = &journal {

@@ -16,6 +16,13 @@
 //!   tell their host; rows older than [`CHANGES_KEPT_MS`] are pruned.
 //!   With no sharing client open the triggers log nothing.
 //!
+//! - `staged`: one row per merge under way on a sharing client (its
+//!   batch id, the client, its pid and host), inserted before the first
+//!   message of the batch is written and deleted when the whole merge is
+//!   queued. No client takes a message of a staged batch (the claim
+//!   checks it), and the lease holder cancels the batches of clients
+//!   whose process is gone.
+//!
 //! The writer of a `sending` message is the client sending it: a
 //! `sending` message whose writer is not a live client (or that names
 //! none) is an orphan of a process that died during its attempt.
@@ -62,6 +69,12 @@ CREATE TABLE IF NOT EXISTS changes (
   writer TEXT,
   ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS staged (
+  batch_id TEXT PRIMARY KEY NOT NULL,
+  client TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS messages_shared_insert AFTER INSERT ON messages
 WHEN EXISTS (SELECT 1 FROM clients) BEGIN
   INSERT INTO changes (id, state, origin, writer, ms) VALUES (new.id, new.state,
@@ -101,6 +114,29 @@ pub struct Change {
     pub state: i64,
     pub origin: Option<String>,
     pub writer: Option<String>,
+}
+
+/// A merge under way on a sharing client: its batch is held back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Staged {
+    pub batch_id: String,
+    /// The client merging, its pid and host.
+    pub client: String,
+    pub pid: u32,
+    pub host: String,
+}
+
+impl Staged {
+    /// Whether the merge may still finish: on this machine, while its
+    /// process runs (a merging process that stalls past its heartbeat
+    /// still finishes its merge); elsewhere, while its client is live.
+    pub fn may_finish(&self, live: &HashSet<String>) -> bool {
+        if self.host == crate::host::host_name() {
+            crate::host::pid_alive(self.pid)
+        } else {
+            live.contains(&self.client)
+        }
+    }
 }
 
 /// Whether a client whose last heartbeat was at `heartbeat_ms` is alive:
@@ -258,10 +294,13 @@ impl Store {
         let text = serde_json::to_string(record).map_err(|e| Error::internal(format!("store record: {e}")))?;
         let s = &record.status;
         self.write(|conn| {
+            // A lease holder never takes a message of a merge under way,
+            // whatever its view says.
             let changed = conn
                 .prepare_cached(
                     "UPDATE messages SET state = ?2, record = ?3, idem = ?4 WHERE id = ?1 AND state = ?5 \
-                     AND (?6 IS NULL OR EXISTS (SELECT 1 FROM lease WHERE one = 1 AND client = ?6))",
+                     AND (?6 IS NULL OR (EXISTS (SELECT 1 FROM lease WHERE one = 1 AND client = ?6) \
+                     AND (batch_id IS NULL OR batch_id NOT IN (SELECT batch_id FROM staged))))",
                 )?
                 .execute(params![
                     s.id,
@@ -313,16 +352,74 @@ impl Store {
 
     /// Every message `sending` now.
     pub fn sending(&self) -> Result<Vec<Record>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT rowid, record FROM messages INDEXED BY messages_state WHERE state = ?1")
-            .map_err(|e| self.error("cannot read", e))?;
+        self.records(
+            "SELECT rowid, record FROM messages INDEXED BY messages_state WHERE state = ?1",
+            params![state_code(State::Sending)],
+        )
+    }
+
+    /// Notes the merge of `batch_id` under way on client `me` (before any
+    /// of its messages is written).
+    pub fn stage(&self, batch_id: &str, me: &Member) -> Result<()> {
+        self.write(|conn| {
+            conn.prepare_cached("INSERT INTO staged (batch_id, client, pid, host) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![batch_id, me.id, me.pid, me.host])
+        })
+        .map(drop)
+    }
+
+    /// The merge of `batch_id` is over (queued whole, or abandoned).
+    pub fn unstage(&self, batch_id: &str) -> Result<()> {
+        self.write(|conn| conn.prepare_cached("DELETE FROM staged WHERE batch_id = ?1")?.execute(params![batch_id]))
+            .map(drop)
+    }
+
+    /// The merges under way (none in a store without the table: a format-2
+    /// store that could not be migrated yet).
+    pub fn staged(&self) -> Result<Vec<Staged>> {
+        let e = |e| self.error("cannot read", e);
+        if !self.has_staged()? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare_cached("SELECT batch_id, client, pid, host FROM staged").map_err(e)?;
         let rows = stmt
-            .query_map(params![state_code(State::Sending)], |row| Ok((row.get(0)?, row.get(1)?)))
-            .map_err(|e| self.error("cannot read", e))?;
+            .query_map([], |r| Ok(Staged { batch_id: r.get(0)?, client: r.get(1)?, pid: r.get(2)?, host: r.get(3)? }))
+            .map_err(e)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(e)
+    }
+
+    /// Whether the store has the table of merges under way.
+    pub(super) fn has_staged(&self) -> Result<bool> {
+        self.conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'staged')")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+            .map_err(|e| self.error("cannot read", e))
+    }
+
+    /// Whether the merge of `batch_id` is under way.
+    pub fn is_staged(&self, batch_id: &str) -> Result<bool> {
+        self.conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM staged WHERE batch_id = ?1)")
+            .and_then(|mut stmt| stmt.query_row(params![batch_id], |r| r.get(0)))
+            .map_err(|e| self.error("cannot read", e))
+    }
+
+    /// The messages of `batch_id` that are queued or deferred.
+    pub fn batch_waiting(&self, batch_id: &str) -> Result<Vec<Record>> {
+        self.records(
+            "SELECT rowid, record FROM messages WHERE batch_id = ?1 AND state IN (?2, ?3)",
+            params![batch_id, state_code(State::Queued), state_code(State::Deferred)],
+        )
+    }
+
+    /// The records `sql` selects (rowid, record), past unreadable ones.
+    fn records(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<Record>> {
+        let e = |e| self.error("cannot read", e);
+        let mut stmt = self.conn.prepare_cached(sql).map_err(e)?;
+        let rows = stmt.query_map(args, |row| Ok((row.get(0)?, row.get(1)?))).map_err(e)?;
         let mut out = Vec::new();
         for row in rows {
-            let (rowid, text) = row.map_err(|e| self.error("cannot read", e))?;
+            let (rowid, text) = row.map_err(e)?;
             out.extend(self.parse_row(rowid, &text));
         }
         Ok(out)
@@ -381,5 +478,32 @@ mod tests {
         let (held, from) = store.lease(&member("next"), 1_001).unwrap();
         assert!(held, "a fresh heartbeat of a dead pid does not keep the lease");
         assert_eq!(from.unwrap().member.id, "gone");
+    }
+
+    #[test]
+    fn the_lease_holder_cannot_claim_a_message_of_a_staged_batch() {
+        let mut store = Store::open(None).unwrap().store;
+        let holder = member("holder");
+        assert_eq!(store.lease(&holder, 1_000).unwrap(), (true, None));
+        let mut record = Record {
+            status: crate::status::Status::new(crate::status::new_id(), "Default".into(), State::Queued),
+            user: None,
+            envelope_from: "anna@firm.example".into(),
+            envelope_to: vec!["client@example.com".into()],
+            idempotency_key: None,
+            archive: false,
+            body_dropped: false,
+            origin: None,
+            writer: None,
+        };
+        record.status.batch_id = Some("merging".into());
+        store.stage("merging", &member("merger")).unwrap();
+        store.insert(&record, b"bytes").unwrap();
+        let mut claimed = record.clone();
+        claimed.status.state = State::Sending;
+        assert!(!store.update_if(&claimed, None, State::Queued, Some("holder")).unwrap(), "staged: not taken");
+        assert!(store.is_staged("merging").unwrap());
+        store.unstage("merging").unwrap();
+        assert!(store.update_if(&claimed, None, State::Queued, Some("holder")).unwrap(), "released: taken");
     }
 }
