@@ -508,3 +508,31 @@ def test_a_merge_whose_process_is_killed_midway_is_cancelled_by_the_deliverer(sp
     assert deliverer.call("wait", id=marker, timeout_ms=int(ARRIVE_S * 1000))["state"] == "sent"
     assert deliverer.call("status", id=marker).get("batch_id") is None, "a new message, not the merge's"
     assert subjects(server) == ["marker"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP of a child process")
+def test_a_shared_open_cancels_the_merge_an_exclusive_process_left_unfinished(spawn, data_dir, server):
+    # An exclusive client (paused: it delivers nothing itself) is killed
+    # inside smtpb_merge; its staging.json names the batch.
+    merger = spawn("paused")
+    point_at(merger, server.port)
+    merger.call("stop_at_merge")
+    recipients = [{"email": f"r{i:04d}@example.com", "fields": {"N": f"{i:04d}"}} for i in range(MERGED)]
+    template = {"from": "anna@firm.example", "subject": "merged {{N}}", "text": "Dear {{N}}"}
+    merger.send("merge", template=template, recipients=recipients)
+    batch_id = merger.wait_event(lambda e: bool(e.get("batch_id")))["batch_id"]
+    until(lambda: process_state(merger.pid) == "T", SAFETY_S, "the merging process is stopped")
+    merger.kill()
+    staging = data_dir / "spool" / "staging.json"
+    assert json.loads(staging.read_text()) == [batch_id]
+    [(written,)] = store_rows(data_dir, "SELECT count(*) FROM messages WHERE batch_id = ?", batch_id)
+    assert written > 0
+    # The first sharing client to open cancels it before anything delivers.
+    deliverer = spawn("shared")
+    counts = deliverer.call("batch_status", batch_id=batch_id)
+    assert (counts["cancelled"], counts["queued"]) == (written, 0)
+    assert json.loads(staging.read_text()) == [], "the merge is forgotten"
+    delivering(deliverer)
+    marker = deliverer.call("enqueue", message=message(subject="marker"))
+    assert deliverer.call("wait", id=marker, timeout_ms=int(ARRIVE_S * 1000))["state"] == "sent"
+    assert subjects(server) == ["marker"]

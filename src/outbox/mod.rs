@@ -121,13 +121,17 @@ impl Outbox {
         // An exclusive client's merges under way are in staging.json; a
         // sharing client's in the store, where the lease holder ends those
         // of processes that are gone (see [`staging`]).
-        let staging_path = data_dir.filter(|_| exclusive).map(|d| d.join("spool").join("staging.json"));
+        let staging_file = data_dir.map(|d| d.join("spool").join("staging.json"));
+        let staging_path = staging_file.clone().filter(|_| exclusive);
         let paused: BTreeSet<String> = read_set(paused_path.as_deref())?;
         // Merges that never finished (the process ended during the call):
         // the host never got their ids, so none of their mail may go out.
         // An exclusive open has no sharing client beside it: every merge
-        // the store names staged ended with its process too.
-        let mut unfinished: BTreeSet<String> = read_set(staging_path.as_deref())?;
+        // the store names staged ended with its process too. Nor has a
+        // sharing open an exclusive client beside it: what staging.json
+        // names ended with the exclusive process that wrote it.
+        let mut unfinished: BTreeSet<String> = read_set(staging_file.as_deref())?;
+        let exclusive_unfinished = !unfinished.is_empty();
         let shared_unfinished: Vec<String> =
             if exclusive { store.staged()?.into_iter().map(|m| m.batch_id).collect() } else { Vec::new() };
         unfinished.extend(shared_unfinished.iter().cloned());
@@ -179,6 +183,9 @@ impl Outbox {
                 state.staging.clone()
             };
             keep_or_log(outbox.save_staging(&staging));
+            if let (false, true, true, Some(file)) = (exclusive, exclusive_unfinished, all_cancelled, &staging_file) {
+                keep_or_log(fsutil::atomic_write(file, b"[]", false));
+            }
             for batch in shared_unfinished.iter().filter(|_| all_cancelled) {
                 keep_or_log(outbox.store().unstage(batch));
             }
