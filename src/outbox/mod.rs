@@ -506,20 +506,9 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::Status;
 
     fn record(state: State) -> Record {
-        Record {
-            status: Status::new(crate::status::new_id(), "Default".into(), state),
-            user: None,
-            envelope_from: "anna@firm.example".into(),
-            envelope_to: vec!["client@example.com".into()],
-            idempotency_key: None,
-            archive: false,
-            body_dropped: false,
-            origin: None,
-            writer: None,
-        }
+        Record::for_test(state)
     }
 
     fn sent() -> Attempt {

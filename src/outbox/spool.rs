@@ -38,6 +38,25 @@ pub struct Record {
     pub writer: Option<String>,
 }
 
+#[cfg(test)]
+impl Record {
+    /// A message of the tests: a new id in `state`, profile Default, from
+    /// anna@firm.example to client@example.com.
+    pub(crate) fn for_test(state: State) -> Record {
+        Record {
+            status: Status::new(crate::status::new_id(), "Default".into(), state),
+            user: None,
+            envelope_from: "anna@firm.example".into(),
+            envelope_to: vec!["client@example.com".into()],
+            idempotency_key: None,
+            archive: false,
+            body_dropped: false,
+            origin: None,
+            writer: None,
+        }
+    }
+}
+
 /// A server reply as the store keeps it. `lines` is written empty: the
 /// status does not keep them, and a store read by 1.1 needs the field.
 #[derive(Serialize, Deserialize)]

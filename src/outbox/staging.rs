@@ -208,23 +208,12 @@ mod tests {
     use super::*;
     use crate::outbox::store::Member;
     use crate::outbox::Sharing;
-    use crate::status::Status;
     use std::path::PathBuf;
 
     fn merged(batch: &str, key: &str) -> (Record, Vec<u8>) {
-        let mut status = Status::new(crate::status::new_id(), "Default".into(), State::Queued);
-        status.batch_id = Some(batch.into());
-        let record = Record {
-            status,
-            user: None,
-            envelope_from: "anna@firm.example".into(),
-            envelope_to: vec!["client@example.com".into()],
-            idempotency_key: Some(key.into()),
-            archive: false,
-            body_dropped: false,
-            origin: None,
-            writer: None,
-        };
+        let mut record = Record::for_test(State::Queued);
+        record.status.batch_id = Some(batch.into());
+        record.idempotency_key = Some(key.into());
         (record, b"the bytes".to_vec())
     }
 

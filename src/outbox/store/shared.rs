@@ -485,17 +485,7 @@ mod tests {
         let mut store = Store::open(None).unwrap().store;
         let holder = member("holder");
         assert_eq!(store.lease(&holder, 1_000).unwrap(), (true, None));
-        let mut record = Record {
-            status: crate::status::Status::new(crate::status::new_id(), "Default".into(), State::Queued),
-            user: None,
-            envelope_from: "anna@firm.example".into(),
-            envelope_to: vec!["client@example.com".into()],
-            idempotency_key: None,
-            archive: false,
-            body_dropped: false,
-            origin: None,
-            writer: None,
-        };
+        let mut record = Record::for_test(State::Queued);
         record.status.batch_id = Some("merging".into());
         store.stage("merging", &member("merger")).unwrap();
         store.insert(&record, b"bytes").unwrap();
