@@ -26,12 +26,17 @@
 #     Wine's mapi32.dll: MAPISendMail/MAPISendMailW with To/CC/BCC and two
 #     files, MAPI_DIALOG (an .eml opened, nothing sent), refusals (nothing
 #     queued); the same mail through the C ABI's smtpb_render is the same
-#     MIME (tests/windows/same_mime.py),
+#     MIME (tests/windows/same_mime.py); 5 mails in a row without MAPILogon
+#     open the data_dir once (its log); a MAPISendMail beside the running
+#     service is delivered by the service (tests/windows/service.sh),
 #   - tests/windows/comtest.vbs: smtpbridge_com.dll registered with the
 #     architecture's regsvr32 and driven by its cscript: a MailItem with
 #     To/CC/BCC, HTMLBody and two files sent, its status by EntryID, errors for
 #     an unsupported member, olMSG and send errors (with advice); SaveAs and Display write
 #     the same MIME as MAPI and the C ABI; per-user registration,
+#   - tests/windows/regfree.c (tests/windows/regfree.sh): the COM DLL registered
+#     nowhere, created through an application manifest that depends on the
+#     release folder's smtpbridge.com.manifest; its mail sent,
 #   - smtpbridge.exe: config set, send (with an attachment), outbox query, probe,
 #     `service install`, `sc start`/`net start`, `sc stop`, `service status` and
 #     `uninstall` under Wine's service control manager (tests/windows/service.sh),
@@ -369,6 +374,9 @@ PY
     ! in_chroot env "${WINE_ENV[@]}" wine "$system\\reg.exe" query "$com_key" >/dev/null 2>&1 ||
         win_fail "$arch: regsvr32 /u /n /i:user left $com_key"
     echo "ok: registered and unregistered per user"
+
+    win_log "$arch: COM without registration: a manifest (tests/windows/regfree.c, tests/windows/regfree.sh)"
+    source "$REPO/tests/windows/regfree.sh"
 
     win_log "$arch: all passed"
 done
