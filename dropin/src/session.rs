@@ -1,9 +1,18 @@
 //! The process's one client, shared by every drop-in object and call.
 //!
 //! The client opens the data_dir (see [`crate::datadir`]) when the first
-//! user needs it and is shut down when the last one lets go: a MAPI
-//! session from `MAPILogon` to `MAPILogoff`, a COM `Application` while it
-//! lives, or a single call without either. The data_dir is opened shared
+//! user needs it: a MAPI session from `MAPILogon` to `MAPILogoff`, a COM
+//! `Application` while it lives, or a single call without either. When the
+//! last user lets go, the client stays open for [`IDLE_CLOSE_MS`] more, so
+//! that a host sending one mail after another (each `MAPISendMail` without
+//! a session, each mail from a new `Application`) pays the open (the
+//! credential store's key derivation, a good part of a second) once; a
+//! thread of its own closes it then. The DLL is pinned in the process
+//! while that thread exists, so it is not unloaded under it; when the
+//! process ends, the open client ends with it, as with any process that
+//! exits without closing (ABI.md §17: its lock goes with it, another
+//! process takes the delivery lease within 5 s, and every mail was made
+//! durable before its call returned). The data_dir is opened shared
 //! (ABI.md §17, §19): submit-only when another process (the background
 //! service, say) holds its delivery lease, so the mail waits for that
 //! process; else as a client that may deliver. A host that holds the
@@ -21,19 +30,29 @@ use smtpbridge::{Client, Code, Error, Result};
 use std::path::Path;
 #[cfg(windows)]
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::mail::Mail;
 
 /// How long a queued mail is waited for before the call returns.
 pub const DELIVERY_WAIT_MS: u32 = 20_000;
 
+/// How long the process's client stays open after its last user let go.
+pub const IDLE_CLOSE_MS: u64 = 60_000;
+
 struct Shared {
     client: Option<Client>,
     users: usize,
+    /// When the client, with no users, is to be closed.
+    close_at: Option<Instant>,
+    /// Whether the thread that closes an idle client runs.
+    closer: bool,
 }
 
-static SHARED: Mutex<Shared> = Mutex::new(Shared { client: None, users: 0 });
+static SHARED: Mutex<Shared> = Mutex::new(Shared { client: None, users: 0, close_at: None, closer: false });
+/// Wakes the closer: a new `close_at`.
+static IDLE: Condvar = Condvar::new();
 
 fn shared() -> MutexGuard<'static, Shared> {
     SHARED.lock().unwrap_or_else(|e| e.into_inner())
@@ -66,6 +85,7 @@ impl Session {
             }
         };
         shared.users += 1;
+        shared.close_at = None;
         Ok(Session { client: Some(client) })
     }
 
@@ -132,14 +152,78 @@ impl Drop for Session {
         drop(self.client.take());
         let mut shared = shared();
         shared.users -= 1;
-        if shared.users == 0 {
-            if let Some(client) = shared.client.take() {
-                // Under the lock: a session opened meanwhile waits until
-                // the data_dir is free again.
-                let _ = client.shutdown(client.shutdown_grace_ms());
-            }
+        if shared.users > 0 || shared.client.is_none() {
+            return;
+        }
+        if start_closer(&mut shared) {
+            shared.close_at = Some(Instant::now() + Duration::from_millis(IDLE_CLOSE_MS));
+            IDLE.notify_all();
+        } else {
+            close(&mut shared);
         }
     }
+}
+
+/// Shuts the client down. Under the lock: a session opened meanwhile waits
+/// until the data_dir is free again.
+fn close(shared: &mut Shared) {
+    shared.close_at = None;
+    if let Some(client) = shared.client.take() {
+        let _ = client.shutdown(client.shutdown_grace_ms());
+    }
+}
+
+/// Starts the thread that closes an idle client, once per process; false
+/// when it cannot run (the client is then closed at once).
+fn start_closer(shared: &mut Shared) -> bool {
+    if !shared.closer {
+        shared.closer =
+            pin_module() && std::thread::Builder::new().name("smtpbridge-dropin-idle".into()).spawn(closer).is_ok();
+    }
+    shared.closer
+}
+
+/// Closes the client when it has been idle for [`IDLE_CLOSE_MS`].
+fn closer() {
+    let mut shared = shared();
+    loop {
+        shared = match shared.close_at {
+            None => IDLE.wait(shared).unwrap_or_else(|e| e.into_inner()),
+            Some(at) if Instant::now() >= at => {
+                close(&mut shared);
+                shared
+            }
+            Some(at) => {
+                IDLE.wait_timeout(shared, at.saturating_duration_since(Instant::now()))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+    }
+}
+
+/// Keeps this DLL loaded until the process ends: the closer thread (and
+/// the open client's threads) run its code.
+#[cfg(windows)]
+fn pin_module() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{
+        GetModuleHandleExW, GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS, GET_MODULE_HANDLE_EX_FLAG_PIN,
+    };
+    let mut module = std::ptr::null_mut();
+    // SAFETY: the address is a function of this DLL; `module` is writable.
+    unsafe {
+        GetModuleHandleExW(
+            GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
+            closer as *const () as *const u16,
+            &mut module,
+        ) != 0
+    }
+}
+
+/// Elsewhere (the unit tests) nothing unloads the code.
+#[cfg(not(windows))]
+fn pin_module() -> bool {
+    true
 }
 
 /// Opens the data_dir shared: submit-only when another process delivers
@@ -166,4 +250,49 @@ fn display_path() -> PathBuf {
 /// (with its advice, where there is one).
 pub fn describe(error: &Error) -> String {
     format!("{}: {}", error.code().name(), error.message())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether an exclusive client can open `dir` now (it cannot while the
+    /// drop-in's client holds it shared).
+    fn free(dir: &Path) -> bool {
+        match Client::open(Some(dir), None, 0) {
+            Ok(client) => client.shutdown(0).is_ok(),
+            Err(e) if e.code() == Code::Busy => false,
+            Err(e) => panic!("{}", describe(&e)),
+        }
+    }
+
+    #[test]
+    fn the_client_stays_open_while_idle_and_the_closer_closes_it() {
+        let local = std::env::temp_dir().join(format!("smtpbridge-dropin-idle-{}", std::process::id()));
+        std::env::set_var("LOCALAPPDATA", &local);
+        let dir = local.join("smtpbridge");
+        let first = Session::open().unwrap();
+        let second = Session::open().unwrap();
+        drop(first);
+        assert!(shared().close_at.is_none(), "a user remains");
+        drop(second);
+        let at = shared().close_at.expect("idle: a time to close");
+        let wait = at - Instant::now();
+        assert!(wait > Duration::from_millis(IDLE_CLOSE_MS - 5_000), "closes in {wait:?}");
+        assert!(!free(&dir), "the idle client still holds the data_dir");
+        // A new user takes the idle client as it is.
+        let third = Session::open().unwrap();
+        assert!(shared().close_at.is_none());
+        drop(third);
+        // At the time to close, the closer thread closes it.
+        shared().close_at = Some(Instant::now());
+        IDLE.notify_all();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while shared().client.is_some() {
+            assert!(Instant::now() < deadline, "the closer did not close the idle client within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(free(&dir), "closed: the data_dir is free");
+        let _ = std::fs::remove_dir_all(&local);
+    }
 }

@@ -9,6 +9,7 @@
 #       smtpbridge.dll  libsmtpbridge.dll.a  smtpbridge.def  smtpbridge.exe
 #       smtpbridge_mapi.dll  (the Simple MAPI provider, docs/DROPIN.md)
 #       smtpbridge_com.dll   (the COM automation server SmtpBridge.Application, docs/DROPIN.md)
+#       smtpbridge.com.manifest  (its assembly manifest, for registration-free COM)
 #       include/smtpbridge.h  include/smtpbridge.hpp  include/smtpbridge_message.hpp
 #       licenses/  (the licence texts of every crate linked in, and the Rust
 #                   standard library's and MinGW-w64's)
@@ -78,6 +79,19 @@ for arch in "${arches[@]}"; do
             "$WIN_SRC/target/windows/cargo/$triple/release/$image"
     done
     cp "$built/libsmtpbridge.dll.a" "$folder/"
+    # The COM server as a side-by-side assembly: a program whose manifest
+    # depends on smtpbridge.com creates SmtpBridge.Application from the DLL
+    # in its own folder, with nothing registered (docs/DROPIN.md).
+    cat >"$folder/smtpbridge.com.manifest" <<EOF
+<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<assembly xmlns="urn:schemas-microsoft-com:asm.v1" manifestVersion="1.0">
+  <assemblyIdentity type="win32" name="smtpbridge.com" version="${version%%-*}.0"/>
+  <file name="smtpbridge_com.dll">
+    <comClass clsid="{B45463DD-655F-4D18-9AD5-55B0E786CABE}" progid="SmtpBridge.Application"
+              threadingModel="Both" description="SmtpBridge.Application"/>
+  </file>
+</assembly>
+EOF
     cp "$REPO/include/smtpbridge.h" "$REPO/bindings/cpp/smtpbridge.hpp" "$REPO/bindings/cpp/smtpbridge_message.hpp" \
         "$folder/include/"
 

@@ -26,12 +26,17 @@
 #     Wine's mapi32.dll: MAPISendMail/MAPISendMailW with To/CC/BCC and two
 #     files, MAPI_DIALOG (an .eml opened, nothing sent), refusals (nothing
 #     queued); the same mail through the C ABI's smtpb_render is the same
-#     MIME (tests/windows/same_mime.py),
+#     MIME (tests/windows/same_mime.py); 5 mails in a row without MAPILogon
+#     open the data_dir once (its log); a MAPISendMail beside the running
+#     service is delivered by the service (tests/windows/service.sh),
 #   - tests/windows/comtest.vbs: smtpbridge_com.dll registered with the
 #     architecture's regsvr32 and driven by its cscript: a MailItem with
 #     To/CC/BCC, HTMLBody and two files sent, its status by EntryID, errors for
 #     an unsupported member, olMSG and send errors (with advice); SaveAs and Display write
 #     the same MIME as MAPI and the C ABI; per-user registration,
+#   - tests/windows/regfree.c (tests/windows/regfree.sh): the COM DLL registered
+#     nowhere, created through an application manifest that depends on the
+#     release folder's smtpbridge.com.manifest; its mail sent,
 #   - smtpbridge.exe: config set, send (with an attachment), outbox query, probe,
 #     `service install`, `sc start`/`net start`, `sc stop`, `service status` and
 #     `uninstall` under Wine's service control manager (tests/windows/service.sh),
@@ -303,6 +308,19 @@ PY
         win_fail "$arch: MAPISendMailW and the C ABI made different MIME"
     "$PYTHON" "$REPO/tests/windows/same_mime.py" "$displayed" "$work/c-abi-dialog-$arch.eml" ||
         win_fail "$arch: MAPI_DIALOG's .eml and the C ABI's rendering differ"
+    # Mails one after another, each MAPISendMail without MAPILogon: the
+    # process opens the data_dir once, not once a mail (the client stays
+    # open between the calls). The log counts the opens: one "client opened"
+    # for the look for a process that delivers (submit-only), one for the
+    # client that sends.
+    mapi_cli config set SMTPLogFile "$mapi_dir\\series.log" >/dev/null
+    wine_run "$bin_in/mapitest.exe" series mapi32.dll "MAPI series ($arch)" 5 series@example.com
+    opens="$(grep -c 'client opened' "$DRIVE_C/users/root/AppData/Local/smtpbridge-mapi-$arch/series.log")" || true
+    [ "$opens" = 2 ] || win_fail "$arch: 5 mails by MAPISendMail opened the data_dir $opens times, not once (2 log lines)"
+    for k in 1 2 3 4 5; do
+        check_mail plain --subject "MAPI series ($arch) $k" --count 1 --rcpt series@example.com --from office@firm.example
+    done
+    echo "ok: 5 mails by MAPISendMail without MAPILogon, one open of the data_dir"
     wine_run "$bin_in/smtpbridge.exe" register-mapi --unregister
 
     win_log "$arch: COM: SmtpBridge.Application from VBScript (tests/windows/comtest.vbs)"
@@ -369,6 +387,9 @@ PY
     ! in_chroot env "${WINE_ENV[@]}" wine "$system\\reg.exe" query "$com_key" >/dev/null 2>&1 ||
         win_fail "$arch: regsvr32 /u /n /i:user left $com_key"
     echo "ok: registered and unregistered per user"
+
+    win_log "$arch: COM without registration: a manifest (tests/windows/regfree.c, tests/windows/regfree.sh)"
+    source "$REPO/tests/windows/regfree.sh"
 
     win_log "$arch: all passed"
 done

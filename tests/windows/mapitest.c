@@ -11,6 +11,10 @@
  *       a bad class -> MAPI_E_BAD_RECIPTYPE; a name without address ->
  *       MAPI_E_UNKNOWN_RECIPIENT; MAPI_DIALOG -> SUCCESS_SUCCESS (an .eml
  *       written and opened, nothing sent).
+ *   mapitest.exe series DLL SUBJECT COUNT TO
+ *       COUNT mails "SUBJECT 1" ... "SUBJECT COUNT" to TO, each by its own
+ *       MAPISendMail without MAPILogon, through DLL (mapi32.dll, or the
+ *       provider's path to call it directly).
  *   mapitest.exe render DATA_DIR MESSAGE_JSON_FILE OUT_EML
  *       the same mail's MIME through the C ABI (smtpb_render).
  * Exits 0 when every check passed, 1 naming the first that did not.
@@ -192,6 +196,24 @@ static int run_mapi(const char *arch, const char *file1, const char *file2) {
     return failures ? 1 : 0;
 }
 
+static int run_series(const char *dll, const char *subject, int count, const char *to) {
+    HMODULE mapi = LoadLibraryA(dll);
+    if (!mapi) {
+        printf("FAIL: LoadLibrary(%s): %lu\n", dll, GetLastError());
+        return 1;
+    }
+    SendMailA send_a = (SendMailA)(void (*)(void))need(mapi, "MAPISendMail");
+    RecipA recip = {0, MAPI_TO, "", (LPSTR)to, 0, NULL};
+    char text[200], what[300];
+    for (int k = 1; k <= count; k++) {
+        snprintf(text, sizeof text, "%s %d", subject, k);
+        MessageA message = {0, text, "One of a series.\r\n", NULL, NULL, NULL, 0, NULL, 1, &recip, 0, NULL};
+        snprintf(what, sizeof what, "MAPISendMail (no session) \"%s\"", text);
+        expect(what, send_a(0, 0, &message, 0, 0), 0);
+    }
+    return failures ? 1 : 0;
+}
+
 static char *read_file(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -227,7 +249,9 @@ static int run_render(const char *data_dir, const char *json_file, const char *o
 
 int main(int argc, char **argv) {
     if (argc == 6 && strcmp(argv[1], "mapi") == 0) return run_mapi(argv[2], argv[3], argv[4]);
+    if (argc == 6 && strcmp(argv[1], "series") == 0) return run_series(argv[2], argv[3], atoi(argv[4]), argv[5]);
     if (argc == 5 && strcmp(argv[1], "render") == 0) return run_render(argv[2], argv[3], argv[4]);
-    fprintf(stderr, "usage: mapitest mapi ARCH FILE1 FILE2 FILE2_NAME | render DATA_DIR JSON OUT\n");
+    fprintf(stderr, "usage: mapitest mapi ARCH FILE1 FILE2 FILE2_NAME | series DLL SUBJECT COUNT TO |"
+                    " render DATA_DIR JSON OUT\n");
     return 2;
 }

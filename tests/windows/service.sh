@@ -4,7 +4,9 @@
 # queued by one smtpbridge.exe process while delivery is held; the service,
 # installed with `service install` and started with `sc start`, delivers it
 # and a second one that another smtpbridge.exe process queues while it runs
-# (the data directory shared, ABI.md §17); `service status` names it;
+# (the data directory shared, ABI.md §17); `service status` names it; a
+# MAPISendMail meanwhile is queued by the drop-in submit-only and delivered
+# by the service (its log names the message id);
 # `sc stop` stops it cleanly (the log's closing lines); started again with
 # `net start`, `service uninstall` stops and removes it (`sc query` then
 # knows no such service).
@@ -45,6 +47,27 @@ PY
 svc send --queue --timeout 30 --to client@example.com --subject "Queued beside the service ($arch)" \
     --text 'C:\users\root\Documents\cli body.txt' >/dev/null
 check_mail plain --subject "Queued beside the service ($arch)" --count 1 --from office@firm.example
+# The Simple MAPI drop-in beside the service (smtpbridge_mapi.dll called
+# directly, its data_dir from the registry): it finds the service holding
+# the delivery lease, queues submit-only, and the service delivers the mail;
+# the service's log names its message id.
+wine_run reg add 'HKCU\Software\smtpbridge' /v DataDir /d "$svc_dir" /f
+wine_run "$bin_in/mapitest.exe" series "Z:${bin_in//\//\\}\\smtpbridge_mapi.dll" "MAPI beside the service ($arch)" 1 \
+    mapi-service@example.com
+check_mail plain --subject "MAPI beside the service ($arch) 1" --count 1 --rcpt mapi-service@example.com \
+    --from office@firm.example
+svc --json outbox query --limit 1 >"$work/service-mapi-$arch.json"
+"$PYTHON" - "$work/service-mapi-$arch.json" "$svc_dir_host/service.log" <<'PY' || win_fail "$arch: MAPI beside the service"
+import json, sys, time
+item = json.load(open(sys.argv[1]))["items"][0]
+assert item["recipients"] == ["mapi-service@example.com"] and item["state"] == "sent", item
+line = f"message {item['id']} sent (attempts 1)"
+deadline = time.monotonic() + 10
+while not any(l.endswith(line) for l in open(sys.argv[2], encoding="utf-8").read().splitlines()):
+    assert time.monotonic() < deadline, f"the service log has no line '{line}' within 10 s"
+    time.sleep(0.1)
+print("ok: the service delivered the mail queued by MAPISendMail:", line)
+PY
 wine_run sc stop smtpbridge
 wait_state STOPPED
 echo "ok: sc stop smtpbridge: STOPPED"
@@ -53,9 +76,9 @@ svc --json service status | tee "$work/service-status-$arch.json"
 import json, sys
 status = json.load(open(sys.argv[1]))
 assert status["holder"] is None and status["service"] == "stopped", status
-assert status["counts"]["sent"] == 2 and status["counts"]["queued"] == 0, status
+assert status["counts"]["sent"] == 3 and status["counts"]["queued"] == 0, status
 lines = [line.split(" ", 1)[1] for line in open(sys.argv[2], encoding="utf-8").read().splitlines()]
-assert sum(line.startswith("message ") and line.endswith(" sent (attempts 1)") for line in lines) == 2, lines
+assert sum(line.startswith("message ") and line.endswith(" sent (attempts 1)") for line in lines) == 3, lines
 assert lines[-3:] == ["stop requested (service stop): closing the client",
                       "lease released: deliveries ended, the data directory is closed", "stopped"], lines
 print("ok: the service delivered, logged and stopped cleanly; status:", status["service"])
