@@ -10,12 +10,7 @@ fn main() {
         "smtpbridge_com.dll",
         "cdylib",
     );
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("windows")
-        && std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86")
-        && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")
-    {
-        println!("cargo:rustc-cdylib-link-arg=-Wl,--kill-at");
-    }
+    undecorated_x86_exports();
 }
 
 include!("../scripts/windows/version_resource.rs");

@@ -1,6 +1,7 @@
-// The Windows version resource of smtpbridge.dll and smtpbridge.exe,
-// included by build.rs and cli/build.rs (`include!`), so both carry the
-// same version, product and company strings.
+// The Windows version resource of smtpbridge.dll, smtpbridge.exe and the
+// drop-in DLLs, included by build.rs, cli/build.rs, com/build.rs and
+// mapi/build.rs (`include!`), so all carry the same version, product and
+// company strings.
 //
 // Only for Windows targets built with MinGW (`*-pc-windows-gnu`): an .rc
 // file is generated from CARGO_PKG_VERSION, compiled to a COFF object by
@@ -79,4 +80,17 @@ END
         .unwrap_or_else(|e| panic!("{windres} (MinGW's resource compiler) could not run: {e}; set WINDRES"));
     assert!(status.success(), "{windres} failed on {}", rc_path.display());
     println!("cargo:rustc-link-arg-{link_arg_kind}={}", object.display());
+}
+
+/// Exports under their plain names on x86 Windows (`MAPISendMail`, not
+/// `MAPISendMail@20`): the drop-ins' stdcall exports are looked up by name
+/// (by the MAPI stub, COM and regsvr32). Other targets: nothing happens.
+#[allow(dead_code)] // used by the drop-ins' build scripts only
+fn undecorated_x86_exports() {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("windows")
+        && std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86")
+        && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")
+    {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,--kill-at");
+    }
 }
