@@ -397,6 +397,14 @@ fn client() -> &'static crate::Client {
     })
 }
 
+/// A text body through the one-pass encoder: lettre's encoding and bytes
+/// (`Body::new`, the path it replaces), whatever the text.
+pub fn text_body(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        crate::message::check_against_lettre(text);
+    }
+}
+
 /// Opens the outbox targets' client before the first input: its credential
 /// store's key derivation (600,000 PBKDF2 rounds) under the fuzzing
 /// instrumentation takes seconds, which would count against one input.
@@ -506,6 +514,13 @@ mod tests {
         assert_eq!(why, "connection closed by the server");
         for (_, seed) in seeds("smtp_reply") {
             smtp_reply(&seed);
+        }
+    }
+
+    #[test]
+    fn text_body_seeds_encode_as_lettre_does() {
+        for (_, seed) in seeds("text_body") {
+            text_body(&seed);
         }
     }
 

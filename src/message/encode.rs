@@ -259,6 +259,28 @@ fn hex(b: u8) -> [u8; 3] {
     [b'=', DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]
 }
 
+/// The encoder beside lettre's for one text body (the fuzz target
+/// `text_body`): the same transfer encoding and the same bytes, CRLF line
+/// ends only, no line longer than the encoding allows.
+pub(crate) fn check_against_lettre(text: &str) {
+    let encoding = choose(text);
+    let mut ours = Vec::with_capacity(estimated_len(text, encoding));
+    encode_text(text, encoding, &mut ours);
+    let lettre = lettre::message::Body::new(super::build::normalize_newlines(text));
+    assert_eq!(encoding, lettre.encoding(), "the encoding chosen");
+    assert!(ours == lettre.into_vec(), "the encoded bytes differ from lettre's");
+    let most = if encoding == ContentTransferEncoding::SevenBit { 998 } else { LINE };
+    let mut lines = ours.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = match lines.peek() {
+            Some(_) => line.strip_suffix(b"\r").expect("no bare LF"),
+            None => line,
+        };
+        assert!(line.len() <= most, "a line of {} bytes", line.len());
+        assert!(!line.contains(&b'\r'), "no bare CR");
+    }
+}
+
 #[cfg(test)]
 #[path = "encode_tests.rs"]
 mod tests;

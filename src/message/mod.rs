@@ -22,6 +22,7 @@ use crate::text::{check_text, printable};
 mod attachments;
 mod build;
 mod encode;
+pub(crate) use encode::check_against_lettre;
 mod raw;
 mod splice;
 
