@@ -227,14 +227,12 @@ fn pin_module() -> bool {
 }
 
 /// Opens the data_dir shared: submit-only when another process delivers
-/// its outbox, else as a client that may take the delivery lease.
+/// its outbox (read from its store first, without a client: one open, one
+/// key derivation), else as a client that may take the delivery lease.
 fn open_shared(dir: &Path) -> Result<Client> {
-    let submitter = Client::open(Some(dir), None, OPEN_SHARED | OPEN_SUBMIT_ONLY)?;
-    if submitter.outbox_stats()?.delivery.holder.is_some() {
-        return Ok(submitter);
-    }
-    submitter.shutdown(0)?;
-    Client::open(Some(dir), None, OPEN_SHARED)
+    let delivered_elsewhere = Client::delivery_holder_of(dir)?.is_some();
+    let flags = if delivered_elsewhere { OPEN_SHARED | OPEN_SUBMIT_ONLY } else { OPEN_SHARED };
+    Client::open(Some(dir), None, flags)
 }
 
 /// A new file name for a displayed mail: `%TEMP%\smtpbridge\mail-<time>-<pid>.eml`.
@@ -294,5 +292,31 @@ mod tests {
         }
         assert!(free(&dir), "closed: the data_dir is free");
         let _ = std::fs::remove_dir_all(&local);
+    }
+
+    #[test]
+    fn submit_only_beside_a_process_that_delivers_else_a_client_that_may() {
+        let dir = std::env::temp_dir().join(format!("smtpbridge-dropin-lease-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mail = r#"{"from": "anna@firm.example", "to": ["client@example.com"], "subject": "s", "text": "t"}"#;
+        // Nobody delivers: the drop-in's client may (a send needs a server).
+        let alone = open_shared(&dir).unwrap();
+        let refused = alone.send(mail).result.unwrap_err();
+        assert_eq!(refused.code(), Code::Config, "{}", describe(&refused));
+        alone.shutdown(0).unwrap();
+        // A service holds the delivery lease: the drop-in only queues.
+        let service = Client::open(Some(&dir), None, OPEN_SHARED).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Client::delivery_holder_of(&dir).unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the service did not take the delivery lease within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let beside = open_shared(&dir).unwrap();
+        let refused = beside.send(mail).result.unwrap_err();
+        assert_eq!(refused.code(), Code::State, "{}", describe(&refused));
+        assert!(refused.message().contains("SMTPB_OPEN_SUBMIT_ONLY"), "{}", describe(&refused));
+        beside.shutdown(0).unwrap();
+        service.shutdown(0).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

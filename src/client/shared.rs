@@ -185,11 +185,26 @@ impl Client {
                 since: fsutil::rfc3339(self.inner.opened_at),
             }));
         }
-        Ok(self.inner.outbox.lease_holder()?.map(|h| DeliveryHolder {
+        Ok(self.inner.outbox.lease_holder()?.map(DeliveryHolder::from))
+    }
+
+    /// Who delivers the outbox of `data_dir` now: the live holder of its
+    /// delivery lease, read without opening a client (no master secret,
+    /// no key derivation, nothing written); `None` when no sharing client
+    /// delivers it. For choosing how to open it, e.g. `OPEN_SUBMIT_ONLY`
+    /// beside a service that delivers (ABI §19).
+    pub fn delivery_holder_of(data_dir: &Path) -> Result<Option<DeliveryHolder>> {
+        Ok(crate::outbox::Outbox::peek_lease_holder(data_dir)?.map(DeliveryHolder::from))
+    }
+}
+
+impl From<crate::outbox::store::Holder> for DeliveryHolder {
+    fn from(h: crate::outbox::store::Holder) -> DeliveryHolder {
+        DeliveryHolder {
             pid: h.member.pid,
             host: h.member.host,
             user: h.member.user,
             since: fsutil::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(h.since_ms.max(0) as u64)),
-        }))
+        }
     }
 }

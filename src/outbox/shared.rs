@@ -118,6 +118,12 @@ impl Outbox {
         }
     }
 
+    /// The live holder of the delivery lease of `data_dir`'s outbox, read
+    /// without opening the outbox (see [`super::store::peek_lease_holder`]).
+    pub fn peek_lease_holder(data_dir: &std::path::Path) -> Result<Option<Holder>> {
+        super::store::peek_lease_holder(&data_dir.join("spool").join("outbox.db"), now_ms())
+    }
+
     /// The holder of the delivery lease (`None` when nobody delivers, or
     /// the client is not sharing: then this client delivers).
     pub fn lease_holder(&self) -> Result<Option<Holder>> {

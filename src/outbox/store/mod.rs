@@ -46,7 +46,7 @@ use crate::status::State;
 pub use query::Query;
 pub(crate) use query::MAX_LIMIT;
 pub(crate) use shared::changed_elsewhere;
-pub use shared::{Change, Holder, Member, Staged};
+pub use shared::{peek_lease_holder, Change, Holder, Member, Staged};
 
 /// WAL pages after which a commit folds the WAL into the database
 /// (a PASSIVE checkpoint): what damage to the WAL can cost is bounded by it.

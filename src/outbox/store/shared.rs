@@ -27,8 +27,9 @@
 //! `sending` message whose writer is not a live client (or that names
 //! none) is an orphan of a process that died during its attempt.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashSet;
+use std::path::Path;
 
 use super::{state_code, Store};
 use crate::error::{Code, Error, Result};
@@ -143,6 +144,40 @@ impl Staged {
 /// its heartbeat is fresh and, on this machine, its process runs.
 fn alive(pid: u32, host: &str, heartbeat_ms: i64, now_ms: i64) -> bool {
     now_ms - heartbeat_ms < STALE_MS && (host != crate::host::host_name() || crate::host::pid_alive(pid))
+}
+
+/// The lease's row: its holder and the holder's last heartbeat (Unix ms).
+fn lease_row(conn: &Connection) -> rusqlite::Result<Option<(Holder, i64)>> {
+    conn.prepare_cached("SELECT client, pid, host, user, since_ms, heartbeat_ms FROM lease WHERE one = 1")?
+        .query_row([], |r| Ok((Holder { member: member(r, 0)?, since_ms: r.get(4)? }, r.get(5)?)))
+        .optional()
+}
+
+/// The live holder of the delivery lease of the store at `path`, read
+/// without opening the outbox: no migration, no damage check, nothing
+/// written. `None` when there is no store, no lease table (a store no
+/// sharing client has opened) or no live holder.
+pub fn peek_lease_holder(path: &Path, now_ms: i64) -> Result<Option<Holder>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let read = || -> rusqlite::Result<Option<(Holder, i64)>> {
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let has_lease: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lease')",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_lease {
+            lease_row(&conn)
+        } else {
+            Ok(None)
+        }
+    };
+    let row = read().map_err(|e| super::sql_error(Some(path), "cannot read", e))?;
+    Ok(row.filter(|(h, beat)| alive(h.member.pid, &h.member.host, *beat, now_ms)).map(|(h, _)| h))
 }
 
 fn member(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Member> {
@@ -267,13 +302,7 @@ impl Store {
     }
 
     fn lease_row(&self) -> Result<Option<(Holder, i64)>> {
-        self.conn
-            .prepare_cached("SELECT client, pid, host, user, since_ms, heartbeat_ms FROM lease WHERE one = 1")
-            .and_then(|mut stmt| {
-                stmt.query_row([], |r| Ok((Holder { member: member(r, 0)?, since_ms: r.get(4)? }, r.get(5)?)))
-                    .optional()
-            })
-            .map_err(|e| self.error("cannot read", e))
+        lease_row(&self.conn).map_err(|e| self.error("cannot read", e))
     }
 
     /// The holder of the delivery lease, if it is alive.
@@ -443,6 +472,25 @@ mod tests {
 
     fn member(id: &str) -> Member {
         Member { id: id.into(), pid: std::process::id(), host: crate::host::host_name(), user: "anna".into() }
+    }
+
+    #[test]
+    fn the_lease_holder_is_read_from_the_store_without_opening_the_outbox() {
+        let dir = std::env::temp_dir().join(format!("smtpb-peek-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("spool").join("outbox.db");
+        assert_eq!(peek_lease_holder(&path, 1_000).unwrap(), None, "no store yet");
+        {
+            let store = Store::open(Some(&dir)).unwrap().store;
+            assert_eq!(peek_lease_holder(&path, 1_000).unwrap(), None, "nobody holds the lease");
+            let holder = member("service");
+            assert_eq!(store.lease(&holder, 1_000).unwrap(), (true, None));
+            let seen = peek_lease_holder(&path, 1_500).unwrap().expect("the holder");
+            assert_eq!((seen.member, seen.since_ms), (holder, 1_000));
+            // Its heartbeat gone stale: nobody delivers.
+            assert_eq!(peek_lease_holder(&path, 1_000 + STALE_MS).unwrap(), None);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
