@@ -480,14 +480,23 @@ public:
     // returns the previous fn is not running (unless this is called from
     // inside it: then it finishes normally) and never runs again. fn may
     // call this client, close() included; an exception it throws is dropped.
-    void set_event_callback(EventCallback fn) { set_event_hook(std::move(fn), smtpb_set_event_callback); }
+    void set_event_callback(EventCallback fn) {
+        set_event_hook(std::move(fn), [](smtpb_client *c, smtpb_event_fn f, void *data) {
+            return smtpb_set_event_callback(c, f, data);
+        });
+    }
 
     // smtpb_set_event_callback_all: as set_event_callback, for every message
     // of the data_dir, also those other clients and processes queued.
-    void set_event_callback_all(EventCallback fn) { set_event_hook(std::move(fn), smtpb_set_event_callback_all); }
+    void set_event_callback_all(EventCallback fn) {
+        set_event_hook(std::move(fn), [](smtpb_client *c, smtpb_event_fn f, void *data) {
+            return smtpb_set_event_callback_all(c, f, data);
+        });
+    }
 
   private:
-    void set_event_hook(EventCallback fn, decltype(&smtpb_set_event_callback) set) {
+    // Replaces the event hook through `set` (one of the two setters above).
+    template <typename Setter> void set_event_hook(EventCallback fn, Setter set) {
         std::unique_ptr<detail::EventHook> hook;
         if (fn) hook.reset(new detail::EventHook{std::move(fn)});
         detail::check(set(handle(), hook ? detail::dispatch_event : nullptr, hook.get()));

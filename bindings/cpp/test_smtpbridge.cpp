@@ -230,6 +230,14 @@ public:
         });
     }
 
+    // Whether an event of message id came (now, without waiting).
+    bool has(const std::string &id) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (const auto &e : events_)
+            if (field(e, "id") == id) return true;
+        return false;
+    }
+
     // Waits up to 5 s for a line that contains text.
     bool wait_for_text(const std::string &text) {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -301,6 +309,15 @@ static void test_outbox(Client &client, const fs::path &attachment) {
                                                  R"([{"email": "a@example.com"}])"));
     EXPECT_ERROR(SMTPB_ERR_NOT_FOUND, client.batch_status("01ARZ3NDEKTSV4RRFFQ69G5FAV"));
     EXPECT_ERROR(SMTPB_ERR_NOT_FOUND, client.batch_cancel("01ARZ3NDEKTSV4RRFFQ69G5FAV"));
+    // The callback for every message of the data_dir (on a client that
+    // holds it alone, every message is its own): it replaces the other.
+    EventLog all;
+    client.set_event_callback_all([&](const std::string &json) { all.add(json); });
+    const std::string second = client.enqueue(R"({"to": ["queued@example.com"], "text": "never sent"})");
+    client.cancel(second);
+    CHECK(all.wait_for(second, "queued"));
+    CHECK(all.wait_for(second, "cancelled"));
+    CHECK(!events.has(second));  // the replaced callback never ran again
     EXPECT_ERROR(SMTPB_ERR_INVALID_ARGUMENT, client.outbox_list("bogus"));
     EXPECT_ERROR(SMTPB_ERR_NOT_FOUND, client.outbox_pause("NoSuchProfile"));
     EXPECT_ERROR(SMTPB_ERR_MESSAGE, client.enqueue(R"({"to": [], "text": "t"})"));
