@@ -239,6 +239,29 @@ fn item<T: Automation + 'static>(list: &[Arc<T>], args: &Args) -> Result<Value, 
         .ok_or_else(|| args.fault(format_args!("no item {index} (there are {})", list.len())))
 }
 
+/// The members every collection has: `Count`, `Item(index)` and
+/// `Remove(index)`; `None` for a member of its own.
+fn collection_member<T: Automation + 'static>(
+    list: &mut Vec<Arc<T>>,
+    name: &str,
+    args: &Args,
+) -> Option<Result<Value, Fault>> {
+    Some(match name {
+        "Count" => Ok(Value::Int(list.len() as i32)),
+        "Item" => item(list, args),
+        "Remove" => item(list, args).and_then(|_| {
+            list.remove(args.int(0)? as usize - 1);
+            Ok(Value::Empty)
+        }),
+        _ => return None,
+    })
+}
+
+/// A collection's items, for `For Each`.
+fn collection_items<T: Automation + 'static>(list: &Mutex<Vec<Arc<T>>>) -> Option<Vec<Value>> {
+    Some(lock(list).iter().map(|each| Value::Object(each.clone())).collect())
+}
+
 static RECIPIENTS: Class = Class {
     name: "Recipients",
     members: &[
@@ -265,25 +288,21 @@ impl Automation for Recipients {
             return Err(args.fault("cannot be set"));
         }
         let mut list = lock(&self.list);
+        if let Some(common) = collection_member(&mut list, name, args) {
+            return common;
+        }
         match name {
             "Add" => {
                 let added = Arc::new(RecipientItem::new(args.text(0)?, 1));
                 list.push(added.clone());
                 Ok(Value::Object(added))
             }
-            "Count" => Ok(Value::Int(list.len() as i32)),
-            "Item" => item(&list, args),
-            "Remove" => {
-                item(&list, args)?;
-                list.remove(args.int(0)? as usize - 1);
-                Ok(Value::Empty)
-            }
             "ResolveAll" => Ok(Value::Bool(list.iter().all(|r| r.resolves()))),
             _ => unreachable!("Recipients has no member {name}"),
         }
     }
     fn items(&self) -> Option<Vec<Value>> {
-        Some(lock(&self.list).iter().map(|r| Value::Object(r.clone())).collect())
+        collection_items(&self.list)
     }
 }
 
@@ -385,6 +404,9 @@ impl Automation for Attachments {
             return Err(args.fault("cannot be set"));
         }
         let mut list = lock(&self.list);
+        if let Some(common) = collection_member(&mut list, name, args) {
+            return common;
+        }
         match name {
             "Add" => {
                 let path = args.text(0)?;
@@ -397,18 +419,11 @@ impl Automation for Attachments {
                 list.push(added.clone());
                 Ok(Value::Object(added))
             }
-            "Count" => Ok(Value::Int(list.len() as i32)),
-            "Item" => item(&list, args),
-            "Remove" => {
-                item(&list, args)?;
-                list.remove(args.int(0)? as usize - 1);
-                Ok(Value::Empty)
-            }
             _ => unreachable!("Attachments has no member {name}"),
         }
     }
     fn items(&self) -> Option<Vec<Value>> {
-        Some(lock(&self.list).iter().map(|a| Value::Object(a.clone())).collect())
+        collection_items(&self.list)
     }
 }
 
