@@ -106,7 +106,6 @@ impl Pool {
         login: Option<&Login>,
         mail: &Mail,
     ) -> std::result::Result<Delivery, Failure> {
-        let tls = self.tls_config(settings).map_err(|e| failure_from(e, "connect"))?;
         if let Some(mut session) = self.take_idle(key) {
             log::debug!("reusing a session to {} (transaction {})", settings.name, session.transactions + 1);
             // Every attempt names its server, a reused session's too.
@@ -127,6 +126,8 @@ impl Pool {
                 }
             }
         }
+        // Needed only to open one (a pooled session has its own).
+        let tls = self.tls_config(settings).map_err(|e| failure_from(e, "connect"))?;
         let mut session = Session::open(settings, &tls, login, &mut Probe::default(), &self.sockets)?;
         log::info!(
             "session opened to {}:{} for profile {} ({})",

@@ -396,7 +396,10 @@ impl Drop for Call<'_> {
     fn drop(&mut self) {
         let mut calls = self.handle.calls.lock().unwrap_or_else(|e| e.into_inner());
         *calls -= 1;
-        if *calls == 0 {
+        // Only close waits on `calls_done`, and it sets `closing` under this
+        // lock before it looks at the count: without it, nobody to wake
+        // (and no futex call on every export's way out).
+        if *calls == 0 && self.handle.closing.load(Ordering::Acquire) {
             self.handle.calls_done.notify_all();
         }
     }

@@ -225,7 +225,7 @@ impl MessageSpec {
             Error::message_error(format!("subject: control character {c:?} is not allowed in a header"))
         })?;
         for (field, body) in [("html", &raw.html), ("text", &raw.text)] {
-            if body.as_deref().is_some_and(|b| b.contains('\0')) {
+            if body.as_deref().is_some_and(|b| memchr::memchr(0, b.as_bytes()).is_some()) {
                 return Err(Error::message_error(format!("{field}: NUL is not allowed in a body")));
             }
         }

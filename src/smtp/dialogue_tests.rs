@@ -533,7 +533,9 @@ fn stuffed_line_by_line(body: &[u8]) -> Vec<u8> {
 #[test]
 fn one_pass_dot_stuffing_sends_what_line_by_line_did_for_random_bodies() {
     use super::transaction::{dot_stuffed, CHUNK};
-    const PIECES: &[&[u8]] = &[b"\r\n", b"\r", b"\n", b".", b"..", b"a", b"From ", b"\r\n.", b"\n.\r", b" "];
+    // Any line ends, and CRLF only (the search for dots after them).
+    const ANY: &[&[u8]] = &[b"\r\n", b"\r", b"\n", b".", b"..", b"a", b"From ", b"\r\n.", b"\n.\r", b" "];
+    const CRLF: &[&[u8]] = &[b"\r\n", b"\r\n", b".", b"..", b"a", b"From ", b"\r\n.", b"\r\n..", b" "];
     let mut seed = 0x2545_f491_4f6d_dd1du64;
     let mut below = |n: usize| {
         seed ^= seed << 13;
@@ -542,14 +544,15 @@ fn one_pass_dot_stuffing_sends_what_line_by_line_did_for_random_bodies() {
         (seed % n as u64) as usize
     };
     let mut out = Vec::new();
-    for round in 0..2000 {
+    for round in 0..4000 {
+        let pieces = if round % 2 == 0 { ANY } else { CRLF };
         let mut body = Vec::new();
         for _ in 0..below(40) {
             match below(12) {
                 // Runs that cross the write size, so that the pieces are joined right.
                 0 if round % 10 == 0 => body.extend(std::iter::repeat_n(b'x', CHUNK / 3 + below(CHUNK))),
                 0 | 1 => body.extend(std::iter::repeat_n(b'y', below(100))),
-                _ => body.extend_from_slice(PIECES[below(PIECES.len())]),
+                _ => body.extend_from_slice(pieces[below(pieces.len())]),
             }
         }
         let mut sent = Vec::new();
@@ -560,5 +563,11 @@ fn one_pass_dot_stuffing_sends_what_line_by_line_did_for_random_bodies() {
         })
         .expect("written");
         assert!(sent == stuffed_line_by_line(&body), "round {round}: {:?}", String::from_utf8_lossy(&body));
+        let lone = (0..body.len()).any(|i| match body[i] {
+            b'\r' => body.get(i + 1) != Some(&b'\n'),
+            b'\n' => i == 0 || body[i - 1] != b'\r',
+            _ => false,
+        });
+        assert_eq!(super::transaction::crlf_only(&body), !lone, "round {round}: {:?}", String::from_utf8_lossy(&body));
     }
 }

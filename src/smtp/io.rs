@@ -58,12 +58,67 @@ pub(super) fn io_fail(e: io::Error) -> IoFail {
     }
 }
 
+/// How far the timeout already set on a socket may be from the time left
+/// before a deadline and still serve as it is: 1/32 of the time left. A
+/// longer one lets a read or write end up to that much after the deadline
+/// (under 1 s of a 30 s SMTPConnectionTimeout); a shorter one times out
+/// early, and the loop around the call sets what is left anew. The time
+/// left before each command is nearly the same (the deadline is now plus
+/// SMTPConnectionTimeout, DATA's a fraction of a second more for the
+/// body), so one `setsockopt` a connection serves a whole series of
+/// messages, where setting it before every read and write cost a system
+/// call each.
+const TIMEOUT_SLACK_DIVISOR: u32 = 32;
+
+/// A TCP connection and the read and write timeouts last set on it.
+pub(super) struct Socket {
+    tcp: TcpStream,
+    read: Option<Duration>,
+    write: Option<Duration>,
+}
+
+impl Socket {
+    pub(super) fn new(tcp: TcpStream) -> Socket {
+        Socket { tcp, read: None, write: None }
+    }
+
+    /// Bounds the next read by `deadline` (see [`TIMEOUT_SLACK_DIVISOR`]).
+    fn read_by(&mut self, deadline: Instant) -> IoResult<()> {
+        let tcp = &self.tcp;
+        bound(&mut self.read, deadline, |t| tcp.set_read_timeout(Some(t)))
+    }
+
+    /// Bounds the next write by `deadline` (see [`TIMEOUT_SLACK_DIVISOR`]).
+    fn write_by(&mut self, deadline: Instant) -> IoResult<()> {
+        let tcp = &self.tcp;
+        bound(&mut self.write, deadline, |t| tcp.set_write_timeout(Some(t)))
+    }
+}
+
+/// Sets a timeout (`set`) for the time left before `deadline`, unless the
+/// one last set (`current`) is within the slack of it.
+fn bound(
+    current: &mut Option<Duration>,
+    deadline: Instant,
+    set: impl FnOnce(Duration) -> io::Result<()>,
+) -> IoResult<()> {
+    let left = remaining(deadline)?;
+    if current.is_some_and(|c| c.abs_diff(left) <= left / TIMEOUT_SLACK_DIVISOR) {
+        return Ok(());
+    }
+    // Unknown until set again if setting fails.
+    *current = None;
+    set(left).map_err(IoFail::Io)?;
+    *current = Some(left);
+    Ok(())
+}
+
 /// The byte stream under the protocol: plain TCP, or TLS over it. TLS is
 /// driven by hand (no `rustls::StreamOwned`) so that every socket read and
 /// write gets only the time left before the deadline.
 pub(super) enum Stream {
-    Plain(TcpStream),
-    Tls(Box<ClientConnection>, TcpStream),
+    Plain(Socket),
+    Tls(Box<ClientConnection>, Socket),
     /// A scripted server in memory: the dialogue's unit tests.
     #[cfg(test)]
     Memory(super::mock::MockStream),
@@ -73,8 +128,8 @@ impl Stream {
     /// Ends the connection at once (no QUIT), both ways.
     pub(super) fn shutdown(&self) {
         match self {
-            Stream::Plain(tcp) | Stream::Tls(_, tcp) => {
-                let _ = tcp.shutdown(Shutdown::Both);
+            Stream::Plain(socket) | Stream::Tls(_, socket) => {
+                let _ = socket.tcp.shutdown(Shutdown::Both);
             }
             #[cfg(test)]
             Stream::Memory(mock) => mock.shutdown(),
@@ -85,7 +140,7 @@ impl Stream {
     /// anything: a check without a round trip.
     pub(super) fn is_quiet(&self) -> bool {
         match self {
-            Stream::Plain(tcp) | Stream::Tls(_, tcp) => {
+            Stream::Plain(Socket { tcp, .. }) | Stream::Tls(_, Socket { tcp, .. }) => {
                 if tcp.set_nonblocking(true).is_err() {
                     return false;
                 }
@@ -101,7 +156,7 @@ impl Stream {
     /// The plain TCP connection, for STARTTLS to put TLS over.
     pub(super) fn plain_tcp(&self) -> IoResult<TcpStream> {
         match self {
-            Stream::Plain(tcp) => tcp.try_clone().map_err(IoFail::Io),
+            Stream::Plain(socket) => socket.tcp.try_clone().map_err(IoFail::Io),
             Stream::Tls(..) => Err(IoFail::Protocol("the session is already encrypted".into())),
             #[cfg(test)]
             Stream::Memory(_) => Err(IoFail::Protocol("an in-memory stream carries no TLS".into())),
@@ -111,23 +166,23 @@ impl Stream {
     pub(super) fn read(&mut self, buf: &mut [u8], deadline: Instant) -> IoResult<usize> {
         loop {
             match self {
-                Stream::Plain(tcp) => {
-                    tcp.set_read_timeout(Some(remaining(deadline)?)).map_err(IoFail::Io)?;
-                    match tcp.read(buf) {
+                Stream::Plain(socket) => {
+                    socket.read_by(deadline)?;
+                    match socket.tcp.read(buf) {
                         Ok(0) => return Err(IoFail::Closed),
                         Ok(n) => return Ok(n),
                         Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => return Err(io_fail(e)),
                     }
                 }
-                Stream::Tls(conn, tcp) => {
+                Stream::Tls(conn, socket) => {
                     match conn.reader().read(buf) {
                         Ok(0) => return Err(IoFail::Closed),
                         Ok(n) => return Ok(n),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => return Err(io_fail(e)),
                     }
-                    tls_read_once(conn, tcp, deadline)?;
+                    tls_read_once(conn, socket, deadline)?;
                 }
                 #[cfg(test)]
                 Stream::Memory(mock) => return mock.read(buf),
@@ -137,15 +192,15 @@ impl Stream {
 
     pub(super) fn write_all(&mut self, bytes: &[u8], deadline: Instant) -> IoResult<()> {
         match self {
-            Stream::Plain(tcp) => write_all_tcp(tcp, bytes, deadline),
-            Stream::Tls(conn, tcp) => {
+            Stream::Plain(socket) => write_all_tcp(socket, bytes, deadline),
+            Stream::Tls(conn, socket) => {
                 // rustls takes only as much plaintext as fits its buffer of
                 // unsent records: hand it a piece, send that, repeat.
                 let mut rest = bytes;
                 while !rest.is_empty() {
                     let taken = conn.writer().write(rest).map_err(IoFail::Io)?;
                     rest = &rest[taken..];
-                    tls_flush(conn, tcp, deadline)?;
+                    tls_flush(conn, socket, deadline)?;
                 }
                 Ok(())
             }
@@ -155,10 +210,10 @@ impl Stream {
     }
 }
 
-pub(super) fn write_all_tcp(tcp: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> IoResult<()> {
+pub(super) fn write_all_tcp(socket: &mut Socket, mut bytes: &[u8], deadline: Instant) -> IoResult<()> {
     while !bytes.is_empty() {
-        tcp.set_write_timeout(Some(remaining(deadline)?)).map_err(IoFail::Io)?;
-        match tcp.write(bytes) {
+        socket.write_by(deadline)?;
+        match socket.tcp.write(bytes) {
             Ok(0) => return Err(IoFail::Closed),
             Ok(n) => bytes = &bytes[n..],
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
@@ -168,10 +223,10 @@ pub(super) fn write_all_tcp(tcp: &mut TcpStream, mut bytes: &[u8], deadline: Ins
     Ok(())
 }
 
-pub(super) fn tls_flush(conn: &mut ClientConnection, tcp: &mut TcpStream, deadline: Instant) -> IoResult<()> {
+pub(super) fn tls_flush(conn: &mut ClientConnection, socket: &mut Socket, deadline: Instant) -> IoResult<()> {
     while conn.wants_write() {
-        tcp.set_write_timeout(Some(remaining(deadline)?)).map_err(IoFail::Io)?;
-        match conn.write_tls(tcp) {
+        socket.write_by(deadline)?;
+        match conn.write_tls(&mut socket.tcp) {
             Ok(_) => {}
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(io_fail(e)),
@@ -181,10 +236,10 @@ pub(super) fn tls_flush(conn: &mut ClientConnection, tcp: &mut TcpStream, deadli
 }
 
 /// Reads one batch of TLS records from the socket and processes them.
-pub(super) fn tls_read_once(conn: &mut ClientConnection, tcp: &mut TcpStream, deadline: Instant) -> IoResult<()> {
+pub(super) fn tls_read_once(conn: &mut ClientConnection, socket: &mut Socket, deadline: Instant) -> IoResult<()> {
     loop {
-        tcp.set_read_timeout(Some(remaining(deadline)?)).map_err(IoFail::Io)?;
-        match conn.read_tls(tcp) {
+        socket.read_by(deadline)?;
+        match conn.read_tls(&mut socket.tcp) {
             Ok(0) => return Err(IoFail::Closed),
             Ok(_) => break,
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
@@ -193,7 +248,7 @@ pub(super) fn tls_read_once(conn: &mut ClientConnection, tcp: &mut TcpStream, de
     }
     if let Err(e) = conn.process_new_packets() {
         // Tell the server why, if it still listens.
-        let _ = tls_flush(conn, tcp, deadline);
+        let _ = tls_flush(conn, socket, deadline);
         return Err(IoFail::Tls(e));
     }
     Ok(())
@@ -202,21 +257,22 @@ pub(super) fn tls_read_once(conn: &mut ClientConnection, tcp: &mut TcpStream, de
 pub(super) fn tls_handshake(
     config: Arc<ClientConfig>,
     name: rustls::pki_types::ServerName<'static>,
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     deadline: Instant,
 ) -> IoResult<Stream> {
+    let mut socket = Socket::new(tcp);
     // A subject noted by an earlier handshake on this thread is not this one's.
     let _ = crate::tls::take_peer_subject();
     let mut conn = ClientConnection::new(config, name).map_err(IoFail::Tls)?;
     while conn.is_handshaking() {
         if conn.wants_write() {
-            tls_flush(&mut conn, &mut tcp, deadline)?;
+            tls_flush(&mut conn, &mut socket, deadline)?;
         } else {
-            tls_read_once(&mut conn, &mut tcp, deadline)?;
+            tls_read_once(&mut conn, &mut socket, deadline)?;
         }
     }
-    tls_flush(&mut conn, &mut tcp, deadline)?;
-    Ok(Stream::Tls(Box::new(conn), tcp))
+    tls_flush(&mut conn, &mut socket, deadline)?;
+    Ok(Stream::Tls(Box::new(conn), socket))
 }
 
 /// One line without its line end, from `buf[*start..]` and what `read`

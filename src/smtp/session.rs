@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::capabilities::Capabilities;
 use super::failure::{connect_failure, failure, local, Failure};
-use super::io::{read_line_from, tls_flush, tls_handshake, tls_version_name, IoFail, IoResult, Stream};
+use super::io::{read_line_from, tls_flush, tls_handshake, tls_version_name, IoFail, IoResult, Socket, Stream};
 use super::net::{connect, tls_established, tls_failure};
 use super::sockets::{Registration, Sockets};
 use super::{Login, Probe};
@@ -81,7 +81,7 @@ impl Session {
                 tls_failure(settings, &server_name, format!("TLS handshake with {host}:{} failed", settings.port), e)
             })?
         } else {
-            Stream::Plain(tcp)
+            Stream::Plain(Socket::new(tcp))
         };
         let session = Session::new(stream, timeout, in_transaction, Some(registration));
         if let Stream::Tls(conn, _) = &session.stream {
@@ -316,9 +316,9 @@ impl Session {
         if self.write(b"QUIT\r\n", deadline).is_ok() {
             let _ = self.read_reply(deadline);
         }
-        if let Stream::Tls(conn, tcp) = &mut self.stream {
+        if let Stream::Tls(conn, socket) = &mut self.stream {
             conn.send_close_notify();
-            let _ = tls_flush(conn, tcp, deadline);
+            let _ = tls_flush(conn, socket, deadline);
         }
         self.stream.shutdown();
     }
