@@ -151,7 +151,8 @@ pub unsafe extern "C" fn smtpb_send(
 ) -> smtpb_result {
     ffi_export!(client c, fills out_status_json => |client| {
         let outcome = client.send(str_arg(message_json, "message_json")?);
-        if let Some(status) = outcome.status {
+        // No JSON made for a caller that asked for none.
+        if let Some(status) = outcome.status.filter(|_| !out_status_json.is_null()) {
             write_out(out_status_json, wire::to_json(&status));
         }
         outcome.result
