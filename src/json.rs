@@ -6,10 +6,12 @@
 //! a duplicate key in a free-form object; [`OrderedMap`] does, and keeps the
 //! keys in the order the document gives them.
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::fmt;
+use std::marker::PhantomData;
 
 use crate::error::{Error, Result};
 
@@ -83,6 +85,37 @@ pub fn parse<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T> 
         .map_err(|e| Error::invalid_argument(format!("{what}: {}", crate::text::printable(&e.to_string()))))
 }
 
+/// A JSON array every element of which reads as `T`, read one element at
+/// a time and dropped: the check of a long list holds one element parsed,
+/// and fails as reading a `Vec<T>` would, with the same message.
+struct EachReads<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for EachReads<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct SeqVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for SeqVisitor<T> {
+            type Value = EachReads<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<EachReads<T>, A::Error> {
+                while seq.next_element::<T>()?.is_some() {}
+                Ok(EachReads(PhantomData))
+            }
+        }
+        deserializer.deserialize_seq(SeqVisitor(PhantomData))
+    }
+}
+
+/// Parses `text`, a JSON array every element of which must read as `T`,
+/// into its elements' JSON text (borrowed from `text`), to be read as `T`
+/// one at a time where each is used. Errors are those of
+/// `parse::<Vec<T>>(text, what)`.
+pub fn parse_raw_list<'a, T: for<'de> Deserialize<'de>>(text: &'a str, what: &str) -> Result<Vec<&'a RawValue>> {
+    parse::<EachReads<T>>(text, what)?;
+    serde_json::from_str(text).map_err(|e| Error::internal(format!("{what}: read again: {e}")))
+}
+
 /// The natural JSON value of a scalar for error messages and string keys:
 /// strings as they are, numbers and booleans as JSON prints them.
 pub fn scalar_text(value: &Value) -> Option<String> {
@@ -111,6 +144,17 @@ mod tests {
         let err = parse::<OrderedMap>("{\"a\\nb\": 1, \"a\\nb\": 2}", "template JSON").unwrap_err();
         assert!(err.message().contains("duplicate key `a\\nb`"), "{}", err.message());
         assert!(!err.message().contains('\n'), "{}", err.message());
+    }
+
+    #[test]
+    fn a_raw_list_fails_as_the_parsed_list() {
+        for text in ["[{\"a\": 1},\n {\"a\": 1, \"a\": 2}]", "{}", "[1, {}]", "[{}] x", "[{},]", ""] {
+            let raw = parse_raw_list::<Object<OrderedMap>>(text, "list").unwrap_err();
+            let parsed = parse::<Vec<Object<OrderedMap>>>(text, "list").unwrap_err();
+            assert_eq!((raw.code(), raw.message()), (parsed.code(), parsed.message()), "{text}");
+        }
+        let raw = parse_raw_list::<Object<OrderedMap>>(" [ {\"a\": [1, 2]} , {} ] ", "list").unwrap();
+        assert_eq!(raw.iter().map(|r| r.get()).collect::<Vec<_>>(), ["{\"a\": [1, 2]}", "{}"]);
     }
 
     #[test]

@@ -254,6 +254,31 @@ def test_recipients_that_are_not_an_array_of_objects_are_invalid_argument(mergin
     assert_nothing_queued_or_sent(merging, server)
 
 
+TWO = '[\n  {"email": "a@example.com", "fields": {"N": 1}},\n  {"email": "b@example.com"%s}\n]'
+
+
+@pytest.mark.parametrize("recipients, expected", [
+    (TWO % ', "emial": "x"', "unknown field `emial`, expected one of `email`, `name`, `fields`, `attachments`, "
+                             "`cc`, `reference` at line 3 column 36"),
+    (TWO % ', "fields": {"N": 1, "N": 2}', "duplicate key `N` at line 3 column 51"),
+    (TWO % ', "cc": 5', "invalid type: integer `5`, expected an array of addresses, or one string of addresses "
+                        "separated by ; or , at line 3 column 36"),
+    (TWO.replace('{"email": "b@example.com"%s}', '["b@example.com"]'),
+     "invalid type: sequence, expected a JSON object at line 3 column 2"),
+    (TWO % "" + " x", "trailing characters at line 4 column 3"),
+    (TWO % "" + "\n" + TWO % "", "trailing characters at line 5 column 1"),
+    ((TWO % "")[:-2], "EOF while parsing a list at line 3 column 28"),
+    ('{"email": "a@example.com"}', "invalid type: map, expected a sequence at line 1 column 0"),
+], ids=["unknown-field", "duplicate-key", "bad-cc", "array-entry", "trailing", "two-arrays", "cut-short", "object"])
+def test_bad_recipients_json_is_named_with_its_line_and_column(merging, server, recipients, expected):
+    """Every recipient is checked before the merge: serde's message with the line and column in the whole
+    recipients JSON, however far down the bad recipient is."""
+    template = '{"from": "%s", "subject": "Hello {{N}}", "text": "t"}' % SENDER
+    error = expect_error(INVALID_ARGUMENT, merging.merge, template, recipients)
+    assert error.message == f"recipients JSON: {expected}", error.message
+    assert_nothing_queued_or_sent(merging, server)
+
+
 @pytest.mark.parametrize("value", ["x\r\nBcc: evil@attacker.example", "x\nX-Injected: 1", "x\rY"],
                          ids=["crlf", "lf", "cr"])
 def test_cr_or_lf_brought_into_the_subject_by_a_value_fails_and_sends_nothing(merging, server, value):

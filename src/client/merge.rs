@@ -5,12 +5,15 @@
 //! address, every attachment path, and a value for every placeholder. Then
 //! each recipient's message is rendered and built, and the messages are
 //! made durable [`MERGE_CHUNK`] to a transaction (or 8 MiB of them), so a
-//! merge of thousands never holds their bodies at once. Values
+//! merge of thousands never holds their bodies at once. The recipients
+//! come as [`Recipients`], read one at a time where they are used (from
+//! JSON text, by the ABI), so neither are they all held parsed. Values
 //! are HTML-escaped in `html`, inserted as they are in `subject` and
 //! `text` (where a line break in the subject is still refused).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -47,6 +50,26 @@ pub struct MergeRecipient {
     pub cc: crate::address::AddressList,
     #[serde(default)]
     pub reference: Option<String>,
+}
+
+/// The recipients of a merge: how many, and each one, read where it is
+/// used, so that a list kept as text need not be held parsed whole.
+pub trait Recipients {
+    fn len(&self) -> usize;
+    /// Recipient `i` (below [`Recipients::len`]).
+    fn get(&self, i: usize) -> Result<Cow<'_, MergeRecipient>>;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Recipients for [MergeRecipient] {
+    fn len(&self) -> usize {
+        <[MergeRecipient]>::len(self)
+    }
+    fn get(&self, i: usize) -> Result<Cow<'_, MergeRecipient>> {
+        Ok(Cow::Borrowed(&self[i]))
+    }
 }
 
 /// What a merge queued: the batch, and one message id per recipient, in
@@ -120,7 +143,7 @@ impl Client {
     /// Merges the template `raw` (a message) with `recipients` and queues
     /// one message per recipient under a new batch; `ids` aligned with the
     /// recipients.
-    pub fn merge(&self, raw: MessageJson, recipients: &[MergeRecipient]) -> Result<Merged> {
+    pub fn merge<R: Recipients + ?Sized>(&self, raw: MessageJson, recipients: &R) -> Result<Merged> {
         self.check_open()?;
         if !raw.to.is_empty() {
             return Err(Error::message_error(
@@ -148,12 +171,13 @@ impl Client {
         }
 
         // Check everything first: nothing is queued unless all is well.
-        for (i, r) in recipients.iter().enumerate() {
+        for i in 0..recipients.len() {
+            let r = recipients.get(i)?;
             let who = format!("recipients[{i}] ({})", printable(&r.email));
             let spec = AddressSpec { email: r.email.clone(), name: r.name.clone() };
             message::recipients(&format!("recipients[{i}]"), std::slice::from_ref(&spec))?;
             message::recipients(&format!("recipients[{i}].cc"), &r.cc)?;
-            let values = field_values(i, r)?;
+            let values = field_values(i, &r)?;
             if let Some(missing) = names.iter().find(|n| !values.contains_key(*n)) {
                 let missing = printable(missing);
                 return Err(Error::message_error(format!("{who}: no value for the field {{{{{missing}}}}}")));
@@ -185,9 +209,10 @@ impl Client {
         let mut chunk_bytes = 0;
         let mut first = 0;
         let written = (|| {
-            for (i, r) in recipients.iter().enumerate() {
+            for i in 0..recipients.len() {
+                let r = recipients.get(i)?;
                 let new = self
-                    .merge_one(&config, &template, i, r, &batch_id)
+                    .merge_one(&config, &template, i, &r, &batch_id)
                     .map_err(|e| e.context(format!("recipients[{i}]")))?;
                 chunk_bytes += new.1.len();
                 chunk.push(new);

@@ -2,7 +2,7 @@
 //! sessions and message statuses. Safe to share between threads.
 
 mod merge;
-pub use merge::{MergeRecipient, Merged};
+pub use merge::{MergeRecipient, Merged, Recipients};
 mod oauth;
 mod pipeline;
 mod render;

@@ -5,10 +5,12 @@
 //! typed form).
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::time::SystemTime;
 
-use crate::client::MergeRecipient;
+use crate::client::{MergeRecipient, Recipients};
 use crate::error::{Error, Result};
 use crate::json::{self, OrderedMap};
 use crate::message::MessageJson;
@@ -120,14 +122,27 @@ pub fn parse_purge_states(states_json: Option<&str>) -> Result<Vec<State>> {
     Ok(states)
 }
 
+/// `smtpb_merge`'s recipients: the elements of `recipients_json`, each
+/// checked and kept as its JSON text, read again where the merge uses it.
+pub struct RawRecipients<'a>(Vec<&'a RawValue>);
+
+impl Recipients for RawRecipients<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn get(&self, i: usize) -> Result<Cow<'_, MergeRecipient>> {
+        // Checked whole by parse_merge: reading one again does not fail.
+        serde_json::from_str::<json::Object<MergeRecipient>>(self.0[i].get())
+            .map(|o| Cow::Owned(o.0))
+            .map_err(|e| Error::internal(format!("recipients[{i}]: read again: {e}")))
+    }
+}
+
 /// `smtpb_merge`'s template (a message) and recipients JSON.
-pub fn parse_merge(template_json: &str, recipients_json: &str) -> Result<(MessageJson, Vec<MergeRecipient>)> {
+pub fn parse_merge<'a>(template_json: &str, recipients_json: &'a str) -> Result<(MessageJson, RawRecipients<'a>)> {
     let template: MessageJson = json::parse_object(template_json, "template JSON")?;
-    let recipients = json::parse::<Vec<json::Object<MergeRecipient>>>(recipients_json, "recipients JSON")?
-        .into_iter()
-        .map(|o| o.0)
-        .collect();
-    Ok((template, recipients))
+    let recipients = json::parse_raw_list::<json::Object<MergeRecipient>>(recipients_json, "recipients JSON")?;
+    Ok((template, RawRecipients(recipients)))
 }
 
 #[cfg(test)]
