@@ -63,12 +63,9 @@ impl Outbox {
                 self.stamp_new(&mut record);
                 let taken = match &record.idempotency_key {
                     Some(key) => {
-                        let unstored = state
-                            .unstored
-                            .iter()
-                            .find(|id| state.entries.get(*id).is_some_and(|r| r.idempotency_key.as_ref() == Some(key)));
+                        let unstored = state.unstored_records().find(|r| r.idempotency_key.as_ref() == Some(key));
                         match unstored {
-                            Some(id) => Some(id.clone()),
+                            Some(r) => Some(r.status.id.clone()),
                             None => self.store().idempotent(key)?,
                         }
                     }
@@ -147,7 +144,7 @@ impl Outbox {
     /// back with a merge under way).
     fn track_new(&self, state: &mut super::Ledger, record: Record) -> bool {
         let ready =
-            matches!(record.status.state, State::Queued | State::Deferred) && state.staged_batch(&record).is_none();
+            matches!(record.status.state, State::Queued | State::Deferred) && !state.is_staged(record.status.batch_id.as_deref());
         // Emitted under the lock, so no delivery thread can report this
         // message's next state first.
         self.emit_state(&record);

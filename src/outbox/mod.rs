@@ -44,7 +44,7 @@ use crate::status::{State, Status};
 use crate::text::printable;
 use events::Events;
 pub use group::New;
-use ledger::{moved, now_ms, Ledger};
+use ledger::{moved, now_ms, Id, Ledger};
 pub use purge::{purgeable, PurgeHook, RetentionFn};
 pub use query::{BatchCancel, BatchCounts, Counts, Cursor, Page};
 pub use retry::{Attempt, AttemptFn, RetryPolicy};
@@ -135,7 +135,9 @@ impl Outbox {
         let shared_unfinished: Vec<String> =
             if exclusive { store.staged()?.into_iter().map(|m| m.batch_id).collect() } else { Vec::new() };
         unfinished.extend(shared_unfinished.iter().cloned());
-        let mut state = Ledger { paused, open_paused, ..Ledger::default() };
+        let mut state = Ledger::default();
+        state.paused = paused;
+        state.open_paused = open_paused;
         let mut all_cancelled = true;
         for mut record in active {
             let in_unfinished_merge = record.status.batch_id.as_ref().is_some_and(|b| unfinished.contains(b));
@@ -421,12 +423,7 @@ impl Outbox {
     pub fn release_credentials(&self) {
         let mut state = self.lock();
         state.credentials_noticed.clear();
-        let waiting: Vec<String> = state
-            .entries
-            .values()
-            .filter(|r| r.status.state == State::Deferred && r.status.needs.is_some())
-            .map(|r| r.status.id.clone())
-            .collect();
+        let waiting: Vec<Id> = state.entries().filter(|(_, e)| e.needs_credentials).map(|(id, _)| id.clone()).collect();
         let now = now_ms();
         for id in waiting {
             state.reschedule(&id, now);
@@ -440,15 +437,10 @@ impl Outbox {
         let mut state = self.lock();
         let profile = profile.map(str::to_ascii_lowercase);
         state.holds.retain(|p, _| profile.as_ref().is_some_and(|q| q != p));
-        let held: Vec<String> = state
-            .entries
-            .values()
-            .filter(|r| {
-                r.status.state == State::Deferred
-                    && r.status.error_code == Code::Limit
-                    && profile.as_ref().is_none_or(|p| *p == r.status.profile.to_ascii_lowercase())
-            })
-            .map(|r| r.status.id.clone())
+        let held: Vec<Id> = state
+            .entries()
+            .filter(|(_, e)| e.limit.is_some() && profile.as_deref().is_none_or(|p| p == &*e.profile))
+            .map(|(id, _)| id.clone())
             .collect();
         let now = now_ms();
         for id in held {

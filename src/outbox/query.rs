@@ -111,21 +111,26 @@ impl Outbox {
     /// A message's record: from memory while it is not final, else from
     /// the store.
     pub(super) fn record(&self, state: &Ledger, id: &str) -> Result<Record> {
-        if let Some(r) = state.entries.get(id) {
+        if let Some(r) = state.held(id) {
             return Ok(r.clone());
         }
-        self.store().get(id)?.ok_or_else(|| Self::not_found(id))
+        Ok(state.overlay(self.store().get(id)?.ok_or_else(|| Self::not_found(id))?))
+    }
+
+    /// The record of a message that is not final (`None`: it is final, or
+    /// gone), as [`Outbox::record`] reads it.
+    pub(super) fn active_record(&self, state: &Ledger, id: &str) -> Result<Option<Record>> {
+        match state.entry(id) {
+            Some(_) => self.record(state, id).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The status of a message.
     pub fn status(&self, id: &str) -> Result<Status> {
         self.catch_up();
         let state = self.lock();
-        if let Some(r) = state.entries.get(id) {
-            return Ok(r.status.clone());
-        }
-        drop(state);
-        Ok(self.store().get(id)?.ok_or_else(|| Self::not_found(id))?.status)
+        Ok(self.record(&state, id)?.status)
     }
 
     /// Statuses read from the store, with the ones not final taken from
@@ -135,9 +140,9 @@ impl Outbox {
         let state = self.lock();
         records
             .into_iter()
-            .map(|r| match state.entries.get(&r.status.id) {
+            .map(|r| match state.held(&r.status.id) {
                 Some(live) => live.status.clone(),
-                None => r.status,
+                None => state.overlay(r).status,
             })
             .collect()
     }
@@ -167,9 +172,7 @@ impl Outbox {
         let unstored: Vec<Status> = {
             let state = self.lock();
             state
-                .unstored
-                .iter()
-                .filter_map(|id| state.entries.get(id))
+                .unstored_records()
                 .filter(|r| query.matches(r))
                 .map(|r| r.status.clone())
                 .collect()
@@ -213,7 +216,7 @@ impl Outbox {
             let store = self.store();
             (store.counts()?, store.damaged_records())
         };
-        for r in state.unstored.iter().filter_map(|id| state.entries.get(id)) {
+        for r in state.unstored_records() {
             stored[state_code(r.status.state) as usize] += 1;
         }
         let mut states = StateCounts::default();
@@ -235,7 +238,7 @@ impl Outbox {
         Ok(stored
             .into_iter()
             .map(|(id, code)| {
-                let s = state.entries.get(&id).map(|r| r.status.state).unwrap_or(State::ALL[code_index(code)]);
+                let s = state.entry(&id).map(|e| e.state).unwrap_or(State::ALL[code_index(code)]);
                 (id, s)
             })
             .collect())

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::ledger::{moved, now_ms, Ledger};
+use super::ledger::{moved, now_ms, Id, Ledger};
 use super::store::{changed_elsewhere, Holder, Member, Store};
 use super::workers::state_event;
 use super::{Outbox, Record};
@@ -255,7 +255,7 @@ impl Outbox {
         match self.store().reload_active() {
             Ok(active) => {
                 let live: BTreeSet<String> = active.iter().map(|r| r.status.id.clone()).collect();
-                let stale: Vec<String> = state.entries.keys().filter(|id| !live.contains(*id)).cloned().collect();
+                let stale: Vec<Id> = state.entries().map(|(id, _)| id).filter(|id| !live.contains(&***id)).cloned().collect();
                 for id in stale {
                     self.refresh(state, &id);
                 }

@@ -21,7 +21,7 @@
 
 use std::collections::HashSet;
 
-use super::ledger::{moved, Ledger};
+use super::ledger::{moved, Id, Ledger};
 use super::{Outbox, Record};
 use crate::error::{Code, Result};
 use crate::fsutil;
@@ -63,9 +63,7 @@ impl Outbox {
         state.staging.remove(batch_id);
         let ids = state.staged.remove(batch_id).unwrap_or_default();
         for id in ids {
-            if let Some(record) = state.entries.get(&id).cloned() {
-                state.replace(record);
-            }
+            state.retrack(&id);
         }
         drop(state);
         self.notify();
@@ -77,10 +75,18 @@ impl Outbox {
     /// too, if a cancellation could not be written).
     pub fn abandon_batch(&self, batch_id: &str) {
         let mut state = self.lock();
-        let members: Vec<Record> =
-            state.entries.values().filter(|r| r.status.batch_id.as_deref() == Some(batch_id)).cloned().collect();
+        let members: Vec<Id> =
+            state.entries().filter(|(_, e)| e.batch.as_deref() == Some(batch_id)).map(|(id, _)| id.clone()).collect();
         let mut all_written = true;
-        for record in members {
+        for id in members {
+            let record = match self.active_record(&state, &id) {
+                Ok(Some(record)) => record,
+                Ok(None) => continue,
+                Err(_) => {
+                    all_written = false;
+                    continue;
+                }
+            };
             let mut record = moved(record, State::Cancelled, None);
             record.idempotency_key = None;
             all_written &= self.commit(&mut state, record).is_ok();
@@ -125,15 +131,14 @@ impl Outbox {
         }
         let released = state.staging.difference(&staged).next().is_some();
         let changed: HashSet<String> = staged.symmetric_difference(&state.staging).cloned().collect();
-        let affected: Vec<Record> = state
-            .entries
-            .values()
-            .filter(|r| r.status.batch_id.as_ref().is_some_and(|b| changed.contains(b)))
-            .cloned()
+        let affected: Vec<Id> = state
+            .entries()
+            .filter(|(_, e)| e.batch.as_deref().is_some_and(|b| changed.contains(b)))
+            .map(|(id, _)| id.clone())
             .collect();
         state.staging = staged;
-        for record in affected {
-            state.replace(record);
+        for id in affected {
+            state.retrack(&id);
         }
         state.staged.retain(|_, ids| !ids.is_empty());
         released
@@ -224,7 +229,7 @@ mod tests {
     }
 
     fn ready(outbox: &Outbox) -> Vec<String> {
-        outbox.lock().ready.values().flatten().map(|(_, id)| id.clone()).collect()
+        outbox.lock().ready.values().flatten().map(|(_, id)| id.to_string()).collect()
     }
 
     #[test]

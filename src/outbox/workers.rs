@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::events::Event;
-use super::ledger::{moved, now_ms, time_to_ms, Bytes, Ledger};
+use super::ledger::{moved, now_ms, time_to_ms, Bytes, Id, Ledger};
 use super::{Attempt, AttemptFn, Outbox, Record, RetentionFn, RetryPolicy};
 use crate::error::{Code, Error, Result};
 use crate::status::{Refusal, ServerReply, State, Status};
@@ -94,7 +94,7 @@ impl Outbox {
         retry: bool,
         body: Option<Arc<Vec<u8>>>,
     ) -> Result<Option<Record>> {
-        let Some(mut record) = state.entries.get(id).cloned() else { return Ok(None) };
+        let Some(mut record) = self.active_record(state, id)? else { return Ok(None) };
         let s = &mut record.status;
         let profile = s.profile.clone();
         let mut credential_user = record.user.clone();
@@ -189,14 +189,15 @@ impl Outbox {
     /// message's status says what happened.
     pub(super) fn hold_unrecorded(&self, state: &mut Ledger, record: Record, body: Option<Arc<Vec<u8>>>, e: &Error) {
         let id = record.status.id.clone();
-        if let Some(entry) = state.entries.get_mut(&id) {
-            entry.status.possible_duplicate = true;
-            entry.status.error = Some(format!(
+        if let Some(mut live) = state.held(&id).cloned() {
+            live.status.possible_duplicate = true;
+            live.status.error = Some(format!(
                 "the attempt ended ({}), but the outbox could not record it: {}; until it can, the message \
                  stays sending and, should the process end first, is sent again as a possible duplicate",
                 record.status.state.name(),
                 e.message()
             ));
+            state.replace_ahead(live);
             state.unrecorded.insert(id, (record, body));
         }
     }
@@ -228,7 +229,7 @@ impl Outbox {
             self.store().insert(&record, bytes)?;
             state.unstored.remove(&id);
         } else {
-            let prior = state.entries.get(&id).map(|r| r.status.state);
+            let prior = state.entry(&id).map(|e| e.state);
             let written = self.write_record(&mut self.store(), &mut record, body, prior, false);
             if let Err(e) = written {
                 if matches!(e.code(), Code::State | Code::NotFound) {
@@ -307,7 +308,7 @@ impl Outbox {
                 }
             }
             let now = now_ms();
-            let mut chosen: Option<(i64, String)> = None;
+            let mut chosen: Option<(i64, Id)> = None;
             let mut wake_at = now + 1000;
             let mut to_hold = Vec::new();
             for (profile, set) in state.ready.iter() {
@@ -322,8 +323,8 @@ impl Outbox {
                     }
                     if let Some((until, reason)) = hold {
                         wake_at = wake_at.min(*until);
-                        let record = &state.entries[id];
-                        if record.status.state == State::Queued || record.status.error.as_ref() != Some(reason) {
+                        let entry = state.entry(id);
+                        if entry.is_some_and(|e| e.state == State::Queued || e.limit.as_deref() != Some(reason.as_str())) {
                             to_hold.push((id.clone(), *until, reason.clone()));
                         }
                         continue;
@@ -336,7 +337,15 @@ impl Outbox {
             }
             for (id, until, reason) in to_hold {
                 // Held by a send limit: deferred with the reason, once.
-                let Some(record) = state.entries.get(&id).cloned() else { continue };
+                let record = match self.active_record(&state, &id) {
+                    Ok(Some(record)) => record,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        log::warn!("{}", e.message());
+                        state.reschedule(&id, until);
+                        continue;
+                    }
+                };
                 let mut record = moved(record, State::Deferred, Some(until));
                 record.status.error_code = Code::Limit;
                 record.status.error = Some(reason);
@@ -346,8 +355,23 @@ impl Outbox {
                 }
             }
             if let Some((_, id)) = chosen {
-                let prior = state.entries[&id].status.state;
-                let mut record = moved(state.entries[&id].clone(), State::Sending, None);
+                let taken = match self.active_record(&state, &id) {
+                    Ok(Some(record)) => record,
+                    Ok(None) => continue,
+                    Err(e) if e.code() == Code::NotFound => {
+                        // Purged by another client meanwhile.
+                        self.refresh(&mut state, &id);
+                        continue;
+                    }
+                    Err(e) => {
+                        // Not readable now: tried again later.
+                        log::warn!("{}", e.message());
+                        state.reschedule(&id, now + 1000);
+                        continue;
+                    }
+                };
+                let prior = taken.status.state;
+                let mut record = moved(taken.clone(), State::Sending, None);
                 record.status.attempts += 1;
                 let (written, full) = {
                     let mut store = self.store();
@@ -367,9 +391,9 @@ impl Outbox {
                 }
                 if let (Err(e), false) = (&written, full) {
                     // Not durable: do not send what a restart cannot account for.
-                    if let Some(entry) = state.entries.get_mut(&id) {
-                        entry.status.error = Some(e.message().to_string());
-                    }
+                    let mut noted = taken;
+                    noted.status.error = Some(e.message().to_string());
+                    state.replace_ahead(noted);
                     state.reschedule(&id, now + 1000);
                     continue;
                 }
