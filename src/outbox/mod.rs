@@ -25,6 +25,7 @@ mod purge;
 mod query;
 mod retry;
 pub mod shared;
+mod signal;
 pub mod spool;
 mod staging;
 pub mod store;
@@ -49,6 +50,7 @@ pub use purge::{purgeable, PurgeHook, RetentionFn};
 pub use query::{BatchCancel, BatchCounts, Counts, Cursor, Page};
 pub use retry::{Attempt, AttemptFn, RetryPolicy};
 pub use shared::Sharing;
+use signal::Signal;
 pub use spool::Record;
 pub use store::Query;
 use store::{Opened, Store};
@@ -57,7 +59,7 @@ use store::{Opened, Store};
 pub struct Outbox {
     state: Mutex<Ledger>,
     /// Wakes whoever waits for a message to change (wait, flush, shutdown).
-    changed: Condvar,
+    changed: Signal,
     /// Wakes the delivery threads: there may be work for them.
     work: Condvar,
     store: Mutex<Store>,
@@ -156,7 +158,7 @@ impl Outbox {
         }
         let outbox = Outbox {
             state: Mutex::new(state),
-            changed: Condvar::new(),
+            changed: Signal::default(),
             work: Condvar::new(),
             in_memory: store.in_memory(),
             store: Mutex::new(store),
@@ -277,13 +279,13 @@ impl Outbox {
         what: impl FnOnce() -> String,
     ) -> Result<MutexGuard<'a, Ledger>> {
         match deadline {
-            None => Ok(self.changed.wait(state).unwrap_or_else(|e| e.into_inner())),
+            None => Ok(self.changed.wait(state)),
             Some(d) => {
                 let now = Instant::now();
                 if now >= d {
                     return Err(Error::new(Code::Timeout, what()));
                 }
-                Ok(self.changed.wait_timeout(state, d - now).unwrap_or_else(|e| e.into_inner()).0)
+                Ok(self.changed.wait_timeout(state, d - now).0)
             }
         }
     }
@@ -476,7 +478,7 @@ impl Outbox {
                     in_time = false;
                     break;
                 }
-                state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+                state = self.changed.wait_timeout(state, deadline - now).0;
             }
             if !state.unrecorded.is_empty() {
                 self.record_unrecorded(&mut state);

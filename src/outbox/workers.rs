@@ -324,7 +324,9 @@ impl Outbox {
                     if let Some((until, reason)) = hold {
                         wake_at = wake_at.min(*until);
                         let entry = state.entry(id);
-                        if entry.is_some_and(|e| e.state == State::Queued || e.limit.as_deref() != Some(reason.as_str())) {
+                        if entry
+                            .is_some_and(|e| e.state == State::Queued || e.limit.as_deref() != Some(reason.as_str()))
+                        {
                             to_hold.push((id.clone(), *until, reason.clone()));
                         }
                         continue;
