@@ -124,6 +124,44 @@ pub(super) enum Stream {
     Memory(super::mock::MockStream),
 }
 
+/// Whether a read of `tcp` would block now: nothing received, not
+/// closed. One `recv(MSG_PEEK | MSG_DONTWAIT)` on Unix, so a pooled
+/// session's check before each message costs a single system call (the
+/// standard library needs three: non-blocking on, peek, off).
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn peek_would_block(tcp: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut probe = [0u8; 1];
+    loop {
+        // SAFETY: the descriptor is the open socket `tcp` owns for the
+        // whole call, and `probe` is a writable buffer of the length passed.
+        let n = unsafe {
+            libc::recv(tcp.as_raw_fd(), probe.as_mut_ptr().cast(), probe.len(), libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        };
+        if n >= 0 {
+            return false; // data waiting, or closed (0)
+        }
+        match io::Error::last_os_error().kind() {
+            io::ErrorKind::Interrupted => continue,
+            kind => return kind == io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
+/// Whether a read of `tcp` would block now: nothing received, not
+/// closed. Windows has no per-call non-blocking flag: the socket is made
+/// non-blocking for the peek.
+#[cfg(not(unix))]
+fn peek_would_block(tcp: &TcpStream) -> bool {
+    if tcp.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut probe = [0u8; 1];
+    let quiet = matches!(tcp.peek(&mut probe), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
+    tcp.set_nonblocking(false).is_ok() && quiet
+}
+
 impl Stream {
     /// Ends the connection at once (no QUIT), both ways.
     pub(super) fn shutdown(&self) {
@@ -140,14 +178,7 @@ impl Stream {
     /// anything: a check without a round trip.
     pub(super) fn is_quiet(&self) -> bool {
         match self {
-            Stream::Plain(Socket { tcp, .. }) | Stream::Tls(_, Socket { tcp, .. }) => {
-                if tcp.set_nonblocking(true).is_err() {
-                    return false;
-                }
-                let mut probe = [0u8; 1];
-                let quiet = matches!(tcp.peek(&mut probe), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
-                tcp.set_nonblocking(false).is_ok() && quiet
-            }
+            Stream::Plain(Socket { tcp, .. }) | Stream::Tls(_, Socket { tcp, .. }) => peek_would_block(tcp),
             #[cfg(test)]
             Stream::Memory(mock) => mock.is_quiet(),
         }
