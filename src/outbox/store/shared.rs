@@ -44,7 +44,7 @@ pub(crate) const STALE_MS: i64 = 3_000;
 pub(crate) const CHANGES_KEPT_MS: i64 = 60_000;
 
 /// The tables of format 3, added to a format-2 store by the migration.
-pub(super) const SCHEMA: &str = "
+pub(super) const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS clients (
   id TEXT PRIMARY KEY NOT NULL,
   pid INTEGER NOT NULL,
@@ -76,6 +76,13 @@ CREATE TABLE IF NOT EXISTS staged (
   pid INTEGER NOT NULL,
   host TEXT NOT NULL
 );
+";
+
+/// The triggers of format 3 that log every change for the other clients
+/// on the data_dir. A store in memory is never shared and goes without
+/// them: each costs every insert or update its trigger program, even when
+/// its WHEN finds no other client.
+pub(super) const TRIGGERS: &str = "
 CREATE TRIGGER IF NOT EXISTS messages_shared_insert AFTER INSERT ON messages
 WHEN EXISTS (SELECT 1 FROM clients) BEGIN
   INSERT INTO changes (id, state, origin, writer, ms) VALUES (new.id, new.state,
