@@ -297,7 +297,7 @@ mod tests {
     fn settings() -> ProfileSettings {
         let mut c = crate::config::Config::new();
         c.set("SMTPServer", Some("mail.example.com")).unwrap();
-        c.settings("Default").unwrap()
+        ProfileSettings::clone(&c.settings("Default").unwrap())
     }
 
     #[test]

@@ -146,7 +146,7 @@ fn settings(graph_save_to_sent_items: bool) -> ProfileSettings {
     config
         .set("SMTPGraphSaveToSentItems", Some(if graph_save_to_sent_items { "true" } else { "false" }))
         .expect("a key");
-    config.settings("Default").expect("the default profile")
+    ProfileSettings::clone(&config.settings("Default").expect("the default profile"))
 }
 
 /// An agent configured as [`Http::for_profile`] does, reading `pieces`.

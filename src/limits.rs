@@ -344,7 +344,7 @@ mod tests {
         c.set("SMTPSendLimit", Some(limit)).unwrap();
         c.set("SMTPSendLimitPeriod", Some(period)).unwrap();
         c.set("SMTPBatchPerMinute", Some(per_minute)).unwrap();
-        c.settings("Default").unwrap()
+        ProfileSettings::clone(&c.settings("Default").unwrap())
     }
 
     #[test]

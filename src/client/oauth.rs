@@ -769,7 +769,7 @@ mod tests {
         ] {
             client.config_set(key, Some(value)).unwrap();
         }
-        let settings = client.read_config().settings("Default").unwrap();
+        let settings = ProfileSettings::clone(&client.read_config().settings("Default").unwrap());
         (client, settings)
     }
 

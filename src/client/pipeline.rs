@@ -4,6 +4,7 @@
 //! attempt, from `smtpb_send` or a delivery thread.
 
 use lettre::message::Mailbox;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::{Client, SendOutcome};
@@ -36,11 +37,11 @@ fn prefix_subject(subject: &mut String, prefix: &str) {
 /// chosen profile's own limit is checked once the message is built).
 pub(super) fn part_budget(config: &Config, explicit: Option<&str>) -> PartBudget {
     if let Some(s) = explicit.and_then(|name| config.settings(name).ok()) {
-        return PartBudget::new(s.max_message_bytes, s.name);
+        return PartBudget::new(s.max_message_bytes, s.name.clone());
     }
     let largest = config.largest_enabled();
     match largest {
-        Some(s) => PartBudget::new(s.max_message_bytes, s.name),
+        Some(s) => PartBudget::new(s.max_message_bytes, s.name.clone()),
         None => PartBudget::new(config::Key::SMTPMaxMessageBytes.default_number(), config::DEFAULT_PROFILE),
     }
 }
@@ -390,7 +391,7 @@ impl Client {
         bytes: &[u8],
         throttle_wait: Duration,
         global: &config::GlobalSettings,
-        settings: Result<ProfileSettings>,
+        settings: Result<Arc<ProfileSettings>>,
     ) -> (Attempt, RetryPolicy) {
         let policy = RetryPolicy {
             initial_ms: global.retry_initial_ms,

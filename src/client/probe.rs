@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use super::{Client, ProbeReport, ProbeResult, Suggested, TestOutcome};
-use crate::config::{self, Authentication, Config, Encryption};
+use crate::config::{self, Authentication, Config, Encryption, ProfileSettings};
 use crate::error::{Code, Error};
 use crate::smtp::{Probe, Session};
 
@@ -67,7 +67,7 @@ impl Client {
                         let _scope = self.log_scope();
                         let standard = *port;
                         let port = map.get(&standard).copied().unwrap_or(standard);
-                        let mut settings = base.clone();
+                        let mut settings = ProfileSettings::clone(base);
                         settings.server = Some(host.to_string());
                         settings.port = port;
                         settings.encryption = *encryption;

@@ -2,6 +2,8 @@
 //! send) and `smtpb_validate` (a message and the settings it would use),
 //! both without sending or recording anything.
 
+use std::sync::Arc;
+
 use super::Client;
 use crate::config::{AuthModel, Authentication, ProfileSettings};
 use crate::credentials::SecretKind;
@@ -38,7 +40,7 @@ impl Client {
 
     /// Runs the pipeline up to the bytes, as for a message queued now:
     /// the profile chosen, the message's user and the bytes.
-    fn render_checked(&self, message_json: &str) -> Result<(ProfileSettings, Option<String>, Vec<u8>)> {
+    fn render_checked(&self, message_json: &str) -> Result<(Arc<ProfileSettings>, Option<String>, Vec<u8>)> {
         self.check_open()?;
         let config = self.read_config().clone();
         let mut spec = MessageSpec::parse(message_json, &|profile| super::pipeline::part_budget(&config, profile))?;

@@ -3,6 +3,7 @@
 //! one profile or a thousand.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{Config, ProfileSettings};
 use crate::error::{Error, Result};
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 /// (every change empties it, with the rest of the typed settings).
 #[derive(Debug)]
 pub(super) struct Choice {
-    enabled: Vec<ProfileSettings>,
+    enabled: Vec<Arc<ProfileSettings>>,
     /// The first enabled profile whose SMTPFilter is this address.
     by_address: HashMap<String, usize>,
     /// The first enabled profile whose SMTPFilter is this domain (`@d` or `d`).
@@ -75,7 +76,7 @@ impl Config {
     /// The profile for a message (ABI §4 "Profile choice"): the explicit
     /// one; else the first enabled profile whose SMTPFilter matches the
     /// sender; else the enabled default; else the first enabled.
-    pub fn choose_profile(&self, explicit: Option<&str>, sender: Option<&str>) -> Result<ProfileSettings> {
+    pub fn choose_profile(&self, explicit: Option<&str>, sender: Option<&str>) -> Result<Arc<ProfileSettings>> {
         if let Some(name) = explicit {
             let settings = self.settings(name)?;
             if !settings.enabled {
@@ -91,7 +92,7 @@ impl Config {
     }
 
     /// The enabled profile with the largest SMTPMaxMessageBytes, if any.
-    pub fn largest_enabled(&self) -> Option<ProfileSettings> {
+    pub fn largest_enabled(&self) -> Option<Arc<ProfileSettings>> {
         self.choice(|c| c.largest.map(|i| c.enabled[i].clone())).ok().flatten()
     }
 }
@@ -109,7 +110,7 @@ mod tests {
     }
 
     fn chosen(c: &Config, sender: Option<&str>) -> String {
-        c.choose_profile(None, sender).unwrap().name
+        c.choose_profile(None, sender).unwrap().name.clone()
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::{probe_port_map, Config, Key, Profile};
 use crate::error::{Error, Result};
@@ -17,7 +17,7 @@ use crate::text::{local_host_name, printable};
 pub(super) struct Derived {
     global: std::sync::OnceLock<GlobalSettings>,
     /// By profile name in lower case.
-    profiles: Mutex<HashMap<String, ProfileSettings>>,
+    profiles: Mutex<HashMap<String, Arc<ProfileSettings>>>,
     /// The enabled profiles, indexed for profile choice.
     pub(super) choice: std::sync::OnceLock<Result<super::choice::Choice>>,
 }
@@ -41,15 +41,16 @@ impl std::fmt::Debug for Derived {
 }
 
 impl Config {
-    /// The typed settings of the profile named `name`.
-    pub fn settings(&self, name: &str) -> Result<ProfileSettings> {
+    /// The typed settings of the profile named `name`, shared: read once
+    /// per configuration, never copied per message.
+    pub fn settings(&self, name: &str) -> Result<Arc<ProfileSettings>> {
         let key = name.to_ascii_lowercase();
         if let Some(s) = self.derived.profiles.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(s.clone());
         }
         let p =
             self.profile(name).ok_or_else(|| Error::not_found(format!("no profile named \"{}\"", printable(name))))?;
-        let settings = ProfileSettings::read(self, p)?;
+        let settings = Arc::new(ProfileSettings::read(self, p)?);
         self.derived.profiles.lock().unwrap_or_else(|e| e.into_inner()).insert(key, settings.clone());
         Ok(settings)
     }

@@ -187,7 +187,7 @@ mod tests {
         let mut c = crate::config::Config::new();
         c.set("SMTPTransport", Some("Graph")).unwrap();
         c.set("SMTPGraphUrl", Some("https://graph.example/v1.0/")).unwrap();
-        let mut s = c.settings("Default").unwrap();
+        let mut s = crate::config::ProfileSettings::clone(&c.settings("Default").unwrap());
         assert_eq!(mailbox_url(&s, Some("anna@firm.example")).unwrap(), "https://graph.example/v1.0/me");
         s.graph_oauth2_flow = Some("ClientCredentials".into());
         assert_eq!(

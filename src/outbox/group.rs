@@ -143,8 +143,8 @@ impl Outbox {
     /// the delivery threads have work (queued or deferred, and not held
     /// back with a merge under way).
     fn track_new(&self, state: &mut super::Ledger, record: Record) -> bool {
-        let ready =
-            matches!(record.status.state, State::Queued | State::Deferred) && !state.is_staged(record.status.batch_id.as_deref());
+        let ready = matches!(record.status.state, State::Queued | State::Deferred)
+            && !state.is_staged(record.status.batch_id.as_deref());
         // Emitted under the lock, so no delivery thread can report this
         // message's next state first.
         self.emit_state(&record);

@@ -171,11 +171,7 @@ impl Outbox {
     ) -> Result<(Vec<Status>, bool)> {
         let unstored: Vec<Status> = {
             let state = self.lock();
-            state
-                .unstored_records()
-                .filter(|r| query.matches(r))
-                .map(|r| r.status.clone())
-                .collect()
+            state.unstored_records().filter(|r| query.matches(r)).map(|r| r.status.clone()).collect()
         };
         let (records, more) = fetch()?;
         let mut items = self.overlay(records);

@@ -255,7 +255,8 @@ impl Outbox {
         match self.store().reload_active() {
             Ok(active) => {
                 let live: BTreeSet<String> = active.iter().map(|r| r.status.id.clone()).collect();
-                let stale: Vec<Id> = state.entries().map(|(id, _)| id).filter(|id| !live.contains(&***id)).cloned().collect();
+                let stale: Vec<Id> =
+                    state.entries().map(|(id, _)| id).filter(|id| !live.contains(&***id)).cloned().collect();
                 for id in stale {
                     self.refresh(state, &id);
                 }

@@ -25,7 +25,7 @@ fn settings(keys: &[(&str, &str)]) -> ProfileSettings {
     for (key, value) in keys {
         config.set(key, Some(value)).expect(key);
     }
-    config.settings("Default").expect("the default profile")
+    ProfileSettings::clone(&config.settings("Default").expect("the default profile"))
 }
 
 fn login() -> Login {
