@@ -100,6 +100,12 @@ def test_the_library_s_json_errors_name_the_field_not_a_column(client: smtpbridg
     assert error.message.startswith("message field archive: invalid type: string \"yes\""), error.message
     error = expect_error(INVALID_ARGUMENT, client.merge, {"subject": "x", "text": "y"}, [{"email": ["a@example.com"]}])
     assert error.message.startswith("recipients field [0].email: "), error.message
+    # Recipients the caller wrote as JSON keep their position, even where
+    # the template the binding built has a field at that column.
+    error = expect_error(INVALID_ARGUMENT, client.merge, {"subject": "x" * 80, "text": "y"},
+                         '[{"email": ["a@example.com"]}]')
+    assert error.message.startswith("recipients JSON: invalid type: sequence"), error.message
+    assert error.message.endswith("at line 1 column 11"), error.message
     # JSON text the caller wrote keeps its line and column: that JSON is theirs.
     error = expect_error(INVALID_ARGUMENT, client.send, '{"to": 5, "text": "x"}')
     assert "line 1 column" in error.message

@@ -142,15 +142,16 @@ def field_at(spans: Sequence[Span], text: str, line: int, column: int) -> Option
 
 
 def name_the_field(message: str, what: str, text: str, spans: Sequence[Span]) -> Optional[str]:
-    """The library's error about JSON the binding built, naming the field instead of the position."""
+    """The library's error about JSON the binding built, naming the field instead of the position.
+
+    Only an error about this text (it starts "<what> JSON: "): a merge builds
+    two, and a position in one says nothing about the other.
+    """
+    prefix = f"{what} JSON: "
     found = _POSITION.search(message)
-    if not found:
+    if not message.startswith(prefix) or not found:
         return None
     field = field_at(spans, text, int(found.group(1)), int(found.group(2)))
     if field is None:
         return None
-    detail = message[: found.start()]
-    prefix = f"{what} JSON: "
-    if detail.startswith(prefix):
-        detail = detail[len(prefix):]
-    return f"{what} field {field}: {detail}"
+    return f"{what} field {field}: {message[len(prefix): found.start()]}"
