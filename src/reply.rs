@@ -68,7 +68,7 @@ pub(crate) struct ReplyBuilder {
 impl ReplyBuilder {
     /// Takes one line; the reply once its last line came.
     pub(crate) fn push(&mut self, line: &[u8]) -> std::result::Result<Option<Reply>, String> {
-        let text = String::from_utf8_lossy(line).into_owned();
+        let text = String::from_utf8_lossy(line);
         let bytes = text.as_bytes();
         let malformed = || format!("malformed reply line \"{}\"", crate::text::printable(&text));
         // RFC 5321 §4.2: three digits, the first 2 to 5 (1yz is unused in
@@ -76,7 +76,7 @@ impl ReplyBuilder {
         if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) || !(b'2'..=b'5').contains(&bytes[0]) {
             return Err(malformed());
         }
-        let this: u16 = text[..3].parse().map_err(|_| malformed())?;
+        let this = bytes[..3].iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
         if !self.lines.is_empty() && this != self.code {
             return Err("reply lines with different codes".into());
         }
@@ -95,22 +95,33 @@ impl ReplyBuilder {
         let lines = std::mem::take(&mut self.lines);
         let code = self.code;
         let enhanced = enhanced_code(code, &lines[0]);
-        let strip = |l: &String| match &enhanced {
-            Some(e) => l.strip_prefix(e.as_str()).map(|r| r.trim_start().to_string()).unwrap_or_else(|| l.clone()),
-            None => l.clone(),
+        let strip = |l: &'_ str| -> String {
+            match enhanced.as_deref().and_then(|e| l.strip_prefix(e)) {
+                Some(rest) => rest.trim_start().to_string(),
+                None => l.to_string(),
+            }
         };
-        let text = lines.iter().map(strip).collect::<Vec<_>>().join(" ");
+        let text = match lines.as_slice() {
+            [one] => strip(one),
+            many => many.iter().map(|l| strip(l)).collect::<Vec<_>>().join(" "),
+        };
         Ok(Some(Reply { code, enhanced, text, lines }))
     }
 }
 
+/// The RFC 3463 enhanced code that starts `first_line` (`class.subject.detail`:
+/// the class that of `code`, subject and detail 1 to 3 digits), if any.
 fn enhanced_code(code: u16, first_line: &str) -> Option<String> {
     let word = first_line.split_ascii_whitespace().next()?;
-    let parts: Vec<&str> = word.split('.').collect();
-    let valid = parts.len() == 3
-        && parts[0].len() == 1
-        && parts[0].as_bytes()[0] == b'0' + (code / 100) as u8
-        && parts[1..].iter().all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let mut parts = word.split('.');
+    let class = parts.next()?;
+    let number =
+        |p: Option<&str>| p.is_some_and(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let valid = class.len() == 1
+        && class.as_bytes()[0] == b'0' + (code / 100) as u8
+        && number(parts.next())
+        && number(parts.next())
+        && parts.next().is_none();
     valid.then(|| word.to_string())
 }
 
@@ -124,5 +135,24 @@ mod tests {
         assert_eq!(enhanced_code(250, "2.0.0 Ok: queued").as_deref(), Some("2.0.0"));
         assert_eq!(enhanced_code(550, "4.1.1 mismatch"), None);
         assert_eq!(enhanced_code(250, "Ok"), None);
+        assert_eq!(enhanced_code(550, "5.1.1.1 four parts"), None);
+        assert_eq!(enhanced_code(550, "5.1 two parts"), None);
+        assert_eq!(enhanced_code(550, "5.1234.1 too long"), None);
+        assert_eq!(enhanced_code(550, "5..1 empty"), None);
+        assert_eq!(enhanced_code(550, "5.7.139").as_deref(), Some("5.7.139"));
+    }
+
+    #[test]
+    fn a_reply_joins_its_lines_without_their_enhanced_codes() {
+        let mut b = ReplyBuilder::default();
+        assert_eq!(b.push(b"550-5.1.1 No such user").unwrap(), None);
+        let reply = b.push(b"550 5.1.1 here").unwrap().expect("the last line");
+        assert_eq!((reply.code, reply.enhanced.as_deref()), (550, Some("5.1.1")));
+        assert_eq!(reply.text, "No such user here");
+        assert_eq!(reply.lines, ["5.1.1 No such user", "5.1.1 here"]);
+        let reply = ReplyBuilder::default().push(b"250 Ok").unwrap().expect("one line");
+        assert_eq!((reply.code, reply.enhanced, reply.text.as_str()), (250, None, "Ok"));
+        assert!(ReplyBuilder::default().push(b"199 no").is_err());
+        assert!(ReplyBuilder::default().push(b"25").is_err());
     }
 }

@@ -332,6 +332,9 @@ impl Config {
 
     /// Whether `address` is blacklisted, by itself or by its domain.
     pub fn is_blacklisted(&self, address: &str) -> bool {
+        if self.blacklist.is_empty() {
+            return false;
+        }
         let address = address.to_ascii_lowercase();
         let domain = address.rsplit_once('@').map(|(_, d)| format!("@{d}"));
         self.blacklist.iter().any(|e| *e == address || Some(e) == domain.as_ref())
