@@ -162,12 +162,18 @@ fn literal(b: u8) -> bool {
 /// vectorises), then one at a time.
 fn literal_run(bytes: &[u8]) -> usize {
     let plain = |b: u8| u8::from(b.wrapping_sub(b' ') < 0x7f - b' ') & u8::from(b != b'=');
+    let all_plain = |block: &[u8]| block.iter().fold(1u8, |all, &b| all & plain(b)) == 1;
     let mut run = 0;
     for block in bytes.chunks_exact(16) {
-        if block.iter().fold(1u8, |all, &b| all & plain(b)) == 0 {
+        if !all_plain(block) {
             break;
         }
         run += 16;
+    }
+    // The last sixteen bytes, overlapping the blocks: the whole of a line
+    // of printable ASCII without a byte at a time.
+    if run < bytes.len() && run + 16 >= bytes.len() && bytes.len() >= 16 && all_plain(&bytes[bytes.len() - 16..]) {
+        return bytes.len();
     }
     run + bytes[run..].iter().position(|&b| !literal(b)).unwrap_or(bytes.len() - run)
 }
@@ -204,15 +210,30 @@ struct Qp<'a> {
 impl Qp<'_> {
     fn line(&mut self, mut line: &[u8]) {
         while let Some(&b) = line.first() {
-            if literal(b) && LINE - self.on_line >= 3 {
-                // A run of literal bytes, short of the line's last two places.
-                let room = LINE - self.on_line - 2;
-                let run = literal_run(&line[..room.min(line.len())]);
-                self.out.extend_from_slice(&line[..run]);
-                self.on_line += run;
-                self.last = self.out.len();
-                line = &line[run..];
-                continue;
+            if literal(b) && self.on_line < LINE {
+                // A run of literal bytes that passes the line's last place
+                // breaks after place 75, `=` in the 76th: what appending
+                // them one at a time below comes to (the 77th moves the
+                // 76th to the next line), in two copies.
+                let run = literal_run(&line[..line.len().min(LINE + 1 - self.on_line)]);
+                if self.on_line + run > LINE {
+                    let take = LINE - 1 - self.on_line;
+                    self.out.extend_from_slice(&line[..take]);
+                    self.out.extend_from_slice(b"=\r\n");
+                    self.on_line = 0;
+                    self.last = self.out.len();
+                    line = &line[take..];
+                    continue;
+                }
+                if LINE - self.on_line >= 3 {
+                    // The run, short of the line's last two places.
+                    let run = run.min(LINE - self.on_line - 2);
+                    self.out.extend_from_slice(&line[..run]);
+                    self.on_line += run;
+                    self.last = self.out.len();
+                    line = &line[run..];
+                    continue;
+                }
             }
             if literal(b) {
                 self.append(&[b]);

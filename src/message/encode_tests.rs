@@ -132,6 +132,20 @@ fn soft_breaks_and_trailing_blanks_match_lettre_at_every_line_position() {
 }
 
 #[test]
+fn long_literal_runs_break_as_lettre_breaks_them_from_any_start() {
+    // A run over several lines, begun after escapes that leave the first
+    // line at every offset, ended by each kind of tail at every place of
+    // the second and third lines.
+    for lead in ["", "é", "==", "=\t", "a=", "ééé"] {
+        for n in (140..160).chain(215..235) {
+            for tail in ["", "=", "é", " ", "\t", " \n", "= ", "\nnext"] {
+                check(&format!("{lead}{}{tail}{}", "a".repeat(n), "b".repeat(n % 7)));
+            }
+        }
+    }
+}
+
+#[test]
 fn base64_lines_are_the_same_in_pieces_as_whole() {
     let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 3) as u8).collect();
     let mut whole = Vec::new();
