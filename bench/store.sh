@@ -13,7 +13,7 @@ work=$(mktemp -d /tmp/smtpb-store-bench.XXXXXX)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
-smtp-sink -c -u "$(id -un)" 127.0.0.1:"$port" 256 & pids+=($!)
+smtp-sink -u "$(id -un)" 127.0.0.1:"$port" 256 >/dev/null & pids+=($!)
 for _ in $(seq 100); do
     python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$port" 2>/dev/null && break
     sleep 0.05
