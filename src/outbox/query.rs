@@ -130,7 +130,14 @@ impl Outbox {
     pub fn status(&self, id: &str) -> Result<Status> {
         self.catch_up();
         let state = self.lock();
-        Ok(self.record(&state, id)?.status)
+        if let Some(r) = state.held(id) {
+            return Ok(r.status.clone());
+        }
+        // The store is read without holding the ledger: delivery threads
+        // need it more than a host polling statuses does.
+        drop(state);
+        let record = self.store().get(id)?.ok_or_else(|| Self::not_found(id))?;
+        Ok(self.lock().overlay(record).status)
     }
 
     /// Statuses read from the store, with the ones not final taken from
